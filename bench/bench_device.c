@@ -1,0 +1,276 @@
+/*
+ * bench_device.c - moe-bench's device layer: the CPU (host memory, wall clock) and, in CUDA
+ * builds, the GPU (cudaMalloc, CUDA-graph replays timed by events, cuBLAS for the GEMM
+ * ceiling, NVTX ranges around timed regions).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "bench_device.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(MOE_BENCH_WITH_CUDA)
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <nvtx3/nvToolsExt.h>
+#endif
+
+struct bench_dev {
+  int gpu;
+  char name[256];
+  double copy_bw, gemm_rate;
+#if defined(MOE_BENCH_WITH_CUDA)
+  cudaStream_t stream;
+  struct cudaDeviceProp prop;
+#endif
+};
+
+static int forward_once(const bench_case *c, int copy, moe_cuda_stream_t stream) {
+  moe_status_t s = moe_routing_prepare(c->runner, c->problem, c->routing, c->config,
+                                       c->workspace, c->workspace_bytes, c->plan, stream);
+  if (!s && !c->routing_only)
+    s = moe_runner_run(c->runner, c->problem, &c->runs[copy], c->config, c->plan, c->workspace,
+                       c->workspace_bytes, stream);
+  if (s)
+    fprintf(stderr, "moe-bench: forward failed: %s: %s\n", moe_status_string(s),
+            moe_get_last_error());
+  return s != 0;
+}
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e6 + t.tv_nsec * 1e-3;
+}
+
+int bench_open(int backend, bench_dev **out) {
+  bench_dev *d = (bench_dev *)calloc(1, sizeof *d);
+  if (!d) return 1;
+  snprintf(d->name, sizeof d->name, "host CPU");
+  int32_t n = 0;
+  moe_cuda_device_count(&n);
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (backend != MOE_BACKEND_CPU && n > 0) {
+    d->gpu = 1;
+    cudaGetDeviceProperties(&d->prop, 0);
+    snprintf(d->name, sizeof d->name, "%s", d->prop.name);
+    if (cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking) != cudaSuccess) {
+      free(d);
+      return 1;
+    }
+  }
+#endif
+  if (backend == MOE_BACKEND_CUDA && !d->gpu) {
+    fprintf(stderr, "moe-bench: --backend cuda: no CUDA device available\n");
+    free(d);
+    return 1;
+  }
+  *out = d;
+  return 0;
+}
+
+void bench_close(bench_dev *d) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) cudaStreamDestroy(d->stream);
+#endif
+  free(d);
+}
+
+int bench_is_gpu(const bench_dev *d) { return d->gpu; }
+const char *bench_device_name(const bench_dev *d) { return d->name; }
+double bench_copy_bw(const bench_dev *d) { return d->copy_bw; }
+double bench_gemm_rate(const bench_dev *d) { return d->gemm_rate; }
+
+void *bench_alloc(bench_dev *d, size_t bytes) {
+  if (bytes == 0) bytes = 256;
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) {
+    void *p = NULL;
+    return cudaMalloc(&p, bytes) == cudaSuccess ? p : NULL;
+  }
+#endif
+  void *p = NULL;
+  return posix_memalign(&p, 256, bytes) == 0 ? p : NULL;
+}
+
+void bench_free(bench_dev *d, void *p) {
+  if (!p) return;
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) {
+    cudaFree(p);
+    return;
+  }
+#endif
+  free(p);
+}
+
+int bench_upload(bench_dev *d, void *dst, const void *src, size_t bytes) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) return cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice) != cudaSuccess;
+#endif
+  memcpy(dst, src, bytes);
+  return 0;
+}
+
+int bench_fill_repeat(bench_dev *d, void *dst, size_t bytes, const void *src, size_t block) {
+  if (!bytes) return 0;
+  if (bench_upload(d, dst, src, block < bytes ? block : bytes)) return 1;
+  /* Double the filled prefix each step (device-to-device on the GPU). */
+  for (size_t done = block < bytes ? block : bytes; done < bytes;) {
+    size_t n = done < bytes - done ? done : bytes - done;
+#if defined(MOE_BENCH_WITH_CUDA)
+    if (d->gpu) {
+      if (cudaMemcpy((char *)dst + done, dst, n, cudaMemcpyDeviceToDevice) != cudaSuccess)
+        return 1;
+    } else
+#endif
+      memcpy((char *)dst + done, dst, n);
+    done += n;
+  }
+  return 0;
+}
+
+moe_cuda_stream_t bench_stream(bench_dev *d) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) return (moe_cuda_stream_t)d->stream;
+#endif
+  return NULL;
+}
+
+void bench_sync(bench_dev *d) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) cudaStreamSynchronize(d->stream);
+#endif
+}
+
+size_t bench_l2_bytes(bench_dev *d) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) return (size_t)d->prop.l2CacheSize;
+#endif
+  return 0;
+}
+
+size_t bench_free_bytes(bench_dev *d) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  size_t f = 0, t = 0;
+  if (d->gpu && cudaMemGetInfo(&f, &t) == cudaSuccess) return f;
+#endif
+  return (size_t)1 << 40;
+}
+
+void bench_measure_ceilings(bench_dev *d) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (!d->gpu) return;
+  /* Copy: 1 GiB device to device, bytes read + written, median of 10. */
+  size_t n = (size_t)1 << 30;
+  void *a = NULL, *b = NULL;
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  if (cudaMalloc(&a, n) == cudaSuccess && cudaMalloc(&b, n) == cudaSuccess) {
+    float best[10];
+    cudaMemsetAsync(a, 0x3C, n, d->stream);
+    for (int i = 0; i < 10; ++i) {
+      cudaEventRecord(e0, d->stream);
+      cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, d->stream);
+      cudaEventRecord(e1, d->stream);
+      cudaEventSynchronize(e1);
+      cudaEventElapsedTime(&best[i], e0, e1);
+    }
+    float m = best[0];
+    for (int i = 1; i < 10; ++i) m = best[i] < m ? best[i] : m; /* best: the ceiling */
+    d->copy_bw = 2.0 * (double)n / (m * 1e-3);
+  }
+  cudaFree(a);
+  cudaFree(b);
+  /* Dense bf16 GEMM: 8192^3 through cuBLAS on random data, best of 10. */
+  const int N = 8192;
+  size_t mb = (size_t)N * N * 2;
+  void *A = NULL, *B = NULL, *C = NULL;
+  cublasHandle_t h = NULL;
+  if (cudaMalloc(&A, mb) == cudaSuccess && cudaMalloc(&B, mb) == cudaSuccess &&
+      cudaMalloc(&C, mb) == cudaSuccess && cublasCreate(&h) == CUBLAS_STATUS_SUCCESS) {
+    unsigned short *hb = (unsigned short *)malloc((size_t)1 << 24);
+    uint64_t s = 12345;
+    for (size_t i = 0; i < ((size_t)1 << 23); ++i) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      hb[i] = (unsigned short)(0x3C00 + ((s >> 40) & 0x7F) - 0x40 + ((s >> 60) << 15));
+    }
+    bench_fill_repeat(d, A, mb, hb, (size_t)1 << 24);
+    bench_fill_repeat(d, B, mb, hb, (size_t)1 << 24);
+    free(hb);
+    cublasSetStream(h, d->stream);
+    float one = 1.0f, zero = 0.0f, best = 1e30f;
+    for (int i = 0; i < 12; ++i) {
+      cudaEventRecord(e0, d->stream);
+      cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, N, N, N, &one, A, CUDA_R_16BF, N, B, CUDA_R_16BF,
+                   N, &zero, C, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      cudaEventRecord(e1, d->stream);
+      cudaEventSynchronize(e1);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, e0, e1);
+      if (i >= 2 && ms < best) best = ms;
+    }
+    d->gemm_rate = 2.0 * N * (double)N * N / (best * 1e-3);
+  }
+  if (h) cublasDestroy(h);
+  cudaFree(A);
+  cudaFree(B);
+  cudaFree(C);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+#endif
+}
+
+int bench_time(bench_dev *d, const bench_case *c, int iters, double *t_us) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) {
+    cudaGraphExec_t exec[4] = {0};
+    int rc = 0;
+    for (int k = 0; k < c->copies && !rc; ++k) {
+      cudaGraph_t g = NULL;
+      if (cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
+        return 1;
+      rc = forward_once(c, k, (moe_cuda_stream_t)d->stream);
+      cudaError_t e = cudaStreamEndCapture(d->stream, &g);
+      if (!rc && e == cudaSuccess)
+        rc = cudaGraphInstantiate(&exec[k], g, 0) != cudaSuccess;
+      else
+        rc = 1;
+      if (g) cudaGraphDestroy(g);
+    }
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    for (int k = 0; k < c->copies && !rc; ++k) rc = cudaGraphLaunch(exec[k], d->stream) != 0;
+    if (!rc) rc = cudaStreamSynchronize(d->stream) != cudaSuccess;
+    nvtxRangePushA("moe-bench timed forwards");
+    for (int i = 0; i < iters && !rc; ++i) {
+      cudaEventRecord(e0, d->stream);
+      rc = cudaGraphLaunch(exec[i % c->copies], d->stream) != cudaSuccess;
+      cudaEventRecord(e1, d->stream);
+      float ms = 0;
+      if (!rc) rc = cudaEventSynchronize(e1) != cudaSuccess;
+      if (!rc) cudaEventElapsedTime(&ms, e0, e1);
+      t_us[i] = ms * 1e3;
+    }
+    nvtxRangePop();
+    if (rc) fprintf(stderr, "moe-bench: CUDA error: %s\n", cudaGetErrorString(cudaGetLastError()));
+    for (int k = 0; k < c->copies; ++k)
+      if (exec[k]) cudaGraphExecDestroy(exec[k]);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return rc;
+  }
+#endif
+  if (forward_once(c, 0, NULL)) return 1; /* warm-up */
+  for (int i = 0; i < iters; ++i) {
+    double a = now_us();
+    if (forward_once(c, i % c->copies, NULL)) return 1;
+    t_us[i] = now_us() - a;
+  }
+  return 0;
+}

@@ -1,0 +1,49 @@
+/*
+ * bench_device.h - what moe-bench needs from the device it runs on: memory, a stream, timing
+ * of prepare+run (CUDA-graph replays on the GPU), and the same-run ceilings.
+ */
+#ifndef MOE_BENCH_DEVICE_H_
+#define MOE_BENCH_DEVICE_H_
+
+#include <stddef.h>
+
+#include "moe_trtllm.h"
+
+typedef struct bench_dev bench_dev;
+
+/* One timed case: routing prepare (+ run unless routing_only) over `copies` weight sets. */
+typedef struct {
+  moe_runner *runner;
+  const moe_problem *problem;
+  const moe_routing_args *routing;
+  const moe_run_args *runs; /* [copies] */
+  int copies;
+  int32_t config;
+  void *workspace;
+  size_t workspace_bytes;
+  moe_plan *plan;
+  int routing_only;
+} bench_case;
+
+/* backend: MOE_BACKEND_AUTO / CPU / CUDA. Returns nonzero (with a message) on failure. */
+int bench_open(int backend, bench_dev **out);
+void bench_close(bench_dev *d);
+int bench_is_gpu(const bench_dev *d);
+const char *bench_device_name(const bench_dev *d);
+void *bench_alloc(bench_dev *d, size_t bytes);
+void bench_free(bench_dev *d, void *p);
+int bench_upload(bench_dev *d, void *dst, const void *src, size_t bytes);
+/* Fill dst with repeats of the host block src (block bytes). */
+int bench_fill_repeat(bench_dev *d, void *dst, size_t bytes, const void *src, size_t block);
+moe_cuda_stream_t bench_stream(bench_dev *d);
+void bench_sync(bench_dev *d);
+size_t bench_l2_bytes(bench_dev *d);
+size_t bench_free_bytes(bench_dev *d);
+/* Measure device copy bandwidth and dense bf16 GEMM rate (GPU only). */
+void bench_measure_ceilings(bench_dev *d);
+double bench_copy_bw(const bench_dev *d);   /* bytes/s, 0 if unknown */
+double bench_gemm_rate(const bench_dev *d); /* FLOP/s, 0 if unknown */
+/* Time `iters` forwards; t_us[i] = microseconds of forward i. */
+int bench_time(bench_dev *d, const bench_case *c, int iters, double *t_us);
+
+#endif

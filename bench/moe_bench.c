@@ -1,0 +1,402 @@
+/*
+ * moe-bench - the main job: real MoE forwards of model presets through the public API, on the
+ * GPU when one is present, else on the CPU reference backend; prints a table (or JSON lines).
+ *
+ * Per row: µs per forward (median), TFLOP/s = 2·Σ_local cnt_e·(f·I·H + I·H) / t, TB/s of the
+ * bytes that must move (each distinct active local expert's weights once + hidden states in +
+ * output out), and on the GPU the same-run ceilings (device copy bandwidth, dense bf16 GEMM
+ * rate through cuBLAS) with the floor max(bytes/BW, FLOPs/rate) and t/floor as a % of limit.
+ * GPU timing: CUDA events around CUDA-graph replays (routing + GEMMs + finalize), weights
+ * rotated over several copies so L2 stays cold; NVTX ranges around the timed region.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "moe_trtllm.h"
+#include "bench_device.h"
+
+typedef struct {
+  const char *name;
+  int32_t E, K, method, n_group, topk_group;
+  int64_t H, I;
+  float scale;
+} preset;
+
+static const preset k_presets[] = {
+    {"deepseek-v3", 256, 8, MOE_ROUTING_DEEPSEEK_V3, 8, 4, 7168, 2048, 2.5f},
+    {"qwen3-235b", 128, 8, MOE_ROUTING_RENORMALIZE, 1, 1, 4096, 1536, 1.0f},
+    {"qwen3-30b", 128, 8, MOE_ROUTING_RENORMALIZE, 1, 1, 2048, 768, 1.0f},
+    {"mixtral-8x7b", 8, 2, MOE_ROUTING_RENORMALIZE, 1, 1, 4096, 14336, 1.0f},
+    {"gpt-oss-120b", 128, 4, MOE_ROUTING_RENORMALIZE, 1, 1, 2880, 2880, 1.0f},
+    {"llama4-maverick", 128, 1, MOE_ROUTING_LLAMA4, 1, 1, 5120, 8192, 1.0f},
+};
+#define N_PRESETS ((int)(sizeof k_presets / sizeof k_presets[0]))
+
+typedef struct {
+  const char *presets;
+  const char *tokens;
+  int backend; /* MOE_BACKEND_* */
+  int routing_only;
+  int iters;
+  int json;
+  int config; /* -1 = default */
+  double cpu_max_weight_gb;
+} options;
+
+static void usage(void) {
+  printf(
+      "usage: moe-bench [--preset NAME[,NAME..]|all] [--tokens N[,N..]] [--backend "
+      "auto|cpu|cuda]\n"
+      "                 [--stage all|routing] [--iters N] [--config N] [--json]\n"
+      "presets:");
+  for (int i = 0; i < N_PRESETS; ++i) printf(" %s", k_presets[i].name);
+  printf("\n");
+}
+
+static int parse(int argc, char **argv, options *o) {
+  o->presets = NULL;
+  o->tokens = NULL;
+  o->backend = MOE_BACKEND_AUTO;
+  o->routing_only = 0;
+  o->iters = 0;
+  o->json = 0;
+  o->config = -1;
+  o->cpu_max_weight_gb = 6.0;
+  for (int i = 1; i < argc; ++i) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--preset") && v) o->presets = argv[++i];
+    else if (!strcmp(a, "--tokens") && v) o->tokens = argv[++i];
+    else if (!strcmp(a, "--backend") && v) {
+      ++i;
+      o->backend = !strcmp(v, "cpu") ? MOE_BACKEND_CPU : !strcmp(v, "cuda") ? MOE_BACKEND_CUDA
+                                                                             : MOE_BACKEND_AUTO;
+    } else if (!strcmp(a, "--stage") && v) o->routing_only = !strcmp(argv[++i], "routing");
+    else if (!strcmp(a, "--iters") && v) o->iters = atoi(argv[++i]);
+    else if (!strcmp(a, "--config") && v) o->config = atoi(argv[++i]);
+    else if (!strcmp(a, "--json")) o->json = 1;
+    else {
+      usage();
+      return a[0] == '-' && a[1] == 'h' ? 1 : 2;
+    }
+  }
+  return 0;
+}
+
+/* ---- host data ---- */
+static uint64_t g_rng = 0x243F6A8885A308D3ull;
+static uint64_t rnd(void) {
+  uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static uint16_t rnd_bf16(int shift) { /* exact bf16 value m * 2^-shift, m in [-128, 127] */
+  float f = ldexpf((float)((int)(rnd() >> 56) - 128), -shift);
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return (uint16_t)(u >> 16);
+}
+
+static int check(moe_status_t s, const char *what) {
+  if (s == MOE_STATUS_SUCCESS) return 0;
+  fprintf(stderr, "moe-bench: %s failed: %s: %s\n", what, moe_status_string(s),
+          moe_get_last_error());
+  return 1;
+}
+
+static DLTensor tensor(void *data, int dev_type, DLDataTypeCode code, int bits, int ndim,
+                       int64_t *shape) {
+  DLTensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data;
+  t.device.device_type = (DLDeviceType)dev_type;
+  t.device.device_id = 0;
+  t.ndim = ndim;
+  t.dtype.code = (uint8_t)code;
+  t.dtype.bits = (uint8_t)bits;
+  t.dtype.lanes = 1;
+  t.shape = shape;
+  return t;
+}
+
+/* Fill @p bytes of (device) memory with repeats of a random host block. */
+static int fill_random(bench_dev *d, void *dst, size_t bytes, int shift) {
+  size_t block = bytes < ((size_t)16 << 20) ? bytes : ((size_t)16 << 20);
+  uint16_t *h = (uint16_t *)malloc(block);
+  if (!h) return 1;
+  for (size_t i = 0; i < block / 2; ++i) h[i] = rnd_bf16(shift);
+  int rc = bench_fill_repeat(d, dst, bytes, h, block);
+  free(h);
+  return rc;
+}
+
+typedef struct {
+  double us, tflops, tbps, floor_us;
+  int64_t local_slots, active_experts;
+  int32_t config;
+  char config_name[64];
+} row_result;
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* One preset at one T: build inputs, prepare weights, time forwards. */
+static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, const options *o,
+                    row_result *res) {
+  const int gpu = bench_is_gpu(d);
+  const int dev = gpu ? kDLCUDA : kDLCPU;
+  moe_problem prob;
+  moe_problem_init(&prob, MOE_PROBLEM_VERSION);
+  prob.num_tokens = T;
+  prob.num_experts = p->E;
+  prob.top_k = p->K;
+  prob.hidden_size = p->H;
+  prob.intermediate_size = p->I;
+  int32_t cfg = o->config;
+  if (cfg < 0 && check(moe_runner_get_default_config(r, &prob, &cfg), "default config")) return 1;
+  moe_config_info info;
+  if (check(moe_runner_describe_config(r, cfg, &info), "describe config")) return 1;
+  size_t ws_bytes = 0, w1_bytes = 0, w2_bytes = 0;
+  if (check(moe_runner_get_workspace_size(r, &prob, cfg, &ws_bytes), "workspace size") ||
+      check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM1, &w1_bytes), "w1 size") ||
+      check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM2, &w2_bytes), "w2 size"))
+    return 1;
+  const double wgb = (double)(w1_bytes + w2_bytes) / 1e9;
+  if (!gpu && wgb > o->cpu_max_weight_gb) {
+    fprintf(stderr, "moe-bench: %s skipped on the CPU: %.1f GB of weights\n", p->name, wgb);
+    return -1;
+  }
+  /* Rotating weight copies keep L2 cold on the GPU (enough that one pass exceeds it 4x). */
+  int copies = 1;
+  if (gpu && !o->routing_only) {
+    double l2 = (double)bench_l2_bytes(d);
+    copies = (int)ceil(4.0 * l2 / (double)(w1_bytes + w2_bytes)) + 1;
+    if (copies > 4) copies = 4;
+    if (copies < 2) copies = 2;
+    size_t free_b = bench_free_bytes(d);
+    while (copies > 1 && (double)copies * (w1_bytes + w2_bytes) * 1.0 + ws_bytes +
+                                 2.0 * (w1_bytes > w2_bytes ? w1_bytes : w2_bytes) >
+                             0.9 * (double)free_b)
+      --copies;
+  }
+  const int ds = p->method == MOE_ROUTING_DEEPSEEK_V3;
+  int64_t sh_logits[2] = {T, p->E}, sh_bias[1] = {p->E}, sh_x[2] = {T, p->H};
+  int64_t sh_w1[3] = {p->E, 2 * p->I, p->H}, sh_w2[3] = {p->E, p->H, p->I};
+  int64_t sh_p1[1] = {(int64_t)w1_bytes}, sh_p2[1] = {(int64_t)w2_bytes};
+  size_t logit_bytes = (size_t)(T * p->E * (ds ? 4 : 2));
+  void *logits = bench_alloc(d, logit_bytes + 16), *bias = bench_alloc(d, (size_t)p->E * 2 + 16);
+  void *x = bench_alloc(d, (size_t)(T * p->H * 2) + 16), *out = bench_alloc(d, (size_t)(T * p->H * 2) + 16);
+  void *ws = bench_alloc(d, ws_bytes);
+  void *w1[4] = {0}, *w2[4] = {0};
+  int rc = 1;
+  if (!logits || !bias || !x || !out || !ws) goto done;
+  {
+    /* logits: exact random values (fp32 for DeepSeekV3, bf16 otherwise) */
+    size_t n = (size_t)(T * p->E);
+    void *h = malloc(logit_bytes + 16);
+    if (!h) goto done;
+    for (size_t i = 0; i < n; ++i) {
+      if (ds) ((float *)h)[i] = ldexpf((float)((int64_t)(rnd() >> 40) - (1 << 23)), -21);
+      else ((uint16_t *)h)[i] = rnd_bf16(5);
+    }
+    int e = bench_upload(d, logits, h, logit_bytes);
+    for (int i = 0; i < p->E; ++i) ((uint16_t *)h)[i] = rnd_bf16(9);
+    e |= bench_upload(d, bias, h, (size_t)p->E * 2);
+    free(h);
+    if (e || fill_random(d, x, (size_t)(T * p->H * 2), 6)) goto done;
+  }
+  for (int c = 0; c < copies; ++c) {
+    void *canon = bench_alloc(d, w1_bytes > w2_bytes ? w1_bytes : w2_bytes);
+    w1[c] = bench_alloc(d, w1_bytes);
+    w2[c] = bench_alloc(d, w2_bytes);
+    if (!canon || !w1[c] || !w2[c]) {
+      bench_free(d, canon);
+      goto done;
+    }
+    DLTensor tc1 = tensor(canon, dev, kDLBfloat, 16, 3, sh_w1);
+    DLTensor tc2 = tensor(canon, dev, kDLBfloat, 16, 3, sh_w2);
+    DLTensor tp1 = tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
+    DLTensor tp2 = tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
+    int e = fill_random(d, canon, w1_bytes, 8) ||
+            check(moe_weights_prepare(r, &prob, MOE_WEIGHTS_GEMM1, &tc1, &tp1, bench_stream(d)),
+                  "prepare W1") ||
+            fill_random(d, canon, w2_bytes, 8) ||
+            check(moe_weights_prepare(r, &prob, MOE_WEIGHTS_GEMM2, &tc2, &tp2, bench_stream(d)),
+                  "prepare W2");
+    bench_sync(d);
+    bench_free(d, canon);
+    if (e) goto done;
+  }
+  {
+    DLTensor t_logits = tensor(logits, dev, ds ? kDLFloat : kDLBfloat, ds ? 32 : 16, 2, sh_logits);
+    DLTensor t_bias = tensor(bias, dev, kDLBfloat, 16, 1, sh_bias);
+    DLTensor t_x = tensor(x, dev, kDLBfloat, 16, 2, sh_x);
+    DLTensor t_out = tensor(out, dev, kDLBfloat, 16, 2, sh_x);
+    DLTensor t_w1[4], t_w2[4];
+    moe_routing_args ra;
+    moe_routing_args_init(&ra, MOE_ROUTING_ARGS_VERSION);
+    ra.method = p->method;
+    ra.logits = &t_logits;
+    ra.bias = ds ? &t_bias : NULL;
+    ra.n_group = p->n_group;
+    ra.topk_group = p->topk_group;
+    ra.routed_scaling_factor = p->scale;
+    moe_run_args runs[4];
+    for (int c = 0; c < copies; ++c) {
+      t_w1[c] = tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
+      t_w2[c] = tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
+      moe_run_args_init(&runs[c], MOE_RUN_ARGS_VERSION);
+      runs[c].hidden_states = &t_x;
+      runs[c].gemm1_weights = &t_w1[c];
+      runs[c].gemm2_weights = &t_w2[c];
+      runs[c].output = &t_out;
+    }
+    moe_plan plan;
+    moe_plan_init(&plan, MOE_PLAN_VERSION);
+    /* One untimed forward to read the routed counts for the FLOP / byte model. */
+    if (check(moe_routing_prepare(r, &prob, &ra, cfg, ws, ws_bytes, &plan, bench_stream(d)),
+              "routing prepare"))
+      goto done;
+    int32_t *counts = (int32_t *)calloc((size_t)p->E, sizeof(int32_t));
+    if (!counts || check(moe_plan_read(r, &plan, ws, ws_bytes, MOE_PLAN_EXPERT_COUNTS, counts,
+                                       (size_t)p->E * 4, bench_stream(d)),
+                         "plan read")) {
+      free(counts);
+      goto done;
+    }
+    res->local_slots = 0;
+    res->active_experts = 0;
+    for (int e = 0; e < p->E; ++e) {
+      res->local_slots += counts[e];
+      res->active_experts += counts[e] > 0;
+    }
+    free(counts);
+    int iters = o->iters > 0 ? o->iters : (gpu ? 50 : 3);
+    double *t = (double *)malloc(sizeof(double) * (size_t)iters);
+    if (!t) goto done;
+    bench_case bc = {r, &prob, &ra, runs, copies, cfg, ws, ws_bytes, &plan, o->routing_only};
+    int e = bench_time(d, &bc, iters, t);
+    if (e) {
+      free(t);
+      goto done;
+    }
+    qsort(t, (size_t)iters, sizeof *t, cmp_double);
+    res->us = t[iters / 2];
+    free(t);
+  }
+  {
+    const double f = 2.0; /* gated presets */
+    double flops = o->routing_only ? 0.0
+                                   : 2.0 * (double)res->local_slots *
+                                         (f * p->I * p->H + (double)p->I * p->H);
+    double bytes = o->routing_only ? (double)T * p->E * (ds ? 4 : 2)
+                                   : (double)res->active_experts * (f * p->I * p->H +
+                                                                    (double)p->H * p->I) * 2.0 +
+                                         2.0 * T * p->H * 2.0;
+    res->tflops = flops / (res->us * 1e-6) / 1e12;
+    res->tbps = bytes / (res->us * 1e-6) / 1e12;
+    double bw = bench_copy_bw(d), rate = bench_gemm_rate(d);
+    res->floor_us = 0.0;
+    if (bw > 0 && rate > 0) {
+      double a = bytes / bw * 1e6, b = flops / rate * 1e6;
+      res->floor_us = a > b ? a : b;
+    }
+    res->config = cfg;
+    snprintf(res->config_name, sizeof res->config_name, "%s", info.name);
+  }
+  rc = 0;
+done:
+  bench_sync(d);
+  for (int c = 0; c < 4; ++c) {
+    bench_free(d, w1[c]);
+    bench_free(d, w2[c]);
+  }
+  bench_free(d, logits);
+  bench_free(d, bias);
+  bench_free(d, x);
+  bench_free(d, out);
+  bench_free(d, ws);
+  return rc;
+}
+
+static int parse_list(const char *s, int64_t *out, int cap) {
+  int n = 0;
+  while (s && *s && n < cap) {
+    out[n++] = strtoll(s, (char **)&s, 10);
+    if (*s == ',') ++s;
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  int pr = parse(argc, argv, &o);
+  if (pr) return pr == 1 ? 0 : 2;
+  bench_dev *d = NULL;
+  if (bench_open(o.backend, &d)) return 1;
+  const int gpu = bench_is_gpu(d);
+  moe_runner_options ro;
+  moe_runner_options_init(&ro, MOE_RUNNER_OPTIONS_VERSION);
+  ro.backend = gpu ? MOE_BACKEND_CUDA : MOE_BACKEND_CPU;
+  moe_runner *r = NULL;
+  if (check(moe_runner_create(&ro, &r), "runner create")) return 1;
+
+  const char *presets = o.presets ? o.presets : (gpu ? "all" : "qwen3-30b");
+  const char *tokens =
+      o.tokens ? o.tokens
+               : (o.routing_only ? "1,16,64,256,1024,4096,16384,65536"
+                                 : (gpu ? "1,8,32,128,512,2048,8192,16384" : "1,8,32"));
+  int64_t tlist[64];
+  int nt = parse_list(tokens, tlist, 64);
+  if (gpu) bench_measure_ceilings(d);
+  if (!o.json) {
+    printf("moe-bench: %s, %s\n", gpu ? "CUDA backend" : "CPU backend (no GPU found)",
+           bench_device_name(d));
+    if (gpu)
+      printf("ceilings (same run): device copy %.2f TB/s, dense bf16 GEMM %.0f TFLOP/s\n",
+             bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
+    printf("%-16s %7s %8s %10s %8s %7s %9s %7s  %s\n", "preset", "T", "slots", "us",
+           "TFLOP/s", "TB/s", "floor_us", "%floor", "config");
+  }
+  int failures = 0;
+  for (int pi = 0; pi < N_PRESETS; ++pi) {
+    const preset *p = &k_presets[pi];
+    if (strcmp(presets, "all") && !strstr(presets, p->name)) continue;
+    for (int ti = 0; ti < nt; ++ti) {
+      row_result res;
+      memset(&res, 0, sizeof res);
+      int rc = run_case(d, r, p, tlist[ti], &o, &res);
+      if (rc < 0) break;
+      if (rc) {
+        ++failures;
+        continue;
+      }
+      double pct = res.floor_us > 0 ? 100.0 * res.floor_us / res.us : 0.0;
+      if (o.json)
+        printf("{\"preset\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"stage\":\"%s\","
+               "\"tokens\":%lld,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
+               "\"tflops\":%.3f,\"tbps\":%.4f,\"floor_us\":%.3f,\"pct_floor\":%.1f,"
+               "\"config\":%d,\"config_name\":\"%s\",\"copy_tbps\":%.3f,\"gemm_tflops\":%.1f}\n",
+               p->name, gpu ? "cuda" : "cpu", bench_device_name(d),
+               o.routing_only ? "routing" : "all", (long long)tlist[ti],
+               (long long)res.local_slots, (long long)res.active_experts, res.us, res.tflops,
+               res.tbps, res.floor_us, pct, res.config, res.config_name,
+               bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
+      else
+        printf("%-16s %7lld %8lld %10.1f %8.2f %7.3f %9.1f %6.1f%%  %s\n", p->name,
+               (long long)tlist[ti], (long long)res.local_slots, res.us, res.tflops, res.tbps,
+               res.floor_us, pct, res.config_name);
+      fflush(stdout);
+    }
+  }
+  moe_runner_destroy(r);
+  bench_close(d);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,211 @@
+package io.moetrtllm;
+
+import java.lang.ref.Reference;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A moe_runner: the config catalogue and backend for one activation and dtype. Close it (or use
+ * try-with-resources); after close every call throws MoeException with the library's message.
+ * Device pointers and streams are longs (0 = NULL; the CPU backend needs stream 0).
+ */
+public final class Runner implements AutoCloseable {
+  private long handle;
+  private final int activation;
+
+  /** Runner options (moe_runner_options). */
+  public static final class Options {
+    int backend = Moe.BACKEND_AUTO;
+    int deviceId = 0;
+    int smVersion = 0;
+    int activation = Moe.ACTIVATION_SWIGLU;
+    int numThreads = 0;
+
+    public Options backend(int b) {
+      backend = b;
+      return this;
+    }
+
+    public Options deviceId(int d) {
+      deviceId = d;
+      return this;
+    }
+
+    public Options smVersion(int s) {
+      smVersion = s;
+      return this;
+    }
+
+    public Options activation(int a) {
+      activation = a;
+      return this;
+    }
+
+    public Options numThreads(int n) {
+      numThreads = n;
+      return this;
+    }
+  }
+
+  public Runner(Options o) {
+    handle = MoeNative.moe_b_runner_create(o.backend, o.deviceId, o.smVersion, o.activation,
+        o.numThreads);
+    activation = o.activation;
+  }
+
+  /** A runner with the given backend and activation, other options default. */
+  public Runner(int backend, int activation) {
+    this(new Options().backend(backend).activation(activation));
+  }
+
+  long handle() {
+    return handle; // 0 after close: the library reports the NULL runner
+  }
+
+  /** Destroys the runner (idempotent). */
+  @Override
+  public synchronized void close() {
+    long h = handle;
+    handle = 0;
+    if (h != 0) {
+      MoeNative.moe_b_runner_destroy(h);
+    }
+  }
+
+  public boolean isClosed() {
+    return handle == 0;
+  }
+
+  public int activation() {
+    return activation;
+  }
+
+  public int backend() {
+    return MoeNative.moe_b_runner_backend(handle);
+  }
+
+  public int numConfigs() {
+    return MoeNative.moe_b_num_configs(handle);
+  }
+
+  /** Config indices valid for the problem, best first. */
+  public List<Integer> validConfigs(Problem p) {
+    int n = MoeNative.moe_b_valid_config_count(handle, p.numExperts(), p.numTokens(), p.topK(),
+        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize());
+    List<Integer> out = new ArrayList<>(n);
+    for (int i = 0; i < n; i++) {
+      out.add(MoeNative.moe_b_valid_config_at(handle, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), i));
+    }
+    return out;
+  }
+
+  public int defaultConfig(Problem p) {
+    return MoeNative.moe_b_default_config(handle, p.numExperts(), p.numTokens(), p.topK(),
+        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize());
+  }
+
+  public ConfigInfo describeConfig(int config) {
+    int[] f = new int[9];
+    for (int i = 0; i < 9; i++) {
+      f[i] = MoeNative.moe_b_config_field(handle, config, i);
+    }
+    return new ConfigInfo(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
+        MoeNative.moe_b_config_name(handle, config));
+  }
+
+  public int clusterSize(int config) {
+    return MoeNative.moe_b_cluster_size(handle, config);
+  }
+
+  /** Workspace bytes for the problem (numTokens = T_max) with the config. */
+  public long workspaceSize(Problem p, int config) {
+    return MoeNative.moe_b_workspace_size(handle, p.numExperts(), p.numTokens(), p.topK(),
+        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+        config);
+  }
+
+  /** Bytes of a prepared weight tensor (Moe.WEIGHTS_GEMM1 / GEMM2). */
+  public long weightsPreparedSize(Problem p, int which) {
+    return MoeNative.moe_b_weights_prepared_size(handle, p.numExperts(), p.numTokens(), p.topK(),
+        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), which);
+  }
+
+  /** Converts canonical bf16 weights into the prepared uint8 tensor. */
+  public void prepareWeights(Problem p, int which, Tensor canonical, Tensor prepared,
+      long stream) {
+    MoeNative.moe_b_weights_prepare(handle, p.numExperts(), p.numTokens(), p.topK(),
+        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), which,
+        canonical == null ? null : canonical.desc, prepared == null ? null : prepared.desc,
+        stream);
+    Reference.reachabilityFence(canonical);
+    Reference.reachabilityFence(prepared);
+  }
+
+  /** CPU convenience: prepares host canonical weights into a new host uint8 tensor. */
+  public Tensor prepareWeightsHost(Problem p, int which, Tensor canonical) {
+    Tensor out = Tensor.allocateHost(DType.U8, weightsPreparedSize(p, which));
+    prepareWeights(p, which, canonical, out, 0);
+    return out;
+  }
+
+  /** A zeroed, 256-byte aligned host workspace for the problem and config. */
+  public Tensor allocateHostWorkspace(Problem p, int config) {
+    return Tensor.allocateHost(DType.U8, workspaceSize(p, config));
+  }
+
+  private static java.nio.ByteBuffer d(Tensor t) {
+    return t == null ? null : t.desc;
+  }
+
+  /** Routes the problem for the config into the workspace; returns the plan. */
+  public Plan prepareRouting(Problem p, int config, Tensor workspace, RoutingArgs a,
+      long stream) {
+    Plan plan = new Plan(this, workspace, stream);
+    MoeNative.moe_b_routing_prepare(handle, p.numExperts(), p.numTokens(), p.topK(),
+        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), config,
+        a.method, d(a.logits), d(a.bias), d(a.topkIds), d(a.topkWeights), d(a.topkPacked),
+        a.nGroup, a.topkGroup, a.routedScalingFactor, a.enablePdl ? 1 : 0, d(workspace),
+        plan.desc, stream);
+    Reference.reachabilityFence(a);
+    Reference.reachabilityFence(workspace);
+    return plan;
+  }
+
+  /** GEMM1, GEMM2 and finalize on a prepared plan. */
+  public void run(Problem p, int config, Plan plan, Tensor workspace, RunArgs a, long stream) {
+    MoeNative.moe_b_run(handle, p.numExperts(), p.numTokens(), p.topK(), p.localExpertOffset(),
+        p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), config,
+        plan == null ? null : plan.desc, a.finalizeFlag(), d(a.hiddenStates), d(a.gemm1Weights),
+        d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias), d(a.gemm1Alpha), d(a.gemm1Beta),
+        d(a.gemm1ClampLimit), d(a.output), d(a.permutedOutput), a.enablePdl ? 1 : 0,
+        d(workspace), stream);
+    Reference.reachabilityFence(a);
+    Reference.reachabilityFence(plan);
+    Reference.reachabilityFence(workspace);
+  }
+
+  /**
+   * One-shot forward with the default config. With workspace null a host workspace is
+   * allocated; with no output in the run args a host bf16 [T, H] output is allocated. Returns
+   * the output tensor.
+   */
+  public Tensor forward(Problem p, RoutingArgs r, RunArgs a, Tensor workspace, long stream) {
+    if (workspace == null) {
+      workspace = allocateHostWorkspace(p, defaultConfig(p));
+    }
+    if (a.output == null) {
+      a.output(Tensor.allocateHost(DType.BF16, p.numTokens(), p.hiddenSize()));
+    }
+    MoeNative.moe_b_forward(handle, p.numExperts(), p.numTokens(), p.topK(),
+        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+        r.method, d(r.logits), d(r.bias), d(r.topkIds), d(r.topkWeights), d(r.topkPacked),
+        r.nGroup, r.topkGroup, r.routedScalingFactor, 1, d(a.hiddenStates), d(a.gemm1Weights),
+        d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias), d(a.gemm1Alpha), d(a.gemm1Beta),
+        d(a.gemm1ClampLimit), d(a.output), null, r.enablePdl ? 1 : 0, d(workspace), stream);
+    Reference.reachabilityFence(r);
+    Reference.reachabilityFence(a);
+    Reference.reachabilityFence(workspace);
+    return a.output;
+  }
+}

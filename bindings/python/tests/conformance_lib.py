@@ -1,0 +1,294 @@
+"""The shared conformance suite (docs/conformance.md), run through the Python binding."""
+
+import os
+
+import numpy as np
+
+import moe_trtllm as moe
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CASES = os.path.normpath(os.path.join(HERE, "..", "..", "..", "tests", "conformance",
+                                              "cases.txt"))
+KEYS = {"name", "method", "input", "logits_dtype", "T", "E", "K", "H", "I", "offset", "local",
+        "act", "tile", "cluster", "n_group", "topk_group", "scale", "bias", "gemm_bias",
+        "swiglu_params", "finalize", "seed", "plan", "output", "status"}
+INT_KEYS = {"method", "T", "E", "K", "H", "I", "offset", "local", "act", "tile", "cluster",
+            "n_group", "topk_group", "bias", "gemm_bias", "swiglu_params", "finalize", "seed"}
+STATUS = {"ok": 0, "INVALID_ARGUMENT": 1, "NOT_SUPPORTED": 2, "OUT_OF_MEMORY": 3,
+          "CUDA_ERROR": 4, "NO_DEVICE": 5, "INSUFFICIENT_WORKSPACE": 6, "VERSION_MISMATCH": 7,
+          "INVALID_CONFIG": 8, "INTERNAL": 99}
+
+
+def cases_path():
+    return os.environ.get("MOE_CONFORMANCE_CASES") or DEFAULT_CASES
+
+
+def parse_cases(path=None):
+    """Parse the case file: a list of dicts (int fields converted)."""
+    cases = []
+    with open(path or cases_path(), encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            c = {}
+            for field in line.split(" "):
+                if not field:
+                    continue
+                k, sep, v = field.partition("=")
+                if not sep or k not in KEYS:
+                    raise ValueError(f"{path}:{lineno}: bad field {field!r}")
+                c[k] = int(v) if k in INT_KEYS else v
+            c.setdefault("status", "ok")
+            c["_line"] = lineno
+            cases.append(c)
+    return cases
+
+
+# -- the portable generator -----------------------------------------------------------------
+M64 = (1 << 64) - 1
+GAMMA = 0x9E3779B97F4A7C15
+
+
+def _splitmix(seed, stream, n):
+    """The first n outputs of stream `stream` as a numpy uint64 array."""
+    base = np.uint64((seed ^ ((stream * GAMMA) & M64)) & M64)
+    with np.errstate(over="ignore"):
+        z = base + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(GAMMA)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+class _Seq:
+    """Sequential next() over a stream (for the rejection-sampled ids)."""
+
+    def __init__(self, seed, stream):
+        self.s = (seed ^ ((stream * GAMMA) & M64)) & M64
+
+    def next(self):
+        self.s = (self.s + GAMMA) & M64
+        z = self.s
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
+
+
+def gen_bf16(seed, stream, shape, scale):
+    """bf16 bit patterns (uint16) of m * 2^-scale, m = (next >> 56) - 128."""
+    n = int(np.prod(shape, dtype=np.int64))
+    m = (_splitmix(seed, stream, n) >> np.uint64(56)).astype(np.int64) - 128
+    f = (m.astype(np.float32) * np.float32(2.0 ** -scale)).astype(np.float32)
+    return (f.view(np.uint32) >> 16).astype(np.uint16).reshape(shape)
+
+
+def gen_f32(seed, stream, shape, scale):
+    """float32 values m * 2^-scale, m = (next >> 40) - 2^23."""
+    n = int(np.prod(shape, dtype=np.int64))
+    m = (_splitmix(seed, stream, n) >> np.uint64(40)).astype(np.int64) - (1 << 23)
+    return (m.astype(np.float64) * 2.0 ** -scale).astype(np.float32).reshape(shape)
+
+
+def gen_swiglu(seed, el):
+    v = _splitmix(seed, 10, 3 * el).reshape(el, 3) >> np.uint64(60)
+    v = v.astype(np.float32)
+    return (1 + v[:, 0] / 16).astype(np.float32), (v[:, 1] / 16).astype(np.float32), \
+        (4 + v[:, 2] / 4).astype(np.float32)
+
+
+def gen_ids(seed, T, K, E):
+    g = _Seq(seed, 6)
+    ids = np.zeros((T, K), dtype=np.int32)
+    for t in range(T):
+        for k in range(K):
+            e = g.next() % E
+            while e in ids[t, :k]:
+                e = g.next() % E
+            ids[t, k] = e
+    return ids
+
+
+# -- digests -----------------------------------------------------------------------------------
+def fnv1a(chunks):
+    """FNV-1a 64 over the little-endian bytes of the given numpy arrays, as 16 hex digits."""
+    h = 0xcbf29ce484222325
+    for a in chunks:
+        for b in np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes():
+            h = ((h ^ b) * 0x100000001b3) & M64
+    return "%016x" % h
+
+
+def plan_tables(plan):
+    n = int(plan.read(moe.PLAN_NUM_CTAS)[0])
+    p = int(plan.read(moe.PLAN_PERMUTED_SIZE)[0])
+    t = {
+        "ids": plan.read(moe.PLAN_TOPK_IDS),
+        "w": plan.read(moe.PLAN_EXPERT_WEIGHTS),
+        "e2p": plan.read(moe.PLAN_EXPANDED_TO_PERMUTED),
+        "p2t": plan.read(moe.PLAN_PERMUTED_TO_TOKEN)[:p],
+        "p2e": plan.read(moe.PLAN_PERMUTED_TO_EXPANDED)[:p],
+        "cb": plan.read(moe.PLAN_CTA_TO_BATCH)[:n],
+        "cm": plan.read(moe.PLAN_CTA_TO_MN_LIMIT)[:n],
+        "N": n, "P": p,
+    }
+    return t
+
+
+def plan_digest(t):
+    return fnv1a([t["ids"].astype(np.int32), t["w"].astype(np.uint16),
+                  t["e2p"].astype(np.int32), t["p2t"].astype(np.int32),
+                  t["p2e"].astype(np.int32), t["cb"].astype(np.int32), t["cm"].astype(np.int32),
+                  np.array([t["N"], t["P"]], dtype=np.int32)])
+
+
+def output_rows(case, t, out):
+    """The digested output: [T, H] bf16 (finalize) or the real permuted rows."""
+    if case["finalize"]:
+        return out
+    rows = [r for r in range(t["P"]) if t["p2t"][r] >= 0]
+    return out[rows] if rows else out[:0]
+
+
+# -- running one case --------------------------------------------------------------------------
+class Inputs:
+    """Host (numpy) inputs of a case."""
+
+    def __init__(self, c):
+        T, E, K, H, I = c["T"], c["E"], c["K"], c["H"], c["I"]
+        el = c.get("local", 0) or E
+        f = 2 if c["act"] in (moe.ACTIVATION_SWIGLU, moe.ACTIVATION_GEGLU) else 1
+        seed = c["seed"]
+        self.logits = self.bias = self.ids = self.weights = self.packed = None
+        inp = c.get("input", "logits")
+        if inp == "logits":
+            if c.get("logits_dtype", "f32") == "bf16":
+                self.logits = moe.bf16(gen_bf16(seed, 1, (T, E), 5))
+            else:
+                self.logits = gen_f32(seed, 1, (T, E), 21)
+        else:
+            ids = gen_ids(seed, T, K, E)
+            w = gen_bf16(seed, 7, (T, K), 7)
+            if inp == "ids":
+                self.ids, self.weights = ids, moe.bf16(w)
+            elif inp == "packed":
+                self.packed = ((ids.astype(np.int64) << 16) | w.astype(np.int64)).astype(
+                    np.uint32).view(np.int32)
+            else:
+                raise ValueError(f"unknown input {inp!r}")
+        if c.get("bias", 0):
+            self.bias = moe.bf16(gen_bf16(seed, 2, (E,), 7))
+        self.hidden = gen_bf16(seed, 3, (T, H), 6)
+        self.w1 = gen_bf16(seed, 4, (el, f * I, H), 8)
+        self.w2 = gen_bf16(seed, 5, (el, H, I), 8)
+        self.b1 = self.b2 = self.alpha = self.beta = self.clamp = None
+        if c.get("gemm_bias", 0):
+            self.b1 = gen_f32(seed, 8, (el, f * I), 26)
+            self.b2 = gen_f32(seed, 9, (el, H), 26)
+        if c.get("swiglu_params", 0):
+            self.alpha, self.beta, self.clamp = gen_swiglu(seed, el)
+
+
+def problem_of(c):
+    return moe.Problem(num_experts=c["E"], num_tokens=c["T"], top_k=c["K"], hidden_size=c["H"],
+                       intermediate_size=c["I"], local_expert_offset=c.get("offset", 0),
+                       local_num_experts=c.get("local", 0))
+
+
+def choose_config(r, p, c):
+    """The first valid config with the case's tile and cluster size."""
+    for cfg in r.valid_configs(p):
+        info = r.describe_config(cfg)
+        if info.tile == c["tile"] and info.cluster_size == c["cluster"]:
+            return cfg
+    raise moe.InvalidConfigError(moe.STATUS_INVALID_CONFIG,
+                                 f"no valid config with tile={c['tile']} "
+                                 f"cluster={c['cluster']}")
+
+
+class Device:
+    """Where a case runs: host numpy, or CUDA through torch."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        if backend == moe.BACKEND_CUDA:
+            import torch
+            self.torch = torch
+            self.stream = torch.cuda.current_stream().cuda_stream
+
+    def put(self, a, bf16=False):
+        if a is None:
+            return None
+        if self.backend == moe.BACKEND_CPU:
+            return a
+        torch = self.torch
+        if isinstance(a, moe.View):
+            a, bf16 = a.base, True
+        t = torch.from_numpy(np.ascontiguousarray(a)).cuda()
+        return t.view(torch.bfloat16) if bf16 else t
+
+    def zeros(self, shape, dtype):
+        if self.backend == moe.BACKEND_CPU:
+            if dtype == "u8":
+                n = int(np.prod(shape))
+                ws = moe._aligned_host_bytes(n)
+                ws[:] = 0
+                return ws
+            return np.zeros(shape, dtype=np.uint16)
+        torch = self.torch
+        return torch.zeros(shape, dtype=torch.uint8 if dtype == "u8" else torch.bfloat16,
+                           device="cuda")
+
+    def host_bf16_bits(self, t):
+        if self.backend == moe.BACKEND_CPU:
+            return t
+        self.torch.cuda.synchronize()
+        return t.view(self.torch.int16).cpu().numpy().view(np.uint16)
+
+    def wrap_out(self, t):
+        return moe.bf16(t) if self.backend == moe.BACKEND_CPU else t
+
+
+def run_case(c, backend=moe.BACKEND_CPU):
+    """Runs a case; returns (plan tables, digested output rows as uint16 numpy).
+
+    Raises MoeError on a library failure."""
+    dev = Device(backend)
+    stream = dev.stream if backend == moe.BACKEND_CUDA else None
+    x = Inputs(c)
+    p = problem_of(c)
+    with moe.Runner(backend=backend, activation=c["act"], num_threads=0) as r:
+        cfg = choose_config(r, p, c)
+        ws = dev.zeros((r.workspace_size(p, cfg),), "u8")
+        w1 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM1),), "u8")
+        w2 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM2),), "u8")
+        r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
+        r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
+        plan = r.prepare_routing(
+            p, cfg, ws, method=c["method"], logits=dev.put(x.logits), bias=dev.put(x.bias),
+            topk_ids=dev.put(x.ids), topk_weights=dev.put(x.weights),
+            topk_packed=dev.put(x.packed), n_group=c.get("n_group", 1),
+            topk_group=c.get("topk_group", 0), routed_scaling_factor=float(c.get("scale", "1")),
+            stream=stream)
+        assert plan.config == cfg and plan.tile == c["tile"] and plan.cluster_size == c["cluster"]
+        if c["finalize"]:
+            out = dev.zeros((c["T"], c["H"]), "bf16")
+            kw = dict(output=dev.wrap_out(out))
+        else:
+            out = dev.zeros((plan.max_padded_rows, c["H"]), "bf16")
+            kw = dict(permuted_output=dev.wrap_out(out))
+        r.run(p, cfg, plan, ws, hidden_states=dev.put(moe.bf16(x.hidden)), gemm1_weights=w1,
+              gemm2_weights=w2, do_finalize=bool(c["finalize"]), gemm1_bias=dev.put(x.b1),
+              gemm2_bias=dev.put(x.b2), gemm1_alpha=dev.put(x.alpha),
+              gemm1_beta=dev.put(x.beta), gemm1_clamp_limit=dev.put(x.clamp), stream=stream,
+              **kw)
+        t = plan_tables(plan)
+        return t, output_rows(c, t, dev.host_bf16_bits(out))
+
+
+def run_error_case(c, backend=moe.BACKEND_CPU):
+    """An error case: returns the MoeError raised by config selection or prepare (or None)."""
+    try:
+        run_case(c, backend)
+    except moe.MoeError as e:
+        return e
+    return None

@@ -1,0 +1,156 @@
+"""API and error-path tests of the Python binding (CPU backend)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import moe_trtllm as moe
+import conformance_lib as cl
+
+P = moe.Problem(num_experts=8, num_tokens=5, top_k=2, hidden_size=64, intermediate_size=32)
+
+
+def _setup(r, p=P, seed=7):
+    case = dict(T=p.num_tokens, E=p.num_experts, K=p.top_k, H=p.hidden_size,
+                I=p.intermediate_size, act=r.activation, seed=seed, method=1)
+    x = cl.Inputs(case)
+    w1 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM1, x.w1)
+    w2 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM2, x.w2)
+    return x, w1, w2
+
+
+@pytest.fixture
+def runner():
+    with moe.Runner(backend=moe.BACKEND_CPU) as r:
+        yield r
+
+
+def test_version_and_status_strings():
+    assert moe.__version__.startswith("0.")
+    assert moe.status_string(moe.STATUS_SUCCESS)
+    assert moe.status_string(moe.STATUS_INVALID_ARGUMENT)
+    assert moe.cuda_device_count() >= 0
+
+
+def test_queries(runner):
+    assert runner.backend == moe.BACKEND_CPU
+    assert runner.num_configs > 0
+    cfgs = runner.valid_configs(P)
+    assert cfgs and cfgs[0] == runner.default_config(P)
+    for c in cfgs:
+        info = runner.describe_config(c)
+        assert info.index == c and info.name
+        assert info.cluster_size == runner.cluster_size(c)
+        assert info.tile == info.cta_tile * info.cluster_size
+        assert runner.workspace_size(P, c) > 0
+    assert runner.weights_prepared_size(P, moe.WEIGHTS_GEMM1) == 8 * 64 * 64 * 2
+    assert runner.weights_prepared_size(P, moe.WEIGHTS_GEMM2) == 8 * 64 * 32 * 2
+
+
+def test_prepare_run_matches_forward(runner):
+    x, w1, w2 = _setup(runner)
+    cfg = runner.default_config(P)
+    ws = runner.allocate_workspace(P, cfg)
+    plan = runner.prepare_routing(P, cfg, ws, logits=x.logits)
+    assert plan.config == cfg and plan.num_tokens == P.num_tokens
+    ids = plan.read(moe.PLAN_TOPK_IDS)
+    assert ids.shape == (P.num_tokens * P.top_k,)
+    assert ((ids >= 0) & (ids < P.num_experts)).all()
+    assert plan.read(moe.PLAN_EXPERT_WEIGHTS).dtype == np.uint16
+    assert plan.read_count(moe.PLAN_NUM_CTAS) == 1
+    out = np.zeros((P.num_tokens, P.hidden_size), np.uint16)
+    runner.run(P, cfg, plan, ws, hidden_states=moe.bf16(x.hidden), gemm1_weights=w1,
+               gemm2_weights=w2, output=moe.bf16(out))
+    out2 = runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=x.logits)
+    assert out2.dtype == np.uint16 and out2.shape == out.shape
+    assert np.array_equal(out, out2)
+    f = moe.bf16_bits_to_float(out)
+    assert np.isfinite(f).all() and np.abs(f).sum() > 0
+
+
+def test_forward_releases_gil(runner):
+    x, w1, w2 = _setup(runner)
+    results = []
+
+    def work():
+        results.append(runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=x.logits))
+
+    th = [threading.Thread(target=work) for _ in range(4)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    assert len(results) == 4 and all(np.array_equal(results[0], o) for o in results)
+
+
+def test_bad_shape_raises_invalid_argument(runner):
+    x, w1, w2 = _setup(runner)
+    with pytest.raises(moe.InvalidArgumentError) as ei:
+        runner.forward(P, moe.bf16(x.hidden[:, :32].copy()), w1, w2, logits=x.logits)
+    assert ei.value.status == moe.STATUS_INVALID_ARGUMENT and ei.value.message
+    assert isinstance(ei.value, ValueError) and isinstance(ei.value, moe.MoeError)
+
+
+def test_bad_dtype_raises(runner):
+    x, w1, w2 = _setup(runner)
+    with pytest.raises(moe.InvalidArgumentError) as ei:  # uint16 not viewed as bf16
+        runner.forward(P, x.hidden, w1, w2, logits=x.logits)
+    assert ei.value.message
+
+
+def test_bad_enum_value(runner):
+    x, w1, w2 = _setup(runner)
+    with pytest.raises(moe.MoeError) as ei:
+        runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=x.logits, method=42)
+    assert ei.value.status == moe.STATUS_INVALID_ARGUMENT and ei.value.message
+    with pytest.raises(moe.InvalidArgumentError) as ei:
+        moe.Runner(backend=moe.BACKEND_CPU, activation=5)
+    assert ei.value.message
+
+
+def test_too_small_workspace(runner):
+    x, w1, w2 = _setup(runner)
+    cfg = runner.default_config(P)
+    ws = moe._aligned_host_bytes(runner.workspace_size(P, cfg) - 256)
+    with pytest.raises(moe.InsufficientWorkspaceError) as ei:
+        runner.prepare_routing(P, cfg, ws, logits=x.logits)
+    assert ei.value.status == moe.STATUS_INSUFFICIENT_WORKSPACE and ei.value.message
+
+
+def test_wrong_config_for_plan(runner):
+    cfgs = runner.valid_configs(P)
+    if len(cfgs) < 2:
+        pytest.skip("only one valid config")
+    x, w1, w2 = _setup(runner)
+    ws = moe._aligned_host_bytes(max(runner.workspace_size(P, c) for c in cfgs))
+    plan = runner.prepare_routing(P, cfgs[0], ws, logits=x.logits)
+    out = np.zeros((P.num_tokens, P.hidden_size), np.uint16)
+    with pytest.raises(moe.InvalidConfigError) as ei:
+        runner.run(P, cfgs[1], plan, ws, hidden_states=moe.bf16(x.hidden), gemm1_weights=w1,
+                   gemm2_weights=w2, output=moe.bf16(out))
+    assert ei.value.message
+
+
+def test_use_after_close():
+    r = moe.Runner(backend=moe.BACKEND_CPU)
+    r.close()
+    r.close()  # idempotent
+    assert r.closed
+    with pytest.raises(moe.InvalidArgumentError) as ei:
+        r.valid_configs(P)
+    assert ei.value.message
+
+
+def test_not_a_tensor(runner):
+    with pytest.raises(TypeError):
+        runner.prepare_routing(P, 0, b"not a tensor", logits=None)
+
+
+def test_cuda_backend_without_device():
+    if moe.cuda_device_count() > 0:
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(moe.MoeError) as ei:
+        moe.Runner(backend=moe.BACKEND_CUDA)
+    assert ei.value.status in (moe.STATUS_NO_DEVICE, moe.STATUS_NOT_SUPPORTED)
+    assert ei.value.message

@@ -1,0 +1,62 @@
+"""The shared conformance cases (tests/conformance/cases.txt) on the CPU backend, and on the
+CUDA backend through torch when a GPU is present."""
+
+import os
+
+import numpy as np
+import pytest
+
+import moe_trtllm as moe
+import conformance_lib as cl
+
+CASES = cl.parse_cases()
+IDS = [c["name"] for c in CASES]
+
+
+def _gpu_reason():
+    if moe.cuda_device_count() == 0:
+        return "no CUDA device (moe_cuda_device_count() == 0)"
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed (the GPU tensor path of the Python binding)"
+    if not torch.cuda.is_available():
+        return "torch has no CUDA"
+    return None
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_case_cpu(case):
+    if case["status"] != "ok":
+        err = cl.run_error_case(case)
+        assert err is not None, f"{case['name']}: expected {case['status']}, the case ran"
+        assert err.status_name == case["status"], f"{case['name']}: got {err}"
+        assert err.message, "the error has no message"
+        return
+    t, out = cl.run_case(case)
+    assert cl.plan_digest(t) == case["plan"], f"{case['name']}: plan digest"
+    assert cl.fnv1a([out.astype(np.uint16)]) == case["output"], f"{case['name']}: output digest"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_case_gpu(case):
+    reason = _gpu_reason()
+    if reason:
+        pytest.skip(reason)
+    if case["status"] != "ok":
+        err = cl.run_error_case(case, moe.BACKEND_CUDA)
+        assert err is not None and err.status_name == case["status"] and err.message
+        return
+    tc, outc = cl.run_case(case)
+    tg, outg = cl.run_case(case, moe.BACKEND_CUDA)
+    assert cl.plan_digest(tg) == case["plan"], f"{case['name']}: GPU plan digest"
+    c = moe.bf16_bits_to_float(outc).astype(np.float64)
+    g = moe.bf16_bits_to_float(outg).astype(np.float64)
+    assert np.all(np.isfinite(g))
+    denom = np.linalg.norm(c)
+    rel = np.linalg.norm(g - c) / denom if denom > 0 else np.linalg.norm(g)
+    assert rel <= 1e-2, f"{case['name']}: ||gpu-cpu||/||cpu|| = {rel}"
+
+
+def test_cases_file_is_not_empty():
+    assert CASES, f"no cases in {cl.cases_path()}"

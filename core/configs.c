@@ -1,0 +1,189 @@
+/*
+ * configs.c - the config catalogue (backend-independent descriptions), validity per problem,
+ * and the best-first order.
+ *
+ * The rows come from MOE_SM90_BF16_CONFIGS in kernels/kernels.h, the same list the CUDA
+ * launcher instantiates, so the descriptions can never drift from the kernels. The CPU
+ * backend executes any config (it builds the same plan for the config's tile and C).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+static const moe_config_row k_sm90_bf16[] = {
+#define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
+    MOE_SM90_BF16_CONFIGS(MOE_ROW)
+#undef MOE_ROW
+};
+#define K_SM90_COUNT ((int32_t)(sizeof k_sm90_bf16 / sizeof k_sm90_bf16[0]))
+
+int32_t moe_catalogue_size(const moe_runner *r) { return K_SM90_COUNT; }
+
+const moe_config_row *moe_catalogue_row(const moe_runner *r, int32_t config) {
+  if (config < 0 || config >= K_SM90_COUNT) return NULL;
+  return &k_sm90_bf16[config];
+}
+
+/* Shape constraints of a config for a problem: 0 if valid, else a reason for the message. */
+static const char *config_unfit(const moe_runner *r, const moe_problem *p,
+                                const moe_config_row *row) {
+  if (r->backend == MOE_BACKEND_CUDA) {
+    if (p->hidden_size % MOE_SM90_H_ALIGN) return "hidden_size is not a multiple of 64";
+    if (p->intermediate_size % MOE_SM90_I_ALIGN) return "intermediate_size is not a multiple of 64";
+  }
+  int64_t cgas = moe_max_cgas(p->num_tokens, p->top_k, p->num_experts, row->tile);
+  if (cgas * row->tile > INT32_MAX) return "the padded row capacity exceeds int32";
+  return NULL;
+}
+
+moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t config,
+                              const char *arg) {
+  const moe_config_row *row = moe_catalogue_row(r, config);
+  if (!row)
+    return moe_fail(MOE_STATUS_INVALID_CONFIG, "%s: expected a config index 0..%d, given %d",
+                    arg, moe_catalogue_size(r) - 1, config);
+  const char *why = config_unfit(r, p, row);
+  if (why)
+    return moe_fail(MOE_STATUS_INVALID_CONFIG, "%s: config %d is not valid for this problem: %s",
+                    arg, config, why);
+  return MOE_STATUS_SUCCESS;
+}
+
+/*
+ * Best-first heuristic. Expected tokens per local expert a = T*K/E_l picks the target cluster
+ * tile: the smallest catalogue tile >= a, capped at 256 (less padding for decode, full wgmma
+ * N for prefill). Rank by distance in log2 from the target (a smaller tile than the target
+ * costs extra weight passes, so it ranks after a larger one at the same distance); at equal
+ * tile, prefer C = 1 below tile 128 (multicast only pays when an expert has several CTAs)
+ * and C = 2 from 128 up (halves the weight traffic from L2 per token tile); then more stages.
+ */
+typedef struct {
+  int32_t index;
+  int64_t score;
+} ranked;
+
+static int ilog2(int64_t x) {
+  int l = 0;
+  while ((int64_t)1 << (l + 1) <= x) ++l;
+  return l;
+}
+
+static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
+  int64_t el = moe_local_experts(p);
+  int64_t a = (p->num_tokens * p->top_k + el - 1) / el;
+  int64_t target = 8;
+  while (target < a && target < 256) target *= 2;
+  int d = ilog2(row->tile) - ilog2(target);
+  int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
+  int64_t cpref;
+  if (row->tile >= 128)
+    cpref = row->cluster == 2 ? 0 : row->cluster == 1 ? 1 : 2;
+  else
+    cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;
+  return dist * 10000 + cpref * 100 + (99 - row->stages);
+}
+
+static int cmp_ranked(const void *a, const void *b) {
+  const ranked *x = a, *y = b;
+  if (x->score != y->score) return x->score < y->score ? -1 : 1;
+  return x->index - y->index;
+}
+
+static moe_status_t list_valid(const moe_runner *r, const moe_problem *p, ranked *out,
+                               int32_t *n) {
+  moe_status_t s = moe_check_problem(p, "problem");
+  if (s) return s;
+  *n = 0;
+  for (int32_t i = 0; i < K_SM90_COUNT; ++i) {
+    if (config_unfit(r, p, &k_sm90_bf16[i])) continue;
+    out[*n].index = i;
+    out[*n].score = config_score(p, &k_sm90_bf16[i]);
+    ++*n;
+  }
+  qsort(out, (size_t)*n, sizeof *out, cmp_ranked);
+  if (*n == 0) {
+    const char *why = config_unfit(r, p, &k_sm90_bf16[0]);
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: no config supports it (%s)", why);
+  }
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_runner_get_valid_configs(const moe_runner *r, const moe_problem *p,
+                                                  int32_t *configs, int32_t capacity,
+                                                  int32_t *count) {
+  moe_clear_error();
+  if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
+  if (!count) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "count: expected a non-NULL pointer");
+  if (capacity < 0)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "capacity: expected >= 0, given %d", capacity);
+  if (capacity > 0 && !configs)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "configs: expected a non-NULL array for capacity %d", capacity);
+  ranked list[K_SM90_COUNT];
+  int32_t n = 0;
+  moe_status_t s = list_valid(r, p, list, &n);
+  *count = s ? 0 : n;
+  if (s) return s;
+  for (int32_t i = 0; i < n && i < capacity; ++i) configs[i] = list[i].index;
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_runner_get_default_config(const moe_runner *r, const moe_problem *p,
+                                                   int32_t *config) {
+  moe_clear_error();
+  if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
+  if (!config) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "config: expected a non-NULL pointer");
+  ranked list[K_SM90_COUNT];
+  int32_t n = 0;
+  moe_status_t s = list_valid(r, p, list, &n);
+  if (s) return s;
+  *config = list[0].index;
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_runner_get_num_configs(const moe_runner *r, int32_t *count) {
+  moe_clear_error();
+  if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
+  if (!count) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "count: expected a non-NULL pointer");
+  *count = moe_catalogue_size(r);
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_runner_describe_config(const moe_runner *r, int32_t config,
+                                                moe_config_info *info) {
+  moe_clear_error();
+  if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
+  if (!info) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "info: expected a non-NULL pointer");
+  const moe_config_row *row = moe_catalogue_row(r, config);
+  if (!row)
+    return moe_fail(MOE_STATUS_INVALID_CONFIG, "config: expected 0..%d, given %d",
+                    moe_catalogue_size(r) - 1, config);
+  info->version = MOE_CONFIG_INFO_VERSION;
+  info->index = config;
+  info->tile = row->tile;
+  info->cta_tile = row->tile / row->cluster;
+  info->cluster_size = row->cluster;
+  info->gemm1_block_m = row->gemm1_block_m;
+  info->gemm2_block_m = row->gemm2_block_m;
+  info->block_k = row->block_k;
+  info->stages = row->stages;
+  info->sm_version = r->sm_version;
+  snprintf(info->name, sizeof info->name, "sm%d_bf16_t%d_c%d_m%d_s%d", r->sm_version, row->tile,
+           row->cluster, row->gemm1_block_m, row->stages);
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_runner_get_cluster_size(const moe_runner *r, int32_t config,
+                                                 int32_t *cluster_size) {
+  moe_clear_error();
+  if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
+  if (!cluster_size)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "cluster_size: expected a non-NULL pointer");
+  const moe_config_row *row = moe_catalogue_row(r, config);
+  if (!row)
+    return moe_fail(MOE_STATUS_INVALID_CONFIG, "config: expected 0..%d, given %d",
+                    moe_catalogue_size(r) - 1, config);
+  *cluster_size = row->cluster;
+  return MOE_STATUS_SUCCESS;
+}

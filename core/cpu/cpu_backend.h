@@ -1,0 +1,36 @@
+/*
+ * cpu_backend.h - the CPU reference backend (the oracle of every GPU test).
+ *
+ * Called by core/ after full validation; arguments are trusted. Results are deterministic and
+ * independent of num_threads (work is split by rows; every sum has a fixed order).
+ * Rounding points (docs/formats.md): GEMM accumulators are fp32; GEMM1 rounds to bf16 after
+ * bias + activation; GEMM2 rounds to bf16 after bias; finalize sums K rows in slot order in
+ * fp32 and rounds once.
+ */
+#ifndef MOE_CPU_BACKEND_H_
+#define MOE_CPU_BACKEND_H_
+
+#include "../../kernels/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Routing: top-K ids and weights, then the plan (DESIGN §4) into plan's tables. */
+void moe_cpu_routing(const moe_k_routing *args, const moe_k_plan *plan, int32_t num_threads);
+
+/*
+ * Canonical -> prepared weights (layout in docs/formats.md). which: 1 = W1, 2 = W2.
+ * rows/cols per expert: W1 rows = f*I, cols = H; W2 rows = H, cols = I.
+ */
+void moe_cpu_weights_prepare(int32_t which, int32_t gated, int64_t local_experts, int64_t rows,
+                             int64_t cols, const uint16_t *canonical, uint16_t *prepared);
+
+/* GEMM1 (+activation), GEMM2, finalize. */
+void moe_cpu_run(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOE_CPU_BACKEND_H_ */

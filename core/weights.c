@@ -1,0 +1,73 @@
+/*
+ * weights.c - prepared weight sizes and the canonical -> prepared conversion.
+ */
+#include <limits.h>
+
+#include "internal.h"
+
+/* Canonical shape of one weight tensor: [E_l, rows, cols]. */
+static void weight_dims(const moe_runner *r, const moe_problem *p, int32_t which, int64_t *rows,
+                        int64_t *cols) {
+  if (which == MOE_WEIGHTS_GEMM1) {
+    *rows = (r->gated ? 2 : 1) * p->intermediate_size;
+    *cols = p->hidden_size;
+  } else {
+    *rows = p->hidden_size;
+    *cols = p->intermediate_size;
+  }
+}
+
+static moe_status_t check_which(const moe_runner *r, const moe_problem *p, int32_t which) {
+  if (which != MOE_WEIGHTS_GEMM1 && which != MOE_WEIGHTS_GEMM2)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "which: expected %d (GEMM1) or %d (GEMM2), given %d", MOE_WEIGHTS_GEMM1,
+                    MOE_WEIGHTS_GEMM2, which);
+  if (which == MOE_WEIGHTS_GEMM1 && r->gated && p->intermediate_size % 8)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "problem->intermediate_size: gated activations need a multiple of 8, given "
+                    "%lld",
+                    (long long)p->intermediate_size);
+  int64_t rows, cols;
+  weight_dims(r, p, which, &rows, &cols);
+  int64_t el = moe_local_experts(p);
+  if (rows > INT64_MAX / cols / el / 2)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: weight size overflows");
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *r, const moe_problem *p,
+                                               int32_t which, size_t *bytes) {
+  moe_clear_error();
+  if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
+  if (!bytes) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "bytes: expected a non-NULL pointer");
+  *bytes = 0;
+  moe_status_t s = moe_check_problem(p, "problem");
+  if (s || (s = check_which(r, p, which))) return s;
+  int64_t rows, cols;
+  weight_dims(r, p, which, &rows, &cols);
+  *bytes = (size_t)(moe_local_experts(p) * rows * cols * 2);
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_weights_prepare(const moe_runner *r, const moe_problem *p, int32_t which,
+                                         const DLTensor *canonical, const DLTensor *prepared,
+                                         moe_cuda_stream_t stream) {
+  moe_clear_error();
+  if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
+  size_t bytes = 0;
+  moe_status_t s = moe_weights_prepared_size(r, p, which, &bytes);
+  if (s) return s;
+  int64_t rows, cols;
+  weight_dims(r, p, which, &rows, &cols);
+  const int64_t el = moe_local_experts(p);
+  const int64_t cshape[3] = {el, rows, cols}, pshape[1] = {-2 - (int64_t)bytes};
+  if ((s = moe_check_tensor(r, canonical, "canonical", 0, MOE_T_BF16, 3, cshape)) ||
+      (s = moe_check_tensor(r, prepared, "prepared", 0, MOE_T_U8, 1, pshape)))
+    return s;
+  const uint16_t *src = (const uint16_t *)moe_tensor_data(canonical);
+  uint16_t *dst = (uint16_t *)moe_tensor_data(prepared);
+  if ((uintptr_t)dst % 16)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "prepared: expected 16-byte aligned data, given %p", (void *)dst);
+  return moe_backend_weights_prepare(r, which, el, rows, cols, src, dst, stream);
+}

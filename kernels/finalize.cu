@@ -1,0 +1,86 @@
+/*
+ * finalize.cu - weighted sum of each token's K expert rows back into token order.
+ *
+ * One thread per (token, 8 columns): 16-byte loads of the permuted GEMM2 rows, fp32 sum in slot
+ * order k = 0..K-1 (mul then add, each rounded, like the CPU reference), one bf16 rounding.
+ * Tokens with no local slot get exactly 0.
+ */
+#include <cuda_bf16.h>
+
+#include "finalize.cuh"
+#include "ptx/pdl.cuh"
+
+namespace moe {
+namespace {
+
+__device__ __forceinline__ float bf16_lo(uint32_t v) { return __uint_as_float(v << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t v) { return __uint_as_float(v & 0xFFFF0000u); }
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t *>(&b);
+}
+
+__global__ void __launch_bounds__(256) finalize_kernel(uint16_t *__restrict__ out,
+                                                       const uint16_t *__restrict__ gemm2_out,
+                                                       const uint16_t *__restrict__ weights,
+                                                       const int32_t *__restrict__ e2p,
+                                                       int64_t num_tokens, int32_t top_k,
+                                                       int64_t hidden) {
+  ptx::grid_dependency_wait();
+  ptx::launch_dependents();
+  const int64_t chunks = hidden / 8;
+  const int64_t total = num_tokens * chunks;
+  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
+       idx += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t t = idx / chunks;
+    const int64_t c = idx - t * chunks;
+    float acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
+    for (int k = 0; k < top_k; ++k) {
+      const int32_t p = __ldg(e2p + t * top_k + k);
+      if (p < 0) continue;
+      const float w = __uint_as_float((uint32_t)__ldg(weights + t * top_k + k) << 16);
+      const uint4 v = __ldg(reinterpret_cast<const uint4 *>(gemm2_out + (int64_t)p * hidden) + c);
+      const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        acc[2 * i] = __fadd_rn(acc[2 * i], __fmul_rn(w, bf16_lo(u[i])));
+        acc[2 * i + 1] = __fadd_rn(acc[2 * i + 1], __fmul_rn(w, bf16_hi(u[i])));
+      }
+    }
+    uint4 o;
+    o.x = pack_bf16x2(acc[0], acc[1]);
+    o.y = pack_bf16x2(acc[2], acc[3]);
+    o.z = pack_bf16x2(acc[4], acc[5]);
+    o.w = pack_bf16x2(acc[6], acc[7]);
+    reinterpret_cast<uint4 *>(out + t * hidden)[c] = o;
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_finalize(uint16_t *out, const uint16_t *gemm2_out,
+                            const uint16_t *expert_weights, const int32_t *expanded_to_permuted,
+                            int64_t num_tokens, int32_t top_k, int64_t hidden, bool pdl,
+                            cudaStream_t stream) {
+  if (num_tokens <= 0 || hidden <= 0) return cudaSuccess;
+  const int64_t total = num_tokens * (hidden / 8);
+  int64_t blocks = (total + 255) / 256;
+  if (blocks > 65535LL * 32) blocks = 65535LL * 32;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)blocks, 1, 1);
+  cfg.blockDim = dim3(256, 1, 1);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, finalize_kernel, out, gemm2_out, expert_weights,
+                            expanded_to_permuted, num_tokens, top_k, hidden);
+}
+
+}  // namespace moe

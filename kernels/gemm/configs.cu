@@ -1,0 +1,32 @@
+/*
+ * configs.cu - the sm_90a BF16 config catalogue: one (GEMM1, GEMM2) kernel pair per row of
+ * MOE_SM90_BF16_CONFIGS (kernels/kernels.h), in catalogue order.
+ */
+#include "../kernels.h"
+#include "configs.cuh"
+#include "sm90_bf16_grouped.cuh"
+
+namespace moe {
+namespace sm90 {
+
+#define MOE_GEMM_KERNEL(BM, TILE, CL, ST, G1)                                                   \
+  GemmKernel {                                                                                  \
+    reinterpret_cast<const void *>(&sm90_bf16_grouped_gemm<BM, (TILE) / (CL), CL, ST, G1>), BM, \
+        GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kThreads,                                 \
+        GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kSmemBytes                                \
+  }
+
+#define MOE_CONFIG_ENTRY(TILE, CL, BM1, BM2, BK, ST)                                            \
+  ConfigEntry{TILE, CL, BK, ST, MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true),                       \
+              MOE_GEMM_KERNEL(BM2, TILE, CL, ST, false)},
+
+#define MOE_CONFIG_CHECK(TILE, CL, BM1, BM2, BK, ST)                                            \
+  static_assert((BK) == 64, "sm90 bf16 kernels use 64-element K stages (128B swizzle)");        \
+  static_assert((TILE) % (8 * (CL)) == 0, "tile must be a multiple of 8 * cluster");
+MOE_SM90_BF16_CONFIGS(MOE_CONFIG_CHECK)
+
+const ConfigEntry kBf16Configs[] = {MOE_SM90_BF16_CONFIGS(MOE_CONFIG_ENTRY)};
+const int32_t kNumBf16Configs = static_cast<int32_t>(sizeof(kBf16Configs) / sizeof(kBf16Configs[0]));
+
+}  // namespace sm90
+}  // namespace moe

@@ -1,0 +1,35 @@
+/*
+ * configs.cuh - the instantiated sm_90a BF16 kernel pairs, one per MOE_SM90_BF16_CONFIGS row
+ * (internal to kernels/gemm: configs.cu defines the table, launch.cu uses it).
+ */
+#ifndef MOE_GEMM_CONFIGS_CUH_
+#define MOE_GEMM_CONFIGS_CUH_
+
+#include <stdint.h>
+
+namespace moe {
+namespace sm90 {
+
+struct GemmKernel {
+  const void *func; /* __global__ sm90_bf16_grouped_gemm<...> */
+  int32_t block_m;
+  int32_t threads;
+  int32_t smem_bytes;
+};
+
+struct ConfigEntry {
+  int32_t tile;
+  int32_t cluster;
+  int32_t block_k;
+  int32_t stages;
+  GemmKernel gemm1;
+  GemmKernel gemm2;
+};
+
+extern const ConfigEntry kBf16Configs[];
+extern const int32_t kNumBf16Configs;
+
+}  // namespace sm90
+}  // namespace moe
+
+#endif  // MOE_GEMM_CONFIGS_CUH_

@@ -1,0 +1,190 @@
+/*
+ * launch.cu - moe_cuda_run: GEMM1 (+ fused activation) -> GEMM2 -> finalize on one stream.
+ *
+ * Tensor maps are encoded on the host for every call (no device allocation, no sync: the call
+ * is CUDA-graph capturable) through cuTensorMapEncodeTiled, reached with
+ * cudaGetDriverEntryPointByVersion (no link against libcuda). With enable_pdl, every kernel is
+ * launched with programmatic stream serialisation and waits (griddepcontrol.wait) before it
+ * reads anything its predecessor wrote.
+ */
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "../finalize.cuh"
+#include "../kernels.h"
+#include "configs.cuh"
+#include "sm90_bf16_grouped.cuh"
+
+namespace moe {
+namespace sm90 {
+namespace {
+
+PFN_cuTensorMapEncodeTiled_v12000 g_encode = nullptr;
+cudaError_t g_encode_err = cudaSuccess;
+std::once_flag g_encode_once;
+
+cudaError_t get_encode(PFN_cuTensorMapEncodeTiled_v12000 *fn) {
+  std::call_once(g_encode_once, [] {
+    void *p = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000,
+                                                     cudaEnableDefault, &q);
+    if (e == cudaSuccess && (p == nullptr || q != cudaDriverEntryPointSuccess)) {
+      e = cudaErrorSymbolNotFound;
+    }
+    g_encode_err = e;
+    g_encode = e == cudaSuccess ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p) : nullptr;
+  });
+  *fn = g_encode;
+  return g_encode_err;
+}
+
+/* 2-D bf16 map over [outer, inner] (row pitch inner), box {64, box_rows}, 128B swizzle. */
+cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *map, const void *ptr,
+                      int64_t inner, int64_t outer, int32_t box_rows) {
+  if (ptr == nullptr || inner <= 0 || outer <= 0 || outer > 0xFFFFFFFFLL ||
+      (reinterpret_cast<uintptr_t>(ptr) & 15u) != 0 || (inner * 2) % 16 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  cuuint64_t dims[2] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(outer)};
+  cuuint64_t strides[1] = {static_cast<cuuint64_t>(inner * 2)};
+  cuuint32_t box[2] = {64u, static_cast<cuuint32_t>(box_rows)};
+  cuuint32_t estr[2] = {1u, 1u};
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void *>(ptr), dims,
+                   strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+/* cudaFuncSetAttribute once per (device, kernel). */
+constexpr int kMaxDevices = 64;
+std::atomic<uint64_t> g_attr_done[kMaxDevices][2];
+
+cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k) {
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  const uint64_t bit = 1ull << config;
+  if (dev >= 0 && dev < kMaxDevices && (g_attr_done[dev][which].load() & bit)) return cudaSuccess;
+  e = cudaFuncSetAttribute(k.func, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem_bytes);
+  if (e != cudaSuccess) return e;
+  if (dev >= 0 && dev < kMaxDevices) g_attr_done[dev][which].fetch_or(bit);
+  return cudaSuccess;
+}
+
+cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t grid_x, int64_t grid_y,
+                        const CUtensorMap &tw, const CUtensorMap &tx, const GroupedGemmParams &p,
+                        bool pdl, cudaStream_t stream) {
+  if (grid_x <= 0 || grid_y <= 0) return cudaSuccess;
+  if (grid_x > 0x7FFFFFFFLL || grid_y > 65535) return cudaErrorInvalidConfiguration;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), 1);
+  cfg.blockDim = dim3(static_cast<unsigned>(k.threads), 1, 1);
+  cfg.dynamicSmemBytes = static_cast<size_t>(k.smem_bytes);
+  cfg.stream = stream;
+  cudaLaunchAttribute attrs[2];
+  int n = 0;
+  attrs[n].id = cudaLaunchAttributeClusterDimension;
+  attrs[n].val.clusterDim.x = static_cast<unsigned>(cluster);
+  attrs[n].val.clusterDim.y = 1;
+  attrs[n].val.clusterDim.z = 1;
+  ++n;
+  if (pdl) {
+    attrs[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  cfg.attrs = attrs;
+  cfg.numAttrs = n;
+  void *args[3] = {const_cast<CUtensorMap *>(&tw), const_cast<CUtensorMap *>(&tx),
+                   const_cast<GroupedGemmParams *>(&p)};
+  return cudaLaunchKernelExC(&cfg, k.func, args);
+}
+
+}  // namespace
+}  // namespace sm90
+}  // namespace moe
+
+extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *stream_ptr) {
+  using namespace moe::sm90;
+  if (a == nullptr || plan == nullptr) return cudaErrorInvalidValue;
+  if (a->config < 0 || a->config >= kNumBf16Configs) return cudaErrorInvalidValue;
+  const ConfigEntry &cfg = kBf16Configs[a->config];
+  if (a->tile != cfg.tile || a->cluster_size != cfg.cluster) return cudaErrorInvalidValue;
+  if (a->num_tokens <= 0) return cudaSuccess;
+  if (a->launch_ctas <= 0 || a->launch_ctas % cfg.cluster != 0) return cudaErrorInvalidValue;
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+
+  const int64_t H = a->hidden_size, I = a->intermediate_size, E = a->local_num_experts;
+  if (H % 64 != 0 || I % 64 != 0 || H <= 0 || I <= 0 || E <= 0) return cudaErrorInvalidValue;
+  const bool gated =
+      a->activation == MOE_ACTIVATION_SWIGLU || a->activation == MOE_ACTIVATION_GEGLU;
+  const int64_t rows1 = gated ? 2 * I : I;
+  const bool pdl = a->enable_pdl != 0;
+
+  PFN_cuTensorMapEncodeTiled_v12000 enc = nullptr;
+  cudaError_t e = get_encode(&enc);
+  if (e != cudaSuccess) return e;
+
+  CUtensorMap tw1, tx1, tw2, tx2;
+  const int32_t C = cfg.cluster;
+  if ((e = encode_2d(enc, &tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) != cudaSuccess ||
+      (e = encode_2d(enc, &tx1, a->hidden, H, a->num_tokens, 1)) != cudaSuccess ||
+      (e = encode_2d(enc, &tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess ||
+      (e = encode_2d(enc, &tx2, a->gemm1_out, I, plan->max_rows, 1)) != cudaSuccess) {
+    return e;
+  }
+  if ((e = prepare_kernel(a->config, 0, cfg.gemm1)) != cudaSuccess) return e;
+  if ((e = prepare_kernel(a->config, 1, cfg.gemm2)) != cudaSuccess) return e;
+
+  GroupedGemmParams p1 = {};
+  p1.out = a->gemm1_out;
+  p1.bias = a->bias1;
+  p1.alpha = a->alpha;
+  p1.beta = a->beta;
+  p1.clamp_limit = a->clamp_limit;
+  p1.permuted_to_token = plan->permuted_to_token;
+  p1.cta_to_batch = plan->cta_to_batch;
+  p1.cta_to_mn_limit = plan->cta_to_mn_limit;
+  p1.num_ctas = plan->num_ctas;
+  p1.w_rows = static_cast<int32_t>(rows1);
+  p1.k_blocks = static_cast<int32_t>(H / 64);
+  p1.out_ld = static_cast<int32_t>(I);
+  p1.out_cols = static_cast<int32_t>(I);
+  p1.bias_stride = static_cast<int32_t>(rows1);
+  p1.activation = a->activation;
+  p1.gated = gated ? 1 : 0;
+
+  GroupedGemmParams p2 = p1;
+  p2.out = a->gemm2_out;
+  p2.bias = a->bias2;
+  p2.alpha = p2.beta = p2.clamp_limit = nullptr;
+  p2.permuted_to_token = nullptr;
+  p2.w_rows = static_cast<int32_t>(H);
+  p2.k_blocks = static_cast<int32_t>(I / 64);
+  p2.out_ld = static_cast<int32_t>(H);
+  p2.out_cols = static_cast<int32_t>(H);
+  p2.bias_stride = static_cast<int32_t>(H);
+  p2.activation = MOE_ACTIVATION_IDENTITY;
+  p2.gated = 0;
+
+  const int64_t m1 = (rows1 + cfg.gemm1.block_m - 1) / cfg.gemm1.block_m;
+  const int64_t m2 = (H + cfg.gemm2.block_m - 1) / cfg.gemm2.block_m;
+  if ((e = launch_gemm(cfg.gemm1, C, a->launch_ctas, m1, tw1, tx1, p1, pdl, stream)) !=
+      cudaSuccess) {
+    return e;
+  }
+  if ((e = launch_gemm(cfg.gemm2, C, a->launch_ctas, m2, tw2, tx2, p2, pdl, stream)) !=
+      cudaSuccess) {
+    return e;
+  }
+  if (a->do_finalize && a->output != nullptr) {
+    e = moe::launch_finalize(a->output, a->gemm2_out, plan->expert_weights,
+                             plan->expanded_to_permuted, a->num_tokens, a->top_k, H, pdl, stream);
+  }
+  return e;
+}

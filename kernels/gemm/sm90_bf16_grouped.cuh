@@ -1,0 +1,344 @@
+/*
+ * sm90_bf16_grouped.cuh - the sm_90a BF16 grouped (per-expert) GEMM of the fused MoE, swap-AB.
+ *
+ * One CTA computes a BLOCK_M x N tile of D^T: BLOCK_M weight rows (output features, the wgmma M
+ * operand A) of one expert times N = ctaTile permuted token rows (the wgmma N operand B), over
+ * the full K (H for GEMM1, I for GEMM2) in 64-element stages with 128-byte swizzle.
+ *
+ *   grid.x = launch_ctas (token CTAs of the routing plan, multiple of C), cluster {C, 1, 1}
+ *   grid.y = ceil(weight rows per expert / BLOCK_M)
+ *   CTA x: expert = cta_to_batch[x], permuted rows [x*N, min((x+1)*N, cta_to_mn_limit[x])).
+ *
+ * Roles (warp-specialised): BLOCK_M/64 consumer warpgroups (64 weight rows each) issue wgmma and
+ * run the epilogue; one producer warpgroup whose first warp issues the TMA loads:
+ *   - weights: a 2-D TMA of BLOCK_M/C rows per cluster rank, multicast to all C CTAs of the
+ *     cluster (each CTA ends up with the full BLOCK_M x 64 tile);
+ *   - tokens: one 2-D TMA box {64, 1} per token row (a per-row gather). GEMM1 reads row
+ *     permuted_to_token[r] of hidden [T, H]; GEMM2 reads row r of gemm1_out [rows, I]. Rows at or
+ *     past mn_limit use row index -1: TMA zero-fills them and still counts the full box bytes.
+ * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
+ * empty[s] counts one arrival per consumer warp of every CTA in the cluster, so a weight stage
+ * is re-filled (multicast) only after all C CTAs released it.
+ * Exit: decided per cluster after griddepcontrol.wait (cluster index * C >= *num_ctas); a CTA
+ * without valid rows inside a live cluster stays in the pipeline and only skips its stores.
+ * Epilogue: + bias (canonical index), activation (GEMM1), bf16, transposed through shared memory
+ * (reusing the drained stage buffers), 16-byte stores of the rows < mn_limit only.
+ *
+ * Gated GEMM1: prepared W1 rows are interleaved in 8-row blocks (docs/formats.md), so the up and
+ * gate value of one feature sit in accumulator rows r and r+8 of the same thread.
+ */
+#ifndef MOE_GEMM_SM90_BF16_GROUPED_CUH_
+#define MOE_GEMM_SM90_BF16_GROUPED_CUH_
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+#include "../../include/moe_trtllm.h"
+#include "../ptx/cluster.cuh"
+#include "../ptx/mbarrier.cuh"
+#include "../ptx/pdl.cuh"
+#include "../ptx/tma.cuh"
+#include "../ptx/wgmma.cuh"
+
+namespace moe {
+namespace sm90 {
+
+/* Per-launch parameters (passed by value next to the two tensor maps). */
+struct GroupedGemmParams {
+  uint16_t *out;                    /* [rows, out_ld] bf16 */
+  const float *bias;                /* [E_l, bias_stride] canonical order, or NULL */
+  const float *alpha;               /* [E_l] SwiGLU, or NULL */
+  const float *beta;                /* [E_l] SwiGLU, or NULL */
+  const float *clamp_limit;         /* [E_l] SwiGLU, or NULL */
+  const int32_t *permuted_to_token; /* GEMM1 gather map */
+  const int32_t *cta_to_batch;
+  const int32_t *cta_to_mn_limit;
+  const int32_t *num_ctas;
+  int32_t w_rows;      /* prepared weight rows per expert */
+  int32_t k_blocks;    /* K / 64 */
+  int32_t out_ld;      /* output row pitch in elements */
+  int32_t out_cols;    /* output features per expert (I for GEMM1, H for GEMM2) */
+  int32_t bias_stride; /* bias elements per expert */
+  int32_t activation;  /* MOE_ACTIVATION_* (GEMM1); ignored by GEMM2 */
+  int32_t gated;       /* GEMM1 with SwiGLU / GeGLU */
+};
+
+template <int BLOCK_M, int N, int C, int STAGES>
+struct GroupedGemmTraits {
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128, "BLOCK_M must be 64 or 128");
+  static_assert(N >= 8 && N <= 256 && N % 8 == 0, "ctaTile must be a multiple of 8 in [8, 256]");
+  static_assert(C == 1 || C == 2 || C == 4, "cluster size must be 1, 2 or 4");
+  static_assert((BLOCK_M / C) % 8 == 0, "multicast slices must be whole swizzle atoms");
+  static_assert(STAGES >= 2, "need at least two stages");
+  static constexpr int kConsumerWGs = BLOCK_M / 64;
+  static constexpr int kConsumerThreads = 128 * kConsumerWGs;
+  static constexpr int kThreads = kConsumerThreads + 128;
+  static constexpr int kABytes = BLOCK_M * 128;
+  static constexpr int kBBytes = N * 128;
+  static constexpr int kStageBytes = kABytes + kBBytes;
+  static constexpr int kStagePitch = BLOCK_M + 8; /* epilogue staging row, elements */
+  static_assert(N * kStagePitch * 2 <= STAGES * kStageBytes, "epilogue staging must fit");
+  static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + 1024;
+  static_assert(kSmemBytes <= 232448, "shared memory budget exceeded");
+};
+
+__device__ __forceinline__ float act_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__device__ __forceinline__ float act_gated(float x1, float x2, int act, float alpha, float beta,
+                                           float limit, bool clamp) {
+  if (act == MOE_ACTIVATION_GEGLU) {
+    return x1 * (0.5f * x2 * (1.0f + erff(x2 * 0.70710678118654752440f)));
+  }
+  if (clamp) {
+    x1 = fminf(fmaxf(x1, -limit), limit);
+    x2 = fminf(x2, limit);
+  }
+  return x2 * act_sigmoid(alpha * x2) * (x1 + beta);
+}
+
+__device__ __forceinline__ float act_plain(float x, int act) {
+  if (act == MOE_ACTIVATION_RELU2) {
+    float r = fmaxf(x, 0.0f);
+    return r * r;
+  }
+  return x;
+}
+
+__device__ __forceinline__ uint16_t f32_to_bf16_bits(float x) {
+  __nv_bfloat16 b = __float2bfloat16_rn(x);
+  return *reinterpret_cast<uint16_t *>(&b);
+}
+
+template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1>
+__global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads, 1)
+    sm90_bf16_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
+                           const __grid_constant__ CUtensorMap tmap_x,
+                           const GroupedGemmParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using T = GroupedGemmTraits<BLOCK_M, N, C, STAGES>;
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  uint8_t *smem = smem_raw + ((1024u - (ptx::smem_u32(smem_raw) & 1023u)) & 1023u);
+  uint8_t *smem_a = smem;
+  uint8_t *smem_b = smem + STAGES * T::kABytes;
+  uint64_t *full = reinterpret_cast<uint64_t *>(smem + STAGES * T::kStageBytes);
+  uint64_t *empty = full + STAGES;
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int wg = threadIdx.x / 128;
+  const bool producer_warp = (warp == T::kConsumerWGs * 4);
+
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int s = 0; s < STAGES; ++s) {
+      ptx::mbar_init(&full[s], 1);
+      ptx::mbar_init(&empty[s], C * T::kConsumerWGs * 4);
+    }
+    ptx::mbar_init_fence();
+  }
+  if (producer_warp && lane == 0) {
+    ptx::tma_prefetch_desc(&tmap_w);
+    ptx::tma_prefetch_desc(&tmap_x);
+  }
+  __syncthreads();
+
+  /* Everything below reads data of the routing / previous GEMM stage. */
+  ptx::grid_dependency_wait();
+  const int cta = blockIdx.x;
+  const int num_ctas = *p.num_ctas;
+  if ((cta / C) * C >= num_ctas) return; /* the whole cluster leaves together */
+  ptx::launch_dependents();
+  if constexpr (C > 1) ptx::cluster_sync(); /* peers' barriers are initialised */
+
+  const int expert = p.cta_to_batch[cta];
+  const int mn_limit = p.cta_to_mn_limit[cta];
+  const int row0 = cta * N;
+  const int m0 = blockIdx.y * BLOCK_M;
+  const int k_blocks = p.k_blocks;
+
+  if (wg == T::kConsumerWGs) {
+    /* ---------------- producer ---------------- */
+    ptx::setmaxnreg_dec<40>();
+    if (producer_warp) {
+      constexpr int kRowsPerLane = (N + 31) / 32;
+      int src[kRowsPerLane];
+#pragma unroll
+      for (int i = 0; i < kRowsPerLane; ++i) {
+        const int r = lane + 32 * i;
+        const int grow = row0 + r;
+        int v = -1;
+        if (r < N && grow < mn_limit) v = GEMM1 ? __ldg(p.permuted_to_token + grow) : grow;
+        src[i] = v;
+      }
+      const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
+      constexpr int kSlice = BLOCK_M / C;
+      const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
+      int s = 0;
+      uint32_t ph = 0;
+      for (int kb = 0; kb < k_blocks; ++kb) {
+        if constexpr (C > 1) {
+          ptx::mbar_wait_cluster(&empty[s], ph ^ 1u);
+        } else {
+          ptx::mbar_wait(&empty[s], ph ^ 1u);
+        }
+        if (lane == 0) {
+          ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
+          uint8_t *dst = smem_a + s * T::kABytes + rank * (kSlice * 128);
+          if constexpr (C > 1) {
+            ptx::tma_load_2d_multicast(dst, &tmap_w, &full[s], kb * 64, w_row,
+                                       static_cast<uint16_t>((1u << C) - 1u));
+          } else {
+            ptx::tma_load_2d(dst, &tmap_w, &full[s], kb * 64, w_row);
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < kRowsPerLane; ++i) {
+          const int r = lane + 32 * i;
+          if (r < N) ptx::tma_load_2d(smem_b + s * T::kBBytes + r * 128, &tmap_x, &full[s],
+                                      kb * 64, src[i]);
+        }
+        if (++s == STAGES) {
+          s = 0;
+          ph ^= 1u;
+        }
+      }
+    }
+  } else {
+    /* ---------------- consumers ---------------- */
+    ptx::setmaxnreg_inc<232>();
+    using Mma = ptx::WgmmaBf16<N>;
+    float d[N / 2];
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) d[i] = 0.0f;
+
+    const uint32_t a_base = ptx::smem_u32(smem_a) + wg * (64 * 128);
+    const uint32_t b_base = ptx::smem_u32(smem_b);
+    int s = 0, prev_s = 0;
+    uint32_t ph = 0;
+    for (int kb = 0; kb < k_blocks; ++kb) {
+      if constexpr (C > 1) {
+        ptx::mbar_wait_cluster(&full[s], ph);
+      } else {
+        ptx::mbar_wait(&full[s], ph);
+      }
+      ptx::wgmma_fence_operand(d);
+      ptx::wgmma_fence();
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const uint64_t da = ptx::wgmma_desc_sw128(a_base + s * T::kABytes + k * 32);
+        const uint64_t db = ptx::wgmma_desc_sw128(b_base + s * T::kBBytes + k * 32);
+        Mma::mma(da, db, d, (kb > 0 || k > 0) ? 1 : 0);
+      }
+      ptx::wgmma_commit();
+      ptx::wgmma_fence_operand(d);
+      ptx::wgmma_wait<1>();
+      ptx::wgmma_fence_operand(d);
+      if (kb > 0 && lane < C) {
+        if constexpr (C > 1) {
+          ptx::mbar_arrive_cluster(&empty[prev_s], lane);
+        } else {
+          ptx::mbar_arrive(&empty[prev_s]);
+        }
+      }
+      prev_s = s;
+      if (++s == STAGES) {
+        s = 0;
+        ph ^= 1u;
+      }
+    }
+    ptx::wgmma_wait<0>();
+    ptx::wgmma_fence_operand(d);
+    if (lane < C) {
+      if constexpr (C > 1) {
+        ptx::mbar_arrive_cluster(&empty[prev_s], lane);
+      } else {
+        ptx::mbar_arrive(&empty[prev_s]);
+      }
+    }
+
+    /* ---------------- epilogue ---------------- */
+    /* All consumer warpgroups finished reading the stages; reuse them for staging. */
+    ptx::named_barrier_sync(1, T::kConsumerThreads);
+    uint16_t *stage = reinterpret_cast<uint16_t *>(smem);
+    const int w = warp % 4;
+    const int rbase = wg * 64 + 16 * w + lane / 4; /* tile rows rbase and rbase + 8 */
+    const int cbase = 2 * (lane & 3);
+    const bool gated = GEMM1 && p.gated;
+    const int act = GEMM1 ? p.activation : MOE_ACTIVATION_IDENTITY;
+    int col0, out_w;
+    if (gated) {
+      /* Feature f = 8*(row/16) + row%8 of the tile's half; up at row, gate at row + 8. */
+      const int f_local = wg * 32 + 8 * w + lane / 4;
+      col0 = m0 / 2;
+      out_w = BLOCK_M / 2;
+      const int f = col0 + f_local;
+      float b_up = 0.0f, b_gate = 0.0f;
+      if (p.bias != nullptr && f < p.out_cols) {
+        const float *b = p.bias + static_cast<int64_t>(expert) * p.bias_stride;
+        b_up = __ldg(b + f);
+        b_gate = __ldg(b + p.out_cols + f);
+      }
+      const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
+      const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
+      const bool clamp = p.clamp_limit != nullptr;
+      const float limit = clamp ? __ldg(p.clamp_limit + expert) : 0.0f;
+#pragma unroll
+      for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const float y = act_gated(d[4 * j + q] + b_up, d[4 * j + 2 + q] + b_gate, act, alpha,
+                                    beta, limit, clamp);
+          stage[(8 * j + cbase + q) * T::kStagePitch + f_local] = f32_to_bf16_bits(y);
+        }
+      }
+    } else {
+      col0 = m0;
+      out_w = BLOCK_M;
+      float bias_v[2] = {0.0f, 0.0f};
+      if (p.bias != nullptr) {
+        const float *b = p.bias + static_cast<int64_t>(expert) * p.bias_stride;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int f = m0 + rbase + 8 * h;
+          if (f < p.out_cols) bias_v[h] = __ldg(b + f);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            const float y = act_plain(d[4 * j + 2 * h + q] + bias_v[h], act);
+            stage[(8 * j + cbase + q) * T::kStagePitch + rbase + 8 * h] = f32_to_bf16_bits(y);
+          }
+        }
+      }
+    }
+    ptx::named_barrier_sync(1, T::kConsumerThreads);
+    int valid = p.out_cols - col0;
+    if (valid > out_w) valid = out_w;
+    const int chunks = valid / 8;
+    const int total = N * chunks;
+    for (int idx = threadIdx.x; idx < total; idx += T::kConsumerThreads) {
+      const int tok = idx / chunks;
+      const int c = idx - tok * chunks;
+      const int grow = row0 + tok;
+      if (grow < mn_limit) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * T::kStagePitch + c * 8);
+        *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(grow) * p.out_ld + col0 + c * 8) =
+            v;
+      }
+    }
+  }
+
+  /* No CTA leaves while a peer may still multicast into it or arrive on its barriers. */
+  if constexpr (C > 1) ptx::cluster_sync();
+#endif
+}
+
+}  // namespace sm90
+}  // namespace moe
+
+#endif  // MOE_GEMM_SM90_BF16_GROUPED_CUH_

@@ -1,0 +1,157 @@
+/*
+ * kernels.h - the only header core/ includes from kernels/.
+ *
+ * Plain C: parameter blocks shared by the CPU reference backend (core/cpu/) and the CUDA
+ * launchers (kernels/), the config catalogue, and the launch functions. Nothing here knows
+ * about handles, DLPack or error strings: core/ validates everything before calling in, and
+ * the launchers return a cudaError_t value (0 = success) as int.
+ */
+#ifndef MOE_KERNELS_H_
+#define MOE_KERNELS_H_
+
+#include <stdint.h>
+
+#include "moe_math.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Routing input kinds. */
+#define MOE_K_INPUT_LOGITS 0
+#define MOE_K_INPUT_IDS 1    /* topk_ids + topk_weights */
+#define MOE_K_INPUT_PACKED 2 /* (id << 16) | bf16 */
+
+/* Element types used inside kernels.h parameter blocks. */
+#define MOE_K_F32 0
+#define MOE_K_BF16 1
+
+/*
+ * The routing plan inside a workspace (see docs/routing.md). Device pointers on CUDA, host
+ * pointers on the CPU backend. Capacities are fixed by the workspace's T_max; this call's
+ * tables only use the first T*K / permuted_size / num_ctas entries.
+ */
+typedef struct moe_k_plan {
+  int32_t *topk_ids;             /* [T*K] global expert ids */
+  uint16_t *expert_weights;      /* [T*K] bf16 */
+  int32_t *expanded_to_permuted; /* [T*K] */
+  int32_t *permuted_to_token;    /* [max_rows] */
+  int32_t *permuted_to_expanded; /* [max_rows] */
+  int32_t *cta_to_batch;         /* [max_ctas] */
+  int32_t *cta_to_mn_limit;      /* [max_ctas] */
+  int32_t *num_ctas;             /* [1] */
+  int32_t *permuted_size;        /* [1] */
+  int32_t *expert_counts;        /* [E] */
+  void *scratch;                 /* routing scratch (multi-CTA path), scratch_bytes */
+  int64_t scratch_bytes;
+  int64_t max_rows; /* capacity of the permuted maps (workspace T_max) */
+  int64_t max_ctas; /* capacity of the CTA tables (workspace T_max) */
+} moe_k_plan;
+
+/* Everything routing needs; validated and range-checked by core/. */
+typedef struct moe_k_routing {
+  int32_t method;     /* MOE_ROUTING_* */
+  int32_t input_kind; /* MOE_K_INPUT_* */
+  const void *logits; /* [T, E] */
+  int32_t logits_dtype;
+  const void *bias; /* [E] or NULL */
+  int32_t bias_dtype;
+  const int32_t *topk_ids_in;   /* [T, K] */
+  const void *topk_weights_in;  /* [T, K] */
+  int32_t topk_weights_dtype;   /* MOE_K_F32 or MOE_K_BF16 */
+  const int32_t *topk_packed_in; /* [T, K] */
+  int32_t num_tokens;
+  int32_t num_experts;
+  int32_t top_k;
+  int32_t n_group;    /* >= 1 */
+  int32_t topk_group; /* >= 1 */
+  float routed_scaling_factor;
+  int32_t local_expert_offset;
+  int32_t local_num_experts;
+  int32_t tile;         /* cluster tile */
+  int32_t cluster_size; /* C */
+  int32_t enable_pdl;
+  int32_t num_sms; /* CUDA: multiprocessors (used for sizing grids only, never results) */
+} moe_k_routing;
+
+/* Everything the GEMM stages need. */
+typedef struct moe_k_run {
+  const uint16_t *hidden; /* [T, H] bf16 */
+  const uint16_t *w1;     /* prepared W1 */
+  const uint16_t *w2;     /* prepared W2 */
+  const float *bias1;     /* [E_l, f*I] canonical order, or NULL */
+  const float *bias2;     /* [E_l, H] or NULL */
+  const float *alpha;     /* [E_l] or NULL */
+  const float *beta;      /* [E_l] or NULL */
+  const float *clamp_limit; /* [E_l] or NULL */
+  uint16_t *gemm1_out;    /* [max_rows, I] bf16 (workspace) */
+  uint16_t *gemm2_out;    /* [max_rows, H] bf16 (workspace or caller's permuted_output) */
+  uint16_t *output;       /* [T, H] bf16 or NULL when !do_finalize */
+  int64_t num_tokens;
+  int64_t hidden_size;
+  int64_t intermediate_size;
+  int32_t top_k;
+  int32_t local_num_experts;
+  int32_t activation; /* MOE_ACTIVATION_* */
+  int32_t config;     /* catalogue index (MOE_SM90_BF16_CONFIGS order) */
+  int32_t tile;       /* cluster tile of the plan */
+  int32_t cluster_size;
+  int64_t launch_ctas; /* CTAs to launch along tokens: max_cgas(T, K, E_l, tile) * C, a
+                          multiple of C; CTAs >= *plan->num_ctas exit at once */
+  int32_t do_finalize;
+  int32_t enable_pdl;
+  int32_t num_sms;
+} moe_k_run;
+
+/*
+ * The sm_90a BF16 config catalogue, one X(...) per config:
+ *   X(tile, cluster, gemm1_block_m, gemm2_block_m, block_k, stages)
+ * tile = cluster (CGA) tile in tokens; cta tile = tile / cluster (the wgmma N).
+ * Index = position in this list (stable within a library version). core/ builds the
+ * backend-independent descriptions from it; kernels/gemm/ instantiates one kernel pair each.
+ */
+#define MOE_SM90_BF16_CONFIGS(X)                                                               \
+  X(8, 1, 128, 128, 64, 8)                                                                     \
+  X(16, 1, 128, 128, 64, 8)                                                                    \
+  X(32, 1, 128, 128, 64, 8)                                                                    \
+  X(64, 1, 128, 128, 64, 6)                                                                    \
+  X(128, 1, 128, 128, 64, 5)                                                                   \
+  X(256, 1, 128, 128, 64, 4)                                                                   \
+  X(16, 2, 128, 128, 64, 8)                                                                    \
+  X(32, 2, 128, 128, 64, 8)                                                                    \
+  X(64, 2, 128, 128, 64, 8)                                                                    \
+  X(128, 2, 128, 128, 64, 6)                                                                   \
+  X(256, 2, 128, 128, 64, 5)                                                                   \
+  X(32, 4, 128, 128, 64, 8)                                                                    \
+  X(64, 4, 128, 128, 64, 8)                                                                    \
+  X(128, 4, 128, 128, 64, 8)                                                                   \
+  X(256, 4, 128, 128, 64, 6)
+
+/* Shape constraints every sm_90a BF16 config needs (TMA strides, wgmma tiles). */
+#define MOE_SM90_H_ALIGN 64 /* H % 64 == 0 */
+#define MOE_SM90_I_ALIGN 64 /* I % 64 == 0 */
+
+/* ---- CUDA launchers (.cu files in kernels/). Return a cudaError_t value, 0 = success. ---- */
+
+/* Bytes of routing scratch for a workspace of T_max tokens (multi-CTA path). */
+int64_t moe_cuda_routing_scratch_bytes(int64_t max_tokens, int32_t num_experts);
+
+/* Build the plan on the GPU. */
+int moe_cuda_routing(const moe_k_routing *args, const moe_k_plan *plan, void *stream);
+
+/* Canonical -> prepared weights on the GPU (which: 1 = W1, 2 = W2). */
+int moe_cuda_weights_prepare(int32_t which, int32_t gated, int64_t local_experts, int64_t rows,
+                             int64_t cols, const uint16_t *canonical, uint16_t *prepared,
+                             void *stream);
+
+/* GEMM1 + activation, GEMM2 and finalize on the GPU. */
+int moe_cuda_run(const moe_k_run *args, const moe_k_plan *plan, void *stream);
+
+/* Device probing, device set/restore and error text live in core/backend_cuda.c (it calls
+ * the CUDA runtime directly); kernels/ needs no device helpers of its own. */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOE_KERNELS_H_ */

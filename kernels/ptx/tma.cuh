@@ -1,0 +1,63 @@
+/*
+ * tma.cuh - thin wrappers for the sm_90 tensor memory accelerator: 2-D tiled loads into shared
+ * memory completing on an mbarrier (optionally multicast to CTAs of the cluster), descriptor
+ * prefetch.
+ */
+#ifndef MOE_PTX_TMA_CUH_
+#define MOE_PTX_TMA_CUH_
+
+#include <cuda.h>
+#include <stdint.h>
+
+#include "mbarrier.cuh"
+
+namespace moe {
+namespace ptx {
+
+__device__ __forceinline__ void tma_prefetch_desc(const CUtensorMap *map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+/* Load box at {c0 (innermost), c1} into dst; complete_tx on this CTA's `bar`. */
+__device__ __forceinline__ void tma_load_2d(void *dst, const CUtensorMap *map, uint64_t *bar,
+                                            int32_t c0, int32_t c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4}], [%2];\n" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+/* Same, with an L2 cache-policy hint (createpolicy value). */
+__device__ __forceinline__ void tma_load_2d_hint(void *dst, const CUtensorMap *map, uint64_t *bar,
+                                                 int32_t c0, int32_t c1, uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "l"(policy)
+      : "memory");
+}
+
+/*
+ * Multicast load: the box lands at the same CTA-relative offset in every CTA of `mask`, and each
+ * destination's barrier at `bar`'s offset gets complete_tx for the bytes delivered to it.
+ */
+__device__ __forceinline__ void tma_load_2d_multicast(void *dst, const CUtensorMap *map,
+                                                      uint64_t *bar, int32_t c0, int32_t c1,
+                                                      uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "h"(mask)
+      : "memory");
+}
+
+/* L2 policies (CUTLASS constants). */
+constexpr uint64_t kL2EvictNormal = 0x1000000000000000ull;
+constexpr uint64_t kL2EvictFirst = 0x12F0000000000000ull;
+constexpr uint64_t kL2EvictLast = 0x14F0000000000000ull;
+
+}  // namespace ptx
+}  // namespace moe
+
+#endif  // MOE_PTX_TMA_CUH_

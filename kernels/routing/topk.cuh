@@ -1,0 +1,67 @@
+/*
+ * topk.cuh - exact warp top-K over up to 32*P candidates.
+ *
+ * Layout: lane l holds candidate i*32 + l in register slot i (strided, so loads coalesce).
+ * Order: key = moe_order_key(value) descending, then candidate index ascending
+ * (kernels/moe_math.h). Internally a candidate's key is moe_order_key + 1 so that 0 can mean
+ * "not a candidate / already taken" (below NaN, which moe_order_key maps to 0).
+ *
+ * Each round: every lane finds its best remaining candidate (strict > over ascending slots, so
+ * the lowest index wins a tie inside a lane), the warp takes the maximum key (redux.sync) and,
+ * among lanes holding that key, the minimum candidate index (redux.sync); the owner drops it.
+ * No candidate is ever lost or duplicated, for any K <= 32 and any P.
+ */
+#ifndef MOE_ROUTING_TOPK_CUH_
+#define MOE_ROUTING_TOPK_CUH_
+
+#include <stdint.h>
+
+#include "kernels/moe_math.h"
+
+namespace moe {
+namespace routing {
+
+/* Internal candidate key: moe_order_key + 1 (0 = not a candidate). */
+__device__ __forceinline__ uint32_t topk_key(float v) { return moe_order_key(v) + 1u; }
+
+/*
+ * Select the k best candidates (k <= 32, and at least k candidates with key != 0).
+ * key[i]/aux[i]: candidate i*32 + lane; aux is carried to the result. Destroys key.
+ * Result: lane j < k gets slot j: *out_idx = candidate index, *out_aux = its aux value.
+ * Lanes >= k keep their inputs.
+ */
+template <int P>
+__device__ __forceinline__ void warp_topk(uint32_t (&key)[P], const float (&aux)[P], int k,
+                                          int lane, int *out_idx, float *out_aux) {
+  for (int j = 0; j < k; ++j) {
+    uint32_t bk = key[0];
+    int bi = 0;
+    float ba = aux[0];
+#pragma unroll
+    for (int i = 1; i < P; ++i) {
+      const bool better = key[i] > bk;
+      bk = better ? key[i] : bk;
+      bi = better ? i : bi;
+      ba = better ? aux[i] : ba;
+    }
+    const uint32_t wmax = __reduce_max_sync(0xFFFFFFFFu, bk);
+    const uint32_t cand = (bk == wmax) ? (uint32_t)(bi * 32 + lane) : 0xFFFFFFFFu;
+    const uint32_t widx = __reduce_min_sync(0xFFFFFFFFu, cand);
+    const int wlane = (int)(widx & 31u);
+    const float wa = __shfl_sync(0xFFFFFFFFu, ba, wlane);
+    if (lane == wlane) {
+      const int wi = (int)(widx >> 5);
+#pragma unroll
+      for (int i = 0; i < P; ++i) key[i] = (i == wi) ? 0u : key[i];
+    }
+    if (lane == j) {
+      *out_idx = (int)widx;
+      *out_aux = wa;
+    }
+  }
+}
+
+}  // namespace routing
+}  // namespace moe
+
+#endif /* MOE_ROUTING_TOPK_CUH_ */

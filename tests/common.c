@@ -1,0 +1,572 @@
+/*
+ * common.c - see common.h.
+ */
+#include "common.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conformance/gen.h"
+
+#ifdef MOE_TEST_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+/* ---- harness ------------------------------------------------------------------------------ */
+long tc_checks = 0;
+long tc_failures = 0;
+
+void tc_fail(const char *file, int line, const char *fmt, ...) {
+  ++tc_failures;
+  if (tc_failures > 60) {
+    if (tc_failures == 61) fprintf(stderr, "... further failures not printed\n");
+    return;
+  }
+  fprintf(stderr, "FAIL %s:%d: ", file, line);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+int tc_summary(const char *test_name) {
+  printf("%s: %ld checks, %ld failures\n", test_name, tc_checks, tc_failures);
+  return tc_failures ? 1 : 0;
+}
+
+moe_status_t tc_check_ok(moe_status_t s, const char *what, const char *file, int line) {
+  ++tc_checks;
+  if (s != MOE_STATUS_SUCCESS)
+    tc_fail(file, line, "%s -> %d (%s): %s", what, (int)s, moe_status_string(s),
+            moe_get_last_error());
+  return s;
+}
+
+void *t_xmalloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p) {
+    fprintf(stderr, "test: out of host memory (%zu bytes)\n", bytes);
+    exit(2);
+  }
+  return p;
+}
+
+/* ---- bf16 ------------------------------------------------------------------------------------ */
+float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40u);
+  uint32_t lsb = (u >> 16) & 1u;
+  return (uint16_t)((u + 0x7FFFu + lsb) >> 16);
+}
+
+static int bf16_ordered(uint16_t h) {
+  return (h & 0x8000u) ? -(int)(h & 0x7FFFu) : (int)h;
+}
+
+int bf16_ulp_diff(uint16_t a, uint16_t b) { return abs(bf16_ordered(a) - bf16_ordered(b)); }
+
+int bf16_isfinite(uint16_t h) { return (h & 0x7F80u) != 0x7F80u; }
+
+/* ---- memory ------------------------------------------------------------------------------- */
+int t_have_cuda(void) {
+#ifdef MOE_TEST_WITH_CUDA
+  int32_t n = 0;
+  if (moe_cuda_device_count(&n) != MOE_STATUS_SUCCESS) return 0;
+  return n > 0;
+#else
+  return 0;
+#endif
+}
+
+#ifdef MOE_TEST_WITH_CUDA
+static void cuda_check(cudaError_t e, const char *what) {
+  if (e != cudaSuccess) {
+    fprintf(stderr, "test: %s failed: %s\n", what, cudaGetErrorString(e));
+    exit(2);
+  }
+}
+#endif
+
+void *tmem_alloc(int backend, size_t bytes) {
+  size_t n = (bytes + 255) / 256 * 256;
+  if (n == 0) n = 256;
+  if (backend == MOE_BACKEND_CUDA) {
+#ifdef MOE_TEST_WITH_CUDA
+    void *p = NULL;
+    cuda_check(cudaMalloc(&p, n), "cudaMalloc");
+    return p;
+#else
+    fprintf(stderr, "test: CUDA memory requested in a CPU-only test build\n");
+    exit(2);
+#endif
+  }
+  void *p = aligned_alloc(256, n);
+  if (!p) {
+    fprintf(stderr, "test: out of host memory (%zu bytes)\n", n);
+    exit(2);
+  }
+  return p;
+}
+
+void tmem_free(int backend, void *p) {
+  if (!p) return;
+  if (backend == MOE_BACKEND_CUDA) {
+#ifdef MOE_TEST_WITH_CUDA
+    cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    cuda_check(cudaFree(p), "cudaFree");
+#endif
+    return;
+  }
+  free(p);
+}
+
+void tmem_upload(int backend, void *dst, const void *src, size_t bytes) {
+  if (!bytes) return;
+  if (backend == MOE_BACKEND_CUDA) {
+#ifdef MOE_TEST_WITH_CUDA
+    cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+#endif
+    return;
+  }
+  memcpy(dst, src, bytes);
+}
+
+void tmem_download(int backend, void *dst, const void *src, size_t bytes) {
+  if (!bytes) return;
+  if (backend == MOE_BACKEND_CUDA) {
+#ifdef MOE_TEST_WITH_CUDA
+    cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+#endif
+    return;
+  }
+  memcpy(dst, src, bytes);
+}
+
+void tmem_poison(int backend, void *dst, size_t bytes) {
+  if (!bytes) return;
+  if (backend == MOE_BACKEND_CUDA) {
+#ifdef MOE_TEST_WITH_CUDA
+    cuda_check(cudaMemset(dst, 0xFF, bytes), "cudaMemset");
+#endif
+    return;
+  }
+  memset(dst, 0xFF, bytes);
+}
+
+void tmem_sync(int backend) {
+#ifdef MOE_TEST_WITH_CUDA
+  if (backend == MOE_BACKEND_CUDA) cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+#else
+  (void)backend;
+#endif
+}
+
+ttensor *tt_new(int backend, DLDataType dt, int ndim, const int64_t *dims) {
+  ttensor *t = (ttensor *)t_xmalloc(sizeof *t);
+  memset(t, 0, sizeof *t);
+  int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) {
+    t->shape[i] = dims[i];
+    n *= dims[i];
+  }
+  t->backend = backend;
+  t->bytes = (size_t)n * (dt.bits / 8u);
+  t->t.data = tmem_alloc(backend, t->bytes);
+  t->t.device.device_type = backend == MOE_BACKEND_CUDA ? kDLCUDA : kDLCPU;
+  t->t.device.device_id = 0;
+  t->t.ndim = ndim;
+  t->t.dtype = dt;
+  t->t.shape = t->shape;
+  t->t.strides = NULL;
+  t->t.byte_offset = 0;
+  return t;
+}
+
+ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims,
+                      const void *host) {
+  ttensor *t = tt_new(backend, dt, ndim, dims);
+  if (host) tmem_upload(backend, t->t.data, host, t->bytes);
+  return t;
+}
+
+void tt_free(ttensor *t) {
+  if (!t) return;
+  tmem_free(t->backend, t->t.data);
+  free(t);
+}
+
+int64_t tt_numel(const ttensor *t) {
+  int64_t n = 1;
+  for (int i = 0; i < t->t.ndim; ++i) n *= t->shape[i];
+  return n;
+}
+
+/* ---- runner ------------------------------------------------------------------------------- */
+moe_runner *t_runner(int backend, int activation) {
+  moe_runner_options o;
+  if (CHECK_OK(moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION))) return NULL;
+  o.backend = backend;
+  o.activation = activation;
+  moe_runner *r = NULL;
+  if (CHECK_OK(moe_runner_create(&o, &r))) return NULL;
+  return r;
+}
+
+void t_problem(moe_problem *p, int32_t E, int64_t T, int32_t K, int32_t offset, int32_t local,
+               int64_t H, int64_t I) {
+  moe_problem_init(p, MOE_PROBLEM_VERSION);
+  p->num_experts = E;
+  p->num_tokens = T;
+  p->top_k = K;
+  p->local_expert_offset = offset;
+  p->local_num_experts = local;
+  p->hidden_size = H;
+  p->intermediate_size = I;
+}
+
+int32_t t_find_config(const moe_runner *r, const moe_problem *p, int32_t tile, int32_t cluster) {
+  int32_t cfgs[256], n = 0;
+  if (moe_runner_get_valid_configs(r, p, cfgs, 256, &n) != MOE_STATUS_SUCCESS) return -1;
+  for (int32_t i = 0; i < n && i < 256; ++i) {
+    moe_config_info info;
+    memset(&info, 0, sizeof info);
+    info.version = MOE_CONFIG_INFO_VERSION;
+    if (moe_runner_describe_config(r, cfgs[i], &info) != MOE_STATUS_SUCCESS) continue;
+    if (info.tile == tile && info.cluster_size == cluster) return cfgs[i];
+  }
+  return -1;
+}
+
+moe_status_t t_ws_alloc(const moe_runner *r, int backend, const moe_problem *p, int32_t cfg,
+                        t_ws *ws) {
+  ws->backend = backend;
+  ws->ptr = NULL;
+  ws->bytes = 0;
+  size_t bytes = 0;
+  moe_status_t s = moe_runner_get_workspace_size(r, p, cfg, &bytes);
+  if (s) return s;
+  ws->ptr = tmem_alloc(backend, bytes);
+  ws->bytes = bytes;
+  /* Poison: every table entry the plan defines must be written by prepare. */
+  tmem_poison(backend, ws->ptr, bytes);
+  return MOE_STATUS_SUCCESS;
+}
+
+void t_ws_free(t_ws *ws) {
+  tmem_free(ws->backend, ws->ptr);
+  ws->ptr = NULL;
+  ws->bytes = 0;
+}
+
+/* ---- routing ------------------------------------------------------------------------------ */
+void t_route_init(t_route *r) {
+  memset(r, 0, sizeof *r);
+  r->method = MOE_ROUTING_RENORMALIZE;
+  r->n_group = 1;
+  r->topk_group = 1;
+  r->scale = 1.0f;
+}
+
+moe_status_t t_prepare(moe_runner *r, int backend, const moe_problem *p, const t_route *in,
+                       int32_t cfg, const t_ws *ws, moe_plan *plan) {
+  const int64_t T = p->num_tokens, E = p->num_experts, K = p->top_k;
+  ttensor *logits = NULL, *bias = NULL, *ids = NULL, *weights = NULL, *packed = NULL;
+  moe_routing_args a;
+  moe_routing_args_init(&a, MOE_ROUTING_ARGS_VERSION);
+  a.method = in->method;
+  a.n_group = in->n_group;
+  a.topk_group = in->topk_group;
+  a.routed_scaling_factor = in->scale;
+  if (in->input == T_INPUT_LOGITS) {
+    logits = tt_from_host(backend, in->logits_f32 ? DT_F32 : DT_BF16, 2, (int64_t[]){T, E},
+                          in->logits);
+    a.logits = &logits->t;
+  } else if (in->input == T_INPUT_IDS) {
+    ids = tt_from_host(backend, DT_I32, 2, (int64_t[]){T, K}, in->ids);
+    weights = tt_from_host(backend, in->weights_f32 ? DT_F32 : DT_BF16, 2, (int64_t[]){T, K},
+                           in->weights);
+    a.topk_ids = &ids->t;
+    a.topk_weights = &weights->t;
+  } else {
+    packed = tt_from_host(backend, DT_I32, 2, (int64_t[]){T, K}, in->packed);
+    a.topk_packed = &packed->t;
+  }
+  if (in->bias_dtype) {
+    bias = tt_from_host(backend, in->bias_dtype == 2 ? DT_F32 : DT_BF16, 1, (int64_t[]){E},
+                        in->bias);
+    a.bias = &bias->t;
+  }
+  moe_plan_init(plan, MOE_PLAN_VERSION);
+  moe_status_t s = moe_routing_prepare(r, p, &a, cfg, ws->ptr, ws->bytes, plan, NULL);
+  tt_free(logits);
+  tt_free(bias);
+  tt_free(ids);
+  tt_free(weights);
+  tt_free(packed);
+  return s;
+}
+
+/* ---- plan readback ------------------------------------------------------------------------ */
+static int read_table(const moe_runner *r, const moe_plan *plan, const t_ws *ws, int32_t table,
+                      size_t elem, void **dst, int64_t *count) {
+  int64_t n = -1;
+  if (CHECK_OK(moe_plan_read_count(r, plan, ws->ptr, ws->bytes, table, &n, NULL))) return 1;
+  CHECK(n >= 0, "table %d: negative count %lld", (int)table, (long long)n);
+  if (n < 0) return 1;
+  *count = n;
+  *dst = t_xmalloc((size_t)n * elem + 4);
+  if (n == 0) return 0;
+  if (CHECK_OK(moe_plan_read(r, plan, ws->ptr, ws->bytes, table, *dst, (size_t)n * elem, NULL)))
+    return 1;
+  return 0;
+}
+
+int t_read_plan(const moe_runner *r, const moe_plan *plan, const t_ws *ws, int32_t E,
+                host_plan *hp) {
+  memset(hp, 0, sizeof *hp);
+  int32_t *scal = NULL;
+  int64_t c;
+  int bad = 0;
+  bad |= read_table(r, plan, ws, MOE_PLAN_NUM_CTAS, 4, (void **)&scal, &c);
+  if (!bad && c == 1) hp->num_ctas = scal[0];
+  free(scal);
+  scal = NULL;
+  hp->cnt[MOE_PLAN_NUM_CTAS] = c;
+  bad |= read_table(r, plan, ws, MOE_PLAN_PERMUTED_SIZE, 4, (void **)&scal, &c);
+  if (!bad && c == 1) hp->permuted_size = scal[0];
+  hp->cnt[MOE_PLAN_PERMUTED_SIZE] = c;
+  free(scal);
+  bad |= read_table(r, plan, ws, MOE_PLAN_TOPK_IDS, 4, (void **)&hp->topk_ids,
+                    &hp->cnt[MOE_PLAN_TOPK_IDS]);
+  bad |= read_table(r, plan, ws, MOE_PLAN_EXPERT_WEIGHTS, 2, (void **)&hp->weights,
+                    &hp->cnt[MOE_PLAN_EXPERT_WEIGHTS]);
+  bad |= read_table(r, plan, ws, MOE_PLAN_EXPANDED_TO_PERMUTED, 4, (void **)&hp->e2p,
+                    &hp->cnt[MOE_PLAN_EXPANDED_TO_PERMUTED]);
+  bad |= read_table(r, plan, ws, MOE_PLAN_PERMUTED_TO_TOKEN, 4, (void **)&hp->p2t,
+                    &hp->cnt[MOE_PLAN_PERMUTED_TO_TOKEN]);
+  bad |= read_table(r, plan, ws, MOE_PLAN_PERMUTED_TO_EXPANDED, 4, (void **)&hp->p2x,
+                    &hp->cnt[MOE_PLAN_PERMUTED_TO_EXPANDED]);
+  bad |= read_table(r, plan, ws, MOE_PLAN_CTA_TO_BATCH, 4, (void **)&hp->batch,
+                    &hp->cnt[MOE_PLAN_CTA_TO_BATCH]);
+  bad |= read_table(r, plan, ws, MOE_PLAN_CTA_TO_MN_LIMIT, 4, (void **)&hp->mn_limit,
+                    &hp->cnt[MOE_PLAN_CTA_TO_MN_LIMIT]);
+  bad |= read_table(r, plan, ws, MOE_PLAN_EXPERT_COUNTS, 4, (void **)&hp->counts,
+                    &hp->cnt[MOE_PLAN_EXPERT_COUNTS]);
+  if (bad) return 1;
+  hp->tk = plan->num_tokens * plan->top_k;
+  int64_t P = hp->permuted_size, N = hp->num_ctas;
+  CHECK(hp->cnt[MOE_PLAN_TOPK_IDS] == hp->tk && hp->cnt[MOE_PLAN_EXPERT_WEIGHTS] == hp->tk &&
+            hp->cnt[MOE_PLAN_EXPANDED_TO_PERMUTED] == hp->tk,
+        "plan_read_count of the [T*K] tables: %lld %lld %lld, expected %lld",
+        (long long)hp->cnt[0], (long long)hp->cnt[1], (long long)hp->cnt[2], (long long)hp->tk);
+  CHECK(hp->cnt[MOE_PLAN_PERMUTED_TO_TOKEN] == P && hp->cnt[MOE_PLAN_PERMUTED_TO_EXPANDED] == P,
+        "plan_read_count of the permuted maps: %lld %lld, expected permuted_size %lld",
+        (long long)hp->cnt[3], (long long)hp->cnt[4], (long long)P);
+  CHECK(hp->cnt[MOE_PLAN_CTA_TO_BATCH] == N && hp->cnt[MOE_PLAN_CTA_TO_MN_LIMIT] == N,
+        "plan_read_count of the CTA tables: %lld %lld, expected num_ctas %lld",
+        (long long)hp->cnt[5], (long long)hp->cnt[6], (long long)N);
+  CHECK(hp->cnt[MOE_PLAN_EXPERT_COUNTS] == E, "plan_read_count(EXPERT_COUNTS) = %lld, E = %d",
+        (long long)hp->cnt[9], (int)E);
+  return 0;
+}
+
+void t_free_plan(host_plan *hp) {
+  free(hp->topk_ids);
+  free(hp->weights);
+  free(hp->e2p);
+  free(hp->p2t);
+  free(hp->p2x);
+  free(hp->batch);
+  free(hp->mn_limit);
+  free(hp->counts);
+  memset(hp, 0, sizeof *hp);
+}
+
+uint64_t t_plan_digest(const host_plan *hp) {
+  uint64_t h = GEN_FNV_OFFSET;
+  h = gen_fnv_i32(h, hp->topk_ids, hp->tk);
+  h = gen_fnv_u16(h, hp->weights, hp->tk);
+  h = gen_fnv_i32(h, hp->e2p, hp->tk);
+  h = gen_fnv_i32(h, hp->p2t, hp->permuted_size);
+  h = gen_fnv_i32(h, hp->p2x, hp->permuted_size);
+  h = gen_fnv_i32(h, hp->batch, hp->num_ctas);
+  h = gen_fnv_i32(h, hp->mn_limit, hp->num_ctas);
+  h = gen_fnv_i32(h, &hp->num_ctas, 1);
+  h = gen_fnv_i32(h, &hp->permuted_size, 1);
+  return h;
+}
+
+static int cmp_i32(const int32_t *a, const int32_t *b, int64_t n, const char *what,
+                   const char *table) {
+  for (int64_t i = 0; i < n; ++i)
+    if (a[i] != b[i]) {
+      CHECK(0, "%s: %s[%lld] = %d vs %d", what, table, (long long)i, a[i], b[i]);
+      return 1;
+    }
+  return 0;
+}
+
+int t_compare_plans(const host_plan *a, const host_plan *b, const char *what) {
+  int bad = 0;
+  ++tc_checks;
+  if (a->tk != b->tk || a->num_ctas != b->num_ctas || a->permuted_size != b->permuted_size) {
+    CHECK(0, "%s: sizes differ: T*K %lld/%lld, N %d/%d, P %d/%d", what, (long long)a->tk,
+          (long long)b->tk, a->num_ctas, b->num_ctas, a->permuted_size, b->permuted_size);
+    return 1;
+  }
+  bad |= cmp_i32(a->topk_ids, b->topk_ids, a->tk, what, "topk_ids");
+  for (int64_t i = 0; i < a->tk; ++i)
+    if (a->weights[i] != b->weights[i]) {
+      CHECK(0, "%s: expert_weights[%lld] = 0x%04x vs 0x%04x", what, (long long)i, a->weights[i],
+            b->weights[i]);
+      bad = 1;
+      break;
+    }
+  bad |= cmp_i32(a->e2p, b->e2p, a->tk, what, "expanded_to_permuted");
+  bad |= cmp_i32(a->p2t, b->p2t, a->permuted_size, what, "permuted_to_token");
+  bad |= cmp_i32(a->p2x, b->p2x, a->permuted_size, what, "permuted_to_expanded");
+  bad |= cmp_i32(a->batch, b->batch, a->num_ctas, what, "cta_to_batch");
+  bad |= cmp_i32(a->mn_limit, b->mn_limit, a->num_ctas, what, "cta_to_mn_limit");
+  if (a->cnt[MOE_PLAN_EXPERT_COUNTS] == b->cnt[MOE_PLAN_EXPERT_COUNTS])
+    bad |= cmp_i32(a->counts, b->counts, a->cnt[MOE_PLAN_EXPERT_COUNTS], what, "expert_counts");
+  return bad;
+}
+
+/* ---- MoE --------------------------------------------------------------------------------- */
+int t_gated(int activation) {
+  return activation == MOE_ACTIVATION_SWIGLU || activation == MOE_ACTIVATION_GEGLU;
+}
+
+moe_status_t t_weights_prepare(moe_runner *r, int backend, const moe_problem *p, int activation,
+                               const t_moe_in *in, t_weights *w) {
+  const int64_t El = p->local_num_experts ? p->local_num_experts : p->num_experts;
+  const int64_t H = p->hidden_size, I = p->intermediate_size, f = t_gated(activation) ? 2 : 1;
+  w->w1 = w->w2 = NULL;
+  size_t b1 = 0, b2 = 0;
+  moe_status_t s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM1, &b1);
+  if (s) return s;
+  s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM2, &b2);
+  if (s) return s;
+  ttensor *c1 = tt_from_host(backend, DT_BF16, 3, (int64_t[]){El, f * I, H}, in->w1);
+  ttensor *c2 = tt_from_host(backend, DT_BF16, 3, (int64_t[]){El, H, I}, in->w2);
+  w->w1 = tt_new(backend, DT_U8, 1, (int64_t[]){(int64_t)b1});
+  w->w2 = tt_new(backend, DT_U8, 1, (int64_t[]){(int64_t)b2});
+  s = moe_weights_prepare(r, p, MOE_WEIGHTS_GEMM1, &c1->t, &w->w1->t, NULL);
+  if (!s) s = moe_weights_prepare(r, p, MOE_WEIGHTS_GEMM2, &c2->t, &w->w2->t, NULL);
+  tt_free(c1);
+  tt_free(c2);
+  return s;
+}
+
+void t_weights_free(t_weights *w) {
+  tt_free(w->w1);
+  tt_free(w->w2);
+  w->w1 = w->w2 = NULL;
+}
+
+moe_status_t t_run(moe_runner *r, int backend, const moe_problem *p, int activation,
+                   const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
+                   const t_ws *ws, int do_finalize, uint16_t *out_host) {
+  const int64_t El = p->local_num_experts ? p->local_num_experts : p->num_experts;
+  const int64_t T = p->num_tokens, H = p->hidden_size, I = p->intermediate_size;
+  const int64_t f = t_gated(activation) ? 2 : 1;
+  moe_run_args a;
+  moe_run_args_init(&a, MOE_RUN_ARGS_VERSION);
+  a.do_finalize = do_finalize;
+  ttensor *hid = tt_from_host(backend, DT_BF16, 2, (int64_t[]){T, H}, in->hidden);
+  ttensor *b1 = NULL, *b2 = NULL, *al = NULL, *be = NULL, *cl = NULL, *out = NULL;
+  a.hidden_states = &hid->t;
+  a.gemm1_weights = &w->w1->t;
+  a.gemm2_weights = &w->w2->t;
+  if (in->bias1) {
+    b1 = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, f * I}, in->bias1);
+    a.gemm1_bias = &b1->t;
+  }
+  if (in->bias2) {
+    b2 = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, H}, in->bias2);
+    a.gemm2_bias = &b2->t;
+  }
+  if (in->alpha) {
+    al = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, in->alpha);
+    a.gemm1_alpha = &al->t;
+  }
+  if (in->beta) {
+    be = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, in->beta);
+    a.gemm1_beta = &be->t;
+  }
+  if (in->clamp_limit) {
+    cl = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, in->clamp_limit);
+    a.gemm1_clamp_limit = &cl->t;
+  }
+  int64_t rows = do_finalize ? T : plan->max_padded_rows;
+  out = tt_new(backend, DT_BF16, 2, (int64_t[]){rows, H});
+  tmem_poison(backend, out->t.data, out->bytes);
+  if (do_finalize)
+    a.output = &out->t;
+  else
+    a.permuted_output = &out->t;
+  moe_status_t s = moe_runner_run(r, p, &a, cfg, plan, ws->ptr, ws->bytes, NULL);
+  if (!s && out_host) tmem_download(backend, out_host, out->t.data, out->bytes);
+  tt_free(hid);
+  tt_free(b1);
+  tt_free(b2);
+  tt_free(al);
+  tt_free(be);
+  tt_free(cl);
+  tt_free(out);
+  return s;
+}
+
+/* ---- numerics ---------------------------------------------------------------------------- */
+double t_rel_err_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double x = bf16_to_f32(a[i]), y = bf16_to_f32(b[i]);
+    num += (x - y) * (x - y);
+    den += y * y;
+  }
+  if (den == 0) return num == 0 ? 0 : INFINITY;
+  return sqrt(num / den);
+}
+
+double t_rel_err_ref(const uint16_t *a, const double *ref, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double x = bf16_to_f32(a[i]);
+    num += (x - ref[i]) * (x - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  if (den == 0) return num == 0 ? 0 : INFINITY;
+  return sqrt(num / den);
+}
+
+int64_t t_count_nonfinite(const uint16_t *a, int64_t n) {
+  int64_t c = 0;
+  for (int64_t i = 0; i < n; ++i) c += !bf16_isfinite(a[i]);
+  return c;
+}
+
+uint64_t t_rng_next(t_rng *r) {
+  r->s += 0x9E3779B97F4A7C15ull;
+  uint64_t z = r->s;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+int64_t t_rng_range(t_rng *r, int64_t lo, int64_t hi) {
+  return lo + (int64_t)(t_rng_next(r) % (uint64_t)(hi - lo + 1));
+}

@@ -1,0 +1,73 @@
+/*
+ * gen.h - the portable seeded input generator and digests of the conformance suite, exactly as
+ * docs/conformance.md specifies (SplitMix64 streams, exactly representable values, FNV-1a 64).
+ * Every binding implements the same functions; this is the C one.
+ */
+#ifndef MOE_TEST_GEN_H_
+#define MOE_TEST_GEN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Stream numbers. */
+#define GEN_STREAM_LOGITS 1
+#define GEN_STREAM_ROUTING_BIAS 2
+#define GEN_STREAM_HIDDEN 3
+#define GEN_STREAM_W1 4
+#define GEN_STREAM_W2 5
+#define GEN_STREAM_IDS 6
+#define GEN_STREAM_WEIGHTS 7
+#define GEN_STREAM_GEMM1_BIAS 8
+#define GEN_STREAM_GEMM2_BIAS 9
+#define GEN_STREAM_SWIGLU 10
+
+/* Scales (value = m * 2^-scale). */
+#define GEN_SCALE_LOGITS_BF16 5
+#define GEN_SCALE_ROUTING_BIAS 7
+#define GEN_SCALE_HIDDEN 6
+#define GEN_SCALE_W1 8
+#define GEN_SCALE_W2 8
+#define GEN_SCALE_WEIGHTS 7
+#define GEN_SCALE_LOGITS_F32 21
+#define GEN_SCALE_GEMM_BIAS 26
+
+typedef struct gen_stream {
+  uint64_t state;
+} gen_stream;
+
+/* state = seed ^ (stream * golden). */
+void gen_init(gen_stream *g, uint64_t seed, uint64_t stream);
+/* SplitMix64 step. */
+uint64_t gen_next(gen_stream *g);
+/* bf16 bit pattern of m * 2^-scale, m = (next() >> 56) - 128. */
+uint16_t gen_bf16(gen_stream *g, int scale);
+/* fp32 value m * 2^-scale, m = (next() >> 40) - 2^23. */
+float gen_f32(gen_stream *g, int scale);
+
+/* Fill n values of one stream in row-major order. */
+void gen_fill_bf16(uint64_t seed, uint64_t stream, int scale, uint16_t *dst, int64_t n);
+void gen_fill_f32(uint64_t seed, uint64_t stream, int scale, float *dst, int64_t n);
+/* Stream 10: per local expert e, alpha, beta, clamp (in that order). */
+void gen_swiglu_params(uint64_t seed, int64_t local_experts, float *alpha, float *beta,
+                       float *clamp_limit);
+/* Streams 6 and 7: pre-routed distinct ids [T, K] in [0, E) and bf16 weights [T, K]. */
+void gen_routed(uint64_t seed, int64_t num_tokens, int32_t top_k, int32_t num_experts,
+                int32_t *ids, uint16_t *weights);
+/* Packed form: (id << 16) | (bits & 0xFFFF). */
+int32_t gen_pack(int32_t id, uint16_t weight_bits);
+
+/* FNV-1a 64 over bytes (little-endian values are fed by the helpers below). */
+#define GEN_FNV_OFFSET 0xcbf29ce484222325ull
+uint64_t gen_fnv_bytes(uint64_t h, const void *p, size_t n);
+uint64_t gen_fnv_i32(uint64_t h, const int32_t *v, int64_t n);
+uint64_t gen_fnv_u16(uint64_t h, const uint16_t *v, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOE_TEST_GEN_H_ */
