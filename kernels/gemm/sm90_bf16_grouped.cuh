@@ -159,7 +159,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 
   if (wg == T::kConsumerWGs) {
     /* ---------------- producer ---------------- */
-    ptx::setmaxnreg_dec<40>();
+    if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_dec<40>();
     if (producer_warp) {
       constexpr int kRowsPerLane = (N + 31) / 32;
       int src[kRowsPerLane];
@@ -206,7 +206,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     }
   } else {
     /* ---------------- consumers ---------------- */
-    ptx::setmaxnreg_inc<232>();
+    if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_inc<232>();
     using Mma = ptx::WgmmaBf16<N>;
     float d[N / 2];
 #pragma unroll

@@ -1,0 +1,331 @@
+package io.moetrtllm;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/** The shared conformance suite (docs/conformance.md) through the Java binding. */
+final class Conformance {
+  private Conformance() {}
+
+  static final Set<String> KEYS = Set.of("name", "method", "input", "logits_dtype", "T", "E",
+      "K", "H", "I", "offset", "local", "act", "tile", "cluster", "n_group", "topk_group",
+      "scale", "bias", "gemm_bias", "swiglu_params", "finalize", "seed", "plan", "output",
+      "status");
+
+  /** One case: its fields as strings. */
+  static final class Case {
+    final Map<String, String> f;
+    final int line;
+
+    Case(Map<String, String> f, int line) {
+      this.f = f;
+      this.line = line;
+    }
+
+    String name() {
+      return f.get("name");
+    }
+
+    String str(String k, String def) {
+      return f.getOrDefault(k, def);
+    }
+
+    long num(String k, long def) {
+      String v = f.get(k);
+      return v == null ? def : Long.parseLong(v);
+    }
+
+    int i(String k) {
+      return (int) num(k, 0);
+    }
+
+    String status() {
+      return str("status", "ok");
+    }
+
+    @Override
+    public String toString() {
+      return name();
+    }
+  }
+
+  static Path casesPath() {
+    String env = System.getenv("MOE_CONFORMANCE_CASES");
+    if (env != null && !env.isEmpty()) {
+      return Paths.get(env);
+    }
+    String prop = System.getProperty("moetrtllm.cases");
+    if (prop != null) {
+      return Paths.get(prop);
+    }
+    return Paths.get("tests", "conformance", "cases.txt");
+  }
+
+  static List<Case> parse(Path p) throws IOException {
+    List<Case> out = new ArrayList<>();
+    int lineno = 0;
+    for (String raw : Files.readAllLines(p, StandardCharsets.UTF_8)) {
+      lineno++;
+      int hash = raw.indexOf('#');
+      String line = (hash >= 0 ? raw.substring(0, hash) : raw).trim();
+      if (line.isEmpty()) {
+        continue;
+      }
+      Map<String, String> f = new HashMap<>();
+      for (String field : line.split(" ")) {
+        if (field.isEmpty()) {
+          continue;
+        }
+        int eq = field.indexOf('=');
+        if (eq < 0 || !KEYS.contains(field.substring(0, eq))) {
+          throw new IOException(p + ":" + lineno + ": bad field '" + field + "'");
+        }
+        f.put(field.substring(0, eq), field.substring(eq + 1));
+      }
+      out.add(new Case(f, lineno));
+    }
+    return out;
+  }
+
+  // ---- generator ---------------------------------------------------------------------------
+  static final long GAMMA = 0x9E3779B97F4A7C15L;
+
+  static final class SplitMix {
+    long s;
+
+    SplitMix(long seed, long stream) {
+      s = seed ^ (stream * GAMMA);
+    }
+
+    long next() {
+      s += GAMMA;
+      long z = s;
+      z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+      z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+      return z ^ (z >>> 31);
+    }
+  }
+
+  static long count(long... shape) {
+    long n = 1;
+    for (long s : shape) {
+      n *= s;
+    }
+    return n;
+  }
+
+  static short bf16Bits(float v) {
+    return (short) (Float.floatToRawIntBits(v) >>> 16);
+  }
+
+  static Tensor genBf16(long seed, int stream, int scale, long... shape) {
+    Tensor t = Tensor.allocateHost(DType.BF16, shape);
+    SplitMix g = new SplitMix(seed, stream);
+    ByteBuffer b = t.buffer();
+    float sc = (float) Math.pow(2, -scale);
+    for (long i = 0, n = count(shape); i < n; i++) {
+      long m = (g.next() >>> 56) - 128;
+      b.putShort((int) (2 * i), bf16Bits((float) m * sc));
+    }
+    return t;
+  }
+
+  static Tensor genF32(long seed, int stream, int scale, long... shape) {
+    Tensor t = Tensor.allocateHost(DType.F32, shape);
+    SplitMix g = new SplitMix(seed, stream);
+    ByteBuffer b = t.buffer();
+    double sc = Math.pow(2, -scale);
+    for (long i = 0, n = count(shape); i < n; i++) {
+      long m = (g.next() >>> 40) - (1L << 23);
+      b.putFloat((int) (4 * i), (float) (m * sc));
+    }
+    return t;
+  }
+
+  // ---- digests ---------------------------------------------------------------------------
+  static final class Fnv {
+    long h = 0xcbf29ce484222325L;
+
+    void bytes(ByteBuffer b, int from, int to) {
+      for (int i = from; i < to; i++) {
+        h = (h ^ (b.get(i) & 0xFF)) * 0x100000001b3L;
+      }
+    }
+
+    void ints(int[] a, int n) {
+      for (int i = 0; i < n; i++) {
+        int v = a[i];
+        for (int k = 0; k < 4; k++) {
+          h = (h ^ ((v >>> (8 * k)) & 0xFF)) * 0x100000001b3L;
+        }
+      }
+    }
+
+    String hex() {
+      return String.format("%016x", h);
+    }
+  }
+
+  /** The results of a case: plan tables, digests and the digested output as floats. */
+  static final class Result {
+    String planDigest;
+    String outputDigest;
+    float[] output;
+  }
+
+  static float bf16ToFloat(short s) {
+    return Float.intBitsToFloat((s & 0xFFFF) << 16);
+  }
+
+  static int chooseConfig(Runner r, Problem p, int tile, int cluster) {
+    for (int c : r.validConfigs(p)) {
+      ConfigInfo info = r.describeConfig(c);
+      if (info.tile() == tile && info.clusterSize() == cluster) {
+        return c;
+      }
+    }
+    throw new MoeException(Moe.STATUS_INVALID_CONFIG,
+        "no valid config with tile=" + tile + " cluster=" + cluster);
+  }
+
+  /** Runs a case on the CPU backend. Throws MoeException on a library failure. */
+  static Result run(Case c) {
+    int T = c.i("T"), E = c.i("E"), K = c.i("K"), H = c.i("H"), I = c.i("I");
+    int el = c.i("local") == 0 ? E : c.i("local");
+    int act = c.i("act");
+    int f = (act == Moe.ACTIVATION_SWIGLU || act == Moe.ACTIVATION_GEGLU) ? 2 : 1;
+    long seed = Long.parseLong(c.f.get("seed"));
+    Problem p = new Problem(E, T, K, H, I, c.i("offset"), c.i("local"));
+    RoutingArgs ra = new RoutingArgs().method(c.i("method"));
+    String input = c.str("input", "logits");
+    if (input.equals("logits")) {
+      ra.logits(c.str("logits_dtype", "f32").equals("bf16") ? genBf16(seed, 1, 5, T, E)
+          : genF32(seed, 1, 21, T, E));
+    } else {
+      Tensor ids = Tensor.allocateHost(DType.I32, T, K);
+      SplitMix g = new SplitMix(seed, 6);
+      int[] idv = new int[T * K];
+      for (int t = 0; t < T; t++) {
+        for (int k = 0; k < K; k++) {
+          int e;
+          boolean dup;
+          do {
+            e = (int) Long.remainderUnsigned(g.next(), E);
+            dup = false;
+            for (int j = 0; j < k; j++) {
+              dup |= idv[t * K + j] == e;
+            }
+          } while (dup);
+          idv[t * K + k] = e;
+        }
+      }
+      Tensor w = genBf16(seed, 7, 7, T, K);
+      if (input.equals("ids")) {
+        for (int i = 0; i < T * K; i++) {
+          ids.buffer().putInt(4 * i, idv[i]);
+        }
+        ra.topk(ids, w);
+      } else if (input.equals("packed")) {
+        for (int i = 0; i < T * K; i++) {
+          ids.buffer().putInt(4 * i, (idv[i] << 16) | (w.buffer().getShort(2 * i) & 0xFFFF));
+        }
+        ra.topkPacked(ids);
+      } else {
+        throw new IllegalArgumentException("unknown input " + input);
+      }
+    }
+    if (c.num("bias", 0) != 0) {
+      ra.bias(genBf16(seed, 2, 7, E));
+    }
+    ra.groups((int) c.num("n_group", 1), (int) c.num("topk_group", 0));
+    ra.routedScalingFactor(Float.parseFloat(c.str("scale", "1")));
+    RunArgs a = new RunArgs();
+    if (c.num("gemm_bias", 0) != 0) {
+      a.gemmBias(genF32(seed, 8, 26, el, (long) f * I), genF32(seed, 9, 26, el, H));
+    }
+    if (c.num("swiglu_params", 0) != 0) {
+      Tensor al = Tensor.allocateHost(DType.F32, el);
+      Tensor be = Tensor.allocateHost(DType.F32, el);
+      Tensor cl = Tensor.allocateHost(DType.F32, el);
+      SplitMix g = new SplitMix(seed, 10);
+      for (int e = 0; e < el; e++) {
+        al.buffer().putFloat(4 * e, 1 + (g.next() >>> 60) / 16.0f);
+        be.buffer().putFloat(4 * e, (g.next() >>> 60) / 16.0f);
+        cl.buffer().putFloat(4 * e, 4 + (g.next() >>> 60) / 4.0f);
+      }
+      a.swiglu(al, be, cl);
+    }
+    boolean fin = c.num("finalize", 1) != 0;
+    try (Runner r = new Runner(Moe.BACKEND_CPU, act)) {
+      int cfg = chooseConfig(r, p, c.i("tile"), c.i("cluster"));
+      Tensor ws = r.allocateHostWorkspace(p, cfg);
+      Tensor w1 = r.prepareWeightsHost(p, Moe.WEIGHTS_GEMM1, genBf16(seed, 4, 8, el, (long) f * I, H));
+      Tensor w2 = r.prepareWeightsHost(p, Moe.WEIGHTS_GEMM2, genBf16(seed, 5, 8, el, H, I));
+      Plan plan = r.prepareRouting(p, cfg, ws, ra, 0);
+      if (plan.config() != cfg || plan.tile() != c.i("tile")
+          || plan.clusterSize() != c.i("cluster")) {
+        throw new AssertionError("plan descriptor does not match the config");
+      }
+      Tensor out = fin ? Tensor.allocateHost(DType.BF16, T, H)
+                       : Tensor.allocateHost(DType.BF16, plan.maxPaddedRows(), H);
+      a.inputs(genBf16(seed, 3, 6, T, H), w1, w2);
+      if (fin) {
+        a.output(out);
+      } else {
+        a.permutedOutput(out);
+      }
+      a.doFinalize(fin);
+      r.run(p, cfg, plan, ws, a, 0);
+
+      int n = plan.readInts(Moe.PLAN_NUM_CTAS)[0];
+      int pp = plan.readInts(Moe.PLAN_PERMUTED_SIZE)[0];
+      Fnv d = new Fnv();
+      d.ints(plan.readInts(Moe.PLAN_TOPK_IDS), T * K);
+      ByteBuffer w = plan.read(Moe.PLAN_EXPERT_WEIGHTS);
+      d.bytes(w, 0, 2 * T * K);
+      d.ints(plan.readInts(Moe.PLAN_EXPANDED_TO_PERMUTED), T * K);
+      int[] p2t = plan.readInts(Moe.PLAN_PERMUTED_TO_TOKEN);
+      d.ints(p2t, pp);
+      d.ints(plan.readInts(Moe.PLAN_PERMUTED_TO_EXPANDED), pp);
+      d.ints(plan.readInts(Moe.PLAN_CTA_TO_BATCH), n);
+      d.ints(plan.readInts(Moe.PLAN_CTA_TO_MN_LIMIT), n);
+      d.ints(new int[] {n, pp}, 2);
+      Result res = new Result();
+      res.planDigest = d.hex();
+      Fnv o = new Fnv();
+      ByteBuffer ob = out.buffer().order(ByteOrder.LITTLE_ENDIAN);
+      List<Float> vals = new ArrayList<>();
+      if (fin) {
+        o.bytes(ob, 0, 2 * T * H);
+        for (int i = 0; i < T * H; i++) {
+          vals.add(bf16ToFloat(ob.getShort(2 * i)));
+        }
+      } else {
+        for (int row = 0; row < pp; row++) {
+          if (p2t[row] >= 0) {
+            o.bytes(ob, 2 * row * H, 2 * (row + 1) * H);
+            for (int h = 0; h < H; h++) {
+              vals.add(bf16ToFloat(ob.getShort(2 * (row * H + h))));
+            }
+          }
+        }
+      }
+      res.outputDigest = o.hex();
+      res.output = new float[vals.size()];
+      for (int i = 0; i < vals.size(); i++) {
+        res.output[i] = vals.get(i);
+      }
+      return res;
+    }
+  }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: builds the library (with every CUDA kernel when nvcc is present),
+# the C tests and every binding whose toolchain is installed, runs them all through ctest,
+# then rebuilds the C tests with AddressSanitizer + UBSan and runs them again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-deps.sh
+source scripts/env.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$MOE_PYTHON"
+cmake --build build -j "$JOBS"
+ctest --test-dir build --output-on-failure -j "$JOBS"
+# Sanitizer build of the C library and tests (CPU backend; the CUDA kernels are compiled and
+# tested in the build above).
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOE_WITH_CUDA=OFF \
+      -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_BENCH=OFF -DMOE_SANITIZE=ON
+cmake --build build-asan -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$JOBS"
