@@ -1,5 +1,5 @@
 /*
- * core.i - SWIG interface of the Python module moe_trtllm._core (low level).
+ * core.i - SWIG interface of moe_trtllm.core (low level: core.py over the extension _core).
  * The public, Pythonic API is the pure-Python package moe_trtllm (Runner, Problem, Plan, ...).
  *
  * Tensors: any object with __dlpack__ (numpy, torch, cupy, ...) is accepted where the C API takes
@@ -8,7 +8,7 @@
  * borrowed zero-copy. moe_trtllm.View(obj, code, bits) reinterprets the element type (numpy has no
  * bfloat16: a uint16 array viewed as bf16).
  */
-%module(package="moe_trtllm") _core
+%module(package="moe_trtllm") core
 
 %{
 #include <Python.h>

@@ -6,7 +6,9 @@
 
 typedef struct moe_runner moe_runner;
 
-/* Constants of the public header (bindings cannot see the header's macros). */
+/* Constants of the public header (bindings cannot see the header's macros). Java declares
+   its own in io.moetrtllm.Moe. */
+#if !defined(SWIGJAVA)
 %constant int STATUS_SUCCESS = MOE_STATUS_SUCCESS;
 %constant int STATUS_INVALID_ARGUMENT = MOE_STATUS_INVALID_ARGUMENT;
 %constant int STATUS_NOT_SUPPORTED = MOE_STATUS_NOT_SUPPORTED;
@@ -43,6 +45,7 @@ typedef struct moe_runner moe_runner;
 %constant int PLAN_NUM_CTAS = MOE_PLAN_NUM_CTAS;
 %constant int PLAN_PERMUTED_SIZE = MOE_PLAN_PERMUTED_SIZE;
 %constant int PLAN_EXPERT_COUNTS = MOE_PLAN_EXPERT_COUNTS;
+#endif
 
 int32_t moe_b_version_major(void);
 int32_t moe_b_version_minor(void);

@@ -19,7 +19,7 @@ Example::
 
 from dataclasses import dataclass
 
-from . import _core
+from . import core as _core
 from .errors import (MoeError, InvalidArgumentError, NotSupportedError, OutOfMemoryError,
                      CudaError, NoDeviceError, InsufficientWorkspaceError, VersionMismatchError,
                      InvalidConfigError, InternalError, STATUS_NAMES, error_from_status)

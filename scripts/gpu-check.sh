@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One call on a GPU machine: build (CUDA on), run the whole C test suite on the GPU,
+# compute-sanitizer (memcheck on the GPU tests; racecheck on the routing and GEMM kernels),
+# the benchmarks, the PyTorch comparison, and print a short table last.
+# Usage: scripts/gpu-check.sh [quick]   (quick: tests + sanitizers only)
+# Writes logs to $OUT (or ./gpu-out) for fetching.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/gpu-out}"
+mkdir -p "$OUT"
+export PATH="/usr/local/cuda/bin:$PATH"
+MODE="${1:-full}"
+summary=()
+step() { # name, command...
+  local name="$1"; shift
+  local t0=$(date +%s)
+  if "$@" >"$OUT/$name.log" 2>&1; then r=PASS; else r="FAIL($?)"; fi
+  summary+=("$(printf '%-28s %-9s %4ss' "$name" "$r" $(( $(date +%s) - t0 )))")
+  tail -n 25 "$OUT/$name.log"
+}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
+     -DMOE_BUILD_BINDINGS=OFF
+step build cmake --build build-gpu -j 16
+step ctest ctest --test-dir build-gpu --output-on-failure -j 4
+# compute-sanitizer on the GPU-exercising test binaries (small cases are selected inside the
+# tests by MOE_TEST_SANITIZE=1, so the sanitizer runs finish in minutes).
+export MOE_TEST_SANITIZE=1
+for t in test_gpu_routing test_gpu_moe; do
+  b=$(find build-gpu/tests -maxdepth 2 -type f -name "$t" | head -1)
+  [ -n "$b" ] || continue
+  step "memcheck_$t" compute-sanitizer --tool memcheck --error-exitcode 9 "$b"
+  step "racecheck_$t" compute-sanitizer --tool racecheck --error-exitcode 9 "$b"
+done
+unset MOE_TEST_SANITIZE
+if [ "$MODE" = full ]; then
+  step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \
+       --json
+  step bench_forward ./build-gpu/bench/moe-bench --json
+  if [ -f bench/torch_compare.py ]; then
+    step torch_compare python3 bench/torch_compare.py --lib build-gpu/libmoe_trtllm.so
+  fi
+fi
+echo
+echo "==== summary ($(head -1 "$OUT/gpu.txt")) ===="
+printf '%s\n' "${summary[@]}"
+for f in "$OUT"/bench_*.log; do
+  [ -f "$f" ] || continue
+  echo "-- $(basename "$f" .log)"
+  grep '^{' "$f" | python3 -c '
+import json, sys
+for l in sys.stdin:
+    r = json.loads(l)
+    print("%-14s %-7s T=%-6d %9.1f us %7.1f TFLOP/s %6.3f TB/s floor %8.1f us %5.1f%%" % (
+        r["preset"], r["stage"], r["tokens"], r["us"], r["tflops"], r["tbps"], r["floor_us"], r["pct_floor"]))'
+done

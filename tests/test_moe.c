@@ -1,0 +1,503 @@
+/*
+ * test_moe.c - the CPU MoE (GEMM1 + activation, GEMM2, finalize) against an independent
+ * double-precision reference written here from canonical weights (no prepared layout), and,
+ * with a CUDA device, the CUDA backend against the CPU backend.
+ *
+ * Two references per case, both in double from the canonical W1 [E_l, f*I, H] / W2 [E_l, H, I]
+ * and the routing read back from the plan (routing itself is verified by test_routing):
+ *  - exact: no intermediate rounding. Bound ||cpu - ref|| / ||ref|| <= 1e-2 (the bf16 bound).
+ *  - rounded: the docs/formats.md rounding points (activation output and GEMM2 output rounded
+ *    to bf16, finalize summed in fp32 in slot order, rounded once). The library differs from
+ *    it only by fp32-vs-double accumulation (relative ~1e-6 per dot product), which flips an
+ *    intermediate bf16 rounding (2^-8) only rarely, so the bound is 2e-3.
+ * Outputs are poisoned (NaN) first; every output element (finalize) or every valid permuted
+ * row (no finalize) must be written and finite; tokens without a local slot must be exactly 0.
+ *
+ * GPU: every valid config x every activation against the CPU backend (||gpu - cpu|| / ||cpu||
+ * <= 1e-2, all written and finite), T = 0 and 1, EP, finalize 0 / 1, and two runs bitwise
+ * identical.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "conformance/gen.h"
+
+#define BOUND_EXACT 1e-2
+#define BOUND_ROUNDED 2e-3
+#define BOUND_GPU 1e-2
+
+static const int k_acts[] = {MOE_ACTIVATION_SWIGLU, MOE_ACTIVATION_GEGLU, MOE_ACTIVATION_RELU2,
+                             MOE_ACTIVATION_IDENTITY};
+
+typedef struct mcase {
+  int act, method, input, gemm_bias, swiglu_params, finalize;
+  int32_t E, K, o, El, tile, C;
+  int64_t T, H, I;
+  uint64_t seed;
+} mcase;
+
+typedef struct mdata {
+  uint16_t *logits, *hidden, *w1, *w2, *pw;
+  int32_t *ids, *packed;
+  float *b1, *b2, *alpha, *beta, *clamp;
+} mdata;
+
+static void make_data(const mcase *c, mdata *d) {
+  const int64_t T = c->T, E = c->E, K = c->K, H = c->H, I = c->I, El = c->El;
+  const int64_t f = t_gated(c->act) ? 2 : 1;
+  memset(d, 0, sizeof *d);
+  d->logits = t_xmalloc((size_t)(T * E) * 2);
+  gen_fill_bf16(c->seed, GEN_STREAM_LOGITS, GEN_SCALE_LOGITS_BF16, d->logits, T * E);
+  d->ids = t_xmalloc((size_t)(T * K) * 4);
+  d->pw = t_xmalloc((size_t)(T * K) * 2);
+  gen_routed(c->seed, T, (int32_t)K, (int32_t)E, d->ids, d->pw);
+  d->packed = t_xmalloc((size_t)(T * K) * 4);
+  for (int64_t x = 0; x < T * K; ++x) d->packed[x] = gen_pack(d->ids[x], d->pw[x]);
+  d->hidden = t_xmalloc((size_t)(T * H) * 2);
+  gen_fill_bf16(c->seed, GEN_STREAM_HIDDEN, GEN_SCALE_HIDDEN, d->hidden, T * H);
+  d->w1 = t_xmalloc((size_t)(El * f * I * H) * 2);
+  gen_fill_bf16(c->seed, GEN_STREAM_W1, GEN_SCALE_W1, d->w1, El * f * I * H);
+  d->w2 = t_xmalloc((size_t)(El * H * I) * 2);
+  gen_fill_bf16(c->seed, GEN_STREAM_W2, GEN_SCALE_W2, d->w2, El * H * I);
+  if (c->gemm_bias) {
+    d->b1 = t_xmalloc((size_t)(El * f * I) * 4);
+    d->b2 = t_xmalloc((size_t)(El * H) * 4);
+    gen_fill_f32(c->seed, GEN_STREAM_GEMM1_BIAS, GEN_SCALE_GEMM_BIAS, d->b1, El * f * I);
+    gen_fill_f32(c->seed, GEN_STREAM_GEMM2_BIAS, GEN_SCALE_GEMM_BIAS, d->b2, El * H);
+  }
+  if (c->swiglu_params) {
+    d->alpha = t_xmalloc((size_t)El * 4);
+    d->beta = t_xmalloc((size_t)El * 4);
+    d->clamp = t_xmalloc((size_t)El * 4);
+    gen_swiglu_params(c->seed, El, d->alpha, d->beta, d->clamp);
+  }
+}
+
+static void free_data(mdata *d) {
+  free(d->logits);
+  free(d->hidden);
+  free(d->w1);
+  free(d->w2);
+  free(d->pw);
+  free(d->ids);
+  free(d->packed);
+  free(d->b1);
+  free(d->b2);
+  free(d->alpha);
+  free(d->beta);
+  free(d->clamp);
+}
+
+static void to_route(const mcase *c, const mdata *d, t_route *r) {
+  t_route_init(r);
+  r->method = c->method;
+  r->input = c->input;
+  r->logits = d->logits;
+  r->ids = d->ids;
+  r->weights = d->pw;
+  r->packed = d->packed;
+  if (c->method == MOE_ROUTING_DEEPSEEK_V3) r->scale = 2.5f;
+}
+
+static t_moe_in to_in(const mdata *d) {
+  t_moe_in in = {d->hidden, d->w1, d->w2, d->b1, d->b2, d->alpha, d->beta, d->clamp};
+  return in;
+}
+
+/* ---- reference ---------------------------------------------------------------------------- */
+static double rnd(double v, int round) { return round ? bf16_to_f32(f32_to_bf16((float)v)) : v; }
+
+static double act_gated(int act, double up, double gate, const mdata *d, int64_t el) {
+  if (act == MOE_ACTIVATION_GEGLU) return up * 0.5 * gate * (1.0 + erf(gate / sqrt(2.0)));
+  double alpha = d->alpha ? d->alpha[el] : 1.0, beta = d->beta ? d->beta[el] : 0.0;
+  if (d->clamp) {
+    double L = d->clamp[el];
+    up = up < -L ? -L : up > L ? L : up;
+    gate = gate > L ? L : gate;
+  }
+  return gate / (1.0 + exp(-alpha * gate)) * (up + beta);
+}
+
+/*
+ * y[x, :] for every local slot x (unweighted FFN rows), and the finalized out [T, H].
+ * round = 1 applies the library's rounding points.
+ */
+static void reference(const mcase *c, const mdata *d, const host_plan *hp, int round, double *y,
+                      double *out) {
+  const int64_t T = c->T, K = c->K, H = c->H, I = c->I, f = t_gated(c->act) ? 2 : 1;
+  double *h1 = t_xmalloc((size_t)(f * I) * sizeof(double));
+  double *a = t_xmalloc((size_t)I * sizeof(double));
+  for (int64_t t = 0; t < T; ++t) {
+    float acc32[4096];
+    double accd[4096];
+    for (int64_t h = 0; h < H; ++h) {
+      acc32[h] = 0.0f;
+      accd[h] = 0.0;
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      int64_t x = t * K + k;
+      int32_t e = hp->topk_ids[x];
+      if (e < c->o || e >= c->o + c->El) continue;
+      int64_t el = e - c->o;
+      const uint16_t *W1 = d->w1 + el * f * I * c->H, *W2 = d->w2 + el * H * I;
+      const uint16_t *xr = d->hidden + t * H;
+      for (int64_t r = 0; r < f * I; ++r) {
+        double s = 0;
+        for (int64_t h = 0; h < H; ++h) s += (double)bf16_to_f32(xr[h]) * bf16_to_f32(W1[r * H + h]);
+        if (d->b1) s += d->b1[el * f * I + r];
+        h1[r] = s;
+      }
+      for (int64_t i = 0; i < I; ++i) {
+        double v;
+        if (f == 2)
+          v = act_gated(c->act, h1[i], h1[I + i], d, el);
+        else if (c->act == MOE_ACTIVATION_RELU2)
+          v = h1[i] > 0 ? h1[i] * h1[i] : 0.0;
+        else
+          v = h1[i];
+        a[i] = rnd(v, round);
+      }
+      double w = bf16_to_f32(hp->weights[x]);
+      for (int64_t h = 0; h < H; ++h) {
+        double s = 0;
+        for (int64_t i = 0; i < I; ++i) s += a[i] * bf16_to_f32(W2[h * I + i]);
+        if (d->b2) s += d->b2[el * H + h];
+        s = rnd(s, round);
+        y[x * H + h] = s;
+        acc32[h] += (float)w * (float)s;
+        accd[h] += w * s;
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) out[t * H + h] = round ? rnd(acc32[h], 1) : accd[h];
+  }
+  free(h1);
+  free(a);
+}
+
+/* ---- comparison of a library result with the references ------------------------------------ */
+static void check_result(const mcase *c, const host_plan *hp, const moe_plan *plan,
+                         const uint16_t *got, const double *y_ref, const double *out_ref,
+                         double bound, const char *what) {
+  const int64_t T = c->T, K = c->K, H = c->H;
+  if (c->finalize) {
+    CHECK(t_count_nonfinite(got, T * H) == 0, "%s: %lld output elements not written / not finite",
+          what, (long long)t_count_nonfinite(got, T * H));
+    for (int64_t t = 0; t < T; ++t) {
+      int any = 0;
+      for (int64_t k = 0; k < K; ++k) any |= hp->e2p[t * K + k] >= 0;
+      if (!any)
+        for (int64_t h = 0; h < H; ++h)
+          CHECK(bf16_to_f32(got[t * H + h]) == 0.0f,
+                "%s: token %lld has no local slot but out[%lld] = %g", what, (long long)t,
+                (long long)h, bf16_to_f32(got[t * H + h]));
+    }
+    double err = t_rel_err_ref(got, out_ref, T * H);
+    CHECK(err <= bound, "%s: ||out - ref|| / ||ref|| = %.3g > %.1g", what, err, bound);
+  } else {
+    /* gather the valid permuted rows in slot order */
+    int64_t n = 0;
+    for (int64_t x = 0; x < T * K; ++x) n += hp->e2p[x] >= 0;
+    uint16_t *g = t_xmalloc((size_t)(n * H) * 2 + 2);
+    double *r = t_xmalloc((size_t)(n * H) * sizeof(double) + 8);
+    int64_t j = 0;
+    for (int64_t x = 0; x < T * K; ++x) {
+      int32_t p = hp->e2p[x];
+      if (p < 0) continue;
+      CHECK(p < plan->max_padded_rows, "%s: row %d beyond capacity", what, p);
+      memcpy(g + j * H, got + (int64_t)p * H, (size_t)H * 2);
+      memcpy(r + j * H, y_ref + x * H, (size_t)H * sizeof(double));
+      ++j;
+    }
+    CHECK(t_count_nonfinite(g, n * H) == 0, "%s: %lld permuted elements not written / not finite",
+          what, (long long)t_count_nonfinite(g, n * H));
+    double err = t_rel_err_ref(g, r, n * H);
+    CHECK(err <= bound, "%s: ||permuted - ref|| / ||ref|| = %.3g > %.1g", what, err, bound);
+    free(g);
+    free(r);
+  }
+}
+
+static void case_str(const mcase *c, char *buf, size_t n) {
+  snprintf(buf, n,
+           "act=%d method=%d input=%d T=%lld E=%d K=%d o=%d El=%d H=%lld I=%lld tile=%d C=%d "
+           "gemm_bias=%d swiglu=%d finalize=%d seed=%llu",
+           c->act, c->method, c->input, (long long)c->T, c->E, c->K, c->o, c->El,
+           (long long)c->H, (long long)c->I, c->tile, c->C, c->gemm_bias, c->swiglu_params,
+           c->finalize, (unsigned long long)c->seed);
+}
+
+static moe_runner *g_cpu[8];
+static long g_cases;
+
+static moe_runner *cpu_runner(int act) { return g_cpu[act]; }
+
+/* Prepare + run a case on one backend; returns 0 and fills @p out and @p hp on success. */
+static int run_backend(moe_runner *r, int backend, const mcase *c, const mdata *d, int32_t cfg,
+                       host_plan *hp, moe_plan *plan, uint16_t **out, int repeat_check) {
+  moe_problem p;
+  t_problem(&p, c->E, c->T, c->K, c->o, c->El, c->H, c->I);
+  t_ws ws;
+  int rc = 1;
+  memset(hp, 0, sizeof *hp);
+  *out = NULL;
+  if (CHECK_OK(t_ws_alloc(r, backend, &p, cfg, &ws))) return 1;
+  t_route rt;
+  to_route(c, d, &rt);
+  t_moe_in in = to_in(d);
+  t_weights w = {NULL, NULL};
+  if (CHECK_OK(t_prepare(r, backend, &p, &rt, cfg, &ws, plan))) goto done;
+  if (t_read_plan(r, plan, &ws, c->E, hp)) goto done;
+  if (CHECK_OK(t_weights_prepare(r, backend, &p, c->act, &in, &w))) goto done;
+  int64_t rows = c->finalize ? c->T : plan->max_padded_rows;
+  *out = t_xmalloc((size_t)(rows * c->H) * 2 + 2);
+  if (CHECK_OK(t_run(r, backend, &p, c->act, &in, &w, cfg, plan, &ws, c->finalize, *out)))
+    goto done;
+  if (repeat_check) { /* bitwise identical run to run */
+    uint16_t *again = t_xmalloc((size_t)(rows * c->H) * 2 + 2);
+    if (!CHECK_OK(t_run(r, backend, &p, c->act, &in, &w, cfg, plan, &ws, c->finalize, again))) {
+      int same = 1;
+      if (c->finalize) {
+        same = memcmp(again, *out, (size_t)(rows * c->H) * 2) == 0;
+      } else {
+        for (int64_t x = 0; x < c->T * c->K; ++x)
+          if (hp->e2p[x] >= 0)
+            same &= memcmp(again + (int64_t)hp->e2p[x] * c->H, *out + (int64_t)hp->e2p[x] * c->H,
+                           (size_t)c->H * 2) == 0;
+      }
+      CHECK(same, "backend %d: two runs differ", backend);
+    }
+    free(again);
+  }
+  rc = 0;
+done:
+  t_weights_free(&w);
+  t_ws_free(&ws);
+  return rc;
+}
+
+static void cpu_case(const mcase *c) {
+  char cs[400];
+  case_str(c, cs, sizeof cs);
+  ++g_cases;
+  mdata d;
+  make_data(c, &d);
+  moe_runner *r = cpu_runner(c->act);
+  moe_problem p;
+  t_problem(&p, c->E, c->T, c->K, c->o, c->El, c->H, c->I);
+  int32_t cfg = t_find_config(r, &p, c->tile, c->C);
+  CHECK(cfg >= 0, "%s: no config", cs);
+  host_plan hp;
+  moe_plan plan;
+  uint16_t *out = NULL;
+  if (cfg >= 0 && run_backend(r, MOE_BACKEND_CPU, c, &d, cfg, &hp, &plan, &out, 1) == 0) {
+    double *y = t_xmalloc((size_t)(c->T * c->K * c->H) * sizeof(double) + 8);
+    double *o = t_xmalloc((size_t)(c->T * c->H) * sizeof(double) + 8);
+    char what[460];
+    reference(c, &d, &hp, 0, y, o);
+    snprintf(what, sizeof what, "%s (exact ref)", cs);
+    check_result(c, &hp, &plan, out, y, o, BOUND_EXACT, what);
+    reference(c, &d, &hp, 1, y, o);
+    snprintf(what, sizeof what, "%s (rounded ref)", cs);
+    check_result(c, &hp, &plan, out, y, o, BOUND_ROUNDED, what);
+    free(y);
+    free(o);
+  }
+  free(out);
+  t_free_plan(&hp);
+  free_data(&d);
+}
+
+static void cpu_suite(void) {
+  t_rng g = {2024};
+  mcase c;
+  /* every activation x gemm bias x swiglu params x EP x finalize, routing varied */
+  for (int ai = 0; ai < 4; ++ai)
+    for (int gb = 0; gb < 2; ++gb)
+      for (int sp = 0; sp < 2; ++sp)
+        for (int ep = 0; ep < 2; ++ep)
+          for (int fin = 0; fin < 2; ++fin) {
+            if (sp && k_acts[ai] != MOE_ACTIVATION_SWIGLU) continue;
+            memset(&c, 0, sizeof c);
+            c.act = k_acts[ai];
+            c.gemm_bias = gb;
+            c.swiglu_params = sp;
+            c.finalize = fin;
+            c.method = (int)((int64_t[]){MOE_ROUTING_RENORMALIZE, MOE_ROUTING_TOPK,
+                                         MOE_ROUTING_DEEPSEEK_V3,
+                                         MOE_ROUTING_RENORMALIZE_NAIVE})[t_rng_range(&g, 0, 3)];
+            c.input = (int)t_rng_range(&g, 0, 2);
+            c.E = 16;
+            c.K = (int32_t)t_rng_range(&g, 1, 4);
+            c.El = 16;
+            if (ep) {
+              c.o = (int32_t)t_rng_range(&g, 0, 8);
+              c.El = (int32_t)t_rng_range(&g, 1, 16 - c.o);
+            }
+            c.T = t_rng_range(&g, 1, 70);
+            c.H = 64 * t_rng_range(&g, 1, 4);
+            c.I = 64 * t_rng_range(&g, 1, 3);
+            c.C = (int32_t)((int64_t[]){1, 2, 4})[t_rng_range(&g, 0, 2)];
+            c.tile = 8 * c.C * (int32_t)((int64_t[]){1, 2, 4})[t_rng_range(&g, 0, 2)];
+            c.seed = t_rng_next(&g) >> 1;
+            cpu_case(&c);
+          }
+  /* T = 0 and 1, K = 1, and a DeepSeek-like shape with many experts */
+  for (int ai = 0; ai < 4; ++ai)
+    for (int ti = 0; ti < 3; ++ti) {
+      memset(&c, 0, sizeof c);
+      c.act = k_acts[ai];
+      c.method = MOE_ROUTING_RENORMALIZE;
+      c.E = ti == 2 ? 64 : 8;
+      c.K = ti == 2 ? 6 : 2;
+      c.El = c.E;
+      c.T = ((int64_t[]){0, 1, 33})[ti];
+      c.H = 128;
+      c.I = 64;
+      c.tile = 16;
+      c.C = 2;
+      c.finalize = ti != 1 || ai % 2;
+      c.gemm_bias = ai % 2;
+      c.seed = 55 + ai * 3 + ti;
+      cpu_case(&c);
+    }
+}
+
+#ifdef MOE_TEST_WITH_CUDA
+static void gpu_case(moe_runner *gr, const mcase *c, int32_t cfg) {
+  char cs[400];
+  case_str(c, cs, sizeof cs);
+  mdata d;
+  make_data(c, &d);
+  host_plan hc, hg;
+  moe_plan pc, pg;
+  uint16_t *oc = NULL, *og = NULL;
+  if (run_backend(cpu_runner(c->act), MOE_BACKEND_CPU, c, &d, cfg, &hc, &pc, &oc, 0) == 0 &&
+      run_backend(gr, MOE_BACKEND_CUDA, c, &d, cfg, &hg, &pg, &og, 1) == 0) {
+    char what[460];
+    snprintf(what, sizeof what, "GPU vs CPU plan %s", cs);
+    t_compare_plans(&hg, &hc, what);
+    int64_t n = 0, H = c->H;
+    uint16_t *a, *b;
+    if (c->finalize) {
+      n = c->T * H;
+      a = og;
+      b = oc;
+    } else {
+      int64_t rows = 0;
+      for (int64_t x = 0; x < c->T * c->K; ++x) rows += hc.e2p[x] >= 0;
+      a = t_xmalloc((size_t)(rows * H) * 2 + 2);
+      b = t_xmalloc((size_t)(rows * H) * 2 + 2);
+      for (int64_t x = 0; x < c->T * c->K; ++x) {
+        if (hc.e2p[x] < 0) continue;
+        memcpy(a + n, og + (int64_t)hg.e2p[x] * H, (size_t)H * 2);
+        memcpy(b + n, oc + (int64_t)hc.e2p[x] * H, (size_t)H * 2);
+        n += H;
+      }
+    }
+    CHECK(t_count_nonfinite(a, n) == 0, "%s: GPU left %lld elements unwritten / not finite", cs,
+          (long long)t_count_nonfinite(a, n));
+    double err = t_rel_err_bf16(a, b, n);
+    CHECK(err <= BOUND_GPU, "%s: ||gpu - cpu|| / ||cpu|| = %.3g", cs, err);
+    if (c->finalize)
+      for (int64_t t = 0; t < c->T; ++t) {
+        int any = 0;
+        for (int64_t k = 0; k < c->K; ++k) any |= hc.e2p[t * c->K + k] >= 0;
+        if (!any)
+          for (int64_t h = 0; h < H; ++h)
+            CHECK(bf16_to_f32(og[t * H + h]) == 0.0f, "%s: GPU token %lld without local slot "
+                  "not 0", cs, (long long)t);
+      }
+    if (!c->finalize) {
+      free(a);
+      free(b);
+    }
+  }
+  free(oc);
+  free(og);
+  t_free_plan(&hc);
+  t_free_plan(&hg);
+  free_data(&d);
+}
+
+static void gpu_suite(void) {
+  moe_runner *gr[8] = {0};
+  long n = 0;
+  t_rng g = {99};
+  for (int ai = 0; ai < 4; ++ai) {
+    int act = k_acts[ai];
+    gr[act] = t_runner(MOE_BACKEND_CUDA, act);
+    if (!gr[act]) continue;
+    mcase c;
+    memset(&c, 0, sizeof c);
+    c.act = act;
+    c.method = MOE_ROUTING_RENORMALIZE;
+    c.E = 16;
+    c.K = 4;
+    c.El = 16;
+    c.T = 200;
+    c.H = 256;
+    c.I = 128;
+    c.finalize = 1;
+    moe_problem p;
+    t_problem(&p, c.E, c.T, c.K, 0, c.El, c.H, c.I);
+    int32_t cfgs[64], nc = 0;
+    CHECK_OK(moe_runner_get_valid_configs(gr[act], &p, cfgs, 64, &nc));
+    for (int32_t i = 0; i < nc && i < 64; ++i) {
+      moe_config_info info;
+      memset(&info, 0, sizeof info);
+      info.version = MOE_CONFIG_INFO_VERSION;
+      CHECK_OK(moe_runner_describe_config(gr[act], cfgs[i], &info));
+      c.tile = info.tile;
+      c.C = info.cluster_size;
+      c.gemm_bias = (int)(i % 2);
+      c.swiglu_params = act == MOE_ACTIVATION_SWIGLU && i % 3 == 0;
+      c.seed = t_rng_next(&g) >> 1;
+      c.T = 200;
+      c.o = 0;
+      c.El = 16;
+      c.finalize = 1;
+      gpu_case(gr[act], &c, cfgs[i]);
+      ++n;
+      /* T = 1, EP and no finalize on the same config */
+      c.T = 1;
+      gpu_case(gr[act], &c, cfgs[i]);
+      c.T = 77;
+      c.o = 4;
+      c.El = 8;
+      c.finalize = 0;
+      gpu_case(gr[act], &c, cfgs[i]);
+      c.finalize = 1;
+      c.input = T_INPUT_PACKED;
+      gpu_case(gr[act], &c, cfgs[i]);
+      c.input = T_INPUT_LOGITS;
+      c.T = 0;
+      gpu_case(gr[act], &c, cfgs[i]);
+      n += 4;
+    }
+    moe_runner_destroy(gr[act]);
+  }
+  printf("GPU: %ld MoE cases compared with the CPU backend\n", n);
+}
+#endif
+
+int main(void) {
+  for (int ai = 0; ai < 4; ++ai) {
+    g_cpu[k_acts[ai]] = t_runner(MOE_BACKEND_CPU, k_acts[ai]);
+    if (!g_cpu[k_acts[ai]]) return tc_summary("test_moe");
+  }
+  cpu_suite();
+  printf("CPU: %ld MoE cases checked against the double reference\n", g_cases);
+#ifdef MOE_TEST_WITH_CUDA
+  if (!t_have_cuda())
+    printf("SKIP: no CUDA device\n");
+  else
+    gpu_suite();
+#else
+  printf("SKIP: no CUDA device (CPU-only build)\n");
+#endif
+  for (int ai = 0; ai < 4; ++ai) moe_runner_destroy(g_cpu[k_acts[ai]]);
+  return tc_summary("test_moe");
+}
