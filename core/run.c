@@ -12,6 +12,9 @@
 moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const void *workspace,
                             size_t workspace_bytes) {
   if (!plan) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "plan: expected a non-NULL pointer");
+  if (plan->version < 1 || plan->version > MOE_PLAN_VERSION)
+    return moe_fail(MOE_STATUS_VERSION_MISMATCH, "plan->version: expected 1..%d, given %u",
+                    MOE_PLAN_VERSION, plan->version);
   if (plan->state != MOE_PLAN_MAGIC)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "plan: not prepared (call moe_routing_prepare first; a failed prepare "

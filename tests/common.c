@@ -75,9 +75,13 @@ static int bf16_ordered(uint16_t h) {
   return (h & 0x8000u) ? -(int)(h & 0x7FFFu) : (int)h;
 }
 
-int bf16_ulp_diff(uint16_t a, uint16_t b) { return abs(bf16_ordered(a) - bf16_ordered(b)); }
+int bf16_ulp_diff(uint16_t a, uint16_t b) {
+  return abs(bf16_ordered(a) - bf16_ordered(b));
+}
 
-int bf16_isfinite(uint16_t h) { return (h & 0x7F80u) != 0x7F80u; }
+int bf16_isfinite(uint16_t h) {
+  return (h & 0x7F80u) != 0x7F80u;
+}
 
 /* ---- memory ------------------------------------------------------------------------------- */
 int t_have_cuda(void) {
@@ -195,8 +199,7 @@ ttensor *tt_new(int backend, DLDataType dt, int ndim, const int64_t *dims) {
   return t;
 }
 
-ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims,
-                      const void *host) {
+ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims, const void *host) {
   ttensor *t = tt_new(backend, dt, ndim, dims);
   if (host) tmem_upload(backend, t->t.data, host, t->bytes);
   return t;
@@ -291,8 +294,8 @@ moe_status_t t_prepare(moe_runner *r, int backend, const moe_problem *p, const t
   a.topk_group = in->topk_group;
   a.routed_scaling_factor = in->scale;
   if (in->input == T_INPUT_LOGITS) {
-    logits = tt_from_host(backend, in->logits_f32 ? DT_F32 : DT_BF16, 2, (int64_t[]){T, E},
-                          in->logits);
+    logits =
+        tt_from_host(backend, in->logits_f32 ? DT_F32 : DT_BF16, 2, (int64_t[]){T, E}, in->logits);
     a.logits = &logits->t;
   } else if (in->input == T_INPUT_IDS) {
     ids = tt_from_host(backend, DT_I32, 2, (int64_t[]){T, K}, in->ids);
@@ -305,8 +308,8 @@ moe_status_t t_prepare(moe_runner *r, int backend, const moe_problem *p, const t
     a.topk_packed = &packed->t;
   }
   if (in->bias_dtype) {
-    bias = tt_from_host(backend, in->bias_dtype == 2 ? DT_F32 : DT_BF16, 1, (int64_t[]){E},
-                        in->bias);
+    bias =
+        tt_from_host(backend, in->bias_dtype == 2 ? DT_F32 : DT_BF16, 1, (int64_t[]){E}, in->bias);
     a.bias = &bias->t;
   }
   moe_plan_init(plan, MOE_PLAN_VERSION);
@@ -370,8 +373,8 @@ int t_read_plan(const moe_runner *r, const moe_plan *plan, const t_ws *ws, int32
   int64_t P = hp->permuted_size, N = hp->num_ctas;
   CHECK(hp->cnt[MOE_PLAN_TOPK_IDS] == hp->tk && hp->cnt[MOE_PLAN_EXPERT_WEIGHTS] == hp->tk &&
             hp->cnt[MOE_PLAN_EXPANDED_TO_PERMUTED] == hp->tk,
-        "plan_read_count of the [T*K] tables: %lld %lld %lld, expected %lld",
-        (long long)hp->cnt[0], (long long)hp->cnt[1], (long long)hp->cnt[2], (long long)hp->tk);
+        "plan_read_count of the [T*K] tables: %lld %lld %lld, expected %lld", (long long)hp->cnt[0],
+        (long long)hp->cnt[1], (long long)hp->cnt[2], (long long)hp->tk);
   CHECK(hp->cnt[MOE_PLAN_PERMUTED_TO_TOKEN] == P && hp->cnt[MOE_PLAN_PERMUTED_TO_EXPANDED] == P,
         "plan_read_count of the permuted maps: %lld %lld, expected permuted_size %lld",
         (long long)hp->cnt[3], (long long)hp->cnt[4], (long long)P);

@@ -23,9 +23,9 @@ void tc_fail(const char *file, int line, const char *fmt, ...)
 /* Print a summary line and return the process exit code. */
 int tc_summary(const char *test_name);
 
-#define CHECK(cond, ...)                                 \
-  do {                                                   \
-    ++tc_checks;                                         \
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    ++tc_checks;                                           \
     if (!(cond)) tc_fail(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 
@@ -64,8 +64,7 @@ typedef struct ttensor {
 /* Allocate a compact tensor on @p backend (contents undefined). */
 ttensor *tt_new(int backend, DLDataType dt, int ndim, const int64_t *dims);
 /* Allocate and upload host data (may be NULL: zero-size tensors). */
-ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims,
-                      const void *host);
+ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims, const void *host);
 void tt_free(ttensor *t); /* NULL ok; synchronises the backend first */
 int64_t tt_numel(const ttensor *t);
 
@@ -92,15 +91,15 @@ void t_ws_free(t_ws *ws);
 
 typedef struct t_route {
   int32_t method;
-  int input;               /* T_INPUT_* */
-  int logits_f32;          /* logits dtype: 1 fp32, 0 bf16 */
-  const void *logits;      /* host [T, E] */
-  int bias_dtype;          /* 0 none, 1 bf16, 2 fp32 */
-  const void *bias;        /* host [E] */
-  const int32_t *ids;      /* host [T, K] (T_INPUT_IDS) */
-  int weights_f32;         /* pre-routed weights dtype */
-  const void *weights;     /* host [T, K] */
-  const int32_t *packed;   /* host [T, K] (T_INPUT_PACKED) */
+  int input;             /* T_INPUT_* */
+  int logits_f32;        /* logits dtype: 1 fp32, 0 bf16 */
+  const void *logits;    /* host [T, E] */
+  int bias_dtype;        /* 0 none, 1 bf16, 2 fp32 */
+  const void *bias;      /* host [E] */
+  const int32_t *ids;    /* host [T, K] (T_INPUT_IDS) */
+  int weights_f32;       /* pre-routed weights dtype */
+  const void *weights;   /* host [T, K] */
+  const int32_t *packed; /* host [T, K] (T_INPUT_PACKED) */
   int32_t n_group, topk_group;
   float scale;
 } t_route;
@@ -111,15 +110,15 @@ moe_status_t t_prepare(moe_runner *r, int backend, const moe_problem *p, const t
 
 /* ---- the whole plan on the host ---------------------------------------------------------- */
 typedef struct host_plan {
-  int64_t tk;                 /* T*K */
+  int64_t tk; /* T*K */
   int32_t num_ctas, permuted_size;
-  int64_t cnt[10];            /* element counts reported by moe_plan_read_count per table */
-  int32_t *topk_ids;          /* [T*K] */
-  uint16_t *weights;          /* [T*K] */
-  int32_t *e2p;               /* [T*K] */
-  int32_t *p2t, *p2x;         /* [P] */
-  int32_t *batch, *mn_limit;  /* [N] */
-  int32_t *counts;            /* [E] */
+  int64_t cnt[10];           /* element counts reported by moe_plan_read_count per table */
+  int32_t *topk_ids;         /* [T*K] */
+  uint16_t *weights;         /* [T*K] */
+  int32_t *e2p;              /* [T*K] */
+  int32_t *p2t, *p2x;        /* [P] */
+  int32_t *batch, *mn_limit; /* [N] */
+  int32_t *counts;           /* [E] */
 } host_plan;
 /* Read every table with moe_plan_read_count + moe_plan_read. Returns 0 on success. */
 int t_read_plan(const moe_runner *r, const moe_plan *plan, const t_ws *ws, int32_t E,
@@ -151,9 +150,8 @@ void t_weights_free(t_weights *w);
  * gets [T, H]; with 0 it gets the permuted output [plan->max_padded_rows, H].
  */
 moe_status_t t_run(moe_runner *r, int backend, const moe_problem *p, int activation,
-                   const t_moe_in *in,
-                   const t_weights *w, int32_t cfg, const moe_plan *plan, const t_ws *ws,
-                   int do_finalize, uint16_t *out_host);
+                   const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
+                   const t_ws *ws, int do_finalize, uint16_t *out_host);
 
 /* ---- numerics -------------------------------------------------------------------------------- */
 /* ||a - b|| / ||b|| over n bf16 values (a, b bf16) or with b as doubles. */

@@ -32,19 +32,18 @@ typedef struct gold {
 static const float L35[5][4] = {
     {2, 1, -1, 0}, {1.5f, -2, 0, 1}, {0, 3, -1, 2}, {1, 1, 0, -1}, {0.5f, -1, 0, 2.5f}};
 static const int32_t IDS35[10] = {0, 1, 0, 3, 1, 3, 0, 1, 3, 0};
-static const int32_t PACKED35[10] = {0x00003F3B, 0x00013E8A, 0x00003F1F, 0x00033EC1,
-                                     0x00013F3B, 0x00033E8A, 0x00003F00, 0x00013F00,
-                                     0x00033F61, 0x00003DF4};
+static const int32_t PACKED35[10] = {0x00003F3B, 0x00013E8A, 0x00003F1F, 0x00033EC1, 0x00013F3B,
+                                     0x00033E8A, 0x00003F00, 0x00013F00, 0x00033F61, 0x00003DF4};
 static const float W35[10] = {0.73046875f, 0.26953125f, 0.62109375f, 0.376953125f, 0.73046875f,
-                              0.26953125f, 0.5f,        0.5f,         0.87890625f, 0.119140625f};
+                              0.26953125f, 0.5f,        0.5f,        0.87890625f,  0.119140625f};
 
 /* C = 1, tile 8 (reference table). */
 static const int32_t C1_BATCH[] = {0, 1, 3}, C1_MNL[] = {4, 11, 19};
 static const int32_t E2P_8[] = {0, 8, 1, 16, 9, 17, 2, 10, 18, 3};
-static const int32_t P2T_8[] = {0, 1, 3, 4, X, X, X, X, 0, 2, 3, X, X, X, X, X,
-                                1, 2, 4, X, X, X, X, X};
-static const int32_t P2X_8[] = {0, 2, 6, 9, X, X, X, X, 1, 4, 7, X, X, X, X, X,
-                                3, 5, 8, X, X, X, X, X};
+static const int32_t P2T_8[] = {0, 1, 3, 4, X, X, X, X, 0, 2, 3, X,
+                                X, X, X, X, 1, 2, 4, X, X, X, X, X};
+static const int32_t P2X_8[] = {0, 2, 6, 9, X, X, X, X, 1, 4, 7, X,
+                                X, X, X, X, 3, 5, 8, X, X, X, X, X};
 static const int32_t CNT_FULL[] = {4, 3, 0, 3};
 /* C = 2, tile 16 (ctaTile 8): off = [0,16,32,32], N = 6, P = 48. */
 static const int32_t C2_BATCH[] = {0, 0, 1, 1, 3, 3}, C2_MNL[] = {4, 4, 19, 19, 35, 35};
@@ -70,8 +69,8 @@ static const gold GOLD35[] = {
     {"3.5 C=2 tile=16", 16, 2, 0, 4, 6, 48, C2_BATCH, C2_MNL, E2P_16, P2T_16, P2X_16, CNT_FULL},
     {"3.5 EP C=1 tile=8", 8, 1, 1, 2, 1, 8, EP_C1_BATCH, EP_C1_MNL, EP_E2P, EP_P2T_8, EP_P2X_8,
      CNT_EP},
-    {"3.5 EP C=2 tile=16", 16, 2, 1, 2, 2, 16, EP_C2_BATCH, EP_C2_MNL, EP_E2P, EP_P2T_16,
-     EP_P2X_16, CNT_EP},
+    {"3.5 EP C=2 tile=16", 16, 2, 1, 2, 2, 16, EP_C2_BATCH, EP_C2_MNL, EP_E2P, EP_P2T_16, EP_P2X_16,
+     CNT_EP},
 };
 
 static int64_t max_cgas(int64_t T, int64_t K, int64_t E, int64_t tile) {
@@ -81,8 +80,8 @@ static int64_t max_cgas(int64_t T, int64_t K, int64_t E, int64_t tile) {
 
 static void expect_i32(const char *what, const char *table, const int32_t *got, int64_t n_got,
                        const int32_t *exp, int64_t n_exp) {
-  CHECK(n_got == n_exp, "%s: %s has %lld entries, expected %lld", what, table,
-        (long long)n_got, (long long)n_exp);
+  CHECK(n_got == n_exp, "%s: %s has %lld entries, expected %lld", what, table, (long long)n_got,
+        (long long)n_exp);
   if (n_got != n_exp) return;
   for (int64_t i = 0; i < n_exp; ++i)
     CHECK(got[i] == exp[i], "%s: %s[%lld] = %d, expected %d", what, table, (long long)i, got[i],
@@ -94,8 +93,8 @@ static void check_gold(const gold *g, const host_plan *hp, const moe_plan *plan,
   char what[128];
   snprintf(what, sizeof what, "%s (%s)", g->name, input_name);
   CHECK(plan->tile == g->tile && plan->cluster_size == g->cluster && plan->num_tokens == 5 &&
-            plan->num_experts == 4 && plan->top_k == 2 &&
-            plan->local_expert_offset == g->offset && plan->local_num_experts == g->local,
+            plan->num_experts == 4 && plan->top_k == 2 && plan->local_expert_offset == g->offset &&
+            plan->local_num_experts == g->local,
         "%s: plan descriptor tile %d C %d T %lld E %d K %d o %d E_l %d", what, plan->tile,
         plan->cluster_size, (long long)plan->num_tokens, plan->num_experts, plan->top_k,
         plan->local_expert_offset, plan->local_num_experts);
@@ -107,8 +106,8 @@ static void check_gold(const gold *g, const host_plan *hp, const moe_plan *plan,
             plan->max_ctas <= mc * g->cluster && plan->max_ctas % g->cluster == 0,
         "%s: max_ctas %lld", what, (long long)plan->max_ctas);
   CHECK(hp->num_ctas == g->n, "%s: num_ctas %d, expected %d", what, hp->num_ctas, g->n);
-  CHECK(hp->permuted_size == g->p, "%s: permuted_size %d, expected %d", what,
-        hp->permuted_size, g->p);
+  CHECK(hp->permuted_size == g->p, "%s: permuted_size %d, expected %d", what, hp->permuted_size,
+        g->p);
   for (int i = 0; i < 10; ++i) {
     CHECK(hp->topk_ids[i] == IDS35[i], "%s: topk_ids[%d] = %d, expected %d", what, i,
           hp->topk_ids[i], IDS35[i]);
@@ -116,13 +115,12 @@ static void check_gold(const gold *g, const host_plan *hp, const moe_plan *plan,
           what, i, hp->weights[i], W35[i]);
   }
   expect_i32(what, "expanded_to_permuted", hp->e2p, hp->tk, g->e2p, 10);
-  expect_i32(what, "permuted_to_token", hp->p2t, hp->cnt[MOE_PLAN_PERMUTED_TO_TOKEN], g->p2t,
+  expect_i32(what, "permuted_to_token", hp->p2t, hp->cnt[MOE_PLAN_PERMUTED_TO_TOKEN], g->p2t, g->p);
+  expect_i32(what, "permuted_to_expanded", hp->p2x, hp->cnt[MOE_PLAN_PERMUTED_TO_EXPANDED], g->p2x,
              g->p);
-  expect_i32(what, "permuted_to_expanded", hp->p2x, hp->cnt[MOE_PLAN_PERMUTED_TO_EXPANDED],
-             g->p2x, g->p);
   expect_i32(what, "cta_to_batch", hp->batch, hp->cnt[MOE_PLAN_CTA_TO_BATCH], g->batch, g->n);
-  expect_i32(what, "cta_to_mn_limit", hp->mn_limit, hp->cnt[MOE_PLAN_CTA_TO_MN_LIMIT],
-             g->mn_limit, g->n);
+  expect_i32(what, "cta_to_mn_limit", hp->mn_limit, hp->cnt[MOE_PLAN_CTA_TO_MN_LIMIT], g->mn_limit,
+             g->n);
   expect_i32(what, "expert_counts", hp->counts, hp->cnt[MOE_PLAN_EXPERT_COUNTS], g->counts, 4);
 }
 
@@ -141,10 +139,10 @@ static void check_finalize(moe_runner *r, const moe_problem *p, int32_t cfg, con
   if (CHECK_OK(t_weights_prepare(r, MOE_BACKEND_CPU, p, MOE_ACTIVATION_SWIGLU, &in, &w))) return;
   uint16_t *y = t_xmalloc((size_t)plan->max_padded_rows * H * 2);
   uint16_t *out = t_xmalloc(T * H * 2);
-  if (!CHECK_OK(t_run(r, MOE_BACKEND_CPU, p, MOE_ACTIVATION_SWIGLU, &in, &w, cfg, plan, ws, 0,
-                      y)) &&
-      !CHECK_OK(t_run(r, MOE_BACKEND_CPU, p, MOE_ACTIVATION_SWIGLU, &in, &w, cfg, plan, ws, 1,
-                      out))) {
+  if (!CHECK_OK(
+          t_run(r, MOE_BACKEND_CPU, p, MOE_ACTIVATION_SWIGLU, &in, &w, cfg, plan, ws, 0, y)) &&
+      !CHECK_OK(
+          t_run(r, MOE_BACKEND_CPU, p, MOE_ACTIVATION_SWIGLU, &in, &w, cfg, plan, ws, 1, out))) {
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < H; ++h) {
         float acc = 0.0f; /* fp32 sum over local slots in slot order, one bf16 rounding */
@@ -157,8 +155,10 @@ static void check_finalize(moe_runner *r, const moe_problem *p, int32_t cfg, con
         }
         uint16_t exp = f32_to_bf16(acc), got = out[t * H + h];
         if (!any) {
-          CHECK(bf16_to_f32(got) == 0.0f, "%s: token %lld has no local slot: out[%lld] = 0x%04x,"
-                " expected exactly 0", what, (long long)t, (long long)h, got);
+          CHECK(bf16_to_f32(got) == 0.0f,
+                "%s: token %lld has no local slot: out[%lld] = 0x%04x,"
+                " expected exactly 0",
+                what, (long long)t, (long long)h, got);
         } else {
           CHECK(got == exp, "%s: out[%lld,%lld] = 0x%04x, expected 0x%04x", what, (long long)t,
                 (long long)h, got, exp);
@@ -271,8 +271,8 @@ static void test_36(void) {
     host_plan hp;
     if (t_read_plan(r, &plan, &ws, 8, &hp) == 0) {
       const char *what = bias_kind == 1 ? "3.6 (bf16 bias)" : "3.6 (fp32 bias)";
-      CHECK(hp.topk_ids[0] == 1 && hp.topk_ids[1] == 4, "%s: ids [%d, %d], expected [1, 4]",
-            what, hp.topk_ids[0], hp.topk_ids[1]);
+      CHECK(hp.topk_ids[0] == 1 && hp.topk_ids[1] == 4, "%s: ids [%d, %d], expected [1, 4]", what,
+            hp.topk_ids[0], hp.topk_ids[1]);
       CHECK(hp.weights[0] == f32_to_bf16(1.3515625f) && hp.weights[1] == f32_to_bf16(1.1484375f),
             "%s: weights [%g, %g], expected [1.3515625, 1.1484375]", what,
             bf16_to_f32(hp.weights[0]), bf16_to_f32(hp.weights[1]));

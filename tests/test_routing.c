@@ -61,7 +61,9 @@ static int64_t max_cgas(int64_t T, int64_t K, int64_t E, int64_t tile) {
   return f + (n - f) / tile;
 }
 
-static int is_local(const tcase *c, int32_t e) { return e >= c->o && e < c->o + c->El; }
+static int is_local(const tcase *c, int32_t e) {
+  return e >= c->o && e < c->o + c->El;
+}
 
 static void case_str(const tcase *c, char *buf, size_t n) {
   snprintf(buf, n,
@@ -103,8 +105,8 @@ static void make_inputs(const tcase *c, tinputs *in) {
       }
     }
     for (int64_t i = 0; i < T * E; ++i)
-      in->l[i] = c->logits_f32 ? ((float *)in->logits)[i]
-                               : bf16_to_f32(((uint16_t *)in->logits)[i]);
+      in->l[i] =
+          c->logits_f32 ? ((float *)in->logits)[i] : bf16_to_f32(((uint16_t *)in->logits)[i]);
     if (c->bias_dtype) {
       uint16_t *hb = t_xmalloc((size_t)E * 2);
       gen_fill_bf16(c->seed, GEN_STREAM_ROUTING_BIAS, GEN_SCALE_ROUTING_BIAS, hb, E);
@@ -119,7 +121,8 @@ static void make_inputs(const tcase *c, tinputs *in) {
         in->bias = hb;
       }
       for (int64_t e = 0; e < E; ++e)
-        in->b[e] = c->bias_dtype == 2 ? ((float *)in->bias)[e] : bf16_to_f32(((uint16_t *)in->bias)[e]);
+        in->b[e] =
+            c->bias_dtype == 2 ? ((float *)in->bias)[e] : bf16_to_f32(((uint16_t *)in->bias)[e]);
     }
   } else {
     in->ids = t_xmalloc((size_t)(T * K) * 4);
@@ -192,7 +195,9 @@ static int better(double va, int32_t a, double vb, int32_t b) {
   return a < b;
 }
 
-static double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double sigmoid_d(double x) {
+  return 1.0 / (1.0 + exp(-x));
+}
 
 /* Round a double to the nearest bf16 (no double rounding through float). */
 static uint16_t d_to_bf16(double d) {
@@ -296,8 +301,10 @@ static int ref_topk(const tcase *c, const double *sc, const unsigned char *cand,
 static double ref_weight(const tcase *c, const double *l, const int32_t *ids, int32_t k) {
   const int32_t E = c->E, K = c->K;
   switch (c->method) {
-    case MOE_ROUTING_TOPK: return l[ids[k]];
-    case MOE_ROUTING_LLAMA4: return sigmoid_d(l[ids[k]]);
+    case MOE_ROUTING_TOPK:
+      return l[ids[k]];
+    case MOE_ROUTING_LLAMA4:
+      return sigmoid_d(l[ids[k]]);
     case MOE_ROUTING_RENORMALIZE: {
       double m = -INFINITY, s = 0;
       for (int32_t j = 0; j < K; ++j) m = fmax(m, l[ids[j]]);
@@ -348,9 +355,7 @@ static void check_token(const tcase *c, const tinputs *in, int64_t t, const int3
       for (int32_t k = 0; k < K && ok; ++k) {
         int32_t e = lib_ids[k];
         if (!cand[e]) ok = 0;
-        if (k > 0 && sc[e] > sc[lib_ids[k - 1]] &&
-            !(close_rel(sc[e], sc[lib_ids[k - 1]])))
-          ok = 0;
+        if (k > 0 && sc[e] > sc[lib_ids[k - 1]] && !(close_rel(sc[e], sc[lib_ids[k - 1]]))) ok = 0;
         if (sc[e] < tol_min) tol_min = sc[e];
       }
       for (int32_t e = 0; e < E && ok; ++e) {
@@ -372,8 +377,8 @@ static void check_token(const tcase *c, const tinputs *in, int64_t t, const int3
         snprintf(ib + strlen(ib), sizeof ib - strlen(ib), "%d ", lib_ids[k]);
         snprintf(rb + strlen(rb), sizeof rb - strlen(rb), "%d ", ids[k]);
       }
-      tc_fail(__FILE__, __LINE__, "%s: token %lld ids [%s] expected [%s]", cs, (long long)t,
-              ib, rb);
+      tc_fail(__FILE__, __LINE__, "%s: token %lld ids [%s] expected [%s]", cs, (long long)t, ib,
+              rb);
       return;
     }
   }
@@ -388,30 +393,33 @@ static void check_token(const tcase *c, const tinputs *in, int64_t t, const int3
 }
 
 /* ---- plan formulas (DESIGN §4) ----------------------------------------------------------- */
-static void check_plan(const tcase *c, const tinputs *in, const moe_plan *plan,
-                       const host_plan *hp, const char *cs) {
+static void check_plan(const tcase *c, const tinputs *in, const moe_plan *plan, const host_plan *hp,
+                       const char *cs) {
   const int64_t T = c->T, K = c->K, E = c->E, TK = T * K;
   const int64_t tile = c->tile, C = c->C, cta_tile = tile / C;
   /* descriptor */
   CHECK(plan->tile == c->tile && plan->cluster_size == c->C && plan->num_tokens == T &&
-            plan->num_experts == c->E && plan->top_k == c->K &&
-            plan->local_expert_offset == c->o && plan->local_num_experts == c->El,
+            plan->num_experts == c->E && plan->top_k == c->K && plan->local_expert_offset == c->o &&
+            plan->local_num_experts == c->El,
         "%s: plan descriptor fields", cs);
-  int64_t mc_ws = max_cgas(c->tmax, K, E, tile);
-  CHECK(plan->max_padded_rows == mc_ws * tile,
-        "%s: max_padded_rows %lld, expected maxCgas(T_max, K, E, tile)*tile = %lld", cs,
-        (long long)plan->max_padded_rows, (long long)(mc_ws * tile));
-  CHECK(plan->max_ctas % C == 0 && plan->max_ctas <= mc_ws * C &&
-            plan->max_ctas >= max_cgas(c->tmax, K, c->El, tile) * C,
+  /* capacities of this call's plan: global-E bound for this T (the workspace, sized for
+     T_max >= T, holds them) */
+  int64_t mc_t = max_cgas(T, K, E, tile);
+  CHECK(plan->max_padded_rows == mc_t * tile,
+        "%s: max_padded_rows %lld, expected maxCgas(T, K, E, tile)*tile = %lld", cs,
+        (long long)plan->max_padded_rows, (long long)(mc_t * tile));
+  CHECK(plan->max_ctas % C == 0 && plan->max_ctas <= mc_t * C &&
+            plan->max_ctas >= max_cgas(T, K, c->El, tile) * C,
         "%s: max_ctas %lld", cs, (long long)plan->max_ctas);
 
   /* ids and weights */
   if (c->input == T_INPUT_LOGITS) {
-    for (int64_t t = 0; t < T; ++t) check_token(c, in, t, hp->topk_ids + t * K, hp->weights + t * K, cs);
+    for (int64_t t = 0; t < T; ++t)
+      check_token(c, in, t, hp->topk_ids + t * K, hp->weights + t * K, cs);
   } else {
     for (int64_t x = 0; x < TK; ++x) {
-      CHECK(hp->topk_ids[x] == in->ids[x], "%s: topk_ids[%lld] = %d, input %d", cs,
-            (long long)x, hp->topk_ids[x], in->ids[x]);
+      CHECK(hp->topk_ids[x] == in->ids[x], "%s: topk_ids[%lld] = %d, input %d", cs, (long long)x,
+            hp->topk_ids[x], in->ids[x]);
       uint16_t w = c->input == T_INPUT_PACKED || !c->weights_f32
                        ? ((uint16_t *)in->weights)[x]
                        : f32_to_bf16(((float *)in->weights)[x]);
@@ -440,8 +448,8 @@ static void check_plan(const tcase *c, const tinputs *in, const moe_plan *plan,
         (long long)P);
   CHECK(hp->num_ctas == N, "%s: num_ctas %d, expected %lld", cs, hp->num_ctas, (long long)N);
   for (int64_t e = 0; e < E; ++e)
-    CHECK(hp->counts[e] == cnt[e], "%s: expert_counts[%lld] = %d, expected %lld", cs,
-          (long long)e, hp->counts[e], (long long)cnt[e]);
+    CHECK(hp->counts[e] == cnt[e], "%s: expert_counts[%lld] = %d, expected %lld", cs, (long long)e,
+          hp->counts[e], (long long)cnt[e]);
   if (hp->permuted_size != P || hp->num_ctas != N) goto out;
   /* property 1 */
   {
@@ -461,12 +469,12 @@ static void check_plan(const tcase *c, const tinputs *in, const moe_plan *plan,
       p2t[exp_p] = (int32_t)(x / K);
       p2x[exp_p] = (int32_t)x;
     }
-    CHECK(hp->e2p[x] == exp_p, "%s: expanded_to_permuted[%lld] = %d, expected %d", cs,
-          (long long)x, hp->e2p[x], exp_p);
+    CHECK(hp->e2p[x] == exp_p, "%s: expanded_to_permuted[%lld] = %d, expected %d", cs, (long long)x,
+          hp->e2p[x], exp_p);
   }
   for (int64_t r = 0; r < P; ++r) {
-    CHECK(hp->p2t[r] == p2t[r], "%s: permuted_to_token[%lld] = %d, expected %d", cs,
-          (long long)r, hp->p2t[r], p2t[r]);
+    CHECK(hp->p2t[r] == p2t[r], "%s: permuted_to_token[%lld] = %d, expected %d", cs, (long long)r,
+          hp->p2t[r], p2t[r]);
     CHECK(hp->p2x[r] == p2x[r], "%s: permuted_to_expanded[%lld] = %d, expected %d", cs,
           (long long)r, hp->p2x[r], p2x[r]);
   }
@@ -505,8 +513,7 @@ static void check_plan(const tcase *c, const tinputs *in, const moe_plan *plan,
       ok6 &= hp->p2x[p] == x;
     }
     free(seen);
-    CHECK(ok2 && ok4 && ok5 && ok6, "%s: properties 2/4/5/6: %d %d %d %d", cs, ok2, ok4, ok5,
-          ok6);
+    CHECK(ok2 && ok4 && ok5 && ok6, "%s: properties 2/4/5/6: %d %d %d %d", cs, ok2, ok4, ok5, ok6);
   }
   free(p2t);
   free(p2x);
@@ -657,8 +664,8 @@ static void pick_method_params(t_rng *g, tcase *c) {
       break;
     }
     default:
-      c->E = t_rng_range(g, 0, 1) ? (int32_t)(4 * t_rng_range(g, 1, 128))
-                                  : k_e[t_rng_range(g, 0, 11)];
+      c->E =
+          t_rng_range(g, 0, 1) ? (int32_t)(4 * t_rng_range(g, 1, 128)) : k_e[t_rng_range(g, 0, 11)];
       c->K = (int32_t)t_rng_range(g, 1, c->E < 10 ? c->E : 10);
   }
 }
@@ -671,8 +678,8 @@ static void random_case(t_rng *g, tcase *c, int64_t T) {
   int64_t kind = t_rng_range(g, 0, 9);
   c->input = kind < 6 ? T_INPUT_LOGITS : kind < 8 ? T_INPUT_IDS : T_INPUT_PACKED;
   if (c->input != T_INPUT_LOGITS) c->bias_dtype = 0;
-  c->logits_f32 = c->method == MOE_ROUTING_DEEPSEEK_V3 ? t_rng_range(g, 0, 3) != 0
-                                                       : t_rng_range(g, 0, 3) == 0;
+  c->logits_f32 =
+      c->method == MOE_ROUTING_DEEPSEEK_V3 ? t_rng_range(g, 0, 3) != 0 : t_rng_range(g, 0, 3) == 0;
   c->weights_f32 = c->input == T_INPUT_IDS && t_rng_range(g, 0, 1);
   c->ties = c->input == T_INPUT_LOGITS && t_rng_range(g, 0, 4) == 0;
   pick_config(g, c);
@@ -848,8 +855,7 @@ static void overflow_suite(void) {
   s = moe_runner_get_workspace_size(g_cpu, &p, cfg8, &bytes);
   CHECK(s == MOE_STATUS_NOT_SUPPORTED || s == MOE_STATUS_INVALID_ARGUMENT ||
             s == MOE_STATUS_INVALID_CONFIG,
-        "T=2^20 K=8 H=4096 (rows*H > 2^31): get_workspace_size -> %d (%zu bytes)", (int)s,
-        bytes);
+        "T=2^20 K=8 H=4096 (rows*H > 2^31): get_workspace_size -> %d (%zu bytes)", (int)s, bytes);
   /* just inside every limit: accepted, and big enough for the tables and GEMM buffers */
   t_problem(&p, 256, 1 << 20, 8, 0, 256, 64, 64);
   bytes = 0;
@@ -913,9 +919,10 @@ int main(void) {
   if (!g_cpu) return tc_summary("test_routing");
   cpu_suite();
   overflow_suite();
-  printf("CPU: %ld cases, %ld tokens checked against the reference, %ld near-tie tokens, "
-         "%ld group near-tie tokens\n",
-         g_cases, g_tokens, g_near_ties, g_group_near_ties);
+  printf(
+      "CPU: %ld cases, %ld tokens checked against the reference, %ld near-tie tokens, "
+      "%ld group near-tie tokens\n",
+      g_cases, g_tokens, g_near_ties, g_group_near_ties);
 #ifdef MOE_TEST_WITH_CUDA
   if (!t_have_cuda()) {
     printf("SKIP: no CUDA device\n");

@@ -27,13 +27,19 @@ static MOE_B_TLS moe_status_t moe_b_status_;
 static MOE_B_TLS char moe_b_message_[1024];
 
 /* Clears the pending status (called by %exception before every wrapped call). */
-static inline void moe_b_clear(void) { moe_b_status_ = MOE_STATUS_SUCCESS; }
+static inline void moe_b_clear(void) {
+  moe_b_status_ = MOE_STATUS_SUCCESS;
+}
 
 /* Pending status of the last wrapped call on this thread (0 = none). */
-static inline moe_status_t moe_b_pending(void) { return moe_b_status_; }
+static inline moe_status_t moe_b_pending(void) {
+  return moe_b_status_;
+}
 
 /* Message that goes with moe_b_pending(). */
-static inline const char *moe_b_pending_message(void) { return moe_b_message_; }
+static inline const char *moe_b_pending_message(void) {
+  return moe_b_message_;
+}
 
 /* Records a library failure: status plus a copy of the thread's last error. */
 static inline int moe_b_check(moe_status_t st) {
@@ -66,11 +72,11 @@ static inline moe_problem moe_b_problem(int32_t num_experts, int64_t num_tokens,
   return p;
 }
 
-#define MOE_B_PROBLEM_ARGS                                                                    \
-  int32_t num_experts, int64_t num_tokens, int32_t top_k, int32_t local_expert_offset,        \
+#define MOE_B_PROBLEM_ARGS                                                             \
+  int32_t num_experts, int64_t num_tokens, int32_t top_k, int32_t local_expert_offset, \
       int32_t local_num_experts, int64_t hidden_size, int64_t intermediate_size
-#define MOE_B_PROBLEM                                                                         \
-  moe_b_problem(num_experts, num_tokens, top_k, local_expert_offset, local_num_experts,       \
+#define MOE_B_PROBLEM                                                                   \
+  moe_b_problem(num_experts, num_tokens, top_k, local_expert_offset, local_num_experts, \
                 hidden_size, intermediate_size)
 
 /* Byte size of a tensor (product of the shape x bits / 8); -1 if it has no data. */
@@ -103,7 +109,9 @@ static inline int32_t moe_b_version_patch(void) {
   moe_get_version(NULL, NULL, &c);
   return c;
 }
-static inline const char *moe_b_status_string(int32_t status) { return moe_status_string(status); }
+static inline const char *moe_b_status_string(int32_t status) {
+  return moe_status_string(status);
+}
 
 static inline int32_t moe_b_cuda_device_count(void) {
   int32_t n = 0;
@@ -128,7 +136,9 @@ static inline moe_runner *moe_b_runner_create(int32_t backend, int32_t device_id
   return r;
 }
 
-static inline void moe_b_runner_destroy(moe_runner *r) { moe_runner_destroy(r); }
+static inline void moe_b_runner_destroy(moe_runner *r) {
+  moe_runner_destroy(r);
+}
 
 static inline int32_t moe_b_runner_backend(const moe_runner *r) {
   int32_t b = -1;
@@ -151,8 +161,7 @@ static inline int32_t moe_b_valid_config_count(const moe_runner *r, MOE_B_PROBLE
 }
 
 /* The i-th valid config (best first). */
-static inline int32_t moe_b_valid_config_at(const moe_runner *r, MOE_B_PROBLEM_ARGS,
-                                            int32_t i) {
+static inline int32_t moe_b_valid_config_at(const moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t i) {
   moe_problem p = MOE_B_PROBLEM;
   int32_t n = 0, *cfgs, c = -1;
   if (moe_b_check(moe_runner_get_valid_configs(r, &p, NULL, 0, &n))) return -1;
@@ -184,16 +193,27 @@ static inline int32_t moe_b_config_field(const moe_runner *r, int32_t config, in
   memset(&info, 0, sizeof info);
   if (moe_b_check(moe_runner_describe_config(r, config, &info))) return -1;
   switch (field) {
-    case 0: return info.index;
-    case 1: return info.tile;
-    case 2: return info.cta_tile;
-    case 3: return info.cluster_size;
-    case 4: return info.gemm1_block_m;
-    case 5: return info.gemm2_block_m;
-    case 6: return info.block_k;
-    case 7: return info.stages;
-    case 8: return info.sm_version;
-    default: moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "config field out of range"); return -1;
+    case 0:
+      return info.index;
+    case 1:
+      return info.tile;
+    case 2:
+      return info.cta_tile;
+    case 3:
+      return info.cluster_size;
+    case 4:
+      return info.gemm1_block_m;
+    case 5:
+      return info.gemm2_block_m;
+    case 6:
+      return info.block_k;
+    case 7:
+      return info.stages;
+    case 8:
+      return info.sm_version;
+    default:
+      moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "config field out of range");
+      return -1;
   }
 }
 
@@ -242,14 +262,11 @@ static inline void moe_b_weights_prepare(const moe_runner *r, MOE_B_PROBLEM_ARGS
 
 /* ---- routing and run -------------------------------------------------------------------- */
 
-static inline void moe_b_routing_prepare(moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config,
-                                         int32_t method, const DLTensor *logits,
-                                         const DLTensor *bias, const DLTensor *topk_ids,
-                                         const DLTensor *topk_weights,
-                                         const DLTensor *topk_packed, int32_t n_group,
-                                         int32_t topk_group, float routed_scaling_factor,
-                                         int32_t enable_pdl, const DLTensor *workspace,
-                                         moe_plan *plan, moe_cuda_stream_t stream) {
+static inline void moe_b_routing_prepare(
+    moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config, int32_t method, const DLTensor *logits,
+    const DLTensor *bias, const DLTensor *topk_ids, const DLTensor *topk_weights,
+    const DLTensor *topk_packed, int32_t n_group, int32_t topk_group, float routed_scaling_factor,
+    int32_t enable_pdl, const DLTensor *workspace, moe_plan *plan, moe_cuda_stream_t stream) {
   moe_problem p = MOE_B_PROBLEM;
   moe_routing_args a;
   if (moe_b_check(moe_routing_args_init(&a, MOE_ROUTING_ARGS_VERSION))) return;
@@ -315,18 +332,15 @@ static inline void moe_b_run(moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config,
                              (size_t)moe_b_tensor_bytes(workspace), stream));
 }
 
-static inline void moe_b_forward(moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t method,
-                                 const DLTensor *logits, const DLTensor *bias,
-                                 const DLTensor *topk_ids, const DLTensor *topk_weights,
-                                 const DLTensor *topk_packed, int32_t n_group, int32_t topk_group,
-                                 float routed_scaling_factor, int32_t do_finalize,
-                                 const DLTensor *hidden_states, const DLTensor *gemm1_weights,
-                                 const DLTensor *gemm2_weights, const DLTensor *gemm1_bias,
-                                 const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
-                                 const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit,
-                                 const DLTensor *output, const DLTensor *permuted_output,
-                                 int32_t enable_pdl, const DLTensor *workspace,
-                                 moe_cuda_stream_t stream) {
+static inline void moe_b_forward(
+    moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t method, const DLTensor *logits, const DLTensor *bias,
+    const DLTensor *topk_ids, const DLTensor *topk_weights, const DLTensor *topk_packed,
+    int32_t n_group, int32_t topk_group, float routed_scaling_factor, int32_t do_finalize,
+    const DLTensor *hidden_states, const DLTensor *gemm1_weights, const DLTensor *gemm2_weights,
+    const DLTensor *gemm1_bias, const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
+    const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit, const DLTensor *output,
+    const DLTensor *permuted_output, int32_t enable_pdl, const DLTensor *workspace,
+    moe_cuda_stream_t stream) {
   moe_problem p = MOE_B_PROBLEM;
   moe_routing_args ra;
   moe_run_args a;
@@ -362,15 +376,25 @@ static inline int64_t moe_b_plan_field(const moe_plan *plan, int32_t field) {
     return -1;
   }
   switch (field) {
-    case 0: return plan->config;
-    case 1: return plan->tile;
-    case 2: return plan->cluster_size;
-    case 3: return plan->num_tokens;
-    case 4: return plan->max_padded_rows;
-    case 5: return plan->max_ctas;
-    case 6: return plan->backend;
-    case 7: return plan->state;
-    default: moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "plan field out of range"); return -1;
+    case 0:
+      return plan->config;
+    case 1:
+      return plan->tile;
+    case 2:
+      return plan->cluster_size;
+    case 3:
+      return plan->num_tokens;
+    case 4:
+      return plan->max_padded_rows;
+    case 5:
+      return plan->max_ctas;
+    case 6:
+      return plan->backend;
+    case 7:
+      return plan->state;
+    default:
+      moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "plan field out of range");
+      return -1;
   }
 }
 
@@ -383,8 +407,7 @@ static inline int64_t moe_b_plan_read_count(const moe_runner *r, const moe_plan 
     return 0;
   }
   if (moe_b_check(moe_plan_read_count(r, plan, moe_b_tensor_ptr(workspace),
-                                      (size_t)moe_b_tensor_bytes(workspace), table, &n,
-                                      stream)))
+                                      (size_t)moe_b_tensor_bytes(workspace), table, &n, stream)))
     return 0;
   return n;
 }

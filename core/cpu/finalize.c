@@ -30,7 +30,8 @@ static void finalize_body(void *ctx, int64_t begin, int64_t end) {
         if (r < 0) continue;
         const float w = moe_bf16_to_f32(p->expert_weights[t * K + k]);
         const uint16_t *y = a->gemm2_out + (int64_t)r * H + h0;
-        for (int64_t h = 0; h < n; ++h) acc[h] = MOE_FADD(acc[h], MOE_FMUL(w, moe_bf16_to_f32(y[h])));
+        for (int64_t h = 0; h < n; ++h)
+          acc[h] = MOE_FADD(acc[h], MOE_FMUL(w, moe_bf16_to_f32(y[h])));
       }
       for (int64_t h = 0; h < n; ++h) out[h0 + h] = moe_f32_to_bf16(acc[h]);
     }

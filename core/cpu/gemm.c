@@ -1,10 +1,11 @@
 /*
  * gemm.c - GEMM1 (+ fused activation) and GEMM2 of the CPU reference backend.
  *
- * Work items are (CTA j of the plan, slice of output columns); a CTA's rows are
- * [j*ctaTile, min((j+1)*ctaTile, cta_to_mn_limit[j])) of local expert cta_to_batch[j], so
- * padding rows are never computed, exactly as on the GPU. Each output element is computed
- * by one item with a fixed order, so results do not depend on the thread count:
+ * Work items are (a few consecutive CTAs of one expert, slice of output columns); a CTA's
+ * rows are [j*ctaTile, min((j+1)*ctaTile, cta_to_mn_limit[j])) of local expert
+ * cta_to_batch[j], so padding rows are never computed, exactly as on the GPU. Each output
+ * element is computed by one item with a fixed order, so results do not depend on the thread
+ * count or on how the rows are grouped:
  *
  *   dot(a, w, n): eight fp32 lanes; lane j = 0.0f, then for k = j, j+8, j+16, ... < n
  *                 (ascending): lane j = lane j + a[k]*w[k]   (a, w bf16 widened exactly; the
@@ -14,6 +15,9 @@
  *           gated: y = act(acc_up, acc_gate) (activation.h); else y = act(acc)
  *           gemm1_out[r, f] = bf16(y)
  *   GEMM2:  gemm2_out[r, h] = bf16(dot(gemm1_out[r], W2[e, h], I) + bias2[e, h])
+ *   (no bias tensor: no addition.) e = the local expert; x and W rows are read in place, no
+ *   fp32 copies: bf16 -> fp32 is a 16-bit shift done in registers, which measured faster
+ *   than converting weight tiles to fp32 buffers and needs no allocation.
  */
 #include <string.h>
 
@@ -40,12 +44,12 @@ typedef uint32_t v8u __attribute__((vector_size(32)));
 typedef uint16_t v8h __attribute__((vector_size(16)));
 /* dst = eight bf16 at p widened to fp32 (a macro: no vector arguments or returns, which
  * would change the ABI without AVX). */
-#define LOAD8(dst, p)                                       \
-  do {                                                      \
-    v8h h_;                                                 \
-    memcpy(&h_, (p), sizeof h_);                            \
+#define LOAD8(dst, p)                                      \
+  do {                                                     \
+    v8h h_;                                                \
+    memcpy(&h_, (p), sizeof h_);                           \
     const v8u u_ = __builtin_convertvector(h_, v8u) << 16; \
-    memcpy(&(dst), &u_, sizeof u_);                         \
+    memcpy(&(dst), &u_, sizeof u_);                        \
   } while (0)
 
 /* Four dot products of one activation row with four weight rows (see the order above). */
@@ -98,21 +102,36 @@ static void dot4(const uint16_t *restrict x, const uint16_t *restrict w0,
 #endif
 
 /* Columns per work item: enough items to balance threads, few enough to amortise. */
-#define GEMM1_SLICE 64 /* features of I (128 weight rows when gated) */
+#define GEMM1_SLICE 64  /* features of I (128 weight rows when gated) */
 #define GEMM2_SLICE 128 /* rows of W2 (columns of H) */
+
+/* Consecutive CTAs of one expert merged into one work item (up to this many rows), so the
+ * weights are read once for them. */
+#define ROW_GROUP 64
 
 typedef struct gemm_job {
   const moe_k_run *a;
   const moe_k_plan *p;
-  int64_t cta_tile, slices, slice;
+  int64_t cta_tile, group, num_ctas, slices, slice;
 } gemm_job;
 
-/* Valid rows [*r0, *r1) of CTA j; returns its local expert. */
-static int64_t cta_rows(const gemm_job *g, int64_t j, int64_t *r0, int64_t *r1) {
-  const int64_t lim = g->p->cta_to_mn_limit[j];
-  *r0 = j * g->cta_tile;
-  *r1 = *r0 + g->cta_tile < lim ? *r0 + g->cta_tile : lim;
-  return g->p->cta_to_batch[j];
+/*
+ * Rows [*r0, *r1) of the work item led by CTA j; returns its local expert. CTA j leads when
+ * j % group == 0 or it is the first CTA of its expert; the item then covers CTA j and the
+ * following CTAs of the same expert up to the next leader. Other CTAs get an empty range.
+ * Per CTA the rows are [j*ctaTile, min((j+1)*ctaTile, cta_to_mn_limit[j])) (empty past the
+ * expert's last valid row), so the item's rows are exactly the valid rows of its CTAs.
+ */
+static int64_t item_rows(const gemm_job *g, int64_t j, int64_t *r0, int64_t *r1) {
+  const int32_t *batch = g->p->cta_to_batch, *lim = g->p->cta_to_mn_limit;
+  const int64_t e = batch[j];
+  *r0 = *r1 = j * g->cta_tile;
+  if (j % g->group != 0 && batch[j - 1] == e) return e;
+  for (int64_t c = j; c < g->num_ctas && batch[c] == e && (c == j || c % g->group != 0); ++c) {
+    const int64_t end = (c + 1) * g->cta_tile < lim[c] ? (c + 1) * g->cta_tile : lim[c];
+    if (end > *r1) *r1 = end;
+  }
+  return e;
 }
 
 static void gemm1_body(void *ctx, int64_t begin, int64_t end) {
@@ -126,7 +145,7 @@ static void gemm1_body(void *ctx, int64_t begin, int64_t end) {
   for (int64_t it = begin; it < end; ++it) {
     const int64_t j = it / g->slices, s = it % g->slices;
     int64_t r0, r1;
-    const int64_t e = cta_rows(g, j, &r0, &r1);
+    const int64_t e = item_rows(g, j, &r0, &r1);
     if (r1 <= r0) continue;
     const int64_t f0 = s * g->slice, f1 = f0 + g->slice < I ? f0 + g->slice : I;
     const uint16_t *w = a->w1 + e * w1_rows * H;
@@ -179,7 +198,7 @@ static void gemm2_body(void *ctx, int64_t begin, int64_t end) {
   for (int64_t it = begin; it < end; ++it) {
     const int64_t j = it / g->slices, s = it % g->slices;
     int64_t r0, r1;
-    const int64_t e = cta_rows(g, j, &r0, &r1);
+    const int64_t e = item_rows(g, j, &r0, &r1);
     if (r1 <= r0) continue;
     const int64_t h0 = s * g->slice, h1 = h0 + g->slice < H ? h0 + g->slice : H;
     const uint16_t *w = a->w2 + e * H * I;
@@ -207,6 +226,8 @@ static void run_gemm(const moe_k_run *a, const moe_k_plan *p, int32_t num_thread
   g.a = a;
   g.p = p;
   g.cta_tile = a->tile / a->cluster_size;
+  g.group = g.cta_tile < ROW_GROUP ? ROW_GROUP / g.cta_tile : 1;
+  g.num_ctas = n_ctas;
   g.slice = slice;
   g.slices = cols > 0 ? (cols + slice - 1) / slice : 0;
   moe_cpu_parallel_for(n_ctas * g.slices, 1, num_threads, body, &g);

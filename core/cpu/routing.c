@@ -84,7 +84,9 @@ typedef struct tok_ctx {
 
 typedef float (*value_fn)(const tok_ctx *c, int32_t i);
 
-static inline float neg_inf(void) { return moe_bits_f32(0xFF800000u); }
+static inline float neg_inf(void) {
+  return moe_bits_f32(0xFF800000u);
+}
 
 static inline float logit(const tok_ctx *c, int32_t i) {
   return c->lf ? c->lf[i] : moe_bf16_to_f32(c->lb[i]);
@@ -194,7 +196,9 @@ static void select_topk(const tok_ctx *c, value_fn fn, int32_t n, int32_t k, int
   }
 }
 
-static float group_value(const tok_ctx *c, int32_t g) { return group_score(c, g); }
+static float group_value(const tok_ctx *c, int32_t g) {
+  return group_score(c, g);
+}
 
 /* Route token t from logits: ids and weights into the plan. */
 static void route_logits(const moe_k_routing *a, const moe_k_plan *p, int64_t t) {
@@ -256,8 +260,8 @@ static void route_logits(const moe_k_routing *a, const moe_k_plan *p, int64_t t)
       for (int32_t k = 0; k < K; ++k) ss = MOE_FADD(ss, moe_sigmoidf(logit(&c, ids[k])));
       const float den = MOE_FADD(ss, 1e-20f);
       for (int32_t k = 0; k < K; ++k)
-        w[k] = moe_f32_to_bf16(MOE_FMUL(MOE_FDIV(moe_sigmoidf(logit(&c, ids[k])), den),
-                                        a->routed_scaling_factor));
+        w[k] = moe_f32_to_bf16(
+            MOE_FMUL(MOE_FDIV(moe_sigmoidf(logit(&c, ids[k])), den), a->routed_scaling_factor));
       break;
     }
     case MOE_ROUTING_LLAMA4:

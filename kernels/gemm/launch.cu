@@ -130,12 +130,16 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   cudaError_t e = get_encode(&enc);
   if (e != cudaSuccess) return e;
 
-  CUtensorMap tw1, tx1, tw2, tx2;
+  /* GEMM1 gathers token rows with cp.async (no activation map); GEMM2 reads the CTA's
+   * contiguous rows of gemm1_out with one {64, ctaTile} box per stage. */
+  CUtensorMap tw1, tw2, tx2;
   const int32_t C = cfg.cluster;
+  if (a->hidden == nullptr || (reinterpret_cast<uintptr_t>(a->hidden) & 15u) != 0) {
+    return cudaErrorInvalidValue;
+  }
   if ((e = encode_2d(enc, &tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) != cudaSuccess ||
-      (e = encode_2d(enc, &tx1, a->hidden, H, a->num_tokens, 1)) != cudaSuccess ||
       (e = encode_2d(enc, &tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess ||
-      (e = encode_2d(enc, &tx2, a->gemm1_out, I, plan->max_rows, 1)) != cudaSuccess) {
+      (e = encode_2d(enc, &tx2, a->gemm1_out, I, plan->max_rows, cfg.tile / C)) != cudaSuccess) {
     return e;
   }
   if ((e = prepare_kernel(a->config, 0, cfg.gemm1)) != cudaSuccess) return e;
@@ -148,6 +152,8 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   p1.beta = a->beta;
   p1.clamp_limit = a->clamp_limit;
   p1.permuted_to_token = plan->permuted_to_token;
+  p1.gather_src = a->hidden;
+  p1.gather_ld = H;
   p1.cta_to_batch = plan->cta_to_batch;
   p1.cta_to_mn_limit = plan->cta_to_mn_limit;
   p1.num_ctas = plan->num_ctas;
@@ -164,6 +170,8 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   p2.bias = a->bias2;
   p2.alpha = p2.beta = p2.clamp_limit = nullptr;
   p2.permuted_to_token = nullptr;
+  p2.gather_src = nullptr;
+  p2.gather_ld = 0;
   p2.w_rows = static_cast<int32_t>(H);
   p2.k_blocks = static_cast<int32_t>(I / 64);
   p2.out_ld = static_cast<int32_t>(H);
@@ -174,7 +182,7 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
 
   const int64_t m1 = (rows1 + cfg.gemm1.block_m - 1) / cfg.gemm1.block_m;
   const int64_t m2 = (H + cfg.gemm2.block_m - 1) / cfg.gemm2.block_m;
-  if ((e = launch_gemm(cfg.gemm1, C, a->launch_ctas, m1, tw1, tx1, p1, pdl, stream)) !=
+  if ((e = launch_gemm(cfg.gemm1, C, a->launch_ctas, m1, tw1, tw1, p1, pdl, stream)) !=
       cudaSuccess) {
     return e;
   }

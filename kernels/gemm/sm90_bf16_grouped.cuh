@@ -13,9 +13,14 @@
  * run the epilogue; one producer warpgroup whose first warp issues the TMA loads:
  *   - weights: a 2-D TMA of BLOCK_M/C rows per cluster rank, multicast to all C CTAs of the
  *     cluster (each CTA ends up with the full BLOCK_M x 64 tile);
- *   - tokens: one 2-D TMA box {64, 1} per token row (a per-row gather). GEMM1 reads row
- *     permuted_to_token[r] of hidden [T, H]; GEMM2 reads row r of gemm1_out [rows, I]. Rows at or
- *     past mn_limit use row index -1: TMA zero-fills them and still counts the full box bytes.
+ *   - tokens, GEMM1: gathered rows permuted_to_token[r] of hidden [T, H] by 16-byte cp.async
+ *     from all 128 producer threads, written in the 128B-swizzled layout (rows at or past
+ *     mn_limit, and padding rows -1, are zero-filled without a read). Each thread keeps
+ *     kGatherLag stages of copies in flight, then cp.async.wait_group + fence.proxy.async +
+ *     mbarrier.arrive (full[s] counts 1 + 128 arrivals). A per-row 2-D TMA box {64, 1} was the
+ *     first version: correct, but TMA issue-bound (~64 cycles a box per SM, ~60 TFLOP/s cap).
+ *   - tokens, GEMM2: the CTA's rows of gemm1_out are contiguous: one 2-D TMA box {64, N} per
+ *     stage; rows past mn_limit feed only accumulator columns that are never stored.
  * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
  * empty[s] counts one arrival per consumer warp of every CTA in the cluster, so a weight stage
  * is re-filled (multicast) only after all C CTAs released it.
@@ -52,6 +57,8 @@ struct GroupedGemmParams {
   const float *beta;                /* [E_l] SwiGLU, or NULL */
   const float *clamp_limit;         /* [E_l] SwiGLU, or NULL */
   const int32_t *permuted_to_token; /* GEMM1 gather map */
+  const uint16_t *gather_src;       /* GEMM1: hidden [T, H] */
+  int64_t gather_ld;                /* GEMM1: H */
   const int32_t *cta_to_batch;
   const int32_t *cta_to_mn_limit;
   const int32_t *num_ctas;
@@ -79,7 +86,12 @@ struct GroupedGemmTraits {
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kStagePitch = BLOCK_M + 8; /* epilogue staging row, elements */
   static_assert(N * kStagePitch * 2 <= STAGES * kStageBytes, "epilogue staging must fit");
-  static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + 1024;
+  /* stages, full/empty barriers, GEMM1 gather row table, alignment slack */
+  static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + N * 4 + 1024;
+  /* cp.async groups a gathering thread keeps in flight before it arrives on a stage. */
+  static constexpr int kGatherLag = STAGES > 2 ? STAGES - 2 : 1;
+  static constexpr int kProducerRegs = 56;  /* 56*128 + 224*256 <= 65536 */
+  static constexpr int kConsumerRegs = 224;
   static_assert(kSmemBytes <= 232448, "shared memory budget exceeded");
 };
 
@@ -132,7 +144,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int s = 0; s < STAGES; ++s) {
-      ptx::mbar_init(&full[s], 1);
+      ptx::mbar_init(&full[s], GEMM1 ? 1 + 128 : 1);
       ptx::mbar_init(&empty[s], C * T::kConsumerWGs * 4);
     }
     ptx::mbar_init_fence();
@@ -159,54 +171,92 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 
   if (wg == T::kConsumerWGs) {
     /* ---------------- producer ---------------- */
-    if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_dec<40>();
-    if (producer_warp) {
-      constexpr int kRowsPerLane = (N + 31) / 32;
-      int src[kRowsPerLane];
-#pragma unroll
-      for (int i = 0; i < kRowsPerLane; ++i) {
-        const int r = lane + 32 * i;
+    if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_dec<T::kProducerRegs>();
+    const int ptid = threadIdx.x - T::kConsumerThreads; /* 0..127 */
+    const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
+    constexpr int kSlice = BLOCK_M / C;
+    const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
+    uint8_t *const a_dst = smem_a + rank * (kSlice * 128);
+    if constexpr (GEMM1) {
+      /* Token rows gathered with 16-byte cp.async by all 128 producer threads. */
+      int32_t *row_src = reinterpret_cast<int32_t *>(empty + STAGES);
+      for (int r = ptid; r < N; r += 128) {
         const int grow = row0 + r;
-        int v = -1;
-        if (r < N && grow < mn_limit) v = GEMM1 ? __ldg(p.permuted_to_token + grow) : grow;
-        src[i] = v;
+        row_src[r] = grow < mn_limit ? __ldg(p.permuted_to_token + grow) : -1;
       }
-      const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
-      constexpr int kSlice = BLOCK_M / C;
-      const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
+      ptx::named_barrier_sync(2, 128);
+      constexpr int kPerThread = (N * 8 + 127) / 128;
+      constexpr int kLag = T::kGatherLag;
+      const int chunk = ptid & 7;                  /* 16-byte chunk of the 128-byte row */
+      const int rsub = ptid >> 3;                  /* rows rsub + 16 i */
+      const uint32_t swz = ((chunk ^ (rsub & 7)) << 4);
+      const uint32_t b_base = ptx::smem_u32(smem_b);
+      const uint16_t *src_base = p.gather_src + chunk * 8;
+      const int64_t ld = p.gather_ld;
       int s = 0;
       uint32_t ph = 0;
       for (int kb = 0; kb < k_blocks; ++kb) {
-        if constexpr (C > 1) {
-          ptx::mbar_wait_cluster(&empty[s], ph ^ 1u);
-        } else {
-          ptx::mbar_wait(&empty[s], ph ^ 1u);
-        }
-        if (lane == 0) {
-          ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
-          uint8_t *dst = smem_a + s * T::kABytes + rank * (kSlice * 128);
+        ptx::mbar_wait(&empty[s], ph ^ 1u);
+        if (ptid == 0) {
+          ptx::mbar_arrive_expect_tx(&full[s], T::kABytes);
           if constexpr (C > 1) {
-            ptx::tma_load_2d_multicast(dst, &tmap_w, &full[s], kb * 64, w_row,
+            ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
                                        static_cast<uint16_t>((1u << C) - 1u));
           } else {
-            ptx::tma_load_2d(dst, &tmap_w, &full[s], kb * 64, w_row);
+            ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
           }
         }
 #pragma unroll
-        for (int i = 0; i < kRowsPerLane; ++i) {
-          const int r = lane + 32 * i;
-          if (r < N) ptx::tma_load_2d(smem_b + s * T::kBBytes + r * 128, &tmap_x, &full[s],
-                                      kb * 64, src[i]);
+        for (int i = 0; i < kPerThread; ++i) {
+          const int r = rsub + 16 * i;
+          if (N % 16 == 0 || r < N) {
+            const int tok = row_src[r];
+            const uint16_t *src = src_base + (tok >= 0 ? tok * ld + kb * 64 : 0);
+            ptx::cp_async_16(b_base + s * T::kBBytes + r * 128 + swz, src, tok >= 0 ? 16u : 0u);
+          }
+        }
+        ptx::cp_async_commit();
+        if (kb >= kLag) {
+          ptx::cp_async_wait<kLag>();
+          ptx::fence_proxy_async_smem();
+          ptx::mbar_arrive(&full[(kb - kLag) % STAGES]);
         }
         if (++s == STAGES) {
           s = 0;
           ph ^= 1u;
         }
       }
+      ptx::cp_async_wait<0>();
+      ptx::fence_proxy_async_smem();
+      for (int kb = k_blocks > kLag ? k_blocks - kLag : 0; kb < k_blocks; ++kb) {
+        ptx::mbar_arrive(&full[kb % STAGES]);
+      }
+    } else {
+      /* GEMM2: the CTA's rows of gemm1_out are contiguous: one {64, N} box per stage. Rows past
+       * mn_limit only feed accumulator columns that are never stored. */
+      if (ptid == 0) {
+        int s = 0;
+        uint32_t ph = 0;
+        for (int kb = 0; kb < k_blocks; ++kb) {
+          ptx::mbar_wait(&empty[s], ph ^ 1u);
+          ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
+          if constexpr (C > 1) {
+            ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
+                                       static_cast<uint16_t>((1u << C) - 1u));
+          } else {
+            ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
+          }
+          ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
+          if (++s == STAGES) {
+            s = 0;
+            ph ^= 1u;
+          }
+        }
+      }
     }
   } else {
     /* ---------------- consumers ---------------- */
-    if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_inc<232>();
+    if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_inc<T::kConsumerRegs>();
     using Mma = ptx::WgmmaBf16<N>;
     float d[N / 2];
 #pragma unroll
@@ -217,11 +267,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     int s = 0, prev_s = 0;
     uint32_t ph = 0;
     for (int kb = 0; kb < k_blocks; ++kb) {
-      if constexpr (C > 1) {
-        ptx::mbar_wait_cluster(&full[s], ph);
-      } else {
-        ptx::mbar_wait(&full[s], ph);
-      }
+      ptx::mbar_wait(&full[s], ph);
       ptx::wgmma_fence_operand(d);
       ptx::wgmma_fence();
 #pragma unroll

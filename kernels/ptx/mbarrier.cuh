@@ -34,12 +34,17 @@ __device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
 }
 
-/* Arrive on the barrier at the same smem offset in cluster CTA `cta` (release, cluster scope). */
+/*
+ * Arrive on the barrier at the same smem offset in cluster CTA `cta`. Default semantics
+ * (release at CTA scope), as CUTLASS's ClusterBarrier::arrive(cta_id): the pipeline's data moves
+ * through the async proxy (TMA multicast, wgmma), so no cluster-scope memory fence is needed
+ * here; the `.release.cluster` form costs a MEMBAR.ALL.GPU per arrival in SASS.
+ */
 __device__ __forceinline__ void mbar_arrive_cluster(uint64_t *bar, uint32_t cta) {
   asm volatile(
       "{\n.reg .b32 rb;\n"
       "mapa.shared::cluster.u32 rb, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [rb];\n}\n" ::"r"(smem_u32(bar)),
+      "mbarrier.arrive.shared::cluster.b64 _, [rb];\n}\n" ::"r"(smem_u32(bar)),
       "r"(cta)
       : "memory");
 }
@@ -56,7 +61,7 @@ __device__ __forceinline__ bool mbar_try_wait(uint64_t *bar, uint32_t parity) {
   return ok != 0;
 }
 
-/* Acquire at cluster scope: the data of peers' multicasts and remote arrivals is visible. */
+/* Acquire at cluster scope (SASS adds an L1 invalidate, CCTL.IVALL, per completed wait). */
 __device__ __forceinline__ bool mbar_try_wait_cluster(uint64_t *bar, uint32_t parity) {
   uint32_t ok;
   asm volatile(

@@ -1,7 +1,7 @@
 /*
- * tma.cuh - thin wrappers for the sm_90 tensor memory accelerator: 2-D tiled loads into shared
+ * tma.cuh - thin wrappers for the sm_90 asynchronous copies: TMA 2-D tiled loads into shared
  * memory completing on an mbarrier (optionally multicast to CTAs of the cluster), descriptor
- * prefetch.
+ * prefetch, and the 16-byte cp.async used for row gathers.
  */
 #ifndef MOE_PTX_TMA_CUH_
 #define MOE_PTX_TMA_CUH_
@@ -50,6 +50,24 @@ __device__ __forceinline__ void tma_load_2d_multicast(void *dst, const CUtensorM
       ".multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(smem_u32(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "h"(mask)
       : "memory");
+}
+
+/*
+ * cp.async 16-byte global -> shared copy (LDGSTS, L1 bypass). src_bytes 0 zero-fills the 16
+ * bytes without reading src. Generic proxy: before wgmma reads the data, the writing thread
+ * does cp_async_wait<N>() + fence.proxy.async (cluster.cuh) and then arrives on the barrier.
+ */
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, uint32_t src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 /* L2 policies (CUTLASS constants). */

@@ -7,8 +7,8 @@
  *   expert's selection value is -inf (not removed: it still ranks above NaN).
  *   Top-K (K <= 22) by the selection value; ss = sum of the K sigmoids in slot order;
  *   w_k = bf16((s_k / (ss + 1e-20f)) * routed_scaling_factor).
- * One warp per token; group scores: lane g walks its group in shared memory (n_group <= 32,
- * validated by core/).
+ * One warp per token; group scores by 32/n_group lanes per group (n_group <= 32, validated
+ * by core/), the group choice by a one-candidate-per-lane warp top-k.
  */
 #include "kernels/routing/route_kernels.cuh"
 #include "kernels/routing/topk.cuh"
@@ -22,14 +22,13 @@ struct DeepSeekMethod {
   template <int P, bool kBf16>
   static __device__ __forceinline__ int route(const Params &p, int t, int lane, float *wsm) {
     const int E = p.num_experts, K = p.top_k;
-    float sg[P], vb[P];
-    load_logits<P, kBf16>(p, t, lane, sg);
+    float vb[P];
+    load_logits<P, kBf16>(p, t, lane, vb);
 #pragma unroll
     for (int i = 0; i < P; ++i) {
       const int e = i * 32 + lane;
       const float b = (p.bias != nullptr && e < E) ? load_value_rt(p.bias, p.bias_bf16, e) : 0.0f;
-      sg[i] = moe_sigmoidf(sg[i]);
-      vb[i] = MOE_FADD(sg[i], b);
+      vb[i] = MOE_FADD(moe_sigmoidf(vb[i]), b);
     }
     uint32_t key[P];
     const int ng = p.n_group, tg = p.topk_group;
@@ -42,41 +41,50 @@ struct DeepSeekMethod {
         if (e < E) wsm[pad_idx(e)] = vb[i];
       }
       __syncwarp();
-      uint32_t gk[1] = {0u};
-      float ga[1] = {0.0f};
-      if (lane < ng) {
-        uint32_t k1 = 0, k2 = 0;
-        int i1 = -1, i2 = -1;
-        float v1 = 0.0f, v2 = 0.0f;
-        for (int e = lane * G; e < lane * G + G; ++e) {
-          const float v = wsm[pad_idx(e)];
-          const uint32_t k = moe_order_key(v);
-          if (i1 < 0 || moe_better(k, e, k1, i1)) {
-            k2 = k1, i2 = i1, v2 = v1;
-            k1 = k, i1 = e, v1 = v;
-          } else if (i2 < 0 || moe_better(k, e, k2, i2)) {
-            k2 = k, i2 = e, v2 = v;
+      /* group scores: 2^lpg_log2 lanes per group, each walks a strided part of the group;
+       * the parts' top-2 keys merge by butterfly. Equal keys are equal values, so the two
+       * best values (hence the score) match the CPU's index-ordered top-2. */
+      const int lg = p.lanes_per_group_log2, lpg = 1 << lg;
+      const int g = lane >> lg, q = lane & (lpg - 1);
+      uint32_t k1 = 0u, k2 = 0u;
+      if (g < ng) {
+        for (int j = q; j < G; j += lpg) {
+          const uint32_t kk = topk_key(wsm[pad_idx(g * G + j)]);
+          if (kk > k1) {
+            k2 = k1;
+            k1 = kk;
+          } else if (kk > k2) {
+            k2 = kk;
           }
         }
-        gk[0] = topk_key(i2 < 0 ? v1 : MOE_FADD(v1, v2));
       }
+      for (int d = 1; d < lpg; d <<= 1) {
+        const uint32_t b1 = __shfl_xor_sync(kFull, k1, d), b2 = __shfl_xor_sync(kFull, k2, d);
+        const uint32_t n2 = max(min(k1, b1), max(k2, b2));
+        k1 = max(k1, b1);
+        k2 = n2;
+      }
+      const uint32_t sk =
+          k2 == 0u ? k1 : topk_key(MOE_FADD(topk_key_value(k1), topk_key_value(k2)));
+      const uint32_t gsk = __shfl_sync(kFull, sk, (lane << lg) & 31);
+      uint32_t gk[1] = {lane < ng ? gsk : 0u};
       int gid = 0;
-      float gdummy = 0.0f;
-      warp_topk<1>(gk, ga, tg, lane, &gid, &gdummy);
+      warp_topk<1>(gk, tg, lane, &gid);
       const uint32_t sel = __reduce_or_sync(kFull, lane < tg ? (1u << gid) : 0u);
       const uint32_t ninf = topk_key(__int_as_float(0xFF800000));
 #pragma unroll
       for (int i = 0; i < P; ++i) {
-        const int e = i * 32 + lane;
-        key[i] = (e < E) ? (((sel >> (e / G)) & 1u) ? topk_key(vb[i]) : ninf) : 0u;
+        const uint32_t e = (uint32_t)(i * 32 + lane);
+        const uint32_t ge = (e * (uint32_t)p.group_mul) >> 21; /* e / G, exact for e < 4096 */
+        key[i] = (e < (uint32_t)E) ? (((sel >> ge) & 1u) ? topk_key(vb[i]) : ninf) : 0u;
       }
     } else {
 #pragma unroll
       for (int i = 0; i < P; ++i) key[i] = (i * 32 + lane < E) ? topk_key(vb[i]) : 0u;
     }
     int id = 0;
-    float sk = 0.0f;
-    warp_topk<P>(key, sg, K, lane, &id, &sk);
+    warp_topk<P>(key, K, lane, &id);
+    const float sk = moe_sigmoidf(load_value<kBf16>(p.logits, (int64_t)t * E + id));
     const float ss = warp_ordered_sum(sk, K);
     const float den = MOE_FADD(ss, 1e-20f);
     write_slot(p, t, lane, id, MOE_FMUL(MOE_FDIV(sk, den), p.scale));

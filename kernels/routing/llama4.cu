@@ -19,8 +19,8 @@ struct Llama4Method {
 #pragma unroll
     for (int i = 0; i < P; ++i) key[i] = (i * 32 + lane < p.num_experts) ? topk_key(v[i]) : 0u;
     int id = 0;
-    float a = 0.0f;
-    warp_topk<P>(key, v, p.top_k, lane, &id, &a);
+    warp_topk<P>(key, p.top_k, lane, &id);
+    const float a = load_value<kBf16>(p.logits, (int64_t)t * p.num_experts + id);
     write_slot(p, t, lane, id, moe_sigmoidf(a));
     return id;
   }

@@ -28,6 +28,7 @@ struct RenormalizeMethod {
     const int E = p.num_experts, K = p.top_k;
     float v[P];
     load_logits<P, kBf16>(p, t, lane, v);
+    float sum = 0.0f;
     if (kSoftmax) {
       float m = __int_as_float(0xFF800000); /* -inf */
 #pragma unroll
@@ -43,7 +44,6 @@ struct RenormalizeMethod {
         if (e < E) wsm[pad_idx(e)] = v[i];
       }
       __syncwarp();
-      float sum = 0.0f;
       if (lane == 0) {
         for (int e = 0; e < E; ++e) sum = MOE_FADD(sum, wsm[pad_idx(e)]);
       }
@@ -55,9 +55,10 @@ struct RenormalizeMethod {
 #pragma unroll
     for (int i = 0; i < P; ++i) key[i] = (i * 32 + lane < E) ? topk_key(v[i]) : 0u;
     int id = 0;
-    float a = 0.0f;
-    warp_topk<P>(key, v, K, lane, &id, &a);
-
+    warp_topk<P>(key, K, lane, &id);
+    /* the slot's selection value: p (same ops as above) or the logit */
+    const float a = kSoftmax ? MOE_FDIV(wsm[pad_idx(id)], sum)
+                             : load_value<kBf16>(p.logits, (int64_t)t * E + id);
     float w;
     if (kMethod == MOE_ROUTING_RENORMALIZE) {
       const float m1 = __shfl_sync(kFull, a, 0);

@@ -1,8 +1,9 @@
 /*
  * route_kernels.cuh - the two kernels every method family instantiates with its policy M:
  *
- *   single_kernel<M>  (T <= kSingleMaxTokens): one CTA computes top-K + weights (one warp per
- *                     token), counts (shared atomics on integers: order-free), the expert scan,
+ *   cluster_kernel<M> (T <= kSingleMaxTokens): one cluster of 8 CTAs computes top-K + weights
+ *                     (one warp per token), counts (shared atomics on integers: order-free),
+ *                     exchanges the per-CTA counts through DSMEM, and builds the whole plan:
  *                     deterministic ranks, both permuted maps, padding rows, CTA tables and the
  *                     scalars. No scratch, no global atomics.
  *   topk_hist_kernel<M> (multi-CTA path, kernel 1): CTA b owns tokens [b*tpb, (b+1)*tpb);
@@ -23,6 +24,8 @@
 #ifndef MOE_ROUTING_ROUTE_KERNELS_CUH_
 #define MOE_ROUTING_ROUTE_KERNELS_CUH_
 
+#include "kernels/ptx/cluster.cuh"
+#include "kernels/ptx/dsmem.cuh"
 #include "kernels/routing/plan.cuh"
 #include "kernels/routing/routing_common.cuh"
 
@@ -34,58 +37,90 @@ namespace routing {
 __host__ __device__ constexpr int warp_smem_floats(int E) { return E + (E >> 5) + 1; }
 __device__ __forceinline__ int pad_idx(int e) { return e + (e >> 5); }
 
-constexpr int kSingleIds = kSingleMaxTokens * kMaxTopK;
-/* Fixed shared part of the single kernel: cnt, off, ctaoff [512] + tmp [33] + ids. */
-constexpr int kSingleFixedInts = 3 * kMaxExperts + 40 + kSingleIds;
+constexpr int kClusterIds = kClusterMaxTokensPerCta * kMaxTopK;
+/* Fixed shared part of the cluster kernel: cnt, tot, base, off, ctaoff [512], tmp [40], ids. */
+constexpr int kClusterFixedInts = 5 * kMaxExperts + 40 + kClusterIds;
 
 template <class M, int P>
-constexpr int single_threads() {
+constexpr int cluster_threads() {
   return P >= 16 ? 512 : 1024;
 }
 
+/*
+ * Small-T path: one cluster of kClusterCtas CTAs; CTA r owns tokens [r*tpc, (r+1)*tpc).
+ * 1. one warp per token: ids + weights; the CTA's ids and local expert counts in shared memory.
+ * 2. cluster barrier; each CTA reads every CTA's counts through DSMEM: totals and the prefix of
+ *    the CTAs before it (so ranks stay in ascending expanded index); cluster barrier (no CTA
+ *    leaves while others still read its shared memory).
+ * 3. each CTA: expert scan, ranks + scatter of its own slots, and its share of padding rows and
+ *    CTA table entries; CTA 0 writes the scalars and expert_counts.
+ */
 template <class M, int P, bool kBf16, int NT>
-__global__ void __launch_bounds__(NT) single_kernel(Params p) {
+__global__ void __launch_bounds__(NT, 1) cluster_kernel(Params p) {
   extern __shared__ __align__(16) int smem_i[];
   int *cnt = smem_i;
-  int *off = cnt + kMaxExperts;
+  int *tot = cnt + kMaxExperts;
+  int *base = tot + kMaxExperts;
+  int *off = base + kMaxExperts;
   int *ctaoff = off + kMaxExperts;
   int *tmp = ctaoff + kMaxExperts;
   int *ids = tmp + 40;
-  unsigned char *uni = reinterpret_cast<unsigned char *>(ids + kSingleIds);
+  unsigned char *uni = reinterpret_cast<unsigned char *>(ids + kClusterIds);
   float *wsm_all = reinterpret_cast<float *>(uni);
   unsigned short *wcnt = reinterpret_cast<unsigned short *>(uni);
 
   constexpr int kNw = NT / 32;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
   const int T = p.num_tokens, K = p.top_k, lo = p.local_offset, nl = p.local_num;
+  const int rank = (int)ptx::cluster_ctarank();
+  const int tpc = (T + kClusterCtas - 1) / kClusterCtas;
+  const int t0 = min(rank * tpc, T), t1 = min(t0 + tpc, T);
 
   ptx::grid_dependency_wait();
   for (int e = tid; e < nl; e += NT) cnt[e] = 0;
   __syncthreads();
 
   float *wsm = M::kWarpSmem ? wsm_all + (size_t)w * warp_smem_floats(p.num_experts) : nullptr;
-  for (int t = w; t < T; t += kNw) {
+  for (int t = t0 + w; t < t1; t += kNw) {
     const int id = M::template route<P, kBf16>(p, t, lane, wsm);
     if (lane < K) {
-      ids[t * K + lane] = id;
+      ids[(t - t0) * K + lane] = id;
       const int e = id - lo;
       if ((unsigned)e < (unsigned)nl) atomicAdd(&cnt[e], 1);
     }
   }
-  __syncthreads();
+  ptx::cluster_sync();
   ptx::launch_dependents();
+  const uint32_t cnt_addr = (uint32_t)__cvta_generic_to_shared(cnt);
+  for (int e = tid; e < nl; e += NT) {
+    int sum = 0, pre = 0;
+#pragma unroll
+    for (int c = 0; c < kClusterCtas; ++c) {
+      const int v = ptx::ld_shared_cluster_s32(ptx::map_shared_rank(cnt_addr + 4u * e, c));
+      pre += c < rank ? v : 0;
+      sum += v;
+    }
+    tot[e] = sum;
+    base[e] = pre;
+  }
+  ptx::cluster_sync();
 
-  const int total = block_expert_scan<NT>(cnt, nl, p.tile, p.cluster, off, ctaoff, tmp);
-  if (tid == 0) {
-    *p.num_ctas = total * p.cluster;
-    *p.permuted_size = total * p.tile;
+  const int total = block_expert_scan<NT>(tot, nl, p.tile, p.cluster, off, ctaoff, tmp);
+  if (rank == 0) {
+    if (tid == 0) {
+      *p.num_ctas = total * p.cluster;
+      *p.permuted_size = total * p.tile;
+    }
+    for (int e = tid; e < p.num_experts; e += NT) {
+      const int le = e - lo;
+      p.expert_counts[e] = ((unsigned)le < (unsigned)nl) ? tot[le] : 0;
+    }
   }
-  for (int e = tid; e < p.num_experts; e += NT) {
-    const int le = e - lo;
-    p.expert_counts[e] = ((unsigned)le < (unsigned)nl) ? cnt[le] : 0;
-  }
-  block_rank_scatter<NT>(ids, 0, T * K, K, lo, nl, wcnt, off, p.e2p, p.p2t, p.p2e);
-  for (int e = w; e < nl; e += kNw) warp_expert_tail(p, e, cnt[e], off[e], ctaoff[e], lane);
+  for (int e = tid; e < nl; e += NT) base[e] += off[e];
+  /* block_rank_scatter starts with __syncthreads (after zeroing its counters). */
+  block_rank_scatter<NT>(ids, t0 * K, t1 * K, K, lo, nl, wcnt, base, p.e2p, p.p2t, p.p2e);
+  for (int e = rank * kNw + w; e < nl; e += kClusterCtas * kNw)
+    warp_expert_tail(p, e, tot[e], off[e], ctaoff[e], lane);
 }
 
 template <class M, int P, bool kBf16>
@@ -119,20 +154,20 @@ __global__ void __launch_bounds__(kHistThreads) topk_hist_kernel(Params p) {
 template <class M, int P, bool kBf16>
 cudaError_t launch_family_pb(const Params &p, bool single, cudaStream_t s, bool pdl) {
   if (single) {
-    constexpr int NT = single_threads<M, P>();
+    constexpr int NT = cluster_threads<M, P>();
     size_t uni = (size_t)(NT / 32) * p.local_num * sizeof(unsigned short);
     if constexpr (M::kWarpSmem) {
       const size_t uni_wsm = (size_t)warp_smem_floats(p.num_experts) * sizeof(float) * (NT / 32);
       if (uni_wsm > uni) uni = uni_wsm;
     }
-    const size_t smem = kSingleFixedInts * sizeof(int) + uni;
-    auto kern = single_kernel<M, P, kBf16, NT>;
+    const size_t smem = kClusterFixedInts * sizeof(int) + uni;
+    auto kern = cluster_kernel<M, P, kBf16, NT>;
     if (smem > 48 * 1024) {
       cudaError_t e =
           cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
       if (e != cudaSuccess) return e;
     }
-    return launch_kernel(kern, dim3(1), dim3(NT), smem, s, pdl, p);
+    return launch_kernel(kern, dim3(kClusterCtas), dim3(NT), smem, s, pdl, p, kClusterCtas);
   }
   size_t smem = 0;
   if constexpr (M::kWarpSmem)

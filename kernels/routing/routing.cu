@@ -55,6 +55,13 @@ extern "C" int moe_cuda_routing(const moe_k_routing *a, const moe_k_plan *plan, 
   p.n_group = a->n_group < 1 ? 1 : a->n_group;
   p.topk_group = a->topk_group < 1 ? p.n_group : a->topk_group;
   p.scale = a->routed_scaling_factor;
+  {
+    const int G = p.num_experts / p.n_group > 0 ? p.num_experts / p.n_group : 1;
+    p.group_mul = ((1 << 21) + G - 1) / G;
+    int lg = 0;
+    while ((2 << lg) * p.n_group <= 32) ++lg;
+    p.lanes_per_group_log2 = lg;
+  }
   p.local_offset = a->local_expert_offset;
   p.local_num = a->local_num_experts;
   p.tile = a->tile;
@@ -70,6 +77,10 @@ extern "C" int moe_cuda_routing(const moe_k_routing *a, const moe_k_plan *plan, 
   p.permuted_size = plan->permuted_size;
   p.expert_counts = plan->expert_counts;
 
+  if (p.top_k < 1 || p.top_k > kMaxTopK || p.num_experts < 1 || p.num_experts > kMaxExperts ||
+      p.local_num < 1 || p.local_num > kMaxExperts || p.num_tokens < 0 || p.tile < 1 ||
+      p.cluster < 1)
+    return (int)cudaErrorInvalidValue;
   const bool pdl = a->enable_pdl != 0;
   const bool single = p.num_tokens <= kSingleMaxTokens;
   if (!single) {

@@ -3,8 +3,8 @@
  * (kernels/routing/*.cu). Internal to kernels/routing/.
  *
  * Paths (docs/routing.md):
- *  - single: T <= kSingleMaxTokens. One CTA does everything (top-K per token, counts, scan,
- *    ranks, tables); no global atomics, no scratch.
+ *  - small: T <= kSingleMaxTokens. One 8-CTA cluster does everything (top-K per token,
+ *    counts exchanged through DSMEM, scan, ranks, tables); no global atomics, no scratch.
  *  - multi: three kernels, chained with PDL when enabled:
  *      1. topk_hist  (per family): one warp per token -> ids + weights; per-CTA expert counts
  *                    into scratch row b (CTA b owns tokens [b*tpb, (b+1)*tpb)).
@@ -22,8 +22,6 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include <utility>
-
 #include "moe_trtllm.h"
 #include "kernels/kernels.h"
 #include "kernels/moe_math.h"
@@ -35,12 +33,14 @@ namespace routing {
 constexpr int kWarp = 32;
 constexpr unsigned kFull = 0xFFFFFFFFu;
 constexpr int kMaxExperts = 512;
-constexpr int kMaxTopK = 32;           /* one slot per lane (limits: K <= 22) */
-constexpr int kSingleMaxTokens = 64;   /* single-CTA path: T <= this */
+constexpr int kMaxTopK = 22;           /* core/ limits (DeepSeekV3); one slot per lane */
+constexpr int kClusterCtas = 8;        /* small-T path: one cluster of 8 CTAs */
+constexpr int kClusterMaxTokensPerCta = 32;
+constexpr int kSingleMaxTokens = kClusterCtas * kClusterMaxTokensPerCta; /* small path: T <= */
 constexpr int kHistWarps = 8;          /* warps per CTA of topk_hist and scatter */
 constexpr int kHistThreads = kHistWarps * kWarp;
 constexpr int kScanThreads = 1024;     /* block_scan: 32 experts x 32 warps */
-constexpr int kSoftMaxBlocks = 512;    /* tokens per warp grows until the grid fits this */
+constexpr int kSoftMaxBlocks = 1024;   /* tokens per warp grows until the grid fits this */
 constexpr int kMaxTokensPerWarp = 32;
 
 /* Method ids inside the routing kernels (MOE_ROUTING_* plus the pre-routed kinds). */
@@ -61,6 +61,8 @@ struct Params {
   int32_t top_k;
   int32_t n_group;
   int32_t topk_group;
+  int32_t group_mul;            /* ceil(2^21 / G), G = E / n_group: e / G = (e * mul) >> 21 */
+  int32_t lanes_per_group_log2; /* log2 of the largest power of two <= 32 / n_group */
   float scale;
   int32_t local_offset;
   int32_t local_num;
@@ -113,21 +115,33 @@ __device__ __forceinline__ unsigned lanemask_lt() {
   return m;
 }
 
-/* ---- launch with optional PDL ---- */
-template <typename... KArgs, typename... Args>
+/* ---- launch with optional PDL (and a cluster along x) ---- */
+template <typename... KArgs>
 inline cudaError_t launch_kernel(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                                 cudaStream_t stream, bool pdl, Args &&...args) {
+                                 cudaStream_t stream, bool pdl, const Params &p,
+                                 unsigned cluster_x = 1) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  if (cluster_x > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster_x;
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  cfg.numAttrs = n;
+  return cudaLaunchKernelEx(&cfg, kernel, p);
 }
 
 /* Values per lane for E experts (expert i*32 + lane): 1, 2, 4, 8 or 16. */

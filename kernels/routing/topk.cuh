@@ -26,39 +26,37 @@ __device__ __forceinline__ uint32_t topk_key(float v) { return moe_order_key(v) 
 
 /*
  * Select the k best candidates (k <= 32, and at least k candidates with key != 0).
- * key[i]/aux[i]: candidate i*32 + lane; aux is carried to the result. Destroys key.
- * Result: lane j < k gets slot j: *out_idx = candidate index, *out_aux = its aux value.
- * Lanes >= k keep their inputs.
+ * key[i]: candidate i*32 + lane. Destroys key. Lane j < k gets slot j's candidate index in
+ * *out_idx; lanes >= k keep theirs. The caller fetches the slot's values by index (cheaper
+ * than carrying them through every round).
  */
 template <int P>
-__device__ __forceinline__ void warp_topk(uint32_t (&key)[P], const float (&aux)[P], int k,
-                                          int lane, int *out_idx, float *out_aux) {
+__device__ __forceinline__ void warp_topk(uint32_t (&key)[P], int k, int lane, int *out_idx) {
   for (int j = 0; j < k; ++j) {
     uint32_t bk = key[0];
     int bi = 0;
-    float ba = aux[0];
 #pragma unroll
     for (int i = 1; i < P; ++i) {
       const bool better = key[i] > bk;
       bk = better ? key[i] : bk;
       bi = better ? i : bi;
-      ba = better ? aux[i] : ba;
     }
     const uint32_t wmax = __reduce_max_sync(0xFFFFFFFFu, bk);
     const uint32_t cand = (bk == wmax) ? (uint32_t)(bi * 32 + lane) : 0xFFFFFFFFu;
     const uint32_t widx = __reduce_min_sync(0xFFFFFFFFu, cand);
-    const int wlane = (int)(widx & 31u);
-    const float wa = __shfl_sync(0xFFFFFFFFu, ba, wlane);
-    if (lane == wlane) {
+    if (lane == (int)(widx & 31u)) {
       const int wi = (int)(widx >> 5);
 #pragma unroll
       for (int i = 0; i < P; ++i) key[i] = (i == wi) ? 0u : key[i];
     }
-    if (lane == j) {
-      *out_idx = (int)widx;
-      *out_aux = wa;
-    }
+    if (lane == j) *out_idx = (int)widx;
   }
+}
+
+/* Inverse of topk_key for a nonzero key (a NaN key gives a NaN). */
+__device__ __forceinline__ float topk_key_value(uint32_t kk) {
+  const uint32_t k = kk - 1u;
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
 }
 
 }  // namespace routing

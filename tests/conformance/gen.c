@@ -65,8 +65,8 @@ void gen_swiglu_params(uint64_t seed, int64_t local_experts, float *alpha, float
   }
 }
 
-void gen_routed(uint64_t seed, int64_t num_tokens, int32_t top_k, int32_t num_experts,
-                int32_t *ids, uint16_t *weights) {
+void gen_routed(uint64_t seed, int64_t num_tokens, int32_t top_k, int32_t num_experts, int32_t *ids,
+                uint16_t *weights) {
   gen_stream g;
   gen_init(&g, seed, GEN_STREAM_IDS);
   for (int64_t t = 0; t < num_tokens; ++t) {

@@ -55,8 +55,8 @@ void gen_fill_f32(uint64_t seed, uint64_t stream, int scale, float *dst, int64_t
 void gen_swiglu_params(uint64_t seed, int64_t local_experts, float *alpha, float *beta,
                        float *clamp_limit);
 /* Streams 6 and 7: pre-routed distinct ids [T, K] in [0, E) and bf16 weights [T, K]. */
-void gen_routed(uint64_t seed, int64_t num_tokens, int32_t top_k, int32_t num_experts,
-                int32_t *ids, uint16_t *weights);
+void gen_routed(uint64_t seed, int64_t num_tokens, int32_t top_k, int32_t num_experts, int32_t *ids,
+                uint16_t *weights);
 /* Packed form: (id << 16) | (bits & 0xFFFF). */
 int32_t gen_pack(int32_t id, uint16_t weight_bits);
 

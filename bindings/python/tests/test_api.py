@@ -154,3 +154,64 @@ def test_cuda_backend_without_device():
         moe.Runner(backend=moe.BACKEND_CUDA)
     assert ei.value.status in (moe.STATUS_NO_DEVICE, moe.STATUS_NOT_SUPPORTED)
     assert ei.value.message
+
+
+class _VersionedProducer:
+    """Re-exports a numpy array through a DLPack 1.x 'dltensor_versioned' capsule (numpy 1.24
+    only makes legacy ones), to exercise the versioned path of the tensor typemap."""
+
+    def __init__(self, arr):
+        import ctypes as C
+
+        class DLTensor(C.Structure):
+            _fields_ = [("data", C.c_void_p), ("device_type", C.c_int32),
+                        ("device_id", C.c_int32), ("ndim", C.c_int32), ("code", C.c_uint8),
+                        ("bits", C.c_uint8), ("lanes", C.c_uint16),
+                        ("shape", C.c_void_p), ("strides", C.c_void_p),
+                        ("byte_offset", C.c_uint64)]
+
+        class Versioned(C.Structure):
+            _fields_ = [("major", C.c_uint32), ("minor", C.c_uint32),
+                        ("manager_ctx", C.c_void_p), ("deleter", C.c_void_p),
+                        ("flags", C.c_uint64), ("dl_tensor", DLTensor)]
+
+        self._C = C
+        self.arr = arr
+        self.legacy = arr.__dlpack__()
+        get = C.pythonapi.PyCapsule_GetPointer
+        get.restype, get.argtypes = C.c_void_p, [C.py_object, C.c_char_p]
+        src = DLTensor.from_address(get(self.legacy, b"dltensor"))
+        self.m = Versioned(1, 0, None, None, 0, src)
+        self.calls = []
+
+    def __dlpack__(self, stream=None, max_version=None):
+        self.calls.append(max_version)
+        if max_version is None or max_version[0] < 1:
+            return self.arr.__dlpack__()
+        C = self._C
+        new = C.pythonapi.PyCapsule_New
+        new.restype, new.argtypes = C.py_object, [C.c_void_p, C.c_char_p, C.c_void_p]
+        return new(C.addressof(self.m), b"dltensor_versioned", None)
+
+
+def test_versioned_dlpack_capsule(runner):
+    x, w1, w2 = _setup(runner)
+    ref = runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=x.logits)
+    prod = _VersionedProducer(x.logits)
+    out = runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=prod)
+    assert prod.calls and prod.calls[0] == (1, 1)
+    assert np.array_equal(ref, out)
+
+
+def test_legacy_producer_without_max_version(runner):
+    class Legacy:
+        def __init__(self, a):
+            self.a = a
+
+        def __dlpack__(self, stream=None):  # rejects max_version like numpy 1.24
+            return self.a.__dlpack__()
+
+    x, w1, w2 = _setup(runner)
+    ref = runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=x.logits)
+    assert np.array_equal(ref, runner.forward(P, moe.bf16(x.hidden), w1, w2,
+                                              logits=Legacy(x.logits)))

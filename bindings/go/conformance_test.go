@@ -1,0 +1,401 @@
+package moe
+
+// The shared conformance suite (docs/conformance.md) through the Go binding.
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var caseKeys = map[string]bool{"name": true, "method": true, "input": true, "logits_dtype": true,
+	"T": true, "E": true, "K": true, "H": true, "I": true, "offset": true, "local": true,
+	"act": true, "tile": true, "cluster": true, "n_group": true, "topk_group": true,
+	"scale": true, "bias": true, "gemm_bias": true, "swiglu_params": true, "finalize": true,
+	"seed": true, "plan": true, "output": true, "status": true}
+
+type confCase struct {
+	f    map[string]string
+	line int
+}
+
+func (c confCase) s(k, def string) string {
+	if v, ok := c.f[k]; ok {
+		return v
+	}
+	return def
+}
+
+func (c confCase) n(k string, def int64) int64 {
+	v, ok := c.f[k]
+	if !ok {
+		return def
+	}
+	x, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		panic(fmt.Sprintf("line %d: %s=%q is not an integer", c.line, k, v))
+	}
+	return x
+}
+
+func casesPath() string {
+	for _, v := range []string{"MOE_CONFORMANCE_CASES", "MOE_CONFORMANCE_DEFAULT_CASES"} {
+		if p := os.Getenv(v); p != "" {
+			return p
+		}
+	}
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "tests", "conformance", "cases.txt")
+}
+
+func parseCases(path string) ([]confCase, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []confCase
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for lineno := 1; sc.Scan(); lineno++ {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		c := confCase{f: map[string]string{}, line: lineno}
+		for _, field := range strings.Split(line, " ") {
+			if field == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(field, "=")
+			if !ok || !caseKeys[k] {
+				return nil, fmt.Errorf("%s:%d: bad field %q", path, lineno, field)
+			}
+			c.f[k] = v
+		}
+		out = append(out, c)
+	}
+	return out, sc.Err()
+}
+
+// ---- generator ---------------------------------------------------------------------------
+
+const gamma = 0x9E3779B97F4A7C15
+
+type splitMix struct{ s uint64 }
+
+func newSplitMix(seed, stream uint64) *splitMix { return &splitMix{seed ^ stream*gamma} }
+
+func (g *splitMix) next() uint64 {
+	g.s += gamma
+	z := g.s
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
+}
+
+func genBF16(seed, stream uint64, scale int, shape ...int64) *Tensor {
+	t := NewHostTensor(BF16, shape...)
+	g := newSplitMix(seed, stream)
+	sc := float32(math.Ldexp(1, -scale))
+	v := t.Buffer().Uint16s()
+	for i := range v {
+		m := int64(g.next()>>56) - 128
+		v[i] = uint16(math.Float32bits(float32(m)*sc) >> 16)
+	}
+	return t
+}
+
+func genF32(seed, stream uint64, scale int, shape ...int64) *Tensor {
+	t := NewHostTensor(F32, shape...)
+	g := newSplitMix(seed, stream)
+	sc := math.Ldexp(1, -scale)
+	v := t.Buffer().Float32s()
+	for i := range v {
+		m := int64(g.next()>>40) - (1 << 23)
+		v[i] = float32(float64(m) * sc)
+	}
+	return t
+}
+
+// ---- digests -------------------------------------------------------------------------------
+
+type fnv struct{ h uint64 }
+
+func newFnv() *fnv { return &fnv{0xcbf29ce484222325} }
+
+func (f *fnv) bytes(b []byte) {
+	for _, x := range b {
+		f.h = (f.h ^ uint64(x)) * 0x100000001b3
+	}
+}
+
+func (f *fnv) i32s(v []int32) {
+	for _, x := range v {
+		u := uint32(x)
+		f.bytes([]byte{byte(u), byte(u >> 8), byte(u >> 16), byte(u >> 24)})
+	}
+}
+
+func (f *fnv) u16s(v []uint16) {
+	for _, x := range v {
+		f.bytes([]byte{byte(x), byte(x >> 8)})
+	}
+}
+
+func (f *fnv) hex() string { return fmt.Sprintf("%016x", f.h) }
+
+type outcome struct {
+	plan, output string
+}
+
+func chooseConfig(r *Runner, p Problem, tile, cluster int) (int, error) {
+	cfgs, err := r.ValidConfigs(p)
+	if err != nil {
+		return -1, err
+	}
+	for _, c := range cfgs {
+		i, err := r.DescribeConfig(c)
+		if err != nil {
+			return -1, err
+		}
+		if i.Tile == tile && i.ClusterSize == cluster {
+			return c, nil
+		}
+	}
+	return -1, &Error{Status: StatusInvalidConfig,
+		Message: fmt.Sprintf("no valid config with tile=%d cluster=%d", tile, cluster)}
+}
+
+// runCase runs a case on the CPU backend.
+func runCase(c confCase) (outcome, error) {
+	T, E, K, H, I := c.n("T", 0), c.n("E", 0), c.n("K", 0), c.n("H", 0), c.n("I", 0)
+	el := c.n("local", 0)
+	if el == 0 {
+		el = E
+	}
+	act := int(c.n("act", 3))
+	f := int64(1)
+	if act == ActivationSwiGLU || act == ActivationGeGLU {
+		f = 2
+	}
+	seed, err := strconv.ParseUint(c.s("seed", "0"), 10, 64)
+	if err != nil {
+		return outcome{}, err
+	}
+	p := Problem{NumExperts: int(E), NumTokens: T, TopK: int(K), HiddenSize: H,
+		IntermediateSize: I, LocalExpertOffset: int(c.n("offset", 0)),
+		LocalNumExperts: int(c.n("local", 0))}
+
+	ra := NewRoutingArgs()
+	ra.Method = int(c.n("method", 1))
+	switch in := c.s("input", "logits"); in {
+	case "logits":
+		if c.s("logits_dtype", "f32") == "bf16" {
+			ra.Logits = genBF16(seed, 1, 5, T, E)
+		} else {
+			ra.Logits = genF32(seed, 1, 21, T, E)
+		}
+	case "ids", "packed":
+		ids := NewHostTensor(I32, T, K)
+		g := newSplitMix(seed, 6)
+		iv := ids.Buffer().Int32s()
+		for t := int64(0); t < T; t++ {
+			for k := int64(0); k < K; k++ {
+				for {
+					e := int32(g.next() % uint64(E))
+					dup := false
+					for j := int64(0); j < k; j++ {
+						dup = dup || iv[t*K+j] == e
+					}
+					if !dup {
+						iv[t*K+k] = e
+						break
+					}
+				}
+			}
+		}
+		w := genBF16(seed, 7, 7, T, K)
+		if in == "ids" {
+			ra.TopkIDs, ra.TopkWeights = ids, w
+		} else {
+			wv := w.Buffer().Uint16s()
+			for i := range iv {
+				iv[i] = iv[i]<<16 | int32(wv[i])
+			}
+			ra.TopkPacked = ids
+		}
+	default:
+		return outcome{}, fmt.Errorf("unknown input %q", in)
+	}
+	if c.n("bias", 0) != 0 {
+		ra.Bias = genBF16(seed, 2, 7, E)
+	}
+	ra.NGroup = int(c.n("n_group", 1))
+	ra.TopkGroup = int(c.n("topk_group", 0))
+	sc, err := strconv.ParseFloat(c.s("scale", "1"), 32)
+	if err != nil {
+		return outcome{}, err
+	}
+	ra.RoutedScalingFactor = float32(sc)
+
+	run := &RunArgs{}
+	if c.n("gemm_bias", 0) != 0 {
+		run.Gemm1Bias = genF32(seed, 8, 26, el, f*I)
+		run.Gemm2Bias = genF32(seed, 9, 26, el, H)
+	}
+	if c.n("swiglu_params", 0) != 0 {
+		al, be, cl := NewHostTensor(F32, el), NewHostTensor(F32, el), NewHostTensor(F32, el)
+		g := newSplitMix(seed, 10)
+		for e := int64(0); e < el; e++ {
+			al.Buffer().Float32s()[e] = 1 + float32(g.next()>>60)/16
+			be.Buffer().Float32s()[e] = float32(g.next()>>60) / 16
+			cl.Buffer().Float32s()[e] = 4 + float32(g.next()>>60)/4
+		}
+		run.Gemm1Alpha, run.Gemm1Beta, run.Gemm1ClampLimit = al, be, cl
+	}
+
+	o := DefaultOptions()
+	o.Backend, o.Activation = BackendCPU, act
+	r, err := NewRunner(o)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer r.Close()
+	cfg, err := chooseConfig(r, p, int(c.n("tile", 0)), int(c.n("cluster", 0)))
+	if err != nil {
+		return outcome{}, err
+	}
+	wsBytes, err := r.WorkspaceSize(p, cfg)
+	if err != nil {
+		return outcome{}, err
+	}
+	ws := NewHostBuffer(wsBytes)
+	defer ws.Close()
+	w1, err := r.PrepareWeightsHost(p, WeightsGemm1, genBF16(seed, 4, 8, el, f*I, H))
+	if err != nil {
+		return outcome{}, err
+	}
+	w2, err := r.PrepareWeightsHost(p, WeightsGemm2, genBF16(seed, 5, 8, el, H, I))
+	if err != nil {
+		return outcome{}, err
+	}
+	plan, err := r.PrepareRouting(p, cfg, ra, ws)
+	if err != nil {
+		return outcome{}, err
+	}
+	if plan.Config() != cfg || int64(plan.Tile()) != c.n("tile", 0) ||
+		int64(plan.ClusterSize()) != c.n("cluster", 0) {
+		return outcome{}, fmt.Errorf("plan descriptor does not match the config")
+	}
+	fin := c.n("finalize", 1) != 0
+	rows := T
+	if !fin {
+		rows = plan.MaxPaddedRows()
+	}
+	out := NewHostTensor(BF16, rows, H)
+	run.HiddenStates, run.Gemm1Weights, run.Gemm2Weights = genBF16(seed, 3, 6, T, H), w1, w2
+	if fin {
+		run.Output = out
+	} else {
+		run.PermutedOutput, run.NoFinalize = out, true
+	}
+	if err := r.Run(p, cfg, plan, run); err != nil {
+		return outcome{}, err
+	}
+
+	tab := func(t int) []int32 {
+		v, e := plan.ReadInt32(t)
+		if e != nil && err == nil {
+			err = e
+		}
+		return v
+	}
+	n, pp := tab(PlanNumCtas), tab(PlanPermutedSize)
+	if err != nil {
+		return outcome{}, err
+	}
+	N, P := n[0], pp[0]
+	p2t := tab(PlanPermutedToToken)
+	d := newFnv()
+	d.i32s(tab(PlanTopkIDs))
+	w, err2 := plan.ReadWeights()
+	if err2 != nil {
+		return outcome{}, err2
+	}
+	d.u16s(w)
+	d.i32s(tab(PlanExpandedToPermuted))
+	d.i32s(p2t[:P])
+	d.i32s(tab(PlanPermutedToExpanded)[:P])
+	d.i32s(tab(PlanCtaToBatch)[:N])
+	d.i32s(tab(PlanCtaToMnLimit)[:N])
+	d.i32s([]int32{N, P})
+	if err != nil {
+		return outcome{}, err
+	}
+	od := newFnv()
+	ov := out.Buffer().Uint16s()
+	if fin {
+		od.u16s(ov)
+	} else {
+		for row := int64(0); row < int64(P); row++ {
+			if p2t[row] >= 0 {
+				od.u16s(ov[row*H : (row+1)*H])
+			}
+		}
+	}
+	return outcome{plan: d.hex(), output: od.hex()}, nil
+}
+
+func TestConformanceCPU(t *testing.T) {
+	cases, err := parseCases(casesPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Fatalf("no cases in %s", casesPath())
+	}
+	for _, c := range cases {
+		c := c
+		t.Run(c.s("name", "?"), func(t *testing.T) {
+			res, err := runCase(c)
+			if st := c.s("status", "ok"); st != "ok" {
+				e, ok := err.(*Error)
+				if !ok {
+					t.Fatalf("expected %s, got %v", st, err)
+				}
+				if e.StatusName() != st || e.Message == "" {
+					t.Fatalf("expected %s with a message, got %v", st, e)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.plan != c.s("plan", "") {
+				t.Errorf("plan digest %s != expected %s", res.plan, c.s("plan", ""))
+			}
+			if res.output != c.s("output", "") {
+				t.Errorf("output digest %s != expected %s", res.output, c.s("output", ""))
+			}
+		})
+	}
+}
+
+func TestConformanceGPU(t *testing.T) {
+	n, _ := CudaDeviceCount()
+	if n == 0 {
+		t.Skip("no CUDA device (moe_cuda_device_count() == 0)")
+	}
+	t.Skip("the Go tests have no CUDA allocator for device tensors (device pointers come from the caller)")
+}

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Runs the Python binding's tests (conformance on CPU and CUDA through torch) on a GPU machine
+# that has no SWIG: compiles a wrapper SWIG generated elsewhere against that machine's Python.
+# Usage: bindings/python/gpu-check.sh WRAPDIR [BUILD_DIR]
+#   WRAPDIR holds core_wrap.c and core.py (a build's bindings/python/wrap and
+#   bindings/python/moe_trtllm); BUILD_DIR (default build-gpu) is configured with CUDA on.
+set -eu
+cd "$(dirname "$0")/../.."
+wrap=$1
+build=${2:-build-gpu}
+export PATH="/usr/local/cuda/bin:$PATH"
+if [ ! -f "$build/libmoe_trtllm.so" ]; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
+    -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_TESTS=OFF -DMOE_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$build" -j "$(nproc)"
+fi
+py=${PYTHON:-python3}
+pkg=$(mktemp -d)/moe_trtllm
+mkdir -p "$pkg"
+cp bindings/python/moe_trtllm/*.py "$wrap/core.py" "$pkg/"
+inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+ext=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+cc -O2 -shared -fPIC -I"$inc" -Iinclude -Ibindings/swig "$wrap/core_wrap.c" \
+  -L"$build" -lmoe_trtllm -Wl,-rpath,"$PWD/$build" -o "$pkg/_core$ext"
+PYTHONPATH=$(dirname "$pkg") "$py" -m pytest -q -p no:cacheprovider bindings/python/tests -rs

@@ -1,0 +1,1092 @@
+//! Safe Rust API of moe-trtllm, a fused Mixture-of-Experts inference library with a C ABI.
+//!
+//! Host tensors are borrowed slices ([`Tensor::bf16`], [`Tensor::f32`], ...); device tensors,
+//! device workspaces and CUDA streams go through `unsafe` entry points that take raw pointers
+//! ([`Tensor::from_raw`], [`Runner::prepare_routing_raw`], ...). Every failure is an [`Error`]
+//! with the library's status and message.
+//!
+//! ```no_run
+//! use moe_trtllm::*;
+//! # fn main() -> Result<()> {
+//! let r = Runner::new(&Options { backend: BACKEND_CPU, ..Options::default() })?;
+//! let p = Problem::new(8, 4, 2, 64, 32);
+//! # let (w1c, w2c, x, logits) = (vec![0u16; 8*64*64], vec![0u16; 8*64*32], vec![0u16; 4*64], vec![0f32; 4*8]);
+//! let w1 = r.prepare_weights_host(&p, WEIGHTS_GEMM1, &Tensor::bf16(&w1c, &[8, 64, 64])?)?;
+//! let w2 = r.prepare_weights_host(&p, WEIGHTS_GEMM2, &Tensor::bf16(&w2c, &[8, 64, 32])?)?;
+//! let out: Vec<u16> = r.forward_host(&p,
+//!     &RoutingArgs::new().logits(&Tensor::f32(&logits, &[4, 8])?),
+//!     &Tensor::bf16(&x, &[4, 64])?, &w1, &w2)?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+use std::ffi::CStr;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::raw::c_void;
+use std::ptr::{self, NonNull};
+
+pub use moe_trtllm_sys as sys;
+
+/// A CUDA stream (`cudaStream_t`); null is the legacy default stream (and required on the CPU).
+pub type Stream = sys::moe_cuda_stream_t;
+
+macro_rules! consts {
+    ($($(#[$m:meta])* $name:ident = $sys:ident;)*) => {
+        $($(#[$m])* pub const $name: i32 = sys::$sys;)*
+    };
+}
+consts! {
+    /// Success.
+    STATUS_SUCCESS = MOE_STATUS_SUCCESS;
+    /// An argument is NULL, out of range or mismatched.
+    STATUS_INVALID_ARGUMENT = MOE_STATUS_INVALID_ARGUMENT;
+    /// Valid but beyond this build's limits.
+    STATUS_NOT_SUPPORTED = MOE_STATUS_NOT_SUPPORTED;
+    /// Host allocation failed.
+    STATUS_OUT_OF_MEMORY = MOE_STATUS_OUT_OF_MEMORY;
+    /// A CUDA call failed.
+    STATUS_CUDA_ERROR = MOE_STATUS_CUDA_ERROR;
+    /// No CUDA device or driver.
+    STATUS_NO_DEVICE = MOE_STATUS_NO_DEVICE;
+    /// The workspace is smaller than required.
+    STATUS_INSUFFICIENT_WORKSPACE = MOE_STATUS_INSUFFICIENT_WORKSPACE;
+    /// Unknown struct version.
+    STATUS_VERSION_MISMATCH = MOE_STATUS_VERSION_MISMATCH;
+    /// Config unknown, invalid for the problem, or not the plan's.
+    STATUS_INVALID_CONFIG = MOE_STATUS_INVALID_CONFIG;
+    /// A bug in the library.
+    STATUS_INTERNAL = MOE_STATUS_INTERNAL;
+    /// CUDA when a device is usable, else CPU.
+    BACKEND_AUTO = MOE_BACKEND_AUTO;
+    /// The CPU reference backend.
+    BACKEND_CPU = MOE_BACKEND_CPU;
+    /// The CUDA backend.
+    BACKEND_CUDA = MOE_BACKEND_CUDA;
+    /// Softmax over E, top-K, no renormalisation.
+    ROUTING_DEFAULT = MOE_ROUTING_DEFAULT;
+    /// Top-K of logits, softmax over the K.
+    ROUTING_RENORMALIZE = MOE_ROUTING_RENORMALIZE;
+    /// DeepSeek-V3 grouped routing.
+    ROUTING_DEEPSEEK_V3 = MOE_ROUTING_DEEPSEEK_V3;
+    /// Llama-4: top-1, sigmoid.
+    ROUTING_LLAMA4 = MOE_ROUTING_LLAMA4;
+    /// Softmax over E, top-K, renormalise.
+    ROUTING_RENORMALIZE_NAIVE = MOE_ROUTING_RENORMALIZE_NAIVE;
+    /// Top-K with raw logits as weights.
+    ROUTING_TOPK = MOE_ROUTING_TOPK;
+    /// SwiGLU.
+    ACTIVATION_SWIGLU = MOE_ACTIVATION_SWIGLU;
+    /// GeGLU.
+    ACTIVATION_GEGLU = MOE_ACTIVATION_GEGLU;
+    /// ReLU squared.
+    ACTIVATION_RELU2 = MOE_ACTIVATION_RELU2;
+    /// Identity.
+    ACTIVATION_IDENTITY = MOE_ACTIVATION_IDENTITY;
+    /// Canonical W1 [E_l, f*I, H].
+    WEIGHTS_GEMM1 = MOE_WEIGHTS_GEMM1;
+    /// Canonical W2 [E_l, H, I].
+    WEIGHTS_GEMM2 = MOE_WEIGHTS_GEMM2;
+    /// [T*K] expert ids.
+    PLAN_TOPK_IDS = MOE_PLAN_TOPK_IDS;
+    /// [T*K] bf16 weights.
+    PLAN_EXPERT_WEIGHTS = MOE_PLAN_EXPERT_WEIGHTS;
+    /// [T*K] permuted row of each slot.
+    PLAN_EXPANDED_TO_PERMUTED = MOE_PLAN_EXPANDED_TO_PERMUTED;
+    /// [P] token of each permuted row.
+    PLAN_PERMUTED_TO_TOKEN = MOE_PLAN_PERMUTED_TO_TOKEN;
+    /// [P] slot of each permuted row.
+    PLAN_PERMUTED_TO_EXPANDED = MOE_PLAN_PERMUTED_TO_EXPANDED;
+    /// [N] local expert of each CTA.
+    PLAN_CTA_TO_BATCH = MOE_PLAN_CTA_TO_BATCH;
+    /// [N] row limit of each CTA.
+    PLAN_CTA_TO_MN_LIMIT = MOE_PLAN_CTA_TO_MN_LIMIT;
+    /// [1] number of CTAs.
+    PLAN_NUM_CTAS = MOE_PLAN_NUM_CTAS;
+    /// [1] permuted size.
+    PLAN_PERMUTED_SIZE = MOE_PLAN_PERMUTED_SIZE;
+    /// [E] slots per expert.
+    PLAN_EXPERT_COUNTS = MOE_PLAN_EXPERT_COUNTS;
+}
+
+/// A failed call: the library's status code and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// Status code (`STATUS_*`).
+    pub status: i32,
+    /// The library's message (`moe_get_last_error()` of the failing call).
+    pub message: String,
+}
+
+impl Error {
+    /// The status name, e.g. `"INVALID_ARGUMENT"`.
+    pub fn status_name(&self) -> &'static str {
+        status_name(self.status)
+    }
+    fn new(status: i32, message: impl Into<String>) -> Error {
+        Error {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} [{} ({})]",
+            self.message,
+            self.status_name(),
+            self.status
+        )
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result of every fallible call.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Name of a status code (`"INVALID_ARGUMENT"`).
+pub fn status_name(status: i32) -> &'static str {
+    match status {
+        0 => "SUCCESS",
+        1 => "INVALID_ARGUMENT",
+        2 => "NOT_SUPPORTED",
+        3 => "OUT_OF_MEMORY",
+        4 => "CUDA_ERROR",
+        5 => "NO_DEVICE",
+        6 => "INSUFFICIENT_WORKSPACE",
+        7 => "VERSION_MISMATCH",
+        8 => "INVALID_CONFIG",
+        99 => "INTERNAL",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Static text of a status code.
+pub fn status_string(status: i32) -> String {
+    unsafe { CStr::from_ptr(sys::moe_status_string(status)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Turns a status into a Result, reading the thread-local message on this same thread.
+fn check(status: sys::moe_status_t) -> Result<()> {
+    if status == sys::MOE_STATUS_SUCCESS {
+        return Ok(());
+    }
+    let msg = unsafe { CStr::from_ptr(sys::moe_get_last_error()) }
+        .to_string_lossy()
+        .into_owned();
+    Err(Error::new(
+        status,
+        if msg.is_empty() {
+            status_string(status)
+        } else {
+            msg
+        },
+    ))
+}
+
+/// Library version (major, minor, patch).
+pub fn version() -> (i32, i32, i32) {
+    let (mut a, mut b, mut c) = (0, 0, 0);
+    unsafe { sys::moe_get_version(&mut a, &mut b, &mut c) };
+    (a, b, c)
+}
+
+/// Number of usable CUDA devices (0 without a GPU or in a CPU-only build).
+pub fn cuda_device_count() -> Result<i32> {
+    let mut n = 0;
+    check(unsafe { sys::moe_cuda_device_count(&mut n) })?;
+    Ok(n)
+}
+
+/// Runner options (`moe_runner_options`).
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// `BACKEND_*`.
+    pub backend: i32,
+    /// CUDA device ordinal.
+    pub device_id: i32,
+    /// 0 = ask the device; e.g. 90 for CUDA config queries without a GPU.
+    pub sm_version: i32,
+    /// `ACTIVATION_*`.
+    pub activation: i32,
+    /// CPU worker threads (0 = one per core).
+    pub num_threads: i32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            backend: BACKEND_AUTO,
+            device_id: 0,
+            sm_version: 0,
+            activation: ACTIVATION_SWIGLU,
+            num_threads: 0,
+        }
+    }
+}
+
+/// Shape of one MoE layer call (`moe_problem`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// E.
+    pub num_experts: i32,
+    /// T (for workspace sizing: T_max).
+    pub num_tokens: i64,
+    /// K.
+    pub top_k: i32,
+    /// H.
+    pub hidden_size: i64,
+    /// I.
+    pub intermediate_size: i64,
+    /// First local expert.
+    pub local_expert_offset: i32,
+    /// E_l (0 = E).
+    pub local_num_experts: i32,
+}
+
+impl Problem {
+    /// A problem without expert parallelism.
+    pub fn new(num_experts: i32, num_tokens: i64, top_k: i32, hidden: i64, inter: i64) -> Self {
+        Problem {
+            num_experts,
+            num_tokens,
+            top_k,
+            hidden_size: hidden,
+            intermediate_size: inter,
+            local_expert_offset: 0,
+            local_num_experts: 0,
+        }
+    }
+
+    fn raw(&self) -> sys::moe_problem {
+        let mut p: sys::moe_problem = unsafe { std::mem::zeroed() };
+        unsafe { sys::moe_problem_init(&mut p, sys::MOE_PROBLEM_VERSION as u32) };
+        p.num_experts = self.num_experts;
+        p.num_tokens = self.num_tokens;
+        p.top_k = self.top_k;
+        p.local_expert_offset = self.local_expert_offset;
+        p.local_num_experts = self.local_num_experts;
+        p.hidden_size = self.hidden_size;
+        p.intermediate_size = self.intermediate_size;
+        p
+    }
+}
+
+/// Description of a kernel config (`moe_config_info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigInfo {
+    /// Config index.
+    pub index: i32,
+    /// Cluster tile in tokens.
+    pub tile: i32,
+    /// Tokens per CTA.
+    pub cta_tile: i32,
+    /// Cluster size C.
+    pub cluster_size: i32,
+    /// GEMM1 weight rows per CTA tile.
+    pub gemm1_block_m: i32,
+    /// GEMM2 weight rows per CTA tile.
+    pub gemm2_block_m: i32,
+    /// K elements per stage.
+    pub block_k: i32,
+    /// Pipeline stages.
+    pub stages: i32,
+    /// Architecture of the catalogue.
+    pub sm_version: i32,
+    /// Name, e.g. "sm90_bf16_t64_c2_m128_s6".
+    pub name: String,
+}
+
+/// Element types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    /// bfloat16 (bit patterns in u16).
+    BF16,
+    /// float32.
+    F32,
+    /// int32.
+    I32,
+    /// uint8 (prepared weights, workspaces).
+    U8,
+}
+
+impl DType {
+    fn dl(self) -> sys::DLDataType {
+        let (code, bits) = match self {
+            DType::BF16 => (sys::DLDataTypeCode::kDLBfloat, 16),
+            DType::F32 => (sys::DLDataTypeCode::kDLFloat, 32),
+            DType::I32 => (sys::DLDataTypeCode::kDLInt, 32),
+            DType::U8 => (sys::DLDataTypeCode::kDLUInt, 8),
+        };
+        sys::DLDataType {
+            code: code.0 as u8,
+            bits,
+            lanes: 1,
+        }
+    }
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::BF16 => 2,
+            DType::F32 | DType::I32 => 4,
+            DType::U8 => 1,
+        }
+    }
+}
+
+/// A borrowed tensor: a host slice, or (unsafe) a raw pointer on any device. Compact
+/// row-major, up to 4 dimensions.
+pub struct Tensor<'a> {
+    data: *mut c_void,
+    device: sys::DLDevice,
+    dtype: DType,
+    shape: [i64; 4],
+    ndim: usize,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+// The tensor only borrows memory the caller owns; moving the descriptor between threads is fine.
+unsafe impl Send for Tensor<'_> {}
+
+fn elements(shape: &[i64]) -> Result<usize> {
+    if shape.len() > 4 {
+        return Err(Error::new(
+            STATUS_INVALID_ARGUMENT,
+            "tensor: at most 4 dimensions",
+        ));
+    }
+    let mut n: i64 = 1;
+    for &s in shape {
+        if s < 0 {
+            return Err(Error::new(
+                STATUS_INVALID_ARGUMENT,
+                "tensor: negative dimension",
+            ));
+        }
+        n = n
+            .checked_mul(s)
+            .ok_or_else(|| Error::new(STATUS_INVALID_ARGUMENT, "tensor: overflow"))?;
+    }
+    Ok(n as usize)
+}
+
+macro_rules! host_ctor {
+    ($name:ident, $name_mut:ident, $t:ty, $dt:expr, $doc:literal) => {
+        #[doc = concat!("A host ", $doc, " input tensor over a slice (length = product of shape).")]
+        pub fn $name(data: &'a [$t], shape: &[i64]) -> Result<Self> {
+            Self::host(data.as_ptr() as *mut c_void, data.len(), $dt, shape)
+        }
+        #[doc = concat!("A host ", $doc, " output tensor over a mutable slice.")]
+        pub fn $name_mut(data: &'a mut [$t], shape: &[i64]) -> Result<Self> {
+            Self::host(data.as_mut_ptr() as *mut c_void, data.len(), $dt, shape)
+        }
+    };
+}
+
+impl<'a> Tensor<'a> {
+    fn host(data: *mut c_void, len: usize, dtype: DType, shape: &[i64]) -> Result<Self> {
+        let n = elements(shape)?;
+        if n != len {
+            return Err(Error::new(
+                STATUS_INVALID_ARGUMENT,
+                format!("tensor: slice has {len} elements, shape {shape:?} needs {n}"),
+            ));
+        }
+        let mut s = [0i64; 4];
+        s[..shape.len()].copy_from_slice(shape);
+        Ok(Tensor {
+            data,
+            device: sys::DLDevice {
+                device_type: sys::DLDeviceType::kDLCPU,
+                device_id: 0,
+            },
+            dtype,
+            shape: s,
+            ndim: shape.len(),
+            _borrow: PhantomData,
+        })
+    }
+
+    host_ctor!(bf16, bf16_mut, u16, DType::BF16, "bf16 (bit patterns)");
+    host_ctor!(f32, f32_mut, f32, DType::F32, "f32");
+    host_ctor!(i32, i32_mut, i32, DType::I32, "i32");
+    host_ctor!(u8, u8_mut, u8, DType::U8, "u8");
+
+    /// A tensor over a raw pointer on any device (e.g. CUDA memory: device_type 2).
+    ///
+    /// # Safety
+    /// `data` must point to memory of the given shape and type on that device, valid (and not
+    /// otherwise accessed while the library writes it) for `'a` and until the stream work
+    /// using it completes.
+    pub unsafe fn from_raw(
+        data: *mut c_void,
+        device_type: u32,
+        device_id: i32,
+        dtype: DType,
+        shape: &[i64],
+    ) -> Result<Tensor<'a>> {
+        elements(shape)?;
+        let mut s = [0i64; 4];
+        s[..shape.len()].copy_from_slice(shape);
+        Ok(Tensor {
+            data,
+            device: sys::DLDevice {
+                device_type: sys::DLDeviceType(device_type),
+                device_id,
+            },
+            dtype,
+            shape: s,
+            ndim: shape.len(),
+            _borrow: PhantomData,
+        })
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Shape.
+    pub fn shape(&self) -> &[i64] {
+        &self.shape[..self.ndim]
+    }
+
+    /// The DLTensor view; valid while `self` is borrowed (shape points into `self`).
+    fn dl(&self) -> sys::DLTensor {
+        sys::DLTensor {
+            data: self.data,
+            device: self.device,
+            ndim: self.ndim as i32,
+            dtype: self.dtype.dl(),
+            shape: self.shape.as_ptr() as *mut i64,
+            strides: ptr::null_mut(),
+            byte_offset: 0,
+        }
+    }
+}
+
+/// A zeroed host byte buffer aligned to 256 bytes (workspaces, prepared weights).
+pub struct AlignedBuffer {
+    buf: Vec<u8>,
+    off: usize,
+    len: usize,
+}
+
+impl AlignedBuffer {
+    /// `len` zero bytes, 256-byte aligned.
+    pub fn new(len: usize) -> Self {
+        let buf = vec![0u8; len + 256];
+        let off = buf.as_ptr().align_offset(256);
+        AlignedBuffer { buf, off, len }
+    }
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[self.off..self.off + self.len]
+    }
+    /// The bytes, mutable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf[self.off..self.off + self.len]
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Routing inputs (`moe_routing_args`): logits, or topk ids + weights, or packed top-k.
+#[derive(Clone, Copy)]
+pub struct RoutingArgs<'t> {
+    /// `ROUTING_*` (default RENORMALIZE).
+    pub method: i32,
+    /// [T, E] fp32 or bf16.
+    pub logits: Option<&'t Tensor<'t>>,
+    /// [E] routing bias (DeepSeekV3).
+    pub bias: Option<&'t Tensor<'t>>,
+    /// [T, K] int32 pre-routed ids.
+    pub topk_ids: Option<&'t Tensor<'t>>,
+    /// [T, K] bf16/fp32 pre-routed weights.
+    pub topk_weights: Option<&'t Tensor<'t>>,
+    /// [T, K] int32 packed (id << 16) | bf16 bits.
+    pub topk_packed: Option<&'t Tensor<'t>>,
+    /// DeepSeekV3 groups.
+    pub n_group: i32,
+    /// DeepSeekV3 groups kept (0 = n_group).
+    pub topk_group: i32,
+    /// DeepSeekV3 output scale.
+    pub routed_scaling_factor: f32,
+    /// Programmatic dependent launch.
+    pub enable_pdl: bool,
+}
+
+impl Default for RoutingArgs<'_> {
+    fn default() -> Self {
+        RoutingArgs {
+            method: ROUTING_RENORMALIZE,
+            logits: None,
+            bias: None,
+            topk_ids: None,
+            topk_weights: None,
+            topk_packed: None,
+            n_group: 1,
+            topk_group: 0,
+            routed_scaling_factor: 1.0,
+            enable_pdl: true,
+        }
+    }
+}
+
+fn opt(t: Option<&Tensor>) -> Option<sys::DLTensor> {
+    t.map(|t| t.dl())
+}
+fn optp(t: &Option<sys::DLTensor>) -> *const sys::DLTensor {
+    t.as_ref()
+        .map_or(ptr::null(), |t| t as *const sys::DLTensor)
+}
+
+impl<'t> RoutingArgs<'t> {
+    /// Defaults (RENORMALIZE, no inputs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the method.
+    pub fn method(mut self, m: i32) -> Self {
+        self.method = m;
+        self
+    }
+    /// Sets the logits.
+    pub fn logits(mut self, t: &'t Tensor<'t>) -> Self {
+        self.logits = Some(t);
+        self
+    }
+
+    /// Calls `f` with the C struct (the DLTensors live on this stack frame).
+    fn with_raw<R>(&self, f: impl FnOnce(&sys::moe_routing_args) -> R) -> R {
+        let (l, b, i, w, p) = (
+            opt(self.logits),
+            opt(self.bias),
+            opt(self.topk_ids),
+            opt(self.topk_weights),
+            opt(self.topk_packed),
+        );
+        let mut a: sys::moe_routing_args = unsafe { std::mem::zeroed() };
+        unsafe { sys::moe_routing_args_init(&mut a, sys::MOE_ROUTING_ARGS_VERSION as u32) };
+        a.method = self.method;
+        a.logits = optp(&l);
+        a.bias = optp(&b);
+        a.topk_ids = optp(&i);
+        a.topk_weights = optp(&w);
+        a.topk_packed = optp(&p);
+        a.n_group = self.n_group;
+        a.topk_group = self.topk_group;
+        a.routed_scaling_factor = self.routed_scaling_factor;
+        a.enable_pdl = self.enable_pdl as i32;
+        f(&a)
+    }
+}
+
+/// Inputs and outputs of the GEMM stages (`moe_run_args`).
+#[derive(Clone, Copy, Default)]
+pub struct RunArgs<'t> {
+    /// [T, H] bf16.
+    pub hidden_states: Option<&'t Tensor<'t>>,
+    /// Prepared W1 (u8).
+    pub gemm1_weights: Option<&'t Tensor<'t>>,
+    /// Prepared W2 (u8).
+    pub gemm2_weights: Option<&'t Tensor<'t>>,
+    /// [E_l, f*I] fp32.
+    pub gemm1_bias: Option<&'t Tensor<'t>>,
+    /// [E_l, H] fp32.
+    pub gemm2_bias: Option<&'t Tensor<'t>>,
+    /// [E_l] fp32 SwiGLU alpha.
+    pub gemm1_alpha: Option<&'t Tensor<'t>>,
+    /// [E_l] fp32 SwiGLU beta.
+    pub gemm1_beta: Option<&'t Tensor<'t>>,
+    /// [E_l] fp32 SwiGLU clamp limit.
+    pub gemm1_clamp_limit: Option<&'t Tensor<'t>>,
+    /// [T, H] bf16 output (finalize).
+    pub output: Option<&'t Tensor<'t>>,
+    /// [>= max_padded_rows, H] bf16 permuted output (no finalize).
+    pub permuted_output: Option<&'t Tensor<'t>>,
+    /// Finalize; None = `output.is_some()`.
+    pub do_finalize: Option<bool>,
+    /// Programmatic dependent launch (default on when None).
+    pub disable_pdl: bool,
+}
+
+impl<'t> RunArgs<'t> {
+    fn with_raw<R>(&self, f: impl FnOnce(&sys::moe_run_args) -> R) -> R {
+        let ts = [
+            opt(self.hidden_states),
+            opt(self.gemm1_weights),
+            opt(self.gemm2_weights),
+            opt(self.gemm1_bias),
+            opt(self.gemm2_bias),
+            opt(self.gemm1_alpha),
+            opt(self.gemm1_beta),
+            opt(self.gemm1_clamp_limit),
+            opt(self.output),
+            opt(self.permuted_output),
+        ];
+        let mut a: sys::moe_run_args = unsafe { std::mem::zeroed() };
+        unsafe { sys::moe_run_args_init(&mut a, sys::MOE_RUN_ARGS_VERSION as u32) };
+        a.do_finalize = self.do_finalize.unwrap_or(self.output.is_some()) as i32;
+        a.hidden_states = optp(&ts[0]);
+        a.gemm1_weights = optp(&ts[1]);
+        a.gemm2_weights = optp(&ts[2]);
+        a.gemm1_bias = optp(&ts[3]);
+        a.gemm2_bias = optp(&ts[4]);
+        a.gemm1_alpha = optp(&ts[5]);
+        a.gemm1_beta = optp(&ts[6]);
+        a.gemm1_clamp_limit = optp(&ts[7]);
+        a.output = optp(&ts[8]);
+        a.permuted_output = optp(&ts[9]);
+        a.enable_pdl = (!self.disable_pdl) as i32;
+        f(&a)
+    }
+}
+
+/// A prepared routing plan: the `moe_plan` descriptor, tied to its runner and workspace.
+pub struct Plan<'a> {
+    raw: Box<sys::moe_plan>,
+    runner: &'a Runner,
+    ws: *mut c_void,
+    ws_len: usize,
+    stream: Stream,
+    _ws: PhantomData<&'a mut [u8]>,
+}
+
+impl Plan<'_> {
+    /// Config index the plan was prepared with.
+    pub fn config(&self) -> i32 {
+        self.raw.config
+    }
+    /// Cluster tile.
+    pub fn tile(&self) -> i32 {
+        self.raw.tile
+    }
+    /// Cluster size.
+    pub fn cluster_size(&self) -> i32 {
+        self.raw.cluster_size
+    }
+    /// T.
+    pub fn num_tokens(&self) -> i64 {
+        self.raw.num_tokens
+    }
+    /// Capacity of permuted-space buffers.
+    pub fn max_padded_rows(&self) -> i64 {
+        self.raw.max_padded_rows
+    }
+    /// Capacity of the CTA tables.
+    pub fn max_ctas(&self) -> i64 {
+        self.raw.max_ctas
+    }
+    /// The raw descriptor.
+    pub fn raw(&self) -> &sys::moe_plan {
+        &self.raw
+    }
+
+    /// Element count of a plan table (`PLAN_*`); synchronises the stream.
+    pub fn read_count(&self, table: i32) -> Result<usize> {
+        let mut n = 0i64;
+        check(unsafe {
+            sys::moe_plan_read_count(
+                self.runner.ptr.as_ptr(),
+                &*self.raw,
+                self.ws,
+                self.ws_len,
+                table,
+                &mut n,
+                self.stream,
+            )
+        })?;
+        Ok(n as usize)
+    }
+
+    fn read_into<T: Copy + Default>(&self, table: i32) -> Result<Vec<T>> {
+        let n = self.read_count(table)?;
+        let mut v = vec![T::default(); n];
+        check(unsafe {
+            sys::moe_plan_read(
+                self.runner.ptr.as_ptr(),
+                &*self.raw,
+                self.ws,
+                self.ws_len,
+                table,
+                v.as_mut_ptr() as *mut c_void,
+                n * std::mem::size_of::<T>(),
+                self.stream,
+            )
+        })?;
+        Ok(v)
+    }
+
+    /// An int32 plan table; synchronises the stream.
+    pub fn read_i32(&self, table: i32) -> Result<Vec<i32>> {
+        if table == PLAN_EXPERT_WEIGHTS {
+            return Err(Error::new(
+                STATUS_INVALID_ARGUMENT,
+                "PLAN_EXPERT_WEIGHTS is bf16: read_weights",
+            ));
+        }
+        self.read_into(table)
+    }
+
+    /// The bf16 expert weights (bit patterns); synchronises the stream.
+    pub fn read_weights(&self) -> Result<Vec<u16>> {
+        self.read_into(PLAN_EXPERT_WEIGHTS)
+    }
+}
+
+/// A `moe_runner`. Send, not Sync: use it from one thread at a time (move it freely).
+pub struct Runner {
+    ptr: NonNull<sys::moe_runner>,
+}
+
+unsafe impl Send for Runner {}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        unsafe { sys::moe_runner_destroy(self.ptr.as_ptr()) };
+    }
+}
+
+impl Runner {
+    /// Creates a runner.
+    pub fn new(o: &Options) -> Result<Runner> {
+        let mut opts: sys::moe_runner_options = unsafe { std::mem::zeroed() };
+        check(unsafe {
+            sys::moe_runner_options_init(&mut opts, sys::MOE_RUNNER_OPTIONS_VERSION as u32)
+        })?;
+        opts.backend = o.backend;
+        opts.device_id = o.device_id;
+        opts.sm_version = o.sm_version;
+        opts.activation = o.activation;
+        opts.num_threads = o.num_threads;
+        let mut r = ptr::null_mut();
+        check(unsafe { sys::moe_runner_create(&opts, &mut r) })?;
+        NonNull::new(r)
+            .map(|ptr| Runner { ptr })
+            .ok_or_else(|| Error::new(STATUS_INTERNAL, "moe_runner_create returned NULL"))
+    }
+
+    /// The raw handle (borrowed).
+    pub fn as_ptr(&self) -> *mut sys::moe_runner {
+        self.ptr.as_ptr()
+    }
+
+    /// `BACKEND_CPU` or `BACKEND_CUDA`.
+    pub fn backend(&self) -> Result<i32> {
+        let mut b = 0;
+        check(unsafe { sys::moe_runner_get_backend(self.ptr.as_ptr(), &mut b) })?;
+        Ok(b)
+    }
+
+    /// Number of configs in the catalogue.
+    pub fn num_configs(&self) -> Result<i32> {
+        let mut n = 0;
+        check(unsafe { sys::moe_runner_get_num_configs(self.ptr.as_ptr(), &mut n) })?;
+        Ok(n)
+    }
+
+    /// Configs valid for the problem, best first.
+    pub fn valid_configs(&self, p: &Problem) -> Result<Vec<i32>> {
+        let raw = p.raw();
+        let mut n = 0;
+        check(unsafe {
+            sys::moe_runner_get_valid_configs(self.ptr.as_ptr(), &raw, ptr::null_mut(), 0, &mut n)
+        })?;
+        let mut v = vec![0i32; n as usize];
+        check(unsafe {
+            sys::moe_runner_get_valid_configs(self.ptr.as_ptr(), &raw, v.as_mut_ptr(), n, &mut n)
+        })?;
+        v.truncate(n as usize);
+        Ok(v)
+    }
+
+    /// The default (best-first) config.
+    pub fn default_config(&self, p: &Problem) -> Result<i32> {
+        let raw = p.raw();
+        let mut c = 0;
+        check(unsafe { sys::moe_runner_get_default_config(self.ptr.as_ptr(), &raw, &mut c) })?;
+        Ok(c)
+    }
+
+    /// Describes a config.
+    pub fn describe_config(&self, config: i32) -> Result<ConfigInfo> {
+        let mut i: sys::moe_config_info = unsafe { std::mem::zeroed() };
+        check(unsafe { sys::moe_runner_describe_config(self.ptr.as_ptr(), config, &mut i) })?;
+        let name = unsafe { CStr::from_ptr(i.name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        Ok(ConfigInfo {
+            index: i.index,
+            tile: i.tile,
+            cta_tile: i.cta_tile,
+            cluster_size: i.cluster_size,
+            gemm1_block_m: i.gemm1_block_m,
+            gemm2_block_m: i.gemm2_block_m,
+            block_k: i.block_k,
+            stages: i.stages,
+            sm_version: i.sm_version,
+            name,
+        })
+    }
+
+    /// Cluster size C of a config.
+    pub fn cluster_size(&self, config: i32) -> Result<i32> {
+        let mut c = 0;
+        check(unsafe { sys::moe_runner_get_cluster_size(self.ptr.as_ptr(), config, &mut c) })?;
+        Ok(c)
+    }
+
+    /// Workspace bytes for the problem (num_tokens = T_max) and config.
+    pub fn workspace_size(&self, p: &Problem, config: i32) -> Result<usize> {
+        let raw = p.raw();
+        let mut b = 0usize;
+        check(unsafe {
+            sys::moe_runner_get_workspace_size(self.ptr.as_ptr(), &raw, config, &mut b)
+        })?;
+        Ok(b)
+    }
+
+    /// Bytes of a prepared weight tensor (`WEIGHTS_GEMM1` / `WEIGHTS_GEMM2`).
+    pub fn weights_prepared_size(&self, p: &Problem, which: i32) -> Result<usize> {
+        let raw = p.raw();
+        let mut b = 0usize;
+        check(unsafe { sys::moe_weights_prepared_size(self.ptr.as_ptr(), &raw, which, &mut b) })?;
+        Ok(b)
+    }
+
+    /// Prepares host canonical weights into a host u8 tensor (CPU backend).
+    pub fn prepare_weights(
+        &self,
+        p: &Problem,
+        which: i32,
+        canonical: &Tensor,
+        prepared: &Tensor,
+    ) -> Result<()> {
+        unsafe { self.prepare_weights_on(p, which, canonical, prepared, ptr::null_mut()) }
+    }
+
+    /// Prepares weights on a stream (device tensors).
+    ///
+    /// # Safety
+    /// `stream` must be a valid CUDA stream (or null) of the runner's device, and the tensors
+    /// must stay valid until the stream work completes.
+    pub unsafe fn prepare_weights_on(
+        &self,
+        p: &Problem,
+        which: i32,
+        canonical: &Tensor,
+        prepared: &Tensor,
+        stream: Stream,
+    ) -> Result<()> {
+        let raw = p.raw();
+        let (c, d) = (canonical.dl(), prepared.dl());
+        check(sys::moe_weights_prepare(
+            self.ptr.as_ptr(),
+            &raw,
+            which,
+            &c,
+            &d,
+            stream,
+        ))
+    }
+
+    /// CPU convenience: host canonical bf16 weights into a new prepared byte buffer.
+    pub fn prepare_weights_host(
+        &self,
+        p: &Problem,
+        which: i32,
+        canonical: &Tensor,
+    ) -> Result<AlignedBuffer> {
+        let mut out = AlignedBuffer::new(self.weights_prepared_size(p, which)?);
+        let n = out.len() as i64;
+        {
+            let t = Tensor::u8_mut(out.as_mut_slice(), &[n])?;
+            self.prepare_weights(p, which, canonical, &t)?;
+        }
+        Ok(out)
+    }
+
+    /// Routes the problem for a config into a host workspace (CPU backend); returns the plan,
+    /// which borrows the workspace until dropped.
+    pub fn prepare_routing<'a>(
+        &'a self,
+        p: &Problem,
+        config: i32,
+        args: &RoutingArgs,
+        workspace: &'a mut [u8],
+    ) -> Result<Plan<'a>> {
+        unsafe {
+            self.prepare_routing_raw(
+                p,
+                config,
+                args,
+                workspace.as_mut_ptr() as *mut c_void,
+                workspace.len(),
+                ptr::null_mut(),
+            )
+        }
+    }
+
+    /// Routes into a raw (device) workspace on a stream.
+    ///
+    /// # Safety
+    /// `workspace` must point to `workspace_bytes` bytes on the runner's device, valid and not
+    /// otherwise used while the plan lives; `stream` must be valid (or null); the tensors of
+    /// `args` must stay valid until the stream work completes.
+    pub unsafe fn prepare_routing_raw<'a>(
+        &'a self,
+        p: &Problem,
+        config: i32,
+        args: &RoutingArgs,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: Stream,
+    ) -> Result<Plan<'a>> {
+        let raw = p.raw();
+        let mut plan = Box::new(std::mem::zeroed::<sys::moe_plan>());
+        check(sys::moe_plan_init(&mut *plan, sys::MOE_PLAN_VERSION as u32))?;
+        args.with_raw(|a| {
+            check(sys::moe_routing_prepare(
+                self.ptr.as_ptr(),
+                &raw,
+                a,
+                config,
+                workspace,
+                workspace_bytes,
+                &mut *plan,
+                stream,
+            ))
+        })?;
+        Ok(Plan {
+            raw: plan,
+            runner: self,
+            ws: workspace,
+            ws_len: workspace_bytes,
+            stream,
+            _ws: PhantomData,
+        })
+    }
+
+    /// GEMM1, GEMM2 and finalize on a prepared plan (host tensors, CPU backend).
+    pub fn run(&self, p: &Problem, config: i32, plan: &Plan, args: &RunArgs) -> Result<()> {
+        unsafe { self.run_on(p, config, plan, args, ptr::null_mut()) }
+    }
+
+    /// `run` on a stream (device tensors).
+    ///
+    /// # Safety
+    /// `stream` must be valid (or null) for the runner's device; the tensors must stay valid
+    /// until the stream work completes.
+    pub unsafe fn run_on(
+        &self,
+        p: &Problem,
+        config: i32,
+        plan: &Plan,
+        args: &RunArgs,
+        stream: Stream,
+    ) -> Result<()> {
+        let raw = p.raw();
+        args.with_raw(|a| {
+            check(sys::moe_runner_run(
+                self.ptr.as_ptr(),
+                &raw,
+                a,
+                config,
+                &*plan.raw,
+                plan.ws,
+                plan.ws_len,
+                stream,
+            ))
+        })
+    }
+
+    /// One-shot forward with the default config into `args.output`, using a host workspace
+    /// (sized by `workspace_size(p, default_config(p))`).
+    pub fn forward(
+        &self,
+        p: &Problem,
+        routing: &RoutingArgs,
+        args: &RunArgs,
+        workspace: &mut [u8],
+    ) -> Result<()> {
+        unsafe {
+            self.forward_raw(
+                p,
+                routing,
+                args,
+                workspace.as_mut_ptr() as *mut c_void,
+                workspace.len(),
+                ptr::null_mut(),
+            )
+        }
+    }
+
+    /// `forward` with a raw (device) workspace and a stream.
+    ///
+    /// # Safety
+    /// As [`Runner::prepare_routing_raw`].
+    pub unsafe fn forward_raw(
+        &self,
+        p: &Problem,
+        routing: &RoutingArgs,
+        args: &RunArgs,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: Stream,
+    ) -> Result<()> {
+        let raw = p.raw();
+        routing.with_raw(|r| {
+            args.with_raw(|a| {
+                check(sys::moe_forward(
+                    self.ptr.as_ptr(),
+                    &raw,
+                    r,
+                    a,
+                    workspace,
+                    workspace_bytes,
+                    stream,
+                ))
+            })
+        })
+    }
+
+    /// CPU convenience: forward with a fresh workspace; returns the bf16 output [T, H].
+    pub fn forward_host(
+        &self,
+        p: &Problem,
+        routing: &RoutingArgs,
+        hidden_states: &Tensor,
+        gemm1_weights: &AlignedBuffer,
+        gemm2_weights: &AlignedBuffer,
+    ) -> Result<Vec<u16>> {
+        let mut ws = AlignedBuffer::new(self.workspace_size(p, self.default_config(p)?)?);
+        let mut out = vec![0u16; (p.num_tokens * p.hidden_size) as usize];
+        let w1 = Tensor::u8(gemm1_weights.as_slice(), &[gemm1_weights.len() as i64])?;
+        let w2 = Tensor::u8(gemm2_weights.as_slice(), &[gemm2_weights.len() as i64])?;
+        {
+            let o = Tensor::bf16_mut(&mut out, &[p.num_tokens, p.hidden_size])?;
+            let args = RunArgs {
+                hidden_states: Some(hidden_states),
+                gemm1_weights: Some(&w1),
+                gemm2_weights: Some(&w2),
+                output: Some(&o),
+                ..RunArgs::default()
+            };
+            self.forward(p, routing, &args, ws.as_mut_slice())?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,562 @@
+//! The shared conformance suite (docs/conformance.md) for the Rust binding: case parser,
+//! SplitMix64 generator, FNV-1a digests, and a runner of one case on the CPU backend.
+#![allow(dead_code)]
+
+use moe_trtllm::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::raw::{c_char, c_int, c_void};
+use std::path::PathBuf;
+use std::ptr;
+
+pub const KEYS: &[&str] = &[
+    "name",
+    "method",
+    "input",
+    "logits_dtype",
+    "T",
+    "E",
+    "K",
+    "H",
+    "I",
+    "offset",
+    "local",
+    "act",
+    "tile",
+    "cluster",
+    "n_group",
+    "topk_group",
+    "scale",
+    "bias",
+    "gemm_bias",
+    "swiglu_params",
+    "finalize",
+    "seed",
+    "plan",
+    "output",
+    "status",
+];
+
+pub struct Case {
+    pub f: HashMap<String, String>,
+    pub line: usize,
+}
+
+impl Case {
+    pub fn name(&self) -> &str {
+        self.f.get("name").map(String::as_str).unwrap_or("?")
+    }
+    pub fn s(&self, k: &str, def: &str) -> String {
+        self.f.get(k).cloned().unwrap_or_else(|| def.to_string())
+    }
+    pub fn n(&self, k: &str, def: i64) -> i64 {
+        self.f
+            .get(k)
+            .map(|v| v.parse().expect("integer field"))
+            .unwrap_or(def)
+    }
+    pub fn status(&self) -> String {
+        self.s("status", "ok")
+    }
+}
+
+pub fn cases_path() -> PathBuf {
+    for var in ["MOE_CONFORMANCE_CASES", "MOE_CONFORMANCE_DEFAULT_CASES"] {
+        if let Ok(p) = std::env::var(var) {
+            if !p.is_empty() {
+                return PathBuf::from(p);
+            }
+        }
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../tests/conformance/cases.txt")
+}
+
+pub fn parse_cases() -> Vec<Case> {
+    let path = cases_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut f = HashMap::new();
+        for field in line.split(' ').filter(|s| !s.is_empty()) {
+            let (k, v) = field
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{}:{}: bad field {field:?}", path.display(), i + 1));
+            assert!(
+                KEYS.contains(&k),
+                "{}:{}: unknown key {k:?}",
+                path.display(),
+                i + 1
+            );
+            f.insert(k.to_string(), v.to_string());
+        }
+        out.push(Case { f, line: i + 1 });
+    }
+    out
+}
+
+// ---- generator ---------------------------------------------------------------------------
+const GAMMA: u64 = 0x9E3779B97F4A7C15;
+
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64, stream: u64) -> Self {
+        SplitMix(seed ^ stream.wrapping_mul(GAMMA))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(GAMMA);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn pow2(scale: i32) -> f32 {
+    (2.0f64).powi(-scale) as f32
+}
+
+pub fn gen_bf16(seed: u64, stream: u64, scale: i32, n: usize) -> Vec<u16> {
+    let mut g = SplitMix::new(seed, stream);
+    (0..n)
+        .map(|_| {
+            let m = (g.next() >> 56) as i64 - 128;
+            ((m as f32 * pow2(scale)).to_bits() >> 16) as u16
+        })
+        .collect()
+}
+
+pub fn gen_f32(seed: u64, stream: u64, scale: i32, n: usize) -> Vec<f32> {
+    let mut g = SplitMix::new(seed, stream);
+    (0..n)
+        .map(|_| {
+            let m = (g.next() >> 40) as i64 - (1 << 23);
+            m as f32 * pow2(scale)
+        })
+        .collect()
+}
+
+pub fn gen_ids(seed: u64, t: usize, k: usize, e: u64) -> Vec<i32> {
+    let mut g = SplitMix::new(seed, 6);
+    let mut ids = vec![0i32; t * k];
+    for tok in 0..t {
+        for j in 0..k {
+            let mut id = (g.next() % e) as i32;
+            while ids[tok * k..tok * k + j].contains(&id) {
+                id = (g.next() % e) as i32;
+            }
+            ids[tok * k + j] = id;
+        }
+    }
+    ids
+}
+
+// ---- digests -----------------------------------------------------------------------------
+pub struct Fnv(pub u64);
+
+impl Fnv {
+    pub fn new() -> Self {
+        Fnv(0xcbf29ce484222325)
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 = (self.0 ^ x as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    pub fn i32s(&mut self, v: &[i32]) {
+        for x in v {
+            self.bytes(&x.to_le_bytes());
+        }
+    }
+    pub fn u16s(&mut self, v: &[u16]) {
+        for x in v {
+            self.bytes(&x.to_le_bytes());
+        }
+    }
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+pub struct Outcome {
+    pub plan_digest: String,
+    pub output_digest: String,
+    pub output: Vec<u16>,
+}
+
+pub fn choose_config(r: &Runner, p: &Problem, tile: i32, cluster: i32) -> Result<i32> {
+    for c in r.valid_configs(p)? {
+        let i = r.describe_config(c)?;
+        if i.tile == tile && i.cluster_size == cluster {
+            return Ok(c);
+        }
+    }
+    Err(Error {
+        status: STATUS_INVALID_CONFIG,
+        message: format!("no valid config with tile={tile} cluster={cluster}"),
+    })
+}
+
+/// The CUDA runtime, loaded with dlopen at test time (the library links cudart statically and
+/// exports no allocator), to place test tensors on the GPU through raw device pointers.
+pub struct Cuda {
+    malloc: unsafe extern "C" fn(*mut *mut c_void, usize) -> i32,
+    free: unsafe extern "C" fn(*mut c_void) -> i32,
+    memcpy: unsafe extern "C" fn(*mut c_void, *const c_void, usize, i32) -> i32,
+    memset: unsafe extern "C" fn(*mut c_void, i32, usize) -> i32,
+    sync: unsafe extern "C" fn() -> i32,
+}
+
+extern "C" {
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+}
+
+impl Cuda {
+    /// Loads libcudart ($MOE_CUDART, then the usual names and /usr/local/cuda).
+    pub fn load() -> std::result::Result<Cuda, String> {
+        let mut names: Vec<String> = std::env::var("MOE_CUDART").into_iter().collect();
+        for n in [
+            "libcudart.so",
+            "libcudart.so.13",
+            "libcudart.so.12",
+            "/usr/local/cuda/lib64/libcudart.so",
+            "/usr/local/cuda/targets/x86_64-linux/lib/libcudart.so",
+        ] {
+            names.push(n.to_string());
+        }
+        for n in &names {
+            let cn = CString::new(n.as_str()).unwrap();
+            let h = unsafe {
+                dlopen(cn.as_ptr(), 2 /* RTLD_NOW */)
+            };
+            if h.is_null() {
+                continue;
+            }
+            let sym = |s: &str| {
+                let cs = CString::new(s).unwrap();
+                let p = unsafe { dlsym(h, cs.as_ptr()) };
+                if p.is_null() {
+                    Err(format!("{n}: no symbol {s}"))
+                } else {
+                    Ok(p)
+                }
+            };
+            unsafe {
+                return Ok(Cuda {
+                    malloc: std::mem::transmute(sym("cudaMalloc")?),
+                    free: std::mem::transmute(sym("cudaFree")?),
+                    memcpy: std::mem::transmute(sym("cudaMemcpy")?),
+                    memset: std::mem::transmute(sym("cudaMemset")?),
+                    sync: std::mem::transmute(sym("cudaDeviceSynchronize")?),
+                });
+            }
+        }
+        Err(format!("no CUDA runtime library found (tried {names:?})"))
+    }
+}
+
+/// Places test tensors on the host (CPU backend) or on the GPU (CUDA backend).
+pub struct Placer<'c> {
+    cuda: Option<&'c Cuda>,
+    host: RefCell<Vec<AlignedBuffer>>,
+    dev: RefCell<Vec<*mut c_void>>,
+}
+
+impl Drop for Placer<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.cuda {
+            for &p in self.dev.borrow().iter() {
+                unsafe { (c.free)(p) };
+            }
+        }
+    }
+}
+
+impl<'c> Placer<'c> {
+    pub fn new(cuda: Option<&'c Cuda>) -> Self {
+        Placer {
+            cuda,
+            host: RefCell::new(vec![]),
+            dev: RefCell::new(vec![]),
+        }
+    }
+
+    /// Zeroed memory of `bytes` (256-byte aligned on the host).
+    pub fn zeros(&self, bytes: usize) -> *mut c_void {
+        match self.cuda {
+            None => {
+                let mut b = AlignedBuffer::new(bytes);
+                let p = b.as_mut_slice().as_mut_ptr() as *mut c_void;
+                self.host.borrow_mut().push(b);
+                p
+            }
+            Some(c) => {
+                let mut p = ptr::null_mut();
+                assert_eq!(
+                    unsafe { (c.malloc)(&mut p, bytes.max(256)) },
+                    0,
+                    "cudaMalloc"
+                );
+                assert_eq!(unsafe { (c.memset)(p, 0, bytes.max(256)) }, 0, "cudaMemset");
+                self.dev.borrow_mut().push(p);
+                p
+            }
+        }
+    }
+
+    /// A copy of host data where the backend reads it.
+    pub fn put<T: Copy>(&self, data: &[T]) -> *mut c_void {
+        let bytes = std::mem::size_of_val(data);
+        let p = self.zeros(bytes);
+        if bytes > 0 {
+            match self.cuda {
+                None => unsafe {
+                    ptr::copy_nonoverlapping(data.as_ptr() as *const u8, p as *mut u8, bytes)
+                },
+                Some(c) => assert_eq!(
+                    unsafe { (c.memcpy)(p, data.as_ptr() as *const c_void, bytes, 1) },
+                    0,
+                    "cudaMemcpy H2D"
+                ),
+            }
+        }
+        p
+    }
+
+    /// A tensor over memory from zeros()/put().
+    pub fn tensor(&self, p: *mut c_void, dt: DType, shape: &[i64]) -> Tensor<'static> {
+        let devtype = if self.cuda.is_some() { 2 } else { 1 };
+        unsafe { Tensor::from_raw(p, devtype, 0, dt, shape) }.unwrap()
+    }
+
+    /// Copies `n` u16 back to the host.
+    pub fn get_u16(&self, p: *mut c_void, n: usize) -> Vec<u16> {
+        let mut v = vec![0u16; n];
+        match self.cuda {
+            None => unsafe { ptr::copy_nonoverlapping(p as *const u16, v.as_mut_ptr(), n) },
+            Some(c) => unsafe {
+                assert_eq!((c.sync)(), 0, "cudaDeviceSynchronize");
+                assert_eq!(
+                    (c.memcpy)(v.as_mut_ptr() as *mut c_void, p, n * 2, 2),
+                    0,
+                    "D2H"
+                );
+            },
+        }
+        v
+    }
+}
+
+/// Runs a case through the safe API's raw-pointer entry points: on the CPU backend (`cuda`
+/// None) or on the CUDA backend with device tensors.
+pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
+    let (t, e, k, h, i) = (
+        c.n("T", 0),
+        c.n("E", 0),
+        c.n("K", 0),
+        c.n("H", 0),
+        c.n("I", 0),
+    );
+    let el = if c.n("local", 0) == 0 {
+        e
+    } else {
+        c.n("local", 0)
+    };
+    let act = c.n("act", 3) as i32;
+    let f = if act == ACTIVATION_SWIGLU || act == ACTIVATION_GEGLU {
+        2
+    } else {
+        1
+    };
+    let seed: u64 = c.s("seed", "0").parse().expect("seed");
+    let p = Problem {
+        local_expert_offset: c.n("offset", 0) as i32,
+        local_num_experts: c.n("local", 0) as i32,
+        ..Problem::new(e as i32, t, k as i32, h, i)
+    };
+    let (tu, ku, eu) = (t as usize, k as usize, e as usize);
+    let pl = Placer::new(cuda);
+    let backend = if cuda.is_some() {
+        BACKEND_CUDA
+    } else {
+        BACKEND_CPU
+    };
+    let stream: Stream = ptr::null_mut();
+
+    let r = Runner::new(&Options {
+        backend,
+        activation: act,
+        ..Options::default()
+    })?;
+    let cfg = choose_config(&r, &p, c.n("tile", 0) as i32, c.n("cluster", 0) as i32)?;
+    let ws_bytes = r.workspace_size(&p, cfg)?;
+    let ws = pl.zeros(ws_bytes);
+
+    // Weights.
+    let prep = |which: i32, canon: Vec<u16>, shape: &[i64]| -> Result<Tensor<'static>> {
+        let n = r.weights_prepared_size(&p, which)?;
+        let dst = pl.tensor(pl.zeros(n), DType::U8, &[n as i64]);
+        let src = pl.tensor(pl.put(&canon), DType::BF16, shape);
+        unsafe { r.prepare_weights_on(&p, which, &src, &dst, stream)? };
+        Ok(dst)
+    };
+    let w1 = prep(
+        WEIGHTS_GEMM1,
+        gen_bf16(seed, 4, 8, (el * f * i * h) as usize),
+        &[el, f * i, h],
+    )?;
+    let w2 = prep(
+        WEIGHTS_GEMM2,
+        gen_bf16(seed, 5, 8, (el * h * i) as usize),
+        &[el, h, i],
+    )?;
+
+    // Routing inputs.
+    let mut ra = RoutingArgs::new().method(c.n("method", 1) as i32);
+    let input = c.s("input", "logits");
+    let mut keep: Vec<Tensor<'static>> = Vec::new();
+    let mut slots: [Option<usize>; 5] = [None; 5]; // logits, bias, ids, weights, packed
+    match input.as_str() {
+        "logits" => {
+            let tt = if c.s("logits_dtype", "f32") == "bf16" {
+                pl.tensor(pl.put(&gen_bf16(seed, 1, 5, tu * eu)), DType::BF16, &[t, e])
+            } else {
+                pl.tensor(pl.put(&gen_f32(seed, 1, 21, tu * eu)), DType::F32, &[t, e])
+            };
+            keep.push(tt);
+            slots[0] = Some(keep.len() - 1);
+        }
+        "ids" | "packed" => {
+            let ids = gen_ids(seed, tu, ku, e as u64);
+            let w = gen_bf16(seed, 7, 7, tu * ku);
+            if input == "ids" {
+                keep.push(pl.tensor(pl.put(&ids), DType::I32, &[t, k]));
+                slots[2] = Some(keep.len() - 1);
+                keep.push(pl.tensor(pl.put(&w), DType::BF16, &[t, k]));
+                slots[3] = Some(keep.len() - 1);
+            } else {
+                let packed: Vec<i32> = ids
+                    .iter()
+                    .zip(&w)
+                    .map(|(&id, &x)| (id << 16) | x as i32)
+                    .collect();
+                keep.push(pl.tensor(pl.put(&packed), DType::I32, &[t, k]));
+                slots[4] = Some(keep.len() - 1);
+            }
+        }
+        other => panic!("unknown input {other}"),
+    }
+    if c.n("bias", 0) != 0 {
+        keep.push(pl.tensor(pl.put(&gen_bf16(seed, 2, 7, eu)), DType::BF16, &[e]));
+        slots[1] = Some(keep.len() - 1);
+    }
+    ra.logits = slots[0].map(|j| &keep[j]);
+    ra.bias = slots[1].map(|j| &keep[j]);
+    ra.topk_ids = slots[2].map(|j| &keep[j]);
+    ra.topk_weights = slots[3].map(|j| &keep[j]);
+    ra.topk_packed = slots[4].map(|j| &keep[j]);
+    ra.n_group = c.n("n_group", 1) as i32;
+    ra.topk_group = c.n("topk_group", 0) as i32;
+    ra.routed_scaling_factor = c.s("scale", "1").parse().expect("scale");
+
+    let plan = unsafe { r.prepare_routing_raw(&p, cfg, &ra, ws, ws_bytes, stream)? };
+    assert_eq!(plan.config(), cfg);
+    assert_eq!(plan.tile() as i64, c.n("tile", 0));
+    assert_eq!(plan.cluster_size() as i64, c.n("cluster", 0));
+
+    // Run inputs.
+    let fin = c.n("finalize", 1) != 0;
+    let rows = if fin { t } else { plan.max_padded_rows() };
+    let out_p = pl.zeros((rows * h) as usize * 2);
+    let out = pl.tensor(out_p, DType::BF16, &[rows, h]);
+    let hidden = pl.tensor(
+        pl.put(&gen_bf16(seed, 3, 6, tu * h as usize)),
+        DType::BF16,
+        &[t, h],
+    );
+    let gb = c.n("gemm_bias", 0) != 0;
+    let mut extra: Vec<Tensor<'static>> = Vec::new();
+    if gb {
+        extra.push(pl.tensor(
+            pl.put(&gen_f32(seed, 8, 26, (el * f * i) as usize)),
+            DType::F32,
+            &[el, f * i],
+        ));
+        extra.push(pl.tensor(
+            pl.put(&gen_f32(seed, 9, 26, (el * h) as usize)),
+            DType::F32,
+            &[el, h],
+        ));
+    }
+    let sw = c.n("swiglu_params", 0) != 0;
+    if sw {
+        let (mut al, mut be, mut cl) = (vec![], vec![], vec![]);
+        let mut g = SplitMix::new(seed, 10);
+        for _ in 0..el {
+            al.push(1.0 + (g.next() >> 60) as f32 / 16.0);
+            be.push((g.next() >> 60) as f32 / 16.0);
+            cl.push(4.0 + (g.next() >> 60) as f32 / 4.0);
+        }
+        for v in [al, be, cl] {
+            extra.push(pl.tensor(pl.put(&v), DType::F32, &[el]));
+        }
+    }
+    let off = if gb { 2 } else { 0 };
+    let a = RunArgs {
+        hidden_states: Some(&hidden),
+        gemm1_weights: Some(&w1),
+        gemm2_weights: Some(&w2),
+        gemm1_bias: if gb { Some(&extra[0]) } else { None },
+        gemm2_bias: if gb { Some(&extra[1]) } else { None },
+        gemm1_alpha: if sw { Some(&extra[off]) } else { None },
+        gemm1_beta: if sw { Some(&extra[off + 1]) } else { None },
+        gemm1_clamp_limit: if sw { Some(&extra[off + 2]) } else { None },
+        output: if fin { Some(&out) } else { None },
+        permuted_output: if fin { None } else { Some(&out) },
+        do_finalize: Some(fin),
+        ..RunArgs::default()
+    };
+    unsafe { r.run_on(&p, cfg, &plan, &a, stream)? };
+
+    let n = plan.read_i32(PLAN_NUM_CTAS)?[0];
+    let pp = plan.read_i32(PLAN_PERMUTED_SIZE)?[0];
+    let p2t = plan.read_i32(PLAN_PERMUTED_TO_TOKEN)?;
+    let mut d = Fnv::new();
+    d.i32s(&plan.read_i32(PLAN_TOPK_IDS)?);
+    d.u16s(&plan.read_weights()?);
+    d.i32s(&plan.read_i32(PLAN_EXPANDED_TO_PERMUTED)?);
+    d.i32s(&p2t[..pp as usize]);
+    d.i32s(&plan.read_i32(PLAN_PERMUTED_TO_EXPANDED)?[..pp as usize]);
+    d.i32s(&plan.read_i32(PLAN_CTA_TO_BATCH)?[..n as usize]);
+    d.i32s(&plan.read_i32(PLAN_CTA_TO_MN_LIMIT)?[..n as usize]);
+    d.i32s(&[n, pp]);
+
+    let outv = pl.get_u16(out_p, (rows * h) as usize);
+    let digested: Vec<u16> = if fin {
+        outv
+    } else {
+        (0..pp as usize)
+            .filter(|&r| p2t[r] >= 0)
+            .flat_map(|r| outv[r * h as usize..(r + 1) * h as usize].to_vec())
+            .collect()
+    };
+    let mut o = Fnv::new();
+    o.u16s(&digested);
+    Ok(Outcome {
+        plan_digest: d.hex(),
+        output_digest: o.hex(),
+        output: digested,
+    })
+}
+
+/// Runs a case on the CPU backend.
+pub fn run_case(c: &Case) -> Result<Outcome> {
+    run_case_on(c, None)
+}

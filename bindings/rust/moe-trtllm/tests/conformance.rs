@@ -1,0 +1,131 @@
+//! The shared conformance cases through the Rust binding: CPU backend, and the CUDA backend
+//! through raw device pointers (cudart loaded with dlopen) when a GPU is present.
+mod common;
+
+use common::*;
+
+#[test]
+fn conformance_cpu() {
+    let cases = parse_cases();
+    assert!(!cases.is_empty(), "no cases in {}", cases_path().display());
+    let mut failures = Vec::new();
+    for c in &cases {
+        let res = run_case(c);
+        let verdict = if c.status() != "ok" {
+            match res {
+                Err(e) if e.status_name() == c.status() && !e.message.is_empty() => Ok(()),
+                Err(e) => Err(format!("expected {}, got {e}", c.status())),
+                Ok(_) => Err(format!("expected {}, the case ran", c.status())),
+            }
+        } else {
+            match res {
+                Err(e) => Err(format!("failed: {e}")),
+                Ok(o) if o.plan_digest != c.s("plan", "") => Err(format!(
+                    "plan digest {} != expected {}",
+                    o.plan_digest,
+                    c.s("plan", "")
+                )),
+                Ok(o) if o.output_digest != c.s("output", "") => Err(format!(
+                    "output digest {} != expected {}",
+                    o.output_digest,
+                    c.s("output", "")
+                )),
+                Ok(_) => Ok(()),
+            }
+        };
+        match verdict {
+            Ok(()) => println!("PASS cpu:{}", c.name()),
+            Err(m) => {
+                println!("FAIL cpu:{} (line {}): {m}", c.name(), c.line);
+                failures.push(format!("{}: {m}", c.name()));
+            }
+        }
+    }
+    println!(
+        "conformance (rust, cpu): {} passed, {} failed",
+        cases.len() - failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn conformance_gpu() {
+    let n = moe_trtllm::cuda_device_count().unwrap_or(0);
+    if n == 0 {
+        println!("SKIP conformance_gpu: no CUDA device (moe_cuda_device_count() == 0)");
+        return;
+    }
+    let cuda = match Cuda::load() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("SKIP conformance_gpu: {e}");
+            return;
+        }
+    };
+    let cases = parse_cases();
+    let mut failures = Vec::new();
+    for c in &cases {
+        let verdict = if c.status() != "ok" {
+            match run_case_on(c, Some(&cuda)) {
+                Err(e) if e.status_name() == c.status() && !e.message.is_empty() => Ok(()),
+                Err(e) => Err(format!("expected {}, got {e}", c.status())),
+                Ok(_) => Err(format!("expected {}, the case ran", c.status())),
+            }
+        } else {
+            match (run_case(c), run_case_on(c, Some(&cuda))) {
+                (Err(e), _) => Err(format!("cpu failed: {e}")),
+                (_, Err(e)) => Err(format!("gpu failed: {e}")),
+                (Ok(cpu), Ok(gpu)) => {
+                    let f = |b: u16| f32::from_bits((b as u32) << 16) as f64;
+                    let (mut num, mut den, mut finite) = (0.0f64, 0.0f64, true);
+                    for (&a, &b) in cpu.output.iter().zip(&gpu.output) {
+                        let (x, y) = (f(a), f(b));
+                        finite &= y.is_finite();
+                        num += (y - x) * (y - x);
+                        den += x * x;
+                    }
+                    let rel = if den > 0.0 {
+                        (num / den).sqrt()
+                    } else {
+                        num.sqrt()
+                    };
+                    if gpu.plan_digest != c.s("plan", "") {
+                        Err(format!(
+                            "GPU plan digest {} != {}",
+                            gpu.plan_digest,
+                            c.s("plan", "")
+                        ))
+                    } else if gpu.output.len() != cpu.output.len() || !finite || rel > 1e-2 {
+                        Err(format!("GPU output: rel err {rel:e}, finite {finite}"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }
+        };
+        match verdict {
+            Ok(()) => println!("PASS gpu:{}", c.name()),
+            Err(m) => {
+                println!("FAIL gpu:{}: {m}", c.name());
+                failures.push(format!("{}: {m}", c.name()));
+            }
+        }
+    }
+    println!(
+        "conformance (rust, gpu): {} passed, {} failed",
+        cases.len() - failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} GPU case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

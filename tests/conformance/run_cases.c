@@ -1,0 +1,513 @@
+/*
+ * run_cases.c - the C runner of the conformance suite (docs/conformance.md).
+ *
+ *   run_cases [--regen] [cases.txt]
+ *
+ * The case file is MOE_CONFORMANCE_CASES if set, else the argument, else the source tree's
+ * tests/conformance/cases.txt. Each case is run on the CPU backend and its plan and output
+ * digests compared with the file; error cases check the status of config selection / prepare
+ * and that the library left a message. With a CUDA device (CUDA builds) each case also runs
+ * on the GPU: the plan digest must match exactly and the output must be within
+ * ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite.
+ * --regen prints the case file with the digests recomputed by the CPU backend (the backend
+ * verified by test_moe / test_routing), leaving every other line as it was.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "conformance/gen.h"
+
+#ifndef MOE_CONFORMANCE_DEFAULT_CASES
+#define MOE_CONFORMANCE_DEFAULT_CASES "tests/conformance/cases.txt"
+#endif
+
+#define MAX_FIELDS 40
+
+typedef struct ccase {
+  char name[64];
+  int method, input, logits_f32, act, bias, gemm_bias, swiglu, finalize;
+  int64_t T, H, I;
+  int32_t E, K, offset, local, tile, cluster, n_group, topk_group;
+  double scale;
+  uint64_t seed, plan, output;
+  int has_plan, has_output;
+  int status; /* expected */
+} ccase;
+
+static const char *k_keys[] = {
+    "name",  "method", "input",     "logits_dtype",  "T",        "E",       "K",       "H",
+    "I",     "offset", "local",     "act",           "tile",     "cluster", "n_group", "topk_group",
+    "scale", "bias",   "gemm_bias", "swiglu_params", "finalize", "seed",    "plan",    "output",
+    "status"};
+#define NKEYS (sizeof k_keys / sizeof k_keys[0])
+
+static int status_from_name(const char *s) {
+  if (!strcmp(s, "ok")) return MOE_STATUS_SUCCESS;
+  if (!strcmp(s, "INVALID_ARGUMENT")) return MOE_STATUS_INVALID_ARGUMENT;
+  if (!strcmp(s, "NOT_SUPPORTED")) return MOE_STATUS_NOT_SUPPORTED;
+  if (!strcmp(s, "INVALID_CONFIG")) return MOE_STATUS_INVALID_CONFIG;
+  return -1;
+}
+
+static int parse_i64(const char *v, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (errno || *end || end == v) return 1;
+  *out = x;
+  return 0;
+}
+
+/* Parse one case line (already split into fields). Returns 0 or prints an error. */
+static int parse_case(char **fields, int n, ccase *c, int lineno) {
+  memset(c, 0, sizeof *c);
+  c->scale = 1.0;
+  c->n_group = c->topk_group = 1;
+  c->finalize = 1;
+  unsigned seen = 0;
+  for (int i = 0; i < n; ++i) {
+    char *eq = strchr(fields[i], '=');
+    if (!eq) {
+      fprintf(stderr, "line %d: field '%s' is not key=value\n", lineno, fields[i]);
+      return 1;
+    }
+    *eq = 0;
+    const char *k = fields[i], *v = eq + 1;
+    size_t ki = 0;
+    while (ki < NKEYS && strcmp(k_keys[ki], k)) ++ki;
+    if (ki == NKEYS) {
+      fprintf(stderr, "line %d: unknown key '%s'\n", lineno, k);
+      *eq = '=';
+      return 1;
+    }
+    seen |= 1u << ki;
+    int64_t x = 0;
+    int bad = 0;
+    if (!strcmp(k, "name")) {
+      snprintf(c->name, sizeof c->name, "%s", v);
+    } else if (!strcmp(k, "input")) {
+      c->input = !strcmp(v, "logits")   ? T_INPUT_LOGITS
+                 : !strcmp(v, "ids")    ? T_INPUT_IDS
+                 : !strcmp(v, "packed") ? T_INPUT_PACKED
+                                        : -1;
+      bad = c->input < 0;
+    } else if (!strcmp(k, "logits_dtype")) {
+      bad = strcmp(v, "f32") && strcmp(v, "bf16");
+      c->logits_f32 = !strcmp(v, "f32");
+    } else if (!strcmp(k, "scale")) {
+      char *end;
+      c->scale = strtod(v, &end);
+      bad = *end != 0 || end == v;
+    } else if (!strcmp(k, "plan") || !strcmp(k, "output")) {
+      char *end;
+      uint64_t d = strtoull(v, &end, 16);
+      bad = strlen(v) != 16 || *end;
+      if (!strcmp(k, "plan")) {
+        c->plan = d;
+        c->has_plan = 1;
+      } else {
+        c->output = d;
+        c->has_output = 1;
+      }
+    } else if (!strcmp(k, "status")) {
+      c->status = status_from_name(v);
+      bad = c->status < 0;
+    } else if (!strcmp(k, "seed")) {
+      char *end;
+      c->seed = strtoull(v, &end, 10);
+      bad = *end != 0 || end == v;
+    } else {
+      bad = parse_i64(v, &x);
+      if (!strcmp(k, "method"))
+        c->method = (int)x;
+      else if (!strcmp(k, "T"))
+        c->T = x;
+      else if (!strcmp(k, "E"))
+        c->E = (int32_t)x;
+      else if (!strcmp(k, "K"))
+        c->K = (int32_t)x;
+      else if (!strcmp(k, "H"))
+        c->H = x;
+      else if (!strcmp(k, "I"))
+        c->I = x;
+      else if (!strcmp(k, "offset"))
+        c->offset = (int32_t)x;
+      else if (!strcmp(k, "local"))
+        c->local = (int32_t)x;
+      else if (!strcmp(k, "act"))
+        c->act = (int)x;
+      else if (!strcmp(k, "tile"))
+        c->tile = (int32_t)x;
+      else if (!strcmp(k, "cluster"))
+        c->cluster = (int32_t)x;
+      else if (!strcmp(k, "n_group"))
+        c->n_group = (int32_t)x;
+      else if (!strcmp(k, "topk_group"))
+        c->topk_group = (int32_t)x;
+      else if (!strcmp(k, "bias"))
+        c->bias = (int)x;
+      else if (!strcmp(k, "gemm_bias"))
+        c->gemm_bias = (int)x;
+      else if (!strcmp(k, "swiglu_params"))
+        c->swiglu = (int)x;
+      else if (!strcmp(k, "finalize"))
+        c->finalize = (int)x;
+    }
+    *eq = '=';
+    if (bad) {
+      fprintf(stderr, "line %d: bad value in '%s'\n", lineno, fields[i]);
+      return 1;
+    }
+  }
+  static const char *required[] = {"name", "method", "input", "T",   "E",    "K",       "H",
+                                   "I",    "offset", "local", "act", "tile", "cluster", "seed"};
+  for (size_t r = 0; r < sizeof required / sizeof required[0]; ++r) {
+    size_t ki = 0;
+    while (strcmp(k_keys[ki], required[r])) ++ki;
+    if (!(seen & (1u << ki))) {
+      fprintf(stderr, "line %d: missing key '%s'\n", lineno, required[r]);
+      return 1;
+    }
+  }
+  if (c->input == T_INPUT_LOGITS && !(seen & (1u << 3))) {
+    fprintf(stderr, "line %d: input=logits needs logits_dtype\n", lineno);
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- running a case ---------------------------------------------------------------------- */
+typedef struct cdata {
+  void *logits;
+  uint16_t *bias, *hidden, *w1, *w2, *weights;
+  int32_t *ids, *packed;
+  float *b1, *b2, *alpha, *beta, *clamp;
+} cdata;
+
+static void make_cdata(const ccase *c, cdata *d) {
+  const int64_t T = c->T, E = c->E, K = c->K, H = c->H, I = c->I, El = c->local;
+  const int64_t f = t_gated(c->act) ? 2 : 1;
+  memset(d, 0, sizeof *d);
+  if (c->input == T_INPUT_LOGITS) {
+    if (c->logits_f32) {
+      d->logits = t_xmalloc((size_t)(T * E) * 4);
+      gen_fill_f32(c->seed, GEN_STREAM_LOGITS, GEN_SCALE_LOGITS_F32, d->logits, T * E);
+    } else {
+      d->logits = t_xmalloc((size_t)(T * E) * 2);
+      gen_fill_bf16(c->seed, GEN_STREAM_LOGITS, GEN_SCALE_LOGITS_BF16, d->logits, T * E);
+    }
+  } else {
+    d->ids = t_xmalloc((size_t)(T * K) * 4);
+    d->weights = t_xmalloc((size_t)(T * K) * 2);
+    gen_routed(c->seed, T, c->K, c->E, d->ids, d->weights);
+    d->packed = t_xmalloc((size_t)(T * K) * 4);
+    for (int64_t x = 0; x < T * K; ++x) d->packed[x] = gen_pack(d->ids[x], d->weights[x]);
+  }
+  if (c->bias) {
+    d->bias = t_xmalloc((size_t)E * 2);
+    gen_fill_bf16(c->seed, GEN_STREAM_ROUTING_BIAS, GEN_SCALE_ROUTING_BIAS, d->bias, E);
+  }
+  d->hidden = t_xmalloc((size_t)(T * H) * 2);
+  gen_fill_bf16(c->seed, GEN_STREAM_HIDDEN, GEN_SCALE_HIDDEN, d->hidden, T * H);
+  d->w1 = t_xmalloc((size_t)(El * f * I * H) * 2);
+  gen_fill_bf16(c->seed, GEN_STREAM_W1, GEN_SCALE_W1, d->w1, El * f * I * H);
+  d->w2 = t_xmalloc((size_t)(El * H * I) * 2);
+  gen_fill_bf16(c->seed, GEN_STREAM_W2, GEN_SCALE_W2, d->w2, El * H * I);
+  if (c->gemm_bias) {
+    d->b1 = t_xmalloc((size_t)(El * f * I) * 4);
+    d->b2 = t_xmalloc((size_t)(El * H) * 4);
+    gen_fill_f32(c->seed, GEN_STREAM_GEMM1_BIAS, GEN_SCALE_GEMM_BIAS, d->b1, El * f * I);
+    gen_fill_f32(c->seed, GEN_STREAM_GEMM2_BIAS, GEN_SCALE_GEMM_BIAS, d->b2, El * H);
+  }
+  if (c->swiglu) {
+    d->alpha = t_xmalloc((size_t)El * 4);
+    d->beta = t_xmalloc((size_t)El * 4);
+    d->clamp = t_xmalloc((size_t)El * 4);
+    gen_swiglu_params(c->seed, El, d->alpha, d->beta, d->clamp);
+  }
+}
+
+static void free_cdata(cdata *d) {
+  free(d->logits);
+  free(d->bias);
+  free(d->hidden);
+  free(d->w1);
+  free(d->w2);
+  free(d->weights);
+  free(d->ids);
+  free(d->packed);
+  free(d->b1);
+  free(d->b2);
+  free(d->alpha);
+  free(d->beta);
+  free(d->clamp);
+}
+
+/* The config: first valid one with (tile, cluster); for error cases, else any catalogue one. */
+static moe_status_t select_config(const moe_runner *r, const moe_problem *p, const ccase *c,
+                                  int32_t *cfg) {
+  int32_t cfgs[256], n = 0;
+  moe_status_t s = moe_runner_get_valid_configs(r, p, cfgs, 256, &n);
+  if (s) return s;
+  for (int32_t i = 0; i < n && i < 256; ++i) {
+    moe_config_info info;
+    memset(&info, 0, sizeof info);
+    info.version = MOE_CONFIG_INFO_VERSION;
+    if (moe_runner_describe_config(r, cfgs[i], &info)) continue;
+    if (info.tile == c->tile && info.cluster_size == c->cluster) {
+      *cfg = cfgs[i];
+      return MOE_STATUS_SUCCESS;
+    }
+  }
+  /* not valid for the problem: let prepare say why */
+  int32_t total = 0;
+  moe_runner_get_num_configs(r, &total);
+  for (int32_t i = 0; i < total; ++i) {
+    moe_config_info info;
+    memset(&info, 0, sizeof info);
+    info.version = MOE_CONFIG_INFO_VERSION;
+    if (!moe_runner_describe_config(r, i, &info) && info.tile == c->tile &&
+        info.cluster_size == c->cluster) {
+      *cfg = i;
+      return MOE_STATUS_SUCCESS;
+    }
+  }
+  *cfg = -1; /* prepare with an unknown index reports INVALID_CONFIG */
+  return MOE_STATUS_SUCCESS;
+}
+
+typedef struct cresult {
+  moe_status_t status;
+  char message[256];
+  uint64_t plan, output;
+  uint16_t *out; /* the digested output values (finalize: [T,H]; else valid rows) */
+  int64_t out_n;
+} cresult;
+
+static void run_on(int backend, moe_runner *r, const ccase *c, const cdata *d, cresult *res) {
+  memset(res, 0, sizeof *res);
+  moe_problem p;
+  t_problem(&p, c->E, c->T, c->K, c->offset, c->local, c->H, c->I);
+  int32_t cfg = -1;
+  moe_status_t s = select_config(r, &p, c, &cfg);
+  t_ws ws = {backend, NULL, 0};
+  host_plan hp;
+  memset(&hp, 0, sizeof hp);
+  t_weights w = {NULL, NULL};
+  uint16_t *out = NULL;
+  if (!s) {
+    size_t bytes = 0;
+    /* an invalid config / problem makes sizing fail: then size for a valid stand-in so that
+       prepare itself reports the error */
+    if (moe_runner_get_workspace_size(r, &p, cfg, &bytes) == MOE_STATUS_SUCCESS)
+      s = t_ws_alloc(r, backend, &p, cfg, &ws);
+    else
+      ws.ptr = tmem_alloc(backend, ws.bytes = 1 << 16);
+  }
+  moe_plan plan;
+  if (!s) {
+    t_route rt;
+    t_route_init(&rt);
+    rt.method = c->method;
+    rt.input = c->input;
+    rt.logits_f32 = c->logits_f32;
+    rt.logits = d->logits;
+    rt.bias_dtype = c->bias ? 1 : 0;
+    rt.bias = d->bias;
+    rt.ids = d->ids;
+    rt.weights = d->weights;
+    rt.packed = d->packed;
+    rt.n_group = c->n_group;
+    rt.topk_group = c->topk_group;
+    rt.scale = (float)c->scale;
+    s = t_prepare(r, backend, &p, &rt, cfg, &ws, &plan);
+  }
+  res->status = s;
+  snprintf(res->message, sizeof res->message, "%s", s ? moe_get_last_error() : "");
+  if (s) goto done;
+  if (t_read_plan(r, &plan, &ws, c->E, &hp)) {
+    res->status = MOE_STATUS_INTERNAL;
+    goto done;
+  }
+  res->plan = t_plan_digest(&hp);
+  t_moe_in in = {d->hidden, d->w1, d->w2, d->b1, d->b2, d->alpha, d->beta, d->clamp};
+  if ((s = t_weights_prepare(r, backend, &p, c->act, &in, &w))) {
+    res->status = s;
+    snprintf(res->message, sizeof res->message, "weights: %s", moe_get_last_error());
+    goto done;
+  }
+  int64_t rows = c->finalize ? c->T : plan.max_padded_rows;
+  out = t_xmalloc((size_t)(rows * c->H) * 2 + 2);
+  if ((s = t_run(r, backend, &p, c->act, &in, &w, cfg, &plan, &ws, c->finalize, out))) {
+    res->status = s;
+    snprintf(res->message, sizeof res->message, "run: %s", moe_get_last_error());
+    goto done;
+  }
+  if (c->finalize) {
+    res->out = out;
+    res->out_n = c->T * c->H;
+    out = NULL;
+  } else {
+    int64_t n = 0;
+    for (int32_t rr = 0; rr < hp.permuted_size; ++rr) n += hp.p2t[rr] >= 0;
+    res->out = t_xmalloc((size_t)(n * c->H) * 2 + 2);
+    int64_t j = 0;
+    for (int32_t rr = 0; rr < hp.permuted_size; ++rr)
+      if (hp.p2t[rr] >= 0) memcpy(res->out + (j++) * c->H, out + (int64_t)rr * c->H, c->H * 2);
+    res->out_n = n * c->H;
+  }
+  res->output = gen_fnv_u16(GEN_FNV_OFFSET, res->out, res->out_n);
+done:
+  free(out);
+  t_weights_free(&w);
+  t_free_plan(&hp);
+  t_ws_free(&ws);
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+static int split(char *line, char **fields) {
+  int n = 0;
+  for (char *tok = strtok(line, " \t\r\n"); tok && n < MAX_FIELDS; tok = strtok(NULL, " \t\r\n"))
+    fields[n++] = tok;
+  return n;
+}
+
+int main(int argc, char **argv) {
+  int regen = 0;
+  const char *path = MOE_CONFORMANCE_DEFAULT_CASES;
+  for (int i = 1; i < argc; ++i) {
+    if (!strcmp(argv[i], "--regen"))
+      regen = 1;
+    else
+      path = argv[i];
+  }
+  const char *env = getenv("MOE_CONFORMANCE_CASES");
+  if (env && *env) path = env;
+  FILE *fp = fopen(path, "r");
+  if (!fp) {
+    fprintf(stderr, "run_cases: cannot open %s\n", path);
+    return 2;
+  }
+  moe_runner *cpu[8] = {0}, *gpu[8] = {0};
+  int have_gpu = t_have_cuda();
+  if (!regen)
+    printf("cases: %s%s\n", path, have_gpu ? " (CPU + GPU)" : " (CPU; SKIP GPU: no CUDA device)");
+  char line[4096], copy[4096];
+  int lineno = 0, ncases = 0, nfail = 0, parse_errors = 0;
+  while (fgets(line, sizeof line, fp)) {
+    ++lineno;
+    char *hash = strchr(line, '#');
+    snprintf(copy, sizeof copy, "%s", line);
+    if (hash) *hash = 0;
+    char *fields[MAX_FIELDS];
+    int n = split(line, fields);
+    if (n == 0) {
+      if (regen) fputs(copy, stdout);
+      continue;
+    }
+    ccase c;
+    if (parse_case(fields, n, &c, lineno)) {
+      ++parse_errors;
+      if (regen) fputs(copy, stdout);
+      continue;
+    }
+    ++ncases;
+    if (c.act < 0 || c.act > 7) c.act = MOE_ACTIVATION_SWIGLU;
+    if (!cpu[c.act]) cpu[c.act] = t_runner(MOE_BACKEND_CPU, c.act);
+    if (!cpu[c.act]) {
+      ++nfail;
+      continue;
+    }
+    cdata d;
+    make_cdata(&c, &d);
+    cresult rc;
+    run_on(MOE_BACKEND_CPU, cpu[c.act], &c, &d, &rc);
+    int ok = 1;
+    char why[512] = "";
+    if (c.status != MOE_STATUS_SUCCESS) {
+      if (rc.status != c.status || rc.message[0] == 0) {
+        ok = 0;
+        snprintf(why, sizeof why, "expected status %s, got %d (%s) message '%s'",
+                 moe_status_string(c.status), (int)rc.status, moe_status_string(rc.status),
+                 rc.message);
+      }
+    } else if (rc.status != MOE_STATUS_SUCCESS) {
+      ok = 0;
+      snprintf(why, sizeof why, "status %d: %s", (int)rc.status, rc.message);
+    } else if (!regen) {
+      if (!c.has_plan || c.plan != rc.plan) {
+        ok = 0;
+        snprintf(why + strlen(why), sizeof why - strlen(why), "plan %016llx expected %016llx; ",
+                 (unsigned long long)rc.plan, (unsigned long long)c.plan);
+      }
+      if (!c.has_output || c.output != rc.output) {
+        ok = 0;
+        snprintf(why + strlen(why), sizeof why - strlen(why), "output %016llx expected %016llx",
+                 (unsigned long long)rc.output, (unsigned long long)c.output);
+      }
+    }
+    if (regen) {
+      /* reprint the fields with fresh digests (error cases unchanged) */
+      if (c.status != MOE_STATUS_SUCCESS || rc.status != MOE_STATUS_SUCCESS) {
+        fputs(copy, stdout);
+        if (rc.status != c.status) fprintf(stderr, "regen: case %s: %s\n", c.name, why);
+      } else {
+        char out[4096] = "";
+        for (int i = 0; i < n; ++i) {
+          if (!strncmp(fields[i], "plan=", 5) || !strncmp(fields[i], "output=", 7)) continue;
+          snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "", fields[i]);
+        }
+        printf("%s plan=%016llx output=%016llx\n", out, (unsigned long long)rc.plan,
+               (unsigned long long)rc.output);
+      }
+    }
+#ifdef MOE_TEST_WITH_CUDA
+    if (have_gpu && c.status == MOE_STATUS_SUCCESS && rc.status == MOE_STATUS_SUCCESS) {
+      if (!gpu[c.act]) gpu[c.act] = t_runner(MOE_BACKEND_CUDA, c.act);
+      cresult rg;
+      if (gpu[c.act]) {
+        run_on(MOE_BACKEND_CUDA, gpu[c.act], &c, &d, &rg);
+        if (rg.status) {
+          ok = 0;
+          snprintf(why + strlen(why), sizeof why - strlen(why), "GPU status %d: %s", (int)rg.status,
+                   rg.message);
+        } else {
+          if (rg.plan != rc.plan) {
+            ok = 0;
+            snprintf(why + strlen(why), sizeof why - strlen(why),
+                     "GPU plan %016llx != CPU %016llx; ", (unsigned long long)rg.plan,
+                     (unsigned long long)rc.plan);
+          }
+          double err = rg.out_n == rc.out_n ? t_rel_err_bf16(rg.out, rc.out, rc.out_n) : 1e9;
+          int64_t nf = t_count_nonfinite(rg.out, rg.out_n);
+          if (err > 1e-2 || nf) {
+            ok = 0;
+            snprintf(why + strlen(why), sizeof why - strlen(why),
+                     "GPU output: rel err %.3g, %lld non-finite", err, (long long)nf);
+          }
+        }
+        free(rg.out);
+      }
+    }
+#else
+    (void)gpu;
+#endif
+    if (!regen) printf("%s %s%s%s\n", ok ? "ok  " : "FAIL", c.name, ok ? "" : ": ", why);
+    if (!ok) ++nfail;
+    free(rc.out);
+    free_cdata(&d);
+  }
+  fclose(fp);
+  for (int a = 0; a < 8; ++a) {
+    moe_runner_destroy(cpu[a]);
+    moe_runner_destroy(gpu[a]);
+  }
+  if (!regen)
+    printf("conformance: %d cases, %d failed, %d parse errors\n", ncases, nfail, parse_errors);
+  else
+    fprintf(stderr, "regen: %d cases, %d parse errors\n", ncases, parse_errors);
+  return (nfail || parse_errors || ncases == 0) && !regen ? 1 : (parse_errors ? 1 : 0);
+}
