@@ -240,6 +240,11 @@ void t_problem(moe_problem *p, int32_t E, int64_t T, int32_t K, int32_t offset, 
   p->intermediate_size = I;
 }
 
+int64_t t_max_cgas(int64_t T, int64_t K, int64_t E, int64_t tile) {
+  int64_t n = T * K, f = n < E ? n : E;
+  return f + (n - f) / tile;
+}
+
 int32_t t_find_config(const moe_runner *r, const moe_problem *p, int32_t tile, int32_t cluster) {
   int32_t cfgs[256], n = 0;
   if (moe_runner_get_valid_configs(r, p, cfgs, 256, &n) != MOE_STATUS_SUCCESS) return -1;

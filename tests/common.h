@@ -72,6 +72,8 @@ int64_t tt_numel(const ttensor *t);
 moe_runner *t_runner(int backend, int activation);
 void t_problem(moe_problem *p, int32_t E, int64_t T, int32_t K, int32_t offset, int32_t local,
                int64_t H, int64_t I);
+/* DESIGN §4: max_cgas = min(E, T*K) + floor((T*K - min(E, T*K)) / tile), in 64 bits. */
+int64_t t_max_cgas(int64_t T, int64_t K, int64_t E, int64_t tile);
 /* First valid config (get_valid_configs order) with this tile and cluster size; -1 if none. */
 int32_t t_find_config(const moe_runner *r, const moe_problem *p, int32_t tile, int32_t cluster);
 

@@ -73,11 +73,6 @@ static const gold GOLD35[] = {
      CNT_EP},
 };
 
-static int64_t max_cgas(int64_t T, int64_t K, int64_t E, int64_t tile) {
-  int64_t n = T * K, f = n < E ? n : E;
-  return f + (n - f) / tile;
-}
-
 static void expect_i32(const char *what, const char *table, const int32_t *got, int64_t n_got,
                        const int32_t *exp, int64_t n_exp) {
   CHECK(n_got == n_exp, "%s: %s has %lld entries, expected %lld", what, table, (long long)n_got,
@@ -99,10 +94,10 @@ static void check_gold(const gold *g, const host_plan *hp, const moe_plan *plan,
         plan->cluster_size, (long long)plan->num_tokens, plan->num_experts, plan->top_k,
         plan->local_expert_offset, plan->local_num_experts);
   /* Capacities use the global E: maxCgas(5, 2, 4, tile) rows of tile. */
-  int64_t mc = max_cgas(5, 2, 4, g->tile);
+  int64_t mc = t_max_cgas(5, 2, 4, g->tile);
   CHECK(plan->max_padded_rows == mc * g->tile, "%s: max_padded_rows %lld, expected %lld", what,
         (long long)plan->max_padded_rows, (long long)(mc * g->tile));
-  CHECK(plan->max_ctas >= max_cgas(5, 2, g->local, g->tile) * g->cluster &&
+  CHECK(plan->max_ctas >= t_max_cgas(5, 2, g->local, g->tile) * g->cluster &&
             plan->max_ctas <= mc * g->cluster && plan->max_ctas % g->cluster == 0,
         "%s: max_ctas %lld", what, (long long)plan->max_ctas);
   CHECK(hp->num_ctas == g->n, "%s: num_ctas %d, expected %d", what, hp->num_ctas, g->n);

@@ -425,6 +425,81 @@ static void thread_determinism(void) {
   free_data(&d);
 }
 
+/* moe_forward (default config) equals routing_prepare + run with that config, bit for bit. */
+static void forward_matches(void) {
+  mcase c;
+  memset(&c, 0, sizeof c);
+  c.act = MOE_ACTIVATION_GEGLU;
+  c.method = MOE_ROUTING_RENORMALIZE;
+  c.E = 16;
+  c.K = 3;
+  c.o = 2;
+  c.El = 9;
+  c.T = 45;
+  c.H = 128;
+  c.I = 64;
+  c.gemm_bias = 1;
+  c.finalize = 1;
+  c.seed = 4711;
+  mdata d;
+  make_data(&c, &d);
+  moe_runner *r = cpu_runner(c.act);
+  moe_problem p;
+  t_problem(&p, c.E, c.T, c.K, c.o, c.El, c.H, c.I);
+  int32_t cfg = -1;
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  if (CHECK_OK(moe_runner_get_default_config(r, &p, &cfg)) ||
+      CHECK_OK(moe_runner_describe_config(r, cfg, &info))) {
+    free_data(&d);
+    return;
+  }
+  c.tile = info.tile;
+  c.C = info.cluster_size;
+  host_plan hp;
+  moe_plan plan;
+  uint16_t *ref = NULL;
+  if (run_backend(r, MOE_BACKEND_CPU, &c, &d, cfg, &hp, &plan, &ref, 0) == 0) {
+    t_ws ws;
+    t_moe_in in = to_in(&d);
+    t_weights w = {NULL, NULL};
+    if (!CHECK_OK(t_ws_alloc(r, MOE_BACKEND_CPU, &p, cfg, &ws)) &&
+        !CHECK_OK(t_weights_prepare(r, MOE_BACKEND_CPU, &p, c.act, &in, &w))) {
+      ttensor *lg = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){c.T, c.E}, d.logits);
+      ttensor *hid = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){c.T, c.H}, d.hidden);
+      ttensor *b1 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){c.El, 2 * c.I}, d.b1);
+      ttensor *b2 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){c.El, c.H}, d.b2);
+      ttensor *out = tt_new(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){c.T, c.H});
+      tmem_poison(MOE_BACKEND_CPU, out->t.data, out->bytes);
+      moe_routing_args ra;
+      moe_routing_args_init(&ra, MOE_ROUTING_ARGS_VERSION);
+      ra.logits = &lg->t;
+      moe_run_args rn;
+      moe_run_args_init(&rn, MOE_RUN_ARGS_VERSION);
+      rn.hidden_states = &hid->t;
+      rn.gemm1_weights = &w.w1->t;
+      rn.gemm2_weights = &w.w2->t;
+      rn.gemm1_bias = &b1->t;
+      rn.gemm2_bias = &b2->t;
+      rn.output = &out->t;
+      if (!CHECK_OK(moe_forward(r, &p, &ra, &rn, ws.ptr, ws.bytes, NULL)))
+        CHECK(memcmp(out->t.data, ref, (size_t)(c.T * c.H) * 2) == 0,
+              "moe_forward differs from prepare + run with the default config");
+      tt_free(lg);
+      tt_free(hid);
+      tt_free(b1);
+      tt_free(b2);
+      tt_free(out);
+    }
+    t_weights_free(&w);
+    t_ws_free(&ws);
+  }
+  free(ref);
+  t_free_plan(&hp);
+  free_data(&d);
+}
+
 #ifdef MOE_TEST_WITH_CUDA
 static void gpu_case(moe_runner *gr, const mcase *c, int32_t cfg) {
   char cs[400];
@@ -556,6 +631,7 @@ int main(void) {
       "%.3g (exact reference, bound %.0e), %.3g (rounded reference, bound %.0e)\n",
       g_cases, g_max_err[0], BOUND_EXACT, g_max_err[1], BOUND_ROUNDED);
   thread_determinism();
+  forward_matches();
 #ifdef MOE_TEST_WITH_CUDA
   if (!t_have_cuda())
     printf("SKIP: no CUDA device\n");

@@ -56,11 +56,6 @@ typedef struct tinputs {
   double *b; /* [E] bias as double (0 if none) */
 } tinputs;
 
-static int64_t max_cgas(int64_t T, int64_t K, int64_t E, int64_t tile) {
-  int64_t n = T * K, f = n < E ? n : E;
-  return f + (n - f) / tile;
-}
-
 static int is_local(const tcase *c, int32_t e) {
   return e >= c->o && e < c->o + c->El;
 }
@@ -404,12 +399,12 @@ static void check_plan(const tcase *c, const tinputs *in, const moe_plan *plan, 
         "%s: plan descriptor fields", cs);
   /* capacities of this call's plan: global-E bound for this T (the workspace, sized for
      T_max >= T, holds them) */
-  int64_t mc_t = max_cgas(T, K, E, tile);
+  int64_t mc_t = t_max_cgas(T, K, E, tile);
   CHECK(plan->max_padded_rows == mc_t * tile,
         "%s: max_padded_rows %lld, expected maxCgas(T, K, E, tile)*tile = %lld", cs,
         (long long)plan->max_padded_rows, (long long)(mc_t * tile));
   CHECK(plan->max_ctas % C == 0 && plan->max_ctas <= mc_t * C &&
-            plan->max_ctas >= max_cgas(T, K, c->El, tile) * C,
+            plan->max_ctas >= t_max_cgas(T, K, c->El, tile) * C,
         "%s: max_ctas %lld", cs, (long long)plan->max_ctas);
 
   /* ids and weights */
@@ -453,7 +448,7 @@ static void check_plan(const tcase *c, const tinputs *in, const moe_plan *plan, 
   if (hp->permuted_size != P || hp->num_ctas != N) goto out;
   /* property 1 */
   {
-    int64_t mc = max_cgas(T, K, E, tile);
+    int64_t mc = t_max_cgas(T, K, E, tile);
     CHECK(N % C == 0 && P == tile * N / C && P <= mc * tile && N <= mc * C,
           "%s: property 1 (N %lld P %lld maxCgas %lld)", cs, (long long)N, (long long)P,
           (long long)mc);
@@ -833,7 +828,7 @@ static void overflow_suite(void) {
     info.version = MOE_CONFIG_INFO_VERSION;
     moe_runner_describe_config(g_cpu, cfgs[i], &info);
     /* a valid config must have a representable capacity */
-    int64_t cap = max_cgas(p.num_tokens, 8, 256, info.tile) * info.tile;
+    int64_t cap = t_max_cgas(p.num_tokens, 8, 256, info.tile) * info.tile;
     CHECK(cap <= INT32_MAX, "config %d (tile %d) listed valid with capacity %lld", cfgs[i],
           info.tile, (long long)cap);
     s = moe_runner_get_workspace_size(g_cpu, &p, cfgs[i], &bytes);
@@ -860,7 +855,7 @@ static void overflow_suite(void) {
   t_problem(&p, 256, 1 << 20, 8, 0, 256, 64, 64);
   bytes = 0;
   CHECK_OK(moe_runner_get_workspace_size(g_cpu, &p, cfg8, &bytes));
-  int64_t rows = max_cgas(1 << 20, 8, 256, 8) * 8;
+  int64_t rows = t_max_cgas(1 << 20, 8, 256, 8) * 8;
   CHECK((int64_t)bytes >= rows * (64 + 64) * 2, "workspace %zu bytes < GEMM buffers", bytes);
 }
 

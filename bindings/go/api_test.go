@@ -175,3 +175,25 @@ func TestBufferTooSmallForShape(t *testing.T) {
 	_, err := HostTensor(b, F32, 5)
 	wantStatus(t, err, StatusInvalidArgument)
 }
+
+func TestAutotune(t *testing.T) {
+	r := cpuRunner(t)
+	defer r.Close()
+	s := setup(t, r)
+	ra := NewRoutingArgs()
+	ra.Logits = s.logits
+	res, err := r.Autotune(apiP, ra, &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1,
+		Gemm2Weights: s.w2}, nil, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, _ := r.ValidConfigs(apiP)
+	if len(res) != len(cfgs) {
+		t.Fatalf("%d timed, %d valid", len(res), len(cfgs))
+	}
+	for i := 1; i < len(res); i++ {
+		if res[i-1].TimeUs > res[i].TimeUs {
+			t.Fatal("not fastest first")
+		}
+	}
+}

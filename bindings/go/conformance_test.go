@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moe-trtllm/moe-trtllm/bindings/go/internal/cudart"
 )
 
 var caseKeys = map[string]bool{"name": true, "method": true, "input": true, "logits_dtype": true,
@@ -157,6 +159,54 @@ func (f *fnv) hex() string { return fmt.Sprintf("%016x", f.h) }
 
 type outcome struct {
 	plan, output string
+	rows         []uint16 // the digested output values (bf16 bits)
+}
+
+// placer puts test tensors where the backend reads them: host (CPU) or device (CUDA, through
+// cudart loaded at test time).
+type placer struct {
+	gpu  bool
+	devs []uintptr
+	err  error
+}
+
+func (pl *placer) place(t *Tensor) *Tensor {
+	if !pl.gpu || t == nil || pl.err != nil {
+		return t
+	}
+	n := int(elems(t.Shape)) * t.DType.Size()
+	p, err := cudart.Malloc(n)
+	if err == nil {
+		pl.devs = append(pl.devs, p)
+		err = cudart.CopyToDevice(p, t.host.ptr, n)
+	}
+	if err != nil {
+		pl.err = err
+		return t
+	}
+	return DeviceTensor(p, 0, t.DType, t.Shape...)
+}
+
+func (pl *placer) zeros(d DType, shape ...int64) *Tensor {
+	return pl.place(NewHostTensor(d, shape...))
+}
+
+func (pl *placer) download(t *Tensor) []uint16 {
+	if !pl.gpu {
+		return t.Buffer().Uint16s()
+	}
+	h := NewHostTensor(t.DType, t.Shape...)
+	if err := cudart.CopyToHost(h.host.ptr, t.device, h.host.Len()); err != nil && pl.err == nil {
+		pl.err = err
+	}
+	return h.Buffer().Uint16s()
+}
+
+func (pl *placer) free() {
+	for _, p := range pl.devs {
+		cudart.Free(p)
+	}
+	pl.devs = nil
 }
 
 func chooseConfig(r *Runner, p Problem, tile, cluster int) (int, error) {
@@ -178,7 +228,12 @@ func chooseConfig(r *Runner, p Problem, tile, cluster int) (int, error) {
 }
 
 // runCase runs a case on the CPU backend.
-func runCase(c confCase) (outcome, error) {
+func runCase(c confCase) (outcome, error) { return runCaseOn(c, false) }
+
+// runCaseOn runs a case on the CPU backend, or on the CUDA backend with device tensors.
+func runCaseOn(c confCase, gpu bool) (outcome, error) {
+	pl := &placer{gpu: gpu}
+	defer pl.free()
 	T, E, K, H, I := c.n("T", 0), c.n("E", 0), c.n("K", 0), c.n("H", 0), c.n("I", 0)
 	el := c.n("local", 0)
 	if el == 0 {
@@ -265,8 +320,18 @@ func runCase(c confCase) (outcome, error) {
 		run.Gemm1Alpha, run.Gemm1Beta, run.Gemm1ClampLimit = al, be, cl
 	}
 
+	ra.Logits, ra.Bias = pl.place(ra.Logits), pl.place(ra.Bias)
+	ra.TopkIDs, ra.TopkWeights = pl.place(ra.TopkIDs), pl.place(ra.TopkWeights)
+	ra.TopkPacked = pl.place(ra.TopkPacked)
+	run.Gemm1Bias, run.Gemm2Bias = pl.place(run.Gemm1Bias), pl.place(run.Gemm2Bias)
+	run.Gemm1Alpha, run.Gemm1Beta = pl.place(run.Gemm1Alpha), pl.place(run.Gemm1Beta)
+	run.Gemm1ClampLimit = pl.place(run.Gemm1ClampLimit)
+
 	o := DefaultOptions()
 	o.Backend, o.Activation = BackendCPU, act
+	if gpu {
+		o.Backend = BackendCUDA
+	}
 	r, err := NewRunner(o)
 	if err != nil {
 		return outcome{}, err
@@ -280,17 +345,34 @@ func runCase(c confCase) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
-	ws := NewHostBuffer(wsBytes)
-	defer ws.Close()
-	w1, err := r.PrepareWeightsHost(p, WeightsGemm1, genBF16(seed, 4, 8, el, f*I, H))
+	prep := func(which int, canon *Tensor) (*Tensor, error) {
+		n, err := r.WeightsPreparedSize(p, which)
+		if err != nil {
+			return nil, err
+		}
+		dst := pl.zeros(U8, int64(n))
+		return dst, r.PrepareWeights(p, which, pl.place(canon), dst, 0)
+	}
+	w1, err := prep(WeightsGemm1, genBF16(seed, 4, 8, el, f*I, H))
 	if err != nil {
 		return outcome{}, err
 	}
-	w2, err := r.PrepareWeightsHost(p, WeightsGemm2, genBF16(seed, 5, 8, el, H, I))
+	w2, err := prep(WeightsGemm2, genBF16(seed, 5, 8, el, H, I))
 	if err != nil {
 		return outcome{}, err
 	}
-	plan, err := r.PrepareRouting(p, cfg, ra, ws)
+	var plan *Plan
+	if gpu {
+		ws := pl.zeros(U8, int64(wsBytes))
+		plan, err = r.PrepareRoutingDevice(p, cfg, ra, ws.device, wsBytes, 0)
+	} else {
+		ws := NewHostBuffer(wsBytes)
+		defer ws.Close()
+		plan, err = r.PrepareRouting(p, cfg, ra, ws)
+	}
+	if pl.err != nil {
+		return outcome{}, pl.err
+	}
 	if err != nil {
 		return outcome{}, err
 	}
@@ -303,8 +385,8 @@ func runCase(c confCase) (outcome, error) {
 	if !fin {
 		rows = plan.MaxPaddedRows()
 	}
-	out := NewHostTensor(BF16, rows, H)
-	run.HiddenStates, run.Gemm1Weights, run.Gemm2Weights = genBF16(seed, 3, 6, T, H), w1, w2
+	out := pl.zeros(BF16, rows, H)
+	run.HiddenStates, run.Gemm1Weights, run.Gemm2Weights = pl.place(genBF16(seed, 3, 6, T, H)), w1, w2
 	if fin {
 		run.Output = out
 	} else {
@@ -344,17 +426,22 @@ func runCase(c confCase) (outcome, error) {
 		return outcome{}, err
 	}
 	od := newFnv()
-	ov := out.Buffer().Uint16s()
+	ov := pl.download(out)
+	if pl.err != nil {
+		return outcome{}, pl.err
+	}
+	var rowsOut []uint16
 	if fin {
-		od.u16s(ov)
+		rowsOut = ov
 	} else {
 		for row := int64(0); row < int64(P); row++ {
 			if p2t[row] >= 0 {
-				od.u16s(ov[row*H : (row+1)*H])
+				rowsOut = append(rowsOut, ov[row*H:(row+1)*H]...)
 			}
 		}
 	}
-	return outcome{plan: d.hex(), output: od.hex()}, nil
+	od.u16s(rowsOut)
+	return outcome{plan: d.hex(), output: od.hex(), rows: append([]uint16(nil), rowsOut...)}, nil
 }
 
 func TestConformanceCPU(t *testing.T) {
@@ -397,5 +484,55 @@ func TestConformanceGPU(t *testing.T) {
 	if n == 0 {
 		t.Skip("no CUDA device (moe_cuda_device_count() == 0)")
 	}
-	t.Skip("the Go tests have no CUDA allocator for device tensors (device pointers come from the caller)")
+	if err := cudart.Load(); err != nil {
+		t.Skip(err.Error())
+	}
+	cases, err := parseCases(casesPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		c := c
+		t.Run(c.s("name", "?"), func(t *testing.T) {
+			if st := c.s("status", "ok"); st != "ok" {
+				_, err := runCaseOn(c, true)
+				e, ok := err.(*Error)
+				if !ok || e.StatusName() != st || e.Message == "" {
+					t.Fatalf("expected %s with a message, got %v", st, err)
+				}
+				return
+			}
+			cpu, err := runCase(c)
+			if err != nil {
+				t.Fatal("cpu:", err)
+			}
+			gpu, err := runCaseOn(c, true)
+			if err != nil {
+				t.Fatal("gpu:", err)
+			}
+			if gpu.plan != c.s("plan", "") {
+				t.Errorf("GPU plan digest %s != expected %s", gpu.plan, c.s("plan", ""))
+			}
+			if len(gpu.rows) != len(cpu.rows) {
+				t.Fatalf("GPU output has %d values, CPU %d", len(gpu.rows), len(cpu.rows))
+			}
+			var num, den float64
+			for i := range cpu.rows {
+				x := float64(math.Float32frombits(uint32(cpu.rows[i]) << 16))
+				y := float64(math.Float32frombits(uint32(gpu.rows[i]) << 16))
+				if math.IsNaN(y) || math.IsInf(y, 0) {
+					t.Fatalf("GPU output not finite at %d", i)
+				}
+				num += (y - x) * (y - x)
+				den += x * x
+			}
+			rel := math.Sqrt(num)
+			if den > 0 {
+				rel = math.Sqrt(num / den)
+			}
+			if rel > 1e-2 {
+				t.Errorf("||gpu-cpu||/||cpu|| = %g > 1e-2", rel)
+			}
+		})
+	}
 }

@@ -751,3 +751,64 @@ func (r *Runner) Forward(p Problem, routing *RoutingArgs, args *RunArgs, ws *Hos
 	}
 	return run.Output, nil
 }
+
+// Tuned is one timed config of Autotune.
+type Tuned struct {
+	Config int
+	TimeUs float32
+}
+
+// Autotune times every valid config (moe_runner_autotune: prepare + run, median of iterations)
+// and returns them fastest first. With ws nil a host workspace large enough for every valid
+// config is allocated; with args.Output nil a host output is allocated. Synchronises.
+func (r *Runner) Autotune(p Problem, routing *RoutingArgs, args *RunArgs, ws *HostBuffer, iterations int) ([]Tuned, error) {
+	cfgs, err := r.ValidConfigs(p)
+	if err != nil {
+		return nil, err
+	}
+	if ws == nil {
+		n := 0
+		for _, c := range cfgs {
+			w, err := r.WorkspaceSize(p, c)
+			if err != nil {
+				return nil, err
+			}
+			if w > n {
+				n = w
+			}
+		}
+		ws = NewHostBuffer(n)
+		defer ws.Close()
+	}
+	run := *args
+	if run.Output == nil {
+		run.Output = NewHostTensor(BF16, p.NumTokens, p.HiddenSize)
+	}
+	capacity := len(cfgs)
+	out := NewHostBuffer(8 * (capacity + 1))
+	defer out.Close()
+	cfgPtr := (*C.int32_t)(out.ptr)
+	timePtr := (*C.float)(unsafe.Add(out.ptr, 4*(capacity+1)))
+	var a arena
+	defer a.free()
+	cp, cr, ca := p.c(), routing.c(&a), run.c(&a)
+	var n C.int32_t
+	err = call(func() C.moe_status_t {
+		return C.moe_runner_autotune(r.ptr, cp, cr, ca, ws.ptr, C.size_t(ws.Len()),
+			C.int32_t(iterations), cfgPtr, timePtr, C.int32_t(capacity), &n, nil)
+	})
+	runtime.KeepAlive(r)
+	runtime.KeepAlive(routing)
+	runtime.KeepAlive(&run)
+	runtime.KeepAlive(ws)
+	if err != nil {
+		return nil, err
+	}
+	cv := out.Int32s()
+	tv := unsafe.Slice((*float32)(unsafe.Pointer(timePtr)), capacity)
+	res := make([]Tuned, 0, int(n))
+	for i := 0; i < int(n); i++ {
+		res = append(res, Tuned{Config: int(cv[i]), TimeUs: tv[i]})
+	}
+	return res, nil
+}

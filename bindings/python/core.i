@@ -108,6 +108,18 @@ static int moe_py_tensor(PyObject *obj, PyObject **cap, DLTensor *out) {
     out->dtype.bits = (uint8_t)bits;
     out->dtype.lanes = 1;
   }
+  /* Strides: an empty tensor has no layout (numpy 2 exports zero strides for it), so drop them;
+     compact strides (size-1 dims may carry any stride) are dropped too, as DLPack allows. */
+  if (out->strides) {
+    int64_t numel = 1, expect = 1;
+    int compact = 1;
+    for (int32_t i = 0; i < out->ndim; ++i) numel *= out->shape[i];
+    for (int32_t i = out->ndim - 1; i >= 0; --i) {
+      if (out->shape[i] != 1 && out->strides[i] != expect) compact = 0;
+      expect *= out->shape[i];
+    }
+    if (numel == 0 || compact) out->strides = NULL;
+  }
   *cap = c;
   return 0;
 }
@@ -180,6 +192,7 @@ typedef struct moe_plan {} moe_plan;
 %thread moe_b_routing_prepare;
 %thread moe_b_run;
 %thread moe_b_forward;
+%thread moe_b_autotune;
 %thread moe_b_plan_read;
 %thread moe_b_plan_read_count;
 

@@ -14,6 +14,7 @@ if [ ! -f "$build/libmoe_trtllm.so" ]; then
     -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_TESTS=OFF -DMOE_BUILD_BENCH=OFF >/dev/null
   cmake --build "$build" -j "$(nproc)"
 fi
+build=$(cd "$build" && pwd)
 py=${PYTHON:-python3}
 pkg=$(mktemp -d)/moe_trtllm
 mkdir -p "$pkg"
@@ -21,5 +22,5 @@ cp bindings/python/moe_trtllm/*.py "$wrap/core.py" "$pkg/"
 inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 ext=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 cc -O2 -shared -fPIC -I"$inc" -Iinclude -Ibindings/swig "$wrap/core_wrap.c" \
-  -L"$build" -lmoe_trtllm -Wl,-rpath,"$PWD/$build" -o "$pkg/_core$ext"
+  -L"$build" -lmoe_trtllm -Wl,-rpath,"$build" -o "$pkg/_core$ext"
 PYTHONPATH=$(dirname "$pkg") "$py" -m pytest -q -p no:cacheprovider bindings/python/tests -rs

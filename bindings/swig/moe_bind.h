@@ -366,6 +366,54 @@ static inline void moe_b_forward(
                           (size_t)moe_b_tensor_bytes(workspace), stream));
 }
 
+/* Times every valid config (moe_runner_autotune); writes them fastest first into the int32 host
+ * tensor configs_out (capacity = its element count) and their times into the fp32 host tensor
+ * times_out (optional); returns how many were timed. */
+static inline int32_t moe_b_autotune(
+    moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t method, const DLTensor *logits, const DLTensor *bias,
+    const DLTensor *topk_ids, const DLTensor *topk_weights, const DLTensor *topk_packed,
+    int32_t n_group, int32_t topk_group, float routed_scaling_factor, int32_t do_finalize,
+    const DLTensor *hidden_states, const DLTensor *gemm1_weights, const DLTensor *gemm2_weights,
+    const DLTensor *gemm1_bias, const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
+    const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit, const DLTensor *output,
+    const DLTensor *permuted_output, int32_t enable_pdl, const DLTensor *workspace,
+    int32_t iterations, const DLTensor *configs_out, const DLTensor *times_out,
+    moe_cuda_stream_t stream) {
+  moe_problem p = MOE_B_PROBLEM;
+  moe_routing_args ra;
+  moe_run_args a;
+  int32_t count = 0, capacity;
+  if (!workspace || !configs_out) {
+    moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "workspace/configs: expected tensors, got None/null");
+    return 0;
+  }
+  capacity = (int32_t)(moe_b_tensor_bytes(configs_out) / 4);
+  if (times_out && moe_b_tensor_bytes(times_out) / 4 < capacity) {
+    moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "times: expected at least as many elements as configs");
+    return 0;
+  }
+  moe_routing_args_init(&ra, MOE_ROUTING_ARGS_VERSION);
+  ra.method = method;
+  ra.logits = logits;
+  ra.bias = bias;
+  ra.topk_ids = topk_ids;
+  ra.topk_weights = topk_weights;
+  ra.topk_packed = topk_packed;
+  ra.n_group = n_group;
+  ra.topk_group = topk_group;
+  ra.routed_scaling_factor = routed_scaling_factor;
+  ra.enable_pdl = enable_pdl;
+  moe_b_run_args(&a, do_finalize, hidden_states, gemm1_weights, gemm2_weights, gemm1_bias,
+                 gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, permuted_output,
+                 enable_pdl);
+  if (moe_b_check(moe_runner_autotune(
+          r, &p, &ra, &a, moe_b_tensor_ptr(workspace), (size_t)moe_b_tensor_bytes(workspace),
+          iterations, (int32_t *)moe_b_tensor_ptr(configs_out),
+          times_out ? (float *)moe_b_tensor_ptr(times_out) : NULL, capacity, &count, stream)))
+    return 0;
+  return count;
+}
+
 /* ---- plan ------------------------------------------------------------------------------- */
 
 /* Field of a plan descriptor: 0 config, 1 tile, 2 cluster_size, 3 num_tokens, 4 max_padded_rows,

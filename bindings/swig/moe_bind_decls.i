@@ -117,6 +117,21 @@ void moe_b_forward(moe_runner *r, int32_t num_experts, int64_t num_tokens, int32
                    const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit,
                    const DLTensor *output, const DLTensor *permuted_output, int32_t enable_pdl,
                    const DLTensor *workspace, moe_cuda_stream_t stream);
+int32_t moe_b_autotune(moe_runner *r, int32_t num_experts, int64_t num_tokens, int32_t top_k,
+                       int32_t local_expert_offset, int32_t local_num_experts,
+                       int64_t hidden_size, int64_t intermediate_size, int32_t method,
+                       const DLTensor *logits, const DLTensor *bias, const DLTensor *topk_ids,
+                       const DLTensor *topk_weights, const DLTensor *topk_packed,
+                       int32_t n_group, int32_t topk_group, float routed_scaling_factor,
+                       int32_t do_finalize, const DLTensor *hidden_states,
+                       const DLTensor *gemm1_weights, const DLTensor *gemm2_weights,
+                       const DLTensor *gemm1_bias, const DLTensor *gemm2_bias,
+                       const DLTensor *gemm1_alpha, const DLTensor *gemm1_beta,
+                       const DLTensor *gemm1_clamp_limit, const DLTensor *output,
+                       const DLTensor *permuted_output, int32_t enable_pdl,
+                       const DLTensor *workspace, int32_t iterations,
+                       const DLTensor *configs_out, const DLTensor *times_out,
+                       moe_cuda_stream_t stream);
 int64_t moe_b_plan_field(const moe_plan *plan, int32_t field);
 int64_t moe_b_plan_read_count(const moe_runner *r, const moe_plan *plan,
                               const DLTensor *workspace, int32_t table,

@@ -76,13 +76,20 @@ cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k) {
   return cudaSuccess;
 }
 
-cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t grid_x, int64_t grid_y,
-                        const CUtensorMap &tw, const CUtensorMap &tx, const GroupedGemmParams &p,
-                        bool pdl, cudaStream_t stream) {
-  if (grid_x <= 0 || grid_y <= 0) return cudaSuccess;
-  if (grid_x > 0x7FFFFFFFLL || grid_y > 65535) return cudaErrorInvalidConfiguration;
+/* M tiles per rasterisation group: ~132 resident CTAs cover group_m M tiles x a few token CTAs. */
+constexpr int64_t kGroupM = 16;
+
+cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_ctas,
+                        int64_t m_tiles, const CUtensorMap &tw, const CUtensorMap &tx,
+                        GroupedGemmParams p, bool pdl, cudaStream_t stream) {
+  if (launch_ctas <= 0 || m_tiles <= 0) return cudaSuccess;
+  const int64_t grid_x = launch_ctas * m_tiles;
+  if (grid_x > 0x7FFFFFFFLL) return cudaErrorInvalidConfiguration;
+  p.m_tiles = static_cast<int32_t>(m_tiles);
+  p.token_clusters = static_cast<int32_t>(launch_ctas / cluster);
+  p.group_m = static_cast<int32_t>(m_tiles < kGroupM ? m_tiles : kGroupM);
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), 1);
+  cfg.gridDim = dim3(static_cast<unsigned>(grid_x), 1, 1);
   cfg.blockDim = dim3(static_cast<unsigned>(k.threads), 1, 1);
   cfg.dynamicSmemBytes = static_cast<size_t>(k.smem_bytes);
   cfg.stream = stream;

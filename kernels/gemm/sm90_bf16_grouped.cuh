@@ -5,9 +5,10 @@
  * operand A) of one expert times N = ctaTile permuted token rows (the wgmma N operand B), over
  * the full K (H for GEMM1, I for GEMM2) in 64-element stages with 128-byte swizzle.
  *
- *   grid.x = launch_ctas (token CTAs of the routing plan, multiple of C), cluster {C, 1, 1}
- *   grid.y = ceil(weight rows per expert / BLOCK_M)
- *   CTA x: expert = cta_to_batch[x], permuted rows [x*N, min((x+1)*N, cta_to_mn_limit[x])).
+ *   grid.x = launch_ctas * m_tiles (1-D), cluster {C, 1, 1}; m_tiles = ceil(w_rows / BLOCK_M).
+ *   Cluster id -> (token cluster tc, M tile) with M tiles fastest inside groups of group_m
+ *   (L2-friendly order); token CTA j = tc*C + cluster rank.
+ *   CTA j: expert = cta_to_batch[j], permuted rows [j*N, min((j+1)*N, cta_to_mn_limit[j])).
  *
  * Roles (warp-specialised): BLOCK_M/64 consumer warpgroups (64 weight rows each) issue wgmma and
  * run the epilogue; one producer warpgroup whose first warp issues the TMA loads:
@@ -15,10 +16,11 @@
  *     cluster (each CTA ends up with the full BLOCK_M x 64 tile);
  *   - tokens, GEMM1: gathered rows permuted_to_token[r] of hidden [T, H] by 16-byte cp.async
  *     from all 128 producer threads, written in the 128B-swizzled layout (rows at or past
- *     mn_limit, and padding rows -1, are zero-filled without a read). Each thread keeps
- *     kGatherLag stages of copies in flight, then cp.async.wait_group + fence.proxy.async +
- *     mbarrier.arrive (full[s] counts 1 + 128 arrivals). A per-row 2-D TMA box {64, 1} was the
- *     first version: correct, but TMA issue-bound (~64 cycles a box per SM, ~60 TFLOP/s cap).
+ *     mn_limit, and padding rows -1, are zero-filled without a read). Each thread ends a stage
+ *     with cp.async.mbarrier.arrive.noinc (full[s] counts 1 + 128 arrivals, no thread blocks);
+ *     consumers do fence.proxy.async after the full wait, before wgmma reads the rows. A per-row
+ *     2-D TMA box {64, 1} was the first version: correct, but TMA issue-bound (~64 cycles a box
+ *     per SM, ~60 TFLOP/s cap).
  *   - tokens, GEMM2: the CTA's rows of gemm1_out are contiguous: one 2-D TMA box {64, N} per
  *     stage; rows past mn_limit feed only accumulator columns that are never stored.
  * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
@@ -40,6 +42,7 @@
 #include <stdint.h>
 
 #include "../../include/moe_trtllm.h"
+#include "../moe_math.h"
 #include "../ptx/cluster.cuh"
 #include "../ptx/mbarrier.cuh"
 #include "../ptx/pdl.cuh"
@@ -69,6 +72,9 @@ struct GroupedGemmParams {
   int32_t bias_stride; /* bias elements per expert */
   int32_t activation;  /* MOE_ACTIVATION_* (GEMM1); ignored by GEMM2 */
   int32_t gated;       /* GEMM1 with SwiGLU / GeGLU */
+  int32_t m_tiles;        /* ceil(w_rows / BLOCK_M) */
+  int32_t token_clusters; /* launch_ctas / C */
+  int32_t group_m;        /* M tiles per rasterisation group (1..m_tiles) */
 };
 
 template <int BLOCK_M, int N, int C, int STAGES>
@@ -88,31 +94,34 @@ struct GroupedGemmTraits {
   static_assert(N * kStagePitch * 2 <= STAGES * kStageBytes, "epilogue staging must fit");
   /* stages, full/empty barriers, GEMM1 gather row table, alignment slack */
   static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + N * 4 + 1024;
-  /* cp.async groups a gathering thread keeps in flight before it arrives on a stage. */
-  static constexpr int kGatherLag = STAGES > 2 ? STAGES - 2 : 1;
   static constexpr int kProducerRegs = 56;  /* 56*128 + 224*256 <= 65536 */
   static constexpr int kConsumerRegs = 224;
   static_assert(kSmemBytes <= 232448, "shared memory budget exceeded");
 };
 
-__device__ __forceinline__ float act_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
+/*
+ * Activations in the operation order of the CPU reference (core/cpu/activation.h): explicitly
+ * rounded mul/add, sigmoid = moe_sigmoidf (kernels/moe_math.h, shared with the CPU backend).
+ * GeGLU uses CUDA's erff (the CPU uses its own series; they differ by about an ulp).
+ */
 __device__ __forceinline__ float act_gated(float x1, float x2, int act, float alpha, float beta,
                                            float limit, bool clamp) {
   if (act == MOE_ACTIVATION_GEGLU) {
-    return x1 * (0.5f * x2 * (1.0f + erff(x2 * 0.70710678118654752440f)));
+    const float e = erff(__fmul_rn(x2, 0.70710678118654752f));
+    return __fmul_rn(x1, __fmul_rn(__fmul_rn(0.5f, x2), __fadd_rn(1.0f, e)));
   }
   if (clamp) {
-    x1 = fminf(fmaxf(x1, -limit), limit);
-    x2 = fminf(x2, limit);
+    x1 = x1 < -limit ? -limit : (x1 > limit ? limit : x1);
+    x2 = x2 > limit ? limit : x2;
   }
-  return x2 * act_sigmoid(alpha * x2) * (x1 + beta);
+  const float sg = moe_sigmoidf(__fmul_rn(alpha, x2));
+  return __fmul_rn(__fmul_rn(x2, sg), __fadd_rn(x1, beta));
 }
 
 __device__ __forceinline__ float act_plain(float x, int act) {
   if (act == MOE_ACTIVATION_RELU2) {
-    float r = fmaxf(x, 0.0f);
-    return r * r;
+    if (x > 0.0f) return __fmul_rn(x, x);
+    return x != x ? x : 0.0f;
   }
   return x;
 }
@@ -157,16 +166,25 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 
   /* Everything below reads data of the routing / previous GEMM stage. */
   ptx::grid_dependency_wait();
-  const int cta = blockIdx.x;
+  /* Rasterisation: cluster id -> (token cluster, M tile), M tiles fastest inside groups of
+   * group_m, so the CTAs resident at once share both weight tiles and token rows in L2. */
+  const int cid = blockIdx.x / C;
+  const int group_size = p.group_m * p.token_clusters;
+  const int group = cid / group_size;
+  const int within = cid - group * group_size;
+  const int m_first = group * p.group_m;
+  const int gm = min(p.group_m, p.m_tiles - m_first);
+  const int tc = within / gm;
+  const int cta = tc * C + static_cast<int>(blockIdx.x % C);
   const int num_ctas = *p.num_ctas;
-  if ((cta / C) * C >= num_ctas) return; /* the whole cluster leaves together */
+  if (tc * C >= num_ctas) return; /* the whole cluster leaves together */
   ptx::launch_dependents();
   if constexpr (C > 1) ptx::cluster_sync(); /* peers' barriers are initialised */
 
   const int expert = p.cta_to_batch[cta];
   const int mn_limit = p.cta_to_mn_limit[cta];
   const int row0 = cta * N;
-  const int m0 = blockIdx.y * BLOCK_M;
+  const int m0 = (m_first + (within - tc * gm)) * BLOCK_M;
   const int k_blocks = p.k_blocks;
 
   if (wg == T::kConsumerWGs) {
@@ -186,7 +204,6 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       }
       ptx::named_barrier_sync(2, 128);
       constexpr int kPerThread = (N * 8 + 127) / 128;
-      constexpr int kLag = T::kGatherLag;
       const int chunk = ptid & 7;                  /* 16-byte chunk of the 128-byte row */
       const int rsub = ptid >> 3;                  /* rows rsub + 16 i */
       const uint32_t swz = ((chunk ^ (rsub & 7)) << 4);
@@ -215,22 +232,14 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
             ptx::cp_async_16(b_base + s * T::kBBytes + r * 128 + swz, src, tok >= 0 ? 16u : 0u);
           }
         }
-        ptx::cp_async_commit();
-        if (kb >= kLag) {
-          ptx::cp_async_wait<kLag>();
-          ptx::fence_proxy_async_smem();
-          ptx::mbar_arrive(&full[(kb - kLag) % STAGES]);
-        }
+        /* Non-blocking: the barrier gets this thread's arrival when its copies landed. */
+        ptx::cp_async_mbar_arrive_noinc(&full[s]);
         if (++s == STAGES) {
           s = 0;
           ph ^= 1u;
         }
       }
       ptx::cp_async_wait<0>();
-      ptx::fence_proxy_async_smem();
-      for (int kb = k_blocks > kLag ? k_blocks - kLag : 0; kb < k_blocks; ++kb) {
-        ptx::mbar_arrive(&full[kb % STAGES]);
-      }
     } else {
       /* GEMM2: the CTA's rows of gemm1_out are contiguous: one {64, N} box per stage. Rows past
        * mn_limit only feed accumulator columns that are never stored. */
@@ -268,6 +277,9 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     uint32_t ph = 0;
     for (int kb = 0; kb < k_blocks; ++kb) {
       ptx::mbar_wait(&full[s], ph);
+      /* GEMM1's token rows were written by cp.async (generic proxy): order them before the
+       * async-proxy reads of wgmma. */
+      if constexpr (GEMM1) ptx::fence_proxy_async_smem();
       ptx::wgmma_fence_operand(d);
       ptx::wgmma_fence();
 #pragma unroll
@@ -333,7 +345,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       for (int j = 0; j < N / 8; ++j) {
 #pragma unroll
         for (int q = 0; q < 2; ++q) {
-          const float y = act_gated(d[4 * j + q] + b_up, d[4 * j + 2 + q] + b_gate, act, alpha,
+          const float y = act_gated(__fadd_rn(d[4 * j + q], b_up), __fadd_rn(d[4 * j + 2 + q], b_gate), act, alpha,
                                     beta, limit, clamp);
           stage[(8 * j + cbase + q) * T::kStagePitch + f_local] = f32_to_bf16_bits(y);
         }
@@ -356,7 +368,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
         for (int h = 0; h < 2; ++h) {
 #pragma unroll
           for (int q = 0; q < 2; ++q) {
-            const float y = act_plain(d[4 * j + 2 * h + q] + bias_v[h], act);
+            const float y = act_plain(__fadd_rn(d[4 * j + 2 * h + q], bias_v[h]), act);
             stage[(8 * j + cbase + q) * T::kStagePitch + rbase + 8 * h] = f32_to_bf16_bits(y);
           }
         }

@@ -14,7 +14,9 @@ namespace ptx {
 /* Shared::cluster address of `local_smem_addr` (a shared::cta address) in CTA `rank`. */
 __device__ __forceinline__ uint32_t map_shared_rank(uint32_t local_smem_addr, uint32_t rank) {
   uint32_t r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(local_smem_addr), "r"(rank));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
+               : "=r"(r)
+               : "r"(local_smem_addr), "r"(rank));
   return r;
 }
 

@@ -16,6 +16,12 @@
 namespace moe {
 namespace routing {
 
+/* moe_sigmoidf with the division 1/d as a correctly rounded reciprocal: the same IEEE result
+ * (both round the exact 1/d to nearest even), fewer instructions. */
+__device__ __forceinline__ float sigmoid_exact(float x) {
+  return __frcp_rn(MOE_FADD(1.0f, moe_expf(-x)));
+}
+
 struct DeepSeekMethod {
   static constexpr bool kWarpSmem = true;
 
@@ -28,13 +34,16 @@ struct DeepSeekMethod {
     for (int i = 0; i < P; ++i) {
       const int e = i * 32 + lane;
       const float b = (p.bias != nullptr && e < E) ? load_value_rt(p.bias, p.bias_bf16, e) : 0.0f;
-      vb[i] = MOE_FADD(moe_sigmoidf(vb[i]), b);
+      vb[i] = MOE_FADD(sigmoid_exact(vb[i]), b);
     }
     uint32_t key[P];
     const int ng = p.n_group, tg = p.topk_group;
+    int id = 0;
+    bool done = false;
     if (ng > 1 && tg < ng) {
       const int G = E / ng;
-      __syncwarp(); /* previous token's readers are done with wsm */
+      const uint32_t gm = (uint32_t)p.group_mul; /* x / G == (x * gm) >> 21 for x < 4096 */
+      __syncwarp();                              /* previous token's readers are done with wsm */
 #pragma unroll
       for (int i = 0; i < P; ++i) {
         const int e = i * 32 + lane;
@@ -48,6 +57,7 @@ struct DeepSeekMethod {
       const int g = lane >> lg, q = lane & (lpg - 1);
       uint32_t k1 = 0u, k2 = 0u;
       if (g < ng) {
+#pragma unroll 4
         for (int j = q; j < G; j += lpg) {
           const uint32_t kk = topk_key(wsm[pad_idx(g * G + j)]);
           if (kk > k1) {
@@ -72,19 +82,59 @@ struct DeepSeekMethod {
       warp_topk<1>(gk, tg, lane, &gid);
       const uint32_t sel = __reduce_or_sync(kFull, lane < tg ? (1u << gid) : 0u);
       const uint32_t ninf = topk_key(__int_as_float(0xFF800000));
+      if constexpr (P >= 2) {
+        /* Fast path: top-K over the selected groups only, compacted in ascending expert order
+         * (so index ties resolve the same), in P/2 slots per lane. Exact whenever at least K of
+         * them rank above -inf (the value of every unselected expert); else the full path. */
+        const int nc = tg * G;
+        if (nc <= 16 * P) {
+          constexpr int PC = P / 2;
+          uint32_t *ck_s = reinterpret_cast<uint32_t *>(wsm);
+          __syncwarp(); /* group scores have read wsm */
 #pragma unroll
-      for (int i = 0; i < P; ++i) {
-        const uint32_t e = (uint32_t)(i * 32 + lane);
-        const uint32_t ge = (e * (uint32_t)p.group_mul) >> 21; /* e / G, exact for e < 4096 */
-        key[i] = (e < (uint32_t)E) ? (((sel >> ge) & 1u) ? topk_key(vb[i]) : ninf) : 0u;
+          for (int i = 0; i < P; ++i) {
+            const uint32_t e = (uint32_t)(i * 32 + lane);
+            const uint32_t ge = (e * gm) >> 21;
+            if (e < (uint32_t)E && ((sel >> ge) & 1u)) {
+              const uint32_t c = (uint32_t)__popc(sel & ((1u << ge) - 1u)) * G + (e - ge * G);
+              ck_s[pad_idx((int)c)] = topk_key(vb[i]);
+            }
+          }
+          __syncwarp();
+          uint32_t ck[PC];
+          int ok = 0;
+#pragma unroll
+          for (int i = 0; i < PC; ++i) {
+            const int c = i * 32 + lane;
+            ck[i] = c < nc ? ck_s[pad_idx(c)] : 0u;
+            ok += ck[i] > ninf ? 1 : 0;
+          }
+          if ((int)__reduce_add_sync(kFull, (unsigned)ok) >= K) {
+            int cid = 0;
+            warp_topk<PC>(ck, K, lane, &cid);
+            const int r = (int)(((uint32_t)cid * gm) >> 21); /* rank of its group in sel */
+            uint32_t m = sel;
+            for (int j = 0; j < r; ++j) m &= m - 1u;
+            const int gg = __ffs(m) - 1;
+            id = gg * G + (cid - r * G);
+            done = true;
+          }
+        }
+      }
+      if (!done) {
+#pragma unroll
+        for (int i = 0; i < P; ++i) {
+          const uint32_t e = (uint32_t)(i * 32 + lane);
+          const uint32_t ge = (e * gm) >> 21;
+          key[i] = (e < (uint32_t)E) ? (((sel >> ge) & 1u) ? topk_key(vb[i]) : ninf) : 0u;
+        }
       }
     } else {
 #pragma unroll
       for (int i = 0; i < P; ++i) key[i] = (i * 32 + lane < E) ? topk_key(vb[i]) : 0u;
     }
-    int id = 0;
-    warp_topk<P>(key, K, lane, &id);
-    const float sk = moe_sigmoidf(load_value<kBf16>(p.logits, (int64_t)t * E + id));
+    if (!done) warp_topk<P>(key, K, lane, &id);
+    const float sk = sigmoid_exact(load_value<kBf16>(p.logits, (int64_t)t * E + id));
     const float ss = warp_ordered_sum(sk, K);
     const float den = MOE_FADD(ss, 1e-20f);
     write_slot(p, t, lane, id, MOE_FMUL(MOE_FDIV(sk, den), p.scale));

@@ -27,8 +27,10 @@ __global__ void __launch_bounds__(kScanThreads) block_scan_kernel(Params p) {
 
   ptx::grid_dependency_wait();
   int sum = 0;
-  if (valid)
+  if (valid) {
+#pragma unroll 8
     for (int r = r0; r < r1; ++r) sum += p.blk_counts[(size_t)r * nl + e];
+  }
   part[w][lane] = sum;
   __syncthreads();
   if (w == 0) {
@@ -44,6 +46,7 @@ __global__ void __launch_bounds__(kScanThreads) block_scan_kernel(Params p) {
   ptx::launch_dependents();
   if (valid) {
     int run = part[w][lane];
+#pragma unroll 8
     for (int r = r0; r < r1; ++r) {
       int32_t *q = p.blk_counts + (size_t)r * nl + e;
       const int c = *q;

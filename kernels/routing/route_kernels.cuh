@@ -34,8 +34,12 @@ namespace routing {
 
 /* Per-warp float scratch of a policy with kWarpSmem: expert e at pad_idx(e) (one pad word per
  * 32, so a lane walking a group of 32 does not conflict with the others). */
-__host__ __device__ constexpr int warp_smem_floats(int E) { return E + (E >> 5) + 1; }
-__device__ __forceinline__ int pad_idx(int e) { return e + (e >> 5); }
+__host__ __device__ constexpr int warp_smem_floats(int E) {
+  return E + (E >> 5) + 1;
+}
+__device__ __forceinline__ int pad_idx(int e) {
+  return e + (e >> 5);
+}
 
 constexpr int kClusterIds = kClusterMaxTokensPerCta * kMaxTopK;
 /* Fixed shared part of the cluster kernel: cnt, tot, base, off, ctaoff [512], tmp [40], ids. */
@@ -124,7 +128,7 @@ __global__ void __launch_bounds__(NT, 1) cluster_kernel(Params p) {
 }
 
 template <class M, int P, bool kBf16>
-__global__ void __launch_bounds__(kHistThreads) topk_hist_kernel(Params p) {
+__global__ void __launch_bounds__(kHistThreads, P >= 16 ? 2 : 5) topk_hist_kernel(Params p) {
   extern __shared__ __align__(16) float hist_wsm[];
   __shared__ int cnt[kMaxExperts];
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -179,11 +183,16 @@ cudaError_t launch_family_pb(const Params &p, bool single, cudaStream_t s, bool 
 template <class M, bool kBf16>
 cudaError_t launch_family_b(const Params &p, bool single, cudaStream_t s, bool pdl) {
   switch (values_per_lane(p.num_experts)) {
-    case 1: return launch_family_pb<M, 1, kBf16>(p, single, s, pdl);
-    case 2: return launch_family_pb<M, 2, kBf16>(p, single, s, pdl);
-    case 4: return launch_family_pb<M, 4, kBf16>(p, single, s, pdl);
-    case 8: return launch_family_pb<M, 8, kBf16>(p, single, s, pdl);
-    default: return launch_family_pb<M, 16, kBf16>(p, single, s, pdl);
+    case 1:
+      return launch_family_pb<M, 1, kBf16>(p, single, s, pdl);
+    case 2:
+      return launch_family_pb<M, 2, kBf16>(p, single, s, pdl);
+    case 4:
+      return launch_family_pb<M, 4, kBf16>(p, single, s, pdl);
+    case 8:
+      return launch_family_pb<M, 8, kBf16>(p, single, s, pdl);
+    default:
+      return launch_family_pb<M, 16, kBf16>(p, single, s, pdl);
   }
 }
 
@@ -204,9 +213,11 @@ __device__ __forceinline__ void load_logits(const Params &p, int t, int lane, fl
   }
 }
 
-/* Sum of x over lanes 0..n-1 in lane order (every lane gets it). */
+/* Sum of x over lanes 0..n-1 in lane order (every lane gets it). Unrolled so the shuffles
+ * issue ahead of the (sequential, order-fixed) additions. */
 __device__ __forceinline__ float warp_ordered_sum(float x, int n) {
   float s = 0.0f;
+#pragma unroll 8
   for (int k = 0; k < n; ++k) s = MOE_FADD(s, __shfl_sync(kFull, x, k));
   return s;
 }

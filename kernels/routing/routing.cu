@@ -21,7 +21,9 @@ static int64_t max_blocks_for(int64_t max_tokens) {
   return a < b ? a : b;
 }
 
-static inline size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+static inline size_t align256(size_t x) {
+  return (x + 255) & ~(size_t)255;
+}
 
 }  // namespace routing
 }  // namespace moe
@@ -100,9 +102,15 @@ extern "C" int moe_cuda_routing(const moe_k_routing *a, const moe_k_plan *plan, 
     e = launch_preroute(p, single, s, pdl);
   } else {
     switch (a->method) {
-      case MOE_ROUTING_DEEPSEEK_V3: e = launch_deepseek(p, single, s, pdl); break;
-      case MOE_ROUTING_LLAMA4: e = launch_llama4(p, single, s, pdl); break;
-      default: e = launch_renormalize(p, single, s, pdl); break;
+      case MOE_ROUTING_DEEPSEEK_V3:
+        e = launch_deepseek(p, single, s, pdl);
+        break;
+      case MOE_ROUTING_LLAMA4:
+        e = launch_llama4(p, single, s, pdl);
+        break;
+      default:
+        e = launch_renormalize(p, single, s, pdl);
+        break;
     }
   }
   if (e == cudaSuccess && !single) e = launch_plan_multi(p, s, pdl);

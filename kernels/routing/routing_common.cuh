@@ -33,14 +33,14 @@ namespace routing {
 constexpr int kWarp = 32;
 constexpr unsigned kFull = 0xFFFFFFFFu;
 constexpr int kMaxExperts = 512;
-constexpr int kMaxTopK = 22;           /* core/ limits (DeepSeekV3); one slot per lane */
-constexpr int kClusterCtas = 8;        /* small-T path: one cluster of 8 CTAs */
+constexpr int kMaxTopK = 22;    /* core/ limits (DeepSeekV3); one slot per lane */
+constexpr int kClusterCtas = 8; /* small-T path: one cluster of 8 CTAs */
 constexpr int kClusterMaxTokensPerCta = 32;
 constexpr int kSingleMaxTokens = kClusterCtas * kClusterMaxTokensPerCta; /* small path: T <= */
-constexpr int kHistWarps = 8;          /* warps per CTA of topk_hist and scatter */
+constexpr int kHistWarps = 8; /* warps per CTA of topk_hist and scatter */
 constexpr int kHistThreads = kHistWarps * kWarp;
-constexpr int kScanThreads = 1024;     /* block_scan: 32 experts x 32 warps */
-constexpr int kSoftMaxBlocks = 1024;   /* tokens per warp grows until the grid fits this */
+constexpr int kScanThreads = 1024;   /* block_scan: 32 experts x 32 warps */
+constexpr int kSoftMaxBlocks = 1024; /* tokens per warp grows until the grid fits this */
 constexpr int kMaxTokensPerWarp = 32;
 
 /* Method ids inside the routing kernels (MOE_ROUTING_* plus the pre-routed kinds). */

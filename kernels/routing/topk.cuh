@@ -6,9 +6,9 @@
  * (kernels/moe_math.h). Internally a candidate's key is moe_order_key + 1 so that 0 can mean
  * "not a candidate / already taken" (below NaN, which moe_order_key maps to 0).
  *
- * Each round: every lane finds its best remaining candidate (strict > over ascending slots, so
- * the lowest index wins a tie inside a lane), the warp takes the maximum key (redux.sync) and,
- * among lanes holding that key, the minimum candidate index (redux.sync); the owner drops it.
+ * Each round: every lane finds its best remaining candidate (pairwise tree, the lower slot
+ * wins a tie, so the lowest index wins inside a lane), the warp takes the maximum key (redux.sync)
+ * and, among lanes holding that key, the minimum candidate index (redux.sync); the owner drops it.
  * No candidate is ever lost or duplicated, for any K <= 32 and any P.
  */
 #ifndef MOE_ROUTING_TOPK_CUH_
@@ -22,7 +22,9 @@ namespace moe {
 namespace routing {
 
 /* Internal candidate key: moe_order_key + 1 (0 = not a candidate). */
-__device__ __forceinline__ uint32_t topk_key(float v) { return moe_order_key(v) + 1u; }
+__device__ __forceinline__ uint32_t topk_key(float v) {
+  return moe_order_key(v) + 1u;
+}
 
 /*
  * Select the k best candidates (k <= 32, and at least k candidates with key != 0).
@@ -33,14 +35,25 @@ __device__ __forceinline__ uint32_t topk_key(float v) { return moe_order_key(v) 
 template <int P>
 __device__ __forceinline__ void warp_topk(uint32_t (&key)[P], int k, int lane, int *out_idx) {
   for (int j = 0; j < k; ++j) {
-    uint32_t bk = key[0];
-    int bi = 0;
+    /* lane-local best by a pairwise tree (depth log2 P; the lower slot wins ties) */
+    uint32_t tk[P];
+    int ti[P];
 #pragma unroll
-    for (int i = 1; i < P; ++i) {
-      const bool better = key[i] > bk;
-      bk = better ? key[i] : bk;
-      bi = better ? i : bi;
+    for (int i = 0; i < P; ++i) {
+      tk[i] = key[i];
+      ti[i] = i;
     }
+#pragma unroll
+    for (int st = 1; st < P; st *= 2) {
+#pragma unroll
+      for (int i = 0; i + st < P; i += 2 * st) {
+        const bool r = tk[i + st] > tk[i];
+        tk[i] = r ? tk[i + st] : tk[i];
+        ti[i] = r ? ti[i + st] : ti[i];
+      }
+    }
+    const uint32_t bk = tk[0];
+    const int bi = ti[0];
     const uint32_t wmax = __reduce_max_sync(0xFFFFFFFFu, bk);
     const uint32_t cand = (bk == wmax) ? (uint32_t)(bi * 32 + lane) : 0xFFFFFFFFu;
     const uint32_t widx = __reduce_min_sync(0xFFFFFFFFu, cand);

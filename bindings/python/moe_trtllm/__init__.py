@@ -352,6 +352,43 @@ class Runner:
         return ret
 
 
+    def autotune(self, problem, hidden_states, gemm1_weights, gemm2_weights, *, method=1,
+                 logits=None, bias=None, topk_ids=None, topk_weights=None, topk_packed=None,
+                 n_group=1, topk_group=0, routed_scaling_factor=1.0, gemm1_bias=None,
+                 gemm2_bias=None, gemm1_alpha=None, gemm1_beta=None, gemm1_clamp_limit=None,
+                 output=None, workspace=None, iterations=5, enable_pdl=True, stream=None):
+        """Times every valid config (moe_runner_autotune: prepare + run, median of
+        `iterations`) and returns [(config, microseconds)] fastest first. Allocates the output
+        and a workspace large enough for every valid config when not given. Synchronises."""
+        import numpy as np
+        torch_mode = _is_torch(hidden_states)
+        cfgs = self.valid_configs(problem)
+        if workspace is None:
+            n = max(self.workspace_size(problem, c) for c in cfgs)
+            if torch_mode:
+                import torch
+                workspace = _torch_empty((max(n, 1),), torch.uint8, hidden_states)[:n]
+            else:
+                workspace = _aligned_host_bytes(n)
+        if output is None:
+            T, H = int(problem.num_tokens), int(problem.hidden_size)
+            if torch_mode:
+                import torch
+                output = _torch_empty((T, H), torch.bfloat16, hidden_states)
+            else:
+                output = bf16(np.zeros((T, H), dtype=np.uint16))
+        configs = np.zeros(len(cfgs), dtype=np.int32)
+        times = np.zeros(len(cfgs), dtype=np.float32)
+        n = _core.moe_b_autotune(self._handle(), *problem._args(), int(method), logits, bias,
+                                 topk_ids, topk_weights, topk_packed, int(n_group),
+                                 int(topk_group), float(routed_scaling_factor), 1,
+                                 hidden_states, gemm1_weights, gemm2_weights, gemm1_bias,
+                                 gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output,
+                                 None, int(bool(enable_pdl)), workspace, int(iterations),
+                                 configs, times, _stream(stream))
+        return [(int(configs[i]), float(times[i])) for i in range(n)]
+
+
 def float_to_bf16_bits(a):
     """numpy float32 array -> uint16 bf16 bit patterns (round to nearest even)."""
     import numpy as np

@@ -223,7 +223,10 @@ class Device:
         torch = self.torch
         if isinstance(a, moe.View):
             a, bf16 = a.base, True
-        t = torch.from_numpy(np.ascontiguousarray(a)).cuda()
+        a = np.ascontiguousarray(a)
+        if a.dtype == np.uint16:  # int16 is the 16-bit type torch fully supports
+            a = a.view(np.int16)
+        t = torch.from_numpy(a).cuda()
         return t.view(torch.bfloat16) if bf16 else t
 
     def zeros(self, shape, dtype):

@@ -160,7 +160,7 @@ class _VersionedProducer:
     """Re-exports a numpy array through a DLPack 1.x 'dltensor_versioned' capsule (numpy 1.24
     only makes legacy ones), to exercise the versioned path of the tensor typemap."""
 
-    def __init__(self, arr):
+    def __init__(self, arr, strides=None):
         import ctypes as C
 
         class DLTensor(C.Structure):
@@ -182,6 +182,9 @@ class _VersionedProducer:
         get.restype, get.argtypes = C.c_void_p, [C.py_object, C.c_char_p]
         src = DLTensor.from_address(get(self.legacy, b"dltensor"))
         self.m = Versioned(1, 0, None, None, 0, src)
+        if strides is not None:
+            self.strides = (C.c_int64 * len(strides))(*strides)
+            self.m.dl_tensor.strides = C.addressof(self.strides)
         self.calls = []
 
     def __dlpack__(self, stream=None, max_version=None):
@@ -215,3 +218,48 @@ def test_legacy_producer_without_max_version(runner):
     ref = runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=x.logits)
     assert np.array_equal(ref, runner.forward(P, moe.bf16(x.hidden), w1, w2,
                                               logits=Legacy(x.logits)))
+
+
+def test_streams_are_ints(runner):
+    class TorchLike:
+        cuda_stream = 7
+
+    class CupyLike:
+        ptr = 9
+
+    assert moe._stream(None) is None and moe._stream(5) == 5
+    assert moe._stream(TorchLike()) == 7 and moe._stream(CupyLike()) == 9
+    x, w1, w2 = _setup(runner)
+    cfg = runner.default_config(P)
+    ws = runner.allocate_workspace(P, cfg)
+    with pytest.raises(moe.InvalidArgumentError) as ei:  # the CPU backend takes no stream
+        runner.prepare_routing(P, cfg, ws, logits=x.logits, stream=0x1234)
+    assert ei.value.message
+
+
+def test_autotune(runner):
+    x, w1, w2 = _setup(runner)
+    res = runner.autotune(P, moe.bf16(x.hidden), w1, w2, logits=x.logits, iterations=2)
+    assert sorted(c for c, _ in res) == sorted(runner.valid_configs(P))
+    times = [t for _, t in res]
+    assert times == sorted(times) and all(t >= 0 for t in times)
+
+
+def test_empty_and_size1_strides(runner):
+    """numpy 2 exports zero-size arrays with zero strides (an empty tensor has no layout), and
+    DLPack producers may give any stride to a dimension of size 1."""
+    p0 = moe.Problem(num_experts=8, num_tokens=0, top_k=2, hidden_size=64, intermediate_size=32)
+    x, w1, w2 = _setup(runner)
+    empty = _VersionedProducer(np.zeros((0, 8), np.float32), strides=(0, 0))
+    out = runner.forward(p0, moe.bf16(np.zeros((0, 64), np.uint16)), w1, w2, logits=empty)
+    assert out.shape == (0, 64)
+    p1 = moe.Problem(num_experts=8, num_tokens=1, top_k=2, hidden_size=64, intermediate_size=32)
+    one = _VersionedProducer(np.ascontiguousarray(x.logits[:1]), strides=(12345, 1))
+    ref = runner.forward(p1, moe.bf16(x.hidden[:1].copy()), w1, w2,
+                         logits=np.ascontiguousarray(x.logits[:1]))
+    assert np.array_equal(ref, runner.forward(p1, moe.bf16(x.hidden[:1].copy()), w1, w2,
+                                              logits=one))
+    bad = _VersionedProducer(np.ascontiguousarray(x.logits), strides=(1, 5))  # column-major
+    with pytest.raises(moe.InvalidArgumentError) as ei:
+        runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=bad)
+    assert "strides" in ei.value.message

@@ -1089,4 +1089,68 @@ impl Runner {
         }
         Ok(out)
     }
+    /// Times every valid config (`moe_runner_autotune`: prepare + run, median of
+    /// `iterations`) with a host workspace large enough for every valid config; returns
+    /// (config, microseconds) fastest first. Outputs in `args` are overwritten.
+    pub fn autotune(
+        &self,
+        p: &Problem,
+        routing: &RoutingArgs,
+        args: &RunArgs,
+        workspace: &mut [u8],
+        iterations: i32,
+    ) -> Result<Vec<(i32, f32)>> {
+        unsafe {
+            self.autotune_raw(
+                p,
+                routing,
+                args,
+                workspace.as_mut_ptr() as *mut c_void,
+                workspace.len(),
+                iterations,
+                ptr::null_mut(),
+            )
+        }
+    }
+
+    /// `autotune` with a raw (device) workspace and a stream; synchronises the stream.
+    ///
+    /// # Safety
+    /// As [`Runner::prepare_routing_raw`].
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn autotune_raw(
+        &self,
+        p: &Problem,
+        routing: &RoutingArgs,
+        args: &RunArgs,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        iterations: i32,
+        stream: Stream,
+    ) -> Result<Vec<(i32, f32)>> {
+        let raw = p.raw();
+        let cap = self.valid_configs(p)?.len();
+        let mut cfgs = vec![0i32; cap];
+        let mut times = vec![0f32; cap];
+        let mut n = 0i32;
+        routing.with_raw(|r| {
+            args.with_raw(|a| {
+                check(sys::moe_runner_autotune(
+                    self.ptr.as_ptr(),
+                    &raw,
+                    r,
+                    a,
+                    workspace,
+                    workspace_bytes,
+                    iterations,
+                    cfgs.as_mut_ptr(),
+                    times.as_mut_ptr(),
+                    cap as i32,
+                    &mut n,
+                    stream,
+                ))
+            })
+        })?;
+        Ok(cfgs.into_iter().zip(times).take(n as usize).collect())
+    }
 }

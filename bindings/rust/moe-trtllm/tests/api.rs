@@ -184,3 +184,41 @@ fn runner_is_send() {
     let h = std::thread::spawn(move || r.num_configs().unwrap());
     assert!(h.join().unwrap() > 0);
 }
+
+#[test]
+fn autotune() {
+    let r = cpu();
+    let s = setup(&r);
+    let p = p();
+    let cfgs = r.valid_configs(&p).unwrap();
+    let n = cfgs
+        .iter()
+        .map(|&c| r.workspace_size(&p, c).unwrap())
+        .max()
+        .unwrap();
+    let mut ws = AlignedBuffer::new(n);
+    let logits = Tensor::f32(&s.logits, &[5, 8]).unwrap();
+    let hidden = Tensor::bf16(&s.hidden, &[5, 64]).unwrap();
+    let w1 = Tensor::u8(s.w1.as_slice(), &[s.w1.len() as i64]).unwrap();
+    let w2 = Tensor::u8(s.w2.as_slice(), &[s.w2.len() as i64]).unwrap();
+    let mut out = vec![0u16; 5 * 64];
+    let o = Tensor::bf16_mut(&mut out, &[5, 64]).unwrap();
+    let a = RunArgs {
+        hidden_states: Some(&hidden),
+        gemm1_weights: Some(&w1),
+        gemm2_weights: Some(&w2),
+        output: Some(&o),
+        ..RunArgs::default()
+    };
+    let res = r
+        .autotune(
+            &p,
+            &RoutingArgs::new().logits(&logits),
+            &a,
+            ws.as_mut_slice(),
+            2,
+        )
+        .unwrap();
+    assert_eq!(res.len(), cfgs.len());
+    assert!(res.windows(2).all(|w| w[0].1 <= w[1].1));
+}

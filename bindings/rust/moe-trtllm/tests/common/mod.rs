@@ -1,6 +1,6 @@
 //! The shared conformance suite (docs/conformance.md) for the Rust binding: case parser,
 //! SplitMix64 generator, FNV-1a digests, and a runner of one case on the CPU backend.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::missing_transmute_annotations)]
 
 use moe_trtllm::*;
 use std::cell::RefCell;

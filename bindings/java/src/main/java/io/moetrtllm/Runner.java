@@ -208,4 +208,41 @@ public final class Runner implements AutoCloseable {
     Reference.reachabilityFence(workspace);
     return a.output;
   }
+  /**
+   * Times every valid config (moe_runner_autotune: prepare + run, median of iterations) and
+   * returns them fastest first. With workspace null a host workspace large enough for every
+   * valid config is allocated; with no output in the run args a host output is allocated.
+   * Synchronises the stream.
+   */
+  public List<AutotuneResult> autotune(Problem p, RoutingArgs r, RunArgs a, Tensor workspace,
+      int iterations, long stream) {
+    List<Integer> cfgs = validConfigs(p);
+    if (workspace == null) {
+      long n = 0;
+      for (int c : cfgs) {
+        n = Math.max(n, workspaceSize(p, c));
+      }
+      workspace = Tensor.allocateHost(DType.U8, n);
+    }
+    if (a.output == null) {
+      a.output(Tensor.allocateHost(DType.BF16, p.numTokens(), p.hiddenSize()));
+    }
+    Tensor configs = Tensor.allocateHost(DType.I32, Math.max(cfgs.size(), 1));
+    Tensor times = Tensor.allocateHost(DType.F32, Math.max(cfgs.size(), 1));
+    int n = MoeNative.moe_b_autotune(handle, p.numExperts(), p.numTokens(), p.topK(),
+        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+        r.method, d(r.logits), d(r.bias), d(r.topkIds), d(r.topkWeights), d(r.topkPacked),
+        r.nGroup, r.topkGroup, r.routedScalingFactor, 1, d(a.hiddenStates), d(a.gemm1Weights),
+        d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias), d(a.gemm1Alpha), d(a.gemm1Beta),
+        d(a.gemm1ClampLimit), d(a.output), null, r.enablePdl ? 1 : 0, d(workspace), iterations,
+        configs.desc, times.desc, stream);
+    Reference.reachabilityFence(r);
+    Reference.reachabilityFence(a);
+    Reference.reachabilityFence(workspace);
+    List<AutotuneResult> out = new ArrayList<>(n);
+    for (int i = 0; i < n; i++) {
+      out.add(new AutotuneResult(configs.buffer().getInt(4 * i), times.buffer().getFloat(4 * i)));
+    }
+    return out;
+  }
 }

@@ -138,4 +138,16 @@ class ApiTest {
     assertThrows(IllegalArgumentException.class,
         () -> Tensor.host(ByteBuffer.allocate(16), DType.U8, 16));
   }
+  @Test
+  void autotune() {
+    try (Runner r = new Runner(Moe.BACKEND_CPU, Moe.ACTIVATION_SWIGLU)) {
+      Setup s = new Setup(r);
+      List<AutotuneResult> res = r.autotune(P, new RoutingArgs().logits(s.logits),
+          new RunArgs().inputs(s.hidden, s.w1, s.w2), null, 2, 0);
+      assertEquals(r.validConfigs(P).size(), res.size());
+      for (int i = 1; i < res.size(); i++) {
+        assertTrue(res.get(i - 1).timeUs() <= res.get(i).timeUs());
+      }
+    }
+  }
 }
