@@ -23,16 +23,16 @@ step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE
      -DMOE_BUILD_BINDINGS=OFF
 step build cmake --build build-gpu -j 16
 step ctest ctest --test-dir build-gpu --output-on-failure -j 4
-# compute-sanitizer on the GPU-exercising test binaries (small cases are selected inside the
-# tests by MOE_TEST_SANITIZE=1, so the sanitizer runs finish in minutes).
-export MOE_TEST_SANITIZE=1
-for t in test_gpu_routing test_gpu_moe; do
-  b=$(find build-gpu/tests -maxdepth 2 -type f -name "$t" | head -1)
-  [ -n "$b" ] || continue
-  step "memcheck_$t" compute-sanitizer --tool memcheck --error-exitcode 9 "$b"
-  step "racecheck_$t" compute-sanitizer --tool racecheck --error-exitcode 9 "$b"
-done
-unset MOE_TEST_SANITIZE
+# compute-sanitizer: memcheck over the conformance runner (routing + GEMMs + finalize for every
+# method and activation), the GPU MoE suite (every config x activation) and a sample of the GPU
+# routing suite (every 7th case, T up to 65537: both routing paths); racecheck on the routing and
+# GEMM kernels through the conformance runner and a sparser routing sample.
+san() { compute-sanitizer --tool "$1" --error-exitcode 9 "${@:2}"; }
+step memcheck_conformance san memcheck build-gpu/tests/run_cases
+step memcheck_moe san memcheck build-gpu/tests/test_moe
+MOE_TEST_GPU_CASES=7 step memcheck_routing san memcheck build-gpu/tests/test_routing
+step racecheck_conformance san racecheck build-gpu/tests/run_cases
+MOE_TEST_GPU_CASES=23 step racecheck_routing san racecheck build-gpu/tests/test_routing
 if [ "$MODE" = full ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \
        --json
