@@ -58,10 +58,12 @@ MOE_HD float moe_bits_f32(uint32_t u) {
 /* bf16 bit pattern -> float (exact). */
 MOE_HD float moe_bf16_to_f32(uint16_t h) { return moe_bits_f32((uint32_t)h << 16); }
 
-/* float -> bf16 bit pattern, round to nearest even; NaN -> canonical quiet NaN. */
+/* float -> bf16 bit pattern, round to nearest even. Every NaN becomes the positive quiet NaN
+ * 0x7FC0: the sign of a NaN produced by arithmetic differs between x86 (negative default NaN)
+ * and the GPU (positive), and the plans must match bit for bit. */
 MOE_HD uint16_t moe_f32_to_bf16(float f) {
   uint32_t u = moe_f32_bits(f);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)(((u >> 16) & 0x8000u) | 0x7FC0u);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)0x7FC0u;
   u += 0x7FFFu + ((u >> 16) & 1u);
   return (uint16_t)(u >> 16);
 }

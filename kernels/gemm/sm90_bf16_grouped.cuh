@@ -16,11 +16,12 @@
  *     cluster (each CTA ends up with the full BLOCK_M x 64 tile);
  *   - tokens, GEMM1: gathered rows permuted_to_token[r] of hidden [T, H] by 16-byte cp.async
  *     from all 128 producer threads, written in the 128B-swizzled layout (rows at or past
- *     mn_limit, and padding rows -1, are zero-filled without a read). Each thread ends a stage
- *     with cp.async.mbarrier.arrive.noinc (full[s] counts 1 + 128 arrivals, no thread blocks);
- *     consumers do fence.proxy.async after the full wait, before wgmma reads the rows. A per-row
- *     2-D TMA box {64, 1} was the first version: correct, but TMA issue-bound (~64 cycles a box
- *     per SM, ~60 TFLOP/s cap).
+ *     mn_limit, and padding rows -1, are zero-filled without a read). Each thread keeps
+ *     kGatherLag stages of copies in flight, then cp.async.wait_group + fence.proxy.async +
+ *     mbarrier.arrive (full[s] counts 1 + 128 arrivals; the documented-safe hand-off to wgmma.
+ *     cp.async.mbarrier.arrive.noinc with a consumer-side proxy fence measured the same).
+ *     A per-row 2-D TMA box {64, 1} was the first version: correct, but TMA issue-bound
+ *     (~64 cycles a box per SM, ~60 TFLOP/s cap).
  *   - tokens, GEMM2: the CTA's rows of gemm1_out are contiguous: one 2-D TMA box {64, N} per
  *     stage; rows past mn_limit feed only accumulator columns that are never stored.
  * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
@@ -94,6 +95,8 @@ struct GroupedGemmTraits {
   static_assert(N * kStagePitch * 2 <= STAGES * kStageBytes, "epilogue staging must fit");
   /* stages, full/empty barriers, GEMM1 gather row table, alignment slack */
   static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + N * 4 + 1024;
+  /* cp.async groups a gathering thread keeps in flight before it arrives on a stage. */
+  static constexpr int kGatherLag = STAGES > 2 ? STAGES - 2 : 1;
   static constexpr int kProducerRegs = 56;  /* 56*128 + 224*256 <= 65536 */
   static constexpr int kConsumerRegs = 224;
   static_assert(kSmemBytes <= 232448, "shared memory budget exceeded");
@@ -204,6 +207,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       }
       ptx::named_barrier_sync(2, 128);
       constexpr int kPerThread = (N * 8 + 127) / 128;
+      constexpr int kLag = T::kGatherLag;
       const int chunk = ptid & 7;                  /* 16-byte chunk of the 128-byte row */
       const int rsub = ptid >> 3;                  /* rows rsub + 16 i */
       const uint32_t swz = ((chunk ^ (rsub & 7)) << 4);
@@ -232,14 +236,24 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
             ptx::cp_async_16(b_base + s * T::kBBytes + r * 128 + swz, src, tok >= 0 ? 16u : 0u);
           }
         }
-        /* Non-blocking: the barrier gets this thread's arrival when its copies landed. */
-        ptx::cp_async_mbar_arrive_noinc(&full[s]);
+        ptx::cp_async_commit();
+        /* Documented-safe hand-off of generic-proxy writes to wgmma: the writer waits for its
+         * copies of stage kb - kLag, fences the proxies, then arrives. */
+        if (kb >= kLag) {
+          ptx::cp_async_wait<kLag>();
+          ptx::fence_proxy_async_smem();
+          ptx::mbar_arrive(&full[(kb - kLag) % STAGES]);
+        }
         if (++s == STAGES) {
           s = 0;
           ph ^= 1u;
         }
       }
       ptx::cp_async_wait<0>();
+      ptx::fence_proxy_async_smem();
+      for (int kb = k_blocks > kLag ? k_blocks - kLag : 0; kb < k_blocks; ++kb) {
+        ptx::mbar_arrive(&full[kb % STAGES]);
+      }
     } else {
       /* GEMM2: the CTA's rows of gemm1_out are contiguous: one {64, N} box per stage. Rows past
        * mn_limit only feed accumulator columns that are never stored. */
@@ -277,9 +291,6 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     uint32_t ph = 0;
     for (int kb = 0; kb < k_blocks; ++kb) {
       ptx::mbar_wait(&full[s], ph);
-      /* GEMM1's token rows were written by cp.async (generic proxy): order them before the
-       * async-proxy reads of wgmma. */
-      if constexpr (GEMM1) ptx::fence_proxy_async_smem();
       ptx::wgmma_fence_operand(d);
       ptx::wgmma_fence();
 #pragma unroll
