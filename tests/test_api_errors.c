@@ -224,7 +224,8 @@ static void test_create(void) {
     o.backend = MOE_BACKEND_CUDA;
     o.sm_version = 90;
     r = NULL;
-    moe_status_t s = moe_runner_create(&o, &r);
+    const moe_status_t created = moe_runner_create(&o, &r);
+    moe_status_t s = created;
     CHECK(s == MOE_STATUS_SUCCESS, "CUDA runner with sm_version 90 -> %d: %s", (int)s,
           moe_get_last_error());
     if (s == MOE_STATUS_SUCCESS && !t_have_cuda()) {
@@ -239,7 +240,7 @@ static void test_create(void) {
       CHECK((s == MOE_STATUS_NO_DEVICE || s == NS || s == IA) && moe_get_last_error()[0],
             "prepare on a CUDA runner without a device -> %d: %s", (int)s, moe_get_last_error());
     }
-    if (s == MOE_STATUS_SUCCESS) {
+    if (created == MOE_STATUS_SUCCESS) {
       moe_problem p;
       t_problem(&p, E, T, K, 0, EL, 100, I); /* H not a multiple of 64 */
       int32_t n = 0, c[64];

@@ -9,16 +9,22 @@
 namespace moe {
 namespace sm90 {
 
-#define MOE_GEMM_KERNEL(BM, TILE, CL, ST, G1)                                                   \
+/* GEMM1 gathers token rows itself (cp.async) below this CTA tile; from it on, it reads a
+ * permuted copy of hidden by TMA (see sm90_bf16_grouped.cuh). */
+constexpr int kPermuteFromN = 64;
+
+#define MOE_GEMM_KERNEL(BM, TILE, CL, ST, G1, GA)                                               \
   GemmKernel {                                                                                  \
-    reinterpret_cast<const void *>(&sm90_bf16_grouped_gemm<BM, (TILE) / (CL), CL, ST, G1>), BM, \
-        GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kThreads,                                 \
-        GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kSmemBytes                                \
+    reinterpret_cast<const void *>(                                                             \
+        &sm90_bf16_grouped_gemm<BM, (TILE) / (CL), CL, ST, G1, GA>),                            \
+        BM, GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kThreads,                             \
+        GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kSmemBytes, (G1) && !(GA)                 \
   }
 
 #define MOE_CONFIG_ENTRY(TILE, CL, BM1, BM2, BK, ST)                                            \
-  ConfigEntry{TILE, CL, BK, ST, MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true),                       \
-              MOE_GEMM_KERNEL(BM2, TILE, CL, ST, false)},
+  ConfigEntry{TILE, CL, BK, ST,                                                                 \
+              MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN),        \
+              MOE_GEMM_KERNEL(BM2, TILE, CL, ST, false, false)},
 
 #define MOE_CONFIG_CHECK(TILE, CL, BM1, BM2, BK, ST)                                            \
   static_assert((BK) == 64, "sm90 bf16 kernels use 64-element K stages (128B swizzle)");        \

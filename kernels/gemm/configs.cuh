@@ -5,6 +5,7 @@
 #ifndef MOE_GEMM_CONFIGS_CUH_
 #define MOE_GEMM_CONFIGS_CUH_
 
+#include <cuda_runtime.h>
 #include <stdint.h>
 
 namespace moe {
@@ -15,6 +16,7 @@ struct GemmKernel {
   int32_t block_m;
   int32_t threads;
   int32_t smem_bytes;
+  int32_t permuted_input; /* GEMM1 reads a permuted copy of hidden (permute kernel first) */
 };
 
 struct ConfigEntry {
@@ -28,6 +30,14 @@ struct ConfigEntry {
 
 extern const ConfigEntry kBf16Configs[];
 extern const int32_t kNumBf16Configs;
+
+/*
+ * dst[r, :] = hidden[permuted_to_token[r], :] for r < *permuted_size (zeros for padding rows
+ * -1). H % 8 == 0, 16-byte aligned rows. Waits on the predecessor (PDL) before reading.
+ */
+cudaError_t launch_permute(uint16_t *dst, const uint16_t *hidden, const int32_t *permuted_to_token,
+                           const int32_t *permuted_size, int64_t max_rows, int64_t hidden_size,
+                           bool pdl, cudaStream_t stream);
 
 }  // namespace sm90
 }  // namespace moe

@@ -22,6 +22,12 @@
  *     cp.async.mbarrier.arrive.noinc with a consumer-side proxy fence measured the same).
  *     A per-row 2-D TMA box {64, 1} was the first version: correct, but TMA issue-bound
  *     (~64 cycles a box per SM, ~60 TFLOP/s cap).
+ *     (GATHER = true; the small-N / decode configs.)
+ *   - tokens, GEMM1 with GATHER = false (configs with N >= 64): a permute kernel first copies
+ *     the rows into permuted order (into the GEMM2 output buffer, which GEMM2 overwrites
+ *     later); then, as in GEMM2, the CTA's rows are contiguous: one 2-D TMA box {64, N} per
+ *     stage. cp.async feeds at most ~40% of the tensor pipe at N = 256 (ncu, H200); the TMA
+ *     path keeps it > 90% busy.
  *   - tokens, GEMM2: the CTA's rows of gemm1_out are contiguous: one 2-D TMA box {64, N} per
  *     stage; rows past mn_limit feed only accumulator columns that are never stored.
  * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
@@ -134,7 +140,7 @@ __device__ __forceinline__ uint16_t f32_to_bf16_bits(float x) {
   return *reinterpret_cast<uint16_t *>(&b);
 }
 
-template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1>
+template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
 __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads, 1)
     sm90_bf16_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
                            const __grid_constant__ CUtensorMap tmap_x,
@@ -156,7 +162,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int s = 0; s < STAGES; ++s) {
-      ptx::mbar_init(&full[s], GEMM1 ? 1 + 128 : 1);
+      ptx::mbar_init(&full[s], GATHER ? 1 + 128 : 1);
       ptx::mbar_init(&empty[s], C * T::kConsumerWGs * 4);
     }
     ptx::mbar_init_fence();
@@ -198,7 +204,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     constexpr int kSlice = BLOCK_M / C;
     const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
     uint8_t *const a_dst = smem_a + rank * (kSlice * 128);
-    if constexpr (GEMM1) {
+    static_assert(GEMM1 || !GATHER, "only GEMM1 gathers token rows");
+    if constexpr (GATHER) {
       /* Token rows gathered with 16-byte cp.async by all 128 producer threads. */
       int32_t *row_src = reinterpret_cast<int32_t *>(empty + STAGES);
       for (int r = ptid; r < N; r += 128) {
@@ -255,8 +262,9 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
         ptx::mbar_arrive(&full[kb % STAGES]);
       }
     } else {
-      /* GEMM2: the CTA's rows of gemm1_out are contiguous: one {64, N} box per stage. Rows past
-       * mn_limit only feed accumulator columns that are never stored. */
+      /* The CTA's rows are contiguous (GEMM2: gemm1_out; GEMM1 without GATHER: the permuted
+       * copy of hidden): one {64, N} box per stage. Rows past mn_limit only feed accumulator
+       * columns that are never stored. */
       if (ptid == 0) {
         int s = 0;
         uint32_t ph = 0;
