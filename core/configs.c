@@ -51,12 +51,15 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
 }
 
 /*
- * Best-first heuristic. Expected tokens per local expert a = T*K/E_l picks the target cluster
- * tile: the smallest catalogue tile >= a, capped at 256 (less padding for decode, full wgmma
- * N for prefill). Rank by distance in log2 from the target (a smaller tile than the target
- * costs extra weight passes, so it ranks after a larger one at the same distance); at equal
- * tile, prefer C = 1 below tile 128 (multicast only pays when an expert has several CTAs)
- * and C = 2 from 128 up (halves the weight traffic from L2 per token tile); then more stages.
+ * Best-first heuristic, from the H100/H200 measurements in docs/performance.md. With
+ * a = T*K/E_l expected tokens per local expert, the target cluster tile is the next power of
+ * two >= 2a, within [8, 128] (a larger tile wastes padding in decode; in prefill 128 fed the
+ * tensor pipe best and 256 did not win). Rank by log2 distance from the target (a smaller tile
+ * than the target ranks after a larger one at the same distance, since it re-reads weights);
+ * then C = 1 before 2 before 4 (on the measured presets multicast never beat C = 1 at the same
+ * tile); then 64-row weight tiles first in pure decode (a < 1: twice the CTAs to pull the few
+ * active experts' weights) and 128-row tiles otherwise; then fewer stages (the configs that fit
+ * two CTAs per SM, measured best at tile 64).
  */
 typedef struct {
   int32_t index;
@@ -70,18 +73,16 @@ static int ilog2(int64_t x) {
 }
 
 static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
-  int64_t el = moe_local_experts(p);
-  int64_t a = (p->num_tokens * p->top_k + el - 1) / el;
+  const int64_t el = moe_local_experts(p), slots = p->num_tokens * p->top_k;
+  const int decode = slots < el; /* a < 1 */
   int64_t target = 8;
-  while (target < a && target < 256) target *= 2;
-  int d = ilog2(row->tile) - ilog2(target);
-  int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
-  int64_t cpref;
-  if (row->tile >= 128)
-    cpref = row->cluster == 2 ? 0 : row->cluster == 1 ? 1 : 2;
-  else
-    cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;
-  return dist * 10000 + cpref * 100 + (99 - row->stages);
+  while (target < 128 && target * el < 2 * slots) target *= 2; /* next pow2 >= 2a */
+  if (decode) target = 16;
+  const int d = ilog2(row->tile) - ilog2(target);
+  const int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
+  const int64_t cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;
+  const int64_t mpref = (row->gemm1_block_m == 64) == decode ? 0 : 1;
+  return dist * 100000 + cpref * 10000 + mpref * 1000 + row->stages;
 }
 
 static int cmp_ranked(const void *a, const void *b) {

@@ -13,20 +13,22 @@
 namespace moe {
 namespace {
 
-__device__ __forceinline__ float bf16_lo(uint32_t v) { return __uint_as_float(v << 16); }
-__device__ __forceinline__ float bf16_hi(uint32_t v) { return __uint_as_float(v & 0xFFFF0000u); }
+__device__ __forceinline__ float bf16_lo(uint32_t v) {
+  return __uint_as_float(v << 16);
+}
+__device__ __forceinline__ float bf16_hi(uint32_t v) {
+  return __uint_as_float(v & 0xFFFF0000u);
+}
 
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t *>(&b);
 }
 
-__global__ void __launch_bounds__(256) finalize_kernel(uint16_t *__restrict__ out,
-                                                       const uint16_t *__restrict__ gemm2_out,
-                                                       const uint16_t *__restrict__ weights,
-                                                       const int32_t *__restrict__ e2p,
-                                                       int64_t num_tokens, int32_t top_k,
-                                                       int64_t hidden) {
+__global__ void __launch_bounds__(256)
+    finalize_kernel(uint16_t *__restrict__ out, const uint16_t *__restrict__ gemm2_out,
+                    const uint16_t *__restrict__ weights, const int32_t *__restrict__ e2p,
+                    int64_t num_tokens, int32_t top_k, int64_t hidden) {
   ptx::grid_dependency_wait();
   ptx::launch_dependents();
   const int64_t chunks = hidden / 8;

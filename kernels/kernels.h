@@ -125,7 +125,9 @@ typedef struct moe_k_run {
   X(32, 4, 128, 128, 64, 13)                                                                   \
   X(64, 4, 128, 128, 64, 12)                                                                   \
   X(128, 4, 128, 128, 64, 11)                                                                  \
-  X(256, 4, 128, 128, 64, 9)
+  X(256, 4, 128, 128, 64, 9)                                                                   \
+  X(16, 1, 64, 64, 64, 8)                                                                      \
+  X(64, 1, 128, 128, 64, 4)
 
 /* Shape constraints every sm_90a BF16 config needs (TMA strides, wgmma tiles). */
 #define MOE_SM90_H_ALIGN 64 /* H % 64 == 0 */

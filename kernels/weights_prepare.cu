@@ -65,8 +65,8 @@ extern "C" int moe_cuda_weights_prepare(int32_t which, int32_t gated, int64_t lo
   if (blocks > 65535LL * 16) blocks = 65535LL * 16;
   if (vec) {
     interleave_w1_vec<<<(unsigned)blocks, 256, 0, stream>>>(
-        reinterpret_cast<const uint4 *>(canonical), reinterpret_cast<uint4 *>(prepared),
-        total_rows, rows, inter, cols / 8);
+        reinterpret_cast<const uint4 *>(canonical), reinterpret_cast<uint4 *>(prepared), total_rows,
+        rows, inter, cols / 8);
   } else {
     interleave_w1_scalar<<<(unsigned)blocks, 256, 0, stream>>>(canonical, prepared, total_rows,
                                                                rows, inter, cols);

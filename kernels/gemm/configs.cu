@@ -15,24 +15,27 @@ constexpr int kPermuteFromN = 64;
 
 #define MOE_GEMM_KERNEL(BM, TILE, CL, ST, G1, GA)                                               \
   GemmKernel {                                                                                  \
-    reinterpret_cast<const void *>(                                                             \
-        &sm90_bf16_grouped_gemm<BM, (TILE) / (CL), CL, ST, G1, GA>),                            \
+    reinterpret_cast<const void *>(&sm90_bf16_grouped_gemm<BM, (TILE) / (CL), CL, ST, G1, GA>), \
         BM, GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kThreads,                             \
         GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kSmemBytes, (G1) && !(GA)                 \
   }
 
-#define MOE_CONFIG_ENTRY(TILE, CL, BM1, BM2, BK, ST)                                            \
-  ConfigEntry{TILE, CL, BK, ST,                                                                 \
-              MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN),        \
+#define MOE_CONFIG_ENTRY(TILE, CL, BM1, BM2, BK, ST)                                     \
+  ConfigEntry{TILE,                                                                      \
+              CL,                                                                        \
+              BK,                                                                        \
+              ST,                                                                        \
+              MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN), \
               MOE_GEMM_KERNEL(BM2, TILE, CL, ST, false, false)},
 
-#define MOE_CONFIG_CHECK(TILE, CL, BM1, BM2, BK, ST)                                            \
-  static_assert((BK) == 64, "sm90 bf16 kernels use 64-element K stages (128B swizzle)");        \
+#define MOE_CONFIG_CHECK(TILE, CL, BM1, BM2, BK, ST)                                     \
+  static_assert((BK) == 64, "sm90 bf16 kernels use 64-element K stages (128B swizzle)"); \
   static_assert((TILE) % (8 * (CL)) == 0, "tile must be a multiple of 8 * cluster");
 MOE_SM90_BF16_CONFIGS(MOE_CONFIG_CHECK)
 
 const ConfigEntry kBf16Configs[] = {MOE_SM90_BF16_CONFIGS(MOE_CONFIG_ENTRY)};
-const int32_t kNumBf16Configs = static_cast<int32_t>(sizeof(kBf16Configs) / sizeof(kBf16Configs[0]));
+const int32_t kNumBf16Configs =
+    static_cast<int32_t>(sizeof(kBf16Configs) / sizeof(kBf16Configs[0]));
 
 }  // namespace sm90
 }  // namespace moe

@@ -5,7 +5,7 @@
  * is CUDA-graph capturable) through cuTensorMapEncodeTiled, reached with
  * cudaGetDriverEntryPointByVersion (no link against libcuda). With enable_pdl, every kernel is
  * launched with programmatic stream serialisation and waits (griddepcontrol.wait) before it
- * reads anything its predecessor wrote.
+ * reads anything its predecessor wrote. Order: [permute] -> GEMM1 -> GEMM2 -> [finalize].
  */
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -54,8 +54,8 @@ cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *map, c
   cuuint64_t strides[1] = {static_cast<cuuint64_t>(inner * 2)};
   cuuint32_t box[2] = {64u, static_cast<cuuint32_t>(box_rows)};
   cuuint32_t estr[2] = {1u, 1u};
-  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void *>(ptr), dims,
-                   strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void *>(ptr), dims, strides,
+                   box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
@@ -79,9 +79,9 @@ cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k) {
 /* M tiles per rasterisation group: ~132 resident CTAs cover group_m M tiles x a few token CTAs. */
 constexpr int64_t kGroupM = 16;
 
-cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_ctas,
-                        int64_t m_tiles, const CUtensorMap &tw, const CUtensorMap &tx,
-                        GroupedGemmParams p, bool pdl, cudaStream_t stream) {
+cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_ctas, int64_t m_tiles,
+                        const CUtensorMap &tw, const CUtensorMap &tx, GroupedGemmParams p, bool pdl,
+                        cudaStream_t stream) {
   if (launch_ctas <= 0 || m_tiles <= 0) return cudaSuccess;
   const int64_t grid_x = launch_ctas * m_tiles;
   if (grid_x > 0x7FFFFFFFLL) return cudaErrorInvalidConfiguration;
@@ -137,17 +137,31 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   cudaError_t e = get_encode(&enc);
   if (e != cudaSuccess) return e;
 
-  /* GEMM1 gathers token rows with cp.async (no activation map); GEMM2 reads the CTA's
-   * contiguous rows of gemm1_out with one {64, ctaTile} box per stage. */
-  CUtensorMap tw1, tw2, tx2;
+  /* Token rows: small-tile GEMM1 configs gather them with cp.async (no activation map); the
+   * others read a permuted copy of hidden, written into the GEMM2 output buffer by a permute
+   * kernel first ([max_rows, H], overwritten by GEMM2 afterwards), with one {64, ctaTile} box
+   * per stage, as GEMM2 reads its contiguous rows of gemm1_out. */
+  CUtensorMap tw1, tx1, tw2, tx2;
+  /* Rows this call can touch: the padded capacity for this T (<= the workspace's max_rows);
+   * a caller's permuted_output may be sized for this T only. */
+  int64_t rows_t = a->launch_ctas / cfg.cluster * cfg.tile;
+  if (rows_t > plan->max_rows) rows_t = plan->max_rows;
   const int32_t C = cfg.cluster;
   if (a->hidden == nullptr || (reinterpret_cast<uintptr_t>(a->hidden) & 15u) != 0) {
     return cudaErrorInvalidValue;
   }
   if ((e = encode_2d(enc, &tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) != cudaSuccess ||
       (e = encode_2d(enc, &tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess ||
-      (e = encode_2d(enc, &tx2, a->gemm1_out, I, plan->max_rows, cfg.tile / C)) != cudaSuccess) {
+      (e = encode_2d(enc, &tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess) {
     return e;
+  }
+  const bool permuted = cfg.gemm1.permuted_input != 0;
+  if (permuted) {
+    if ((e = encode_2d(enc, &tx1, a->gemm2_out, H, rows_t, cfg.tile / C)) != cudaSuccess) {
+      return e;
+    }
+  } else {
+    tx1 = tw1; /* unused by the gathering kernels */
   }
   if ((e = prepare_kernel(a->config, 0, cfg.gemm1)) != cudaSuccess) return e;
   if ((e = prepare_kernel(a->config, 1, cfg.gemm2)) != cudaSuccess) return e;
@@ -189,7 +203,12 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
 
   const int64_t m1 = (rows1 + cfg.gemm1.block_m - 1) / cfg.gemm1.block_m;
   const int64_t m2 = (H + cfg.gemm2.block_m - 1) / cfg.gemm2.block_m;
-  if ((e = launch_gemm(cfg.gemm1, C, a->launch_ctas, m1, tw1, tw1, p1, pdl, stream)) !=
+  if (permuted &&
+      (e = launch_permute(a->gemm2_out, a->hidden, plan->permuted_to_token, plan->permuted_size,
+                          rows_t, H, pdl, stream)) != cudaSuccess) {
+    return e;
+  }
+  if ((e = launch_gemm(cfg.gemm1, C, a->launch_ctas, m1, tw1, tx1, p1, pdl, stream)) !=
       cudaSuccess) {
     return e;
   }

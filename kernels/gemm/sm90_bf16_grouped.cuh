@@ -11,7 +11,8 @@
  *   CTA j: expert = cta_to_batch[j], permuted rows [j*N, min((j+1)*N, cta_to_mn_limit[j])).
  *
  * Roles (warp-specialised): BLOCK_M/64 consumer warpgroups (64 weight rows each) issue wgmma and
- * run the epilogue; one producer warpgroup whose first warp issues the TMA loads:
+ * run the epilogue; one producer warpgroup (its thread 0 issues the TMA loads; all 128 threads
+ * gather token rows in the GATHER variant):
  *   - weights: a 2-D TMA of BLOCK_M/C rows per cluster rank, multicast to all C CTAs of the
  *     cluster (each CTA ends up with the full BLOCK_M x 64 tile);
  *   - tokens, GEMM1: gathered rows permuted_to_token[r] of hidden [T, H] by 16-byte cp.async
@@ -72,13 +73,13 @@ struct GroupedGemmParams {
   const int32_t *cta_to_batch;
   const int32_t *cta_to_mn_limit;
   const int32_t *num_ctas;
-  int32_t w_rows;      /* prepared weight rows per expert */
-  int32_t k_blocks;    /* K / 64 */
-  int32_t out_ld;      /* output row pitch in elements */
-  int32_t out_cols;    /* output features per expert (I for GEMM1, H for GEMM2) */
-  int32_t bias_stride; /* bias elements per expert */
-  int32_t activation;  /* MOE_ACTIVATION_* (GEMM1); ignored by GEMM2 */
-  int32_t gated;       /* GEMM1 with SwiGLU / GeGLU */
+  int32_t w_rows;         /* prepared weight rows per expert */
+  int32_t k_blocks;       /* K / 64 */
+  int32_t out_ld;         /* output row pitch in elements */
+  int32_t out_cols;       /* output features per expert (I for GEMM1, H for GEMM2) */
+  int32_t bias_stride;    /* bias elements per expert */
+  int32_t activation;     /* MOE_ACTIVATION_* (GEMM1); ignored by GEMM2 */
+  int32_t gated;          /* GEMM1 with SwiGLU / GeGLU */
   int32_t m_tiles;        /* ceil(w_rows / BLOCK_M) */
   int32_t token_clusters; /* launch_ctas / C */
   int32_t group_m;        /* M tiles per rasterisation group (1..m_tiles) */
@@ -103,9 +104,30 @@ struct GroupedGemmTraits {
   static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + N * 4 + 1024;
   /* cp.async groups a gathering thread keeps in flight before it arrives on a stage. */
   static constexpr int kGatherLag = STAGES > 2 ? STAGES - 2 : 1;
-  static constexpr int kProducerRegs = 56;  /* 56*128 + 224*256 <= 65536 */
-  static constexpr int kConsumerRegs = 224;
   static_assert(kSmemBytes <= 232448, "shared memory budget exceeded");
+  /*
+   * CTAs per SM the kernel is built for: 2 when two fit in shared memory (233472 B per SM,
+   * 1 KB reserved per CTA) and the accumulators fit the halved register budget (N <= 64;
+   * at N = 128 ptxas cannot allocate the wgmma under the 85-register entry cap):
+   * one CTA's prologue and epilogue then overlap the other's main loop. BLOCK_M 64 with a small
+   * N (decode) also runs 2 per SM.
+   */
+  static constexpr int kMinBlocks =
+      ((2 * (kSmemBytes + 1024) <= 233472 && N <= 64) || (BLOCK_M == 64 && N <= 32)) ? 2 : 1;
+  /*
+   * setmaxnreg split of the per-CTA register pool. ptxas gives every thread the entry cap
+   * floor(65536 / (threads * min blocks) / 8) * 8 (168 for 384 threads, 1 CTA/SM; 80 for 2);
+   * the producer WG gives registers back, the consumers take at most what is free (an inc the
+   * pool cannot serve would block forever).
+   */
+  static constexpr int kEntryRegs = (65536 / (kThreads * kMinBlocks)) / 8 * 8 > 255
+                                        ? 248
+                                        : (65536 / (kThreads * kMinBlocks)) / 8 * 8;
+  static constexpr int kProducerRegs = kMinBlocks == 1 ? 56 : 40;
+  static constexpr int kConsumerRegsRaw =
+      ((kThreads * kEntryRegs - 128 * kProducerRegs) / kConsumerThreads) / 8 * 8;
+  static constexpr int kConsumerRegs = kConsumerRegsRaw > 232 ? 232 : kConsumerRegsRaw;
+  static_assert(kConsumerWGs != 2 || kConsumerRegs >= kEntryRegs, "setmaxnreg.inc must grow");
 };
 
 /*
@@ -141,10 +163,10 @@ __device__ __forceinline__ uint16_t f32_to_bf16_bits(float x) {
 }
 
 template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
-__global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads, 1)
+__global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads,
+                                  GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kMinBlocks)
     sm90_bf16_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
-                           const __grid_constant__ CUtensorMap tmap_x,
-                           const GroupedGemmParams p) {
+                           const __grid_constant__ CUtensorMap tmap_x, const GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = GroupedGemmTraits<BLOCK_M, N, C, STAGES>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -215,8 +237,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       ptx::named_barrier_sync(2, 128);
       constexpr int kPerThread = (N * 8 + 127) / 128;
       constexpr int kLag = T::kGatherLag;
-      const int chunk = ptid & 7;                  /* 16-byte chunk of the 128-byte row */
-      const int rsub = ptid >> 3;                  /* rows rsub + 16 i */
+      const int chunk = ptid & 7; /* 16-byte chunk of the 128-byte row */
+      const int rsub = ptid >> 3; /* rows rsub + 16 i */
       const uint32_t swz = ((chunk ^ (rsub & 7)) << 4);
       const uint32_t b_base = ptx::smem_u32(smem_b);
       const uint16_t *src_base = p.gather_src + chunk * 8;
@@ -364,8 +386,9 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       for (int j = 0; j < N / 8; ++j) {
 #pragma unroll
         for (int q = 0; q < 2; ++q) {
-          const float y = act_gated(__fadd_rn(d[4 * j + q], b_up), __fadd_rn(d[4 * j + 2 + q], b_gate), act, alpha,
-                                    beta, limit, clamp);
+          const float y =
+              act_gated(__fadd_rn(d[4 * j + q], b_up), __fadd_rn(d[4 * j + 2 + q], b_gate), act,
+                        alpha, beta, limit, clamp);
           stage[(8 * j + cbase + q) * T::kStagePitch + f_local] = f32_to_bf16_bits(y);
         }
       }
