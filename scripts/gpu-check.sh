@@ -2,7 +2,8 @@
 # One call on a GPU machine: build (CUDA on), run the whole C test suite on the GPU,
 # compute-sanitizer (memcheck on the GPU tests; racecheck on the routing and GEMM kernels),
 # the benchmarks, the PyTorch comparison, and print a short table last.
-# Usage: scripts/gpu-check.sh [quick]   (quick: tests + sanitizers only)
+# Usage: scripts/gpu-check.sh [full|tests|bench]
+#   tests: build + ctest + sanitizers; bench: build + benchmarks + PyTorch comparison.
 # Writes logs to $OUT (or ./gpu-out) for fetching.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,n
 step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
      -DMOE_BUILD_BINDINGS=OFF
 step build cmake --build build-gpu -j 16
+if [ "$MODE" != bench ]; then
 step ctest ctest --test-dir build-gpu --output-on-failure -j 4
 # compute-sanitizer: memcheck over the conformance runner (routing + GEMMs + finalize for every
 # method and activation), the GPU MoE suite (every config x activation) and a sample of the GPU
@@ -33,12 +35,13 @@ step memcheck_moe san memcheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CASES=7 step memcheck_routing san memcheck build-gpu/tests/test_routing
 step racecheck_conformance san racecheck build-gpu/tests/run_cases
 MOE_TEST_GPU_CASES=23 step racecheck_routing san racecheck build-gpu/tests/test_routing
-if [ "$MODE" = full ]; then
+fi
+if [ "$MODE" != tests ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \
        --json
   step bench_forward ./build-gpu/bench/moe-bench --json
   if [ -f bench/torch_compare.py ]; then
-    step torch_compare python3 bench/torch_compare.py --lib build-gpu/libmoe_trtllm.so
+    step torch_compare python3 bench/torch_compare.py --lib build-gpu/libmoe_trtllm.so ${TORCH_TOKENS:+--tokens $TORCH_TOKENS}
   fi
 fi
 echo
