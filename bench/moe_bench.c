@@ -157,8 +157,11 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
   prob.num_tokens = T;
   prob.num_experts = p->E;
   prob.top_k = p->K;
-  prob.hidden_size = p->H;
-  prob.intermediate_size = p->I;
+  /* Routing does not depend on H and I; the routing stage sizes its workspace with H = I = 64
+   * so that large T is not limited by the int32 row offsets of the GEMM buffers. */
+  prob.hidden_size = o->routing_only ? 64 : p->H;
+  prob.intermediate_size = o->routing_only ? 64 : p->I;
+  const int64_t H = prob.hidden_size, I = prob.intermediate_size;
   int32_t cfg = o->config;
   if (cfg < 0 && check(moe_runner_get_default_config(r, &prob, &cfg), "default config")) return 1;
   moe_config_info info;
@@ -187,12 +190,12 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
       --copies;
   }
   const int ds = p->method == MOE_ROUTING_DEEPSEEK_V3;
-  int64_t sh_logits[2] = {T, p->E}, sh_bias[1] = {p->E}, sh_x[2] = {T, p->H};
-  int64_t sh_w1[3] = {p->E, 2 * p->I, p->H}, sh_w2[3] = {p->E, p->H, p->I};
+  int64_t sh_logits[2] = {T, p->E}, sh_bias[1] = {p->E}, sh_x[2] = {T, H};
+  int64_t sh_w1[3] = {p->E, 2 * I, H}, sh_w2[3] = {p->E, H, I};
   int64_t sh_p1[1] = {(int64_t)w1_bytes}, sh_p2[1] = {(int64_t)w2_bytes};
   size_t logit_bytes = (size_t)(T * p->E * (ds ? 4 : 2));
   void *logits = bench_alloc(d, logit_bytes + 16), *bias = bench_alloc(d, (size_t)p->E * 2 + 16);
-  void *x = bench_alloc(d, (size_t)(T * p->H * 2) + 16), *out = bench_alloc(d, (size_t)(T * p->H * 2) + 16);
+  void *x = bench_alloc(d, (size_t)(T * H * 2) + 16), *out = bench_alloc(d, (size_t)(T * H * 2) + 16);
   void *ws = bench_alloc(d, ws_bytes);
   void *w1[4] = {0}, *w2[4] = {0};
   int rc = 1;
@@ -210,7 +213,7 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     for (int i = 0; i < p->E; ++i) ((uint16_t *)h)[i] = rnd_bf16(9);
     e |= bench_upload(d, bias, h, (size_t)p->E * 2);
     free(h);
-    if (e || fill_random(d, x, (size_t)(T * p->H * 2), 6)) goto done;
+    if (e || fill_random(d, x, (size_t)(T * H * 2), 6)) goto done;
   }
   for (int c = 0; c < copies; ++c) {
     void *canon = bench_alloc(d, w1_bytes > w2_bytes ? w1_bytes : w2_bytes);
@@ -295,11 +298,11 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     const double f = 2.0; /* gated presets */
     double flops = o->routing_only ? 0.0
                                    : 2.0 * (double)res->local_slots *
-                                         (f * p->I * p->H + (double)p->I * p->H);
+                                         (f * I * H + (double)I * H);
     double bytes = o->routing_only ? (double)T * p->E * (ds ? 4 : 2)
-                                   : (double)res->active_experts * (f * p->I * p->H +
-                                                                    (double)p->H * p->I) * 2.0 +
-                                         2.0 * T * p->H * 2.0;
+                                   : (double)res->active_experts * (f * I * H +
+                                                                    (double)H * I) * 2.0 +
+                                         2.0 * T * H * 2.0;
     res->tflops = flops / (res->us * 1e-6) / 1e12;
     res->tbps = bytes / (res->us * 1e-6) / 1e12;
     double bw = bench_copy_bw(d), rate = bench_gemm_rate(d);
