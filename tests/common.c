@@ -578,3 +578,44 @@ uint64_t t_rng_next(t_rng *r) {
 int64_t t_rng_range(t_rng *r, int64_t lo, int64_t hi) {
   return lo + (int64_t)(t_rng_next(r) % (uint64_t)(hi - lo + 1));
 }
+
+void t_expert_data_gen(uint64_t seed, int64_t T, int64_t El, int64_t H, int64_t I, int gated,
+                       int gemm_bias, int swiglu_params, t_expert_data *d) {
+  const int64_t f = gated ? 2 : 1;
+  memset(d, 0, sizeof *d);
+  d->hidden = t_xmalloc((size_t)(T * H) * 2);
+  gen_fill_bf16(seed, GEN_STREAM_HIDDEN, GEN_SCALE_HIDDEN, d->hidden, T * H);
+  d->w1 = t_xmalloc((size_t)(El * f * I * H) * 2);
+  gen_fill_bf16(seed, GEN_STREAM_W1, GEN_SCALE_W1, d->w1, El * f * I * H);
+  d->w2 = t_xmalloc((size_t)(El * H * I) * 2);
+  gen_fill_bf16(seed, GEN_STREAM_W2, GEN_SCALE_W2, d->w2, El * H * I);
+  if (gemm_bias) {
+    d->b1 = t_xmalloc((size_t)(El * f * I) * 4);
+    d->b2 = t_xmalloc((size_t)(El * H) * 4);
+    gen_fill_f32(seed, GEN_STREAM_GEMM1_BIAS, GEN_SCALE_GEMM_BIAS, d->b1, El * f * I);
+    gen_fill_f32(seed, GEN_STREAM_GEMM2_BIAS, GEN_SCALE_GEMM_BIAS, d->b2, El * H);
+  }
+  if (swiglu_params) {
+    d->alpha = t_xmalloc((size_t)El * 4);
+    d->beta = t_xmalloc((size_t)El * 4);
+    d->clamp = t_xmalloc((size_t)El * 4);
+    gen_swiglu_params(seed, El, d->alpha, d->beta, d->clamp);
+  }
+}
+
+void t_expert_data_free(t_expert_data *d) {
+  free(d->hidden);
+  free(d->w1);
+  free(d->w2);
+  free(d->b1);
+  free(d->b2);
+  free(d->alpha);
+  free(d->beta);
+  free(d->clamp);
+  memset(d, 0, sizeof *d);
+}
+
+t_moe_in t_expert_data_in(const t_expert_data *d) {
+  t_moe_in in = {d->hidden, d->w1, d->w2, d->b1, d->b2, d->alpha, d->beta, d->clamp};
+  return in;
+}

@@ -139,6 +139,17 @@ typedef struct t_moe_in {
   const float *bias1, *bias2;
   const float *alpha, *beta, *clamp_limit;
 } t_moe_in;
+/* Conformance-generator inputs of the GEMM stages (docs/conformance.md streams 3-5, 8-10):
+ * hidden [T, H], canonical W1/W2, and optionally the gemm biases and SwiGLU parameters.
+ * Owned; free with t_expert_data_free. */
+typedef struct t_expert_data {
+  uint16_t *hidden, *w1, *w2;
+  float *b1, *b2, *alpha, *beta, *clamp;
+} t_expert_data;
+void t_expert_data_gen(uint64_t seed, int64_t T, int64_t El, int64_t H, int64_t I, int gated,
+                       int gemm_bias, int swiglu_params, t_expert_data *d);
+void t_expert_data_free(t_expert_data *d);
+t_moe_in t_expert_data_in(const t_expert_data *d);
 /* Holds prepared weights on a backend (prepared once per runner). */
 typedef struct t_weights {
   ttensor *w1, *w2;

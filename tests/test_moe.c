@@ -40,9 +40,9 @@ typedef struct mcase {
 } mcase;
 
 typedef struct mdata {
-  uint16_t *logits, *hidden, *w1, *w2, *pw;
+  uint16_t *logits, *pw;
   int32_t *ids, *packed;
-  float *b1, *b2, *alpha, *beta, *clamp;
+  t_expert_data x; /* hidden, weights, biases, SwiGLU parameters */
 } mdata;
 
 static void make_data(const mcase *c, mdata *d) {
@@ -56,39 +56,15 @@ static void make_data(const mcase *c, mdata *d) {
   gen_routed(c->seed, T, (int32_t)K, (int32_t)E, d->ids, d->pw);
   d->packed = t_xmalloc((size_t)(T * K) * 4);
   for (int64_t x = 0; x < T * K; ++x) d->packed[x] = gen_pack(d->ids[x], d->pw[x]);
-  d->hidden = t_xmalloc((size_t)(T * H) * 2);
-  gen_fill_bf16(c->seed, GEN_STREAM_HIDDEN, GEN_SCALE_HIDDEN, d->hidden, T * H);
-  d->w1 = t_xmalloc((size_t)(El * f * I * H) * 2);
-  gen_fill_bf16(c->seed, GEN_STREAM_W1, GEN_SCALE_W1, d->w1, El * f * I * H);
-  d->w2 = t_xmalloc((size_t)(El * H * I) * 2);
-  gen_fill_bf16(c->seed, GEN_STREAM_W2, GEN_SCALE_W2, d->w2, El * H * I);
-  if (c->gemm_bias) {
-    d->b1 = t_xmalloc((size_t)(El * f * I) * 4);
-    d->b2 = t_xmalloc((size_t)(El * H) * 4);
-    gen_fill_f32(c->seed, GEN_STREAM_GEMM1_BIAS, GEN_SCALE_GEMM_BIAS, d->b1, El * f * I);
-    gen_fill_f32(c->seed, GEN_STREAM_GEMM2_BIAS, GEN_SCALE_GEMM_BIAS, d->b2, El * H);
-  }
-  if (c->swiglu_params) {
-    d->alpha = t_xmalloc((size_t)El * 4);
-    d->beta = t_xmalloc((size_t)El * 4);
-    d->clamp = t_xmalloc((size_t)El * 4);
-    gen_swiglu_params(c->seed, El, d->alpha, d->beta, d->clamp);
-  }
+  t_expert_data_gen(c->seed, T, El, H, I, f == 2, c->gemm_bias, c->swiglu_params, &d->x);
 }
 
 static void free_data(mdata *d) {
   free(d->logits);
-  free(d->hidden);
-  free(d->w1);
-  free(d->w2);
+  t_expert_data_free(&d->x);
   free(d->pw);
   free(d->ids);
   free(d->packed);
-  free(d->b1);
-  free(d->b2);
-  free(d->alpha);
-  free(d->beta);
-  free(d->clamp);
 }
 
 static void to_route(const mcase *c, const mdata *d, t_route *r) {
@@ -103,7 +79,7 @@ static void to_route(const mcase *c, const mdata *d, t_route *r) {
 }
 
 static t_moe_in to_in(const mdata *d) {
-  t_moe_in in = {d->hidden, d->w1, d->w2, d->b1, d->b2, d->alpha, d->beta, d->clamp};
+  t_moe_in in = t_expert_data_in(&d->x);
   return in;
 }
 
@@ -114,9 +90,9 @@ static double rnd(double v, int round) {
 
 static double act_gated(int act, double up, double gate, const mdata *d, int64_t el) {
   if (act == MOE_ACTIVATION_GEGLU) return up * 0.5 * gate * (1.0 + erf(gate / sqrt(2.0)));
-  double alpha = d->alpha ? d->alpha[el] : 1.0, beta = d->beta ? d->beta[el] : 0.0;
-  if (d->clamp) {
-    double L = d->clamp[el];
+  double alpha = d->x.alpha ? d->x.alpha[el] : 1.0, beta = d->x.beta ? d->x.beta[el] : 0.0;
+  if (d->x.clamp) {
+    double L = d->x.clamp[el];
     up = up < -L ? -L : up > L ? L : up;
     gate = gate > L ? L : gate;
   }
@@ -144,13 +120,13 @@ static void reference(const mcase *c, const mdata *d, const host_plan *hp, int r
       int32_t e = hp->topk_ids[x];
       if (e < c->o || e >= c->o + c->El) continue;
       int64_t el = e - c->o;
-      const uint16_t *W1 = d->w1 + el * f * I * c->H, *W2 = d->w2 + el * H * I;
-      const uint16_t *xr = d->hidden + t * H;
+      const uint16_t *W1 = d->x.w1 + el * f * I * c->H, *W2 = d->x.w2 + el * H * I;
+      const uint16_t *xr = d->x.hidden + t * H;
       for (int64_t r = 0; r < f * I; ++r) {
         double s = 0;
         for (int64_t h = 0; h < H; ++h)
           s += (double)bf16_to_f32(xr[h]) * bf16_to_f32(W1[r * H + h]);
-        if (d->b1) s += d->b1[el * f * I + r];
+        if (d->x.b1) s += d->x.b1[el * f * I + r];
         h1[r] = s;
       }
       for (int64_t i = 0; i < I; ++i) {
@@ -167,7 +143,7 @@ static void reference(const mcase *c, const mdata *d, const host_plan *hp, int r
       for (int64_t h = 0; h < H; ++h) {
         double s = 0;
         for (int64_t i = 0; i < I; ++i) s += a[i] * bf16_to_f32(W2[h * I + i]);
-        if (d->b2) s += d->b2[el * H + h];
+        if (d->x.b2) s += d->x.b2[el * H + h];
         s = rnd(s, round);
         y[x * H + h] = s;
         acc32[h] += (float)w * (float)s;
@@ -467,9 +443,9 @@ static void forward_matches(void) {
     if (!CHECK_OK(t_ws_alloc(r, MOE_BACKEND_CPU, &p, cfg, &ws)) &&
         !CHECK_OK(t_weights_prepare(r, MOE_BACKEND_CPU, &p, c.act, &in, &w))) {
       ttensor *lg = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){c.T, c.E}, d.logits);
-      ttensor *hid = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){c.T, c.H}, d.hidden);
-      ttensor *b1 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){c.El, 2 * c.I}, d.b1);
-      ttensor *b2 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){c.El, c.H}, d.b2);
+      ttensor *hid = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){c.T, c.H}, d.x.hidden);
+      ttensor *b1 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){c.El, 2 * c.I}, d.x.b1);
+      ttensor *b2 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){c.El, c.H}, d.x.b2);
       ttensor *out = tt_new(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){c.T, c.H});
       tmem_poison(MOE_BACKEND_CPU, out->t.data, out->bytes);
       moe_routing_args ra;

@@ -182,9 +182,9 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
 /* ---- running a case ---------------------------------------------------------------------- */
 typedef struct cdata {
   void *logits;
-  uint16_t *bias, *hidden, *w1, *w2, *weights;
+  uint16_t *bias, *weights;
   int32_t *ids, *packed;
-  float *b1, *b2, *alpha, *beta, *clamp;
+  t_expert_data x; /* hidden, weights, biases, SwiGLU parameters */
 } cdata;
 
 static void make_cdata(const ccase *c, cdata *d) {
@@ -210,40 +210,16 @@ static void make_cdata(const ccase *c, cdata *d) {
     d->bias = t_xmalloc((size_t)E * 2);
     gen_fill_bf16(c->seed, GEN_STREAM_ROUTING_BIAS, GEN_SCALE_ROUTING_BIAS, d->bias, E);
   }
-  d->hidden = t_xmalloc((size_t)(T * H) * 2);
-  gen_fill_bf16(c->seed, GEN_STREAM_HIDDEN, GEN_SCALE_HIDDEN, d->hidden, T * H);
-  d->w1 = t_xmalloc((size_t)(El * f * I * H) * 2);
-  gen_fill_bf16(c->seed, GEN_STREAM_W1, GEN_SCALE_W1, d->w1, El * f * I * H);
-  d->w2 = t_xmalloc((size_t)(El * H * I) * 2);
-  gen_fill_bf16(c->seed, GEN_STREAM_W2, GEN_SCALE_W2, d->w2, El * H * I);
-  if (c->gemm_bias) {
-    d->b1 = t_xmalloc((size_t)(El * f * I) * 4);
-    d->b2 = t_xmalloc((size_t)(El * H) * 4);
-    gen_fill_f32(c->seed, GEN_STREAM_GEMM1_BIAS, GEN_SCALE_GEMM_BIAS, d->b1, El * f * I);
-    gen_fill_f32(c->seed, GEN_STREAM_GEMM2_BIAS, GEN_SCALE_GEMM_BIAS, d->b2, El * H);
-  }
-  if (c->swiglu) {
-    d->alpha = t_xmalloc((size_t)El * 4);
-    d->beta = t_xmalloc((size_t)El * 4);
-    d->clamp = t_xmalloc((size_t)El * 4);
-    gen_swiglu_params(c->seed, El, d->alpha, d->beta, d->clamp);
-  }
+  t_expert_data_gen(c->seed, T, El, H, I, f == 2, c->gemm_bias, c->swiglu, &d->x);
 }
 
 static void free_cdata(cdata *d) {
   free(d->logits);
   free(d->bias);
-  free(d->hidden);
-  free(d->w1);
-  free(d->w2);
+  t_expert_data_free(&d->x);
   free(d->weights);
   free(d->ids);
   free(d->packed);
-  free(d->b1);
-  free(d->b2);
-  free(d->alpha);
-  free(d->beta);
-  free(d->clamp);
 }
 
 /* The config: first valid one with (tile, cluster); for error cases, else any catalogue one. */
@@ -333,7 +309,7 @@ static void run_on(int backend, moe_runner *r, const ccase *c, const cdata *d, c
     goto done;
   }
   res->plan = t_plan_digest(&hp);
-  t_moe_in in = {d->hidden, d->w1, d->w2, d->b1, d->b2, d->alpha, d->beta, d->clamp};
+  t_moe_in in = t_expert_data_in(&d->x);
   if ((s = t_weights_prepare(r, backend, &p, c->act, &in, &w))) {
     res->status = s;
     snprintf(res->message, sizeof res->message, "weights: %s", moe_get_last_error());
