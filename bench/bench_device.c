@@ -29,8 +29,8 @@ struct bench_dev {
 };
 
 static int forward_once(const bench_case *c, int copy, moe_cuda_stream_t stream) {
-  moe_status_t s = moe_routing_prepare(c->runner, c->problem, c->routing, c->config,
-                                       c->workspace, c->workspace_bytes, c->plan, stream);
+  moe_status_t s = moe_routing_prepare(c->runner, c->problem, c->routing, c->config, c->workspace,
+                                       c->workspace_bytes, c->plan, stream);
   if (!s && !c->routing_only)
     s = moe_runner_run(c->runner, c->problem, &c->runs[copy], c->config, c->plan, c->workspace,
                        c->workspace_bytes, stream);
@@ -79,10 +79,18 @@ void bench_close(bench_dev *d) {
   free(d);
 }
 
-int bench_is_gpu(const bench_dev *d) { return d->gpu; }
-const char *bench_device_name(const bench_dev *d) { return d->name; }
-double bench_copy_bw(const bench_dev *d) { return d->copy_bw; }
-double bench_gemm_rate(const bench_dev *d) { return d->gemm_rate; }
+int bench_is_gpu(const bench_dev *d) {
+  return d->gpu;
+}
+const char *bench_device_name(const bench_dev *d) {
+  return d->name;
+}
+double bench_copy_bw(const bench_dev *d) {
+  return d->copy_bw;
+}
+double bench_gemm_rate(const bench_dev *d) {
+  return d->gemm_rate;
+}
 
 void *bench_alloc(bench_dev *d, size_t bytes) {
   if (bytes == 0) bytes = 256;
@@ -123,8 +131,7 @@ int bench_fill_repeat(bench_dev *d, void *dst, size_t bytes, const void *src, si
     size_t n = done < bytes - done ? done : bytes - done;
 #if defined(MOE_BENCH_WITH_CUDA)
     if (d->gpu) {
-      if (cudaMemcpy((char *)dst + done, dst, n, cudaMemcpyDeviceToDevice) != cudaSuccess)
-        return 1;
+      if (cudaMemcpy((char *)dst + done, dst, n, cudaMemcpyDeviceToDevice) != cudaSuccess) return 1;
     } else
 #endif
       memcpy((char *)dst + done, dst, n);
@@ -206,8 +213,8 @@ void bench_measure_ceilings(bench_dev *d) {
     float one = 1.0f, zero = 0.0f, best = 1e30f;
     for (int i = 0; i < 12; ++i) {
       cudaEventRecord(e0, d->stream);
-      cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, N, N, N, &one, A, CUDA_R_16BF, N, B, CUDA_R_16BF,
-                   N, &zero, C, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, N, N, N, &one, A, CUDA_R_16BF, N, B, CUDA_R_16BF, N,
+                   &zero, C, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
       cudaEventRecord(e1, d->stream);
       cudaEventSynchronize(e1);
       float ms = 0;

@@ -69,16 +69,23 @@ static int parse(int argc, char **argv, options *o) {
   o->cpu_max_weight_gb = 6.0;
   for (int i = 1; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--preset") && v) o->presets = argv[++i];
-    else if (!strcmp(a, "--tokens") && v) o->tokens = argv[++i];
+    if (!strcmp(a, "--preset") && v)
+      o->presets = argv[++i];
+    else if (!strcmp(a, "--tokens") && v)
+      o->tokens = argv[++i];
     else if (!strcmp(a, "--backend") && v) {
       ++i;
-      o->backend = !strcmp(v, "cpu") ? MOE_BACKEND_CPU : !strcmp(v, "cuda") ? MOE_BACKEND_CUDA
-                                                                             : MOE_BACKEND_AUTO;
-    } else if (!strcmp(a, "--stage") && v) o->routing_only = !strcmp(argv[++i], "routing");
-    else if (!strcmp(a, "--iters") && v) o->iters = atoi(argv[++i]);
-    else if (!strcmp(a, "--config") && v) o->config = atoi(argv[++i]);
-    else if (!strcmp(a, "--json")) o->json = 1;
+      o->backend = !strcmp(v, "cpu")    ? MOE_BACKEND_CPU
+                   : !strcmp(v, "cuda") ? MOE_BACKEND_CUDA
+                                        : MOE_BACKEND_AUTO;
+    } else if (!strcmp(a, "--stage") && v)
+      o->routing_only = !strcmp(argv[++i], "routing");
+    else if (!strcmp(a, "--iters") && v)
+      o->iters = atoi(argv[++i]);
+    else if (!strcmp(a, "--config") && v)
+      o->config = atoi(argv[++i]);
+    else if (!strcmp(a, "--json"))
+      o->json = 1;
     else {
       usage();
       return a[0] == '-' && a[1] == 'h' ? 1 : 2;
@@ -195,7 +202,8 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
   int64_t sh_p1[1] = {(int64_t)w1_bytes}, sh_p2[1] = {(int64_t)w2_bytes};
   size_t logit_bytes = (size_t)(T * p->E * (ds ? 4 : 2));
   void *logits = bench_alloc(d, logit_bytes + 16), *bias = bench_alloc(d, (size_t)p->E * 2 + 16);
-  void *x = bench_alloc(d, (size_t)(T * H * 2) + 16), *out = bench_alloc(d, (size_t)(T * H * 2) + 16);
+  void *x = bench_alloc(d, (size_t)(T * H * 2) + 16),
+       *out = bench_alloc(d, (size_t)(T * H * 2) + 16);
   void *ws = bench_alloc(d, ws_bytes);
   void *w1[4] = {0}, *w2[4] = {0};
   int rc = 1;
@@ -206,8 +214,10 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     void *h = malloc(logit_bytes + 16);
     if (!h) goto done;
     for (size_t i = 0; i < n; ++i) {
-      if (ds) ((float *)h)[i] = ldexpf((float)((int64_t)(rnd() >> 40) - (1 << 23)), -21);
-      else ((uint16_t *)h)[i] = rnd_bf16(5);
+      if (ds)
+        ((float *)h)[i] = ldexpf((float)((int64_t)(rnd() >> 40) - (1 << 23)), -21);
+      else
+        ((uint16_t *)h)[i] = rnd_bf16(5);
     }
     int e = bench_upload(d, logits, h, logit_bytes);
     for (int i = 0; i < p->E; ++i) ((uint16_t *)h)[i] = rnd_bf16(9);
@@ -296,13 +306,12 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
   }
   {
     const double f = 2.0; /* gated presets */
-    double flops = o->routing_only ? 0.0
-                                   : 2.0 * (double)res->local_slots *
-                                         (f * I * H + (double)I * H);
-    double bytes = o->routing_only ? (double)T * p->E * (ds ? 4 : 2)
-                                   : (double)res->active_experts * (f * I * H +
-                                                                    (double)H * I) * 2.0 +
-                                         2.0 * T * H * 2.0;
+    double flops =
+        o->routing_only ? 0.0 : 2.0 * (double)res->local_slots * (f * I * H + (double)I * H);
+    double bytes =
+        o->routing_only
+            ? (double)T * p->E * (ds ? 4 : 2)
+            : (double)res->active_experts * (f * I * H + (double)H * I) * 2.0 + 2.0 * T * H * 2.0;
     res->tflops = flops / (res->us * 1e-6) / 1e12;
     res->tbps = bytes / (res->us * 1e-6) / 1e12;
     double bw = bench_copy_bw(d), rate = bench_gemm_rate(d);
@@ -352,10 +361,10 @@ int main(int argc, char **argv) {
   if (check(moe_runner_create(&ro, &r), "runner create")) return 1;
 
   const char *presets = o.presets ? o.presets : (gpu ? "all" : "qwen3-30b");
-  const char *tokens =
-      o.tokens ? o.tokens
-               : (o.routing_only ? "1,16,64,256,1024,4096,16384,65536"
-                                 : (gpu ? "1,8,32,128,512,2048,8192,16384" : "1,8,32"));
+  const char *tokens = o.tokens
+                           ? o.tokens
+                           : (o.routing_only ? "1,16,64,256,1024,4096,16384,65536"
+                                             : (gpu ? "1,8,32,128,512,2048,8192,16384" : "1,8,32"));
   int64_t tlist[64];
   int nt = parse_list(tokens, tlist, 64);
   if (gpu) bench_measure_ceilings(d);
@@ -365,8 +374,8 @@ int main(int argc, char **argv) {
     if (gpu)
       printf("ceilings (same run): device copy %.2f TB/s, dense bf16 GEMM %.0f TFLOP/s\n",
              bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
-    printf("%-16s %7s %8s %10s %8s %7s %9s %7s  %s\n", "preset", "T", "slots", "us",
-           "TFLOP/s", "TB/s", "floor_us", "%floor", "config");
+    printf("%-16s %7s %8s %10s %8s %7s %9s %7s  %s\n", "preset", "T", "slots", "us", "TFLOP/s",
+           "TB/s", "floor_us", "%floor", "config");
   }
   int failures = 0;
   for (int pi = 0; pi < N_PRESETS; ++pi) {
@@ -383,15 +392,15 @@ int main(int argc, char **argv) {
       }
       double pct = res.floor_us > 0 ? 100.0 * res.floor_us / res.us : 0.0;
       if (o.json)
-        printf("{\"preset\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"stage\":\"%s\","
-               "\"tokens\":%lld,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
-               "\"tflops\":%.3f,\"tbps\":%.4f,\"floor_us\":%.3f,\"pct_floor\":%.1f,"
-               "\"config\":%d,\"config_name\":\"%s\",\"copy_tbps\":%.3f,\"gemm_tflops\":%.1f}\n",
-               p->name, gpu ? "cuda" : "cpu", bench_device_name(d),
-               o.routing_only ? "routing" : "all", (long long)tlist[ti],
-               (long long)res.local_slots, (long long)res.active_experts, res.us, res.tflops,
-               res.tbps, res.floor_us, pct, res.config, res.config_name,
-               bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
+        printf(
+            "{\"preset\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"stage\":\"%s\","
+            "\"tokens\":%lld,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
+            "\"tflops\":%.3f,\"tbps\":%.4f,\"floor_us\":%.3f,\"pct_floor\":%.1f,"
+            "\"config\":%d,\"config_name\":\"%s\",\"copy_tbps\":%.3f,\"gemm_tflops\":%.1f}\n",
+            p->name, gpu ? "cuda" : "cpu", bench_device_name(d), o.routing_only ? "routing" : "all",
+            (long long)tlist[ti], (long long)res.local_slots, (long long)res.active_experts, res.us,
+            res.tflops, res.tbps, res.floor_us, pct, res.config, res.config_name,
+            bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
       else
         printf("%-16s %7lld %8lld %10.1f %8.2f %7.3f %9.1f %6.1f%%  %s\n", p->name,
                (long long)tlist[ti], (long long)res.local_slots, res.us, res.tflops, res.tbps,

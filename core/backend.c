@@ -16,8 +16,8 @@ static moe_status_t need_device(const moe_runner *r) {
 
 static moe_status_t need_null_stream(const moe_runner *r, moe_cuda_stream_t stream) {
   if (!stream) return MOE_STATUS_SUCCESS;
-  return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                  "stream: expected NULL on the CPU backend, given %p", (void *)stream);
+  return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "stream: expected NULL on the CPU backend, given %p",
+                  (void *)stream);
 }
 
 moe_status_t moe_backend_routing(const moe_runner *r, const moe_k_routing *a,

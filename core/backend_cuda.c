@@ -74,8 +74,8 @@ int64_t moe_gpu_scratch_bytes(int64_t max_tokens, int32_t num_experts) {
   return moe_cuda_routing_scratch_bytes(max_tokens, num_experts);
 }
 
-moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a,
-                             const moe_k_plan *plan, moe_cuda_stream_t stream) {
+moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a, const moe_k_plan *plan,
+                             moe_cuda_stream_t stream) {
   device_guard g;
   moe_status_t s = guard_enter(r, &g);
   if (s) return s;
@@ -164,9 +164,15 @@ moe_status_t moe_gpu_time(const moe_runner *r, moe_timed_fn fn, void *ctx, int32
 static moe_status_t no_cuda(void) {
   return moe_fail(MOE_STATUS_NOT_SUPPORTED, "backend: this build has no CUDA backend");
 }
-int32_t moe_gpu_devices(void) { return 0; }
-moe_status_t moe_gpu_probe(int32_t d, int32_t *sm, int32_t *n) { return no_cuda(); }
-int64_t moe_gpu_scratch_bytes(int64_t t, int32_t e) { return 0; }
+int32_t moe_gpu_devices(void) {
+  return 0;
+}
+moe_status_t moe_gpu_probe(int32_t d, int32_t *sm, int32_t *n) {
+  return no_cuda();
+}
+int64_t moe_gpu_scratch_bytes(int64_t t, int32_t e) {
+  return 0;
+}
 moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a, const moe_k_plan *p,
                              moe_cuda_stream_t s) {
   return no_cuda();
@@ -175,8 +181,8 @@ moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_pl
                          moe_cuda_stream_t s) {
   return no_cuda();
 }
-moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t w, int64_t e, int64_t rows,
-                             int64_t cols, const uint16_t *c, uint16_t *p, moe_cuda_stream_t s) {
+moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t w, int64_t e, int64_t rows, int64_t cols,
+                             const uint16_t *c, uint16_t *p, moe_cuda_stream_t s) {
   return no_cuda();
 }
 moe_status_t moe_gpu_read(const moe_runner *r, void *d, const void *s, size_t b,

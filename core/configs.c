@@ -18,7 +18,9 @@ static const moe_config_row k_sm90_bf16[] = {
 };
 #define K_SM90_COUNT ((int32_t)(sizeof k_sm90_bf16 / sizeof k_sm90_bf16[0]))
 
-int32_t moe_catalogue_size(const moe_runner *r) { return K_SM90_COUNT; }
+int32_t moe_catalogue_size(const moe_runner *r) {
+  return K_SM90_COUNT;
+}
 
 const moe_config_row *moe_catalogue_row(const moe_runner *r, int32_t config) {
   if (config < 0 || config >= K_SM90_COUNT) return NULL;
@@ -41,8 +43,8 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
                               const char *arg) {
   const moe_config_row *row = moe_catalogue_row(r, config);
   if (!row)
-    return moe_fail(MOE_STATUS_INVALID_CONFIG, "%s: expected a config index 0..%d, given %d",
-                    arg, moe_catalogue_size(r) - 1, config);
+    return moe_fail(MOE_STATUS_INVALID_CONFIG, "%s: expected a config index 0..%d, given %d", arg,
+                    moe_catalogue_size(r) - 1, config);
   const char *why = config_unfit(r, p, row);
   if (why)
     return moe_fail(MOE_STATUS_INVALID_CONFIG, "%s: config %d is not valid for this problem: %s",
@@ -91,8 +93,7 @@ static int cmp_ranked(const void *a, const void *b) {
   return x->index - y->index;
 }
 
-static moe_status_t list_valid(const moe_runner *r, const moe_problem *p, ranked *out,
-                               int32_t *n) {
+static moe_status_t list_valid(const moe_runner *r, const moe_problem *p, ranked *out, int32_t *n) {
   moe_status_t s = moe_check_problem(p, "problem");
   if (s) return s;
   *n = 0;

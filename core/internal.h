@@ -12,7 +12,7 @@
 
 #define MOE_PLAN_MAGIC 0x4D4F4550u /* "MOEP": set in moe_plan.state by prepare */
 #define MOE_WORKSPACE_ALIGN 256
-#define MOE_MAX_TOP_K 64           /* finalize and plan code assume K <= 64 */
+#define MOE_MAX_TOP_K 64 /* finalize and plan code assume K <= 64 */
 #define MOE_MAX_EXPERTS_ROUTING 512
 
 struct moe_runner {
@@ -106,19 +106,19 @@ moe_status_t moe_backend_read(const moe_runner *r, void *dst, const void *src, s
 /* CUDA-specific (backend_cuda.c); CPU-only builds return NOT_SUPPORTED / 0 devices. */
 moe_status_t moe_gpu_probe(int32_t device_id, int32_t *sm_version, int32_t *num_sms);
 int32_t moe_gpu_devices(void);
-moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a,
-                                   const moe_k_plan *plan, moe_cuda_stream_t stream);
+moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a, const moe_k_plan *plan,
+                             moe_cuda_stream_t stream);
 moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_plan *plan,
-                               moe_cuda_stream_t stream);
-moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int64_t experts,
-                                   int64_t rows, int64_t cols, const uint16_t *canonical,
-                                   uint16_t *prepared, moe_cuda_stream_t stream);
+                         moe_cuda_stream_t stream);
+moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int64_t experts, int64_t rows,
+                             int64_t cols, const uint16_t *canonical, uint16_t *prepared,
+                             moe_cuda_stream_t stream);
 moe_status_t moe_gpu_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
-                                moe_cuda_stream_t stream);
+                          moe_cuda_stream_t stream);
 int64_t moe_gpu_scratch_bytes(int64_t max_tokens, int32_t num_experts);
 /* Timing for autotune: elapsed microseconds of fn(ctx) run @p iters times (median). */
 typedef moe_status_t (*moe_timed_fn)(void *ctx);
 moe_status_t moe_gpu_time(const moe_runner *r, moe_timed_fn fn, void *ctx, int32_t iters,
-                           moe_cuda_stream_t stream, float *median_us);
+                          moe_cuda_stream_t stream, float *median_us);
 
 #endif /* MOE_CORE_INTERNAL_H_ */

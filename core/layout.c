@@ -16,15 +16,15 @@ moe_status_t moe_check_problem(const moe_problem *p, const char *n) {
     return moe_fail(MOE_STATUS_VERSION_MISMATCH, "%s->version: expected 1..%d, given %u", n,
                     MOE_PROBLEM_VERSION, p->version);
   if (p->num_experts < 1 || p->num_experts > 65535)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "%s->num_experts: expected 1..65535, given %d", n, p->num_experts);
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s->num_experts: expected 1..65535, given %d", n,
+                    p->num_experts);
   if (p->num_tokens < 0)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s->num_tokens: expected >= 0, given %lld",
-                    n, (long long)p->num_tokens);
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s->num_tokens: expected >= 0, given %lld", n,
+                    (long long)p->num_tokens);
   if (p->top_k < 1 || p->top_k > p->num_experts || p->top_k > MOE_MAX_TOP_K)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "%s->top_k: expected 1..min(num_experts=%d, %d), given %d", n,
-                    p->num_experts, MOE_MAX_TOP_K, p->top_k);
+                    "%s->top_k: expected 1..min(num_experts=%d, %d), given %d", n, p->num_experts,
+                    MOE_MAX_TOP_K, p->top_k);
   int32_t el = moe_local_experts(p);
   if (el < 1 || el > p->num_experts)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
@@ -36,8 +36,8 @@ moe_status_t moe_check_problem(const moe_problem *p, const char *n) {
                     " <= num_experts, given %d",
                     n, p->num_experts - el, p->local_expert_offset);
   if (p->hidden_size < 1 || p->hidden_size > INT32_MAX)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s->hidden_size: expected 1..%d, given %lld",
-                    n, INT32_MAX, (long long)p->hidden_size);
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s->hidden_size: expected 1..%d, given %lld", n,
+                    INT32_MAX, (long long)p->hidden_size);
   if (p->intermediate_size < 1 || p->intermediate_size > INT32_MAX)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "%s->intermediate_size: expected 1..%d, given %lld", n, INT32_MAX,
@@ -131,8 +131,8 @@ moe_status_t moe_check_workspace(const void *ws, size_t bytes, int64_t required)
   if (!ws) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "workspace: expected a non-NULL pointer");
   if (((uintptr_t)ws) % MOE_WORKSPACE_ALIGN)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "workspace: expected %d-byte alignment, given address %p",
-                    MOE_WORKSPACE_ALIGN, ws);
+                    "workspace: expected %d-byte alignment, given address %p", MOE_WORKSPACE_ALIGN,
+                    ws);
   if ((uint64_t)bytes < (uint64_t)required)
     return moe_fail(MOE_STATUS_INSUFFICIENT_WORKSPACE,
                     "workspace_bytes: expected at least %lld, given %zu", (long long)required,

@@ -13,8 +13,8 @@ static moe_status_t check_init(const void *ptr, const char *name, uint32_t versi
   moe_clear_error();
   if (!ptr) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s: expected a non-NULL pointer", name);
   if (version < 1 || version > current)
-    return moe_fail(MOE_STATUS_VERSION_MISMATCH,
-                    "%s version: expected 1..%u, given %u", name, current, version);
+    return moe_fail(MOE_STATUS_VERSION_MISMATCH, "%s version: expected 1..%u, given %u", name,
+                    current, version);
   return MOE_STATUS_SUCCESS;
 }
 

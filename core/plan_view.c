@@ -69,7 +69,10 @@ static moe_status_t table_info(const moe_runner *r, const moe_plan *plan, const 
   const int64_t tk = plan->num_tokens * plan->top_k;
   *elem = 4;
   switch (table) {
-    case MOE_PLAN_TOPK_IDS: *src = kp->topk_ids; *count = tk; return MOE_STATUS_SUCCESS;
+    case MOE_PLAN_TOPK_IDS:
+      *src = kp->topk_ids;
+      *count = tk;
+      return MOE_STATUS_SUCCESS;
     case MOE_PLAN_EXPERT_WEIGHTS:
       *src = kp->expert_weights;
       *elem = 2;
@@ -79,8 +82,14 @@ static moe_status_t table_info(const moe_runner *r, const moe_plan *plan, const 
       *src = kp->expanded_to_permuted;
       *count = tk;
       return MOE_STATUS_SUCCESS;
-    case MOE_PLAN_NUM_CTAS: *src = kp->num_ctas; *count = 1; return MOE_STATUS_SUCCESS;
-    case MOE_PLAN_PERMUTED_SIZE: *src = kp->permuted_size; *count = 1; return MOE_STATUS_SUCCESS;
+    case MOE_PLAN_NUM_CTAS:
+      *src = kp->num_ctas;
+      *count = 1;
+      return MOE_STATUS_SUCCESS;
+    case MOE_PLAN_PERMUTED_SIZE:
+      *src = kp->permuted_size;
+      *count = 1;
+      return MOE_STATUS_SUCCESS;
     case MOE_PLAN_EXPERT_COUNTS:
       *src = kp->expert_counts;
       *count = plan->num_experts;
@@ -96,8 +105,8 @@ static moe_status_t table_info(const moe_runner *r, const moe_plan *plan, const 
       int64_t n = permuted ? sizes[1] : sizes[0];
       int64_t cap = permuted ? plan->max_padded_rows : plan->max_ctas;
       if (n < 0 || n > cap)
-        return moe_fail(MOE_STATUS_INTERNAL, "plan: stored size %lld outside 0..%lld",
-                        (long long)n, (long long)cap);
+        return moe_fail(MOE_STATUS_INTERNAL, "plan: stored size %lld outside 0..%lld", (long long)n,
+                        (long long)cap);
       *src = table == MOE_PLAN_PERMUTED_TO_TOKEN      ? (const void *)kp->permuted_to_token
              : table == MOE_PLAN_PERMUTED_TO_EXPANDED ? (const void *)kp->permuted_to_expanded
              : table == MOE_PLAN_CTA_TO_BATCH         ? (const void *)kp->cta_to_batch
@@ -113,8 +122,7 @@ static moe_status_t table_info(const moe_runner *r, const moe_plan *plan, const 
 
 MOE_API moe_status_t moe_plan_read_count(const moe_runner *r, const moe_plan *plan,
                                          const void *workspace, size_t workspace_bytes,
-                                         int32_t table, int64_t *count,
-                                         moe_cuda_stream_t stream) {
+                                         int32_t table, int64_t *count, moe_cuda_stream_t stream) {
   moe_clear_error();
   if (!count) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "count: expected a non-NULL pointer");
   moe_k_plan kp;
@@ -125,9 +133,9 @@ MOE_API moe_status_t moe_plan_read_count(const moe_runner *r, const moe_plan *pl
   return table_info(r, plan, &kp, table, &src, &elem, count, stream);
 }
 
-MOE_API moe_status_t moe_plan_read(const moe_runner *r, const moe_plan *plan,
-                                   const void *workspace, size_t workspace_bytes, int32_t table,
-                                   void *dst, size_t dst_bytes, moe_cuda_stream_t stream) {
+MOE_API moe_status_t moe_plan_read(const moe_runner *r, const moe_plan *plan, const void *workspace,
+                                   size_t workspace_bytes, int32_t table, void *dst,
+                                   size_t dst_bytes, moe_cuda_stream_t stream) {
   moe_clear_error();
   moe_k_plan kp;
   moe_status_t s = open_plan(r, plan, workspace, workspace_bytes, &kp);
@@ -137,7 +145,8 @@ MOE_API moe_status_t moe_plan_read(const moe_runner *r, const moe_plan *plan,
   int64_t count;
   if ((s = table_info(r, plan, &kp, table, &src, &elem, &count, stream))) return s;
   size_t need = (size_t)count * elem;
-  if (need && !dst) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "dst: expected a non-NULL pointer");
+  if (need && !dst)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "dst: expected a non-NULL pointer");
   if (dst_bytes < need)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "dst_bytes: expected at least %zu, given %zu",
                     need, dst_bytes);

@@ -9,19 +9,26 @@
 
 static const char *method_name(int32_t m) {
   switch (m) {
-    case MOE_ROUTING_DEFAULT: return "Default";
-    case MOE_ROUTING_RENORMALIZE: return "Renormalize";
-    case MOE_ROUTING_DEEPSEEK_V3: return "DeepSeekV3";
-    case MOE_ROUTING_LLAMA4: return "Llama4";
-    case MOE_ROUTING_RENORMALIZE_NAIVE: return "RenormalizeNaive";
-    case MOE_ROUTING_TOPK: return "TopK";
-    default: return "?";
+    case MOE_ROUTING_DEFAULT:
+      return "Default";
+    case MOE_ROUTING_RENORMALIZE:
+      return "Renormalize";
+    case MOE_ROUTING_DEEPSEEK_V3:
+      return "DeepSeekV3";
+    case MOE_ROUTING_LLAMA4:
+      return "Llama4";
+    case MOE_ROUTING_RENORMALIZE_NAIVE:
+      return "RenormalizeNaive";
+    case MOE_ROUTING_TOPK:
+      return "TopK";
+    default:
+      return "?";
   }
 }
 
 /* Method limits; fills the effective n_group / topk_group. */
-static moe_status_t check_method(const moe_problem *p, const moe_routing_args *a,
-                                 int32_t *n_group, int32_t *topk_group) {
+static moe_status_t check_method(const moe_problem *p, const moe_routing_args *a, int32_t *n_group,
+                                 int32_t *topk_group) {
   const int32_t E = p->num_experts, K = p->top_k, m = a->method;
   if (m < MOE_ROUTING_DEFAULT || m > MOE_ROUTING_TOPK)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
@@ -71,8 +78,7 @@ static moe_status_t check_method(const moe_problem *p, const moe_routing_args *a
                       "problem->top_k: Llama4 routing expects 1, given %d", K);
   } else if (K > 10) {
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "problem->top_k: %s routing supports at most 10, given %d", method_name(m),
-                    K);
+                    "problem->top_k: %s routing supports at most 10, given %d", method_name(m), K);
   }
   if (a->bias)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
@@ -94,8 +100,7 @@ static moe_status_t check_inputs(const moe_runner *r, const moe_problem *p,
   moe_status_t s;
   const int64_t te[2] = {T, E}, tk[2] = {T, K}, e1[1] = {E};
   if (a->logits) {
-    if ((s = moe_check_tensor(r, a->logits, "args->logits", 0, MOE_T_F32_OR_BF16, 2, te)))
-      return s;
+    if ((s = moe_check_tensor(r, a->logits, "args->logits", 0, MOE_T_F32_OR_BF16, 2, te))) return s;
     k->input_kind = MOE_K_INPUT_LOGITS;
     k->logits = moe_tensor_data(a->logits);
     k->logits_dtype = moe_tensor_kdtype(a->logits);
@@ -142,8 +147,8 @@ static moe_status_t check_routing_args(const moe_routing_args *a) {
 }
 
 MOE_API moe_status_t moe_routing_prepare(moe_runner *r, const moe_problem *p,
-                                         const moe_routing_args *a, int32_t config,
-                                         void *workspace, size_t workspace_bytes, moe_plan *plan,
+                                         const moe_routing_args *a, int32_t config, void *workspace,
+                                         size_t workspace_bytes, moe_plan *plan,
                                          moe_cuda_stream_t stream) {
   moe_clear_error();
   if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");

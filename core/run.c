@@ -26,8 +26,8 @@ moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const voi
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "workspace: expected the workspace the plan was prepared in (%p, %llu "
                     "bytes), given (%p, %zu bytes)",
-                    (void *)(uintptr_t)plan->workspace,
-                    (unsigned long long)plan->workspace_bytes, workspace, workspace_bytes);
+                    (void *)(uintptr_t)plan->workspace, (unsigned long long)plan->workspace_bytes,
+                    workspace, workspace_bytes);
   return MOE_STATUS_SUCCESS;
 }
 
@@ -47,8 +47,8 @@ static moe_status_t check_plan_problem(const moe_plan *plan, const moe_problem *
   return MOE_STATUS_SUCCESS;
 }
 
-static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p,
-                                   const moe_run_args *a, const moe_layout *l, moe_k_run *k) {
+static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, const moe_run_args *a,
+                                   const moe_layout *l, moe_k_run *k) {
   if (!a) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "args: expected a non-NULL pointer");
   if (a->version < 1 || a->version > MOE_RUN_ARGS_VERSION)
     return moe_fail(MOE_STATUS_VERSION_MISMATCH, "args->version: expected 1..%d, given %u",
@@ -181,8 +181,8 @@ static moe_status_t tune_once(void *vctx) {
   tune_ctx *c = (tune_ctx *)vctx;
   moe_plan plan;
   memset(&plan, 0, sizeof plan);
-  moe_status_t s = moe_routing_prepare(c->r, c->p, c->routing, c->config, c->ws, c->bytes,
-                                       &plan, c->stream);
+  moe_status_t s =
+      moe_routing_prepare(c->r, c->p, c->routing, c->config, c->ws, c->bytes, &plan, c->stream);
   if (s) return s;
   return moe_runner_run(c->r, c->p, c->run, c->config, &plan, c->ws, c->bytes, c->stream);
 }
@@ -223,11 +223,11 @@ static int cmp_timed(const void *a, const void *b) {
 }
 
 MOE_API moe_status_t moe_runner_autotune(moe_runner *r, const moe_problem *p,
-                                         const moe_routing_args *routing,
-                                         const moe_run_args *run, void *workspace,
-                                         size_t workspace_bytes, int32_t iterations,
-                                         int32_t *configs, float *times_us, int32_t capacity,
-                                         int32_t *count, moe_cuda_stream_t stream) {
+                                         const moe_routing_args *routing, const moe_run_args *run,
+                                         void *workspace, size_t workspace_bytes,
+                                         int32_t iterations, int32_t *configs, float *times_us,
+                                         int32_t capacity, int32_t *count,
+                                         moe_cuda_stream_t stream) {
   moe_clear_error();
   if (!count) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "count: expected a non-NULL pointer");
   *count = 0;
@@ -260,9 +260,9 @@ MOE_API moe_status_t moe_runner_autotune(moe_runner *r, const moe_problem *p,
   for (int32_t i = 0; i < n && !s; ++i) {
     tune_ctx c = {r, p, routing, run, valid[i], workspace, workspace_bytes, stream};
     res[i].config = valid[i];
-    s = r->backend == MOE_BACKEND_CPU ? cpu_time(&c, iterations, &res[i].us)
-                                      : moe_gpu_time(r, tune_once, &c, iterations, stream,
-                                                     &res[i].us);
+    s = r->backend == MOE_BACKEND_CPU
+            ? cpu_time(&c, iterations, &res[i].us)
+            : moe_gpu_time(r, tune_once, &c, iterations, stream, &res[i].us);
   }
   if (!s) {
     qsort(res, (size_t)n, sizeof *res, cmp_timed);

@@ -17,8 +17,7 @@ static moe_status_t check_options(const moe_runner_options *o) {
                     MOE_RUNNER_OPTIONS_VERSION, o->version);
   if (o->backend < MOE_BACKEND_AUTO || o->backend > MOE_BACKEND_CUDA)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "opts->backend: expected -1 (AUTO), 0 (CPU) or 1 (CUDA), given %d",
-                    o->backend);
+                    "opts->backend: expected -1 (AUTO), 0 (CPU) or 1 (CUDA), given %d", o->backend);
   if (o->device_id < 0)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "opts->device_id: expected >= 0, given %d",
                     o->device_id);
@@ -101,12 +100,15 @@ MOE_API moe_status_t moe_runner_create(const moe_runner_options *opts, moe_runne
   return MOE_STATUS_SUCCESS;
 }
 
-MOE_API void moe_runner_destroy(moe_runner *runner) { free(runner); }
+MOE_API void moe_runner_destroy(moe_runner *runner) {
+  free(runner);
+}
 
 MOE_API moe_status_t moe_runner_get_backend(const moe_runner *r, int32_t *backend) {
   moe_clear_error();
   if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
-  if (!backend) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "backend: expected a non-NULL pointer");
+  if (!backend)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "backend: expected a non-NULL pointer");
   *backend = r->backend;
   return MOE_STATUS_SUCCESS;
 }

@@ -16,23 +16,38 @@ moe_status_t moe_fail(moe_status_t status, const char *fmt, ...) {
   return status;
 }
 
-void moe_clear_error(void) { g_last_error[0] = '\0'; }
+void moe_clear_error(void) {
+  g_last_error[0] = '\0';
+}
 
-MOE_API const char *moe_get_last_error(void) { return g_last_error; }
+MOE_API const char *moe_get_last_error(void) {
+  return g_last_error;
+}
 
 MOE_API const char *moe_status_string(moe_status_t status) {
   switch (status) {
-    case MOE_STATUS_SUCCESS: return "success";
-    case MOE_STATUS_INVALID_ARGUMENT: return "invalid argument";
-    case MOE_STATUS_NOT_SUPPORTED: return "not supported";
-    case MOE_STATUS_OUT_OF_MEMORY: return "out of memory";
-    case MOE_STATUS_CUDA_ERROR: return "CUDA error";
-    case MOE_STATUS_NO_DEVICE: return "no CUDA device";
-    case MOE_STATUS_INSUFFICIENT_WORKSPACE: return "insufficient workspace";
-    case MOE_STATUS_VERSION_MISMATCH: return "struct version mismatch";
-    case MOE_STATUS_INVALID_CONFIG: return "invalid config";
-    case MOE_STATUS_INTERNAL: return "internal error";
-    default: return "unknown status";
+    case MOE_STATUS_SUCCESS:
+      return "success";
+    case MOE_STATUS_INVALID_ARGUMENT:
+      return "invalid argument";
+    case MOE_STATUS_NOT_SUPPORTED:
+      return "not supported";
+    case MOE_STATUS_OUT_OF_MEMORY:
+      return "out of memory";
+    case MOE_STATUS_CUDA_ERROR:
+      return "CUDA error";
+    case MOE_STATUS_NO_DEVICE:
+      return "no CUDA device";
+    case MOE_STATUS_INSUFFICIENT_WORKSPACE:
+      return "insufficient workspace";
+    case MOE_STATUS_VERSION_MISMATCH:
+      return "struct version mismatch";
+    case MOE_STATUS_INVALID_CONFIG:
+      return "invalid config";
+    case MOE_STATUS_INTERNAL:
+      return "internal error";
+    default:
+      return "unknown status";
   }
 }
 

@@ -7,22 +7,32 @@
 
 static const char *dtype_name(int want) {
   switch (want) {
-    case MOE_T_F32: return "float32";
-    case MOE_T_BF16: return "bfloat16";
-    case MOE_T_I32: return "int32";
-    case MOE_T_U8: return "uint8";
-    default: return "float32 or bfloat16";
+    case MOE_T_F32:
+      return "float32";
+    case MOE_T_BF16:
+      return "bfloat16";
+    case MOE_T_I32:
+      return "int32";
+    case MOE_T_U8:
+      return "uint8";
+    default:
+      return "float32 or bfloat16";
   }
 }
 
 static int dtype_is(DLDataType d, int want) {
   if (d.lanes != 1) return 0;
   switch (want) {
-    case MOE_T_F32: return d.code == kDLFloat && d.bits == 32;
-    case MOE_T_BF16: return d.code == kDLBfloat && d.bits == 16;
-    case MOE_T_I32: return d.code == kDLInt && d.bits == 32;
-    case MOE_T_U8: return d.code == kDLUInt && d.bits == 8;
-    default: return dtype_is(d, MOE_T_F32) || dtype_is(d, MOE_T_BF16);
+    case MOE_T_F32:
+      return d.code == kDLFloat && d.bits == 32;
+    case MOE_T_BF16:
+      return d.code == kDLBfloat && d.bits == 16;
+    case MOE_T_I32:
+      return d.code == kDLInt && d.bits == 32;
+    case MOE_T_U8:
+      return d.code == kDLUInt && d.bits == 8;
+    default:
+      return dtype_is(d, MOE_T_F32) || dtype_is(d, MOE_T_BF16);
   }
 }
 
@@ -61,8 +71,8 @@ moe_status_t moe_check_tensor(const moe_runner *r, const DLTensor *t, const char
                     "%s: expected dtype %s, given (code %u, bits %u, lanes %u)", name,
                     dtype_name(dtype), t->dtype.code, t->dtype.bits, t->dtype.lanes);
   if (t->ndim != ndim)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s: expected %d dimensions, given %d", name,
-                    ndim, t->ndim);
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s: expected %d dimensions, given %d", name, ndim,
+                    t->ndim);
   if (ndim > 0 && !t->shape)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s: shape pointer is NULL", name);
   int ok = 1;
@@ -95,10 +105,10 @@ moe_status_t moe_check_tensor(const moe_runner *r, const DLTensor *t, const char
   if (numel > 0 && !t->data)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s: data pointer is NULL", name);
   int cpu = r->backend == MOE_BACKEND_CPU;
-  int dev_ok = cpu ? (t->device.device_type == kDLCPU || t->device.device_type == kDLCUDAHost)
-                   : ((t->device.device_type == kDLCUDA ||
-                       t->device.device_type == kDLCUDAManaged) &&
-                      t->device.device_id == r->device_id);
+  int dev_ok =
+      cpu ? (t->device.device_type == kDLCPU || t->device.device_type == kDLCUDAHost)
+          : ((t->device.device_type == kDLCUDA || t->device.device_type == kDLCUDAManaged) &&
+             t->device.device_id == r->device_id);
   if (!dev_ok)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "%s: expected a tensor on %s, given device (type %d, id %d)", name,

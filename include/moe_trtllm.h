@@ -150,9 +150,10 @@ typedef int32_t moe_status_t;
 #define MOE_STATUS_NO_DEVICE 5              /**< no CUDA device or driver is available */
 #define MOE_STATUS_INSUFFICIENT_WORKSPACE 6 /**< the workspace is smaller than required */
 #define MOE_STATUS_VERSION_MISMATCH 7       /**< a struct version this library does not know */
-#define MOE_STATUS_INVALID_CONFIG 8         /**< config index unknown, not valid for the problem,
-                                                 or not the one the plan was prepared with */
-#define MOE_STATUS_INTERNAL 99              /**< a bug in the library */
+#define MOE_STATUS_INVALID_CONFIG                                                    \
+  8                            /**< config index unknown, not valid for the problem, \
+                                    or not the one the plan was prepared with */
+#define MOE_STATUS_INTERNAL 99 /**< a bug in the library */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Enum-like values (int32_t fields; fixed values)                                             */
@@ -214,9 +215,13 @@ typedef struct moe_runner_options {
   int32_t num_threads;      /**< CPU backend worker threads; 0 = one per core */
   int32_t reserved[8];      /**< must be zero */
 } moe_runner_options;
-#define MOE_RUNNER_OPTIONS_INIT                                                                \
-  { MOE_RUNNER_OPTIONS_VERSION, MOE_BACKEND_AUTO, 0, 0, MOE_DTYPE_BF16, MOE_DTYPE_BF16,        \
-    MOE_ACTIVATION_SWIGLU, 0, {0, 0, 0, 0, 0, 0, 0, 0} }
+#define MOE_RUNNER_OPTIONS_INIT                                                         \
+  {                                                                                     \
+    MOE_RUNNER_OPTIONS_VERSION, MOE_BACKEND_AUTO, 0, 0, MOE_DTYPE_BF16, MOE_DTYPE_BF16, \
+        MOE_ACTIVATION_SWIGLU, 0, {                                                     \
+      0, 0, 0, 0, 0, 0, 0, 0                                                            \
+    }                                                                                   \
+  }
 
 #define MOE_PROBLEM_VERSION 1
 /**
@@ -235,7 +240,12 @@ typedef struct moe_problem {
   int64_t intermediate_size;   /**< I (per expert, not doubled for gated activations) */
   int64_t reserved[4];         /**< must be zero */
 } moe_problem;
-#define MOE_PROBLEM_INIT {MOE_PROBLEM_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0}}
+#define MOE_PROBLEM_INIT                           \
+  {                                                \
+    MOE_PROBLEM_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, { \
+      0, 0, 0, 0                                   \
+    }                                              \
+  }
 
 #define MOE_ROUTING_ARGS_VERSION 1
 /**
@@ -243,43 +253,43 @@ typedef struct moe_problem {
  * With pre-routed input the math of the method is skipped, but its limits still apply.
  */
 typedef struct moe_routing_args {
-  uint32_t version;               /**< MOE_ROUTING_ARGS_VERSION */
-  int32_t method;                 /**< MOE_ROUTING_* */
-  const DLTensor *logits;         /**< [T, E]; fp32 or bf16 (DeepSeekV3: fp32 or bf16;
-                                       see docs/routing.md for the dtypes per method) */
-  const DLTensor *bias;           /**< [E] fp32 or bf16, optional (DeepSeekV3 only; NULL = 0) */
-  const DLTensor *topk_ids;       /**< [T, K] int32 global expert ids (pre-routed) */
-  const DLTensor *topk_weights;   /**< [T, K] bf16 or fp32 weights (pre-routed; fp32 is
-                                       rounded to bf16 to nearest even) */
-  const DLTensor *topk_packed;    /**< [T, K] int32 (id << 16) | bf16 bits (pre-routed) */
-  int32_t n_group;                /**< DeepSeekV3 groups (>= 1; 0 is taken as 1) */
-  int32_t topk_group;             /**< DeepSeekV3 groups kept (>= 1; 0 is taken as n_group) */
-  float routed_scaling_factor;    /**< DeepSeekV3 output scale; default 1.0 */
-  int32_t enable_pdl;             /**< 1 = programmatic dependent launch between kernels; never
-                                       changes results; default 1 */
-  int32_t reserved[6];            /**< must be zero */
+  uint32_t version;             /**< MOE_ROUTING_ARGS_VERSION */
+  int32_t method;               /**< MOE_ROUTING_* */
+  const DLTensor *logits;       /**< [T, E]; fp32 or bf16 (DeepSeekV3: fp32 or bf16;
+                                     see docs/routing.md for the dtypes per method) */
+  const DLTensor *bias;         /**< [E] fp32 or bf16, optional (DeepSeekV3 only; NULL = 0) */
+  const DLTensor *topk_ids;     /**< [T, K] int32 global expert ids (pre-routed) */
+  const DLTensor *topk_weights; /**< [T, K] bf16 or fp32 weights (pre-routed; fp32 is
+                                     rounded to bf16 to nearest even) */
+  const DLTensor *topk_packed;  /**< [T, K] int32 (id << 16) | bf16 bits (pre-routed) */
+  int32_t n_group;              /**< DeepSeekV3 groups (>= 1; 0 is taken as 1) */
+  int32_t topk_group;           /**< DeepSeekV3 groups kept (>= 1; 0 is taken as n_group) */
+  float routed_scaling_factor;  /**< DeepSeekV3 output scale; default 1.0 */
+  int32_t enable_pdl;           /**< 1 = programmatic dependent launch between kernels; never
+                                     changes results; default 1 */
+  int32_t reserved[6];          /**< must be zero */
 } moe_routing_args;
 
 #define MOE_RUN_ARGS_VERSION 1
 /** Inputs and outputs of the GEMM stages. */
 typedef struct moe_run_args {
-  uint32_t version;                 /**< MOE_RUN_ARGS_VERSION */
-  int32_t do_finalize;              /**< 1: write output [T, H]; 0: write permuted_output and
-                                         leave weights and maps in the plan (default 1) */
-  const DLTensor *hidden_states;    /**< [T, H] bf16 */
-  const DLTensor *gemm1_weights;    /**< prepared W1 (moe_weights_prepare), uint8 [bytes] */
-  const DLTensor *gemm2_weights;    /**< prepared W2 (moe_weights_prepare), uint8 [bytes] */
-  const DLTensor *gemm1_bias;       /**< [E_l, f*I] fp32 in canonical row order, optional */
-  const DLTensor *gemm2_bias;       /**< [E_l, H] fp32, optional */
-  const DLTensor *gemm1_alpha;      /**< [E_l] fp32 SwiGLU alpha, optional (default 1) */
-  const DLTensor *gemm1_beta;       /**< [E_l] fp32 SwiGLU beta, optional (default 0) */
-  const DLTensor *gemm1_clamp_limit;/**< [E_l] fp32 SwiGLU clamp limit, optional (none) */
-  const DLTensor *output;           /**< [T, H] bf16, written when do_finalize = 1 */
-  const DLTensor *permuted_output;  /**< [>= max_padded_rows, H] bf16, written when
-                                         do_finalize = 0 (rows past permuted_size and padding
-                                         rows are unspecified) */
-  int32_t enable_pdl;               /**< 1 = programmatic dependent launch (default 1) */
-  int32_t reserved[7];              /**< must be zero */
+  uint32_t version;                  /**< MOE_RUN_ARGS_VERSION */
+  int32_t do_finalize;               /**< 1: write output [T, H]; 0: write permuted_output and
+                                          leave weights and maps in the plan (default 1) */
+  const DLTensor *hidden_states;     /**< [T, H] bf16 */
+  const DLTensor *gemm1_weights;     /**< prepared W1 (moe_weights_prepare), uint8 [bytes] */
+  const DLTensor *gemm2_weights;     /**< prepared W2 (moe_weights_prepare), uint8 [bytes] */
+  const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32 in canonical row order, optional */
+  const DLTensor *gemm2_bias;        /**< [E_l, H] fp32, optional */
+  const DLTensor *gemm1_alpha;       /**< [E_l] fp32 SwiGLU alpha, optional (default 1) */
+  const DLTensor *gemm1_beta;        /**< [E_l] fp32 SwiGLU beta, optional (default 0) */
+  const DLTensor *gemm1_clamp_limit; /**< [E_l] fp32 SwiGLU clamp limit, optional (none) */
+  const DLTensor *output;            /**< [T, H] bf16, written when do_finalize = 1 */
+  const DLTensor *permuted_output;   /**< [>= max_padded_rows, H] bf16, written when
+                                          do_finalize = 0 (rows past permuted_size and padding
+                                          rows are unspecified) */
+  int32_t enable_pdl;                /**< 1 = programmatic dependent launch (default 1) */
+  int32_t reserved[7];               /**< must be zero */
 } moe_run_args;
 
 #define MOE_PLAN_VERSION 1
@@ -312,40 +322,40 @@ typedef struct moe_plan {
 #define MOE_CONFIG_INFO_VERSION 1
 /** Backend-independent description of a kernel config. */
 typedef struct moe_config_info {
-  uint32_t version;        /**< MOE_CONFIG_INFO_VERSION (set by the call) */
-  int32_t index;           /**< config index */
-  int32_t tile;            /**< cluster (CGA) tile in tokens: the plan's padding unit */
-  int32_t cta_tile;        /**< tokens per CTA = tile / cluster_size (wgmma N) */
-  int32_t cluster_size;    /**< C: CTAs of a cluster along tokens sharing weight tiles */
-  int32_t gemm1_block_m;   /**< weight rows per CTA tile in GEMM1 */
-  int32_t gemm2_block_m;   /**< weight rows per CTA tile in GEMM2 */
-  int32_t block_k;         /**< K elements per pipeline stage */
-  int32_t stages;          /**< pipeline stages */
-  int32_t sm_version;      /**< architecture of the catalogue (90 = sm_90a) */
-  char name[64];           /**< e.g. "sm90_bf16_t64_c2_m128_s6" */
+  uint32_t version;      /**< MOE_CONFIG_INFO_VERSION (set by the call) */
+  int32_t index;         /**< config index */
+  int32_t tile;          /**< cluster (CGA) tile in tokens: the plan's padding unit */
+  int32_t cta_tile;      /**< tokens per CTA = tile / cluster_size (wgmma N) */
+  int32_t cluster_size;  /**< C: CTAs of a cluster along tokens sharing weight tiles */
+  int32_t gemm1_block_m; /**< weight rows per CTA tile in GEMM1 */
+  int32_t gemm2_block_m; /**< weight rows per CTA tile in GEMM2 */
+  int32_t block_k;       /**< K elements per pipeline stage */
+  int32_t stages;        /**< pipeline stages */
+  int32_t sm_version;    /**< architecture of the catalogue (90 = sm_90a) */
+  char name[64];         /**< e.g. "sm90_bf16_t64_c2_m128_s6" */
 } moe_config_info;
 
 /** Read-only view of a plan inside a workspace: device pointers on the CUDA backend. */
 typedef struct moe_plan_view {
-  int32_t device_type;            /**< kDLCPU or kDLCUDA */
-  int32_t device_id;              /**< device of the pointers */
-  int64_t num_tokens;             /**< T */
-  int32_t top_k;                  /**< K */
-  int32_t num_experts;            /**< E */
-  int32_t tile;                   /**< cluster tile */
-  int32_t cluster_size;           /**< C */
-  int64_t max_padded_rows;        /**< capacity of the permuted maps */
-  int64_t max_ctas;               /**< capacity of the CTA tables */
-  int32_t *topk_ids;              /**< [T*K] */
-  uint16_t *expert_weights;       /**< [T*K] bf16 bit patterns */
-  int32_t *expanded_to_permuted;  /**< [T*K] */
-  int32_t *permuted_to_token;     /**< [max_padded_rows] */
-  int32_t *permuted_to_expanded;  /**< [max_padded_rows] */
-  int32_t *cta_to_batch;          /**< [max_ctas] */
-  int32_t *cta_to_mn_limit;       /**< [max_ctas] */
-  int32_t *num_ctas;              /**< [1] */
-  int32_t *permuted_size;         /**< [1] */
-  int32_t *expert_counts;         /**< [E] */
+  int32_t device_type;           /**< kDLCPU or kDLCUDA */
+  int32_t device_id;             /**< device of the pointers */
+  int64_t num_tokens;            /**< T */
+  int32_t top_k;                 /**< K */
+  int32_t num_experts;           /**< E */
+  int32_t tile;                  /**< cluster tile */
+  int32_t cluster_size;          /**< C */
+  int64_t max_padded_rows;       /**< capacity of the permuted maps */
+  int64_t max_ctas;              /**< capacity of the CTA tables */
+  int32_t *topk_ids;             /**< [T*K] */
+  uint16_t *expert_weights;      /**< [T*K] bf16 bit patterns */
+  int32_t *expanded_to_permuted; /**< [T*K] */
+  int32_t *permuted_to_token;    /**< [max_padded_rows] */
+  int32_t *permuted_to_expanded; /**< [max_padded_rows] */
+  int32_t *cta_to_batch;         /**< [max_ctas] */
+  int32_t *cta_to_mn_limit;      /**< [max_ctas] */
+  int32_t *num_ctas;             /**< [1] */
+  int32_t *permuted_size;        /**< [1] */
+  int32_t *expert_counts;        /**< [E] */
 } moe_plan_view;
 
 /** Opaque runner handle. */
@@ -467,9 +477,8 @@ MOE_API moe_status_t moe_runner_get_workspace_size(const moe_runner *runner,
  * @brief Bytes of a prepared weight tensor (the layout depends on the runner options only).
  * @param[in] which MOE_WEIGHTS_GEMM1 or MOE_WEIGHTS_GEMM2.
  */
-MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *runner,
-                                               const moe_problem *problem, int32_t which,
-                                               size_t *bytes);
+MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *runner, const moe_problem *problem,
+                                               int32_t which, size_t *bytes);
 
 /**
  * @brief Convert canonical weights into the kernels' layout (once, at load time).
@@ -514,9 +523,9 @@ MOE_API moe_status_t moe_routing_prepare(moe_runner *runner, const moe_problem *
  *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_CUDA_ERROR.
  */
 MOE_API moe_status_t moe_runner_run(moe_runner *runner, const moe_problem *problem,
-                                    const moe_run_args *args, int32_t config,
-                                    const moe_plan *plan, void *workspace,
-                                    size_t workspace_bytes, moe_cuda_stream_t stream);
+                                    const moe_run_args *args, int32_t config, const moe_plan *plan,
+                                    void *workspace, size_t workspace_bytes,
+                                    moe_cuda_stream_t stream);
 
 /**
  * @brief One-shot forward with the default config: routing then run.
@@ -525,8 +534,7 @@ MOE_API moe_status_t moe_runner_run(moe_runner *runner, const moe_problem *probl
  */
 MOE_API moe_status_t moe_forward(moe_runner *runner, const moe_problem *problem,
                                  const moe_routing_args *routing, const moe_run_args *run,
-                                 void *workspace, size_t workspace_bytes,
-                                 moe_cuda_stream_t stream);
+                                 void *workspace, size_t workspace_bytes, moe_cuda_stream_t stream);
 
 /**
  * @brief Time every valid config on @p stream (prepare + run, median of @p iterations) and
@@ -536,11 +544,11 @@ MOE_API moe_status_t moe_forward(moe_runner *runner, const moe_problem *problem,
  * The workspace must be large enough for every valid config (the maximum of their sizes).
  */
 MOE_API moe_status_t moe_runner_autotune(moe_runner *runner, const moe_problem *problem,
-                                         const moe_routing_args *routing,
-                                         const moe_run_args *run, void *workspace,
-                                         size_t workspace_bytes, int32_t iterations,
-                                         int32_t *configs, float *times_us, int32_t capacity,
-                                         int32_t *count, moe_cuda_stream_t stream);
+                                         const moe_routing_args *routing, const moe_run_args *run,
+                                         void *workspace, size_t workspace_bytes,
+                                         int32_t iterations, int32_t *configs, float *times_us,
+                                         int32_t capacity, int32_t *count,
+                                         moe_cuda_stream_t stream);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Plan inspection                                                                             */
@@ -569,8 +577,7 @@ MOE_API moe_status_t moe_plan_read(const moe_runner *runner, const moe_plan *pla
  */
 MOE_API moe_status_t moe_plan_read_count(const moe_runner *runner, const moe_plan *plan,
                                          const void *workspace, size_t workspace_bytes,
-                                         int32_t table, int64_t *count,
-                                         moe_cuda_stream_t stream);
+                                         int32_t table, int64_t *count, moe_cuda_stream_t stream);
 
 #ifdef __cplusplus
 }

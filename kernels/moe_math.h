@@ -56,7 +56,9 @@ MOE_HD float moe_bits_f32(uint32_t u) {
 }
 
 /* bf16 bit pattern -> float (exact). */
-MOE_HD float moe_bf16_to_f32(uint16_t h) { return moe_bits_f32((uint32_t)h << 16); }
+MOE_HD float moe_bf16_to_f32(uint16_t h) {
+  return moe_bits_f32((uint32_t)h << 16);
+}
 
 /* float -> bf16 bit pattern, round to nearest even. Every NaN becomes the positive quiet NaN
  * 0x7FC0: the sign of a NaN produced by arithmetic differs between x86 (negative default NaN)
@@ -68,7 +70,9 @@ MOE_HD uint16_t moe_f32_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 
-MOE_HD int moe_isnan(float f) { return (moe_f32_bits(f) & 0x7FFFFFFFu) > 0x7F800000u; }
+MOE_HD int moe_isnan(float f) {
+  return (moe_f32_bits(f) & 0x7FFFFFFFu) > 0x7F800000u;
+}
 
 /*
  * Ordering key for top-K selection: larger key = better. IEEE total order on the value
@@ -87,7 +91,9 @@ MOE_HD int moe_better(uint32_t ka, int32_t ia, uint32_t kb, int32_t ib) {
 }
 
 /* 2^n as a float for n in [-126, 127] (normal range only). */
-MOE_HD float moe_pow2i(int n) { return moe_bits_f32((uint32_t)(n + 127) << 23); }
+MOE_HD float moe_pow2i(int n) {
+  return moe_bits_f32((uint32_t)(n + 127) << 23);
+}
 
 /*
  * exp(x) in float32: Cody-Waite reduction x = n*ln2 + r, |r| <= ln2/2, degree-7 Taylor
@@ -101,7 +107,7 @@ MOE_HD float moe_expf(float x) {
   float n = rintf(MOE_FMUL(x, 1.44269502162933349609375f));
   float r = fmaf(n, -0.693145751953125f, x);
   r = fmaf(n, -1.428606765330187045e-06f, r);
-  float p = 1.9841270e-4f; /* 1/5040 */
+  float p = 1.9841270e-4f;       /* 1/5040 */
   p = fmaf(p, r, 1.3888889e-3f); /* 1/720 */
   p = fmaf(p, r, 8.3333333e-3f); /* 1/120 */
   p = fmaf(p, r, 4.1666667e-2f); /* 1/24 */
@@ -116,6 +122,8 @@ MOE_HD float moe_expf(float x) {
 }
 
 /* sigmoid(x) = 1 / (1 + exp(-x)); exact 0 / 1 at the extremes, never NaN for finite x. */
-MOE_HD float moe_sigmoidf(float x) { return MOE_FDIV(1.0f, MOE_FADD(1.0f, moe_expf(-x))); }
+MOE_HD float moe_sigmoidf(float x) {
+  return MOE_FDIV(1.0f, MOE_FADD(1.0f, moe_expf(-x)));
+}
 
 #endif /* MOE_MATH_H_ */
