@@ -61,7 +61,8 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
  * then C = 1 before 2 before 4 (on the measured presets multicast never beat C = 1 at the same
  * tile); then 64-row weight tiles first in pure decode (a < 1: twice the CTAs to pull the few
  * active experts' weights) and 128-row tiles otherwise; then fewer stages (the configs that fit
- * two CTAs per SM, measured best at tile 64).
+ * two CTAs per SM, measured best at tile 64). Prefill with a >= 256 ranks the 256-row weight
+ * tile configs first (see config_score).
  */
 typedef struct {
   int32_t index;
@@ -83,7 +84,24 @@ static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
   const int d = ilog2(row->tile) - ilog2(target);
   const int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
   const int64_t cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;
-  const int64_t mpref = (row->gemm1_block_m == 64) == decode ? 0 : 1;
+  /* Prefill with a >= 256 (H100, cold L2, moe-bench): 256-row weight tiles (two 64-row wgmma
+   * atoms per consumer warpgroup) at tile 128 took 6-17% off the time of 128-row tiles
+   * (deepseek-v3 T = 8192 / 16384, qwen3-30b T = 8192 / 16384, mixtral T >= 2048); at a = 128
+   * they lost 8% (qwen3-30b T = 2048) and at a = 64 they were within run-to-run noise
+   * (deepseek-v3 T = 2048: +2% / -7% in two runs), so they rank first only from a = 256. With a
+   * long GEMM2 K (I >= 2048) the C = 2 tile-256 variant (weights multicast, half the weight
+   * bytes per CTA) was faster still: -14% / -20% against 128-row tiles for deepseek-v3 T = 8192 /
+   * 16384, -10% / -22% / -25% for mixtral T = 2048 / 8192 / 16384; with I = 768 it lost
+   * (qwen3-30b T >= 8192: +3% to +8%), so it is preferred only there. */
+  const int big = !decode && slots >= 256 * el;
+  if (big && row->gemm1_block_m == 256) {
+    const int multicast = p->intermediate_size >= 2048;
+    if (row->tile == (multicast ? 256 : 128) && row->cluster == (multicast ? 2 : 1)) return 0;
+    return 1;
+  }
+  const int64_t mpref = row->gemm1_block_m == 256              ? 2
+                        : (row->gemm1_block_m == 64) == decode ? 0
+                                                               : 1;
   return dist * 100000 + cpref * 10000 + mpref * 1000 + row->stages;
 }
 

@@ -535,6 +535,21 @@ static void gpu_case(moe_runner *gr, const mcase *c, int32_t cfg) {
   free_data(&d);
 }
 
+/* MOE_TEST_GPU_CONFIGS="a,b,..." restricts the GPU suite to those config indices
+ * (scripts/gpu-check.sh uses it to keep racecheck runs short). */
+static int config_selected(int32_t cfg) {
+  const char *e = getenv("MOE_TEST_GPU_CONFIGS");
+  if (!e || !*e) return 1;
+  for (const char *q = e; *q;) {
+    char *end;
+    long v = strtol(q, &end, 10);
+    if (end == q) break;
+    if (v == cfg) return 1;
+    q = *end == ',' ? end + 1 : end;
+  }
+  return 0;
+}
+
 static void gpu_suite(void) {
   moe_runner *gr[8] = {0};
   long n = 0;
@@ -559,6 +574,7 @@ static void gpu_suite(void) {
     int32_t cfgs[64], nc = 0;
     CHECK_OK(moe_runner_get_valid_configs(gr[act], &p, cfgs, 64, &nc));
     for (int32_t i = 0; i < nc && i < 64; ++i) {
+      if (!config_selected(cfgs[i])) continue;
       moe_config_info info;
       memset(&info, 0, sizeof info);
       info.version = MOE_CONFIG_INFO_VERSION;

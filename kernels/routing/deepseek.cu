@@ -8,7 +8,10 @@
  *   Top-K (K <= 22) by the selection value; ss = sum of the K sigmoids in slot order;
  *   w_k = bf16((s_k / (ss + 1e-20f)) * routed_scaling_factor).
  * One warp per token; group scores by 32/n_group lanes per group (n_group <= 32, validated
- * by core/), the group choice by a one-candidate-per-lane warp top-k.
+ * by core/), the group choice by each group's rank (n_group shuffles). Groups of exactly 32
+ * experts with n_group = P (DeepSeek-V3: E = 256, n_group = 8) take a register-only path:
+ * group g is register slot g, no shared-memory round trip. Sigmoids are branch-free (the P
+ * of a lane overlap) and bit-exact with moe_sigmoidf.
  */
 #include "kernels/routing/route_kernels.cuh"
 #include "kernels/routing/topk.cuh"
@@ -16,10 +19,92 @@
 namespace moe {
 namespace routing {
 
-/* moe_sigmoidf with the division 1/d as a correctly rounded reciprocal: the same IEEE result
- * (both round the exact 1/d to nearest even), fewer instructions. */
+/* moe_expf(y) bit for bit, without branches (so the P evaluations of a lane overlap instead of
+ * running one after another): the same operations on y clamped to [-104, 89] (a no-op inside
+ * moe_expf's finite range [-103.97.., 88.72..]; it only keeps the int conversion in range),
+ * moe_expf's three scalings folded into one form (p * 1.0f == p exactly, so the common case
+ * is unchanged), and its special cases (NaN, overflow, underflow) as selects. */
+__device__ __forceinline__ float expf_nobranch(float y) {
+  const float yc = fminf(fmaxf(y, -104.0f), 89.0f);
+  const float n = rintf(MOE_FMUL(yc, 1.44269502162933349609375f));
+  float r = fmaf(n, -0.693145751953125f, yc);
+  r = fmaf(n, -1.428606765330187045e-06f, r);
+  float q = 1.9841270e-4f; /* 1/5040 */
+  q = fmaf(q, r, 1.3888889e-3f);
+  q = fmaf(q, r, 8.3333333e-3f);
+  q = fmaf(q, r, 4.1666667e-2f);
+  q = fmaf(q, r, 1.6666667e-1f);
+  q = fmaf(q, r, 0.5f);
+  q = fmaf(q, r, 1.0f);
+  q = fmaf(q, r, 1.0f);
+  const int ni = (int)n;
+  const bool hi = ni > 127, lo = ni < -126;
+  const float a = hi ? moe_pow2i(127) : (lo ? moe_pow2i(-126) : 1.0f);
+  const int nb = hi ? ni - 127 : (lo ? ni + 126 : ni);
+  float e = MOE_FMUL(MOE_FMUL(q, a), moe_pow2i(nb));
+  e = (y < -103.97208404541015625f) ? 0.0f : e;
+  e = (y > 88.72283935546875f) ? __int_as_float(0x7F800000) : e;
+  return moe_isnan(y) ? y : e;
+}
+
+/* 1/d correctly rounded for d in [1, 2^126): MUFU.RCP and one Newton step, exactly the fast path
+ * ptxas emits for rcp.rn.f32 (its slow path only covers exponents outside [2^-126, 2^126)). */
+__device__ __forceinline__ float rcp_rn_fast(float d) {
+  float r0;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r0) : "f"(d));
+  const float e = fmaf(d, r0, -1.0f);
+  return fmaf(r0, -e, r0);
+}
+
+/* moe_expf(y) for |y| <= 87 (so no NaN, no overflow / underflow, n in [-126, 126]: moe_expf's
+ * main branch), bit for bit: rintf(t) by the 1.5 * 2^23 shifter (round to nearest even, exact
+ * for |t| < 2^22) and n's integer from the shifter's low bits, instead of FRND / F2I. A zero n
+ * may come out as +0 where rintf gives -0: n only enters as n * c added to y, which is y for
+ * y != 0, and for y = +-0 the polynomial is 1 either way. */
+__device__ __forceinline__ float expf_fast(float y) {
+  const float t = MOE_FMUL(y, 1.44269502162933349609375f);
+  const float sh = MOE_FADD(t, 12582912.0f);
+  const float n = MOE_FSUB(sh, 12582912.0f);
+  const int ni = (int)(__float_as_uint(sh) - 0x4B400000u);
+  float r = fmaf(n, -0.693145751953125f, y);
+  r = fmaf(n, -1.428606765330187045e-06f, r);
+  float q = 1.9841270e-4f; /* 1/5040 */
+  q = fmaf(q, r, 1.3888889e-3f);
+  q = fmaf(q, r, 8.3333333e-3f);
+  q = fmaf(q, r, 4.1666667e-2f);
+  q = fmaf(q, r, 1.6666667e-1f);
+  q = fmaf(q, r, 0.5f);
+  q = fmaf(q, r, 1.0f);
+  q = fmaf(q, r, 1.0f);
+  return MOE_FMUL(q, moe_pow2i(ni));
+}
+
+/* v[i] = moe_sigmoidf(v[i]) = 1 / (1 + moe_expf(-v[i])), bit for bit. Common case (every
+ * |v| <= 87): d = 1 + expf_fast(-v) lies in [1, 2^126), where rcp_rn_fast is the correctly
+ * rounded 1/d (as is MOE_FDIV(1, d): both round the exact 1/d to nearest even). Otherwise
+ * (some |v| > 87 or NaN) the full branch-free moe_expf form and __frcp_rn, for all P. */
+template <int P>
+__device__ __forceinline__ void sigmoid_vec(float (&v)[P]) {
+  float d[P];
+  bool special = false;
+#pragma unroll
+  for (int i = 0; i < P; ++i) {
+    special |= !(fabsf(v[i]) <= 87.0f);
+    d[i] = MOE_FADD(1.0f, expf_fast(-v[i]));
+  }
+  if (special) {
+#pragma unroll
+    for (int i = 0; i < P; ++i) v[i] = __frcp_rn(MOE_FADD(1.0f, expf_nobranch(-v[i])));
+  } else {
+#pragma unroll
+    for (int i = 0; i < P; ++i) v[i] = rcp_rn_fast(d[i]);
+  }
+}
+
 __device__ __forceinline__ float sigmoid_exact(float x) {
-  return __frcp_rn(MOE_FADD(1.0f, moe_expf(-x)));
+  float v[1] = {x};
+  sigmoid_vec<1>(v);
+  return v[0];
 }
 
 struct DeepSeekMethod {
@@ -30,44 +115,115 @@ struct DeepSeekMethod {
     const int E = p.num_experts, K = p.top_k;
     float vb[P];
     load_logits<P, kBf16>(p, t, lane, vb);
+    /* the next token's row towards L2 while this one is computed (multi-CTA path: a warp
+     * routes its tokens one after another) */
+    if (t + 1 < p.num_tokens) {
+      constexpr int kEsz = kBf16 ? 2 : 4;
+      const int row_bytes = E * kEsz;
+      if (lane * 128 < row_bytes + 127) {
+        const char *nxt = reinterpret_cast<const char *>(p.logits) + (int64_t)(t + 1) * row_bytes;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(nxt + min(lane * 128, row_bytes - 1)));
+      }
+    }
+    /* v' = sigmoid + bias, 8 values at a time (P = 16 would spill otherwise). Bias: uniform
+     * branches on presence and dtype, then unconditional loads (index clamped into [0, E);
+     * values past E are never used), so the loads issue together. */
+    constexpr int kChunk = P < 8 ? P : 8;
+    const int ng = p.n_group, tg = p.topk_group;
+    /* E == 32 * P, grouped, and group g is register slot g (see below). The per-warp scratch
+     * is unused on that path: it keeps the sigmoids for the weights. */
+    constexpr bool kSlotGroups = P >= 2 && P <= 8; /* (P = 16 would need a stack frame) */
+    const bool slot_groups = kSlotGroups && ng > 1 && tg < ng && p.group_size == 32 && ng == P;
+    if (slot_groups) __syncwarp(); /* the previous token's readers are done with wsm */
 #pragma unroll
-    for (int i = 0; i < P; ++i) {
-      const int e = i * 32 + lane;
-      const float b = (p.bias != nullptr && e < E) ? load_value_rt(p.bias, p.bias_bf16, e) : 0.0f;
-      vb[i] = MOE_FADD(sigmoid_exact(vb[i]), b);
+    for (int c = 0; c < P; c += kChunk) {
+      float sv[kChunk], bias[kChunk];
+#pragma unroll
+      for (int i = 0; i < kChunk; ++i) sv[i] = vb[c + i];
+      if (p.bias == nullptr) {
+#pragma unroll
+        for (int i = 0; i < kChunk; ++i) bias[i] = 0.0f;
+      } else if (p.bias_bf16) {
+#pragma unroll
+        for (int i = 0; i < kChunk; ++i)
+          bias[i] = load_value<true>(p.bias, min((c + i) * 32 + lane, E - 1));
+      } else {
+#pragma unroll
+        for (int i = 0; i < kChunk; ++i)
+          bias[i] = load_value<false>(p.bias, min((c + i) * 32 + lane, E - 1));
+      }
+      sigmoid_vec<kChunk>(sv);
+      if (slot_groups) {
+#pragma unroll
+        for (int i = 0; i < kChunk; ++i) wsm[pad_idx((c + i) * 32 + lane)] = sv[i];
+      }
+#pragma unroll
+      for (int i = 0; i < kChunk; ++i) vb[c + i] = MOE_FADD(sv[i], bias[i]);
     }
     uint32_t key[P];
-    const int ng = p.n_group, tg = p.topk_group;
     int id = 0;
     bool done = false;
     if (ng > 1 && tg < ng) {
-      const int G = E / ng;
-      const uint32_t gm = (uint32_t)p.group_mul; /* x / G == (x * gm) >> 21 for x < 4096 */
-      __syncwarp();                              /* previous token's readers are done with wsm */
-#pragma unroll
-      for (int i = 0; i < P; ++i) {
-        const int e = i * 32 + lane;
-        if (e < E) wsm[pad_idx(e)] = vb[i];
-      }
-      __syncwarp();
-      /* group scores: 2^lpg_log2 lanes per group, each walks a strided part of the group;
-       * the parts' top-2 keys merge by butterfly. Equal keys are equal values, so the two
-       * best values (hence the score) match the CPU's index-ordered top-2. */
+      const int G = p.group_size;
+      const uint32_t ninf = topk_key(__int_as_float(0xFF800000));
+      /* top-2 keys of group (lane >> lg) on every lane: 2^lg lanes per group */
       const int lg = p.lanes_per_group_log2, lpg = 1 << lg;
-      const int g = lane >> lg, q = lane & (lpg - 1);
       uint32_t k1 = 0u, k2 = 0u;
-      if (g < ng) {
+      if (slot_groups) {
+        /* E == 32 * P and group g is register slot g. Transposed butterfly: at the level with
+         * offset d the lane keeps half of its c groups (the upper half iff lane & d) and
+         * merges the partner's top-2 of that half; after log2(P) levels slot 0 holds the top-2
+         * of group lane >> (5 - log2 P) over the lanes agreeing in the bits above, and the
+         * usual butterfly over the lpg = 32 / P lanes of the group finishes it. */
+        constexpr int kLog2P = P >= 16 ? 4 : P >= 8 ? 3 : P >= 4 ? 2 : P >= 2 ? 1 : 0;
+        uint32_t h1[P], h2[P];
+#pragma unroll
+        for (int i = 0; i < P; ++i) {
+          key[i] = topk_key(vb[i]);
+          h1[i] = key[i];
+          h2[i] = 0u;
+        }
+#pragma unroll
+        for (int lv = 0; lv < kLog2P; ++lv) {
+          const int c = P >> lv, d = 16 >> lv;
+          const bool up = (lane & d) != 0;
+#pragma unroll
+          for (int j = 0; j < c / 2; ++j) {
+            const uint32_t m1 = up ? h1[j + c / 2] : h1[j], m2 = up ? h2[j + c / 2] : h2[j];
+            const uint32_t s1 = up ? h1[j] : h1[j + c / 2], s2 = up ? h2[j] : h2[j + c / 2];
+            const uint32_t r1 = __shfl_xor_sync(kFull, s1, d);
+            const uint32_t r2 = lv == 0 ? 0u : __shfl_xor_sync(kFull, s2, d);
+            h1[j] = max(m1, r1);
+            h2[j] = max(min(m1, r1), max(m2, r2));
+          }
+        }
+        k1 = h1[0];
+        k2 = h2[0];
+      } else {
+        __syncwarp(); /* previous token's readers are done with wsm */
+#pragma unroll
+        for (int i = 0; i < P; ++i) {
+          const int e = i * 32 + lane;
+          if (e < E) wsm[pad_idx(e)] = vb[i];
+        }
+        __syncwarp();
+        /* group scores: each of the lpg lanes of a group walks a strided part of it */
+        const int g = lane >> lg, q = lane & (lpg - 1);
+        if (g < ng) {
 #pragma unroll 4
-        for (int j = q; j < G; j += lpg) {
-          const uint32_t kk = topk_key(wsm[pad_idx(g * G + j)]);
-          if (kk > k1) {
-            k2 = k1;
-            k1 = kk;
-          } else if (kk > k2) {
-            k2 = kk;
+          for (int j = q; j < G; j += lpg) {
+            const uint32_t kk = topk_key(wsm[pad_idx(g * G + j)]);
+            if (kk > k1) {
+              k2 = k1;
+              k1 = kk;
+            } else if (kk > k2) {
+              k2 = kk;
+            }
           }
         }
       }
+      /* the parts' top-2 keys merge by butterfly. Equal keys are equal values, so the two
+       * best values (hence the score) match the CPU's index-ordered top-2. */
       for (int d = 1; d < lpg; d <<= 1) {
         const uint32_t b1 = __shfl_xor_sync(kFull, k1, d), b2 = __shfl_xor_sync(kFull, k2, d);
         const uint32_t n2 = max(min(k1, b1), max(k2, b2));
@@ -77,56 +233,99 @@ struct DeepSeekMethod {
       const uint32_t sk =
           k2 == 0u ? k1 : topk_key(MOE_FADD(topk_key_value(k1), topk_key_value(k2)));
       const uint32_t gsk = __shfl_sync(kFull, sk, (lane << lg) & 31);
-      uint32_t gk[1] = {lane < ng ? gsk : 0u};
-      int gid = 0;
-      warp_topk<1>(gk, tg, lane, &gid);
-      const uint32_t sel = __reduce_or_sync(kFull, lane < tg ? (1u << gid) : 0u);
-      const uint32_t ninf = topk_key(__int_as_float(0xFF800000));
-      if constexpr (P >= 2) {
-        /* Fast path: top-K over the selected groups only, compacted in ascending expert order
-         * (so index ties resolve the same), in P/2 slots per lane. Exact whenever at least K of
-         * them rank above -inf (the value of every unselected expert); else the full path. */
-        const int nc = tg * G;
-        if (nc <= 16 * P) {
-          constexpr int PC = P / 2;
-          uint32_t *ck_s = reinterpret_cast<uint32_t *>(wsm);
-          __syncwarp(); /* group scores have read wsm */
+      /* group choice: lane g < ng ranks its group among all (score key desc, g asc); the
+       * topk_group of rank < topk_group are selected (ranks are a permutation: total order) */
+      const uint32_t gk = lane < ng ? gsk : 0u;
+      int grank = 0;
+      for (int h = 0; h < ng; ++h) {
+        const uint32_t o = __shfl_sync(kFull, gk, h);
+        grank += (o > gk || (o == gk && h < lane)) ? 1 : 0;
+      }
+      const uint32_t sel = __ballot_sync(kFull, lane < ng && grank < tg);
+      if (slot_groups) {
+        constexpr int PC = P >= 2 ? P / 2 : 1;
+        /* Fast path: the tg <= P/2 selected slots s_0 < s_1 < .. (warp-uniform) compacted
+         * into PC slots: candidate j*32 + lane is expert s_j*32 + lane, so candidate order is
+         * expert order and index ties resolve the same. Exact whenever at least K of them
+         * rank above -inf (every unselected expert's value); else the full path. */
+        if (tg <= PC) {
+          uint32_t ck[PC];
+          uint32_t m = sel;
+          int ok = 0;
+#pragma unroll
+          for (int j = 0; j < PC; ++j) {
+            const uint32_t bit = m & (0u - m); /* slot s_j as a bit; 0 past the last */
+            m &= m - 1u;
+            uint32_t v = 0u;
+#pragma unroll
+            for (int i = 0; i < P; ++i) v = ((bit >> i) & 1u) ? key[i] : v;
+            ck[j] = v;
+            ok += ck[j] > ninf ? 1 : 0;
+          }
+          if ((int)__reduce_add_sync(kFull, (unsigned)ok) >= K) {
+            int cid = 0;
+            warp_topk_sorted<PC>(ck, K, lane, &cid);
+            const int cj = cid >> 5;
+            uint32_t mm = sel; /* drop the cj lowest selected slots: s_cj is the lowest left */
+#pragma unroll
+            for (int j = 0; j < PC - 1; ++j) mm = (j < cj) ? (mm & (mm - 1u)) : mm;
+            id = (__ffs(mm) - 1) * 32 + (cid & 31);
+            done = true;
+          }
+        }
+        if (!done) {
+#pragma unroll
+          for (int i = 0; i < P; ++i) key[i] = ((sel >> i) & 1u) ? key[i] : ninf;
+        }
+      } else {
+        const uint32_t gm = (uint32_t)p.group_mul; /* x / G == (x * gm) >> 21 for x < 4096 */
+        if constexpr (P >= 2) {
+          /* Fast path: top-K over the selected groups only, compacted in ascending expert
+           * order (so index ties resolve the same), in P/2 slots per lane. Exact whenever at
+           * least K of them rank above -inf (the value of every unselected expert); else the
+           * full path. */
+          const int nc = tg * G;
+          if (nc <= 16 * P) {
+            constexpr int PC = P / 2;
+            uint32_t *ck_s = reinterpret_cast<uint32_t *>(wsm);
+            __syncwarp(); /* group scores have read wsm */
+#pragma unroll
+            for (int i = 0; i < P; ++i) {
+              const uint32_t e = (uint32_t)(i * 32 + lane);
+              const uint32_t ge = (e * gm) >> 21;
+              if (e < (uint32_t)E && ((sel >> ge) & 1u)) {
+                const uint32_t c = (uint32_t)__popc(sel & ((1u << ge) - 1u)) * G + (e - ge * G);
+                ck_s[pad_idx((int)c)] = topk_key(vb[i]);
+              }
+            }
+            __syncwarp();
+            uint32_t ck[PC];
+            int ok = 0;
+#pragma unroll
+            for (int i = 0; i < PC; ++i) {
+              const int c = i * 32 + lane;
+              ck[i] = c < nc ? ck_s[pad_idx(c)] : 0u;
+              ok += ck[i] > ninf ? 1 : 0;
+            }
+            if ((int)__reduce_add_sync(kFull, (unsigned)ok) >= K) {
+              int cid = 0;
+              warp_topk<PC>(ck, K, lane, &cid);
+              const int r = (int)(((uint32_t)cid * gm) >> 21); /* rank of its group in sel */
+              uint32_t m = sel;
+              for (int j = 0; j < r; ++j) m &= m - 1u;
+              const int gg = __ffs(m) - 1;
+              id = gg * G + (cid - r * G);
+              done = true;
+            }
+          }
+        }
+        if (!done) {
 #pragma unroll
           for (int i = 0; i < P; ++i) {
             const uint32_t e = (uint32_t)(i * 32 + lane);
             const uint32_t ge = (e * gm) >> 21;
-            if (e < (uint32_t)E && ((sel >> ge) & 1u)) {
-              const uint32_t c = (uint32_t)__popc(sel & ((1u << ge) - 1u)) * G + (e - ge * G);
-              ck_s[pad_idx((int)c)] = topk_key(vb[i]);
-            }
+            key[i] = (e < (uint32_t)E) ? (((sel >> ge) & 1u) ? topk_key(vb[i]) : ninf) : 0u;
           }
-          __syncwarp();
-          uint32_t ck[PC];
-          int ok = 0;
-#pragma unroll
-          for (int i = 0; i < PC; ++i) {
-            const int c = i * 32 + lane;
-            ck[i] = c < nc ? ck_s[pad_idx(c)] : 0u;
-            ok += ck[i] > ninf ? 1 : 0;
-          }
-          if ((int)__reduce_add_sync(kFull, (unsigned)ok) >= K) {
-            int cid = 0;
-            warp_topk<PC>(ck, K, lane, &cid);
-            const int r = (int)(((uint32_t)cid * gm) >> 21); /* rank of its group in sel */
-            uint32_t m = sel;
-            for (int j = 0; j < r; ++j) m &= m - 1u;
-            const int gg = __ffs(m) - 1;
-            id = gg * G + (cid - r * G);
-            done = true;
-          }
-        }
-      }
-      if (!done) {
-#pragma unroll
-        for (int i = 0; i < P; ++i) {
-          const uint32_t e = (uint32_t)(i * 32 + lane);
-          const uint32_t ge = (e * gm) >> 21;
-          key[i] = (e < (uint32_t)E) ? (((sel >> ge) & 1u) ? topk_key(vb[i]) : ninf) : 0u;
         }
       }
     } else {
@@ -134,7 +333,13 @@ struct DeepSeekMethod {
       for (int i = 0; i < P; ++i) key[i] = (i * 32 + lane < E) ? topk_key(vb[i]) : 0u;
     }
     if (!done) warp_topk<P>(key, K, lane, &id);
-    const float sk = sigmoid_exact(load_value<kBf16>(p.logits, (int64_t)t * E + id));
+    float sk; /* s of slot `lane`'s expert (any in-range expert for lane >= K) */
+    if (slot_groups) {
+      __syncwarp(); /* every lane's sigmoids are in wsm */
+      sk = wsm[pad_idx(id)];
+    } else {
+      sk = sigmoid_exact(load_value<kBf16>(p.logits, (int64_t)t * E + id));
+    }
     const float ss = warp_ordered_sum(sk, K);
     const float den = MOE_FADD(ss, 1e-20f);
     write_slot(p, t, lane, id, MOE_FMUL(MOE_FDIV(sk, den), p.scale));

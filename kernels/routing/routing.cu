@@ -59,6 +59,7 @@ extern "C" int moe_cuda_routing(const moe_k_routing *a, const moe_k_plan *plan, 
   p.scale = a->routed_scaling_factor;
   {
     const int G = p.num_experts / p.n_group > 0 ? p.num_experts / p.n_group : 1;
+    p.group_size = G;
     p.group_mul = ((1 << 21) + G - 1) / G;
     int lg = 0;
     while ((2 << lg) * p.n_group <= 32) ++lg;

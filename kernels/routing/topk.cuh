@@ -66,6 +66,46 @@ __device__ __forceinline__ void warp_topk(uint32_t (&key)[P], int k, int lane, i
   }
 }
 
+/*
+ * Same contract as warp_topk. Each lane first sorts its P candidates (odd-even transposition
+ * network on (key desc, candidate index asc): a strict total order, so the network's result is
+ * the unique sorted order); a round then only reads the lane's head, and the owner of the
+ * warp's best pops it (its list shifts up, a 0 key enters at the end).
+ */
+template <int P>
+__device__ __forceinline__ void warp_topk_sorted(uint32_t (&key)[P], int k, int lane,
+                                                 int *out_idx) {
+  uint32_t ci[P]; /* candidate index i*32 + lane */
+#pragma unroll
+  for (int i = 0; i < P; ++i) ci[i] = (uint32_t)(i * 32 + lane);
+#pragma unroll
+  for (int r = 0; r < P; ++r) {
+#pragma unroll
+    for (int i = r & 1; i + 1 < P; i += 2) {
+      const bool sw = key[i + 1] > key[i] || (key[i + 1] == key[i] && ci[i + 1] < ci[i]);
+      const uint32_t ka = key[i], kb = key[i + 1], ia = ci[i], ib = ci[i + 1];
+      key[i] = sw ? kb : ka;
+      key[i + 1] = sw ? ka : kb;
+      ci[i] = sw ? ib : ia;
+      ci[i + 1] = sw ? ia : ib;
+    }
+  }
+  for (int j = 0; j < k; ++j) {
+    const uint32_t wmax = __reduce_max_sync(0xFFFFFFFFu, key[0]);
+    const uint32_t cand = (key[0] == wmax) ? ci[0] : 0xFFFFFFFFu;
+    const uint32_t widx = __reduce_min_sync(0xFFFFFFFFu, cand);
+    if (lane == (int)(widx & 31u)) {
+#pragma unroll
+      for (int i = 0; i + 1 < P; ++i) {
+        key[i] = key[i + 1];
+        ci[i] = ci[i + 1];
+      }
+      key[P - 1] = 0u;
+    }
+    if (lane == j) *out_idx = (int)widx;
+  }
+}
+
 /* Inverse of topk_key for a nonzero key (a NaN key gives a NaN). */
 __device__ __forceinline__ float topk_key_value(uint32_t kk) {
   const uint32_t k = kk - 1u;
