@@ -402,6 +402,41 @@ static void thread_determinism(void) {
 }
 
 /* moe_forward (default config) equals routing_prepare + run with that config, bit for bit. */
+/*
+ * moe_runner_autotune on the CPU backend: times every valid config once, returns each exactly
+ * once, fastest first; and, since the CPU result does not depend on the config (same per-token
+ * sums, only the padding differs), the output it leaves equals the default config's.
+ */
+static void autotune_matches(moe_runner *r, const moe_problem *p, const moe_routing_args *ra,
+                             const moe_run_args *rn, ttensor *out, const uint16_t *ref) {
+  int32_t valid[64], nv = 0, cfgs[64], n = 0;
+  float us[64];
+  size_t need = 0, b = 0;
+  if (CHECK_OK(moe_runner_get_valid_configs(r, p, valid, 64, &nv))) return;
+  for (int32_t i = 0; i < nv; ++i)
+    if (!CHECK_OK(moe_runner_get_workspace_size(r, p, valid[i], &b)) && b > need) need = b;
+  void *ws = aligned_alloc(256, (need + 255) / 256 * 256);
+  CHECK(ws != NULL, "workspace allocation");
+  if (!ws) return;
+  CHECK(moe_runner_autotune(r, p, ra, rn, ws, need - 1, 1, cfgs, us, 64, &n, NULL) ==
+            MOE_STATUS_INSUFFICIENT_WORKSPACE,
+        "autotune with a workspace too small for one config");
+  tmem_poison(MOE_BACKEND_CPU, out->t.data, out->bytes);
+  if (!CHECK_OK(moe_runner_autotune(r, p, ra, rn, ws, need, 1, cfgs, us, 64, &n, NULL))) {
+    CHECK(n == nv, "autotune returned %d configs, %d are valid", n, nv);
+    for (int32_t i = 0; i < n && i < 64; ++i) {
+      int found = 0;
+      for (int32_t j = 0; j < nv; ++j) found += valid[j] == cfgs[i];
+      for (int32_t j = 0; j < i; ++j) found += cfgs[j] == cfgs[i] ? 10 : 0;
+      CHECK(found == 1, "autotune config %d at rank %d: not valid or repeated", cfgs[i], i);
+      CHECK(us[i] > 0.0f && (i == 0 || us[i] >= us[i - 1]), "autotune times not ascending");
+    }
+    CHECK(memcmp(out->t.data, ref, (size_t)(p->num_tokens * p->hidden_size) * 2) == 0,
+          "output after autotune differs from the default config's");
+  }
+  free(ws);
+}
+
 static void forward_matches(void) {
   mcase c;
   memset(&c, 0, sizeof c);
@@ -462,6 +497,7 @@ static void forward_matches(void) {
       if (!CHECK_OK(moe_forward(r, &p, &ra, &rn, ws.ptr, ws.bytes, NULL)))
         CHECK(memcmp(out->t.data, ref, (size_t)(c.T * c.H) * 2) == 0,
               "moe_forward differs from prepare + run with the default config");
+      autotune_matches(r, &p, &ra, &rn, out, ref);
       tt_free(lg);
       tt_free(hid);
       tt_free(b1);
