@@ -262,6 +262,24 @@ static inline void moe_b_weights_prepare(const moe_runner *r, MOE_B_PROBLEM_ARGS
 
 /* ---- routing and run -------------------------------------------------------------------- */
 
+static inline void moe_b_routing_args(moe_routing_args *a, int32_t method, const DLTensor *logits,
+                                      const DLTensor *bias, const DLTensor *topk_ids,
+                                      const DLTensor *topk_weights, const DLTensor *topk_packed,
+                                      int32_t n_group, int32_t topk_group,
+                                      float routed_scaling_factor, int32_t enable_pdl) {
+  moe_routing_args_init(a, MOE_ROUTING_ARGS_VERSION);
+  a->method = method;
+  a->logits = logits;
+  a->bias = bias;
+  a->topk_ids = topk_ids;
+  a->topk_weights = topk_weights;
+  a->topk_packed = topk_packed;
+  a->n_group = n_group;
+  a->topk_group = topk_group;
+  a->routed_scaling_factor = routed_scaling_factor;
+  a->enable_pdl = enable_pdl;
+}
+
 static inline void moe_b_routing_prepare(
     moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config, int32_t method, const DLTensor *logits,
     const DLTensor *bias, const DLTensor *topk_ids, const DLTensor *topk_weights,
@@ -269,21 +287,12 @@ static inline void moe_b_routing_prepare(
     int32_t enable_pdl, const DLTensor *workspace, moe_plan *plan, moe_cuda_stream_t stream) {
   moe_problem p = MOE_B_PROBLEM;
   moe_routing_args a;
-  if (moe_b_check(moe_routing_args_init(&a, MOE_ROUTING_ARGS_VERSION))) return;
   if (!workspace) {
     moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "workspace: expected a tensor, got None/null");
     return;
   }
-  a.method = method;
-  a.logits = logits;
-  a.bias = bias;
-  a.topk_ids = topk_ids;
-  a.topk_weights = topk_weights;
-  a.topk_packed = topk_packed;
-  a.n_group = n_group;
-  a.topk_group = topk_group;
-  a.routed_scaling_factor = routed_scaling_factor;
-  a.enable_pdl = enable_pdl;
+  moe_b_routing_args(&a, method, logits, bias, topk_ids, topk_weights, topk_packed, n_group,
+                     topk_group, routed_scaling_factor, enable_pdl);
   moe_b_check(moe_routing_prepare(r, &p, &a, config, moe_b_tensor_ptr(workspace),
                                   (size_t)moe_b_tensor_bytes(workspace), plan, stream));
 }
@@ -348,17 +357,8 @@ static inline void moe_b_forward(
     moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "workspace: expected a tensor, got None/null");
     return;
   }
-  moe_routing_args_init(&ra, MOE_ROUTING_ARGS_VERSION);
-  ra.method = method;
-  ra.logits = logits;
-  ra.bias = bias;
-  ra.topk_ids = topk_ids;
-  ra.topk_weights = topk_weights;
-  ra.topk_packed = topk_packed;
-  ra.n_group = n_group;
-  ra.topk_group = topk_group;
-  ra.routed_scaling_factor = routed_scaling_factor;
-  ra.enable_pdl = enable_pdl;
+  moe_b_routing_args(&ra, method, logits, bias, topk_ids, topk_weights, topk_packed, n_group,
+                     topk_group, routed_scaling_factor, enable_pdl);
   moe_b_run_args(&a, do_finalize, hidden_states, gemm1_weights, gemm2_weights, gemm1_bias,
                  gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, permuted_output,
                  enable_pdl);
@@ -392,17 +392,8 @@ static inline int32_t moe_b_autotune(
     moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "times: expected at least as many elements as configs");
     return 0;
   }
-  moe_routing_args_init(&ra, MOE_ROUTING_ARGS_VERSION);
-  ra.method = method;
-  ra.logits = logits;
-  ra.bias = bias;
-  ra.topk_ids = topk_ids;
-  ra.topk_weights = topk_weights;
-  ra.topk_packed = topk_packed;
-  ra.n_group = n_group;
-  ra.topk_group = topk_group;
-  ra.routed_scaling_factor = routed_scaling_factor;
-  ra.enable_pdl = enable_pdl;
+  moe_b_routing_args(&ra, method, logits, bias, topk_ids, topk_weights, topk_packed, n_group,
+                     topk_group, routed_scaling_factor, enable_pdl);
   moe_b_run_args(&a, do_finalize, hidden_states, gemm1_weights, gemm2_weights, gemm1_bias,
                  gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, permuted_output,
                  enable_pdl);
