@@ -55,7 +55,7 @@ moe_status_t moe_backend_weights_prepare(const moe_runner *r, int32_t which, int
     return MOE_STATUS_SUCCESS;
   }
   if ((s = need_device(r))) return s;
-  return moe_gpu_prepare(r, which, experts, rows, cols, canonical, prepared, stream);
+  return moe_gpu_prepare(r, which, gated, experts, rows, cols, canonical, prepared, stream);
 }
 
 moe_status_t moe_backend_read(const moe_runner *r, void *dst, const void *src, size_t bytes,

@@ -98,13 +98,12 @@ moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_pl
   return e ? cuda_fail((cudaError_t)e, "GEMM / finalize kernels") : MOE_STATUS_SUCCESS;
 }
 
-moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int64_t experts, int64_t rows,
-                             int64_t cols, const uint16_t *canonical, uint16_t *prepared,
-                             moe_cuda_stream_t stream) {
+moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int32_t gated, int64_t experts,
+                             int64_t rows, int64_t cols, const uint16_t *canonical,
+                             uint16_t *prepared, moe_cuda_stream_t stream) {
   device_guard g;
   moe_status_t s = guard_enter(r, &g);
   if (s) return s;
-  int32_t gated = which == MOE_WEIGHTS_GEMM1 && r->gated;
   int e = moe_cuda_weights_prepare(which, gated, experts, rows, cols, canonical, prepared,
                                    (void *)stream);
   guard_exit(&g);
@@ -181,8 +180,8 @@ moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_pl
                          moe_cuda_stream_t s) {
   return no_cuda();
 }
-moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t w, int64_t e, int64_t rows, int64_t cols,
-                             const uint16_t *c, uint16_t *p, moe_cuda_stream_t s) {
+moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t w, int32_t g, int64_t e, int64_t rows,
+                             int64_t cols, const uint16_t *c, uint16_t *p, moe_cuda_stream_t s) {
   return no_cuda();
 }
 moe_status_t moe_gpu_read(const moe_runner *r, void *d, const void *s, size_t b,

@@ -110,9 +110,9 @@ moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a, const 
                              moe_cuda_stream_t stream);
 moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_plan *plan,
                          moe_cuda_stream_t stream);
-moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int64_t experts, int64_t rows,
-                             int64_t cols, const uint16_t *canonical, uint16_t *prepared,
-                             moe_cuda_stream_t stream);
+moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int32_t gated, int64_t experts,
+                             int64_t rows, int64_t cols, const uint16_t *canonical,
+                             uint16_t *prepared, moe_cuda_stream_t stream);
 moe_status_t moe_gpu_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                           moe_cuda_stream_t stream);
 int64_t moe_gpu_scratch_bytes(int64_t max_tokens, int32_t num_experts);

@@ -11,10 +11,8 @@ static int activation_known(int32_t a) {
          a == MOE_ACTIVATION_IDENTITY;
 }
 
+/* opts->version was checked by moe_runner_create before the struct was copied. */
 static moe_status_t check_options(const moe_runner_options *o) {
-  if (o->version < 1 || o->version > MOE_RUNNER_OPTIONS_VERSION)
-    return moe_fail(MOE_STATUS_VERSION_MISMATCH, "opts->version: expected 1..%d, given %u",
-                    MOE_RUNNER_OPTIONS_VERSION, o->version);
   if (o->backend < MOE_BACKEND_AUTO || o->backend > MOE_BACKEND_CUDA)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "opts->backend: expected -1 (AUTO), 0 (CPU) or 1 (CUDA), given %d", o->backend);
