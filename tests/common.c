@@ -205,6 +205,19 @@ ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims,
   return t;
 }
 
+ttensor *tt_from_host_shifted(int backend, DLDataType dt, int ndim, const int64_t *dims,
+                              const void *host, int64_t shift) {
+  int64_t total = 1;
+  for (int i = 0; i < ndim; ++i) total *= dims[i];
+  ttensor *t = tt_new(backend, dt, 1, (int64_t[]){total + shift});
+  const size_t esz = dt.bits / 8u, off = (size_t)shift * esz;
+  if (host && total > 0) tmem_upload(backend, (char *)t->t.data + off, host, (size_t)total * esz);
+  t->t.ndim = ndim;
+  for (int i = 0; i < ndim; ++i) t->shape[i] = dims[i];
+  t->t.byte_offset = off;
+  return t;
+}
+
 void tt_free(ttensor *t) {
   if (!t) return;
   tmem_free(t->backend, t->t.data);
@@ -299,8 +312,8 @@ moe_status_t t_prepare(moe_runner *r, int backend, const moe_problem *p, const t
   a.topk_group = in->topk_group;
   a.routed_scaling_factor = in->scale;
   if (in->input == T_INPUT_LOGITS) {
-    logits =
-        tt_from_host(backend, in->logits_f32 ? DT_F32 : DT_BF16, 2, (int64_t[]){T, E}, in->logits);
+    logits = tt_from_host_shifted(backend, in->logits_f32 ? DT_F32 : DT_BF16, 2, (int64_t[]){T, E},
+                                  in->logits, in->misalign ? 1 : 0);
     a.logits = &logits->t;
   } else if (in->input == T_INPUT_IDS) {
     ids = tt_from_host(backend, DT_I32, 2, (int64_t[]){T, K}, in->ids);
@@ -313,8 +326,8 @@ moe_status_t t_prepare(moe_runner *r, int backend, const moe_problem *p, const t
     a.topk_packed = &packed->t;
   }
   if (in->bias_dtype) {
-    bias =
-        tt_from_host(backend, in->bias_dtype == 2 ? DT_F32 : DT_BF16, 1, (int64_t[]){E}, in->bias);
+    bias = tt_from_host_shifted(backend, in->bias_dtype == 2 ? DT_F32 : DT_BF16, 1, (int64_t[]){E},
+                                in->bias, in->misalign ? 1 : 0);
     a.bias = &bias->t;
   }
   moe_plan_init(plan, MOE_PLAN_VERSION);

@@ -63,6 +63,10 @@ typedef struct ttensor {
 } ttensor;
 /* Allocate a compact tensor on @p backend (contents undefined). */
 ttensor *tt_new(int backend, DLDataType dt, int ndim, const int64_t *dims);
+/* Like tt_from_host, but the data starts @p shift elements into the allocation (byte_offset),
+ * so it is not 16-byte aligned for shift = 1. */
+ttensor *tt_from_host_shifted(int backend, DLDataType dt, int ndim, const int64_t *dims,
+                              const void *host, int64_t shift);
 /* Allocate and upload host data (may be NULL: zero-size tensors). */
 ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims, const void *host);
 void tt_free(ttensor *t); /* NULL ok; synchronises the backend first */
@@ -104,6 +108,7 @@ typedef struct t_route {
   const int32_t *packed; /* host [T, K] (T_INPUT_PACKED) */
   int32_t n_group, topk_group;
   float scale;
+  int misalign; /* logits and bias start one element past a 16-byte boundary (byte_offset) */
 } t_route;
 void t_route_init(t_route *r);
 /* Build the tensors on the runner's backend, call moe_routing_prepare, free the tensors. */

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "conformance/gen.h"
@@ -40,6 +41,8 @@ static long g_cases, g_gpu_cases, g_near_ties, g_group_near_ties, g_tokens;
 typedef struct tcase {
   int method, input, logits_f32, bias_dtype, weights_f32, ties;
   int all_nonlocal; /* pre-routed ids drawn only from non-local experts */
+  int specials;     /* NaN / inf / |x| > 87 logits in some tokens, 2: a non-finite bias too */
+  int misalign;     /* logits and bias not 16-byte aligned */
   int32_t E, K, o, El, n_group, topk_group, tile, C;
   int64_t T, tmax;
   float scale;
@@ -63,10 +66,10 @@ static int is_local(const tcase *c, int32_t e) {
 static void case_str(const tcase *c, char *buf, size_t n) {
   snprintf(buf, n,
            "method=%d input=%d f32=%d T=%lld tmax=%lld E=%d K=%d o=%d El=%d tile=%d C=%d "
-           "ng=%d tg=%d bias=%d ties=%d seed=%llu",
+           "ng=%d tg=%d bias=%d ties=%d specials=%d misalign=%d seed=%llu",
            c->method, c->input, c->logits_f32, (long long)c->T, (long long)c->tmax, c->E, c->K,
            c->o, c->El, c->tile, c->C, c->n_group, c->topk_group, c->bias_dtype, c->ties,
-           (unsigned long long)c->seed);
+           c->specials, c->misalign, (unsigned long long)c->seed);
 }
 
 /* ---- inputs ------------------------------------------------------------------------------- */
@@ -99,6 +102,20 @@ static void make_inputs(const tcase *c, tinputs *in) {
           ((uint16_t *)in->logits)[i] = f32_to_bf16(v);
       }
     }
+    if (c->specials) { /* every 3rd token: 1..3 of NaN, +-inf, |x| just above 87, 1e30 */
+      static const float k_special[] = {NAN, INFINITY, -INFINITY, 87.5f, -87.5f, 1e30f, -1e30f};
+      gen_stream g;
+      gen_init(&g, c->seed, 101);
+      for (int64_t t = 0; t < T; t += 3)
+        for (int n = 1 + (int)(gen_next(&g) >> 62); n > 0; --n) {
+          const int64_t i = t * E + (int64_t)((gen_next(&g) >> 32) % (uint64_t)E);
+          const float v = k_special[(gen_next(&g) >> 32) % 7u];
+          if (c->logits_f32)
+            ((float *)in->logits)[i] = v;
+          else
+            ((uint16_t *)in->logits)[i] = f32_to_bf16(v);
+        }
+    }
     for (int64_t i = 0; i < T * E; ++i)
       in->l[i] =
           c->logits_f32 ? ((float *)in->logits)[i] : bf16_to_f32(((uint16_t *)in->logits)[i]);
@@ -114,6 +131,14 @@ static void make_inputs(const tcase *c, tinputs *in) {
         free(hb);
       } else {
         in->bias = hb;
+      }
+      if (c->specials == 2) { /* one non-finite bias: -inf, +inf or NaN by seed */
+        const float v = ((float[]){-INFINITY, INFINITY, NAN})[c->seed % 3];
+        const int64_t e = (int64_t)(c->seed % (uint64_t)E);
+        if (c->bias_dtype == 2)
+          ((float *)in->bias)[e] = v;
+        else
+          ((uint16_t *)in->bias)[e] = f32_to_bf16(v);
       }
       for (int64_t e = 0; e < E; ++e)
         in->b[e] =
@@ -180,6 +205,7 @@ static void to_route(const tcase *c, const tinputs *in, t_route *r) {
   r->n_group = c->n_group;
   r->topk_group = c->topk_group;
   r->scale = c->scale;
+  r->misalign = c->misalign;
 }
 
 /* ---- the independent reference (double) --------------------------------------------------- */
@@ -409,7 +435,8 @@ static void check_plan(const tcase *c, const tinputs *in, const moe_plan *plan, 
 
   /* ids and weights */
   if (c->input == T_INPUT_LOGITS) {
-    for (int64_t t = 0; t < T; ++t)
+    /* (with special values the CPU routing is the reference: GPU plans are compared with it) */
+    for (int64_t t = 0; t < T && !c->specials; ++t)
       check_token(c, in, t, hp->topk_ids + t * K, hp->weights + t * K, cs);
   } else {
     for (int64_t x = 0; x < TK; ++x) {
@@ -544,6 +571,8 @@ static void run_case(const tcase *c, int gpu) {
   char cs[320];
   case_str(c, cs, sizeof cs);
   ++g_cases;
+  if (getenv("MOE_TEST_VERBOSE")) /* progress: which case a hang or a crash is in */
+    fprintf(stderr, "%lld s: %s%s\n", (long long)time(NULL), gpu ? "GPU " : "", cs);
   tinputs in;
   make_inputs(c, &in);
   t_route rt;
@@ -690,6 +719,43 @@ static void random_case(t_rng *g, tcase *c, int64_t T) {
   }
 }
 
+/* DeepSeek-V3's shape (E 256, 8 groups, topk_group <= 4, K <= 8: the GPU kernels' fast path),
+ * variant i / 13 % 6: 0, 1 plain; 2 special logits (NaN, inf, |x| > 87) in every 3rd token;
+ * 3 a non-finite bias as well; 4 logits and bias not 16-byte aligned; 5 just off the fast
+ * path's limits (topk_group 5 or K 9). */
+static void v3_case(t_rng *g, tcase *c, int i, int64_t T) {
+  memset(c, 0, sizeof *c);
+  c->method = MOE_ROUTING_DEEPSEEK_V3;
+  c->E = 256;
+  c->n_group = 8;
+  c->topk_group = (int32_t)t_rng_range(g, 1, 4);
+  c->K = (int32_t)t_rng_range(g, 1, 8);
+  c->scale = ((float[]){1.0f, 2.5f})[i % 2];
+  c->seed = 9000 + (uint64_t)i;
+  c->input = T_INPUT_LOGITS;
+  c->logits_f32 = (int)t_rng_range(g, 0, 1);
+  c->bias_dtype = (int)t_rng_range(g, 0, 2);
+  c->ties = t_rng_range(g, 0, 3) == 0;
+  const int v = i / 13 % 6;
+  c->specials = v == 2 ? 1 : v == 3 ? 2 : 0;
+  if (v == 3 && !c->bias_dtype) c->bias_dtype = 1;
+  c->misalign = v == 4;
+  if (v == 5) {
+    if (i % 2)
+      c->topk_group = 5;
+    else
+      c->K = 9;
+  }
+  c->tile = k_tiles[t_rng_range(g, 0, 5)];
+  c->C = c->tile >= 32 ? 4 : c->tile >= 16 ? 2 : 1;
+  c->T = c->tmax = T;
+  c->El = c->E;
+  if (i % 3 == 0) {
+    c->o = (int32_t)t_rng_range(g, 0, c->E - 1);
+    c->El = (int32_t)t_rng_range(g, 1, c->E - c->o);
+  }
+}
+
 static void cpu_suite(void) {
   static const int64_t k_t[] = {0, 1, 4, 5, 256, 257, 1024, 1025};
   t_rng g = {12345};
@@ -758,6 +824,11 @@ static void cpu_suite(void) {
       c.El = c.E;
       run_case(&c, 0);
     }
+  /* DeepSeek-V3's shape, each variant twice (the GPU suite runs them all) */
+  for (int i = 0; i < 13 * 6; i += 6) {
+    v3_case(&g, &c, i, t_rng_range(&g, 1, 300));
+    run_case(&c, 0);
+  }
   /* all-non-local: every token's slots outside the slice (N = P = 0), and a slice of one */
   for (int kind = T_INPUT_IDS; kind <= T_INPUT_PACKED; ++kind)
     for (int C = 1; C <= 4; C *= 2) {
@@ -902,6 +973,11 @@ static void gpu_suite(void) {
             }
             if (gpu_case_selected()) run_case(&c, 1);
           }
+  /* DeepSeek-V3's shape at every T of the list, 6 variants (v3_case) */
+  for (int i = 0; i < 13 * 6; ++i) {
+    v3_case(&g, &c, i, k_t[i % 13]);
+    if (gpu_case_selected()) run_case(&c, 1);
+  }
   /* every T of the list for every method, fixed tile 64 C 2 */
   for (int m = 0; m <= 5; ++m)
     for (int i = 0; i < 13; ++i) {

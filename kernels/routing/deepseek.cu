@@ -107,24 +107,185 @@ __device__ __forceinline__ float sigmoid_exact(float x) {
   return v[0];
 }
 
+/* ---- DeepSeek-V3's shape: E = 256 in 8 groups of 32, topk_group <= 4, K <= 8 ------------- */
+/* A token's 256 v' values, lane l holding experts 8l..8l+7 (so group g is lanes 4g..4g+3). */
+template <bool kBf16>
+__device__ __forceinline__ void v3_load8(const void *base, int64_t elem, float (&x)[8]) {
+  if (kBf16) {
+    const uint4 r = __ldg(
+        reinterpret_cast<const uint4 *>(reinterpret_cast<const unsigned short *>(base) + elem));
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) { /* bf16 -> f32 is exact: the bits move up */
+      x[2 * i] = __uint_as_float(w[i] << 16);
+      x[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
+    }
+  } else {
+    const float4 *q =
+        reinterpret_cast<const float4 *>(reinterpret_cast<const float *>(base) + elem);
+    const float4 a = __ldg(q), b = __ldg(q + 1);
+    x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
+    x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
+  }
+}
+
+/* Order key of a finite float (no NaN): unsigned order = float order, -0 < +0; 0 is below
+ * every finite key, so it marks "no candidate". */
+__device__ __forceinline__ uint32_t finite_key(float f) {
+  const uint32_t u = __float_as_uint(f);
+  return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
+}
+
+/*
+ * Fast path for DeepSeek-V3's routing shape (p.v3_fast: E = 256, n_group = 8, topk_group <= 4,
+ * K <= 8, logits and bias 16-byte aligned), the same selection as the general path below:
+ *  - two 16-byte loads per lane, no per-expert index arithmetic, no shared memory;
+ *  - group top-2 in registers (a max/min tree over 8, then a butterfly over 4 lanes);
+ *  - group choice by topk_group rounds of redux max / min over lanes 0..7;
+ *  - the topk_group <= 4 chosen groups compacted into 4 candidates per lane in ascending
+ *    expert order (candidate 4*lane + i), sorted per lane, and K rounds of redux max / min.
+ * It is exact when every logit has |x| <= 87 (expf_fast's range: no NaN, no inf) and every
+ * v' = s + b is finite: then all keys are plain float order (s >= +0, so no -0 arises), and
+ * every chosen expert ranks above the -inf that the general rule gives the others, so the
+ * top-K over the chosen groups alone is the top-K. Otherwise (checked warp-wide) it returns
+ * false before writing anything and the general path takes the token.
+ */
+template <bool kBf16>
+__device__ __forceinline__ bool route_v3(const Params &p, int t, int lane, int *out_id,
+                                         float *out_s) {
+  const int K = p.top_k, tg = p.topk_group;
+  float x[8], v[8];
+  v3_load8<kBf16>(p.logits, (int64_t)t * 256 + 8 * lane, x);
+  if (p.bias == nullptr) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = 0.0f;
+  } else if (p.bias_bf16) {
+    v3_load8<true>(p.bias, 8 * lane, v);
+  } else {
+    v3_load8<false>(p.bias, 8 * lane, v);
+  }
+  bool special = false;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    special |= !(fabsf(x[i]) <= 87.0f);
+    const float s = rcp_rn_fast(MOE_FADD(1.0f, expf_fast(-x[i]))); /* moe_sigmoidf, |x| <= 87 */
+    v[i] = MOE_FADD(s, v[i]);
+    special |= !(fabsf(v[i]) <= 3.40282346638528859812e+38f);
+  }
+  if (__any_sync(kFull, special)) return false;
+
+  /* group top-2 (values; equal keys are equal values, so the sum is the CPU's) */
+  float h[4], l[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    h[i] = fmaxf(v[2 * i], v[2 * i + 1]);
+    l[i] = fminf(v[2 * i], v[2 * i + 1]);
+  }
+#pragma unroll
+  for (int st = 1; st < 4; st *= 2)
+#pragma unroll
+    for (int i = 0; i + st < 4; i += 2 * st) {
+      const float n2 = fmaxf(fminf(h[i], h[i + st]), fmaxf(l[i], l[i + st]));
+      h[i] = fmaxf(h[i], h[i + st]);
+      l[i] = n2;
+    }
+  float m1 = h[0], m2 = l[0];
+#pragma unroll
+  for (int d = 1; d < 4; d <<= 1) {
+    const float o1 = __shfl_xor_sync(kFull, m1, d), o2 = __shfl_xor_sync(kFull, m2, d);
+    const float n2 = fmaxf(fminf(m1, o1), fmaxf(m2, o2));
+    m1 = fmaxf(m1, o1);
+    m2 = n2;
+  }
+  const float score = MOE_FADD(m1, m2);
+
+  /* group choice: tg rounds of (best score key, then lowest group) over lanes 0..7 */
+  const float sg = __shfl_sync(kFull, score, 4 * (lane & 7)); /* every lane: a .sync op */
+  uint32_t gk = lane < 8 ? finite_key(sg) : 0u;
+  uint32_t sel = 0u;
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    if (r < tg) { /* warp-uniform */
+      const uint32_t gmax = __reduce_max_sync(kFull, gk);
+      const uint32_t gw = __reduce_min_sync(kFull, gk == gmax ? (uint32_t)lane : 32u);
+      sel |= 1u << gw;
+      gk = lane == (int)gw ? 0u : gk;
+    }
+  }
+
+  /* compaction: lane l takes experts 32*s_j + 4*(l & 7) + i, i < 4, of the j = (l >> 3)-th
+   * chosen group s_j (lane 4*s_j + ((l & 7) >> 1), registers 4*(l & 1) + i) */
+  const int j = lane >> 3;
+  uint32_t m = sel;
+#pragma unroll
+  for (int q = 0; q < 3; ++q) m = q < j ? (m & (m - 1u)) : m;
+  const bool valid = j < tg;
+  const int src = valid ? 4 * (__ffs(m) - 1) + ((lane & 7) >> 1) : lane;
+  float w[8];
+#pragma unroll
+  for (int r = 0; r < 8; ++r) w[r] = __shfl_sync(kFull, v[r], src);
+  uint32_t key[4], ci[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    key[i] = valid ? finite_key((lane & 1) ? w[4 + i] : w[i]) : 0u;
+    ci[i] = (uint32_t)(4 * lane + i);
+  }
+  /* per-lane sort by key desc: odd-even transposition swapping only on a strictly greater
+   * key is stable, so equal keys stay in ascending candidate order */
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int i = r & 1; i + 1 < 4; i += 2) {
+      const bool sw = key[i + 1] > key[i];
+      const uint32_t ka = key[i], kb = key[i + 1], ia = ci[i], ib = ci[i + 1];
+      key[i] = sw ? kb : ka;
+      key[i + 1] = sw ? ka : kb;
+      ci[i] = sw ? ib : ia;
+      ci[i + 1] = sw ? ia : ib;
+    }
+  uint32_t mine = 0u;
+#pragma unroll
+  for (int r = 0; r < 8; ++r) {
+    if (r < K) { /* warp-uniform */
+      const uint32_t wmax = __reduce_max_sync(kFull, key[0]);
+      const uint32_t widx = __reduce_min_sync(kFull, key[0] == wmax ? ci[0] : 0xFFFFFFFFu);
+      if (lane == (int)(widx >> 2)) {
+#pragma unroll
+        for (int i = 0; i < 3; ++i) {
+          key[i] = key[i + 1];
+          ci[i] = ci[i + 1];
+        }
+        key[3] = 0u;
+      }
+      mine = lane == r ? widx : mine;
+    }
+  }
+  /* candidate c = j*32 + r is expert 32*s_j + r */
+  const int cj = (int)(mine >> 5);
+  uint32_t mm = sel;
+#pragma unroll
+  for (int q = 0; q < 3; ++q) mm = q < cj ? (mm & (mm - 1u)) : mm;
+  const int id = 32 * (__ffs(mm) - 1) + (int)(mine & 31u);
+  const float xs = load_value<kBf16>(p.logits, (int64_t)t * 256 + id);
+  *out_s = rcp_rn_fast(MOE_FADD(1.0f, expf_fast(-xs)));
+  *out_id = id;
+  return true;
+}
+
 struct DeepSeekMethod {
   static constexpr bool kWarpSmem = true;
 
   template <int P, bool kBf16>
   static __device__ __forceinline__ int route(const Params &p, int t, int lane, float *wsm) {
     const int E = p.num_experts, K = p.top_k;
+    prefetch_next_row<kBf16>(p, t, lane);
+    if constexpr (P == 8) {
+      int id;
+      float sk;
+      if (p.v3_fast && route_v3<kBf16>(p, t, lane, &id, &sk)) return finish(p, t, lane, id, sk);
+    }
     float vb[P];
     load_logits<P, kBf16>(p, t, lane, vb);
-    /* the next token's row towards L2 while this one is computed (multi-CTA path: a warp
-     * routes its tokens one after another) */
-    if (t + 1 < p.num_tokens) {
-      constexpr int kEsz = kBf16 ? 2 : 4;
-      const int row_bytes = E * kEsz;
-      if (lane * 128 < row_bytes + 127) {
-        const char *nxt = reinterpret_cast<const char *>(p.logits) + (int64_t)(t + 1) * row_bytes;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(nxt + min(lane * 128, row_bytes - 1)));
-      }
-    }
     /* v' = sigmoid + bias, 8 values at a time (P = 16 would spill otherwise). Bias: uniform
      * branches on presence and dtype, then unconditional loads (index clamped into [0, E);
      * values past E are never used), so the loads issue together. */
@@ -340,7 +501,25 @@ struct DeepSeekMethod {
     } else {
       sk = sigmoid_exact(load_value<kBf16>(p.logits, (int64_t)t * E + id));
     }
-    const float ss = warp_ordered_sum(sk, K);
+    return finish(p, t, lane, id, sk);
+  }
+
+  /* the next token's row towards L2 while this one is computed (multi-CTA path: a warp
+   * routes its tokens one after another) */
+  template <bool kBf16>
+  static __device__ __forceinline__ void prefetch_next_row(const Params &p, int t, int lane) {
+    if (t + 1 < p.num_tokens) {
+      const int row_bytes = p.num_experts * (kBf16 ? 2 : 4);
+      if (lane * 128 < row_bytes + 127) {
+        const char *nxt = reinterpret_cast<const char *>(p.logits) + (int64_t)(t + 1) * row_bytes;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(nxt + min(lane * 128, row_bytes - 1)));
+      }
+    }
+  }
+
+  /* weights from the slot's sigmoid sk: w = bf16((sk / (ss + 1e-20)) * scale) */
+  static __device__ __forceinline__ int finish(const Params &p, int t, int lane, int id, float sk) {
+    const float ss = warp_ordered_sum(sk, p.top_k);
     const float den = MOE_FADD(ss, 1e-20f);
     write_slot(p, t, lane, id, MOE_FMUL(MOE_FDIV(sk, den), p.scale));
     return id;

@@ -65,6 +65,11 @@ extern "C" int moe_cuda_routing(const moe_k_routing *a, const moe_k_plan *plan, 
     while ((2 << lg) * p.n_group <= 32) ++lg;
     p.lanes_per_group_log2 = lg;
   }
+  /* DeepSeek-V3's shape (E = 256 in 8 groups of 32, topk_group <= 4, K <= 8) with 16-byte
+   * aligned logits and bias: deepseek.cu's fast path may take the token. */
+  p.v3_fast = a->method == MOE_ROUTING_DEEPSEEK_V3 && a->input_kind == MOE_K_INPUT_LOGITS &&
+              p.num_experts == 256 && p.n_group == 8 && p.topk_group <= 4 && p.top_k <= 8 &&
+              ((uintptr_t)p.logits & 15u) == 0 && ((uintptr_t)p.bias & 15u) == 0;
   p.local_offset = a->local_expert_offset;
   p.local_num = a->local_num_experts;
   p.tile = a->tile;

@@ -64,6 +64,7 @@ struct Params {
   int32_t group_size;           /* G = E / n_group (>= 1) */
   int32_t group_mul;            /* ceil(2^21 / G), G = E / n_group: e / G = (e * mul) >> 21 */
   int32_t lanes_per_group_log2; /* log2 of the largest power of two <= 32 / n_group */
+  int32_t v3_fast; /* DeepSeekV3 with DeepSeek-V3's shape: the fast path may run (deepseek.cu) */
   float scale;
   int32_t local_offset;
   int32_t local_num;
