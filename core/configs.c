@@ -92,10 +92,12 @@ static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
    * long GEMM2 K (I >= 2048) the C = 2 tile-256 variant (weights multicast, half the weight
    * bytes per CTA) was faster still: -14% / -20% against 128-row tiles for deepseek-v3 T = 8192 /
    * 16384, -10% / -22% / -25% for mixtral T = 2048 / 8192 / 16384; with I = 768 it lost
-   * (qwen3-30b T >= 8192: +3% to +8%), so it is preferred only there. */
+   * (qwen3-30b T >= 8192: +3% to +8%), and with a short GEMM1 K (H = 2880) it lost too
+   * (gpt-oss-120b T = 8192 / 16384: +16% / +8% against config 17, H100 2026-11-28), so it is
+   * preferred only with I >= 2048 and H >= 4096 (qwen3-235b, H 4096 I 1536: config 17 best). */
   const int big = !decode && slots >= 256 * el;
   if (big && row->gemm1_block_m == 256) {
-    const int multicast = p->intermediate_size >= 2048;
+    const int multicast = p->intermediate_size >= 2048 && p->hidden_size >= 4096;
     if (row->tile == (multicast ? 256 : 128) && row->cluster == (multicast ? 2 : 1)) return 0;
     return 1;
   }

@@ -648,6 +648,40 @@ static void gpu_suite(void) {
 }
 #endif
 
+/* The default config of the issue's presets follows the measured heuristic of core/configs.c
+ * (docs/performance.md): a change to the ranking must change this table deliberately. */
+static void default_configs(void) {
+  static const struct {
+    const char *name;
+    int32_t E, K;
+    int64_t T, H, I;
+    int32_t tile, C, block_m;
+  } k[] = {
+      {"deepseek-v3 T=1", 256, 8, 1, 7168, 2048, 16, 1, 64},
+      {"deepseek-v3 T=16384", 256, 8, 16384, 7168, 2048, 256, 2, 256},
+      {"mixtral-8x7b T=8192", 8, 2, 8192, 4096, 14336, 256, 2, 256},
+      {"qwen3-235b T=16384", 128, 8, 16384, 4096, 1536, 128, 1, 256},
+      {"gpt-oss-120b T=8192", 128, 4, 8192, 2880, 2880, 128, 1, 256},
+      {"qwen3-30b T=2048", 128, 8, 2048, 2048, 768, 128, 1, 128},
+  };
+  moe_runner *r = cpu_runner(MOE_ACTIVATION_SWIGLU);
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i) {
+    moe_problem p;
+    t_problem(&p, k[i].E, k[i].T, k[i].K, 0, k[i].E, k[i].H, k[i].I);
+    int32_t cfg = -1;
+    moe_config_info info;
+    memset(&info, 0, sizeof info);
+    info.version = MOE_CONFIG_INFO_VERSION;
+    if (CHECK_OK(moe_runner_get_default_config(r, &p, &cfg)) ||
+        CHECK_OK(moe_runner_describe_config(r, cfg, &info)))
+      continue;
+    CHECK(
+        info.tile == k[i].tile && info.cluster_size == k[i].C && info.gemm1_block_m == k[i].block_m,
+        "%s: default config %s, expected tile %d C %d block_m %d", k[i].name, info.name, k[i].tile,
+        k[i].C, k[i].block_m);
+  }
+}
+
 int main(void) {
   for (int ai = 0; ai < 4; ++ai) {
     g_cpu[k_acts[ai]] = t_runner(MOE_BACKEND_CPU, k_acts[ai]);
@@ -660,6 +694,7 @@ int main(void) {
       g_cases, g_max_err[0], BOUND_EXACT, g_max_err[1], BOUND_ROUNDED);
   thread_determinism();
   forward_matches();
+  default_configs();
 #ifdef MOE_TEST_WITH_CUDA
   if (!t_have_cuda())
     printf("SKIP: no CUDA device\n");
