@@ -5,6 +5,9 @@
 # Usage: scripts/gpu-check.sh [full|tests|bench]
 #   tests: build + ctest + sanitizers; bench: build + benchmarks + PyTorch comparison.
 # Writes logs to $OUT (or ./gpu-out) for fetching.
+# Every step runs under `timeout $STEP_TIMEOUT` (default 300 s): a hung kernel costs one step,
+# not the whole device call. PREBUILT=1 skips configure + build and uses a build-gpu/ made on
+# the development machine (same repo path; carry it with the call): no device time on nvcc.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-out}"
@@ -12,31 +15,34 @@ mkdir -p "$OUT"
 export PATH="/usr/local/cuda/bin:$PATH"
 MODE="${1:-full}"
 summary=()
+STEP_TIMEOUT="${STEP_TIMEOUT:-300}"
 step() { # name, command...
   local name="$1"; shift
   local t0=$(date +%s)
-  if "$@" >"$OUT/$name.log" 2>&1; then r=PASS; else r="FAIL($?)"; fi
+  if timeout "$STEP_TIMEOUT" "$@" >"$OUT/$name.log" 2>&1; then r=PASS; else r="FAIL($?)"; fi
   summary+=("$(printf '%-28s %-9s %4ss' "$name" "$r" $(( $(date +%s) - t0 )))")
   tail -n 25 "$OUT/$name.log"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
-step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
-     -DMOE_BUILD_BINDINGS=OFF
-step build cmake --build build-gpu -j 16
+if [ "${PREBUILT:-0}" != 1 ]; then
+  step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
+       -DMOE_BUILD_BINDINGS=OFF
+  step build cmake --build build-gpu -j 16
+fi
 if [ "$MODE" != bench ]; then
 step ctest ctest --test-dir build-gpu --output-on-failure -j 4
 # compute-sanitizer: memcheck over the conformance runner (routing + GEMMs + finalize for every
 # method and activation), the GPU MoE suite (every config x activation) and a sample of the GPU
 # routing suite (every 7th case, T up to 65537: both routing paths); racecheck on the routing and
 # GEMM kernels through the conformance runner and a sparser routing sample.
-san() { compute-sanitizer --tool "$1" --error-exitcode 9 "${@:2}"; }
-step memcheck_conformance san memcheck build-gpu/tests/run_cases
-step memcheck_moe san memcheck build-gpu/tests/test_moe
-MOE_TEST_GPU_CASES=7 step memcheck_routing san memcheck build-gpu/tests/test_routing
-step racecheck_conformance san racecheck build-gpu/tests/run_cases
-MOE_TEST_GPU_CASES=23 step racecheck_routing san racecheck build-gpu/tests/test_routing
+san=(compute-sanitizer --error-exitcode 9 --tool)
+step memcheck_conformance "${san[@]}" memcheck build-gpu/tests/run_cases
+step memcheck_moe "${san[@]}" memcheck build-gpu/tests/test_moe
+MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/test_routing
+step racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
+MOE_TEST_GPU_CASES=23 step racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
 # racecheck on the GEMMs of C = 1, 2, 4 and both weight-tile heights (64/128/256 rows)
-MOE_TEST_GPU_CONFIGS=0,6,11,15,17,18 step racecheck_moe san racecheck build-gpu/tests/test_moe
+MOE_TEST_GPU_CONFIGS=0,6,11,15,17,18 step racecheck_moe "${san[@]}" racecheck build-gpu/tests/test_moe
 fi
 if [ "$MODE" != tests ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \
