@@ -96,15 +96,12 @@ MOE_HD float moe_pow2i(int n) {
 }
 
 /*
- * exp(x) in float32: Cody-Waite reduction x = n*ln2 + r, |r| <= ln2/2, degree-7 Taylor
- * polynomial by Horner with fmaf, then scaling by 2^n in at most two exact-power steps.
- * Max error about 2 ulp; identical on host and device.
+ * exp(x - n*ln2) for the integer n = rint(x / ln2): Cody-Waite reduction r = x - n*ln2 in two
+ * steps (|r| <= ln2/2), then the degree-7 Taylor polynomial by Horner with fmaf. The core of
+ * moe_expf, shared with the routing kernels' branch-free forms (kernels/routing/deepseek.cu) so
+ * that every form rounds identically.
  */
-MOE_HD float moe_expf(float x) {
-  if (moe_isnan(x)) return x;
-  if (x > 88.72283935546875f) return moe_bits_f32(0x7F800000u);
-  if (x < -103.97208404541015625f) return 0.0f;
-  float n = rintf(MOE_FMUL(x, 1.44269502162933349609375f));
+MOE_HD float moe_exp_reduced(float x, float n) {
   float r = fmaf(n, -0.693145751953125f, x);
   r = fmaf(n, -1.428606765330187045e-06f, r);
   float p = 1.9841270e-4f;       /* 1/5040 */
@@ -114,7 +111,19 @@ MOE_HD float moe_expf(float x) {
   p = fmaf(p, r, 1.6666667e-1f); /* 1/6 */
   p = fmaf(p, r, 0.5f);
   p = fmaf(p, r, 1.0f);
-  p = fmaf(p, r, 1.0f);
+  return fmaf(p, r, 1.0f);
+}
+
+/*
+ * exp(x) in float32: moe_exp_reduced, then scaling by 2^n in at most two exact-power steps.
+ * Max error about 2 ulp; identical on host and device.
+ */
+MOE_HD float moe_expf(float x) {
+  if (moe_isnan(x)) return x;
+  if (x > 88.72283935546875f) return moe_bits_f32(0x7F800000u);
+  if (x < -103.97208404541015625f) return 0.0f;
+  float n = rintf(MOE_FMUL(x, 1.44269502162933349609375f));
+  const float p = moe_exp_reduced(x, n);
   int ni = (int)n;
   if (ni > 127) return MOE_FMUL(MOE_FMUL(p, moe_pow2i(127)), moe_pow2i(ni - 127));
   if (ni < -126) return MOE_FMUL(MOE_FMUL(p, moe_pow2i(-126)), moe_pow2i(ni + 126));

@@ -199,12 +199,6 @@ ttensor *tt_new(int backend, DLDataType dt, int ndim, const int64_t *dims) {
   return t;
 }
 
-ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims, const void *host) {
-  ttensor *t = tt_new(backend, dt, ndim, dims);
-  if (host) tmem_upload(backend, t->t.data, host, t->bytes);
-  return t;
-}
-
 ttensor *tt_from_host_shifted(int backend, DLDataType dt, int ndim, const int64_t *dims,
                               const void *host, int64_t shift) {
   int64_t total = 1;
@@ -216,6 +210,10 @@ ttensor *tt_from_host_shifted(int backend, DLDataType dt, int ndim, const int64_
   for (int i = 0; i < ndim; ++i) t->shape[i] = dims[i];
   t->t.byte_offset = off;
   return t;
+}
+
+ttensor *tt_from_host(int backend, DLDataType dt, int ndim, const int64_t *dims, const void *host) {
+  return tt_from_host_shifted(backend, dt, ndim, dims, host, 0);
 }
 
 void tt_free(ttensor *t) {

@@ -27,16 +27,7 @@ namespace routing {
 __device__ __forceinline__ float expf_nobranch(float y) {
   const float yc = fminf(fmaxf(y, -104.0f), 89.0f);
   const float n = rintf(MOE_FMUL(yc, 1.44269502162933349609375f));
-  float r = fmaf(n, -0.693145751953125f, yc);
-  r = fmaf(n, -1.428606765330187045e-06f, r);
-  float q = 1.9841270e-4f; /* 1/5040 */
-  q = fmaf(q, r, 1.3888889e-3f);
-  q = fmaf(q, r, 8.3333333e-3f);
-  q = fmaf(q, r, 4.1666667e-2f);
-  q = fmaf(q, r, 1.6666667e-1f);
-  q = fmaf(q, r, 0.5f);
-  q = fmaf(q, r, 1.0f);
-  q = fmaf(q, r, 1.0f);
+  const float q = moe_exp_reduced(yc, n);
   const int ni = (int)n;
   const bool hi = ni > 127, lo = ni < -126;
   const float a = hi ? moe_pow2i(127) : (lo ? moe_pow2i(-126) : 1.0f);
@@ -66,17 +57,7 @@ __device__ __forceinline__ float expf_fast(float y) {
   const float sh = MOE_FADD(t, 12582912.0f);
   const float n = MOE_FSUB(sh, 12582912.0f);
   const int ni = (int)(__float_as_uint(sh) - 0x4B400000u);
-  float r = fmaf(n, -0.693145751953125f, y);
-  r = fmaf(n, -1.428606765330187045e-06f, r);
-  float q = 1.9841270e-4f; /* 1/5040 */
-  q = fmaf(q, r, 1.3888889e-3f);
-  q = fmaf(q, r, 8.3333333e-3f);
-  q = fmaf(q, r, 4.1666667e-2f);
-  q = fmaf(q, r, 1.6666667e-1f);
-  q = fmaf(q, r, 0.5f);
-  q = fmaf(q, r, 1.0f);
-  q = fmaf(q, r, 1.0f);
-  return MOE_FMUL(q, moe_pow2i(ni));
+  return MOE_FMUL(moe_exp_reduced(y, n), moe_pow2i(ni));
 }
 
 /* v[i] = moe_sigmoidf(v[i]) = 1 / (1 + moe_expf(-v[i])), bit for bit. Common case (every

@@ -71,16 +71,7 @@ __global__ void __launch_bounds__(kHistThreads) scatter_kernel(Params p) {
   for (int e = tid; e < nl; e += kHistThreads) cnt[e] = p.totals[e];
   __syncthreads();
   const int total = block_expert_scan<kHistThreads>(cnt, nl, p.tile, p.cluster, off, ctaoff, tmp);
-  if (b == 0) {
-    if (tid == 0) {
-      *p.num_ctas = total * p.cluster;
-      *p.permuted_size = total * p.tile;
-    }
-    for (int e = tid; e < p.num_experts; e += kHistThreads) {
-      const int le = e - lo;
-      p.expert_counts[e] = ((unsigned)le < (unsigned)nl) ? cnt[le] : 0;
-    }
-  }
+  if (b == 0) write_plan_totals<kHistThreads>(p, total, cnt, tid);
   const int32_t *row = p.blk_counts + (size_t)b * nl;
   for (int e = tid; e < nl; e += kHistThreads) base[e] = off[e] + row[e];
   /* block_rank_scatter starts with __syncthreads (after zeroing its counters). */

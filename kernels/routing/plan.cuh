@@ -78,6 +78,22 @@ __device__ __forceinline__ int block_expert_scan(const int *cnt, int nl, int til
  * base[e] + warp prefix + rank among equal lanes. wcnt: shared [NW][nl] uint16 (the block has
  * at most 65535 slots). Contains __syncthreads.
  */
+/* The plan's scalars and expert_counts, written by one CTA of either path: num_ctas and
+ * permuted_size from block_expert_scan's total, expert_counts[e] = the local count of global
+ * expert e (0 outside the EP slice). */
+template <int NT>
+__device__ __forceinline__ void write_plan_totals(const Params &p, int total, const int *counts,
+                                                  int tid) {
+  if (tid == 0) {
+    *p.num_ctas = total * p.cluster;
+    *p.permuted_size = total * p.tile;
+  }
+  for (int e = tid; e < p.num_experts; e += NT) {
+    const int le = e - p.local_offset;
+    p.expert_counts[e] = ((unsigned)le < (unsigned)p.local_num) ? counts[le] : 0;
+  }
+}
+
 template <int NT>
 __device__ __forceinline__ void block_rank_scatter(const int32_t *ids, int x0, int x1, int K,
                                                    int lo, int nl, unsigned short *wcnt,

@@ -110,16 +110,7 @@ __global__ void __launch_bounds__(NT, 1) cluster_kernel(Params p) {
   ptx::cluster_sync();
 
   const int total = block_expert_scan<NT>(tot, nl, p.tile, p.cluster, off, ctaoff, tmp);
-  if (rank == 0) {
-    if (tid == 0) {
-      *p.num_ctas = total * p.cluster;
-      *p.permuted_size = total * p.tile;
-    }
-    for (int e = tid; e < p.num_experts; e += NT) {
-      const int le = e - lo;
-      p.expert_counts[e] = ((unsigned)le < (unsigned)nl) ? tot[le] : 0;
-    }
-  }
+  if (rank == 0) write_plan_totals<NT>(p, total, tot, tid);
   for (int e = tid; e < nl; e += NT) base[e] += off[e];
   /* block_rank_scatter starts with __syncthreads (after zeroing its counters). */
   block_rank_scatter<NT>(ids, t0 * K, t1 * K, K, lo, nl, wcnt, base, p.e2p, p.p2t, p.p2e);
