@@ -41,8 +41,9 @@ step memcheck_moe "${san[@]}" memcheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/test_routing
 step racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
 MOE_TEST_GPU_CASES=23 step racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
-# racecheck on the GEMMs of C = 1, 2, 4 and both weight-tile heights (64/128/256 rows)
-MOE_TEST_GPU_CONFIGS=0,6,11,15,17,18 step racecheck_moe "${san[@]}" racecheck build-gpu/tests/test_moe
+# racecheck on the GEMMs of C = 1, 2, 4, all weight-tile heights (64/128/256 rows) and the
+# ping-pong kernels (C = 1, 2)
+MOE_TEST_GPU_CONFIGS=0,6,11,15,17,18,19,21 step racecheck_moe "${san[@]}" racecheck build-gpu/tests/test_moe
 fi
 if [ "$MODE" != tests ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \

@@ -5,7 +5,11 @@
  * operand A) of one expert times N = ctaTile permuted token rows (the wgmma N operand B), over
  * the full K (H for GEMM1, I for GEMM2) in 64-element stages with 128-byte swizzle.
  *
- *   grid.x = launch_ctas * m_tiles (1-D), cluster {C, 1, 1}; m_tiles = ceil(w_rows / BLOCK_M).
+ *   grid.x = launch_ctas * m_units * CM (1-D), cluster {C * CM, 1, 1}; m_tiles = ceil(w_rows /
+ *   BLOCK_M), m_units = ceil(m_tiles / CM). CM = 2 ("M pairs"): the two CTAs of adjacent M
+ *   tiles share the token tile, each loading half of it multicast to both; with C = 2 as well
+ *   the cluster is 2 x 2. A CTA then loads weights / C + tokens / CM of the bytes it consumes
+ *   (L2 -> SM traffic is what limits prefill: Nsight Compute, H100, L2 throughput 78-117%).
  *   Cluster id -> (token cluster tc, M tile) with M tiles fastest inside groups of group_m
  *   (L2-friendly order); token CTA j = tc*C + cluster rank.
  *   CTA j: expert = cta_to_batch[j], permuted rows [j*N, min((j+1)*N, cta_to_mn_limit[j])).
@@ -49,11 +53,9 @@
 #define MOE_GEMM_SM90_BF16_GROUPED_CUH_
 
 #include <cuda.h>
-#include <cuda_bf16.h>
 #include <stdint.h>
 
-#include "../../include/moe_trtllm.h"
-#include "../moe_math.h"
+#include "epilogue.cuh"
 #include "../ptx/cluster.cuh"
 #include "../ptx/mbarrier.cuh"
 #include "../ptx/pdl.cuh"
@@ -62,31 +64,6 @@
 
 namespace moe {
 namespace sm90 {
-
-/* Per-launch parameters (passed by value next to the two tensor maps). */
-struct GroupedGemmParams {
-  uint16_t *out;                    /* [rows, out_ld] bf16 */
-  const float *bias;                /* [E_l, bias_stride] canonical order, or NULL */
-  const float *alpha;               /* [E_l] SwiGLU, or NULL */
-  const float *beta;                /* [E_l] SwiGLU, or NULL */
-  const float *clamp_limit;         /* [E_l] SwiGLU, or NULL */
-  const int32_t *permuted_to_token; /* GEMM1 gather map */
-  const uint16_t *gather_src;       /* GEMM1: hidden [T, H] */
-  int64_t gather_ld;                /* GEMM1: H */
-  const int32_t *cta_to_batch;
-  const int32_t *cta_to_mn_limit;
-  const int32_t *num_ctas;
-  int32_t w_rows;         /* prepared weight rows per expert */
-  int32_t k_blocks;       /* K / 64 */
-  int32_t out_ld;         /* output row pitch in elements */
-  int32_t out_cols;       /* output features per expert (I for GEMM1, H for GEMM2) */
-  int32_t bias_stride;    /* bias elements per expert */
-  int32_t activation;     /* MOE_ACTIVATION_* (GEMM1); ignored by GEMM2 */
-  int32_t gated;          /* GEMM1 with SwiGLU / GeGLU */
-  int32_t m_tiles;        /* ceil(w_rows / BLOCK_M) */
-  int32_t token_clusters; /* launch_ctas / C */
-  int32_t group_m;        /* M tiles per rasterisation group (1..m_tiles) */
-};
 
 template <int BLOCK_M, int N, int C, int STAGES>
 struct GroupedGemmTraits {
@@ -138,45 +115,16 @@ struct GroupedGemmTraits {
   static_assert(kConsumerWGs != 2 || kConsumerRegs >= kEntryRegs, "setmaxnreg.inc must grow");
 };
 
-/*
- * Activations in the operation order of the CPU reference (core/cpu/activation.h): explicitly
- * rounded mul/add, sigmoid = moe_sigmoidf (kernels/moe_math.h, shared with the CPU backend).
- * GeGLU uses CUDA's erff (the CPU uses its own series; they differ by about an ulp).
- */
-__device__ __forceinline__ float act_gated(float x1, float x2, int act, float alpha, float beta,
-                                           float limit, bool clamp) {
-  if (act == MOE_ACTIVATION_GEGLU) {
-    const float e = erff(__fmul_rn(x2, 0.70710678118654752f));
-    return __fmul_rn(x1, __fmul_rn(__fmul_rn(0.5f, x2), __fadd_rn(1.0f, e)));
-  }
-  if (clamp) {
-    x1 = x1 < -limit ? -limit : (x1 > limit ? limit : x1);
-    x2 = x2 > limit ? limit : x2;
-  }
-  const float sg = moe_sigmoidf(__fmul_rn(alpha, x2));
-  return __fmul_rn(__fmul_rn(x2, sg), __fadd_rn(x1, beta));
-}
-
-__device__ __forceinline__ float act_plain(float x, int act) {
-  if (act == MOE_ACTIVATION_RELU2) {
-    if (x > 0.0f) return __fmul_rn(x, x);
-    return x != x ? x : 0.0f;
-  }
-  return x;
-}
-
-__device__ __forceinline__ uint16_t f32_to_bf16_bits(float x) {
-  __nv_bfloat16 b = __float2bfloat16_rn(x);
-  return *reinterpret_cast<uint16_t *>(&b);
-}
-
-template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
+template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER, int CM>
 __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads,
                                   GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kMinBlocks)
     sm90_bf16_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
                            const __grid_constant__ CUtensorMap tmap_x, const GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = GroupedGemmTraits<BLOCK_M, N, C, STAGES>;
+  static_assert(CM == 1 || (CM == 2 && !GATHER && (N / CM) % 8 == 0),
+                "M pairs share TMA-fed token tiles only");
+  constexpr int kCl = C * CM; /* CTAs per launch cluster: C along tokens x CM along M */
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t *smem = smem_raw + ((1024u - (ptx::smem_u32(smem_raw) & 1023u)) & 1023u);
   uint8_t *smem_a = smem;
@@ -193,7 +141,9 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 #pragma unroll
     for (int s = 0; s < STAGES; ++s) {
       ptx::mbar_init(&full[s], GATHER ? 1 + 128 : 1);
-      ptx::mbar_init(&empty[s], C * T::kConsumerWGs * 4);
+      /* every consumer warp of the CTAs that receive this CTA's loads (same M: the weight
+       * slice; same tokens: the token slice) */
+      ptx::mbar_init(&empty[s], (C + CM - 1) * T::kConsumerWGs * 4);
     }
     ptx::mbar_init_fence();
   }
@@ -205,35 +155,49 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 
   /* Everything below reads data of the routing / previous GEMM stage. */
   ptx::grid_dependency_wait();
-  /* Rasterisation: cluster id -> (token cluster, M tile), M tiles fastest inside groups of
-   * group_m, so the CTAs resident at once share both weight tiles and token rows in L2. */
-  const int cid = blockIdx.x / C;
+  /* Rasterisation: cluster id -> (token cluster, M unit of CM tiles), M units fastest inside
+   * groups of group_m, so the CTAs resident at once share both weight tiles and token rows in
+   * L2. Cluster rank r: token CTA r % C, M tile r / C of the unit. */
+  const int cid = blockIdx.x / kCl;
+  const int rank = static_cast<int>(blockIdx.x % kCl);
+  const int ti = rank % C, mi = rank / C;
+  const int m_units = (p.m_tiles + CM - 1) / CM;
   const int group_size = p.group_m * p.token_clusters;
   const int group = cid / group_size;
   const int within = cid - group * group_size;
   const int m_first = group * p.group_m;
-  const int gm = min(p.group_m, p.m_tiles - m_first);
+  const int gm = min(p.group_m, m_units - m_first);
   const int tc = within / gm;
-  const int cta = tc * C + static_cast<int>(blockIdx.x % C);
+  const int cta = tc * C + ti;
   const int num_ctas = *p.num_ctas;
   if (tc * C >= num_ctas) return; /* the whole cluster leaves together */
   ptx::launch_dependents();
-  if constexpr (C > 1) ptx::cluster_sync(); /* peers' barriers are initialised */
+  if constexpr (kCl > 1) ptx::cluster_sync(); /* peers' barriers are initialised */
 
   const int expert = p.cta_to_batch[cta];
   const int mn_limit = p.cta_to_mn_limit[cta];
   const int row0 = cta * N;
-  const int m0 = (m_first + (within - tc * gm)) * BLOCK_M;
+  /* With CM = 2 and an odd m_tiles, the last unit's second CTA has no rows (m0 >= w_rows): it
+   * still loads its half of the token tile for its peer and runs the pipeline; its weight rows
+   * are another expert's or past the tensor (zero-filled), and it stores nothing (columns >=
+   * out_cols). */
+  const int m0 = ((m_first + (within - tc * gm)) * CM + mi) * BLOCK_M;
   const int k_blocks = p.k_blocks;
 
   if (wg == T::kConsumerWGs) {
     /* ---------------- producer ---------------- */
     if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_dec<T::kProducerRegs>();
     const int ptid = threadIdx.x - T::kConsumerThreads; /* 0..127 */
-    const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
+    /* Weights: this CTA loads rows [ti * kSlice, +kSlice) of the tile for the C CTAs of its M
+     * tile; tokens (CM = 2): rows [mi * kBSlice, +kBSlice) for the CM CTAs of its token CTA. */
     constexpr int kSlice = BLOCK_M / C;
-    const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
-    uint8_t *const a_dst = smem_a + rank * (kSlice * 128);
+    constexpr int kBSlice = N / CM;
+    const int w_row = expert * p.w_rows + m0 + ti * kSlice;
+    uint8_t *const a_dst = smem_a + ti * (kSlice * 128);
+    const uint16_t a_mask = static_cast<uint16_t>(((1u << C) - 1u) << (mi * C));
+    uint16_t b_mask = 0;
+#pragma unroll
+    for (int j = 0; j < CM; ++j) b_mask |= static_cast<uint16_t>(1u << (ti + C * j));
     static_assert(GEMM1 || !GATHER, "only GEMM1 gathers token rows");
     if constexpr (GATHER) {
       /* Token rows gathered with 16-byte cp.async by all 128 producer threads. */
@@ -259,7 +223,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
           ptx::mbar_arrive_expect_tx(&full[s], T::kABytes);
           if constexpr (C > 1) {
             ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
-                                       static_cast<uint16_t>((1u << C) - 1u));
+                                       a_mask);
           } else {
             ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
           }
@@ -303,11 +267,16 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
           ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
           if constexpr (C > 1) {
             ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
-                                       static_cast<uint16_t>((1u << C) - 1u));
+                                       a_mask);
           } else {
             ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
           }
-          ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
+          if constexpr (CM > 1) {
+            ptx::tma_load_2d_multicast(smem_b + s * T::kBBytes + mi * (kBSlice * 128), &tmap_x,
+                                       &full[s], kb * 64, row0 + mi * kBSlice, b_mask);
+          } else {
+            ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
+          }
           if (++s == STAGES) {
             s = 0;
             ph ^= 1u;
@@ -327,6 +296,23 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       for (int i = 0; i < N / 2; ++i) d[a][i] = 0.0f;
     }
 
+    /* A stage is free once every CTA that received this CTA's loads is done with it: lanes
+     * 0..C-1 arrive at the CTAs of this M tile (weights), lanes C..C+CM-2 at the other CTAs of
+     * this token CTA (tokens). */
+    auto release = [&](int st) {
+      if constexpr (kCl > 1) {
+        if (lane < C + CM - 1) {
+          int target = mi * C + lane;
+          if (lane >= C) {
+            const int j = lane - C;
+            target = ti + C * (j < mi ? j : j + 1);
+          }
+          ptx::mbar_arrive_cluster(&empty[st], static_cast<uint32_t>(target));
+        }
+      } else {
+        if (lane == 0) ptx::mbar_arrive(&empty[st]);
+      }
+    };
     const uint32_t a_base = ptx::smem_u32(smem_a) + wg * (T::kWGRows * 128);
     const uint32_t b_base = ptx::smem_u32(smem_b);
     int s = 0, prev_s = 0;
@@ -352,13 +338,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       ptx::wgmma_wait<1>();
 #pragma unroll
       for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-      if (kb > 0 && lane < C) {
-        if constexpr (C > 1) {
-          ptx::mbar_arrive_cluster(&empty[prev_s], lane);
-        } else {
-          ptx::mbar_arrive(&empty[prev_s]);
-        }
-      }
+      if (kb > 0) release(prev_s);
       prev_s = s;
       if (++s == STAGES) {
         s = 0;
@@ -368,109 +348,23 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     ptx::wgmma_wait<0>();
 #pragma unroll
     for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-    if (lane < C) {
-      if constexpr (C > 1) {
-        ptx::mbar_arrive_cluster(&empty[prev_s], lane);
-      } else {
-        ptx::mbar_arrive(&empty[prev_s]);
-      }
-    }
+    release(prev_s);
 
     /* ---------------- epilogue ---------------- */
     /* All consumer warpgroups finished reading the stages; reuse them for staging. */
     ptx::named_barrier_sync(1, T::kConsumerThreads);
     uint16_t *stage = reinterpret_cast<uint16_t *>(smem);
-    const int w = warp % 4;
-    /* tile rows rbase + 64 a and rbase + 64 a + 8 (atom a) */
-    const int rbase = wg * T::kWGRows + 16 * w + lane / 4;
-    const int cbase = 2 * (lane & 3);
-    const bool gated = GEMM1 && p.gated;
-    const int act = GEMM1 ? p.activation : MOE_ACTIVATION_IDENTITY;
-    int col0, out_w;
-    if (gated) {
-      /* Feature f = 8*(row/16) + row%8 of the tile's half; up at row, gate at row + 8. */
-      const int f_local = wg * (T::kWGRows / 2) + 8 * w + lane / 4; /* + 32 a */
-      col0 = m0 / 2;
-      out_w = BLOCK_M / 2;
-      float b_up[kAtoms], b_gate[kAtoms];
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) {
-        const int f = col0 + f_local + 32 * a;
-        b_up[a] = 0.0f;
-        b_gate[a] = 0.0f;
-        if (p.bias != nullptr && f < p.out_cols) {
-          const float *b = p.bias + static_cast<int64_t>(expert) * p.bias_stride;
-          b_up[a] = __ldg(b + f);
-          b_gate[a] = __ldg(b + p.out_cols + f);
-        }
-      }
-      const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
-      const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
-      const bool clamp = p.clamp_limit != nullptr;
-      const float limit = clamp ? __ldg(p.clamp_limit + expert) : 0.0f;
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) {
-#pragma unroll
-        for (int j = 0; j < N / 8; ++j) {
-#pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            const float y = act_gated(__fadd_rn(d[a][4 * j + q], b_up[a]),
-                                      __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]), act, alpha, beta,
-                                      limit, clamp);
-            stage[(8 * j + cbase + q) * T::kStagePitch + f_local + 32 * a] = f32_to_bf16_bits(y);
-          }
-        }
-      }
-    } else {
-      col0 = m0;
-      out_w = BLOCK_M;
-      float bias_v[kAtoms][2];
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          bias_v[a][h] = 0.0f;
-          const int f = m0 + rbase + 64 * a + 8 * h;
-          if (p.bias != nullptr && f < p.out_cols) {
-            bias_v[a][h] = __ldg(p.bias + static_cast<int64_t>(expert) * p.bias_stride + f);
-          }
-        }
-      }
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) {
-#pragma unroll
-        for (int j = 0; j < N / 8; ++j) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-#pragma unroll
-            for (int q = 0; q < 2; ++q) {
-              const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[a][h]), act);
-              stage[(8 * j + cbase + q) * T::kStagePitch + rbase + 64 * a + 8 * h] =
-                  f32_to_bf16_bits(y);
-            }
-          }
-        }
-      }
-    }
+    epilogue_to_stage<BLOCK_M, kAtoms, N, T::kStagePitch, GEMM1>(d, stage, p, expert, m0,
+                                                                 wg * T::kWGRows, warp % 4, lane);
     ptx::named_barrier_sync(1, T::kConsumerThreads);
-    int valid = p.out_cols - col0;
-    if (valid > out_w) valid = out_w;
-    const int chunks = valid / 8;
-    const int total = N * chunks;
-    for (int idx = threadIdx.x; idx < total; idx += T::kConsumerThreads) {
-      const int tok = idx / chunks;
-      const int c = idx - tok * chunks;
-      const int grow = row0 + tok;
-      if (grow < mn_limit) {
-        const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * T::kStagePitch + c * 8);
-        *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(grow) * p.out_ld + col0 + c * 8) =
-            v;
-      }
-    }
+    int col0, out_w;
+    tile_columns<BLOCK_M>(GEMM1 && p.gated, m0, &col0, &out_w);
+    store_stage<N, T::kStagePitch>(stage, p, col0, out_w, row0, mn_limit, threadIdx.x,
+                                   T::kConsumerThreads);
   }
 
   /* No CTA leaves while a peer may still multicast into it or arrive on its barriers. */
-  if constexpr (C > 1) ptx::cluster_sync();
+  if constexpr (kCl > 1) ptx::cluster_sync();
 #endif
 }
 

@@ -1,0 +1,301 @@
+/*
+ * epilogue.cuh - what both sm_90a BF16 grouped GEMM kernels share: the per-launch parameters and
+ * the epilogue (bias, activation, bf16, transpose through shared memory, 16-byte row stores).
+ *
+ * Swap-AB: the accumulator tile is D^T (weight rows = output features x tokens). A consumer
+ * warpgroup holds kAtoms m64 atoms of 64 feature rows each; thread (warp w, lane) holds rows
+ * 16w + lane/4 (+8) of an atom and token columns 8j + 2(lane&3) (+1). The epilogue writes them
+ * token-major into a staging buffer (row pitch kPitch elements), then whole 16-byte chunks of
+ * each valid token row go to global memory.
+ *
+ * Gated GEMM1: prepared W1 rows are interleaved in 8-row blocks (docs/formats.md), so the up and
+ * gate value of one feature sit in accumulator rows r and r+8 of the same thread.
+ */
+#ifndef MOE_GEMM_EPILOGUE_CUH_
+#define MOE_GEMM_EPILOGUE_CUH_
+
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+#include "../../include/moe_trtllm.h"
+#include "../moe_math.h"
+
+namespace moe {
+namespace sm90 {
+
+/* Per-launch parameters (passed by value next to the two tensor maps). */
+struct GroupedGemmParams {
+  uint16_t *out;                    /* [rows, out_ld] bf16 */
+  const float *bias;                /* [E_l, bias_stride] canonical order, or NULL */
+  const float *alpha;               /* [E_l] SwiGLU, or NULL */
+  const float *beta;                /* [E_l] SwiGLU, or NULL */
+  const float *clamp_limit;         /* [E_l] SwiGLU, or NULL */
+  const int32_t *permuted_to_token; /* GEMM1 gather map */
+  const uint16_t *gather_src;       /* GEMM1: hidden [T, H] */
+  int64_t gather_ld;                /* GEMM1: H */
+  const int32_t *cta_to_batch;
+  const int32_t *cta_to_mn_limit;
+  const int32_t *num_ctas;
+  int32_t w_rows;         /* prepared weight rows per expert */
+  int32_t k_blocks;       /* K / 64 */
+  int32_t out_ld;         /* output row pitch in elements */
+  int32_t out_cols;       /* output features per expert (I for GEMM1, H for GEMM2) */
+  int32_t bias_stride;    /* bias elements per expert */
+  int32_t activation;     /* MOE_ACTIVATION_* (GEMM1); ignored by GEMM2 */
+  int32_t gated;          /* GEMM1 with SwiGLU / GeGLU */
+  int32_t m_tiles;        /* ceil(w_rows / BLOCK_M) */
+  int32_t token_clusters; /* launch_ctas / C */
+  int32_t group_m;        /* M tiles per rasterisation group (1..m_tiles) */
+};
+
+/*
+ * Activations in the operation order of the CPU reference (core/cpu/activation.h): explicitly
+ * rounded mul/add, sigmoid = moe_sigmoidf (kernels/moe_math.h, shared with the CPU backend).
+ * GeGLU uses CUDA's erff (the CPU uses its own series; they differ by about an ulp).
+ */
+__device__ __forceinline__ float act_gated(float x1, float x2, int act, float alpha, float beta,
+                                           float limit, bool clamp) {
+  if (act == MOE_ACTIVATION_GEGLU) {
+    const float e = erff(__fmul_rn(x2, 0.70710678118654752f));
+    return __fmul_rn(x1, __fmul_rn(__fmul_rn(0.5f, x2), __fadd_rn(1.0f, e)));
+  }
+  if (clamp) {
+    x1 = x1 < -limit ? -limit : (x1 > limit ? limit : x1);
+    x2 = x2 > limit ? limit : x2;
+  }
+  const float sg = moe_sigmoidf(__fmul_rn(alpha, x2));
+  return __fmul_rn(__fmul_rn(x2, sg), __fadd_rn(x1, beta));
+}
+
+__device__ __forceinline__ float act_plain(float x, int act) {
+  if (act == MOE_ACTIVATION_RELU2) {
+    if (x > 0.0f) return __fmul_rn(x, x);
+    return x != x ? x : 0.0f;
+  }
+  return x;
+}
+
+__device__ __forceinline__ uint16_t f32_to_bf16_bits(float x) {
+  __nv_bfloat16 b = __float2bfloat16_rn(x);
+  return *reinterpret_cast<uint16_t *>(&b);
+}
+
+/* Output columns of a tile of TILE_M weight rows at m0: gated tiles produce half as many. */
+template <int TILE_M>
+__device__ __forceinline__ void tile_columns(bool gated, int m0, int *col0, int *out_w) {
+  *col0 = gated ? m0 / 2 : m0;
+  *out_w = gated ? TILE_M / 2 : TILE_M;
+}
+
+/*
+ * One consumer warpgroup's part of the epilogue: accumulator rows [row_off, row_off + 64 kAtoms)
+ * of a TILE_M-row tile at weight row m0 of `expert` -> + bias (canonical index), activation
+ * (GEMM1), bf16 -> stage[token * kPitch + output column within the tile]. w = warp in the group.
+ */
+template <int TILE_M, int kAtoms, int N, int kPitch, bool GEMM1>
+__device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uint16_t *stage,
+                                                  const GroupedGemmParams &p, int expert, int m0,
+                                                  int row_off, int w, int lane) {
+  /* tile rows rbase + 64 a and rbase + 64 a + 8 (atom a) */
+  const int rbase = row_off + 16 * w + lane / 4;
+  const int cbase = 2 * (lane & 3);
+  const bool gated = GEMM1 && p.gated;
+  const int act = GEMM1 ? p.activation : MOE_ACTIVATION_IDENTITY;
+  if (gated) {
+    /* Feature f = 8*(row/16) + row%8 of the tile's half; up at row, gate at row + 8. */
+    const int f_local = row_off / 2 + 8 * w + lane / 4; /* + 32 a */
+    const int col0 = m0 / 2;
+    float b_up[kAtoms], b_gate[kAtoms];
+#pragma unroll
+    for (int a = 0; a < kAtoms; ++a) {
+      const int f = col0 + f_local + 32 * a;
+      b_up[a] = 0.0f;
+      b_gate[a] = 0.0f;
+      if (p.bias != nullptr && f < p.out_cols) {
+        const float *b = p.bias + static_cast<int64_t>(expert) * p.bias_stride;
+        b_up[a] = __ldg(b + f);
+        b_gate[a] = __ldg(b + p.out_cols + f);
+      }
+    }
+    const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
+    const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
+    const bool clamp = p.clamp_limit != nullptr;
+    const float limit = clamp ? __ldg(p.clamp_limit + expert) : 0.0f;
+#pragma unroll
+    for (int a = 0; a < kAtoms; ++a) {
+#pragma unroll
+      for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const float y =
+              act_gated(__fadd_rn(d[a][4 * j + q], b_up[a]),
+                        __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]), act, alpha, beta, limit, clamp);
+          stage[(8 * j + cbase + q) * kPitch + f_local + 32 * a] = f32_to_bf16_bits(y);
+        }
+      }
+    }
+  } else {
+    float bias_v[kAtoms][2];
+#pragma unroll
+    for (int a = 0; a < kAtoms; ++a) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        bias_v[a][h] = 0.0f;
+        const int f = m0 + rbase + 64 * a + 8 * h;
+        if (p.bias != nullptr && f < p.out_cols) {
+          bias_v[a][h] = __ldg(p.bias + static_cast<int64_t>(expert) * p.bias_stride + f);
+        }
+      }
+    }
+#pragma unroll
+    for (int a = 0; a < kAtoms; ++a) {
+#pragma unroll
+      for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[a][h]), act);
+            stage[(8 * j + cbase + q) * kPitch + rbase + 64 * a + 8 * h] = f32_to_bf16_bits(y);
+          }
+        }
+      }
+    }
+  }
+}
+
+/*
+ * Staged tile -> global: 16-byte chunks of token rows row0 + tok < mn_limit, output columns
+ * [col0, col0 + min(out_w, out_cols - col0)); threads tid = 0..nthreads-1 of the storing group.
+ */
+template <int N, int kPitch>
+__device__ __forceinline__ void store_stage(const uint16_t *stage, const GroupedGemmParams &p,
+                                            int col0, int out_w, int row0, int mn_limit, int tid,
+                                            int nthreads) {
+  int valid = p.out_cols - col0;
+  if (valid > out_w) valid = out_w;
+  const int chunks = valid / 8;
+  const int total = N * chunks;
+  for (int idx = tid; idx < total; idx += nthreads) {
+    const int tok = idx / chunks;
+    const int c = idx - tok * chunks;
+    const int grow = row0 + tok;
+    if (grow < mn_limit) {
+      const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * 8);
+      *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(grow) * p.out_ld + col0 + c * 8) = v;
+    }
+  }
+}
+
+/*
+ * Narrow staging for kernels that keep streaming during the epilogue (ping-pong): N tokens x 64
+ * output columns, 128-byte rows, 16-byte chunk c of token t at chunk c ^ (t & 7). The 4 tokens
+ * one warp store writes then fall in 4 different chunks (no bank conflict), and a tile's
+ * columns are staged in passes of 64: gated tiles (64 features for 128 weight rows) in one, the
+ * others one m64 atom per pass.
+ */
+__device__ __forceinline__ int stage64_index(int tok, int col) {
+  return tok * 64 + ((((col >> 3) ^ tok) & 7) << 3) + (col & 7);
+}
+
+/* Passes a tile of kAtoms m64 atoms takes through the 64-column staging. */
+template <int kAtoms>
+__device__ __forceinline__ int stage64_passes(bool gated) {
+  return gated ? (kAtoms + 1) / 2 : kAtoms;
+}
+
+/*
+ * Pass `pass` of the epilogue of one warpgroup holding a whole tile (row_off 0): columns
+ * [64 pass, 64 pass + 64) of the tile's output -> + bias, activation, bf16 -> stage64_index.
+ * Same arithmetic, in the same order, as epilogue_to_stage.
+ */
+template <int kAtoms, int N, bool GEMM1>
+__device__ __forceinline__ void epilogue_pass_to_stage64(float (&d)[kAtoms][N / 2], uint16_t *stage,
+                                                         const GroupedGemmParams &p, int expert,
+                                                         int m0, int pass, int w, int lane) {
+  const int cbase = 2 * (lane & 3);
+  const bool gated = GEMM1 && p.gated;
+  const int act = GEMM1 ? p.activation : MOE_ACTIVATION_IDENTITY;
+  if (gated) {
+    static_assert(kAtoms <= 2, "one gated pass covers two atoms");
+    const int f_local = 8 * w + lane / 4; /* + 32 a: feature within the tile (64 per tile) */
+    const int col0 = m0 / 2;
+    const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
+    const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
+    const bool clamp = p.clamp_limit != nullptr;
+    const float limit = clamp ? __ldg(p.clamp_limit + expert) : 0.0f;
+#pragma unroll
+    for (int a = 0; a < kAtoms; ++a) {
+      const int f = col0 + f_local + 32 * a;
+      float b_up = 0.0f, b_gate = 0.0f;
+      if (p.bias != nullptr && f < p.out_cols) {
+        const float *b = p.bias + static_cast<int64_t>(expert) * p.bias_stride;
+        b_up = __ldg(b + f);
+        b_gate = __ldg(b + p.out_cols + f);
+      }
+#pragma unroll
+      for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const float y =
+              act_gated(__fadd_rn(d[a][4 * j + q], b_up), __fadd_rn(d[a][4 * j + 2 + q], b_gate),
+                        act, alpha, beta, limit, clamp);
+          stage[stage64_index(8 * j + cbase + q, f_local + 32 * a)] = f32_to_bf16_bits(y);
+        }
+      }
+    }
+  } else {
+#pragma unroll
+    for (int a = 0; a < kAtoms; ++a) {
+      if (a != pass) continue;
+      const int r = 16 * w + lane / 4; /* + 8 h: row within the atom = staged column */
+      float bias_v[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        bias_v[h] = 0.0f;
+        const int f = m0 + 64 * a + r + 8 * h;
+        if (p.bias != nullptr && f < p.out_cols) {
+          bias_v[h] = __ldg(p.bias + static_cast<int64_t>(expert) * p.bias_stride + f);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[h]), act);
+            stage[stage64_index(8 * j + cbase + q, r + 8 * h)] = f32_to_bf16_bits(y);
+          }
+        }
+      }
+    }
+  }
+}
+
+/* Staged pass -> global: output columns [col, col + min(64, limit - col)), token rows
+ * row0 + tok < mn_limit, 16-byte chunks; threads tid = 0..nthreads-1 of the storing group. */
+template <int N>
+__device__ __forceinline__ void store_stage64(const uint16_t *stage, const GroupedGemmParams &p,
+                                              int col, int limit, int row0, int mn_limit, int tid,
+                                              int nthreads) {
+  int valid = limit - col;
+  if (valid > 64) valid = 64;
+  if (valid <= 0) return;
+  const int chunks = valid / 8;
+  const int total = N * chunks;
+  for (int idx = tid; idx < total; idx += nthreads) {
+    const int tok = idx / chunks;
+    const int c = idx - tok * chunks;
+    const int grow = row0 + tok;
+    if (grow < mn_limit) {
+      const uint4 v = *reinterpret_cast<const uint4 *>(stage + stage64_index(tok, c * 8));
+      *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(grow) * p.out_ld + col + c * 8) = v;
+    }
+  }
+}
+
+}  // namespace sm90
+}  // namespace moe
+
+#endif  // MOE_GEMM_EPILOGUE_CUH_
