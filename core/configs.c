@@ -12,7 +12,7 @@
 #include "internal.h"
 
 static const moe_config_row k_sm90_bf16[] = {
-#define MOE_ROW(tile, c, m1, m2, bk, st, kind) {tile, c, m1, m2, bk, st, kind},
+#define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
     MOE_SM90_BF16_CONFIGS(MOE_ROW)
 #undef MOE_ROW
 };
@@ -96,7 +96,7 @@ static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
    * (gpt-oss-120b T = 8192 / 16384: +16% / +8% against config 17, H100 2026-11-28), so it is
    * preferred only with I >= 2048 and H >= 4096 (qwen3-235b, H 4096 I 1536: config 17 best). */
   const int big = !decode && slots >= 256 * el;
-  if (big && row->gemm1_block_m == 256 && row->kind == 0) {
+  if (big && row->gemm1_block_m == 256) {
     const int multicast = p->intermediate_size >= 2048 && p->hidden_size >= 4096;
     if (row->tile == (multicast ? 256 : 128) && row->cluster == (multicast ? 2 : 1)) return 0;
     return 1;
@@ -104,7 +104,7 @@ static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
   const int64_t mpref = row->gemm1_block_m == 256              ? 2
                         : (row->gemm1_block_m == 64) == decode ? 0
                                                                : 1;
-  return dist * 100000 + cpref * 10000 + mpref * 1000 + (row->kind != 0) * 500 + row->stages;
+  return dist * 100000 + cpref * 10000 + mpref * 1000 + row->stages;
 }
 
 static int cmp_ranked(const void *a, const void *b) {
@@ -191,11 +191,8 @@ MOE_API moe_status_t moe_runner_describe_config(const moe_runner *r, int32_t con
   info->block_k = row->block_k;
   info->stages = row->stages;
   info->sm_version = r->sm_version;
-  snprintf(info->name, sizeof info->name, "sm%d_bf16_t%d_c%d_m%d_s%d%s", r->sm_version, row->tile,
-           row->cluster, row->gemm1_block_m, row->stages,
-           row->kind == 1   ? "_pp"
-           : row->kind == 2 ? "_m2"
-                            : "");
+  snprintf(info->name, sizeof info->name, "sm%d_bf16_t%d_c%d_m%d_s%d", r->sm_version, row->tile,
+           row->cluster, row->gemm1_block_m, row->stages);
   return MOE_STATUS_SUCCESS;
 }
 

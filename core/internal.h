@@ -38,7 +38,6 @@ void moe_clear_error(void);
 /* ---- config catalogue (configs.c) ---- */
 typedef struct moe_config_row {
   int32_t tile, cluster, gemm1_block_m, gemm2_block_m, block_k, stages;
-  int32_t kind; /* 0 one tile per CTA, 1 ping-pong, 2 M pairs (kernels/kernels.h) */
 } moe_config_row;
 int32_t moe_catalogue_size(const moe_runner *r);
 const moe_config_row *moe_catalogue_row(const moe_runner *r, int32_t config);

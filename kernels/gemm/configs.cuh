@@ -17,8 +17,6 @@ struct GemmKernel {
   int32_t threads;
   int32_t smem_bytes;
   int32_t permuted_input; /* GEMM1 reads a permuted copy of hidden (permute kernel first) */
-  int32_t persistent;     /* walks tiles: launch at most the clusters that fit at once */
-  int32_t m_pair;         /* CTAs per M unit sharing the token tile (launch cluster C x m_pair) */
 };
 
 struct ConfigEntry {

@@ -1,6 +1,7 @@
 /*
- * epilogue.cuh - what both sm_90a BF16 grouped GEMM kernels share: the per-launch parameters and
- * the epilogue (bias, activation, bf16, transpose through shared memory, 16-byte row stores).
+ * epilogue.cuh - the per-launch parameters of the sm_90a BF16 grouped GEMM and its epilogue
+ * (bias, activation, bf16, transpose through shared memory, 16-byte row stores), apart from the
+ * pipeline in sm90_bf16_grouped.cuh so each file has one job.
  *
  * Swap-AB: the accumulator tile is D^T (weight rows = output features x tokens). A consumer
  * warpgroup holds kAtoms m64 atoms of 64 feature rows each; thread (warp w, lane) holds rows
@@ -183,114 +184,6 @@ __device__ __forceinline__ void store_stage(const uint16_t *stage, const Grouped
     if (grow < mn_limit) {
       const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * 8);
       *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(grow) * p.out_ld + col0 + c * 8) = v;
-    }
-  }
-}
-
-/*
- * Narrow staging for kernels that keep streaming during the epilogue (ping-pong): N tokens x 64
- * output columns, 128-byte rows, 16-byte chunk c of token t at chunk c ^ (t & 7). The 4 tokens
- * one warp store writes then fall in 4 different chunks (no bank conflict), and a tile's
- * columns are staged in passes of 64: gated tiles (64 features for 128 weight rows) in one, the
- * others one m64 atom per pass.
- */
-__device__ __forceinline__ int stage64_index(int tok, int col) {
-  return tok * 64 + ((((col >> 3) ^ tok) & 7) << 3) + (col & 7);
-}
-
-/* Passes a tile of kAtoms m64 atoms takes through the 64-column staging. */
-template <int kAtoms>
-__device__ __forceinline__ int stage64_passes(bool gated) {
-  return gated ? (kAtoms + 1) / 2 : kAtoms;
-}
-
-/*
- * Pass `pass` of the epilogue of one warpgroup holding a whole tile (row_off 0): columns
- * [64 pass, 64 pass + 64) of the tile's output -> + bias, activation, bf16 -> stage64_index.
- * Same arithmetic, in the same order, as epilogue_to_stage.
- */
-template <int kAtoms, int N, bool GEMM1>
-__device__ __forceinline__ void epilogue_pass_to_stage64(float (&d)[kAtoms][N / 2], uint16_t *stage,
-                                                         const GroupedGemmParams &p, int expert,
-                                                         int m0, int pass, int w, int lane) {
-  const int cbase = 2 * (lane & 3);
-  const bool gated = GEMM1 && p.gated;
-  const int act = GEMM1 ? p.activation : MOE_ACTIVATION_IDENTITY;
-  if (gated) {
-    static_assert(kAtoms <= 2, "one gated pass covers two atoms");
-    const int f_local = 8 * w + lane / 4; /* + 32 a: feature within the tile (64 per tile) */
-    const int col0 = m0 / 2;
-    const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
-    const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
-    const bool clamp = p.clamp_limit != nullptr;
-    const float limit = clamp ? __ldg(p.clamp_limit + expert) : 0.0f;
-#pragma unroll
-    for (int a = 0; a < kAtoms; ++a) {
-      const int f = col0 + f_local + 32 * a;
-      float b_up = 0.0f, b_gate = 0.0f;
-      if (p.bias != nullptr && f < p.out_cols) {
-        const float *b = p.bias + static_cast<int64_t>(expert) * p.bias_stride;
-        b_up = __ldg(b + f);
-        b_gate = __ldg(b + p.out_cols + f);
-      }
-#pragma unroll
-      for (int j = 0; j < N / 8; ++j) {
-#pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          const float y =
-              act_gated(__fadd_rn(d[a][4 * j + q], b_up), __fadd_rn(d[a][4 * j + 2 + q], b_gate),
-                        act, alpha, beta, limit, clamp);
-          stage[stage64_index(8 * j + cbase + q, f_local + 32 * a)] = f32_to_bf16_bits(y);
-        }
-      }
-    }
-  } else {
-#pragma unroll
-    for (int a = 0; a < kAtoms; ++a) {
-      if (a != pass) continue;
-      const int r = 16 * w + lane / 4; /* + 8 h: row within the atom = staged column */
-      float bias_v[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        bias_v[h] = 0.0f;
-        const int f = m0 + 64 * a + r + 8 * h;
-        if (p.bias != nullptr && f < p.out_cols) {
-          bias_v[h] = __ldg(p.bias + static_cast<int64_t>(expert) * p.bias_stride + f);
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < N / 8; ++j) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-#pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[h]), act);
-            stage[stage64_index(8 * j + cbase + q, r + 8 * h)] = f32_to_bf16_bits(y);
-          }
-        }
-      }
-    }
-  }
-}
-
-/* Staged pass -> global: output columns [col, col + min(64, limit - col)), token rows
- * row0 + tok < mn_limit, 16-byte chunks; threads tid = 0..nthreads-1 of the storing group. */
-template <int N>
-__device__ __forceinline__ void store_stage64(const uint16_t *stage, const GroupedGemmParams &p,
-                                              int col, int limit, int row0, int mn_limit, int tid,
-                                              int nthreads) {
-  int valid = limit - col;
-  if (valid > 64) valid = 64;
-  if (valid <= 0) return;
-  const int chunks = valid / 8;
-  const int total = N * chunks;
-  for (int idx = tid; idx < total; idx += nthreads) {
-    const int tok = idx / chunks;
-    const int c = idx - tok * chunks;
-    const int grow = row0 + tok;
-    if (grow < mn_limit) {
-      const uint4 v = *reinterpret_cast<const uint4 *>(stage + stage64_index(tok, c * 8));
-      *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(grow) * p.out_ld + col + c * 8) = v;
     }
   }
 }

@@ -60,54 +60,19 @@ cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *map, c
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-/* cudaFuncSetAttribute (and, for persistent kernels, the resident-cluster count) once per
- * (device, config, GEMM). */
+/* cudaFuncSetAttribute once per (device, kernel). */
 constexpr int kMaxDevices = 64;
 std::atomic<uint64_t> g_attr_done[kMaxDevices][2];
-std::atomic<int32_t> g_max_clusters[kMaxDevices][2][64];
 
-/* Clusters of this kernel resident at once on the device (persistent kernels size their grid
- * to it: one more cluster than fits would run its whole share of tiles in a second wave). */
-cudaError_t query_max_clusters(const GemmKernel &k, int32_t cluster, int32_t *n) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(cluster), 1, 1); /* one cluster */
-  cfg.blockDim = dim3(static_cast<unsigned>(k.threads), 1, 1);
-  cfg.dynamicSmemBytes = static_cast<size_t>(k.smem_bytes);
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = static_cast<unsigned>(cluster);
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  int c = 0;
-  const cudaError_t e = cudaOccupancyMaxActiveClusters(&c, k.func, &cfg);
-  if (e != cudaSuccess) return e;
-  if (c <= 0) return cudaErrorInvalidConfiguration;
-  *n = c;
-  return cudaSuccess;
-}
-
-/* Sets the kernel's attributes; *max_clusters = resident clusters (persistent kernels), else 0. */
-cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k, int32_t cluster,
-                           int32_t *max_clusters) {
-  *max_clusters = 0;
+cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k) {
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return e;
-  const bool cached = dev >= 0 && dev < kMaxDevices && config < 64;
-  const uint64_t bit = 1ull << (config & 63);
-  if (cached && (g_attr_done[dev][which].load() & bit)) {
-    *max_clusters = g_max_clusters[dev][which][config].load();
-    return cudaSuccess;
-  }
+  const uint64_t bit = 1ull << config;
+  if (dev >= 0 && dev < kMaxDevices && (g_attr_done[dev][which].load() & bit)) return cudaSuccess;
   e = cudaFuncSetAttribute(k.func, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem_bytes);
   if (e != cudaSuccess) return e;
-  if (k.persistent && (e = query_max_clusters(k, cluster, max_clusters)) != cudaSuccess) return e;
-  if (cached) {
-    g_max_clusters[dev][which][config].store(*max_clusters);
-    g_attr_done[dev][which].fetch_or(bit);
-  }
+  if (dev >= 0 && dev < kMaxDevices) g_attr_done[dev][which].fetch_or(bit);
   return cudaSuccess;
 }
 
@@ -115,25 +80,14 @@ cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k, int32
 constexpr int64_t kGroupM = 16;
 
 cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_ctas, int64_t m_tiles,
-                        int32_t max_clusters, const CUtensorMap &tw, const CUtensorMap &tx,
-                        GroupedGemmParams p, bool pdl, cudaStream_t stream) {
+                        const CUtensorMap &tw, const CUtensorMap &tx, GroupedGemmParams p, bool pdl,
+                        cudaStream_t stream) {
   if (launch_ctas <= 0 || m_tiles <= 0) return cudaSuccess;
-  /* M pairs: grid over (token CTA, M unit of m_pair tiles, CTA of the unit). */
-  const int64_t m_units = (m_tiles + k.m_pair - 1) / k.m_pair;
-  const int32_t launch_cluster = cluster * k.m_pair;
-  int64_t grid_x = launch_ctas * m_units * k.m_pair;
-  /* Persistent kernels: one wave of resident clusters walks all (live) tiles. */
-  if (k.persistent && max_clusters > 0 && grid_x > static_cast<int64_t>(max_clusters) * cluster) {
-    grid_x = static_cast<int64_t>(max_clusters) * cluster;
-  }
-  const int64_t units = k.persistent ? m_tiles : m_units; /* rasterised along M */
+  const int64_t grid_x = launch_ctas * m_tiles;
   if (grid_x > 0x7FFFFFFFLL) return cudaErrorInvalidConfiguration;
   p.m_tiles = static_cast<int32_t>(m_tiles);
   p.token_clusters = static_cast<int32_t>(launch_ctas / cluster);
-  /* Persistent ping-pong kernels walk all M tiles of a token cluster before the next one:
-   * measured on an H100 (qwen3-235b T = 8192, config 21), group_m 2 / 4 / 8 / 16 / 32 took
-   * 9065 / 7914 / 5580 / 5317 / 5135 us (the one-tile kernels moved < 5% from 4 to 32). */
-  p.group_m = static_cast<int32_t>(k.persistent || units < kGroupM ? units : kGroupM);
+  p.group_m = static_cast<int32_t>(m_tiles < kGroupM ? m_tiles : kGroupM);
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(grid_x), 1, 1);
   cfg.blockDim = dim3(static_cast<unsigned>(k.threads), 1, 1);
@@ -142,7 +96,7 @@ cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_cta
   cudaLaunchAttribute attrs[2];
   int n = 0;
   attrs[n].id = cudaLaunchAttributeClusterDimension;
-  attrs[n].val.clusterDim.x = static_cast<unsigned>(launch_cluster);
+  attrs[n].val.clusterDim.x = static_cast<unsigned>(cluster);
   attrs[n].val.clusterDim.y = 1;
   attrs[n].val.clusterDim.z = 1;
   ++n;
@@ -198,22 +152,19 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   }
   if ((e = encode_2d(enc, &tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) != cudaSuccess ||
       (e = encode_2d(enc, &tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess ||
-      (e = encode_2d(enc, &tx2, a->gemm1_out, I, rows_t, cfg.tile / C / cfg.gemm2.m_pair)) !=
-          cudaSuccess) {
+      (e = encode_2d(enc, &tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess) {
     return e;
   }
   const bool permuted = cfg.gemm1.permuted_input != 0;
   if (permuted) {
-    if ((e = encode_2d(enc, &tx1, a->gemm2_out, H, rows_t, cfg.tile / C / cfg.gemm1.m_pair)) !=
-        cudaSuccess) {
+    if ((e = encode_2d(enc, &tx1, a->gemm2_out, H, rows_t, cfg.tile / C)) != cudaSuccess) {
       return e;
     }
   } else {
     tx1 = tw1; /* unused by the gathering kernels */
   }
-  int32_t max_cl1 = 0, max_cl2 = 0;
-  if ((e = prepare_kernel(a->config, 0, cfg.gemm1, C, &max_cl1)) != cudaSuccess) return e;
-  if ((e = prepare_kernel(a->config, 1, cfg.gemm2, C, &max_cl2)) != cudaSuccess) return e;
+  if ((e = prepare_kernel(a->config, 0, cfg.gemm1)) != cudaSuccess) return e;
+  if ((e = prepare_kernel(a->config, 1, cfg.gemm2)) != cudaSuccess) return e;
 
   GroupedGemmParams p1 = {};
   p1.out = a->gemm1_out;
@@ -257,11 +208,11 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
                           rows_t, H, pdl, stream)) != cudaSuccess) {
     return e;
   }
-  if ((e = launch_gemm(cfg.gemm1, C, a->launch_ctas, m1, max_cl1, tw1, tx1, p1, pdl, stream)) !=
+  if ((e = launch_gemm(cfg.gemm1, C, a->launch_ctas, m1, tw1, tx1, p1, pdl, stream)) !=
       cudaSuccess) {
     return e;
   }
-  if ((e = launch_gemm(cfg.gemm2, C, a->launch_ctas, m2, max_cl2, tw2, tx2, p2, pdl, stream)) !=
+  if ((e = launch_gemm(cfg.gemm2, C, a->launch_ctas, m2, tw2, tx2, p2, pdl, stream)) !=
       cudaSuccess) {
     return e;
   }

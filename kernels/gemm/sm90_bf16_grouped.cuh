@@ -5,11 +5,7 @@
  * operand A) of one expert times N = ctaTile permuted token rows (the wgmma N operand B), over
  * the full K (H for GEMM1, I for GEMM2) in 64-element stages with 128-byte swizzle.
  *
- *   grid.x = launch_ctas * m_units * CM (1-D), cluster {C * CM, 1, 1}; m_tiles = ceil(w_rows /
- *   BLOCK_M), m_units = ceil(m_tiles / CM). CM = 2 ("M pairs"): the two CTAs of adjacent M
- *   tiles share the token tile, each loading half of it multicast to both; with C = 2 as well
- *   the cluster is 2 x 2. A CTA then loads weights / C + tokens / CM of the bytes it consumes
- *   (L2 -> SM traffic is what limits prefill: Nsight Compute, H100, L2 throughput 78-117%).
+ *   grid.x = launch_ctas * m_tiles (1-D), cluster {C, 1, 1}; m_tiles = ceil(w_rows / BLOCK_M).
  *   Cluster id -> (token cluster tc, M tile) with M tiles fastest inside groups of group_m
  *   (L2-friendly order); token CTA j = tc*C + cluster rank.
  *   CTA j: expert = cta_to_batch[j], permuted rows [j*N, min((j+1)*N, cta_to_mn_limit[j])).
@@ -45,9 +41,7 @@
  * without valid rows inside a live cluster stays in the pipeline and only skips its stores.
  * Epilogue: + bias (canonical index), activation (GEMM1), bf16, transposed through shared memory
  * (reusing the drained stage buffers), 16-byte stores of the rows < mn_limit only.
- *
- * Gated GEMM1: prepared W1 rows are interleaved in 8-row blocks (docs/formats.md), so the up and
- * gate value of one feature sit in accumulator rows r and r+8 of the same thread.
+ * (Parameters and the epilogue arithmetic: epilogue.cuh.)
  */
 #ifndef MOE_GEMM_SM90_BF16_GROUPED_CUH_
 #define MOE_GEMM_SM90_BF16_GROUPED_CUH_
@@ -115,16 +109,13 @@ struct GroupedGemmTraits {
   static_assert(kConsumerWGs != 2 || kConsumerRegs >= kEntryRegs, "setmaxnreg.inc must grow");
 };
 
-template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER, int CM>
+template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
 __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads,
                                   GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kMinBlocks)
     sm90_bf16_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
                            const __grid_constant__ CUtensorMap tmap_x, const GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = GroupedGemmTraits<BLOCK_M, N, C, STAGES>;
-  static_assert(CM == 1 || (CM == 2 && !GATHER && (N / CM) % 8 == 0),
-                "M pairs share TMA-fed token tiles only");
-  constexpr int kCl = C * CM; /* CTAs per launch cluster: C along tokens x CM along M */
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t *smem = smem_raw + ((1024u - (ptx::smem_u32(smem_raw) & 1023u)) & 1023u);
   uint8_t *smem_a = smem;
@@ -141,9 +132,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 #pragma unroll
     for (int s = 0; s < STAGES; ++s) {
       ptx::mbar_init(&full[s], GATHER ? 1 + 128 : 1);
-      /* every consumer warp of the CTAs that receive this CTA's loads (same M: the weight
-       * slice; same tokens: the token slice) */
-      ptx::mbar_init(&empty[s], (C + CM - 1) * T::kConsumerWGs * 4);
+      ptx::mbar_init(&empty[s], C * T::kConsumerWGs * 4);
     }
     ptx::mbar_init_fence();
   }
@@ -155,49 +144,35 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 
   /* Everything below reads data of the routing / previous GEMM stage. */
   ptx::grid_dependency_wait();
-  /* Rasterisation: cluster id -> (token cluster, M unit of CM tiles), M units fastest inside
-   * groups of group_m, so the CTAs resident at once share both weight tiles and token rows in
-   * L2. Cluster rank r: token CTA r % C, M tile r / C of the unit. */
-  const int cid = blockIdx.x / kCl;
-  const int rank = static_cast<int>(blockIdx.x % kCl);
-  const int ti = rank % C, mi = rank / C;
-  const int m_units = (p.m_tiles + CM - 1) / CM;
+  /* Rasterisation: cluster id -> (token cluster, M tile), M tiles fastest inside groups of
+   * group_m, so the CTAs resident at once share both weight tiles and token rows in L2. */
+  const int cid = blockIdx.x / C;
   const int group_size = p.group_m * p.token_clusters;
   const int group = cid / group_size;
   const int within = cid - group * group_size;
   const int m_first = group * p.group_m;
-  const int gm = min(p.group_m, m_units - m_first);
+  const int gm = min(p.group_m, p.m_tiles - m_first);
   const int tc = within / gm;
-  const int cta = tc * C + ti;
+  const int cta = tc * C + static_cast<int>(blockIdx.x % C);
   const int num_ctas = *p.num_ctas;
   if (tc * C >= num_ctas) return; /* the whole cluster leaves together */
   ptx::launch_dependents();
-  if constexpr (kCl > 1) ptx::cluster_sync(); /* peers' barriers are initialised */
+  if constexpr (C > 1) ptx::cluster_sync(); /* peers' barriers are initialised */
 
   const int expert = p.cta_to_batch[cta];
   const int mn_limit = p.cta_to_mn_limit[cta];
   const int row0 = cta * N;
-  /* With CM = 2 and an odd m_tiles, the last unit's second CTA has no rows (m0 >= w_rows): it
-   * still loads its half of the token tile for its peer and runs the pipeline; its weight rows
-   * are another expert's or past the tensor (zero-filled), and it stores nothing (columns >=
-   * out_cols). */
-  const int m0 = ((m_first + (within - tc * gm)) * CM + mi) * BLOCK_M;
+  const int m0 = (m_first + (within - tc * gm)) * BLOCK_M;
   const int k_blocks = p.k_blocks;
 
   if (wg == T::kConsumerWGs) {
     /* ---------------- producer ---------------- */
     if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_dec<T::kProducerRegs>();
     const int ptid = threadIdx.x - T::kConsumerThreads; /* 0..127 */
-    /* Weights: this CTA loads rows [ti * kSlice, +kSlice) of the tile for the C CTAs of its M
-     * tile; tokens (CM = 2): rows [mi * kBSlice, +kBSlice) for the CM CTAs of its token CTA. */
+    const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
     constexpr int kSlice = BLOCK_M / C;
-    constexpr int kBSlice = N / CM;
-    const int w_row = expert * p.w_rows + m0 + ti * kSlice;
-    uint8_t *const a_dst = smem_a + ti * (kSlice * 128);
-    const uint16_t a_mask = static_cast<uint16_t>(((1u << C) - 1u) << (mi * C));
-    uint16_t b_mask = 0;
-#pragma unroll
-    for (int j = 0; j < CM; ++j) b_mask |= static_cast<uint16_t>(1u << (ti + C * j));
+    const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
+    uint8_t *const a_dst = smem_a + rank * (kSlice * 128);
     static_assert(GEMM1 || !GATHER, "only GEMM1 gathers token rows");
     if constexpr (GATHER) {
       /* Token rows gathered with 16-byte cp.async by all 128 producer threads. */
@@ -223,7 +198,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
           ptx::mbar_arrive_expect_tx(&full[s], T::kABytes);
           if constexpr (C > 1) {
             ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
-                                       a_mask);
+                                       static_cast<uint16_t>((1u << C) - 1u));
           } else {
             ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
           }
@@ -267,16 +242,11 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
           ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
           if constexpr (C > 1) {
             ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
-                                       a_mask);
+                                       static_cast<uint16_t>((1u << C) - 1u));
           } else {
             ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
           }
-          if constexpr (CM > 1) {
-            ptx::tma_load_2d_multicast(smem_b + s * T::kBBytes + mi * (kBSlice * 128), &tmap_x,
-                                       &full[s], kb * 64, row0 + mi * kBSlice, b_mask);
-          } else {
-            ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
-          }
+          ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
           if (++s == STAGES) {
             s = 0;
             ph ^= 1u;
@@ -296,23 +266,6 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       for (int i = 0; i < N / 2; ++i) d[a][i] = 0.0f;
     }
 
-    /* A stage is free once every CTA that received this CTA's loads is done with it: lanes
-     * 0..C-1 arrive at the CTAs of this M tile (weights), lanes C..C+CM-2 at the other CTAs of
-     * this token CTA (tokens). */
-    auto release = [&](int st) {
-      if constexpr (kCl > 1) {
-        if (lane < C + CM - 1) {
-          int target = mi * C + lane;
-          if (lane >= C) {
-            const int j = lane - C;
-            target = ti + C * (j < mi ? j : j + 1);
-          }
-          ptx::mbar_arrive_cluster(&empty[st], static_cast<uint32_t>(target));
-        }
-      } else {
-        if (lane == 0) ptx::mbar_arrive(&empty[st]);
-      }
-    };
     const uint32_t a_base = ptx::smem_u32(smem_a) + wg * (T::kWGRows * 128);
     const uint32_t b_base = ptx::smem_u32(smem_b);
     int s = 0, prev_s = 0;
@@ -338,7 +291,13 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       ptx::wgmma_wait<1>();
 #pragma unroll
       for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-      if (kb > 0) release(prev_s);
+      if (kb > 0 && lane < C) {
+        if constexpr (C > 1) {
+          ptx::mbar_arrive_cluster(&empty[prev_s], lane);
+        } else {
+          ptx::mbar_arrive(&empty[prev_s]);
+        }
+      }
       prev_s = s;
       if (++s == STAGES) {
         s = 0;
@@ -348,7 +307,13 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     ptx::wgmma_wait<0>();
 #pragma unroll
     for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-    release(prev_s);
+    if (lane < C) {
+      if constexpr (C > 1) {
+        ptx::mbar_arrive_cluster(&empty[prev_s], lane);
+      } else {
+        ptx::mbar_arrive(&empty[prev_s]);
+      }
+    }
 
     /* ---------------- epilogue ---------------- */
     /* All consumer warpgroups finished reading the stages; reuse them for staging. */
@@ -364,7 +329,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   }
 
   /* No CTA leaves while a peer may still multicast into it or arrive on its barriers. */
-  if constexpr (kCl > 1) ptx::cluster_sync();
+  if constexpr (C > 1) ptx::cluster_sync();
 #endif
 }
 
