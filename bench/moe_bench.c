@@ -44,7 +44,7 @@ typedef struct {
   int routing_only;
   int iters;
   int json;
-  int config; /* -1 = default */
+  const char *configs; /* NULL = the default config; "all" = every valid one; or "a,b,.." */
   double cpu_max_weight_gb;
 } options;
 
@@ -52,7 +52,7 @@ static void usage(void) {
   printf(
       "usage: moe-bench [--preset NAME[,NAME..]|all] [--tokens N[,N..]] [--backend "
       "auto|cpu|cuda]\n"
-      "                 [--stage all|routing] [--iters N] [--config N] [--json]\n"
+      "                 [--stage all|routing] [--iters N] [--config N[,N..]|all] [--json]\n"
       "presets:");
   for (int i = 0; i < N_PRESETS; ++i) printf(" %s", k_presets[i].name);
   printf("\n");
@@ -65,7 +65,7 @@ static int parse(int argc, char **argv, options *o) {
   o->routing_only = 0;
   o->iters = 0;
   o->json = 0;
-  o->config = -1;
+  o->configs = NULL;
   o->cpu_max_weight_gb = 6.0;
   for (int i = 1; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -83,7 +83,7 @@ static int parse(int argc, char **argv, options *o) {
     else if (!strcmp(a, "--iters") && v)
       o->iters = atoi(argv[++i]);
     else if (!strcmp(a, "--config") && v)
-      o->config = atoi(argv[++i]);
+      o->configs = argv[++i];
     else if (!strcmp(a, "--json"))
       o->json = 1;
     else {
@@ -154,9 +154,39 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* One preset at one T: build inputs, prepare weights, time forwards. */
+#define MAX_CONFIGS 64
+
+static int parse_list(const char *s, int64_t *out, int cap) {
+  int n = 0;
+  while (s && *s && n < cap) {
+    out[n++] = strtoll(s, (char **)&s, 10);
+    if (*s == ',') ++s;
+  }
+  return n;
+}
+
+/* The configs --config names for this problem (default: the runner's default config). */
+static int resolve_configs(moe_runner *r, const moe_problem *prob, const char *spec,
+                           int32_t *cfgs) {
+  if (!spec)
+    return check(moe_runner_get_default_config(r, prob, &cfgs[0]), "default config") ? -1 : 1;
+  if (!strcmp(spec, "all")) {
+    int32_t n = 0;
+    if (check(moe_runner_get_valid_configs(r, prob, cfgs, MAX_CONFIGS, &n), "valid configs"))
+      return -1;
+    return n < MAX_CONFIGS ? n : MAX_CONFIGS;
+  }
+  int64_t v[MAX_CONFIGS];
+  const int n = parse_list(spec, v, MAX_CONFIGS);
+  for (int i = 0; i < n; ++i) cfgs[i] = (int32_t)v[i];
+  return n;
+}
+
+/* One preset at one T: build inputs, prepare weights once, time forwards with each config of
+ * --config (one result each, in order). Returns the number of results, -1 if skipped, -2 on
+ * failure. */
 static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, const options *o,
-                    row_result *res) {
+                    row_result *results) {
   const int gpu = bench_is_gpu(d);
   const int dev = gpu ? kDLCUDA : kDLCPU;
   moe_problem prob;
@@ -169,15 +199,18 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
   prob.hidden_size = o->routing_only ? 64 : p->H;
   prob.intermediate_size = o->routing_only ? 64 : p->I;
   const int64_t H = prob.hidden_size, I = prob.intermediate_size;
-  int32_t cfg = o->config;
-  if (cfg < 0 && check(moe_runner_get_default_config(r, &prob, &cfg), "default config")) return 1;
-  moe_config_info info;
-  if (check(moe_runner_describe_config(r, cfg, &info), "describe config")) return 1;
+  int32_t cfgs[MAX_CONFIGS];
+  const int ncfg = resolve_configs(r, &prob, o->configs, cfgs);
+  if (ncfg <= 0) return -2;
   size_t ws_bytes = 0, w1_bytes = 0, w2_bytes = 0;
-  if (check(moe_runner_get_workspace_size(r, &prob, cfg, &ws_bytes), "workspace size") ||
-      check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM1, &w1_bytes), "w1 size") ||
+  for (int ci = 0; ci < ncfg; ++ci) { /* one workspace that fits every listed config */
+    size_t b = 0;
+    if (check(moe_runner_get_workspace_size(r, &prob, cfgs[ci], &b), "workspace size")) return -2;
+    if (b > ws_bytes) ws_bytes = b;
+  }
+  if (check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM1, &w1_bytes), "w1 size") ||
       check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM2, &w2_bytes), "w2 size"))
-    return 1;
+    return -2;
   const double wgb = (double)(w1_bytes + w2_bytes) / 1e9;
   if (!gpu && wgb > o->cpu_max_weight_gb) {
     fprintf(stderr, "moe-bench: %s skipped on the CPU: %.1f GB of weights\n", p->name, wgb);
@@ -206,7 +239,7 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
        *out = bench_alloc(d, (size_t)(T * H * 2) + 16);
   void *ws = bench_alloc(d, ws_bytes);
   void *w1[4] = {0}, *w2[4] = {0};
-  int rc = 1;
+  int rc = -2;
   if (!logits || !bias || !x || !out || !ws) goto done;
   {
     /* logits: exact random values (fp32 for DeepSeekV3, bf16 otherwise) */
@@ -271,59 +304,63 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
       runs[c].gemm2_weights = &t_w2[c];
       runs[c].output = &t_out;
     }
-    moe_plan plan;
-    moe_plan_init(&plan, MOE_PLAN_VERSION);
-    /* One untimed forward to read the routed counts for the FLOP / byte model. */
-    if (check(moe_routing_prepare(r, &prob, &ra, cfg, ws, ws_bytes, &plan, bench_stream(d)),
-              "routing prepare"))
-      goto done;
-    int32_t *counts = (int32_t *)calloc((size_t)p->E, sizeof(int32_t));
-    if (!counts || check(moe_plan_read(r, &plan, ws, ws_bytes, MOE_PLAN_EXPERT_COUNTS, counts,
-                                       (size_t)p->E * 4, bench_stream(d)),
-                         "plan read")) {
+    for (int ci = 0; ci < ncfg; ++ci) {
+      const int32_t cfg = cfgs[ci];
+      row_result *res = &results[ci];
+      moe_config_info info;
+      if (check(moe_runner_describe_config(r, cfg, &info), "describe config")) goto done;
+      moe_plan plan;
+      moe_plan_init(&plan, MOE_PLAN_VERSION);
+      /* One untimed forward to read the routed counts for the FLOP / byte model. */
+      if (check(moe_routing_prepare(r, &prob, &ra, cfg, ws, ws_bytes, &plan, bench_stream(d)),
+                "routing prepare"))
+        goto done;
+      int32_t *counts = (int32_t *)calloc((size_t)p->E, sizeof(int32_t));
+      if (!counts || check(moe_plan_read(r, &plan, ws, ws_bytes, MOE_PLAN_EXPERT_COUNTS, counts,
+                                         (size_t)p->E * 4, bench_stream(d)),
+                           "plan read")) {
+        free(counts);
+        goto done;
+      }
+      res->local_slots = 0;
+      res->active_experts = 0;
+      for (int e = 0; e < p->E; ++e) {
+        res->local_slots += counts[e];
+        res->active_experts += counts[e] > 0;
+      }
       free(counts);
-      goto done;
-    }
-    res->local_slots = 0;
-    res->active_experts = 0;
-    for (int e = 0; e < p->E; ++e) {
-      res->local_slots += counts[e];
-      res->active_experts += counts[e] > 0;
-    }
-    free(counts);
-    int iters = o->iters > 0 ? o->iters : (gpu ? 50 : 3);
-    double *t = (double *)malloc(sizeof(double) * (size_t)iters);
-    if (!t) goto done;
-    bench_case bc = {r, &prob, &ra, runs, copies, cfg, ws, ws_bytes, &plan, o->routing_only};
-    int e = bench_time(d, &bc, iters, t);
-    if (e) {
+      int iters = o->iters > 0 ? o->iters : (gpu ? 50 : 3);
+      double *t = (double *)malloc(sizeof(double) * (size_t)iters);
+      if (!t) goto done;
+      bench_case bc = {r, &prob, &ra, runs, copies, cfg, ws, ws_bytes, &plan, o->routing_only};
+      int e = bench_time(d, &bc, iters, t);
+      if (e) {
+        free(t);
+        goto done;
+      }
+      qsort(t, (size_t)iters, sizeof *t, cmp_double);
+      res->us = t[iters / 2];
       free(t);
-      goto done;
+      const double f = 2.0; /* gated presets */
+      double flops =
+          o->routing_only ? 0.0 : 2.0 * (double)res->local_slots * (f * I * H + (double)I * H);
+      double bytes =
+          o->routing_only
+              ? (double)T * p->E * (ds ? 4 : 2)
+              : (double)res->active_experts * (f * I * H + (double)H * I) * 2.0 + 2.0 * T * H * 2.0;
+      res->tflops = flops / (res->us * 1e-6) / 1e12;
+      res->tbps = bytes / (res->us * 1e-6) / 1e12;
+      double bw = bench_copy_bw(d), rate = bench_gemm_rate(d);
+      res->floor_us = 0.0;
+      if (bw > 0 && rate > 0) {
+        double fa = bytes / bw * 1e6, fb = flops / rate * 1e6;
+        res->floor_us = fa > fb ? fa : fb;
+      }
+      res->config = cfg;
+      snprintf(res->config_name, sizeof res->config_name, "%s", info.name);
     }
-    qsort(t, (size_t)iters, sizeof *t, cmp_double);
-    res->us = t[iters / 2];
-    free(t);
   }
-  {
-    const double f = 2.0; /* gated presets */
-    double flops =
-        o->routing_only ? 0.0 : 2.0 * (double)res->local_slots * (f * I * H + (double)I * H);
-    double bytes =
-        o->routing_only
-            ? (double)T * p->E * (ds ? 4 : 2)
-            : (double)res->active_experts * (f * I * H + (double)H * I) * 2.0 + 2.0 * T * H * 2.0;
-    res->tflops = flops / (res->us * 1e-6) / 1e12;
-    res->tbps = bytes / (res->us * 1e-6) / 1e12;
-    double bw = bench_copy_bw(d), rate = bench_gemm_rate(d);
-    res->floor_us = 0.0;
-    if (bw > 0 && rate > 0) {
-      double a = bytes / bw * 1e6, b = flops / rate * 1e6;
-      res->floor_us = a > b ? a : b;
-    }
-    res->config = cfg;
-    snprintf(res->config_name, sizeof res->config_name, "%s", info.name);
-  }
-  rc = 0;
+  rc = ncfg;
 done:
   bench_sync(d);
   for (int c = 0; c < 4; ++c) {
@@ -336,15 +373,6 @@ done:
   bench_free(d, out);
   bench_free(d, ws);
   return rc;
-}
-
-static int parse_list(const char *s, int64_t *out, int cap) {
-  int n = 0;
-  while (s && *s && n < cap) {
-    out[n++] = strtoll(s, (char **)&s, 10);
-    if (*s == ',') ++s;
-  }
-  return n;
 }
 
 int main(int argc, char **argv) {
@@ -382,29 +410,32 @@ int main(int argc, char **argv) {
     const preset *p = &k_presets[pi];
     if (strcmp(presets, "all") && !strstr(presets, p->name)) continue;
     for (int ti = 0; ti < nt; ++ti) {
-      row_result res;
-      memset(&res, 0, sizeof res);
-      int rc = run_case(d, r, p, tlist[ti], &o, &res);
-      if (rc < 0) break;
-      if (rc) {
+      row_result results[MAX_CONFIGS];
+      memset(results, 0, sizeof results);
+      const int nres = run_case(d, r, p, tlist[ti], &o, results);
+      if (nres == -1) break; /* skipped (CPU weight limit): larger T too */
+      if (nres < 0) {
         ++failures;
         continue;
       }
-      double pct = res.floor_us > 0 ? 100.0 * res.floor_us / res.us : 0.0;
-      if (o.json)
-        printf(
-            "{\"preset\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"stage\":\"%s\","
-            "\"tokens\":%lld,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
-            "\"tflops\":%.3f,\"tbps\":%.4f,\"floor_us\":%.3f,\"pct_floor\":%.1f,"
-            "\"config\":%d,\"config_name\":\"%s\",\"copy_tbps\":%.3f,\"gemm_tflops\":%.1f}\n",
-            p->name, gpu ? "cuda" : "cpu", bench_device_name(d), o.routing_only ? "routing" : "all",
-            (long long)tlist[ti], (long long)res.local_slots, (long long)res.active_experts, res.us,
-            res.tflops, res.tbps, res.floor_us, pct, res.config, res.config_name,
-            bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
-      else
-        printf("%-16s %7lld %8lld %10.1f %8.2f %7.3f %9.1f %6.1f%%  %s\n", p->name,
-               (long long)tlist[ti], (long long)res.local_slots, res.us, res.tflops, res.tbps,
-               res.floor_us, pct, res.config_name);
+      for (int ri = 0; ri < nres; ++ri) {
+        const row_result *res = &results[ri];
+        double pct = res->floor_us > 0 ? 100.0 * res->floor_us / res->us : 0.0;
+        if (o.json)
+          printf(
+              "{\"preset\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"stage\":\"%s\","
+              "\"tokens\":%lld,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
+              "\"tflops\":%.3f,\"tbps\":%.4f,\"floor_us\":%.3f,\"pct_floor\":%.1f,"
+              "\"config\":%d,\"config_name\":\"%s\",\"copy_tbps\":%.3f,\"gemm_tflops\":%.1f}\n",
+              p->name, gpu ? "cuda" : "cpu", bench_device_name(d),
+              o.routing_only ? "routing" : "all", (long long)tlist[ti], (long long)res->local_slots,
+              (long long)res->active_experts, res->us, res->tflops, res->tbps, res->floor_us, pct,
+              res->config, res->config_name, bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
+        else
+          printf("%-16s %7lld %8lld %10.1f %8.2f %7.3f %9.1f %6.1f%%  %s\n", p->name,
+                 (long long)tlist[ti], (long long)res->local_slots, res->us, res->tflops, res->tbps,
+                 res->floor_us, pct, res->config_name);
+      }
       fflush(stdout);
     }
   }
