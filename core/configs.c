@@ -59,10 +59,10 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
  * tensor pipe best and 256 did not win). Rank by log2 distance from the target (a smaller tile
  * than the target ranks after a larger one at the same distance, since it re-reads weights);
  * then C = 1 before 2 before 4 (on the measured presets multicast never beat C = 1 at the same
- * tile); then 64-row weight tiles first in pure decode (a < 1: twice the CTAs to pull the few
- * active experts' weights) and 128-row tiles otherwise; then fewer stages (the configs that fit
- * two CTAs per SM, measured best at tile 64). Prefill with a >= 256 ranks the 256-row weight
- * tile configs first (see config_score).
+ * tile); then 128-row weight tiles before 64-row ones; then fewer stages (the configs that fit
+ * two CTAs per SM, measured best at tile 64). Pure decode (a < 1) targets tile 8: the 128-row,
+ * 13-stage config keeps the most weight bytes in flight per SM. Prefill with a >= 256 ranks the
+ * 256-row weight tile configs first (see config_score).
  */
 typedef struct {
   int32_t index;
@@ -80,7 +80,11 @@ static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
   const int decode = slots < el; /* a < 1 */
   int64_t target = 8;
   while (target < 128 && target * el < 2 * slots) target *= 2; /* next pow2 >= 2a */
-  if (decode) target = 16;
+  /* Pure decode: every sweep cell with a < 1 ran fastest, or within 2%, with the 128-row tile-8
+   * config (H100, `moe-bench --config all`, docs/performance.md state D): e.g. deepseek-v3 T = 1 /
+   * 8 at 92.6 / 100.8% of the floor against 79.4 / 85.1% with the 64-row tile-16 config that
+   * this rule used to pick, llama4 T = 8 99.4 against 84.4%; mixtral T = 1 lost 2%. */
+  if (decode) target = 8;
   const int d = ilog2(row->tile) - ilog2(target);
   const int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
   const int64_t cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;
@@ -101,9 +105,7 @@ static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
     if (row->tile == (multicast ? 256 : 128) && row->cluster == (multicast ? 2 : 1)) return 0;
     return 1;
   }
-  const int64_t mpref = row->gemm1_block_m == 256              ? 2
-                        : (row->gemm1_block_m == 64) == decode ? 0
-                                                               : 1;
+  const int64_t mpref = row->gemm1_block_m == 256 ? 2 : row->gemm1_block_m == 64 ? 1 : 0;
   return dist * 100000 + cpref * 10000 + mpref * 1000 + row->stages;
 }
 
