@@ -156,11 +156,15 @@ static int cmp_double(const void *a, const void *b) {
 
 #define MAX_CONFIGS 64
 
+/* "a,b,c" -> out[0..n); -1 on anything but comma-separated integers (or more than cap). */
 static int parse_list(const char *s, int64_t *out, int cap) {
   int n = 0;
-  while (s && *s && n < cap) {
-    out[n++] = strtoll(s, (char **)&s, 10);
-    if (*s == ',') ++s;
+  while (s && *s) {
+    char *end = NULL;
+    const long long v = strtoll(s, &end, 10);
+    if (end == s || n == cap || (*end != ',' && *end != '\0')) return -1;
+    out[n++] = v;
+    s = *end == ',' ? end + 1 : end;
   }
   return n;
 }
@@ -178,6 +182,10 @@ static int resolve_configs(moe_runner *r, const moe_problem *prob, const char *s
   }
   int64_t v[MAX_CONFIGS];
   const int n = parse_list(spec, v, MAX_CONFIGS);
+  if (n <= 0) {
+    fprintf(stderr, "moe-bench: --config: expected N[,N..] or all, given '%s'\n", spec);
+    return -1;
+  }
   for (int i = 0; i < n; ++i) cfgs[i] = (int32_t)v[i];
   return n;
 }
@@ -304,61 +312,67 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
       runs[c].gemm2_weights = &t_w2[c];
       runs[c].output = &t_out;
     }
+    /* Routed counts for the FLOP / byte model: one untimed routing (they do not depend on the
+     * config). */
+    moe_plan plan;
+    moe_plan_init(&plan, MOE_PLAN_VERSION);
+    if (check(moe_routing_prepare(r, &prob, &ra, cfgs[0], ws, ws_bytes, &plan, bench_stream(d)),
+              "routing prepare"))
+      goto done;
+    int32_t *counts = (int32_t *)calloc((size_t)p->E, sizeof(int32_t));
+    if (!counts || check(moe_plan_read(r, &plan, ws, ws_bytes, MOE_PLAN_EXPERT_COUNTS, counts,
+                                       (size_t)p->E * 4, bench_stream(d)),
+                         "plan read")) {
+      free(counts);
+      goto done;
+    }
+    int64_t local_slots = 0, active_experts = 0;
+    for (int e = 0; e < p->E; ++e) {
+      local_slots += counts[e];
+      active_experts += counts[e] > 0;
+    }
+    free(counts);
+    const double f = 2.0; /* gated presets */
+    const double flops =
+        o->routing_only ? 0.0 : 2.0 * (double)local_slots * (f * I * H + (double)I * H);
+    const double bytes =
+        o->routing_only
+            ? (double)T * p->E * (ds ? 4 : 2)
+            : (double)active_experts * (f * I * H + (double)H * I) * 2.0 + 2.0 * T * H * 2.0;
+    const double bw = bench_copy_bw(d), rate = bench_gemm_rate(d);
+    const double floor_us = bw > 0 && rate > 0 ? fmax(bytes / bw * 1e6, flops / rate * 1e6) : 0.0;
+    const int iters = o->iters > 0 ? o->iters : (gpu ? 50 : 3);
+    double *t = (double *)malloc(sizeof(double) * (size_t)iters);
+    if (!t) goto done;
     for (int ci = 0; ci < ncfg; ++ci) {
       const int32_t cfg = cfgs[ci];
       row_result *res = &results[ci];
       moe_config_info info;
-      if (check(moe_runner_describe_config(r, cfg, &info), "describe config")) goto done;
-      moe_plan plan;
-      moe_plan_init(&plan, MOE_PLAN_VERSION);
-      /* One untimed forward to read the routed counts for the FLOP / byte model. */
-      if (check(moe_routing_prepare(r, &prob, &ra, cfg, ws, ws_bytes, &plan, bench_stream(d)),
-                "routing prepare"))
-        goto done;
-      int32_t *counts = (int32_t *)calloc((size_t)p->E, sizeof(int32_t));
-      if (!counts || check(moe_plan_read(r, &plan, ws, ws_bytes, MOE_PLAN_EXPERT_COUNTS, counts,
-                                         (size_t)p->E * 4, bench_stream(d)),
-                           "plan read")) {
-        free(counts);
+      /* One untimed routing with this config outside graph capture (any lazy per-config setup
+       * of the library happens here, as it did before --config took lists); the timed
+       * forwards route into `plan` again themselves. */
+      if (check(moe_runner_describe_config(r, cfg, &info), "describe config") ||
+          check(moe_routing_prepare(r, &prob, &ra, cfg, ws, ws_bytes, &plan, bench_stream(d)),
+                "routing prepare")) {
+        free(t);
         goto done;
       }
-      res->local_slots = 0;
-      res->active_experts = 0;
-      for (int e = 0; e < p->E; ++e) {
-        res->local_slots += counts[e];
-        res->active_experts += counts[e] > 0;
-      }
-      free(counts);
-      int iters = o->iters > 0 ? o->iters : (gpu ? 50 : 3);
-      double *t = (double *)malloc(sizeof(double) * (size_t)iters);
-      if (!t) goto done;
       bench_case bc = {r, &prob, &ra, runs, copies, cfg, ws, ws_bytes, &plan, o->routing_only};
-      int e = bench_time(d, &bc, iters, t);
-      if (e) {
+      if (bench_time(d, &bc, iters, t)) {
         free(t);
         goto done;
       }
       qsort(t, (size_t)iters, sizeof *t, cmp_double);
       res->us = t[iters / 2];
-      free(t);
-      const double f = 2.0; /* gated presets */
-      double flops =
-          o->routing_only ? 0.0 : 2.0 * (double)res->local_slots * (f * I * H + (double)I * H);
-      double bytes =
-          o->routing_only
-              ? (double)T * p->E * (ds ? 4 : 2)
-              : (double)res->active_experts * (f * I * H + (double)H * I) * 2.0 + 2.0 * T * H * 2.0;
+      res->local_slots = local_slots;
+      res->active_experts = active_experts;
       res->tflops = flops / (res->us * 1e-6) / 1e12;
       res->tbps = bytes / (res->us * 1e-6) / 1e12;
-      double bw = bench_copy_bw(d), rate = bench_gemm_rate(d);
-      res->floor_us = 0.0;
-      if (bw > 0 && rate > 0) {
-        double fa = bytes / bw * 1e6, fb = flops / rate * 1e6;
-        res->floor_us = fa > fb ? fa : fb;
-      }
+      res->floor_us = floor_us;
       res->config = cfg;
       snprintf(res->config_name, sizeof res->config_name, "%s", info.name);
     }
+    free(t);
   }
   rc = ncfg;
 done:
@@ -395,6 +409,10 @@ int main(int argc, char **argv) {
                                              : (gpu ? "1,8,32,128,512,2048,8192,16384" : "1,8,32"));
   int64_t tlist[64];
   int nt = parse_list(tokens, tlist, 64);
+  if (nt <= 0) {
+    fprintf(stderr, "moe-bench: --tokens: expected N[,N..] (at most 64), given '%s'\n", tokens);
+    return 2;
+  }
   if (gpu) bench_measure_ceilings(d);
   if (!o.json) {
     printf("moe-bench: %s, %s\n", gpu ? "CUDA backend" : "CPU backend (no GPU found)",

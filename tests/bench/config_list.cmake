@@ -1,5 +1,6 @@
 # moe-bench --config on the CPU backend: a list gives one row per config, in order; 'all' gives
-# every valid config, the default first; an invalid index fails with a message.
+# every valid config, the default first; a malformed list or an invalid index fails with a
+# message.
 # Usage: cmake -DBENCH=<moe-bench> -P config_list.cmake
 set(args --backend cpu --preset qwen3-30b --tokens 1 --iters 1 --json)
 
@@ -38,6 +39,11 @@ list(LENGTH all n_unique)
 if(NOT rc EQUAL 0 OR n_all LESS 2 OR NOT n_unique EQUAL n_all OR NOT first STREQUAL default)
   message(FATAL_ERROR "--config all: expected distinct configs, the default (${default}) first; "
                       "got '${all}' (rc ${rc})")
+endif()
+
+bench(out rc --config 0,x)
+if(rc EQUAL 0 OR NOT out MATCHES "--config")
+  message(FATAL_ERROR "--config 0,x: expected a failure naming --config, got rc ${rc}:\n${out}")
 endif()
 
 bench(out rc --config 999)
