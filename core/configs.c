@@ -61,7 +61,7 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
  * then C = 1 before 2 before 4 (on the measured presets multicast never beat C = 1 at the same
  * tile); then 128-row weight tiles before 64-row ones; then fewer stages (the configs that fit
  * two CTAs per SM, measured best at tile 64). Pure decode (a < 1) targets tile 8: the 128-row,
- * 13-stage config keeps the most weight bytes in flight per SM. Prefill with a >= 256 ranks the
+ * 13-stage config keeps the most weight bytes in flight per SM. Prefill with a >= 64 ranks the
  * 256-row weight tile configs first (see config_score).
  */
 typedef struct {
@@ -88,22 +88,24 @@ static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
   const int d = ilog2(row->tile) - ilog2(target);
   const int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
   const int64_t cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;
-  /* Prefill with a >= 256 (H100, cold L2, moe-bench): 256-row weight tiles (two 64-row wgmma
-   * atoms per consumer warpgroup) at tile 128 took 6-17% off the time of 128-row tiles
-   * (deepseek-v3 T = 8192 / 16384, qwen3-30b T = 8192 / 16384, mixtral T >= 2048); at a = 128
-   * they lost 8% (qwen3-30b T = 2048) and at a = 64 they were within run-to-run noise
-   * (deepseek-v3 T = 2048: +2% / -7% in two runs), so they rank first only from a = 256. With a
-   * long GEMM2 K (I >= 2048) the C = 2 tile-256 variant (weights multicast, half the weight
-   * bytes per CTA) was faster still: -14% / -20% against 128-row tiles for deepseek-v3 T = 8192 /
-   * 16384, -10% / -22% / -25% for mixtral T = 2048 / 8192 / 16384; with I = 768 it lost
-   * (qwen3-30b T >= 8192: +3% to +8%), and with a short GEMM1 K (H = 2880) it lost too
-   * (gpt-oss-120b T = 8192 / 16384: +16% / +8% against config 17, H100 2026-11-28), so it is
-   * preferred only with I >= 2048 and H >= 4096 (qwen3-235b, H 4096 I 1536: config 17 best). */
-  const int big = !decode && slots >= 256 * el;
+  /* Prefill with a >= 64: 256-row weight tiles first (two 64-row wgmma atoms per consumer
+   * warpgroup). From a >= 128 the 192-token CTA tile leads (config sm90_bf16_t192_c1_m256_s4:
+   * its 192 x 256 tile moves 112 FLOP per L2 byte against 85 for 128 x 256, in 4 stages of
+   * 56 KB); below, the tile-128 C = 1 config. H100, cold L2, `moe-bench --config`, 2026-11-28
+   * (docs/performance.md, state E), against the next best config:
+   *   a >= 128: t192 fastest in 13 of 14 cells, by up to 14% (qwen3-235b T = 8192 4067 against
+   *     4587 us for t128 C1, gpt-oss-120b T = 16384 5292 against 6035, deepseek-v3 T = 16384
+   *     17370 against 18734 us for t256 C2); mixtral T = 2048 lost by 5% on one machine and won
+   *     by 16% on another (2099 against 2490 us);
+   *   a = 64: t128 C1 with 256-row tiles beat the 128-row tile-128 config in all three cells
+   *     (gpt-oss-120b T = 2048 2409 against 2467 us, llama4 T = 8192 11384 against 11808,
+   *     deepseek-v3 T = 2048 4142 against 4374; t192 lost in two of them).
+   * A C = 2 tile-384 variant was slower than t192 in every a >= 128 cell (not in the catalogue). */
+  const int big = !decode && slots >= 64 * el;
   if (big && row->gemm1_block_m == 256) {
-    const int multicast = p->intermediate_size >= 2048 && p->hidden_size >= 4096;
-    if (row->tile == (multicast ? 256 : 128) && row->cluster == (multicast ? 2 : 1)) return 0;
-    return 1;
+    const int want = slots >= 128 * el ? 192 : 128;
+    if (row->tile == want && row->cluster == 1) return 0;
+    return row->cluster == 1 ? 1 : 2;
   }
   const int64_t mpref = row->gemm1_block_m == 256 ? 2 : row->gemm1_block_m == 64 ? 1 : 0;
   return dist * 100000 + cpref * 10000 + mpref * 1000 + row->stages;

@@ -30,10 +30,11 @@ if [ "${PREBUILT:-0}" != 1 ]; then
   step build cmake --build build-gpu -j 16
 fi
 if [ "$MODE" != bench ]; then
-# A carried build's install_package test names this machine's cmake path (not found on the
-# device); it is a CPU-only packaging check that scripts/test.sh and CI run, so skip it there.
+# A carried build's install_package and bench_config_list tests run this machine's cmake
+# (its path is not on the device); both are CPU-only checks that scripts/test.sh and CI run, so
+# skip them there.
 ctest_skip=()
-[ "${PREBUILT:-0}" = 1 ] && ctest_skip=(-E install_package)
+[ "${PREBUILT:-0}" = 1 ] && ctest_skip=(-E 'install_package|bench_config_list')
 step ctest ctest --test-dir build-gpu --output-on-failure -j 4 ${ctest_skip[@]+"${ctest_skip[@]}"}
 # compute-sanitizer: memcheck over the conformance runner (routing + GEMMs + finalize for every
 # method and activation), the GPU MoE suite (every config x activation) and a sample of the GPU
@@ -45,8 +46,9 @@ step memcheck_moe "${san[@]}" memcheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/test_routing
 step racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
 MOE_TEST_GPU_CASES=23 step racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
-# racecheck on the GEMMs of C = 1, 2, 4 and both weight-tile heights (64/128/256 rows)
-MOE_TEST_GPU_CONFIGS=0,6,11,15,17,18 step racecheck_moe "${san[@]}" racecheck build-gpu/tests/test_moe
+# racecheck on the GEMMs of C = 1, 2, 4, all three weight-tile heights (64/128/256 rows) and
+# the 192-token tile
+MOE_TEST_GPU_CONFIGS=0,6,11,15,17,18,19 step racecheck_moe "${san[@]}" racecheck build-gpu/tests/test_moe
 fi
 if [ "$MODE" != tests ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \

@@ -50,22 +50,29 @@ struct GroupedGemmParams {
 };
 
 /*
- * Activations in the operation order of the CPU reference (core/cpu/activation.h): explicitly
- * rounded mul/add, sigmoid = moe_sigmoidf (kernels/moe_math.h, shared with the CPU backend).
+ * Gated activations, in the operation order of the CPU reference (core/cpu/activation.h), with
+ * one difference: SwiGLU's sigmoid uses the hardware exp2 and reciprocal approximations
+ * (__expf, __fdividef: a few fp32 ulp) instead of moe_sigmoidf, the CPU's exactly rounded
+ * portable form. The bf16 rounding of the output absorbs that except at rounding ties (a GPU
+ * output may then differ from the CPU's by one bf16 ulp; the comparison bound is 1e-2).
+ * moe_sigmoidf costs ~40 instructions and two branches per element, and with 64-96 elements per
+ * thread the fully unrolled epilogue ran several times longer than the GEMM1 main loop of a
+ * short-K tile (H100, ncu). Routing keeps moe_sigmoidf: its weights must match bit for bit.
+ * No clamp is limit = +inf (both compares false: the same values, NaN passes through).
  * GeGLU uses CUDA's erff (the CPU uses its own series; they differ by about an ulp).
  */
-__device__ __forceinline__ float act_gated(float x1, float x2, int act, float alpha, float beta,
-                                           float limit, bool clamp) {
-  if (act == MOE_ACTIVATION_GEGLU) {
-    const float e = erff(__fmul_rn(x2, 0.70710678118654752f));
-    return __fmul_rn(x1, __fmul_rn(__fmul_rn(0.5f, x2), __fadd_rn(1.0f, e)));
-  }
-  if (clamp) {
-    x1 = x1 < -limit ? -limit : (x1 > limit ? limit : x1);
-    x2 = x2 > limit ? limit : x2;
-  }
-  const float sg = moe_sigmoidf(__fmul_rn(alpha, x2));
+__device__ __forceinline__ float act_swiglu(float x1, float x2, float alpha, float beta,
+                                            float limit) {
+  x1 = x1 < -limit ? -limit : (x1 > limit ? limit : x1);
+  x2 = x2 > limit ? limit : x2;
+  /* exp(-z) = +inf for z < -88 gives 1 / inf = 0, as the exact sigmoid does. */
+  const float sg = __fdividef(1.0f, __fadd_rn(1.0f, __expf(-__fmul_rn(alpha, x2))));
   return __fmul_rn(__fmul_rn(x2, sg), __fadd_rn(x1, beta));
+}
+
+__device__ __forceinline__ float act_geglu(float x1, float x2) {
+  const float e = erff(__fmul_rn(x2, 0.70710678118654752f));
+  return __fmul_rn(x1, __fmul_rn(__fmul_rn(0.5f, x2), __fadd_rn(1.0f, e)));
 }
 
 __device__ __forceinline__ float act_plain(float x, int act) {
@@ -118,20 +125,38 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
         b_gate[a] = __ldg(b + p.out_cols + f);
       }
     }
-    const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
-    const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
-    const bool clamp = p.clamp_limit != nullptr;
-    const float limit = clamp ? __ldg(p.clamp_limit + expert) : 0.0f;
+    /* One loop per activation (not a switch per element): the unrolled loop is 64-96
+     * elements per thread, and its code size matters as much as its arithmetic. */
+    uint16_t *const st = stage + cbase * kPitch + f_local;
+    if (act == MOE_ACTIVATION_GEGLU) {
 #pragma unroll
-    for (int a = 0; a < kAtoms; ++a) {
+      for (int a = 0; a < kAtoms; ++a) {
 #pragma unroll
-      for (int j = 0; j < N / 8; ++j) {
+        for (int j = 0; j < N / 8; ++j) {
 #pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          const float y =
-              act_gated(__fadd_rn(d[a][4 * j + q], b_up[a]),
-                        __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]), act, alpha, beta, limit, clamp);
-          stage[(8 * j + cbase + q) * kPitch + f_local + 32 * a] = f32_to_bf16_bits(y);
+          for (int q = 0; q < 2; ++q) {
+            const float y = act_geglu(__fadd_rn(d[a][4 * j + q], b_up[a]),
+                                      __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]));
+            st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
+          }
+        }
+      }
+    } else {
+      const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
+      const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
+      const float limit =
+          p.clamp_limit ? __ldg(p.clamp_limit + expert) : __int_as_float(0x7f800000);
+#pragma unroll
+      for (int a = 0; a < kAtoms; ++a) {
+#pragma unroll
+        for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            const float y =
+                act_swiglu(__fadd_rn(d[a][4 * j + q], b_up[a]),
+                           __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]), alpha, beta, limit);
+            st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
+          }
         }
       }
     }
