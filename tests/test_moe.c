@@ -14,7 +14,8 @@
  * row (no finalize) must be written and finite; tokens without a local slot must be exactly 0.
  *
  * GPU: every valid config x every activation against the CPU backend (||gpu - cpu|| / ||cpu||
- * <= 1e-2, all written and finite), T = 0 and 1, EP, finalize 0 / 1, and two runs bitwise
+ * <= 1e-2, all written and finite), T = 0 and 1, EP, finalize 0 / 1, both GEMM1 token paths
+ * (gathered rows, and the permuted copy from 256 tokens per expert), and two runs bitwise
  * identical.
  */
 #include <math.h>
@@ -641,6 +642,17 @@ static void gpu_suite(void) {
       c.T = 0;
       gpu_case(gr[act], &c, cfgs[i]);
       n += 4;
+      /* The cases above have T*K < 256 E_l, where GEMM1 gathers its token rows; from there on,
+       * configs with a CTA tile >= 64 read a permuted copy instead (kernels/gemm/launch.cu).
+       * T = 1100 (a = 275) covers that path once per config (it does not depend on the
+       * activation). */
+      if (info.cta_tile >= 64 && act == MOE_ACTIVATION_SWIGLU) {
+        c.T = 1100;
+        c.o = 0;
+        c.El = 16;
+        gpu_case(gr[act], &c, cfgs[i]);
+        ++n;
+      }
     }
     moe_runner_destroy(gr[act]);
   }

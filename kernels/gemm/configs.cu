@@ -9,8 +9,9 @@
 namespace moe {
 namespace sm90 {
 
-/* GEMM1 gathers token rows itself (cp.async) below this CTA tile; from it on, it reads a
- * permuted copy of hidden by TMA (see sm90_bf16_grouped.cuh). */
+/* Below this CTA tile GEMM1 always gathers its token rows itself (cp.async); from it on, each
+ * config also has a GEMM1 that reads a permuted copy of hidden by TMA, which the launcher takes
+ * when there are many tokens per expert (launch.cu, sm90_bf16_grouped.cuh). */
 constexpr int kPermuteFromN = 64;
 
 #define MOE_GEMM_KERNEL(BM, TILE, CL, ST, G1, GA)                                               \
@@ -26,6 +27,7 @@ constexpr int kPermuteFromN = 64;
               BK,                                                                        \
               ST,                                                                        \
               MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN), \
+              MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, true),                            \
               MOE_GEMM_KERNEL(BM2, TILE, CL, ST, false, false)},
 
 #define MOE_CONFIG_CHECK(TILE, CL, BM1, BM2, BK, ST)                                     \

@@ -24,7 +24,8 @@ struct ConfigEntry {
   int32_t cluster;
   int32_t block_k;
   int32_t stages;
-  GemmKernel gemm1;
+  GemmKernel gemm1;        /* permuted_input for CTA tiles >= kPermuteFromN (configs.cu) */
+  GemmKernel gemm1_gather; /* GEMM1 gathering its token rows (cp.async); = gemm1 below it */
   GemmKernel gemm2;
 };
 

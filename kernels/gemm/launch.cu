@@ -62,7 +62,7 @@ cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *map, c
 
 /* cudaFuncSetAttribute once per (device, kernel). */
 constexpr int kMaxDevices = 64;
-std::atomic<uint64_t> g_attr_done[kMaxDevices][2];
+std::atomic<uint64_t> g_attr_done[kMaxDevices][3]; /* GEMM1, GEMM1 gathering, GEMM2 */
 
 cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k) {
   int dev = 0;
@@ -78,6 +78,18 @@ cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k) {
 
 /* M tiles per rasterisation group: ~132 resident CTAs cover group_m M tiles x a few token CTAs. */
 constexpr int64_t kGroupM = 16;
+
+/*
+ * Tokens per local expert (T*K / E_l, the config heuristic's a) from which GEMM1 reads a
+ * permuted copy of hidden (one TMA box per stage) instead of gathering its rows with cp.async.
+ * The permute pass writes and re-reads T*K rows of H; the gather feeds the tensor pipe less
+ * well. H100, 256-row configs 17 / 19 (docs/performance.md, state E): at a <= 128 the gather was
+ * 3-7% faster per forward (qwen3-30b T = 2048 568 against 611 us, qwen3-235b T = 2048 1909
+ * against 1973), at a = 256 / 512 it was 6-17% slower (gpt-oss-120b T = 8192 4223 against 3601,
+ * qwen3-235b T = 8192 4761 against 4101). Both read the same operands in the same order, so
+ * the output is bit-identical either way.
+ */
+constexpr int64_t kPermuteFromTokensPerExpert = 256;
 
 cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_ctas, int64_t m_tiles,
                         const CUtensorMap &tw, const CUtensorMap &tx, GroupedGemmParams p, bool pdl,
@@ -137,10 +149,10 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   cudaError_t e = get_encode(&enc);
   if (e != cudaSuccess) return e;
 
-  /* Token rows: small-tile GEMM1 configs gather them with cp.async (no activation map); the
-   * others read a permuted copy of hidden, written into the GEMM2 output buffer by a permute
-   * kernel first ([max_rows, H], overwritten by GEMM2 afterwards), with one {64, ctaTile} box
-   * per stage, as GEMM2 reads its contiguous rows of gemm1_out. */
+  /* Token rows: GEMM1 gathers them with cp.async (no activation map) for small CTA tiles and
+   * below kPermuteFromTokensPerExpert; otherwise it reads a permuted copy of hidden, written
+   * into the GEMM2 output buffer by a permute kernel first ([max_rows, H], overwritten by GEMM2
+   * afterwards), with one {64, ctaTile} box per stage, as GEMM2 reads its rows of gemm1_out. */
   CUtensorMap tw1, tx1, tw2, tx2;
   /* Rows this call can touch: the padded capacity for this T (<= the workspace's max_rows);
    * a caller's permuted_output may be sized for this T only. */
@@ -155,7 +167,9 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
       (e = encode_2d(enc, &tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess) {
     return e;
   }
-  const bool permuted = cfg.gemm1.permuted_input != 0;
+  const bool gather = a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * E;
+  const GemmKernel &g1 = gather ? cfg.gemm1_gather : cfg.gemm1;
+  const bool permuted = g1.permuted_input != 0;
   if (permuted) {
     if ((e = encode_2d(enc, &tx1, a->gemm2_out, H, rows_t, cfg.tile / C)) != cudaSuccess) {
       return e;
@@ -163,8 +177,8 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   } else {
     tx1 = tw1; /* unused by the gathering kernels */
   }
-  if ((e = prepare_kernel(a->config, 0, cfg.gemm1)) != cudaSuccess) return e;
-  if ((e = prepare_kernel(a->config, 1, cfg.gemm2)) != cudaSuccess) return e;
+  if ((e = prepare_kernel(a->config, gather ? 1 : 0, g1)) != cudaSuccess) return e;
+  if ((e = prepare_kernel(a->config, 2, cfg.gemm2)) != cudaSuccess) return e;
 
   GroupedGemmParams p1 = {};
   p1.out = a->gemm1_out;
@@ -201,15 +215,14 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   p2.activation = MOE_ACTIVATION_IDENTITY;
   p2.gated = 0;
 
-  const int64_t m1 = (rows1 + cfg.gemm1.block_m - 1) / cfg.gemm1.block_m;
+  const int64_t m1 = (rows1 + g1.block_m - 1) / g1.block_m;
   const int64_t m2 = (H + cfg.gemm2.block_m - 1) / cfg.gemm2.block_m;
   if (permuted &&
       (e = launch_permute(a->gemm2_out, a->hidden, plan->permuted_to_token, plan->permuted_size,
                           rows_t, H, pdl, stream)) != cudaSuccess) {
     return e;
   }
-  if ((e = launch_gemm(cfg.gemm1, C, a->launch_ctas, m1, tw1, tx1, p1, pdl, stream)) !=
-      cudaSuccess) {
+  if ((e = launch_gemm(g1, C, a->launch_ctas, m1, tw1, tx1, p1, pdl, stream)) != cudaSuccess) {
     return e;
   }
   if ((e = launch_gemm(cfg.gemm2, C, a->launch_ctas, m2, tw2, tx2, p2, pdl, stream)) !=

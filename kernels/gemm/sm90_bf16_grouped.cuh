@@ -26,12 +26,14 @@
  *     cp.async.mbarrier.arrive.noinc with a consumer-side proxy fence measured the same).
  *     A per-row 2-D TMA box {64, 1} was the first version: correct, but TMA issue-bound
  *     (~64 cycles a box per SM, ~60 TFLOP/s cap).
- *     (GATHER = true; the small-N / decode configs.)
- *   - tokens, GEMM1 with GATHER = false (configs with N >= 64): a permute kernel first copies
- *     the rows into permuted order (into the GEMM2 output buffer, which GEMM2 overwrites
- *     later); then, as in GEMM2, the CTA's rows are contiguous: one 2-D TMA box {64, N} per
- *     stage. cp.async feeds at most ~40% of the tensor pipe at N = 256 (ncu, H200); the TMA
- *     path keeps it > 90% busy.
+ *     (GATHER = true: every config with N < 64, and the others while T*K < 256 E_l.)
+ *   - tokens, GEMM1 with GATHER = false (configs with N >= 64, from T*K >= 256 E_l: launch.cu):
+ *     a permute kernel first copies the rows into permuted order (into the GEMM2 output buffer,
+ *     which GEMM2 overwrites later); then, as in GEMM2, the CTA's rows are contiguous: one 2-D
+ *     TMA box {64, N} per stage. cp.async fed ~40% of the tensor pipe at N = 256 (ncu, H200),
+ *     the TMA path > 90%; with many tokens per expert that outweighs the permute pass (H100:
+ *     the gather was 6-17% slower per forward at 256-512 tokens per expert, 3-7% faster at
+ *     <= 128).
  *   - tokens, GEMM2: the CTA's rows of gemm1_out are contiguous: one 2-D TMA box {64, N} per
  *     stage; rows past mn_limit feed only accumulator columns that are never stored.
  * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
