@@ -86,8 +86,9 @@ constexpr int64_t kGroupM = 16;
  * well. H100, 256-row configs 17 / 19 (docs/performance.md, state E): at a <= 128 the gather was
  * 3-7% faster per forward (qwen3-30b T = 2048 568 against 611 us, qwen3-235b T = 2048 1909
  * against 1973), at a = 256 / 512 it was 6-17% slower (gpt-oss-120b T = 8192 4223 against 3601,
- * qwen3-235b T = 8192 4761 against 4101). Both read the same operands in the same order, so
- * the output is bit-identical either way.
+ * qwen3-235b T = 8192 4761 against 4101); with the 128-row tile-64 default at a = 32 it was 3-5%
+ * faster (qwen3-30b T = 512 444 against 468 us, qwen3-235b T = 512 1681 against 1741). Both
+ * read the same operands in the same order, so the output is bit-identical either way.
  */
 constexpr int64_t kPermuteFromTokensPerExpert = 256;
 
