@@ -35,6 +35,7 @@ static const int k_acts[] = {MOE_ACTIVATION_SWIGLU, MOE_ACTIVATION_GEGLU, MOE_AC
 
 typedef struct mcase {
   int act, method, input, gemm_bias, swiglu_params, finalize;
+  int all_remote; /* routed ids 0..K-1 for every token: none local when o >= K */
   int32_t E, K, o, El, tile, C;
   int64_t T, H, I;
   uint64_t seed;
@@ -55,6 +56,8 @@ static void make_data(const mcase *c, mdata *d) {
   d->ids = t_xmalloc((size_t)(T * K) * 4);
   d->pw = t_xmalloc((size_t)(T * K) * 2);
   gen_routed(c->seed, T, (int32_t)K, (int32_t)E, d->ids, d->pw);
+  if (c->all_remote)
+    for (int64_t x = 0; x < T * K; ++x) d->ids[x] = (int32_t)(x % K);
   d->packed = t_xmalloc((size_t)(T * K) * 4);
   for (int64_t x = 0; x < T * K; ++x) d->packed[x] = gen_pack(d->ids[x], d->pw[x]);
   t_expert_data_gen(c->seed, T, El, H, I, f == 2, c->gemm_bias, c->swiglu_params, &d->x);
@@ -642,6 +645,18 @@ static void gpu_suite(void) {
       c.T = 0;
       gpu_case(gr[act], &c, cfgs[i]);
       n += 4;
+      /* Finalize with few slots: tokens without a local slot among those with one, and a
+       * batch without any (every GEMM CTA leaves at once; the output must still be all
+       * zeros). */
+      c.T = 16;
+      gpu_case(gr[act], &c, cfgs[i]);
+      c.T = 3;
+      c.input = T_INPUT_IDS;
+      c.all_remote = 1;
+      gpu_case(gr[act], &c, cfgs[i]);
+      c.all_remote = 0;
+      c.input = T_INPUT_LOGITS;
+      n += 2;
       /* The cases above have T*K < 256 E_l, where GEMM1 gathers its token rows; from there on,
        * configs with a CTA tile >= 64 read a permuted copy instead (kernels/gemm/launch.cu).
        * T = 1100 (a = 275) covers that path once per config (it does not depend on the

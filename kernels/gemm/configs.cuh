@@ -33,12 +33,13 @@ extern const ConfigEntry kBf16Configs[];
 extern const int32_t kNumBf16Configs;
 
 /*
- * dst[r, :] = hidden[permuted_to_token[r], :] for r < *permuted_size (zeros for padding rows
- * -1). H % 8 == 0, 16-byte aligned rows. Waits on the predecessor (PDL) before reading.
+ * dst[expanded_to_permuted[t*K + k], :] = hidden[t, :] for every local slot (-1: skipped);
+ * padding rows are left as they are. top_k <= 32, H % 8 == 0, 16-byte aligned rows. Waits on
+ * the predecessor (PDL) before reading.
  */
-cudaError_t launch_permute(uint16_t *dst, const uint16_t *hidden, const int32_t *permuted_to_token,
-                           const int32_t *permuted_size, int64_t max_rows, int64_t hidden_size,
-                           bool pdl, cudaStream_t stream);
+cudaError_t launch_permute(uint16_t *dst, const uint16_t *hidden,
+                           const int32_t *expanded_to_permuted, int64_t num_tokens, int32_t top_k,
+                           int64_t hidden_size, bool pdl, cudaStream_t stream);
 
 }  // namespace sm90
 }  // namespace moe

@@ -96,6 +96,29 @@ __device__ __forceinline__ void tile_columns(bool gated, int m0, int *col0, int 
 }
 
 /*
+ * Gated tile rows -> stage: per atom a, token column pair (j, q), the activation of the up value
+ * (accumulator row r) and the gate value (row r + 8), each + its bias, as bf16 at
+ * st[(8j + q) * kPitch + 32a].
+ */
+template <int kAtoms, int N, int kPitch, class Act>
+__device__ __forceinline__ void stage_gated(float (&d)[kAtoms][N / 2], uint16_t *st,
+                                            const float (&b_up)[kAtoms],
+                                            const float (&b_gate)[kAtoms], Act act) {
+#pragma unroll
+  for (int a = 0; a < kAtoms; ++a) {
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const float y =
+            act(__fadd_rn(d[a][4 * j + q], b_up[a]), __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]));
+        st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
+      }
+    }
+  }
+}
+
+/*
  * One consumer warpgroup's part of the epilogue: accumulator rows [row_off, row_off + 64 kAtoms)
  * of a TILE_M-row tile at weight row m0 of `expert` -> + bias (canonical index), activation
  * (GEMM1), bf16 -> stage[token * kPitch + output column within the tile]. w = warp in the group.
@@ -129,36 +152,16 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
      * elements per thread, and its code size matters as much as its arithmetic. */
     uint16_t *const st = stage + cbase * kPitch + f_local;
     if (act == MOE_ACTIVATION_GEGLU) {
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) {
-#pragma unroll
-        for (int j = 0; j < N / 8; ++j) {
-#pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            const float y = act_geglu(__fadd_rn(d[a][4 * j + q], b_up[a]),
-                                      __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]));
-            st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
-          }
-        }
-      }
+      stage_gated<kAtoms, N, kPitch>(d, st, b_up, b_gate,
+                                     [](float up, float gate) { return act_geglu(up, gate); });
     } else {
       const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
       const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
       const float limit =
           p.clamp_limit ? __ldg(p.clamp_limit + expert) : __int_as_float(0x7f800000);
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) {
-#pragma unroll
-        for (int j = 0; j < N / 8; ++j) {
-#pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            const float y =
-                act_swiglu(__fadd_rn(d[a][4 * j + q], b_up[a]),
-                           __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]), alpha, beta, limit);
-            st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
-          }
-        }
-      }
+      stage_gated<kAtoms, N, kPitch>(d, st, b_up, b_gate, [=](float up, float gate) {
+        return act_swiglu(up, gate, alpha, beta, limit);
+      });
     }
   } else {
     float bias_v[kAtoms][2];
@@ -190,17 +193,13 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
   }
 }
 
-/*
- * Staged tile -> global: 16-byte chunks of token rows row0 + tok < mn_limit, output columns
- * [col0, col0 + min(out_w, out_cols - col0)); threads tid = 0..nthreads-1 of the storing group.
- */
-template <int N, int kPitch>
-__device__ __forceinline__ void store_stage(const uint16_t *stage, const GroupedGemmParams &p,
-                                            int col0, int out_w, int row0, int mn_limit, int tid,
-                                            int nthreads) {
-  int valid = p.out_cols - col0;
-  if (valid > out_w) valid = out_w;
-  const int chunks = valid / 8;
+/* The row loop of store_stage, for `chunks` 16-byte chunks per token row (kChunks > 0: the
+ * same number known at compile time, so the per-chunk division is a multiply). */
+template <int N, int kPitch, int kChunks>
+__device__ __forceinline__ void store_rows(const uint16_t *stage, const GroupedGemmParams &p,
+                                           int col0, int chunks, int row0, int mn_limit, int tid,
+                                           int nthreads) {
+  if (kChunks > 0) chunks = kChunks;
   const int total = N * chunks;
   for (int idx = tid; idx < total; idx += nthreads) {
     const int tok = idx / chunks;
@@ -210,6 +209,27 @@ __device__ __forceinline__ void store_stage(const uint16_t *stage, const Grouped
       const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * 8);
       *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(grow) * p.out_ld + col0 + c * 8) = v;
     }
+  }
+}
+
+/*
+ * Staged tile -> global: 16-byte chunks of token rows row0 + tok < mn_limit, output columns
+ * [col0, col0 + min(out_w, out_cols - col0)); threads tid = 0..nthreads-1 of the storing group.
+ * out_w is kTileW (GEMM2, non-gated GEMM1) or kTileW / 2 (gated GEMM1); whole tiles take a
+ * compile-time chunk count (a runtime integer division per chunk was ~20 instructions).
+ */
+template <int N, int kPitch, int kTileW>
+__device__ __forceinline__ void store_stage(const uint16_t *stage, const GroupedGemmParams &p,
+                                            int col0, int out_w, int row0, int mn_limit, int tid,
+                                            int nthreads) {
+  int valid = p.out_cols - col0;
+  if (valid > out_w) valid = out_w;
+  if (valid == kTileW) {
+    store_rows<N, kPitch, kTileW / 8>(stage, p, col0, 0, row0, mn_limit, tid, nthreads);
+  } else if (valid == kTileW / 2) {
+    store_rows<N, kPitch, kTileW / 16>(stage, p, col0, 0, row0, mn_limit, tid, nthreads);
+  } else {
+    store_rows<N, kPitch, 0>(stage, p, col0, valid / 8, row0, mn_limit, tid, nthreads);
   }
 }
 

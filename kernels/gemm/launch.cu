@@ -218,9 +218,8 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
 
   const int64_t m1 = (rows1 + g1.block_m - 1) / g1.block_m;
   const int64_t m2 = (H + cfg.gemm2.block_m - 1) / cfg.gemm2.block_m;
-  if (permuted &&
-      (e = launch_permute(a->gemm2_out, a->hidden, plan->permuted_to_token, plan->permuted_size,
-                          rows_t, H, pdl, stream)) != cudaSuccess) {
+  if (permuted && (e = launch_permute(a->gemm2_out, a->hidden, plan->expanded_to_permuted,
+                                      a->num_tokens, a->top_k, H, pdl, stream)) != cudaSuccess) {
     return e;
   }
   if ((e = launch_gemm(g1, C, a->launch_ctas, m1, tw1, tx1, p1, pdl, stream)) != cudaSuccess) {

@@ -1,7 +1,13 @@
 /*
  * permute.cu - copies hidden rows into permuted (expert-grouped) order for the GEMM1 configs
- * that read their token rows by TMA (CTA tile >= 64 tokens): dst[r] = hidden[p2t[r]] for
- * r < permuted_size, zeros for padding rows (-1). 16-byte loads and stores.
+ * that read their token rows by TMA (CTA tile >= 64 tokens): dst[e2p[t*K + k]] = hidden[t] for
+ * every local slot. Padding rows are not written: they only feed accumulator columns that the
+ * GEMMs never store (rows at or past the CTA's mn_limit).
+ *
+ * Token order, one warp per token: each hidden row is read once and written K times. The
+ * permuted-order form (dst[r] = hidden[p2t[r]]) read every token row K times, far apart in time,
+ * so with the T*K*H-byte write stream in between they came from DRAM each time: H100 ncu, qwen3-30b
+ * T = 8192, DRAM at 81% for 268 MB of useful writes (docs/performance.md, state F).
  */
 #include "../ptx/pdl.cuh"
 #include "configs.cuh"
@@ -10,45 +16,63 @@ namespace moe {
 namespace sm90 {
 namespace {
 
-__global__ void __launch_bounds__(256)
-    permute_rows_kernel(uint4 *__restrict__ dst, const uint4 *__restrict__ hidden,
-                        const int32_t *__restrict__ p2t, const int32_t *__restrict__ psize,
-                        int64_t vec_per_row) {
+constexpr int kWarps = 8;  /* tokens per CTA per step */
+constexpr int kUnroll = 4; /* 16-byte loads in flight per lane */
+
+__global__ void __launch_bounds__(32 * kWarps)
+    permute_tokens_kernel(uint4 *__restrict__ dst, const uint4 *__restrict__ hidden,
+                          const int32_t *__restrict__ e2p, int64_t num_tokens, int32_t top_k,
+                          int64_t vec_per_row) {
   ptx::grid_dependency_wait();
   ptx::launch_dependents();
-  const int64_t rows = *psize;
-  const int64_t total = rows * vec_per_row;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = i / vec_per_row, v = i - r * vec_per_row;
-    const int32_t t = __ldg(p2t + r);
-    uint4 x = make_uint4(0u, 0u, 0u, 0u);
-    if (t >= 0) x = __ldg(hidden + t * vec_per_row + v);
-    dst[i] = x;
+  const int lane = threadIdx.x % 32;
+  for (int64_t t = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32; t < num_tokens;
+       t += (int64_t)gridDim.x * kWarps) {
+    /* slot k's permuted row (or -1: not local) sits in lane k; top_k <= 32 (launcher). */
+    const int32_t my_p = lane < top_k ? __ldg(e2p + t * top_k + lane) : -1;
+    const uint4 *src = hidden + t * vec_per_row;
+    for (int64_t v0 = lane; v0 < vec_per_row; v0 += 32 * kUnroll) {
+      uint4 x[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t v = v0 + 32 * u;
+        if (v < vec_per_row) x[u] = __ldg(src + v);
+      }
+      for (int k = 0; k < top_k; ++k) {
+        const int32_t p = __shfl_sync(0xFFFFFFFFu, my_p, k);
+        if (p < 0) continue;
+        uint4 *row = dst + (int64_t)p * vec_per_row;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t v = v0 + 32 * u;
+          if (v < vec_per_row) row[v] = x[u];
+        }
+      }
+    }
   }
 }
 
 }  // namespace
 
-cudaError_t launch_permute(uint16_t *dst, const uint16_t *hidden, const int32_t *permuted_to_token,
-                           const int32_t *permuted_size, int64_t max_rows, int64_t hidden_size,
-                           bool pdl, cudaStream_t stream) {
-  if (max_rows <= 0 || hidden_size <= 0) return cudaSuccess;
-  const int64_t vec = hidden_size / 8;
-  int64_t blocks = (max_rows * vec + 255) / 256;
-  if (blocks > 132 * 16) blocks = 132 * 16; /* grid-stride; the row count is read on device */
+cudaError_t launch_permute(uint16_t *dst, const uint16_t *hidden,
+                           const int32_t *expanded_to_permuted, int64_t num_tokens, int32_t top_k,
+                           int64_t hidden_size, bool pdl, cudaStream_t stream) {
+  if (num_tokens <= 0 || hidden_size <= 0) return cudaSuccess;
+  if (top_k < 1 || top_k > 32 || hidden_size % 8 != 0) return cudaErrorInvalidValue;
+  int64_t blocks = (num_tokens + kWarps - 1) / kWarps;
+  if (blocks > 132 * 16) blocks = 132 * 16; /* grid-stride over tokens */
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
-  cfg.blockDim = dim3(256, 1, 1);
+  cfg.blockDim = dim3(32 * kWarps, 1, 1);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, permute_rows_kernel, reinterpret_cast<uint4 *>(dst),
-                            reinterpret_cast<const uint4 *>(hidden), permuted_to_token,
-                            permuted_size, vec);
+  return cudaLaunchKernelEx(&cfg, permute_tokens_kernel, reinterpret_cast<uint4 *>(dst),
+                            reinterpret_cast<const uint4 *>(hidden), expanded_to_permuted,
+                            num_tokens, top_k, hidden_size / 8);
 }
 
 }  // namespace sm90

@@ -39,8 +39,12 @@
  * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
  * empty[s] counts one arrival per consumer warp of every CTA in the cluster, so a weight stage
  * is re-filled (multicast) only after all C CTAs released it.
- * Exit: decided per cluster after griddepcontrol.wait (cluster index * C >= *num_ctas); a CTA
- * without valid rows inside a live cluster stays in the pipeline and only skips its stores.
+ * Exit: decided per cluster (cluster index * C >= *num_ctas); a CTA without valid rows inside a
+ * live cluster stays in the pipeline and only skips its stores.
+ * PDL: the gathering GEMM1 waits (griddepcontrol.wait) before it reads the plan; GEMM2 and the
+ * permuted-copy GEMM1 read the plan and issue their first STAGES weight loads before the wait
+ * (their predecessor let them launch only after it had waited for routing), and only their
+ * token operand waits.
  * Epilogue: + bias (canonical index), activation (GEMM1), bf16, transposed through shared memory
  * (reusing the drained stage buffers), 16-byte stores of the rows < mn_limit only.
  * (Parameters and the epilogue arithmetic: epilogue.cuh.)
@@ -144,8 +148,14 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   }
   __syncthreads();
 
-  /* Everything below reads data of the routing / previous GEMM stage. */
-  ptx::grid_dependency_wait();
+  /* The gathering GEMM1 follows routing directly: it may read the plan only after the wait.
+   * GEMM2 and the permuted-copy GEMM1 follow a kernel that itself waited for routing before it
+   * let them launch, so the plan (and the weights, which no kernel of the forward writes) are
+   * complete when they start: they issue their first STAGES weight loads before the wait, and
+   * only the token operand (their predecessor's output) waits. In decode this overlaps GEMM2's
+   * weight stream with GEMM1's tail on the SMs GEMM1 leaves free. */
+  constexpr bool kEarlyWeights = !GATHER;
+  if constexpr (!kEarlyWeights) ptx::grid_dependency_wait();
   /* Rasterisation: cluster id -> (token cluster, M tile), M tiles fastest inside groups of
    * group_m, so the CTAs resident at once share both weight tiles and token rows in L2. */
   const int cid = blockIdx.x / C;
@@ -156,25 +166,49 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   const int gm = min(p.group_m, p.m_tiles - m_first);
   const int tc = within / gm;
   const int cta = tc * C + static_cast<int>(blockIdx.x % C);
+  const int m0 = (m_first + (within - tc * gm)) * BLOCK_M;
+  /* The three plan loads are issued together (one memory latency before the first TMA, not
+   * two): cta < launch_ctas <= the tables' capacity, so the entries of CTAs that leave are
+   * in bounds too. */
   const int num_ctas = *p.num_ctas;
-  if (tc * C >= num_ctas) return; /* the whole cluster leaves together */
-  ptx::launch_dependents();
-  if constexpr (C > 1) ptx::cluster_sync(); /* peers' barriers are initialised */
-
   const int expert = p.cta_to_batch[cta];
   const int mn_limit = p.cta_to_mn_limit[cta];
+  if (tc * C >= num_ctas) return;           /* the whole cluster leaves together */
+  if constexpr (C > 1) ptx::cluster_sync(); /* peers' barriers are initialised */
+
   const int row0 = cta * N;
-  const int m0 = (m_first + (within - tc * gm)) * BLOCK_M;
   const int k_blocks = p.k_blocks;
+
+  /* Weights: a 2-D TMA of BLOCK_M/C rows per cluster rank, multicast to all C CTAs. */
+  const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
+  constexpr int kSlice = BLOCK_M / C;
+  const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
+  uint8_t *const a_dst = smem_a + rank * (kSlice * 128);
+  auto load_weights = [&](int kb, int s) {
+    if constexpr (C > 1) {
+      ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
+                                 static_cast<uint16_t>((1u << C) - 1u));
+    } else {
+      ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
+    }
+  };
+  const int early_stages = kEarlyWeights ? min(STAGES, k_blocks) : 0;
+  if constexpr (kEarlyWeights) {
+    if (threadIdx.x == T::kConsumerThreads) {
+      /* First lap: every empty[s] is free, so the producer's empty waits would pass at once. */
+      for (int kb = 0; kb < early_stages; ++kb) {
+        ptx::mbar_arrive_expect_tx(&full[kb], T::kStageBytes);
+        load_weights(kb, kb);
+      }
+    }
+    ptx::grid_dependency_wait();
+  }
+  ptx::launch_dependents();
 
   if (wg == T::kConsumerWGs) {
     /* ---------------- producer ---------------- */
     if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_dec<T::kProducerRegs>();
     const int ptid = threadIdx.x - T::kConsumerThreads; /* 0..127 */
-    const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
-    constexpr int kSlice = BLOCK_M / C;
-    const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
-    uint8_t *const a_dst = smem_a + rank * (kSlice * 128);
     static_assert(GEMM1 || !GATHER, "only GEMM1 gathers token rows");
     if constexpr (GATHER) {
       /* Token rows gathered with 16-byte cp.async by all 128 producer threads. */
@@ -198,12 +232,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
         ptx::mbar_wait(&empty[s], ph ^ 1u);
         if (ptid == 0) {
           ptx::mbar_arrive_expect_tx(&full[s], T::kABytes);
-          if constexpr (C > 1) {
-            ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
-                                       static_cast<uint16_t>((1u << C) - 1u));
-          } else {
-            ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
-          }
+          load_weights(kb, s);
         }
 #pragma unroll
         for (int i = 0; i < kPerThread; ++i) {
@@ -240,13 +269,10 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
         int s = 0;
         uint32_t ph = 0;
         for (int kb = 0; kb < k_blocks; ++kb) {
-          ptx::mbar_wait(&empty[s], ph ^ 1u);
-          ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
-          if constexpr (C > 1) {
-            ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row,
-                                       static_cast<uint16_t>((1u << C) - 1u));
-          } else {
-            ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * 64, w_row);
+          if (kb >= early_stages) { /* the first stages' weights were issued before the wait */
+            ptx::mbar_wait(&empty[s], ph ^ 1u);
+            ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
+            load_weights(kb, s);
           }
           ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
           if (++s == STAGES) {
@@ -326,8 +352,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     ptx::named_barrier_sync(1, T::kConsumerThreads);
     int col0, out_w;
     tile_columns<BLOCK_M>(GEMM1 && p.gated, m0, &col0, &out_w);
-    store_stage<N, T::kStagePitch>(stage, p, col0, out_w, row0, mn_limit, threadIdx.x,
-                                   T::kConsumerThreads);
+    store_stage<N, T::kStagePitch, BLOCK_M>(stage, p, col0, out_w, row0, mn_limit, threadIdx.x,
+                                            T::kConsumerThreads);
   }
 
   /* No CTA leaves while a peer may still multicast into it or arrive on its barriers. */
