@@ -232,20 +232,25 @@ void bench_measure_ceilings(bench_dev *d) {
 #endif
 }
 
-int bench_time(bench_dev *d, const bench_case *c, int iters, double *t_us) {
+int bench_time(bench_dev *d, const bench_case *c, int per_graph, int iters, double *t_us) {
 #if defined(MOE_BENCH_WITH_CUDA)
   if (d->gpu) {
     /* Routing alone is a few microseconds: capture kReps back-to-back calls per graph so the
      * graph launch overhead is amortised (steady-state latency per call, as in a model's
-     * graph); a whole forward is captured once per graph. */
-    const int reps = c->routing_only ? 20 : 1;
+     * graph). A forward: per_graph == 1 captures one forward per graph (one graph per weight
+     * copy, replayed in turn); per_graph > 1 captures that many back to back in one graph,
+     * forward i on weight copy i % copies, so the weights stay cold in L2 while the launch
+     * of the graph is amortised as in a model's graph of many layers. */
+    const int reps = c->routing_only ? 20 : per_graph;
+    const int graphs = (c->routing_only || per_graph == 1) ? c->copies : 1;
     cudaGraphExec_t exec[4] = {0};
     int rc = 0;
-    for (int k = 0; k < c->copies && !rc; ++k) {
+    for (int k = 0; k < graphs && !rc; ++k) {
       cudaGraph_t g = NULL;
       if (cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
         return 1;
-      for (int i = 0; i < reps && !rc; ++i) rc = forward_once(c, k, (moe_cuda_stream_t)d->stream);
+      for (int i = 0; i < reps && !rc; ++i)
+        rc = forward_once(c, graphs > 1 ? k : i % c->copies, (moe_cuda_stream_t)d->stream);
       cudaError_t e = cudaStreamEndCapture(d->stream, &g);
       if (!rc && e == cudaSuccess)
         rc = cudaGraphInstantiate(&exec[k], g, 0) != cudaSuccess;
@@ -262,13 +267,13 @@ int bench_time(bench_dev *d, const bench_case *c, int iters, double *t_us) {
      * `--config all` sweeps: whichever config came first was the slow one). */
     const double w0 = now_us();
     for (int round = 0; !rc && (round < 3 || now_us() - w0 < 200e3); ++round) {
-      for (int k = 0; k < c->copies && !rc; ++k) rc = cudaGraphLaunch(exec[k], d->stream) != 0;
+      for (int k = 0; k < graphs && !rc; ++k) rc = cudaGraphLaunch(exec[k], d->stream) != 0;
       if (!rc) rc = cudaStreamSynchronize(d->stream) != cudaSuccess;
     }
     nvtxRangePushA("moe-bench timed forwards");
     for (int i = 0; i < iters && !rc; ++i) {
       cudaEventRecord(e0, d->stream);
-      rc = cudaGraphLaunch(exec[i % c->copies], d->stream) != cudaSuccess;
+      rc = cudaGraphLaunch(exec[i % graphs], d->stream) != cudaSuccess;
       cudaEventRecord(e1, d->stream);
       float ms = 0;
       if (!rc) rc = cudaEventSynchronize(e1) != cudaSuccess;
@@ -277,7 +282,7 @@ int bench_time(bench_dev *d, const bench_case *c, int iters, double *t_us) {
     }
     nvtxRangePop();
     if (rc) fprintf(stderr, "moe-bench: CUDA error: %s\n", cudaGetErrorString(cudaGetLastError()));
-    for (int k = 0; k < c->copies; ++k)
+    for (int k = 0; k < graphs; ++k)
       if (exec[k]) cudaGraphExecDestroy(exec[k]);
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);

@@ -43,7 +43,8 @@ size_t bench_free_bytes(bench_dev *d);
 void bench_measure_ceilings(bench_dev *d);
 double bench_copy_bw(const bench_dev *d);   /* bytes/s, 0 if unknown */
 double bench_gemm_rate(const bench_dev *d); /* FLOP/s, 0 if unknown */
-/* Time `iters` forwards; t_us[i] = microseconds of forward i. */
-int bench_time(bench_dev *d, const bench_case *c, int iters, double *t_us);
+/* Time `iters` graph replays of per_graph forwards each (GPU; the CPU times single calls);
+ * t_us[i] = microseconds per forward of replay i. */
+int bench_time(bench_dev *d, const bench_case *c, int per_graph, int iters, double *t_us);
 
 #endif
