@@ -163,6 +163,16 @@ static int cmp_double(const void *a, const void *b) {
 enum { kForwardsPerGraph = 8 };
 static const double kSteadyBelowUs = 1000.0;
 
+/* Median microseconds per forward of `iters` timings by bench_time (t: scratch of `iters`);
+ * nonzero on failure. */
+static int time_median(bench_dev *d, const bench_case *bc, int per_graph, int iters, double *t,
+                       double *us) {
+  if (bench_time(d, bc, per_graph, iters, t)) return 1;
+  qsort(t, (size_t)iters, sizeof *t, cmp_double);
+  *us = t[iters / 2];
+  return 0;
+}
+
 /* "a,b,c" -> out[0..n); -1 on anything but comma-separated integers (or more than cap). */
 static int parse_list(const char *s, int64_t *out, int cap) {
   int n = 0;
@@ -370,20 +380,14 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
        * copies, L2 still cold), as a model's graph runs its MoE layers; measured for forwards
        * under kSteadyBelowUs, where that launch is not negligible (for longer ones us =
        * us_single). */
-      if (bench_time(d, &bc, 1, iters, t)) {
+      int e = time_median(d, &bc, 1, iters, t, &res->us_single);
+      res->us = res->us_single;
+      if (!e && gpu && !o->routing_only && res->us_single < kSteadyBelowUs)
+        e = time_median(d, &bc, (kForwardsPerGraph + copies - 1) / copies * copies, iters, t,
+                        &res->us);
+      if (e) {
         free(t);
         goto done;
-      }
-      qsort(t, (size_t)iters, sizeof *t, cmp_double);
-      res->us = res->us_single = t[iters / 2];
-      if (gpu && !o->routing_only && res->us_single < kSteadyBelowUs) {
-        const int per_graph = (kForwardsPerGraph + copies - 1) / copies * copies;
-        if (bench_time(d, &bc, per_graph, iters, t)) {
-          free(t);
-          goto done;
-        }
-        qsort(t, (size_t)iters, sizeof *t, cmp_double);
-        res->us = t[iters / 2];
       }
       res->local_slots = local_slots;
       res->active_experts = active_experts;
