@@ -46,7 +46,8 @@ typedef struct {
   int routing_only;
   int iters;
   int json;
-  const char *configs; /* NULL = the default config; "all" = every valid one; or "a,b,.." */
+  const char *configs; /* NULL = the default config; "all" = every valid one; "tuned" = the
+                        * fastest by moe_runner_autotune; or "a,b,.." */
   double cpu_max_weight_gb;
 } options;
 
@@ -54,7 +55,7 @@ static void usage(void) {
   printf(
       "usage: moe-bench [--preset NAME[,NAME..]|all] [--tokens N[,N..]] [--backend "
       "auto|cpu|cuda]\n"
-      "                 [--stage all|routing] [--iters N] [--config N[,N..]|all] [--json]\n"
+      "                 [--stage all|routing] [--iters N] [--config N[,N..]|all|tuned] [--json]\n"
       "presets:");
   for (int i = 0; i < N_PRESETS; ++i) printf(" %s", k_presets[i].name);
   printf("\n");
@@ -98,6 +99,13 @@ static int parse(int argc, char **argv, options *o) {
 
 /* ---- host data ---- */
 static uint64_t g_rng = 0x243F6A8885A308D3ull;
+/* Each cell's inputs depend only on (preset, T), not on the cells a run measured before it (the
+ * routing, and with it the active experts and the floor, changed with the command line). */
+static void seed_cell(const char *preset, int64_t T) {
+  uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a of the name */
+  for (const char *c = preset; *c; ++c) h = (h ^ (uint8_t)*c) * 0x100000001B3ull;
+  g_rng = 0x243F6A8885A308D3ull ^ h ^ ((uint64_t)T * 0x9E3779B97F4A7C15ull);
+}
 static uint64_t rnd(void) {
   uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -191,7 +199,7 @@ static int resolve_configs(moe_runner *r, const moe_problem *prob, const char *s
                            int32_t *cfgs) {
   if (!spec)
     return check(moe_runner_get_default_config(r, prob, &cfgs[0]), "default config") ? -1 : 1;
-  if (!strcmp(spec, "all")) {
+  if (!strcmp(spec, "all") || !strcmp(spec, "tuned")) { /* tuned: autotune picks in run_case */
     int32_t n = 0;
     if (check(moe_runner_get_valid_configs(r, prob, cfgs, MAX_CONFIGS, &n), "valid configs"))
       return -1;
@@ -200,7 +208,7 @@ static int resolve_configs(moe_runner *r, const moe_problem *prob, const char *s
   int64_t v[MAX_CONFIGS];
   const int n = parse_list(spec, v, MAX_CONFIGS);
   if (n <= 0) {
-    fprintf(stderr, "moe-bench: --config: expected N[,N..] or all, given '%s'\n", spec);
+    fprintf(stderr, "moe-bench: --config: expected N[,N..], all or tuned, given '%s'\n", spec);
     return -1;
   }
   for (int i = 0; i < n; ++i) cfgs[i] = (int32_t)v[i];
@@ -214,6 +222,7 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
                     row_result *results) {
   const int gpu = bench_is_gpu(d);
   const int dev = gpu ? kDLCUDA : kDLCPU;
+  seed_cell(p->name, T);
   moe_problem prob;
   moe_problem_init(&prob, MOE_PROBLEM_VERSION);
   prob.num_tokens = T;
@@ -225,7 +234,7 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
   prob.intermediate_size = o->routing_only ? 64 : p->I;
   const int64_t H = prob.hidden_size, I = prob.intermediate_size;
   int32_t cfgs[MAX_CONFIGS];
-  const int ncfg = resolve_configs(r, &prob, o->configs, cfgs);
+  int ncfg = resolve_configs(r, &prob, o->configs, cfgs);
   if (ncfg <= 0) return -2;
   size_t ws_bytes = 0, w1_bytes = 0, w2_bytes = 0;
   for (int ci = 0; ci < ncfg; ++ci) { /* one workspace that fits every listed config */
@@ -359,6 +368,17 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     const double bw = bench_copy_bw(d), rate = bench_gemm_rate(d);
     const double floor_us = bw > 0 && rate > 0 ? fmax(bytes / bw * 1e6, flops / rate * 1e6) : 0.0;
     const int iters = o->iters > 0 ? o->iters : (gpu ? 50 : 3);
+    /* --config tuned: the library's autotune orders the valid configs (cfgs, whose workspace
+     * ws fits them all) on this problem and routing, with the first weight copy; the fastest is
+     * then timed like any other config. */
+    if (o->configs && !strcmp(o->configs, "tuned") && !o->routing_only) {
+      int32_t n = 0;
+      if (check(moe_runner_autotune(r, &prob, &ra, &runs[0], ws, ws_bytes, gpu ? 10 : 1, cfgs, NULL,
+                                    MAX_CONFIGS, &n, bench_stream(d)),
+                "autotune"))
+        goto done;
+      ncfg = n > 0 ? 1 : 0;
+    }
     double *t = (double *)malloc(sizeof(double) * (size_t)iters);
     if (!t) goto done;
     for (int ci = 0; ci < ncfg; ++ci) {

@@ -100,7 +100,11 @@ static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
    *   a = 64: t128 C1 with 256-row tiles beat the 128-row tile-128 config in all three cells
    *     (gpt-oss-120b T = 2048 2409 against 2467 us, llama4 T = 8192 11384 against 11808,
    *     deepseek-v3 T = 2048 4142 against 4374; t192 lost in two of them).
-   * A C = 2 tile-384 variant was slower than t192 in every a >= 128 cell (not in the catalogue). */
+   * A C = 2 tile-384 variant was slower than t192 in every a >= 128 cell (not in the catalogue).
+   * The 144/160/176-token tiles rank after these: they win when routing is balanced and the
+   * rows per expert sit just above a multiple of 192 (gpt-oss-120b T = 8192, a = 256: t144 -10%),
+   * but lost 14% on DeepSeek-V3 T = 8192 (same a, skewed routing); moe_problem carries no
+   * routing statistics, so they are autotune's to pick (docs/performance.md, state G). */
   const int big = !decode && slots >= 64 * el;
   if (big && row->gemm1_block_m == 256) {
     const int want = slots >= 128 * el ? 192 : 128;

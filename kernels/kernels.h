@@ -130,7 +130,10 @@ typedef struct moe_k_run {
   X(64, 1, 128, 128, 64, 4)                                                                    \
   X(128, 1, 256, 256, 64, 4)                                                                   \
   X(256, 2, 256, 256, 64, 4)                                                                   \
-  X(192, 1, 256, 256, 64, 4)
+  X(192, 1, 256, 256, 64, 4)                                                                   \
+  X(144, 1, 256, 256, 64, 4)                                                                   \
+  X(160, 1, 256, 256, 64, 4)                                                                   \
+  X(176, 1, 256, 256, 64, 4)
 
 /* Shape constraints every sm_90a BF16 config needs (TMA strides, wgmma tiles). */
 #define MOE_SM90_H_ALIGN 64 /* H % 64 == 0 */

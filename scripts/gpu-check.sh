@@ -47,13 +47,17 @@ MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/
 step racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
 MOE_TEST_GPU_CASES=23 step racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
 # racecheck on the GEMMs of C = 1, 2, 4, all three weight-tile heights (64/128/256 rows) and
-# the 192-token tile
+# the 192-token tile; then the 144- and 176-token tiles (N not a multiple of 32), as a second
+# step so each stays within STEP_TIMEOUT (all nine took over 250 s on an H200)
 MOE_TEST_GPU_CONFIGS=0,6,11,15,17,18,19 step racecheck_moe "${san[@]}" racecheck build-gpu/tests/test_moe
+MOE_TEST_GPU_CONFIGS=20,22 step racecheck_moe_tiles "${san[@]}" racecheck build-gpu/tests/test_moe
 fi
 if [ "$MODE" != tests ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \
        --json
   step bench_forward ./build-gpu/bench/moe-bench --json
+  # the same cells with the config moe_runner_autotune picks (docs/performance.md, state G)
+  step bench_tuned ./build-gpu/bench/moe-bench --json --config tuned
   if [ -f bench/torch_compare.py ]; then
     step torch_compare python3 bench/torch_compare.py --lib build-gpu/libmoe_trtllm.so ${TORCH_TOKENS:+--tokens $TORCH_TOKENS}
   fi

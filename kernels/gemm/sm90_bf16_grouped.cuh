@@ -298,6 +298,17 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     const uint32_t b_base = ptx::smem_u32(smem_b);
     int s = 0, prev_s = 0;
     uint32_t ph = 0;
+    /* Frees stage `st` for the producers: one arrival per consumer warp on the barrier of
+     * every CTA of the cluster (lane r signals rank r). */
+    auto release_stage = [&](int st) {
+      if (lane < C) {
+        if constexpr (C > 1) {
+          ptx::mbar_arrive_cluster(&empty[st], lane);
+        } else {
+          ptx::mbar_arrive(&empty[st]);
+        }
+      }
+    };
     for (int kb = 0; kb < k_blocks; ++kb) {
       ptx::mbar_wait(&full[s], ph);
 #pragma unroll
@@ -319,13 +330,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       ptx::wgmma_wait<1>();
 #pragma unroll
       for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-      if (kb > 0 && lane < C) {
-        if constexpr (C > 1) {
-          ptx::mbar_arrive_cluster(&empty[prev_s], lane);
-        } else {
-          ptx::mbar_arrive(&empty[prev_s]);
-        }
-      }
+      if (kb > 0) release_stage(prev_s); /* its wgmmas are complete (wait<1> above) */
       prev_s = s;
       if (++s == STAGES) {
         s = 0;
@@ -335,13 +340,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     ptx::wgmma_wait<0>();
 #pragma unroll
     for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-    if (lane < C) {
-      if constexpr (C > 1) {
-        ptx::mbar_arrive_cluster(&empty[prev_s], lane);
-      } else {
-        ptx::mbar_arrive(&empty[prev_s]);
-      }
-    }
+    release_stage(prev_s);
 
     /* ---------------- epilogue ---------------- */
     /* All consumer warpgroups finished reading the stages; reuse them for staging. */

@@ -1,6 +1,6 @@
 # moe-bench --config on the CPU backend: a list gives one row per config, in order; 'all' gives
-# every valid config, the default first; a malformed list or an invalid index fails with a
-# message.
+# every valid config, the default first; 'tuned' gives one row, a valid config chosen by
+# moe_runner_autotune; a malformed list or an invalid index fails with a message.
 # Usage: cmake -DBENCH=<moe-bench> -P config_list.cmake
 set(args --backend cpu --preset qwen3-30b --tokens 1 --iters 1 --json)
 
@@ -41,6 +41,15 @@ if(NOT rc EQUAL 0 OR n_all LESS 2 OR NOT n_unique EQUAL n_all OR NOT first STREQ
                       "got '${all}' (rc ${rc})")
 endif()
 
+bench(out rc --config tuned)
+configs_of("${out}" tuned)
+list(LENGTH tuned n_tuned)
+list(FIND all "${tuned}" tuned_at)
+if(NOT rc EQUAL 0 OR NOT n_tuned EQUAL 1 OR tuned_at LESS 0)
+  message(FATAL_ERROR "--config tuned: expected one row with a valid config (one of '${all}'); "
+                      "got '${tuned}' (rc ${rc}):\n${out}")
+endif()
+
 bench(out rc --config 0,x)
 if(rc EQUAL 0 OR NOT out MATCHES "--config")
   message(FATAL_ERROR "--config 0,x: expected a failure naming --config, got rc ${rc}:\n${out}")
@@ -50,4 +59,4 @@ bench(out rc --config 999)
 if(rc EQUAL 0 OR NOT out MATCHES "config")
   message(FATAL_ERROR "--config 999: expected a failure naming the config, got rc ${rc}:\n${out}")
 endif()
-message(STATUS "moe-bench --config: list, default, all (${n_all} configs) and an invalid index OK")
+message(STATUS "moe-bench --config: list, default, all (${n_all} configs), tuned (${tuned}) and an invalid index OK")
