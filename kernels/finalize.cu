@@ -1,8 +1,9 @@
 /*
  * finalize.cu - weighted sum of each token's K expert rows back into token order.
  *
- * One thread per (token, 8 columns): 16-byte loads of the permuted GEMM2 rows, fp32 sum in slot
- * order k = 0..K-1 (mul then add, each rounded, like the CPU reference), one bf16 rounding.
+ * One thread per (token, 8 columns): 16-byte loads of the permuted GEMM2 rows (up to kSlotBatch
+ * in flight), fp32 sum in slot order k = 0..K-1 (mul then add, each rounded, like the CPU
+ * reference), one bf16 rounding.
  * Tokens with no local slot get exactly 0.
  */
 #include <cuda_bf16.h>
@@ -25,31 +26,63 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<uint32_t *>(&b);
 }
 
+/* Slots whose rows one thread loads together: the K row loads of a token are independent, so
+ * they are issued back to back and the sum then runs in slot order (one memory latency per
+ * batch instead of one per slot, which decode pays right after GEMM2). */
+constexpr int kSlotBatch = 8;
+
+/* Permuted row and weight of slots k0 .. k0 + kSlotBatch - 1 of token t (row -1 past top_k). */
+__device__ __forceinline__ void load_slots(const int32_t *__restrict__ e2p,
+                                           const uint16_t *__restrict__ weights, int64_t t,
+                                           int32_t top_k, int k0, int32_t (&row)[kSlotBatch],
+                                           float (&w)[kSlotBatch]) {
+#pragma unroll
+  for (int j = 0; j < kSlotBatch; ++j) {
+    const bool in = k0 + j < top_k;
+    row[j] = in ? __ldg(e2p + t * top_k + k0 + j) : -1;
+    w[j] = in ? __uint_as_float((uint32_t)__ldg(weights + t * top_k + k0 + j) << 16) : 0.0f;
+  }
+}
+
 __global__ void __launch_bounds__(256)
     finalize_kernel(uint16_t *__restrict__ out, const uint16_t *__restrict__ gemm2_out,
                     const uint16_t *__restrict__ weights, const int32_t *__restrict__ e2p,
                     int64_t num_tokens, int32_t top_k, int64_t hidden) {
-  ptx::grid_dependency_wait();
-  ptx::launch_dependents();
   const int64_t chunks = hidden / 8;
   const int64_t total = num_tokens * chunks;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  /* The routing tables are complete when this kernel starts: GEMM2, its predecessor, lets it
+   * launch only after GEMM2's own wait, whose predecessors waited for routing (launch.cu). So
+   * the first token's slots load before the wait; only GEMM2's rows wait for it. */
+  int32_t row[kSlotBatch];
+  float w[kSlotBatch];
+  if (idx < total) load_slots(e2p, weights, idx / chunks, top_k, 0, row, w);
+  ptx::grid_dependency_wait();
+  ptx::launch_dependents();
+  for (; idx < total; idx += stride) {
     const int64_t t = idx / chunks;
     const int64_t c = idx - t * chunks;
     float acc[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
-    for (int k = 0; k < top_k; ++k) {
-      const int32_t p = __ldg(e2p + t * top_k + k);
-      if (p < 0) continue;
-      const float w = __uint_as_float((uint32_t)__ldg(weights + t * top_k + k) << 16);
-      const uint4 v = __ldg(reinterpret_cast<const uint4 *>(gemm2_out + (int64_t)p * hidden) + c);
-      const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+    for (int k0 = 0; k0 < top_k; k0 += kSlotBatch) {
+      if (k0 > 0) load_slots(e2p, weights, t, top_k, k0, row, w);
+      uint4 v[kSlotBatch];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        acc[2 * i] = __fadd_rn(acc[2 * i], __fmul_rn(w, bf16_lo(u[i])));
-        acc[2 * i + 1] = __fadd_rn(acc[2 * i + 1], __fmul_rn(w, bf16_hi(u[i])));
+      for (int j = 0; j < kSlotBatch; ++j) {
+        if (row[j] >= 0)
+          v[j] = __ldg(reinterpret_cast<const uint4 *>(gemm2_out + (int64_t)row[j] * hidden) + c);
+      }
+#pragma unroll
+      for (int j = 0; j < kSlotBatch; ++j) {
+        if (row[j] < 0) continue;
+        const uint32_t u[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          acc[2 * i] = __fadd_rn(acc[2 * i], __fmul_rn(w[j], bf16_lo(u[i])));
+          acc[2 * i + 1] = __fadd_rn(acc[2 * i + 1], __fmul_rn(w[j], bf16_hi(u[i])));
+        }
       }
     }
     uint4 o;
@@ -58,6 +91,7 @@ __global__ void __launch_bounds__(256)
     o.z = pack_bf16x2(acc[4], acc[5]);
     o.w = pack_bf16x2(acc[6], acc[7]);
     reinterpret_cast<uint4 *>(out + t * hidden)[c] = o;
+    if (idx + stride < total) load_slots(e2p, weights, (idx + stride) / chunks, top_k, 0, row, w);
   }
 }
 
