@@ -52,9 +52,11 @@ __global__ void __launch_bounds__(256)
   const int64_t total = num_tokens * chunks;
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  /* The routing tables are complete when this kernel starts: GEMM2, its predecessor, lets it
-   * launch only after GEMM2's own wait, whose predecessors waited for routing (launch.cu). So
-   * the first token's slots load before the wait; only GEMM2's rows wait for it. */
+  /* The routing tables are complete when this kernel starts: it launches after GEMM2 did, and
+   * GEMM2 only after the run's first kernel (the permute pass or the gathering GEMM1) had
+   * waited for routing and triggered its dependents (launch.cu; the assumption GEMM2's early
+   * plan loads rest on too). So the first token's slots load before the wait; only GEMM2's rows
+   * wait for it. */
   int32_t row[kSlotBatch];
   float w[kSlotBatch];
   if (idx < total) load_slots(e2p, weights, idx / chunks, top_k, 0, row, w);
