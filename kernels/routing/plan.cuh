@@ -71,13 +71,6 @@ __device__ __forceinline__ int block_expert_scan(const int *cnt, int nl, int til
   return total;
 }
 
-/*
- * Rank and scatter the slots [x0, x1) (ids[x - x0] = global expert id) in ascending expanded
- * index: warp w takes a contiguous sub-range; pass 1 counts per (warp, expert) with
- * match.any; the counts are scanned over warps; pass 2 assigns positions
- * base[e] + warp prefix + rank among equal lanes. wcnt: shared [NW][nl] uint16 (the block has
- * at most 65535 slots). Contains __syncthreads.
- */
 /* The plan's scalars and expert_counts, written by one CTA of either path: num_ctas and
  * permuted_size from block_expert_scan's total, expert_counts[e] = the local count of global
  * expert e (0 outside the EP slice). */
@@ -94,6 +87,13 @@ __device__ __forceinline__ void write_plan_totals(const Params &p, int total, co
   }
 }
 
+/*
+ * Rank and scatter the slots [x0, x1) (ids[x - x0] = global expert id) in ascending expanded
+ * index: warp w takes a contiguous sub-range; pass 1 counts per (warp, expert) with
+ * match.any; the counts are scanned over warps; pass 2 assigns positions
+ * base[e] + warp prefix + rank among equal lanes. wcnt: shared [NW][nl] uint16 (the block has
+ * at most 65535 slots). Contains __syncthreads.
+ */
 template <int NT>
 __device__ __forceinline__ void block_rank_scatter(const int32_t *ids, int x0, int x1, int K,
                                                    int lo, int nl, unsigned short *wcnt,
