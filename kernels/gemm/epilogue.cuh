@@ -95,24 +95,33 @@ __device__ __forceinline__ void tile_columns(bool gated, int m0, int *col0, int 
   *out_w = gated ? TILE_M / 2 : TILE_M;
 }
 
+/* Token columns per step of the epilogue's live-column check: the main loop's step
+ * (with_live_columns in sm90_bf16_grouped.cuh), and straight-line code between two checks, so
+ * the scheduler can overlap the MUFU latencies of 4 column groups x kAtoms atoms x 2 tokens. */
+constexpr int kLiveStep = 32;
+
 /*
  * Gated tile rows -> stage: per atom a, token column pair (j, q), the activation of the up value
  * (accumulator row r) and the gate value (row r + 8), each + its bias, as bf16 at
- * st[(8j + q) * kPitch + 32a].
+ * st[(8j + q) * kPitch + 32a]; steps of kLiveStep columns at or past `live` tokens are skipped.
  */
 template <int kAtoms, int N, int kPitch, class Act>
 __device__ __forceinline__ void stage_gated(float (&d)[kAtoms][N / 2], uint16_t *st,
                                             const float (&b_up)[kAtoms],
-                                            const float (&b_gate)[kAtoms], Act act) {
+                                            const float (&b_gate)[kAtoms], int live, Act act) {
 #pragma unroll
-  for (int a = 0; a < kAtoms; ++a) {
+  for (int c0 = 0; c0 < N; c0 += kLiveStep) {
+    if (c0 >= live) break;
 #pragma unroll
-    for (int j = 0; j < N / 8; ++j) {
+    for (int a = 0; a < kAtoms; ++a) {
 #pragma unroll
-      for (int q = 0; q < 2; ++q) {
-        const float y =
-            act(__fadd_rn(d[a][4 * j + q], b_up[a]), __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]));
-        st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
+      for (int j = c0 / 8; j < (c0 + kLiveStep) / 8 && j < N / 8; ++j) {
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const float y =
+              act(__fadd_rn(d[a][4 * j + q], b_up[a]), __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]));
+          st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
+        }
       }
     }
   }
@@ -122,11 +131,13 @@ __device__ __forceinline__ void stage_gated(float (&d)[kAtoms][N / 2], uint16_t 
  * One consumer warpgroup's part of the epilogue: accumulator rows [row_off, row_off + 64 kAtoms)
  * of a TILE_M-row tile at weight row m0 of `expert` -> + bias (canonical index), activation
  * (GEMM1), bf16 -> stage[token * kPitch + output column within the tile]. w = warp in the group.
+ * Only the kLiveStep-column steps that hold one of the first `live` tokens are computed (the
+ * SwiGLU's two MUFU operations per output bound this loop; the others are never stored).
  */
 template <int TILE_M, int kAtoms, int N, int kPitch, bool GEMM1>
 __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uint16_t *stage,
                                                   const GroupedGemmParams &p, int expert, int m0,
-                                                  int row_off, int w, int lane) {
+                                                  int row_off, int w, int lane, int live) {
   /* tile rows rbase + 64 a and rbase + 64 a + 8 (atom a) */
   const int rbase = row_off + 16 * w + lane / 4;
   const int cbase = 2 * (lane & 3);
@@ -152,14 +163,14 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
      * elements per thread, and its code size matters as much as its arithmetic. */
     uint16_t *const st = stage + cbase * kPitch + f_local;
     if (act == MOE_ACTIVATION_GEGLU) {
-      stage_gated<kAtoms, N, kPitch>(d, st, b_up, b_gate,
+      stage_gated<kAtoms, N, kPitch>(d, st, b_up, b_gate, live,
                                      [](float up, float gate) { return act_geglu(up, gate); });
     } else {
       const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
       const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
       const float limit =
           p.clamp_limit ? __ldg(p.clamp_limit + expert) : __int_as_float(0x7f800000);
-      stage_gated<kAtoms, N, kPitch>(d, st, b_up, b_gate, [=](float up, float gate) {
+      stage_gated<kAtoms, N, kPitch>(d, st, b_up, b_gate, live, [=](float up, float gate) {
         return act_swiglu(up, gate, alpha, beta, limit);
       });
     }
@@ -177,15 +188,19 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
       }
     }
 #pragma unroll
-    for (int a = 0; a < kAtoms; ++a) {
+    for (int c0 = 0; c0 < N; c0 += kLiveStep) {
+      if (c0 >= live) break;
 #pragma unroll
-      for (int j = 0; j < N / 8; ++j) {
+      for (int a = 0; a < kAtoms; ++a) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
+        for (int j = c0 / 8; j < (c0 + kLiveStep) / 8 && j < N / 8; ++j) {
 #pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[a][h]), act);
-            stage[(8 * j + cbase + q) * kPitch + rbase + 64 * a + 8 * h] = f32_to_bf16_bits(y);
+          for (int h = 0; h < 2; ++h) {
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+              const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[a][h]), act);
+              stage[(8 * j + cbase + q) * kPitch + rbase + 64 * a + 8 * h] = f32_to_bf16_bits(y);
+            }
           }
         }
       }
@@ -197,39 +212,38 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
  * same number known at compile time, so the per-chunk division is a multiply). */
 template <int N, int kPitch, int kChunks>
 __device__ __forceinline__ void store_rows(const uint16_t *stage, const GroupedGemmParams &p,
-                                           int col0, int chunks, int row0, int mn_limit, int tid,
+                                           int col0, int chunks, int row0, int live, int tid,
                                            int nthreads) {
   if (kChunks > 0) chunks = kChunks;
-  const int total = N * chunks;
+  const int total = live * chunks;
   for (int idx = tid; idx < total; idx += nthreads) {
     const int tok = idx / chunks;
     const int c = idx - tok * chunks;
-    const int grow = row0 + tok;
-    if (grow < mn_limit) {
-      const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * 8);
-      *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(grow) * p.out_ld + col0 + c * 8) = v;
-    }
+    const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * 8);
+    *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(row0 + tok) * p.out_ld + col0 + c * 8) =
+        v;
   }
 }
 
 /*
- * Staged tile -> global: 16-byte chunks of token rows row0 + tok < mn_limit, output columns
+ * Staged tile -> global: 16-byte chunks of the first `live` token rows (row0 + tok < mn_limit;
+ * live <= N), output columns
  * [col0, col0 + min(out_w, out_cols - col0)); threads tid = 0..nthreads-1 of the storing group.
  * out_w is kTileW (GEMM2, non-gated GEMM1) or kTileW / 2 (gated GEMM1); whole tiles take a
  * compile-time chunk count (a runtime integer division per chunk was ~20 instructions).
  */
 template <int N, int kPitch, int kTileW>
 __device__ __forceinline__ void store_stage(const uint16_t *stage, const GroupedGemmParams &p,
-                                            int col0, int out_w, int row0, int mn_limit, int tid,
+                                            int col0, int out_w, int row0, int live, int tid,
                                             int nthreads) {
   int valid = p.out_cols - col0;
   if (valid > out_w) valid = out_w;
   if (valid == kTileW) {
-    store_rows<N, kPitch, kTileW / 8>(stage, p, col0, 0, row0, mn_limit, tid, nthreads);
+    store_rows<N, kPitch, kTileW / 8>(stage, p, col0, 0, row0, live, tid, nthreads);
   } else if (valid == kTileW / 2) {
-    store_rows<N, kPitch, kTileW / 16>(stage, p, col0, 0, row0, mn_limit, tid, nthreads);
+    store_rows<N, kPitch, kTileW / 16>(stage, p, col0, 0, row0, live, tid, nthreads);
   } else {
-    store_rows<N, kPitch, 0>(stage, p, col0, valid / 8, row0, mn_limit, tid, nthreads);
+    store_rows<N, kPitch, 0>(stage, p, col0, valid / 8, row0, live, tid, nthreads);
   }
 }
 

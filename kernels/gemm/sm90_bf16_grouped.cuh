@@ -39,6 +39,9 @@
  * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
  * empty[s] counts one arrival per consumer warp of every CTA in the cluster, so a weight stage
  * is re-filled (multicast) only after all C CTAs released it.
+ * Partly filled tiles (an expert's last): while K <= kTrimMaxKBlocks k-blocks the main loop's
+ * wgmma covers only the live rows rounded up to 32 (with_live_columns), and the epilogue skips
+ * the 32-column steps past them.
  * Exit: decided per cluster (cluster index * C >= *num_ctas); a CTA without valid rows inside a
  * live cluster stays in the pipeline and only skips its stores.
  * PDL: the gathering GEMM1 waits (griddepcontrol.wait) before it reads the plan; GEMM2 and the
@@ -114,6 +117,37 @@ struct GroupedGemmTraits {
   static constexpr int kConsumerRegs = kConsumerRegsRaw > 232 ? 232 : kConsumerRegsRaw;
   static_assert(kConsumerWGs != 2 || kConsumerRegs >= kEntryRegs, "setmaxnreg.inc must grow");
 };
+
+/* A compile-time count of accumulator columns (tokens) a tile's main loop computes. */
+template <int V>
+struct LiveColumns {
+  static constexpr int value = V;
+};
+
+/* Longest K (in 64-element k-blocks) whose partly filled tiles run a trimmed main loop. */
+constexpr int kTrimMaxKBlocks = 64;
+
+/*
+ * Calls f(LiveColumns<NV>{}) with NV the smallest multiple of kLiveStep (32) not below `live`
+ * (the tile's token rows before mn_limit), or N. Each expert's last tile is partly filled (with
+ * 256 rows an expert and a 192-token tile, the second tile holds 64): its main loop then issues
+ * wgmma of width NV instead of N, so the padding costs no tensor-core time (while K is short:
+ * kTrimMaxKBlocks). Steps of 32, not 8: one main-loop copy per step, and below 32 columns an
+ * m64nNk16 with A in shared memory reads more shared-memory bytes per FLOP than the tensor core
+ * consumes.
+ */
+template <int N, int NV = kLiveStep, class F>
+__device__ __forceinline__ void with_live_columns(int live, F &f) {
+  if constexpr (NV >= N) {
+    f(LiveColumns<N>{});
+  } else {
+    if (live <= NV) {
+      f(LiveColumns<NV>{});
+    } else {
+      with_live_columns<N, NV + kLiveStep>(live, f);
+    }
+  }
+}
 
 template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
 __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads,
@@ -285,7 +319,6 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   } else {
     /* ---------------- consumers ---------------- */
     if constexpr (T::kConsumerWGs == 2) ptx::setmaxnreg_inc<T::kConsumerRegs>();
-    using Mma = ptx::WgmmaBf16<N>;
     constexpr int kAtoms = T::kAtoms;
     float d[kAtoms][N / 2];
 #pragma unroll
@@ -296,8 +329,6 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 
     const uint32_t a_base = ptx::smem_u32(smem_a) + wg * (T::kWGRows * 128);
     const uint32_t b_base = ptx::smem_u32(smem_b);
-    int s = 0, prev_s = 0;
-    uint32_t ph = 0;
     /* Frees stage `st` for the producers: one arrival per consumer warp on the barrier of
      * every CTA of the cluster (lane r signals rank r). */
     auto release_stage = [&](int st) {
@@ -309,49 +340,67 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
         }
       }
     };
-    for (int kb = 0; kb < k_blocks; ++kb) {
-      ptx::mbar_wait(&full[s], ph);
+    /* The main loop over K, its wgmma N = the tile's live columns (with_live_columns): the
+     * accumulator columns past them stay zero and are never stored. */
+    auto main_loop = [&](auto live) {
+      constexpr int NV = decltype(live)::value;
+      using Mma = ptx::WgmmaBf16<NV>;
+      int s = 0, prev_s = 0;
+      uint32_t ph = 0;
+      for (int kb = 0; kb < k_blocks; ++kb) {
+        ptx::mbar_wait(&full[s], ph);
 #pragma unroll
-      for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-      ptx::wgmma_fence();
+        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+        ptx::wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const uint64_t db = ptx::wgmma_desc_sw128(b_base + s * T::kBBytes + k * 32);
+        for (int k = 0; k < 4; ++k) {
+          const uint64_t db = ptx::wgmma_desc_sw128(b_base + s * T::kBBytes + k * 32);
 #pragma unroll
-        for (int a = 0; a < kAtoms; ++a) {
-          const uint64_t da =
-              ptx::wgmma_desc_sw128(a_base + s * T::kABytes + a * (64 * 128) + k * 32);
-          Mma::mma(da, db, d[a], (kb > 0 || k > 0) ? 1 : 0);
+          for (int a = 0; a < kAtoms; ++a) {
+            const uint64_t da =
+                ptx::wgmma_desc_sw128(a_base + s * T::kABytes + a * (64 * 128) + k * 32);
+            Mma::mma(da, db, reinterpret_cast<float(&)[NV / 2]>(d[a]), (kb > 0 || k > 0) ? 1 : 0);
+          }
+        }
+        ptx::wgmma_commit();
+#pragma unroll
+        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+        ptx::wgmma_wait<1>();
+#pragma unroll
+        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+        if (kb > 0) release_stage(prev_s); /* its wgmmas are complete (wait<1> above) */
+        prev_s = s;
+        if (++s == STAGES) {
+          s = 0;
+          ph ^= 1u;
         }
       }
-      ptx::wgmma_commit();
+      ptx::wgmma_wait<0>();
 #pragma unroll
       for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-      ptx::wgmma_wait<1>();
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-      if (kb > 0) release_stage(prev_s); /* its wgmmas are complete (wait<1> above) */
-      prev_s = s;
-      if (++s == STAGES) {
-        s = 0;
-        ph ^= 1u;
-      }
-    }
-    ptx::wgmma_wait<0>();
-#pragma unroll
-    for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-    release_stage(prev_s);
+      release_stage(prev_s);
+    };
+    /* Trimmed tiles only while K is short: a trimmed tile ends early, so the CTAs launched
+     * after it start out of step with the earlier ones, and the CTAs that read one weight tile
+     * (an expert's token tiles, launched group_m apart) share it in L2 only while they run
+     * within L2's residency time of each other; the longer a tile, the further they drift.
+     * H100, DeepSeek-V3 T = 8192 with every tile trimmed: GEMM1 (112 k-blocks) read 15.8 GB
+     * from DRAM instead of 9.5 and the forward took 8% longer, while the presets whose GEMMs
+     * have <= 64 k-blocks ran 3-6% faster (docs/performance.md, state H). */
+    const int live_rows = max(0, min(N, mn_limit - row0));
+    const int mma_cols = k_blocks <= kTrimMaxKBlocks ? live_rows : N;
+    with_live_columns<N>(mma_cols, main_loop);
 
     /* ---------------- epilogue ---------------- */
     /* All consumer warpgroups finished reading the stages; reuse them for staging. */
     ptx::named_barrier_sync(1, T::kConsumerThreads);
     uint16_t *stage = reinterpret_cast<uint16_t *>(smem);
-    epilogue_to_stage<BLOCK_M, kAtoms, N, T::kStagePitch, GEMM1>(d, stage, p, expert, m0,
-                                                                 wg * T::kWGRows, warp % 4, lane);
+    epilogue_to_stage<BLOCK_M, kAtoms, N, T::kStagePitch, GEMM1>(
+        d, stage, p, expert, m0, wg * T::kWGRows, warp % 4, lane, live_rows);
     ptx::named_barrier_sync(1, T::kConsumerThreads);
     int col0, out_w;
     tile_columns<BLOCK_M>(GEMM1 && p.gated, m0, &col0, &out_w);
-    store_stage<N, T::kStagePitch, BLOCK_M>(stage, p, col0, out_w, row0, mn_limit, threadIdx.x,
+    store_stage<N, T::kStagePitch, BLOCK_M>(stage, p, col0, out_w, row0, live_rows, threadIdx.x,
                                             T::kConsumerThreads);
   }
 
