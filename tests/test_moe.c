@@ -669,6 +669,25 @@ static void gpu_suite(void) {
         gpu_case(gr[act], &c, cfgs[i]);
         ++n;
       }
+      /* A partly filled tile's main loop covers only its live rows while K <= 64 k-blocks
+       * (kTrimMaxKBlocks, kernels/gemm/sm90_bf16_grouped.cuh), which every case above has;
+       * past that it keeps the full width with the trimmed epilogue. GEMM1 with K = H = 4160
+       * and GEMM2 with K = I = 4160 (65 k-blocks), once each per config whose CTA tile is
+       * wider than the 32-row trim step (T = 200: ~50 rows an expert, a partly filled tile). */
+      if (info.cta_tile > 32 && act == MOE_ACTIVATION_SWIGLU) {
+        c.T = 200;
+        c.o = 0;
+        c.El = 16;
+        c.H = 4160;
+        c.I = 64;
+        gpu_case(gr[act], &c, cfgs[i]);
+        c.H = 64;
+        c.I = 4160;
+        gpu_case(gr[act], &c, cfgs[i]);
+        c.H = 256;
+        c.I = 128;
+        n += 2;
+      }
       /* K = 10 (Renormalize's largest) is more slots than the finalize loads in one batch (8,
        * kernels/finalize.cu): the second batch, partly past top_k. Once per activation; the
        * finalize does not depend on the config. */
