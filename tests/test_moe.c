@@ -590,6 +590,22 @@ static int config_selected(int32_t cfg) {
   return 0;
 }
 
+/* gpu_case with every expert local (o = 0, E_l = 16) and the given T, K, H, I; K, H and I return
+ * to the suite's 4, 256 and 128 afterwards. */
+static void gpu_case_shape(moe_runner *gr, mcase *c, int32_t cfg, int64_t T, int32_t K, int64_t H,
+                           int64_t I) {
+  c->T = T;
+  c->K = K;
+  c->H = H;
+  c->I = I;
+  c->o = 0;
+  c->El = 16;
+  gpu_case(gr, c, cfg);
+  c->K = 4;
+  c->H = 256;
+  c->I = 128;
+}
+
 static void gpu_suite(void) {
   moe_runner *gr[8] = {0};
   long n = 0;
@@ -663,10 +679,7 @@ static void gpu_suite(void) {
        * T = 1100 (a = 275) covers that path once per config (it does not depend on the
        * activation). */
       if (info.cta_tile >= 64 && act == MOE_ACTIVATION_SWIGLU) {
-        c.T = 1100;
-        c.o = 0;
-        c.El = 16;
-        gpu_case(gr[act], &c, cfgs[i]);
+        gpu_case_shape(gr[act], &c, cfgs[i], 1100, 4, 256, 128);
         ++n;
       }
       /* A partly filled tile's main loop covers only its live rows while K <= 64 k-blocks
@@ -675,29 +688,15 @@ static void gpu_suite(void) {
        * and GEMM2 with K = I = 4160 (65 k-blocks), once each per config whose CTA tile is
        * wider than the 32-row trim step (T = 200: ~50 rows an expert, a partly filled tile). */
       if (info.cta_tile > 32 && act == MOE_ACTIVATION_SWIGLU) {
-        c.T = 200;
-        c.o = 0;
-        c.El = 16;
-        c.H = 4160;
-        c.I = 64;
-        gpu_case(gr[act], &c, cfgs[i]);
-        c.H = 64;
-        c.I = 4160;
-        gpu_case(gr[act], &c, cfgs[i]);
-        c.H = 256;
-        c.I = 128;
+        gpu_case_shape(gr[act], &c, cfgs[i], 200, 4, 4160, 64);
+        gpu_case_shape(gr[act], &c, cfgs[i], 200, 4, 64, 4160);
         n += 2;
       }
       /* K = 10 (Renormalize's largest) is more slots than the finalize loads in one batch (8,
        * kernels/finalize.cu): the second batch, partly past top_k. Once per activation; the
        * finalize does not depend on the config. */
       if (!k10_done) {
-        c.T = 40;
-        c.K = 10;
-        c.o = 0;
-        c.El = 16;
-        gpu_case(gr[act], &c, cfgs[i]);
-        c.K = 4;
+        gpu_case_shape(gr[act], &c, cfgs[i], 40, 10, 256, 128);
         k10_done = 1;
         ++n;
       }
