@@ -112,9 +112,9 @@ static void reference(const mcase *c, const mdata *d, const host_plan *hp, int r
   const int64_t T = c->T, K = c->K, H = c->H, I = c->I, f = t_gated(c->act) ? 2 : 1;
   double *h1 = t_xmalloc((size_t)(f * I) * sizeof(double));
   double *a = t_xmalloc((size_t)I * sizeof(double));
+  float *acc32 = t_xmalloc((size_t)H * sizeof(float)); /* per token; any H */
+  double *accd = t_xmalloc((size_t)H * sizeof(double));
   for (int64_t t = 0; t < T; ++t) {
-    float acc32[4096];
-    double accd[4096];
     for (int64_t h = 0; h < H; ++h) {
       acc32[h] = 0.0f;
       accd[h] = 0.0;
@@ -158,6 +158,8 @@ static void reference(const mcase *c, const mdata *d, const host_plan *hp, int r
   }
   free(h1);
   free(a);
+  free(acc32);
+  free(accd);
 }
 
 /* ---- comparison of a library result with the references ------------------------------------ */
