@@ -100,6 +100,21 @@ __device__ __forceinline__ void tile_columns(bool gated, int m0, int *col0, int 
  * the scheduler can overlap the MUFU latencies of 4 column groups x kAtoms atoms x 2 tokens. */
 constexpr int kLiveStep = 32;
 
+/* f(a, j) for atom a and 8-column group j of every kLiveStep-column step that holds one of the
+ * first `live` tokens (a and j are compile-time after unrolling: d[a][4j..] stay in registers). */
+template <int kAtoms, int N, class F>
+__device__ __forceinline__ void for_live_groups(int live, F f) {
+#pragma unroll
+  for (int c0 = 0; c0 < N; c0 += kLiveStep) {
+    if (c0 >= live) break;
+#pragma unroll
+    for (int a = 0; a < kAtoms; ++a) {
+#pragma unroll
+      for (int j = c0 / 8; j < (c0 + kLiveStep) / 8 && j < N / 8; ++j) f(a, j);
+    }
+  }
+}
+
 /*
  * Gated tile rows -> stage: per atom a, token column pair (j, q), the activation of the up value
  * (accumulator row r) and the gate value (row r + 8), each + its bias, as bf16 at
@@ -109,22 +124,14 @@ template <int kAtoms, int N, int kPitch, class Act>
 __device__ __forceinline__ void stage_gated(float (&d)[kAtoms][N / 2], uint16_t *st,
                                             const float (&b_up)[kAtoms],
                                             const float (&b_gate)[kAtoms], int live, Act act) {
+  for_live_groups<kAtoms, N>(live, [&](int a, int j) {
 #pragma unroll
-  for (int c0 = 0; c0 < N; c0 += kLiveStep) {
-    if (c0 >= live) break;
-#pragma unroll
-    for (int a = 0; a < kAtoms; ++a) {
-#pragma unroll
-      for (int j = c0 / 8; j < (c0 + kLiveStep) / 8 && j < N / 8; ++j) {
-#pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          const float y =
-              act(__fadd_rn(d[a][4 * j + q], b_up[a]), __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]));
-          st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
-        }
-      }
+    for (int q = 0; q < 2; ++q) {
+      const float y =
+          act(__fadd_rn(d[a][4 * j + q], b_up[a]), __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]));
+      st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
     }
-  }
+  });
 }
 
 /*
@@ -187,24 +194,16 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
         }
       }
     }
+    for_live_groups<kAtoms, N>(live, [&](int a, int j) {
 #pragma unroll
-    for (int c0 = 0; c0 < N; c0 += kLiveStep) {
-      if (c0 >= live) break;
+      for (int h = 0; h < 2; ++h) {
 #pragma unroll
-      for (int a = 0; a < kAtoms; ++a) {
-#pragma unroll
-        for (int j = c0 / 8; j < (c0 + kLiveStep) / 8 && j < N / 8; ++j) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-#pragma unroll
-            for (int q = 0; q < 2; ++q) {
-              const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[a][h]), act);
-              stage[(8 * j + cbase + q) * kPitch + rbase + 64 * a + 8 * h] = f32_to_bf16_bits(y);
-            }
-          }
+        for (int q = 0; q < 2; ++q) {
+          const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[a][h]), act);
+          stage[(8 * j + cbase + q) * kPitch + rbase + 64 * a + 8 * h] = f32_to_bf16_bits(y);
         }
       }
-    }
+    });
   }
 }
 

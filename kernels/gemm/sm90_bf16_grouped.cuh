@@ -58,6 +58,8 @@
 #include <cuda.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "epilogue.cuh"
 #include "../ptx/cluster.cuh"
 #include "../ptx/mbarrier.cuh"
@@ -118,31 +120,25 @@ struct GroupedGemmTraits {
   static_assert(kConsumerWGs != 2 || kConsumerRegs >= kEntryRegs, "setmaxnreg.inc must grow");
 };
 
-/* A compile-time count of accumulator columns (tokens) a tile's main loop computes. */
-template <int V>
-struct LiveColumns {
-  static constexpr int value = V;
-};
-
 /* Longest K (in 64-element k-blocks) whose partly filled tiles run a trimmed main loop. */
 constexpr int kTrimMaxKBlocks = 64;
 
 /*
- * Calls f(LiveColumns<NV>{}) with NV the smallest multiple of kLiveStep (32) not below `live`
- * (the tile's token rows before mn_limit), or N. Each expert's last tile is partly filled (with
- * 256 rows an expert and a 192-token tile, the second tile holds 64): its main loop then issues
- * wgmma of width NV instead of N, so the padding costs no tensor-core time (while K is short:
- * kTrimMaxKBlocks). Steps of 32, not 8: one main-loop copy per step, and below 32 columns an
+ * Calls f(std::integral_constant<int, NV>{}) with NV the smallest multiple of kLiveStep (32) not
+ * below `live` (the tile's token rows before mn_limit), or N. Each expert's last tile is partly
+ * filled (with 256 rows an expert and a 192-token tile, the second tile holds 64): its main loop
+ * then issues wgmma of width NV instead of N, so the padding costs no tensor-core time (while K is
+ * short: kTrimMaxKBlocks). Steps of 32, not 8: one main-loop copy per step, and below 32 columns an
  * m64nNk16 with A in shared memory reads more shared-memory bytes per FLOP than the tensor core
  * consumes.
  */
 template <int N, int NV = kLiveStep, class F>
 __device__ __forceinline__ void with_live_columns(int live, F &f) {
   if constexpr (NV >= N) {
-    f(LiveColumns<N>{});
+    f(std::integral_constant<int, N>{});
   } else {
     if (live <= NV) {
-      f(LiveColumns<NV>{});
+      f(std::integral_constant<int, NV>{});
     } else {
       with_live_columns<N, NV + kLiveStep>(live, f);
     }

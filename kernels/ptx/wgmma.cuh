@@ -107,12 +107,10 @@ struct WgmmaBf16 {
   MOE_WGMMA_S_32 ", " MOE_WGMMA_S32 ", " MOE_WGMMA_S36 ", " MOE_WGMMA_S40 ", " MOE_WGMMA_S44
 #define MOE_WGMMA_D_48 \
   MOE_WGMMA_D_32, MOE_WGMMA_D4(32), MOE_WGMMA_D4(36), MOE_WGMMA_D4(40), MOE_WGMMA_D4(44)
-#define MOE_WGMMA_S_64                                                                       \
-  MOE_WGMMA_S_32 ", " MOE_WGMMA_S32 ", " MOE_WGMMA_S36 ", " MOE_WGMMA_S40 ", " MOE_WGMMA_S44 \
-                 ", " MOE_WGMMA_S48 ", " MOE_WGMMA_S52 ", " MOE_WGMMA_S56 ", " MOE_WGMMA_S60
-#define MOE_WGMMA_D_64                                                                    \
-  MOE_WGMMA_D_32, MOE_WGMMA_D4(32), MOE_WGMMA_D4(36), MOE_WGMMA_D4(40), MOE_WGMMA_D4(44), \
-      MOE_WGMMA_D4(48), MOE_WGMMA_D4(52), MOE_WGMMA_D4(56), MOE_WGMMA_D4(60)
+#define MOE_WGMMA_S_64 \
+  MOE_WGMMA_S_48 ", " MOE_WGMMA_S48 ", " MOE_WGMMA_S52 ", " MOE_WGMMA_S56 ", " MOE_WGMMA_S60
+#define MOE_WGMMA_D_64 \
+  MOE_WGMMA_D_48, MOE_WGMMA_D4(48), MOE_WGMMA_D4(52), MOE_WGMMA_D4(56), MOE_WGMMA_D4(60)
 #define MOE_WGMMA_S_72 MOE_WGMMA_S_64 ", " MOE_WGMMA_S64 ", " MOE_WGMMA_S68
 #define MOE_WGMMA_D_72 MOE_WGMMA_D_64, MOE_WGMMA_D4(64), MOE_WGMMA_D4(68)
 #define MOE_WGMMA_S_80 MOE_WGMMA_S_72 ", " MOE_WGMMA_S72 ", " MOE_WGMMA_S76
@@ -121,16 +119,14 @@ struct WgmmaBf16 {
 #define MOE_WGMMA_D_88 MOE_WGMMA_D_80, MOE_WGMMA_D4(80), MOE_WGMMA_D4(84)
 #define MOE_WGMMA_S_96 MOE_WGMMA_S_88 ", " MOE_WGMMA_S88 ", " MOE_WGMMA_S92
 #define MOE_WGMMA_D_96 MOE_WGMMA_D_88, MOE_WGMMA_D4(88), MOE_WGMMA_D4(92)
-#define MOE_WGMMA_S_128                                                                         \
-  MOE_WGMMA_S_96 ", " MOE_WGMMA_S96 ", " MOE_WGMMA_S100 ", " MOE_WGMMA_S104 ", " MOE_WGMMA_S108 \
-                 ", " MOE_WGMMA_S112 ", " MOE_WGMMA_S116 ", " MOE_WGMMA_S120 ", " MOE_WGMMA_S124
-#define MOE_WGMMA_D_128                                                                      \
-  MOE_WGMMA_D_96, MOE_WGMMA_D4(96), MOE_WGMMA_D4(100), MOE_WGMMA_D4(104), MOE_WGMMA_D4(108), \
-      MOE_WGMMA_D4(112), MOE_WGMMA_D4(116), MOE_WGMMA_D4(120), MOE_WGMMA_D4(124)
 #define MOE_WGMMA_S_112 \
   MOE_WGMMA_S_96 ", " MOE_WGMMA_S96 ", " MOE_WGMMA_S100 ", " MOE_WGMMA_S104 ", " MOE_WGMMA_S108
 #define MOE_WGMMA_D_112 \
   MOE_WGMMA_D_96, MOE_WGMMA_D4(96), MOE_WGMMA_D4(100), MOE_WGMMA_D4(104), MOE_WGMMA_D4(108)
+#define MOE_WGMMA_S_128 \
+  MOE_WGMMA_S_112 ", " MOE_WGMMA_S112 ", " MOE_WGMMA_S116 ", " MOE_WGMMA_S120 ", " MOE_WGMMA_S124
+#define MOE_WGMMA_D_128 \
+  MOE_WGMMA_D_112, MOE_WGMMA_D4(112), MOE_WGMMA_D4(116), MOE_WGMMA_D4(120), MOE_WGMMA_D4(124)
 
 /* wgmma m64nNk16 with R = N/2 accumulators; A, B descriptors and scale-d are operands R..R+2. */
 #define MOE_WGMMA_BF16(N, R, A, B, SCALE)                                                       \
