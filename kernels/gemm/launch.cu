@@ -93,8 +93,8 @@ constexpr int64_t kGroupM = 16;
 constexpr int64_t kPermuteFromTokensPerExpert = 256;
 
 cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_ctas, int64_t m_tiles,
-                        const CUtensorMap &tw, const CUtensorMap &tx, GroupedGemmParams p, bool pdl,
-                        cudaStream_t stream) {
+                        const CUtensorMap &tw, const CUtensorMap &tx, const CUtensorMap &txs,
+                        GroupedGemmParams p, bool pdl, cudaStream_t stream) {
   if (launch_ctas <= 0 || m_tiles <= 0) return cudaSuccess;
   const int64_t grid_x = launch_ctas * m_tiles;
   if (grid_x > 0x7FFFFFFFLL) return cudaErrorInvalidConfiguration;
@@ -120,8 +120,8 @@ cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_cta
   }
   cfg.attrs = attrs;
   cfg.numAttrs = n;
-  void *args[3] = {const_cast<CUtensorMap *>(&tw), const_cast<CUtensorMap *>(&tx),
-                   const_cast<GroupedGemmParams *>(&p)};
+  void *args[4] = {const_cast<CUtensorMap *>(&tw), const_cast<CUtensorMap *>(&tx),
+                   const_cast<CUtensorMap *>(&txs), const_cast<GroupedGemmParams *>(&p)};
   return cudaLaunchKernelExC(&cfg, k.func, args);
 }
 
@@ -154,7 +154,11 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
    * below kPermuteFromTokensPerExpert; otherwise it reads a permuted copy of hidden, written
    * into the GEMM2 output buffer by a permute kernel first ([max_rows, H], overwritten by GEMM2
    * afterwards), with one {64, ctaTile} box per stage, as GEMM2 reads its rows of gemm1_out. */
-  CUtensorMap tw1, tx1, tw2, tx2;
+  /* tx*: one {64, ctaTile} box per stage; txs*: {64, kLiveStep} boxes, for the token rows of a
+   * partly filled tile's trimmed main loop (sm90_bf16_grouped.cuh). */
+  CUtensorMap tw1, tx1, tx1s, tw2, tx2, tx2s;
+  const int32_t n_cta = cfg.tile / cfg.cluster;
+  const int32_t slice = n_cta < kLiveStep ? n_cta : kLiveStep;
   /* Rows this call can touch: the padded capacity for this T (<= the workspace's max_rows);
    * a caller's permuted_output may be sized for this T only. */
   int64_t rows_t = a->launch_ctas / cfg.cluster * cfg.tile;
@@ -165,18 +169,20 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   }
   if ((e = encode_2d(enc, &tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) != cudaSuccess ||
       (e = encode_2d(enc, &tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess ||
-      (e = encode_2d(enc, &tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess) {
+      (e = encode_2d(enc, &tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess ||
+      (e = encode_2d(enc, &tx2s, a->gemm1_out, I, rows_t, slice)) != cudaSuccess) {
     return e;
   }
   const bool gather = a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * E;
   const GemmKernel &g1 = gather ? cfg.gemm1_gather : cfg.gemm1;
   const bool permuted = g1.permuted_input != 0;
   if (permuted) {
-    if ((e = encode_2d(enc, &tx1, a->gemm2_out, H, rows_t, cfg.tile / C)) != cudaSuccess) {
+    if ((e = encode_2d(enc, &tx1, a->gemm2_out, H, rows_t, cfg.tile / C)) != cudaSuccess ||
+        (e = encode_2d(enc, &tx1s, a->gemm2_out, H, rows_t, slice)) != cudaSuccess) {
       return e;
     }
   } else {
-    tx1 = tw1; /* unused by the gathering kernels */
+    tx1 = tx1s = tw1; /* unused by the gathering kernels */
   }
   if ((e = prepare_kernel(a->config, gather ? 1 : 0, g1)) != cudaSuccess) return e;
   if ((e = prepare_kernel(a->config, 2, cfg.gemm2)) != cudaSuccess) return e;
@@ -222,10 +228,11 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
                                       a->num_tokens, a->top_k, H, pdl, stream)) != cudaSuccess) {
     return e;
   }
-  if ((e = launch_gemm(g1, C, a->launch_ctas, m1, tw1, tx1, p1, pdl, stream)) != cudaSuccess) {
+  if ((e = launch_gemm(g1, C, a->launch_ctas, m1, tw1, tx1, tx1s, p1, pdl, stream)) !=
+      cudaSuccess) {
     return e;
   }
-  if ((e = launch_gemm(cfg.gemm2, C, a->launch_ctas, m2, tw2, tx2, p2, pdl, stream)) !=
+  if ((e = launch_gemm(cfg.gemm2, C, a->launch_ctas, m2, tw2, tx2, tx2s, p2, pdl, stream)) !=
       cudaSuccess) {
     return e;
   }

@@ -40,8 +40,9 @@
  * empty[s] counts one arrival per consumer warp of every CTA in the cluster, so a weight stage
  * is re-filled (multicast) only after all C CTAs released it.
  * Partly filled tiles (an expert's last): while K <= kTrimMaxKBlocks k-blocks the main loop's
- * wgmma covers only the live rows rounded up to 32 (with_live_columns), and the epilogue skips
- * the 32-column steps past them.
+ * wgmma covers only the live rows rounded up to 32 (with_live_columns), the TMA token paths
+ * load only those rows ({64, 32} boxes, tmap_xs), and the epilogue skips the 32-column steps
+ * past them.
  * Exit: decided per cluster (cluster index * C >= *num_ctas); a CTA without valid rows inside a
  * live cluster stays in the pipeline and only skips its stores.
  * PDL: the gathering GEMM1 waits (griddepcontrol.wait) before it reads the plan; GEMM2 and the
@@ -132,6 +133,16 @@ constexpr int kTrimMaxKBlocks = 64;
  * m64nNk16 with A in shared memory reads more shared-memory bytes per FLOP than the tensor core
  * consumes.
  */
+/* The main loop's columns for a tile with `live_rows` token rows: live_rows rounded up to
+ * kLiveStep (at least one step) while K is short, else N. Producer and consumers agree on it:
+ * the producer loads exactly these token rows. */
+template <int N>
+__device__ __forceinline__ int main_loop_columns(int live_rows, int k_blocks) {
+  if (k_blocks > kTrimMaxKBlocks) return N;
+  const int steps = live_rows > kLiveStep ? (live_rows + kLiveStep - 1) / kLiveStep : 1;
+  return steps * kLiveStep < N ? steps * kLiveStep : N;
+}
+
 template <int N, int NV = kLiveStep, class F>
 __device__ __forceinline__ void with_live_columns(int live, F &f) {
   if constexpr (NV >= N) {
@@ -149,7 +160,8 @@ template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
 __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads,
                                   GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kMinBlocks)
     sm90_bf16_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
-                           const __grid_constant__ CUtensorMap tmap_x, const GroupedGemmParams p) {
+                           const __grid_constant__ CUtensorMap tmap_x,
+                           const __grid_constant__ CUtensorMap tmap_xs, const GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = GroupedGemmTraits<BLOCK_M, N, C, STAGES>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -175,6 +187,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   if (producer_warp && lane == 0) {
     ptx::tma_prefetch_desc(&tmap_w);
     ptx::tma_prefetch_desc(&tmap_x);
+    ptx::tma_prefetch_desc(&tmap_xs);
   }
   __syncthreads();
 
@@ -208,6 +221,11 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 
   const int row0 = cta * N;
   const int k_blocks = p.k_blocks;
+  const int live_rows = max(0, min(N, mn_limit - row0));
+  /* Token rows the main loop reads (main_loop_columns); the TMA token paths load only these:
+   * one {64, N} box (tmap_x) for a full-width tile, else {64, kLiveStep} boxes (tmap_xs). */
+  const int mma_cols = main_loop_columns<N>(live_rows, k_blocks);
+  const uint32_t stage_tx = T::kABytes + static_cast<uint32_t>(mma_cols) * 128u; /* TMA paths */
 
   /* Weights: a 2-D TMA of BLOCK_M/C rows per cluster rank, multicast to all C CTAs. */
   const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
@@ -227,7 +245,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     if (threadIdx.x == T::kConsumerThreads) {
       /* First lap: every empty[s] is free, so the producer's empty waits would pass at once. */
       for (int kb = 0; kb < early_stages; ++kb) {
-        ptx::mbar_arrive_expect_tx(&full[kb], T::kStageBytes);
+        ptx::mbar_arrive_expect_tx(&full[kb], stage_tx);
         load_weights(kb, kb);
       }
     }
@@ -301,10 +319,17 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
         for (int kb = 0; kb < k_blocks; ++kb) {
           if (kb >= early_stages) { /* the first stages' weights were issued before the wait */
             ptx::mbar_wait(&empty[s], ph ^ 1u);
-            ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
+            ptx::mbar_arrive_expect_tx(&full[s], stage_tx);
             load_weights(kb, s);
           }
-          ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
+          if (mma_cols == N) {
+            ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
+          } else {
+            for (int r = 0; r < mma_cols; r += kLiveStep) {
+              ptx::tma_load_2d(smem_b + s * T::kBBytes + r * 128, &tmap_xs, &full[s], kb * 64,
+                               row0 + r);
+            }
+          }
           if (++s == STAGES) {
             s = 0;
             ph ^= 1u;
@@ -376,15 +401,13 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
       release_stage(prev_s);
     };
-    /* Trimmed tiles only while K is short: a trimmed tile ends early, so the CTAs launched
-     * after it start out of step with the earlier ones, and the CTAs that read one weight tile
-     * (an expert's token tiles, launched group_m apart) share it in L2 only while they run
-     * within L2's residency time of each other; the longer a tile, the further they drift.
-     * H100, DeepSeek-V3 T = 8192 with every tile trimmed: GEMM1 (112 k-blocks) read 15.8 GB
-     * from DRAM instead of 9.5 and the forward took 8% longer, while the presets whose GEMMs
-     * have <= 64 k-blocks ran 3-6% faster (docs/performance.md, state H). */
-    const int live_rows = max(0, min(N, mn_limit - row0));
-    const int mma_cols = k_blocks <= kTrimMaxKBlocks ? live_rows : N;
+    /* Trimmed tiles only while K is short (main_loop_columns): a trimmed tile ends early, so
+     * the CTAs launched after it start out of step with the earlier ones, and the CTAs that read
+     * one weight tile (an expert's token tiles, launched group_m apart) share it in L2 only
+     * while they run within L2's residency time of each other; the longer a tile, the further
+     * they drift. H100, DeepSeek-V3 T = 8192 with every tile trimmed: GEMM1 (112 k-blocks) read
+     * 15.8 GB from DRAM instead of 9.5 and the forward took 8% longer, while the presets whose
+     * GEMMs have <= 64 k-blocks ran 3-6% faster (docs/performance.md, state H). */
     with_live_columns<N>(mma_cols, main_loop);
 
     /* ---------------- epilogue ---------------- */
