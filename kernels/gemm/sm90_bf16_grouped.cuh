@@ -36,6 +36,8 @@
  *     <= 128).
  *   - tokens, GEMM2: the CTA's rows of gemm1_out are contiguous: one 2-D TMA box {64, N} per
  *     stage; rows past mn_limit feed only accumulator columns that are never stored.
+ *   - both TMA token paths, in a trimmed tile (below): only the main loop's rows, as {64, 32}
+ *     boxes from a second tensor map (tmap_xs); the stage then expects kABytes + rows * 128.
  * Pipeline: mbarrier ring of STAGES; full[s] = own producer's arrive.expect_tx(A + B bytes);
  * empty[s] counts one arrival per consumer warp of every CTA in the cluster, so a weight stage
  * is re-filled (multicast) only after all C CTAs released it.
@@ -311,8 +313,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       }
     } else {
       /* The CTA's rows are contiguous (GEMM2: gemm1_out; GEMM1 without GATHER: the permuted
-       * copy of hidden): one {64, N} box per stage. Rows past mn_limit only feed accumulator
-       * columns that are never stored. */
+       * copy of hidden): one {64, N} box per stage, or mma_cols / 32 boxes of {64, 32} in a
+       * trimmed tile. Rows past mn_limit only feed accumulator columns that are never stored. */
       if (ptid == 0) {
         int s = 0;
         uint32_t ph = 0;
