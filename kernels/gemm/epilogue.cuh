@@ -226,8 +226,8 @@ __device__ __forceinline__ void store_rows(const uint16_t *stage, const GroupedG
 
 /*
  * Staged tile -> global: 16-byte chunks of the first `live` token rows (row0 + tok < mn_limit;
- * live <= N), output columns
- * [col0, col0 + min(out_w, out_cols - col0)); threads tid = 0..nthreads-1 of the storing group.
+ * live <= N), output columns [col0, col0 + min(out_w, out_cols - col0)); threads
+ * tid = 0..nthreads-1 of the storing group.
  * out_w is kTileW (GEMM2, non-gated GEMM1) or kTileW / 2 (gated GEMM1); whole tiles take a
  * compile-time chunk count (a runtime integer division per chunk was ~20 instructions).
  */

@@ -126,15 +126,6 @@ struct GroupedGemmTraits {
 /* Longest K (in 64-element k-blocks) whose partly filled tiles run a trimmed main loop. */
 constexpr int kTrimMaxKBlocks = 64;
 
-/*
- * Calls f(std::integral_constant<int, NV>{}) with NV the smallest multiple of kLiveStep (32) not
- * below `live` (the tile's token rows before mn_limit), or N. Each expert's last tile is partly
- * filled (with 256 rows an expert and a 192-token tile, the second tile holds 64): its main loop
- * then issues wgmma of width NV instead of N, so the padding costs no tensor-core time (while K is
- * short: kTrimMaxKBlocks). Steps of 32, not 8: one main-loop copy per step, and below 32 columns an
- * m64nNk16 with A in shared memory reads more shared-memory bytes per FLOP than the tensor core
- * consumes.
- */
 /* The main loop's columns for a tile with `live_rows` token rows: live_rows rounded up to
  * kLiveStep (at least one step) while K is short, else N. Producer and consumers agree on it:
  * the producer loads exactly these token rows. */
@@ -145,6 +136,15 @@ __device__ __forceinline__ int main_loop_columns(int live_rows, int k_blocks) {
   return steps * kLiveStep < N ? steps * kLiveStep : N;
 }
 
+/*
+ * Calls f(std::integral_constant<int, NV>{}) with NV the smallest multiple of kLiveStep (32) not
+ * below `live` (main_loop_columns: the tile's token rows before mn_limit, rounded), or N. Each
+ * expert's last tile is partly filled (with 256 rows an expert and a 192-token tile, the second
+ * tile holds 64): its main loop then issues wgmma of width NV instead of N, so the padding costs no
+ * tensor-core time (while K is short: kTrimMaxKBlocks). Steps of 32, not 8: one main-loop copy per
+ * step, and below 32 columns an m64nNk16 with A in shared memory reads more shared-memory bytes per
+ * FLOP than the tensor core consumes.
+ */
 template <int N, int NV = kLiveStep, class F>
 __device__ __forceinline__ void with_live_columns(int live, F &f) {
   if constexpr (NV >= N) {
