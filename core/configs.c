@@ -55,12 +55,12 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
 /*
  * Best-first heuristic, from the H100/H200 measurements in docs/performance.md. With
  * a = T*K/E_l expected tokens per local expert, the target cluster tile is the next power of
- * two >= 2a, within [8, 128] (a larger tile wastes padding in decode; in prefill 128 fed the
- * tensor pipe best and 256 did not win). Rank by log2 distance from the target (a smaller tile
- * than the target ranks after a larger one at the same distance, since it re-reads weights);
- * then C = 1 before 2 before 4 (on the measured presets multicast never beat C = 1 at the same
- * tile); then 128-row weight tiles before 64-row ones; then fewer stages (the configs that fit
- * two CTAs per SM, measured best at tile 64). Pure decode (a < 1) targets tile 8: the 128-row,
+ * two >= 2a, within [64, 128] (in prefill 128 fed the tensor pipe best and 256 did not win;
+ * below 64, a skewed routing defeats the smaller tile: config_score). Rank by log2 distance from
+ * the target (a smaller tile than the target ranks after a larger one at the same distance,
+ * since it re-reads weights); then C = 1 before 2 before 4 (on the measured presets multicast
+ * never beat C = 1 at the same tile); then 128-row weight tiles before 64-row ones; then fewer
+ * stages (the configs that fit two CTAs per SM, measured best at tile 64). Pure decode (a < 1) targets tile 8: the 128-row,
  * 13-stage config keeps the most weight bytes in flight per SM. Prefill with a >= 64 ranks the
  * 256-row weight tile configs first (see config_score).
  */
@@ -78,7 +78,17 @@ static int ilog2(int64_t x) {
 static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
   const int64_t el = moe_local_experts(p), slots = p->num_tokens * p->top_k;
   const int decode = slots < el; /* a < 1 */
-  int64_t target = 8;
+  /* Tile 64 at least, for 1 <= a <= 32 too. A tile sized for balanced routing (2a) is split by
+   * a skewed one: an expert that draws 3-10x its share of rows needs several small tiles, each
+   * streaming the same weights again. The 64-token, 4-stage config (two CTAs per SM) covers such
+   * an expert with one weight stream, and where routing is balanced its padding costs only
+   * tensor-core time under a weight-bound stream. Same H100, every preset at T = 32 / 128 / 512
+   * (`moe-bench --config 0,1,2,3,16,...`, docs/performance.md state J): with 1 <= a <= 32 it was
+   * within 2.1% of the fastest config in every balanced cell (worst: llama4 T = 512 10059 against
+   * 9850 us for tile 16, T = 128 6768 against 6640 for tile 8), while on DeepSeek-V3's skewed
+   * benchmark routing the 2a tile ran 29% / 25% slower (T = 128 tile 8 2889 against 2241 us,
+   * T = 512 tile 32 3202 against 2557). */
+  int64_t target = 64;
   while (target < 128 && target * el < 2 * slots) target *= 2; /* next pow2 >= 2a */
   /* Pure decode: every sweep cell with a < 1 ran fastest, or within 2%, with the 128-row tile-8
    * config (H100, `moe-bench --config all`, docs/performance.md state D): e.g. deepseek-v3 T = 1 /

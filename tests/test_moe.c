@@ -727,6 +727,9 @@ static void default_configs(void) {
       {"qwen3-30b T=2048", 128, 8, 2048, 2048, 768, 192, 1, 256},
       {"llama4-maverick T=8192", 128, 1, 8192, 5120, 8192, 128, 1, 256},
       {"qwen3-30b T=512", 128, 8, 512, 2048, 768, 64, 1, 128},
+      {"deepseek-v3 T=128", 256, 8, 128, 7168, 2048, 64, 1, 128},
+      {"gpt-oss-120b T=32", 128, 4, 32, 2880, 2880, 64, 1, 128},
+      {"qwen3-235b T=8", 128, 8, 8, 4096, 1536, 8, 1, 128},
   };
   moe_runner *r = cpu_runner(MOE_ACTIVATION_SWIGLU);
   for (size_t i = 0; i < sizeof k / sizeof k[0]; ++i) {
