@@ -60,9 +60,9 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
  * the target (a smaller tile than the target ranks after a larger one at the same distance,
  * since it re-reads weights); then C = 1 before 2 before 4 (on the measured presets multicast
  * never beat C = 1 at the same tile); then 128-row weight tiles before 64-row ones; then fewer
- * stages (the configs that fit two CTAs per SM, measured best at tile 64). Pure decode (a < 1) targets tile 8: the 128-row,
- * 13-stage config keeps the most weight bytes in flight per SM. Prefill with a >= 64 ranks the
- * 256-row weight tile configs first (see config_score).
+ * stages (the configs that fit two CTAs per SM, measured best at tile 64). Pure decode (a < 1)
+ * targets tile 8: the 128-row, 13-stage config keeps the most weight bytes in flight per SM.
+ * Prefill with a >= 64 ranks the 256-row weight tile configs first (see config_score).
  */
 typedef struct {
   int32_t index;
