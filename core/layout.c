@@ -97,7 +97,7 @@ moe_status_t moe_compute_layout(const moe_runner *r, const moe_problem *p, int32
   l->off_permuted_to_expanded = region(&at, 4 * l->max_rows);
   l->off_cta_to_batch = region(&at, 4 * l->max_ctas);
   l->off_cta_to_mn_limit = region(&at, 4 * l->max_ctas);
-  l->off_scalars = region(&at, 4 * 2);
+  l->off_scalars = region(&at, 4 * 3); /* num_ctas, permuted_size, GEMM2 tile counter */
   l->off_expert_counts = region(&at, 4 * E);
   l->off_scratch = region(&at, l->scratch_bytes);
   l->off_gemm1_out = region(&at, 2 * l->max_rows * I);
@@ -120,6 +120,7 @@ void moe_layout_plan(const moe_layout *l, void *workspace, moe_k_plan *plan) {
   plan->cta_to_mn_limit = (int32_t *)(b + l->off_cta_to_mn_limit);
   plan->num_ctas = (int32_t *)(b + l->off_scalars);
   plan->permuted_size = (int32_t *)(b + l->off_scalars + 4);
+  plan->gemm_tile_counter = (int32_t *)(b + l->off_scalars + 8);
   plan->expert_counts = (int32_t *)(b + l->off_expert_counts);
   plan->scratch = l->scratch_bytes ? (void *)(b + l->off_scratch) : NULL;
   plan->scratch_bytes = l->scratch_bytes;

@@ -41,6 +41,7 @@ typedef struct moe_k_plan {
   int32_t *cta_to_mn_limit;      /* [max_ctas] */
   int32_t *num_ctas;             /* [1] */
   int32_t *permuted_size;        /* [1] */
+  int32_t *gemm_tile_counter;    /* [1] GEMM2's tile queue (persistent kernel); GEMM1 zeroes it */
   int32_t *expert_counts;        /* [E] */
   void *scratch;                 /* routing scratch (multi-CTA path), scratch_bytes */
   int64_t scratch_bytes;

@@ -4,6 +4,7 @@
  */
 #include "../kernels.h"
 #include "configs.cuh"
+#include "sm90_bf16_gemm2_persistent.cuh"
 #include "sm90_bf16_grouped.cuh"
 
 namespace moe {
@@ -18,8 +19,33 @@ constexpr int kPermuteFromN = 64;
   GemmKernel {                                                                                  \
     reinterpret_cast<const void *>(&sm90_bf16_grouped_gemm<BM, (TILE) / (CL), CL, ST, G1, GA>), \
         BM, GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kThreads,                             \
-        GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kSmemBytes, (G1) && !(GA)                 \
+        GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kSmemBytes, (G1) && !(GA), 0              \
   }
+
+/* GEMM2's persistent form (sm90_bf16_gemm2_persistent.cuh) for the configs with C = 1 and one
+ * CTA per SM (two resident one-tile CTAs already overlap one's fill with the other's main loop);
+ * func = NULL for the others. The launcher takes it for short K only (launch.cu). */
+template <int BM, int N, int ST>
+GemmKernel gemm2_persistent_c1() {
+  if constexpr (GroupedGemmTraits<BM, N, 1, ST>::kMinBlocks == 1) {
+    return GemmKernel{reinterpret_cast<const void *>(&sm90_bf16_gemm2_persistent<BM, N, ST>),
+                      BM,
+                      GroupedGemmTraits<BM, N, 1, ST>::kThreads,
+                      PersistentTraits<BM, N, ST>::kSmemBytes,
+                      0,
+                      1};
+  } else {
+    return GemmKernel{nullptr, BM, 0, 0, 0, 0};
+  }
+}
+template <int BM, int TILE, int CL, int ST>
+GemmKernel gemm2_persistent_kernel() {
+  if constexpr (CL == 1) {
+    return gemm2_persistent_c1<BM, TILE, ST>();
+  } else {
+    return GemmKernel{nullptr, BM, 0, 0, 0, 0};
+  }
+}
 
 #define MOE_CONFIG_ENTRY(TILE, CL, BM1, BM2, BK, ST)                                     \
   ConfigEntry{TILE,                                                                      \
@@ -28,7 +54,8 @@ constexpr int kPermuteFromN = 64;
               ST,                                                                        \
               MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN), \
               MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, true),                            \
-              MOE_GEMM_KERNEL(BM2, TILE, CL, ST, false, false)},
+              MOE_GEMM_KERNEL(BM2, TILE, CL, ST, false, false),                          \
+              gemm2_persistent_kernel<BM2, TILE, CL, ST>()},
 
 #define MOE_CONFIG_CHECK(TILE, CL, BM1, BM2, BK, ST)                                     \
   static_assert((BK) == 64, "sm90 bf16 kernels use 64-element K stages (128B swizzle)"); \

@@ -17,6 +17,7 @@ struct GemmKernel {
   int32_t threads;
   int32_t smem_bytes;
   int32_t permuted_input; /* GEMM1 reads a permuted copy of hidden (permute kernel first) */
+  int32_t persistent;     /* grid = min(tiles, resident CTAs), each CTA walks tiles */
 };
 
 struct ConfigEntry {
@@ -27,6 +28,7 @@ struct ConfigEntry {
   GemmKernel gemm1;        /* permuted_input for CTA tiles >= kPermuteFromN (configs.cu) */
   GemmKernel gemm1_gather; /* GEMM1 gathering its token rows (cp.async); = gemm1 below it */
   GemmKernel gemm2;
+  GemmKernel gemm2_persistent; /* func NULL where there is none (configs.cu) */
 };
 
 extern const ConfigEntry kBf16Configs[];

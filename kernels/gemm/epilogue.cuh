@@ -37,6 +37,7 @@ struct GroupedGemmParams {
   const int32_t *cta_to_batch;
   const int32_t *cta_to_mn_limit;
   const int32_t *num_ctas;
+  int32_t *tile_counter;  /* GEMM2's tile queue: GEMM1 zeroes it, persistent GEMM2 takes tiles */
   int32_t w_rows;         /* prepared weight rows per expert */
   int32_t k_blocks;       /* K / 64 */
   int32_t out_ld;         /* output row pitch in elements */

@@ -60,19 +60,32 @@ cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *map, c
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-/* cudaFuncSetAttribute once per (device, kernel). */
+/* Once per (device, kernel): cudaFuncSetAttribute, and how many CTAs of it are resident at once
+ * (the grid of a persistent kernel). */
 constexpr int kMaxDevices = 64;
-std::atomic<uint64_t> g_attr_done[kMaxDevices][3]; /* GEMM1, GEMM1 gathering, GEMM2 */
+constexpr int kMaxCachedConfigs = 64;
+/* GEMM1, GEMM1 gathering, GEMM2, persistent GEMM2; 0 = not prepared yet */
+std::atomic<int32_t> g_resident[kMaxDevices][4][kMaxCachedConfigs];
 
-cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k) {
+cudaError_t prepare_kernel(int32_t config, int which, const GemmKernel &k, int32_t num_sms,
+                           int64_t *resident) {
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return e;
-  const uint64_t bit = 1ull << config;
-  if (dev >= 0 && dev < kMaxDevices && (g_attr_done[dev][which].load() & bit)) return cudaSuccess;
+  const bool cache = dev >= 0 && dev < kMaxDevices && config < kMaxCachedConfigs;
+  if (cache && (*resident = g_resident[dev][which][config].load()) > 0) return cudaSuccess;
   e = cudaFuncSetAttribute(k.func, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem_bytes);
   if (e != cudaSuccess) return e;
-  if (dev >= 0 && dev < kMaxDevices) g_attr_done[dev][which].fetch_or(bit);
+  if (num_sms <= 0 &&
+      (e = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) {
+    return e;
+  }
+  int per_sm = 0;
+  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.func, k.threads,
+                                                    static_cast<size_t>(k.smem_bytes));
+  if (e != cudaSuccess) return e;
+  *resident = static_cast<int64_t>(per_sm > 0 ? per_sm : 1) * num_sms;
+  if (cache) g_resident[dev][which][config].store(static_cast<int32_t>(*resident));
   return cudaSuccess;
 }
 
@@ -92,12 +105,26 @@ constexpr int64_t kGroupM = 16;
  */
 constexpr int64_t kPermuteFromTokensPerExpert = 256;
 
+/*
+ * Longest GEMM2 (K = I, in 64-element k-blocks) that runs the persistent kernel where a config
+ * has one. H100, same-run A/B (docs/performance.md, state J): it gained where GEMM2's tiles are
+ * short (qwen3-30b 12, qwen3-235b 24, DeepSeek-V3 32 k-blocks: -1.5 to -4.3% per forward at
+ * T >= 8192) and lost or tied where they are long (gpt-oss-120b 45: +3.4% at T = 8192; llama4
+ * 128: +1-1.6%; mixtral 224: +-0.5%): there the fill is a small share of a tile, and the two
+ * ring stages held through the epilogue halve the prefetch depth.
+ */
+constexpr int64_t kPersistentGemm2MaxKBlocks = 32;
+
+/* A persistent kernel (C = 1 only) gets min(launch tiles, resident CTAs) CTAs: the valid tile
+ * count (*num_ctas x m_tiles) is only known on the device. */
 cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_ctas, int64_t m_tiles,
-                        const CUtensorMap &tw, const CUtensorMap &tx, const CUtensorMap &txs,
-                        GroupedGemmParams p, bool pdl, cudaStream_t stream) {
+                        int64_t resident, const CUtensorMap &tw, const CUtensorMap &tx,
+                        const CUtensorMap &txs, GroupedGemmParams p, bool pdl,
+                        cudaStream_t stream) {
   if (launch_ctas <= 0 || m_tiles <= 0) return cudaSuccess;
-  const int64_t grid_x = launch_ctas * m_tiles;
+  int64_t grid_x = launch_ctas * m_tiles;
   if (grid_x > 0x7FFFFFFFLL) return cudaErrorInvalidConfiguration;
+  if (k.persistent && cluster == 1 && resident < grid_x) grid_x = resident;
   p.m_tiles = static_cast<int32_t>(m_tiles);
   p.token_clusters = static_cast<int32_t>(launch_ctas / cluster);
   p.group_m = static_cast<int32_t>(m_tiles < kGroupM ? m_tiles : kGroupM);
@@ -184,8 +211,16 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   } else {
     tx1 = tx1s = tw1; /* unused by the gathering kernels */
   }
-  if ((e = prepare_kernel(a->config, gather ? 1 : 0, g1)) != cudaSuccess) return e;
-  if ((e = prepare_kernel(a->config, 2, cfg.gemm2)) != cudaSuccess) return e;
+  const GemmKernel &g2 =
+      cfg.gemm2_persistent.func != nullptr && I / 64 <= kPersistentGemm2MaxKBlocks
+          ? cfg.gemm2_persistent
+          : cfg.gemm2;
+  int64_t resident1 = 0, resident2 = 0;
+  if ((e = prepare_kernel(a->config, gather ? 1 : 0, g1, a->num_sms, &resident1)) != cudaSuccess ||
+      (e = prepare_kernel(a->config, g2.persistent ? 3 : 2, g2, a->num_sms, &resident2)) !=
+          cudaSuccess) {
+    return e;
+  }
 
   GroupedGemmParams p1 = {};
   p1.out = a->gemm1_out;
@@ -199,6 +234,7 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   p1.cta_to_batch = plan->cta_to_batch;
   p1.cta_to_mn_limit = plan->cta_to_mn_limit;
   p1.num_ctas = plan->num_ctas;
+  p1.tile_counter = plan->gemm_tile_counter;
   p1.w_rows = static_cast<int32_t>(rows1);
   p1.k_blocks = static_cast<int32_t>(H / 64);
   p1.out_ld = static_cast<int32_t>(I);
@@ -223,16 +259,16 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   p2.gated = 0;
 
   const int64_t m1 = (rows1 + g1.block_m - 1) / g1.block_m;
-  const int64_t m2 = (H + cfg.gemm2.block_m - 1) / cfg.gemm2.block_m;
+  const int64_t m2 = (H + g2.block_m - 1) / g2.block_m;
   if (permuted && (e = launch_permute(a->gemm2_out, a->hidden, plan->expanded_to_permuted,
                                       a->num_tokens, a->top_k, H, pdl, stream)) != cudaSuccess) {
     return e;
   }
-  if ((e = launch_gemm(g1, C, a->launch_ctas, m1, tw1, tx1, tx1s, p1, pdl, stream)) !=
+  if ((e = launch_gemm(g1, C, a->launch_ctas, m1, resident1, tw1, tx1, tx1s, p1, pdl, stream)) !=
       cudaSuccess) {
     return e;
   }
-  if ((e = launch_gemm(cfg.gemm2, C, a->launch_ctas, m2, tw2, tx2, tx2s, p2, pdl, stream)) !=
+  if ((e = launch_gemm(g2, C, a->launch_ctas, m2, resident2, tw2, tx2, tx2s, p2, pdl, stream)) !=
       cudaSuccess) {
     return e;
   }

@@ -253,6 +253,13 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     }
     ptx::grid_dependency_wait();
   }
+  /* GEMM1 resets GEMM2's tile queue (sm90_bf16_gemm2_persistent.cuh). After the wait: every
+   * earlier kernel of the stream, the previous forward's GEMM2 among them, has completed; GEMM2
+   * takes tiles only after its own wait, i.e. after this grid completed. CTA 0 is live whenever
+   * any tile is (num_ctas > 0). */
+  if (GEMM1 && blockIdx.x == 0 && threadIdx.x == 0 && p.tile_counter != nullptr) {
+    *p.tile_counter = 0;
+  }
   ptx::launch_dependents();
 
   if (wg == T::kConsumerWGs) {
