@@ -679,20 +679,28 @@ static void gpu_suite(void) {
       /* The cases above have T*K < 256 E_l, where GEMM1 gathers its token rows; from there on,
        * configs with a CTA tile >= 64 read a permuted copy instead (kernels/gemm/launch.cu).
        * T = 1100 (a = 275) covers that path once per config (it does not depend on the
-       * activation). */
+       * activation). With H = 1536, the C = 1 configs with one CTA per SM run GEMM2 as a
+       * persistent kernel (sm90_bf16_gemm2_persistent.cuh) with more tiles than resident CTAs
+       * (t192: 32 token CTAs x 6 M tiles; 132 SMs on an H100), so CTAs walk several tiles. */
       if (info.cta_tile >= 64 && act == MOE_ACTIVATION_SWIGLU) {
-        gpu_case_shape(gr[act], &c, cfgs[i], 1100, 4, 256, 128);
+        gpu_case_shape(gr[act], &c, cfgs[i], 1100, 4, 1536, 640);
         ++n;
       }
       /* A partly filled tile's main loop covers only its live rows while K <= 64 k-blocks
        * (kTrimMaxKBlocks, kernels/gemm/sm90_bf16_grouped.cuh), which every case above has;
        * past that it keeps the full width with the trimmed epilogue. GEMM1 with K = H = 4160
        * and GEMM2 with K = I = 4160 (65 k-blocks), once each per config whose CTA tile is
-       * wider than the 32-row trim step (T = 200: ~50 rows an expert, a partly filled tile). */
+       * wider than the 32-row trim step (T = 200: ~50 rows an expert, a partly filled tile).
+       * K = I = 4160 is also past kPersistentGemm2MaxKBlocks (kernels/gemm/launch.cu): the
+       * configs with a persistent GEMM2 run their one-tile GEMM2 there, so that case runs for
+       * every config. */
       if (info.cta_tile > 32 && act == MOE_ACTIVATION_SWIGLU) {
         gpu_case_shape(gr[act], &c, cfgs[i], 200, 4, 4160, 64);
+        ++n;
+      }
+      if (act == MOE_ACTIVATION_SWIGLU) {
         gpu_case_shape(gr[act], &c, cfgs[i], 200, 4, 64, 4160);
-        n += 2;
+        ++n;
       }
       /* K = 10 (Renormalize's largest) is more slots than the finalize loads in one batch (8,
        * kernels/finalize.cu): the second batch, partly past top_k. Once per activation; the
