@@ -47,9 +47,10 @@ MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/
 step racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
 MOE_TEST_GPU_CASES=23 step racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
 # racecheck on the GEMMs of C = 1, 2, 4, all three weight-tile heights (64/128/256 rows), the
-# 192-token tile and the 144- and 176-token tiles (N not a multiple of 32), three configs a step
-# so each stays within STEP_TIMEOUT (all nine took over 250 s on an H200, seven over 240 s on an
-# H100; three 256-row configs take ~110 s)
+# 192-token tile and the 144- and 176-token tiles (N not a multiple of 32), and the persistent
+# GEMM2 (configs 0, 17, 19, 20, 22: test_moe's cases with I <= 2048), three configs a step so
+# each stays within STEP_TIMEOUT (all nine took over 250 s on an H200, seven over 240 s on an
+# H100; configs 19, 20, 22 took 144 s on an H100 in state K)
 MOE_TEST_GPU_CONFIGS=0,6,11 step racecheck_moe_c124 "${san[@]}" racecheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CONFIGS=15,17,18 step racecheck_moe_m64_256 "${san[@]}" racecheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CONFIGS=19,20,22 step racecheck_moe_tiles "${san[@]}" racecheck build-gpu/tests/test_moe

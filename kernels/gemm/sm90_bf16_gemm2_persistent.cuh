@@ -8,7 +8,9 @@
  * pipeline fill (~3 us: plan loads, then the first TMA from DRAM) is 10-20% of a tile. Nsight
  * Compute, H100, qwen3-235b / qwen3-30b T = 8192, config 19 (docs/performance.md state J): a
  * persistent build of both GEMMs ran GEMM2 6-7% faster than the one-tile kernel, but GEMM1
- * (K = 2048-7168) 1-6% slower with 20-30% more L2 traffic, so GEMM1 stays one tile per CTA
+ * (K = 2048-7168) 1-6% slower with 20-30% more L2 traffic; this kernel's form for GEMM1, with
+ * the same tile queue, was 2.5-10.8% slower per forward (state K: the two stages held through
+ * the epilogue cost a long tile more than the hidden fill gains). GEMM1 stays one tile per CTA
  * (sm90_bf16_grouped.cuh, whose header describes the operands, the rasterisation and the
  * trimmed tiles; this kernel reads the same ones the same way).
  *
