@@ -196,29 +196,11 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
      * stored. */
     auto main_loop = [&](auto live) {
       constexpr int NV = decltype(live)::value;
-      using Mma = ptx::WgmmaBf16<NV>;
       int prev_s = 0;
       for (int kb = 0; kb < k_blocks; ++kb) {
         ptx::mbar_wait(&full[s], ph);
-#pragma unroll
-        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-        ptx::wgmma_fence();
         const uint32_t st_base = smem_base + s * T::kStageBytes;
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const uint64_t db = ptx::wgmma_desc_sw128(st_base + T::kABytes + k * 32);
-#pragma unroll
-          for (int a = 0; a < kAtoms; ++a) {
-            const uint64_t da = ptx::wgmma_desc_sw128(st_base + a_off + a * (64 * 128) + k * 32);
-            Mma::mma(da, db, reinterpret_cast<float(&)[NV / 2]>(d[a]), (kb > 0 || k > 0) ? 1 : 0);
-          }
-        }
-        ptx::wgmma_commit();
-#pragma unroll
-        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-        ptx::wgmma_wait<1>();
-#pragma unroll
-        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+        mma_k_block<NV>(d, st_base + a_off, st_base + T::kABytes, kb);
         /* k-block kb - 1's wgmmas are complete: free its stage, unless it is held */
         if (kb > 0 && !(kTwo && kb == k_blocks - 1)) release(prev_s);
         prev_s = s;

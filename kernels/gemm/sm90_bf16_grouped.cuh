@@ -158,6 +158,37 @@ __device__ __forceinline__ void with_live_columns(int live, F &f) {
   }
 }
 
+/*
+ * One k-block of a consumer warpgroup's main loop: 4 k-steps of m64nNVk16 wgmma over its kAtoms
+ * atoms (A: the warpgroup's weight rows at a_stage, atom a at + a * 8 KB; B: the stage's token
+ * rows at b_stage; both 128B-swizzled, 64 elements a row), committed as one group; returns once
+ * the previous k-block's group has completed (wait<1>), so its stage may be released. The
+ * first k-block overwrites the accumulators (scale-d 0).
+ */
+template <int NV, int kAtoms, int NACC>
+__device__ __forceinline__ void mma_k_block(float (&d)[kAtoms][NACC], uint32_t a_stage,
+                                            uint32_t b_stage, int kb) {
+  using Mma = ptx::WgmmaBf16<NV>;
+#pragma unroll
+  for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+  ptx::wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const uint64_t db = ptx::wgmma_desc_sw128(b_stage + k * 32);
+#pragma unroll
+    for (int a = 0; a < kAtoms; ++a) {
+      const uint64_t da = ptx::wgmma_desc_sw128(a_stage + a * (64 * 128) + k * 32);
+      Mma::mma(da, db, reinterpret_cast<float(&)[NV / 2]>(d[a]), (kb > 0 || k > 0) ? 1 : 0);
+    }
+  }
+  ptx::wgmma_commit();
+#pragma unroll
+  for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+  ptx::wgmma_wait<1>();
+#pragma unroll
+  for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+}
+
 template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
 __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads,
                                   GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kMinBlocks)
@@ -374,30 +405,11 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
      * accumulator columns past them stay zero and are never stored. */
     auto main_loop = [&](auto live) {
       constexpr int NV = decltype(live)::value;
-      using Mma = ptx::WgmmaBf16<NV>;
       int s = 0, prev_s = 0;
       uint32_t ph = 0;
       for (int kb = 0; kb < k_blocks; ++kb) {
         ptx::mbar_wait(&full[s], ph);
-#pragma unroll
-        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-        ptx::wgmma_fence();
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const uint64_t db = ptx::wgmma_desc_sw128(b_base + s * T::kBBytes + k * 32);
-#pragma unroll
-          for (int a = 0; a < kAtoms; ++a) {
-            const uint64_t da =
-                ptx::wgmma_desc_sw128(a_base + s * T::kABytes + a * (64 * 128) + k * 32);
-            Mma::mma(da, db, reinterpret_cast<float(&)[NV / 2]>(d[a]), (kb > 0 || k > 0) ? 1 : 0);
-          }
-        }
-        ptx::wgmma_commit();
-#pragma unroll
-        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
-        ptx::wgmma_wait<1>();
-#pragma unroll
-        for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+        mma_k_block<NV>(d, a_base + s * T::kABytes, b_base + s * T::kBBytes, kb);
         if (kb > 0) release_stage(prev_s); /* its wgmmas are complete (wait<1> above) */
         prev_s = s;
         if (++s == STAGES) {
