@@ -22,8 +22,11 @@
  *     from all 128 producer threads, written in the 128B-swizzled layout (rows at or past
  *     mn_limit, and padding rows -1, are zero-filled without a read). Each thread keeps
  *     kGatherLag stages of copies in flight, then cp.async.wait_group + fence.proxy.async +
- *     mbarrier.arrive (full[s] counts 1 + 128 arrivals; the documented-safe hand-off to wgmma.
- *     cp.async.mbarrier.arrive.noinc with a consumer-side proxy fence measured the same).
+ *     mbarrier.arrive (full[s] counts 1 + 128 arrivals; the documented-safe hand-off to wgmma).
+ *     cp.async.mbarrier.arrive.noinc with a consumer-side proxy fence (no lag coupling) was
+ *     mixed where the gather runs (H100: DeepSeek-V3 T = 2048 -2%, qwen3 T = 2048 +0.5-0.7%;
+ *     docs/performance.md, state L), and either way the cp.async path moves ~9 B/clk/SM of
+ *     token rows against TMA's ~15, so it cannot replace the permute pass at large T.
  *     A per-row 2-D TMA box {64, 1} was the first version: correct, but TMA issue-bound
  *     (~64 cycles a box per SM, ~60 TFLOP/s cap).
  *     (GATHER = true: every config with N < 64, and the others while T*K < 256 E_l.)
