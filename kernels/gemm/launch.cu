@@ -126,7 +126,7 @@ cudaError_t launch_gemm(const GemmKernel &k, int32_t cluster, int64_t launch_cta
   if (launch_ctas <= 0 || m_tiles <= 0) return cudaSuccess;
   int64_t grid_x = launch_ctas * m_tiles;
   if (grid_x > 0x7FFFFFFFLL) return cudaErrorInvalidConfiguration;
-  if (k.persistent && cluster == 1 && resident < grid_x) grid_x = resident;
+  if (k.persistent && resident < grid_x) grid_x = resident; /* C = 1 configs only */
   p.m_tiles = static_cast<int32_t>(m_tiles);
   p.token_clusters = static_cast<int32_t>(launch_ctas / cluster);
   p.group_m = static_cast<int32_t>(m_tiles < kGroupM ? m_tiles : kGroupM);

@@ -101,15 +101,11 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
   /* Tile t -> its token CTA, weight rows and live token rows (as the one-tile kernel's
    * rasterisation, over the valid token CTAs only). */
   auto tile_at = [&](int t) {
-    const int group_size = p.group_m * num_ctas;
-    const int group = t / group_size;
-    const int within = t - group * group_size;
-    const int m_first = group * p.group_m;
-    const int gm = min(p.group_m, p.m_tiles - m_first);
-    const int cta = within / gm;
+    int cta, mt;
+    tile_coords(t, p.group_m, p.m_tiles, num_ctas, &cta, &mt);
     Tile x;
     x.row0 = cta * N;
-    x.m0 = (m_first + (within - cta * gm)) * BLOCK_M;
+    x.m0 = mt * BLOCK_M;
     x.expert = p.cta_to_batch[cta];
     x.live_rows = max(0, min(N, p.cta_to_mn_limit[cta] - x.row0));
     return x;
@@ -161,14 +157,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
           ptx::mbar_arrive_expect_tx(&full[s], stage_tx(x));
           load_weights(x, kb, s);
         }
-        uint8_t *const b_dst = smem + s * T::kStageBytes + T::kABytes;
-        if (cols == N) {
-          ptx::tma_load_2d(b_dst, &tmap_x, &full[s], kb * 64, x.row0);
-        } else {
-          for (int r = 0; r < cols; r += kLiveStep) {
-            ptx::tma_load_2d(b_dst + r * 128, &tmap_xs, &full[s], kb * 64, x.row0 + r);
-          }
-        }
+        load_token_rows<N>(smem + s * T::kStageBytes + T::kABytes, &tmap_x, &tmap_xs, &full[s], kb,
+                           x.row0, cols);
         if (++s == STAGES) {
           s = 0;
           ph ^= 1u;
@@ -209,9 +199,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
           ph ^= 1u;
         }
       }
-      ptx::wgmma_wait<0>();
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+      mma_drain(d);
       h_last = prev_s;
     };
     /* this warpgroup alone (immediate ids: a register id makes ptxas reserve all 16) */

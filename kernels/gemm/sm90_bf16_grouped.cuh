@@ -162,6 +162,38 @@ __device__ __forceinline__ void with_live_columns(int live, F &f) {
 }
 
 /*
+ * Rasterisation: launch index i (a cluster id, or a persistent kernel's tile number) -> token
+ * cluster *tc and M tile *mt, M tiles fastest inside groups of group_m, so the CTAs resident at
+ * once share both weight tiles and token rows in L2. token_clusters: the token clusters the
+ * walk covers.
+ */
+__device__ __forceinline__ void tile_coords(int i, int group_m, int m_tiles, int token_clusters,
+                                            int *tc, int *mt) {
+  const int group_size = group_m * token_clusters;
+  const int group = i / group_size;
+  const int within = i - group * group_size;
+  const int m_first = group * group_m;
+  const int gm = min(group_m, m_tiles - m_first);
+  *tc = within / gm;
+  *mt = m_first + (within - *tc * gm);
+}
+
+/* The token operand of one stage from rows row0.. of a contiguous [rows, K] tensor: one {64, N}
+ * box (tmap_x), or cols / kLiveStep boxes of {64, kLiveStep} (tmap_xs) in a trimmed tile. */
+template <int N>
+__device__ __forceinline__ void load_token_rows(uint8_t *dst, const CUtensorMap *tmap_x,
+                                                const CUtensorMap *tmap_xs, uint64_t *bar, int kb,
+                                                int row0, int cols) {
+  if (cols == N) {
+    ptx::tma_load_2d(dst, tmap_x, bar, kb * 64, row0);
+  } else {
+    for (int r = 0; r < cols; r += kLiveStep) {
+      ptx::tma_load_2d(dst + r * 128, tmap_xs, bar, kb * 64, row0 + r);
+    }
+  }
+}
+
+/*
  * One k-block of a consumer warpgroup's main loop: 4 k-steps of m64nNVk16 wgmma over its kAtoms
  * atoms (A: the warpgroup's weight rows at a_stage, atom a at + a * 8 KB; B: the stage's token
  * rows at b_stage; both 128B-swizzled, 64 elements a row), committed as one group; returns once
@@ -188,6 +220,14 @@ __device__ __forceinline__ void mma_k_block(float (&d)[kAtoms][NACC], uint32_t a
 #pragma unroll
   for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
   ptx::wgmma_wait<1>();
+#pragma unroll
+  for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+}
+
+/* After the main loop: the last k-block's wgmma group has completed. */
+template <int kAtoms, int NACC>
+__device__ __forceinline__ void mma_drain(float (&d)[kAtoms][NACC]) {
+  ptx::wgmma_wait<0>();
 #pragma unroll
   for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
 }
@@ -235,17 +275,10 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
    * weight stream with GEMM1's tail on the SMs GEMM1 leaves free. */
   constexpr bool kEarlyWeights = !GATHER;
   if constexpr (!kEarlyWeights) ptx::grid_dependency_wait();
-  /* Rasterisation: cluster id -> (token cluster, M tile), M tiles fastest inside groups of
-   * group_m, so the CTAs resident at once share both weight tiles and token rows in L2. */
-  const int cid = blockIdx.x / C;
-  const int group_size = p.group_m * p.token_clusters;
-  const int group = cid / group_size;
-  const int within = cid - group * group_size;
-  const int m_first = group * p.group_m;
-  const int gm = min(p.group_m, p.m_tiles - m_first);
-  const int tc = within / gm;
+  int tc, mt;
+  tile_coords(static_cast<int>(blockIdx.x / C), p.group_m, p.m_tiles, p.token_clusters, &tc, &mt);
   const int cta = tc * C + static_cast<int>(blockIdx.x % C);
-  const int m0 = (m_first + (within - tc * gm)) * BLOCK_M;
+  const int m0 = mt * BLOCK_M;
   /* The three plan loads are issued together (one memory latency before the first TMA, not
    * two): cta < launch_ctas <= the tables' capacity, so the entries of CTAs that leave are
    * in bounds too. */
@@ -365,14 +398,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
             ptx::mbar_arrive_expect_tx(&full[s], stage_tx);
             load_weights(kb, s);
           }
-          if (mma_cols == N) {
-            ptx::tma_load_2d(smem_b + s * T::kBBytes, &tmap_x, &full[s], kb * 64, row0);
-          } else {
-            for (int r = 0; r < mma_cols; r += kLiveStep) {
-              ptx::tma_load_2d(smem_b + s * T::kBBytes + r * 128, &tmap_xs, &full[s], kb * 64,
-                               row0 + r);
-            }
-          }
+          load_token_rows<N>(smem_b + s * T::kBBytes, &tmap_x, &tmap_xs, &full[s], kb, row0,
+                             mma_cols);
           if (++s == STAGES) {
             s = 0;
             ph ^= 1u;
@@ -420,9 +447,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
           ph ^= 1u;
         }
       }
-      ptx::wgmma_wait<0>();
-#pragma unroll
-      for (int a = 0; a < kAtoms; ++a) ptx::wgmma_fence_operand(d[a]);
+      mma_drain(d);
       release_stage(prev_s);
     };
     /* Trimmed tiles only while K is short (main_loop_columns): a trimmed tile ends early, so
