@@ -1,10 +1,11 @@
 /*
- * configs.c - the config catalogue (backend-independent descriptions), validity per problem,
- * and the best-first order.
+ * configs.c - the config catalogues (backend-independent descriptions), validity per problem,
+ * and the best-first order of each.
  *
- * The rows come from MOE_SM90_BF16_CONFIGS in kernels/kernels.h, the same list the CUDA
- * launcher instantiates, so the descriptions can never drift from the kernels. The CPU
- * backend executes any config (it builds the same plan for the config's tile and C).
+ * A runner's catalogue is fixed by its architecture and dtypes (moe_catalogue_of); its rows come
+ * from the X-macro list in kernels/kernels.h that the CUDA launcher instantiates, so the
+ * descriptions can never drift from the kernels. The CPU backend executes any config of its
+ * catalogue (it builds the same plan for the config's tile and C).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,23 +17,40 @@ static const moe_config_row k_sm90_bf16[] = {
     MOE_SM90_BF16_CONFIGS(MOE_ROW)
 #undef MOE_ROW
 };
-#define K_SM90_COUNT ((int32_t)(sizeof k_sm90_bf16 / sizeof k_sm90_bf16[0]))
+
+static int64_t bf16_score(const moe_problem *p, const moe_config_row *row);
+
+/* One per MOE_K_CATALOGUE_* key. h_align / i_align: what the CUDA kernels need of H and I. */
+static const moe_catalogue k_catalogues[] = {
+    {MOE_K_CATALOGUE_SM90_BF16, "bf16", k_sm90_bf16,
+     (int32_t)(sizeof k_sm90_bf16 / sizeof k_sm90_bf16[0]), MOE_SM90_H_ALIGN, MOE_SM90_I_ALIGN,
+     bf16_score},
+};
+
+const moe_catalogue *moe_catalogue_of(const moe_runner *r) {
+  /* BF16 activations and weights are the only kind runner creation accepts so far. */
+  (void)r;
+  return &k_catalogues[0];
+}
 
 int32_t moe_catalogue_size(const moe_runner *r) {
-  return K_SM90_COUNT;
+  return moe_catalogue_of(r)->count;
 }
 
 const moe_config_row *moe_catalogue_row(const moe_runner *r, int32_t config) {
-  if (config < 0 || config >= K_SM90_COUNT) return NULL;
-  return &k_sm90_bf16[config];
+  const moe_catalogue *c = moe_catalogue_of(r);
+  if (config < 0 || config >= c->count) return NULL;
+  return &c->rows[config];
 }
 
 /* Shape constraints of a config for a problem: 0 if valid, else a reason for the message. */
 static const char *config_unfit(const moe_runner *r, const moe_problem *p,
                                 const moe_config_row *row) {
+  const moe_catalogue *c = moe_catalogue_of(r);
   if (r->backend == MOE_BACKEND_CUDA) {
-    if (p->hidden_size % MOE_SM90_H_ALIGN) return "hidden_size is not a multiple of 64";
-    if (p->intermediate_size % MOE_SM90_I_ALIGN) return "intermediate_size is not a multiple of 64";
+    if (p->hidden_size % c->h_align) return "hidden_size is not a multiple of the kernels' K step";
+    if (p->intermediate_size % c->i_align)
+      return "intermediate_size is not a multiple of the kernels' K step";
   }
   int64_t cgas = moe_max_cgas(p->num_tokens, p->top_k, p->num_experts, row->tile);
   if (cgas * row->tile > INT32_MAX) return "the padded row capacity exceeds int32";
@@ -56,13 +74,13 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
  * Best-first heuristic, from the H100/H200 measurements in docs/performance.md. With
  * a = T*K/E_l expected tokens per local expert, the target cluster tile is the next power of
  * two >= 2a, within [64, 128] (in prefill 128 fed the tensor pipe best and 256 did not win;
- * below 64, a skewed routing defeats the smaller tile: config_score). Rank by log2 distance from
+ * below 64, a skewed routing defeats the smaller tile: bf16_score). Rank by log2 distance from
  * the target (a smaller tile than the target ranks after a larger one at the same distance,
  * since it re-reads weights); then C = 1 before 2 before 4 (on the measured presets multicast
  * never beat C = 1 at the same tile); then 128-row weight tiles before 64-row ones; then fewer
  * stages (the configs that fit two CTAs per SM, measured best at tile 64). Pure decode (a < 1)
  * targets tile 8: the 128-row, 13-stage config keeps the most weight bytes in flight per SM.
- * Prefill with a >= 64 ranks the 256-row weight tile configs first (see config_score).
+ * Prefill with a >= 64 ranks the 256-row weight tile configs first (see bf16_score).
  */
 typedef struct {
   int32_t index;
@@ -75,7 +93,7 @@ static int ilog2(int64_t x) {
   return l;
 }
 
-static int64_t config_score(const moe_problem *p, const moe_config_row *row) {
+static int64_t bf16_score(const moe_problem *p, const moe_config_row *row) {
   const int64_t el = moe_local_experts(p), slots = p->num_tokens * p->top_k;
   const int decode = slots < el; /* a < 1 */
   /* Tile 64 at least, for 1 <= a <= 32 too. A tile sized for balanced routing (2a) is split by
@@ -134,16 +152,17 @@ static int cmp_ranked(const void *a, const void *b) {
 static moe_status_t list_valid(const moe_runner *r, const moe_problem *p, ranked *out, int32_t *n) {
   moe_status_t s = moe_check_problem(p, "problem");
   if (s) return s;
+  const moe_catalogue *c = moe_catalogue_of(r);
   *n = 0;
-  for (int32_t i = 0; i < K_SM90_COUNT; ++i) {
-    if (config_unfit(r, p, &k_sm90_bf16[i])) continue;
+  for (int32_t i = 0; i < c->count && i < MOE_MAX_CATALOGUE_ROWS; ++i) {
+    if (config_unfit(r, p, &c->rows[i])) continue;
     out[*n].index = i;
-    out[*n].score = config_score(p, &k_sm90_bf16[i]);
+    out[*n].score = c->score(p, &c->rows[i]);
     ++*n;
   }
   qsort(out, (size_t)*n, sizeof *out, cmp_ranked);
   if (*n == 0) {
-    const char *why = config_unfit(r, p, &k_sm90_bf16[0]);
+    const char *why = config_unfit(r, p, &c->rows[0]);
     return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: no config supports it (%s)", why);
   }
   return MOE_STATUS_SUCCESS;
@@ -160,7 +179,7 @@ MOE_API moe_status_t moe_runner_get_valid_configs(const moe_runner *r, const moe
   if (capacity > 0 && !configs)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "configs: expected a non-NULL array for capacity %d", capacity);
-  ranked list[K_SM90_COUNT];
+  ranked list[MOE_MAX_CATALOGUE_ROWS];
   int32_t n = 0;
   moe_status_t s = list_valid(r, p, list, &n);
   *count = s ? 0 : n;
@@ -174,7 +193,7 @@ MOE_API moe_status_t moe_runner_get_default_config(const moe_runner *r, const mo
   moe_clear_error();
   if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
   if (!config) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "config: expected a non-NULL pointer");
-  ranked list[K_SM90_COUNT];
+  ranked list[MOE_MAX_CATALOGUE_ROWS];
   int32_t n = 0;
   moe_status_t s = list_valid(r, p, list, &n);
   if (s) return s;
@@ -209,8 +228,9 @@ MOE_API moe_status_t moe_runner_describe_config(const moe_runner *r, int32_t con
   info->block_k = row->block_k;
   info->stages = row->stages;
   info->sm_version = r->sm_version;
-  snprintf(info->name, sizeof info->name, "sm%d_bf16_t%d_c%d_m%d_s%d", r->sm_version, row->tile,
-           row->cluster, row->gemm1_block_m, row->stages);
+  snprintf(info->name, sizeof info->name, "sm%d_%s_t%d_c%d_m%d_s%d", r->sm_version,
+           moe_catalogue_of(r)->dtype_name, row->tile, row->cluster, row->gemm1_block_m,
+           row->stages);
   return MOE_STATUS_SUCCESS;
 }
 

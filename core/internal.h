@@ -39,6 +39,18 @@ void moe_clear_error(void);
 typedef struct moe_config_row {
   int32_t tile, cluster, gemm1_block_m, gemm2_block_m, block_k, stages;
 } moe_config_row;
+/* The rows of one (architecture, dtypes) catalogue and its best-first score (lower first). */
+#define MOE_MAX_CATALOGUE_ROWS 64
+typedef struct moe_catalogue {
+  int32_t key;            /* MOE_K_CATALOGUE_* (kernels/kernels.h) */
+  const char *dtype_name; /* in config names: sm90_<dtype_name>_t..._c..._m..._s... */
+  const moe_config_row *rows;
+  int32_t count;
+  int32_t h_align, i_align; /* H and I multiples the CUDA kernels need */
+  int64_t (*score)(const moe_problem *p, const moe_config_row *row);
+} moe_catalogue;
+/* The runner's catalogue, fixed at creation by its architecture and dtypes. */
+const moe_catalogue *moe_catalogue_of(const moe_runner *r);
 int32_t moe_catalogue_size(const moe_runner *r);
 const moe_config_row *moe_catalogue_row(const moe_runner *r, int32_t config);
 /* Check @p config against the runner's catalogue and @p problem; sets the error. */

@@ -140,6 +140,7 @@ MOE_API moe_status_t moe_runner_run(moe_runner *r, const moe_problem *p, const m
   k.top_k = p->top_k;
   k.local_num_experts = moe_local_experts(p);
   k.activation = r->opts.activation;
+  k.catalogue = moe_catalogue_of(r)->key;
   k.config = config;
   k.tile = row->tile;
   k.cluster_size = row->cluster;

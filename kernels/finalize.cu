@@ -8,8 +8,8 @@
  */
 #include <cuda_bf16.h>
 
-#include "finalize.cuh"
-#include "ptx/pdl.cuh"
+#include "kernels/finalize.cuh"
+#include "kernels/ptx/pdl.cuh"
 
 namespace moe {
 namespace {

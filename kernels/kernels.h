@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "moe_math.h"
+#include "kernels/moe_math.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -94,7 +94,8 @@ typedef struct moe_k_run {
   int32_t top_k;
   int32_t local_num_experts;
   int32_t activation; /* MOE_ACTIVATION_* */
-  int32_t config;     /* catalogue index (MOE_SM90_BF16_CONFIGS order) */
+  int32_t catalogue;  /* MOE_K_CATALOGUE_*: the runner's (architecture, dtypes) catalogue */
+  int32_t config;     /* index in that catalogue's X-macro list */
   int32_t tile;       /* cluster tile of the plan */
   int32_t cluster_size;
   int64_t launch_ctas; /* CTAs to launch along tokens: max_cgas(T, K, E_l, tile) * C, a
@@ -105,7 +106,13 @@ typedef struct moe_k_run {
 } moe_k_run;
 
 /*
- * The sm_90a BF16 config catalogue, one X(...) per config:
+ * Config catalogues, one per (architecture, activation dtype, weight dtype, scaling mode), each
+ * with its own rows and its own best-first heuristic (core/configs.c). A key names one.
+ */
+#define MOE_K_CATALOGUE_SM90_BF16 0
+
+/*
+ * The sm_90a BF16 x BF16 catalogue, one X(...) per config:
  *   X(tile, cluster, gemm1_block_m, gemm2_block_m, block_k, stages)
  * tile = cluster (CGA) tile in tokens; cta tile = tile / cluster (the wgmma N).
  * Index = position in this list (stable within a library version). core/ builds the

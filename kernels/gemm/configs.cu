@@ -1,11 +1,13 @@
 /*
- * configs.cu - the sm_90a BF16 config catalogue: one (GEMM1, GEMM2) kernel pair per row of
- * MOE_SM90_BF16_CONFIGS (kernels/kernels.h), in catalogue order.
+ * configs.cu - the sm_90a config catalogues: one (GEMM1, GEMM2) kernel pair per row of each
+ * X-macro list of kernels/kernels.h (MOE_SM90_BF16_CONFIGS, ...), in catalogue order, and the
+ * lookup by catalogue key.
  */
-#include "../kernels.h"
-#include "configs.cuh"
-#include "sm90_bf16_gemm2_persistent.cuh"
-#include "sm90_bf16_grouped.cuh"
+#include "kernels/gemm/configs.cuh"
+
+#include "kernels/gemm/sm90_bf16_gemm2_persistent.cuh"
+#include "kernels/gemm/sm90_bf16_grouped.cuh"
+#include "kernels/kernels.h"
 
 namespace moe {
 namespace sm90 {
@@ -50,8 +52,6 @@ GemmKernel gemm2_persistent_kernel() {
 #define MOE_CONFIG_ENTRY(TILE, CL, BM1, BM2, BK, ST)                                     \
   ConfigEntry{TILE,                                                                      \
               CL,                                                                        \
-              BK,                                                                        \
-              ST,                                                                        \
               MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN), \
               MOE_GEMM_KERNEL(BM1, TILE, CL, ST, true, true),                            \
               MOE_GEMM_KERNEL(BM2, TILE, CL, ST, false, false),                          \
@@ -62,9 +62,20 @@ GemmKernel gemm2_persistent_kernel() {
   static_assert((TILE) % (8 * (CL)) == 0, "tile must be a multiple of 8 * cluster");
 MOE_SM90_BF16_CONFIGS(MOE_CONFIG_CHECK)
 
+namespace {
 const ConfigEntry kBf16Configs[] = {MOE_SM90_BF16_CONFIGS(MOE_CONFIG_ENTRY)};
-const int32_t kNumBf16Configs =
-    static_cast<int32_t>(sizeof(kBf16Configs) / sizeof(kBf16Configs[0]));
+const Catalogue kBf16Catalogue = {
+    kBf16Configs, static_cast<int32_t>(sizeof(kBf16Configs) / sizeof(kBf16Configs[0])), 2};
+}  // namespace
+
+const Catalogue *find_catalogue(int32_t key) {
+  switch (key) {
+    case MOE_K_CATALOGUE_SM90_BF16:
+      return &kBf16Catalogue;
+    default:
+      return nullptr;
+  }
+}
 
 }  // namespace sm90
 }  // namespace moe

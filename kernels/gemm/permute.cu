@@ -7,17 +7,19 @@
  * Token order, one warp per token: each hidden row is read once and written K times. The
  * permuted-order form (dst[r] = hidden[p2t[r]]) read every token row K times, far apart in time,
  * so with the T*K*H-byte write stream in between they came from DRAM each time: H100 ncu, qwen3-30b
- * T = 8192, DRAM at 81% for 268 MB of useful writes (docs/performance.md, state F).
+ * T = 8192, DRAM at 81% for 268 MB of useful writes.
+ * Rows are moved as 16-byte vectors, so the kernel serves every element type.
  */
-#include "../ptx/pdl.cuh"
-#include "configs.cuh"
+#include "kernels/gemm/configs.cuh"
+#include "kernels/ptx/pdl.cuh"
 
 namespace moe {
 namespace sm90 {
 namespace {
 
-constexpr int kWarps = 8;  /* tokens per CTA per step */
-constexpr int kUnroll = 4; /* 16-byte loads in flight per lane */
+constexpr int kWarps = 8;      /* tokens per CTA per step */
+constexpr int kUnroll = 4;     /* 16-byte loads in flight per lane */
+constexpr int kCtasPerSm = 16; /* grid-stride over tokens: enough warps to cover DRAM latency */
 
 __global__ void __launch_bounds__(32 * kWarps)
     permute_tokens_kernel(uint4 *__restrict__ dst, const uint4 *__restrict__ hidden,
@@ -54,13 +56,15 @@ __global__ void __launch_bounds__(32 * kWarps)
 
 }  // namespace
 
-cudaError_t launch_permute(uint16_t *dst, const uint16_t *hidden,
-                           const int32_t *expanded_to_permuted, int64_t num_tokens, int32_t top_k,
-                           int64_t hidden_size, bool pdl, cudaStream_t stream) {
-  if (num_tokens <= 0 || hidden_size <= 0) return cudaSuccess;
-  if (top_k < 1 || top_k > 32 || hidden_size % 8 != 0) return cudaErrorInvalidValue;
+cudaError_t launch_permute(void *dst, const void *hidden, const int32_t *expanded_to_permuted,
+                           int64_t num_tokens, int32_t top_k, int64_t row_bytes, int32_t num_sms,
+                           bool pdl, cudaStream_t stream) {
+  if (num_tokens <= 0 || row_bytes <= 0) return cudaSuccess;
+  if (top_k < 1 || top_k > 32 || row_bytes % 16 != 0 || num_sms <= 0) return cudaErrorInvalidValue;
   int64_t blocks = (num_tokens + kWarps - 1) / kWarps;
-  if (blocks > 132 * 16) blocks = 132 * 16; /* grid-stride over tokens */
+  if (blocks > static_cast<int64_t>(num_sms) * kCtasPerSm) {
+    blocks = static_cast<int64_t>(num_sms) * kCtasPerSm;
+  }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
   cfg.blockDim = dim3(32 * kWarps, 1, 1);
@@ -70,9 +74,9 @@ cudaError_t launch_permute(uint16_t *dst, const uint16_t *hidden,
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, permute_tokens_kernel, reinterpret_cast<uint4 *>(dst),
-                            reinterpret_cast<const uint4 *>(hidden), expanded_to_permuted,
-                            num_tokens, top_k, hidden_size / 8);
+  return cudaLaunchKernelEx(&cfg, permute_tokens_kernel, static_cast<uint4 *>(dst),
+                            static_cast<const uint4 *>(hidden), expanded_to_permuted, num_tokens,
+                            top_k, row_bytes / 16);
 }
 
 }  // namespace sm90

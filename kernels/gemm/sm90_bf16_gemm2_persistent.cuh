@@ -6,13 +6,13 @@
  *
  * Why only GEMM2: its tiles are short (K = I: 12-32 k-blocks on the presets), so a fresh CTA's
  * pipeline fill (~3 us: plan loads, then the first TMA from DRAM) is 10-20% of a tile. Nsight
- * Compute, H100, qwen3-235b / qwen3-30b T = 8192, config 19 (docs/performance.md state J): a
- * persistent build of both GEMMs ran GEMM2 6-7% faster than the one-tile kernel, but GEMM1
- * (K = 2048-7168) 1-6% slower with 20-30% more L2 traffic; this kernel's form for GEMM1, with
- * the same tile queue, was 2.5-10.8% slower per forward (state K: the two stages held through
- * the epilogue cost a long tile more than the hidden fill gains). GEMM1 stays one tile per CTA
- * (sm90_bf16_grouped.cuh, whose header describes the operands, the rasterisation and the
- * trimmed tiles; this kernel reads the same ones the same way).
+ * Compute, H100, qwen3-235b / qwen3-30b T = 8192, config 19: a persistent build of both GEMMs
+ * ran GEMM2 6-7% faster than the one-tile kernel, but GEMM1 (K = 2048-7168) 1-6% slower with
+ * 20-30% more L2 traffic; this kernel's form for GEMM1, with the same tile queue, was 2.5-10.8%
+ * slower per forward: on a long tile the two stages held through the epilogue cost more than
+ * the hidden fill gains. GEMM1 stays one tile per CTA (sm90_bf16_grouped.cuh, whose header
+ * describes the operands, the rasterisation and the trimmed tiles; this kernel reads the same
+ * ones the same way).
  *
  *   grid.x = min(launch tiles, resident CTAs) over the num_ctas x m_tiles valid tiles (token
  *   CTAs >= *num_ctas are not in the walk), rasterised as in the one-tile kernel (M tiles
@@ -33,7 +33,7 @@
 #ifndef MOE_GEMM_SM90_BF16_GEMM2_PERSISTENT_CUH_
 #define MOE_GEMM_SM90_BF16_GEMM2_PERSISTENT_CUH_
 
-#include "sm90_bf16_grouped.cuh"
+#include "kernels/gemm/sm90_bf16_grouped.cuh"
 
 namespace moe {
 namespace sm90 {
@@ -59,6 +59,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
                                const GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = PersistentTraits<BLOCK_M, N, STAGES>;
+  constexpr int kBK = kBlockK<Bf16>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t *smem = smem_raw + ((1024u - (ptx::smem_u32(smem_raw) & 1023u)) & 1023u);
   uint64_t *full = reinterpret_cast<uint64_t *>(smem + STAGES * T::kStageBytes);
@@ -76,19 +77,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
   const int wg = threadIdx.x / 128;
   const bool producer_warp = (warp == T::kConsumerWGs * 4);
 
-  if (threadIdx.x == 0) {
-#pragma unroll
-    for (int s = 0; s < STAGES; ++s) {
-      ptx::mbar_init(&full[s], 1);
-      ptx::mbar_init(&empty[s], T::kConsumerWGs * 4);
-    }
-    ptx::mbar_init_fence();
-  }
-  if (producer_warp && lane == 0) {
-    ptx::tma_prefetch_desc(&tmap_w);
-    ptx::tma_prefetch_desc(&tmap_x);
-    ptx::tma_prefetch_desc(&tmap_xs);
-  }
+  init_stage_ring<STAGES>(full, empty, 1, T::kConsumerWGs * 4);
+  if (producer_warp && lane == 0) prefetch_tensor_maps(&tmap_w, &tmap_x, &tmap_xs);
   __syncthreads();
 
   /* GEMM2 follows GEMM1, which let it launch only after GEMM1 had waited for routing: the plan
@@ -111,10 +101,11 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
     return x;
   };
   auto stage_tx = [&](const Tile &x) {
-    return static_cast<uint32_t>(T::kABytes + main_loop_columns<N>(x.live_rows, k_blocks) * 128);
+    return static_cast<uint32_t>(T::kABytes +
+                                 main_loop_columns<N>(x.live_rows, k_blocks) * kStageRowBytes);
   };
   auto load_weights = [&](const Tile &x, int kb, int s) {
-    ptx::tma_load_2d(smem + s * T::kStageBytes, &tmap_w, &full[s], kb * 64,
+    ptx::tma_load_2d(smem + s * T::kStageBytes, &tmap_w, &full[s], kb * kBK,
                      x.expert * p.w_rows + x.m0);
   };
 
@@ -157,12 +148,9 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
           ptx::mbar_arrive_expect_tx(&full[s], stage_tx(x));
           load_weights(x, kb, s);
         }
-        load_token_rows<N>(smem + s * T::kStageBytes + T::kABytes, &tmap_x, &tmap_xs, &full[s], kb,
-                           x.row0, cols);
-        if (++s == STAGES) {
-          s = 0;
-          ph ^= 1u;
-        }
+        load_token_rows<N, kBK>(smem + s * T::kStageBytes + T::kABytes, &tmap_x, &tmap_xs, &full[s],
+                                kb, x.row0, cols);
+        advance_stage<STAGES>(s, ph);
       }
       t = t_next;
     }
@@ -173,7 +161,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
     constexpr bool kTwo = T::kConsumerWGs == 2;
     float d[kAtoms][N / 2];
     const uint32_t smem_base = ptx::smem_u32(smem);
-    const uint32_t a_off = wg * (T::kWGRows * 128);
+    const uint32_t a_off = wg * (T::kWGRows * kStageRowBytes);
     auto release = [&](int st) {
       if (lane == 0) ptx::mbar_arrive(&empty[st]);
     };
@@ -190,14 +178,11 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
       for (int kb = 0; kb < k_blocks; ++kb) {
         ptx::mbar_wait(&full[s], ph);
         const uint32_t st_base = smem_base + s * T::kStageBytes;
-        mma_k_block<NV>(d, st_base + a_off, st_base + T::kABytes, kb);
+        mma_k_block<Wgmma<Bf16, Bf16, NV>>(d, st_base + a_off, st_base + T::kABytes, kb == 0);
         /* k-block kb - 1's wgmmas are complete: free its stage, unless it is held */
         if (kb > 0 && !(kTwo && kb == k_blocks - 1)) release(prev_s);
         prev_s = s;
-        if (++s == STAGES) {
-          s = 0;
-          ph ^= 1u;
-        }
+        advance_stage<STAGES>(s, ph);
       }
       mma_drain(d);
       h_last = prev_s;
@@ -215,9 +200,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
        * k-block 1 completes, so the slot cannot be rewritten before this read). */
       ptx::mbar_wait(&full[s], ph);
       /* Lane 0 reads the slot for its warp: a stage's release is lane 0's arrive, which orders
-       * only lane 0's own reads before the producer rewrites the slot. (H100: with every lane
-       * reading, racecheck reported the end-of-walk slot write against these reads; this form
-       * passes racecheck on configs 0, 1, 17, 19, 20, 22.) */
+       * only lane 0's own reads before the producer rewrites the slot (with every lane reading,
+       * the end-of-walk slot write would race with the other lanes' reads). */
       Tile x = {};
       if (lane == 0) x = slot[s];
       x.row0 = __shfl_sync(0xffffffffu, x.row0, 0);
@@ -251,6 +235,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
       if (kTwo && !one_held) release(h_prev);
     }
   }
+#elif defined(__CUDA_ARCH__)
+  __trap(); /* built for an architecture without wgmma / TMA: never compute silently */
 #endif
 }
 

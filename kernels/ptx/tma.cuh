@@ -9,7 +9,7 @@
 #include <cuda.h>
 #include <stdint.h>
 
-#include "mbarrier.cuh"
+#include "kernels/ptx/mbarrier.cuh"
 
 namespace moe {
 namespace ptx {

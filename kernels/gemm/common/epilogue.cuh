@@ -1,7 +1,7 @@
 /*
- * epilogue.cuh - the per-launch parameters of the sm_90a BF16 grouped GEMM and its epilogue
- * (bias, activation, bf16, transpose through shared memory, 16-byte row stores), apart from the
- * pipeline in sm90_bf16_grouped.cuh so each file has one job.
+ * epilogue.cuh - the epilogue of the grouped GEMM family: bias, activation, rounding to the
+ * output type, transpose through shared memory, 16-byte row stores. Shared by every mainloop
+ * (sm90_*_grouped.cuh) once its accumulators hold fp32 results.
  *
  * Swap-AB: the accumulator tile is D^T (weight rows = output features x tokens). A consumer
  * warpgroup holds kAtoms m64 atoms of 64 feature rows each; thread (warp w, lane) holds rows
@@ -12,43 +12,18 @@
  * Gated GEMM1: prepared W1 rows are interleaved in 8-row blocks (docs/formats.md), so the up and
  * gate value of one feature sit in accumulator rows r and r+8 of the same thread.
  */
-#ifndef MOE_GEMM_EPILOGUE_CUH_
-#define MOE_GEMM_EPILOGUE_CUH_
+#ifndef MOE_GEMM_COMMON_EPILOGUE_CUH_
+#define MOE_GEMM_COMMON_EPILOGUE_CUH_
 
 #include <cuda_bf16.h>
 #include <stdint.h>
 
-#include "../../include/moe_trtllm.h"
-#include "../moe_math.h"
+#include "kernels/gemm/common/params.cuh"
+#include "kernels/gemm/common/scheduler.cuh"
+#include "moe_trtllm.h"
 
 namespace moe {
 namespace sm90 {
-
-/* Per-launch parameters (passed by value next to the two tensor maps). */
-struct GroupedGemmParams {
-  uint16_t *out;                    /* [rows, out_ld] bf16 */
-  const float *bias;                /* [E_l, bias_stride] canonical order, or NULL */
-  const float *alpha;               /* [E_l] SwiGLU, or NULL */
-  const float *beta;                /* [E_l] SwiGLU, or NULL */
-  const float *clamp_limit;         /* [E_l] SwiGLU, or NULL */
-  const int32_t *permuted_to_token; /* GEMM1 gather map */
-  const uint16_t *gather_src;       /* GEMM1: hidden [T, H] */
-  int64_t gather_ld;                /* GEMM1: H */
-  const int32_t *cta_to_batch;
-  const int32_t *cta_to_mn_limit;
-  const int32_t *num_ctas;
-  int32_t *tile_counter;  /* GEMM2's tile queue: GEMM1 zeroes it, persistent GEMM2 takes tiles */
-  int32_t w_rows;         /* prepared weight rows per expert */
-  int32_t k_blocks;       /* K / 64 */
-  int32_t out_ld;         /* output row pitch in elements */
-  int32_t out_cols;       /* output features per expert (I for GEMM1, H for GEMM2) */
-  int32_t bias_stride;    /* bias elements per expert */
-  int32_t activation;     /* MOE_ACTIVATION_* (GEMM1); ignored by GEMM2 */
-  int32_t gated;          /* GEMM1 with SwiGLU / GeGLU */
-  int32_t m_tiles;        /* ceil(w_rows / BLOCK_M) */
-  int32_t token_clusters; /* launch_ctas / C */
-  int32_t group_m;        /* M tiles per rasterisation group (1..m_tiles) */
-};
 
 /*
  * Gated activations, in the operation order of the CPU reference (core/cpu/activation.h), with
@@ -95,11 +70,6 @@ __device__ __forceinline__ void tile_columns(bool gated, int m0, int *col0, int 
   *col0 = gated ? m0 / 2 : m0;
   *out_w = gated ? TILE_M / 2 : TILE_M;
 }
-
-/* Token columns per step of the epilogue's live-column check: the main loop's step
- * (with_live_columns in sm90_bf16_grouped.cuh), and straight-line code between two checks, so
- * the scheduler can overlap the MUFU latencies of 4 column groups x kAtoms atoms x 2 tokens. */
-constexpr int kLiveStep = 32;
 
 /* f(a, j) for atom a and 8-column group j of every kLiveStep-column step that holds one of the
  * first `live` tokens (a and j are compile-time after unrolling: d[a][4j..] stay in registers). */
@@ -220,8 +190,8 @@ __device__ __forceinline__ void store_rows(const uint16_t *stage, const GroupedG
     const int tok = idx / chunks;
     const int c = idx - tok * chunks;
     const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * 8);
-    *reinterpret_cast<uint4 *>(p.out + static_cast<int64_t>(row0 + tok) * p.out_ld + col0 + c * 8) =
-        v;
+    *reinterpret_cast<uint4 *>(static_cast<uint16_t *>(p.out) +
+                               static_cast<int64_t>(row0 + tok) * p.out_ld + col0 + c * 8) = v;
   }
 }
 
@@ -250,4 +220,4 @@ __device__ __forceinline__ void store_stage(const uint16_t *stage, const Grouped
 }  // namespace sm90
 }  // namespace moe
 
-#endif  // MOE_GEMM_EPILOGUE_CUH_
+#endif  // MOE_GEMM_COMMON_EPILOGUE_CUH_

@@ -1,0 +1,45 @@
+/*
+ * params.cuh - the per-launch parameters of every grouped GEMM of the family (passed by value
+ * next to the tensor maps), shared by the launcher and the kernels.
+ *
+ * Pointers to element data are untyped: the kernel's dtype tags (dtypes.cuh) say what they
+ * hold. Row pitches of byte-addressed operands are in bytes, those of the output in elements
+ * of the output type.
+ */
+#ifndef MOE_GEMM_COMMON_PARAMS_CUH_
+#define MOE_GEMM_COMMON_PARAMS_CUH_
+
+#include <stdint.h>
+
+namespace moe {
+namespace sm90 {
+
+struct GroupedGemmParams {
+  void *out;                        /* [rows, out_ld] of the kernel's output type */
+  const float *bias;                /* [E_l, bias_stride] canonical order, or NULL */
+  const float *alpha;               /* [E_l] SwiGLU, or NULL */
+  const float *beta;                /* [E_l] SwiGLU, or NULL */
+  const float *clamp_limit;         /* [E_l] SwiGLU, or NULL */
+  const int32_t *permuted_to_token; /* GEMM1 gather map */
+  const uint8_t *gather_src;        /* GEMM1: hidden [T, H] */
+  int64_t gather_row_bytes;         /* GEMM1: bytes per hidden row */
+  const int32_t *cta_to_batch;
+  const int32_t *cta_to_mn_limit;
+  const int32_t *num_ctas;
+  int32_t *tile_counter;  /* GEMM2's tile queue: GEMM1 zeroes it, persistent GEMM2 takes tiles */
+  int32_t w_rows;         /* prepared weight rows per expert */
+  int32_t k_blocks;       /* K / kBlockK (stages of 128 bytes of K) */
+  int32_t out_ld;         /* output row pitch in elements (<= H or I: int32) */
+  int32_t out_cols;       /* output features per expert (I for GEMM1, H for GEMM2) */
+  int32_t bias_stride;    /* bias elements per expert */
+  int32_t activation;     /* MOE_ACTIVATION_* (GEMM1); ignored by GEMM2 */
+  int32_t gated;          /* GEMM1 with SwiGLU / GeGLU */
+  int32_t m_tiles;        /* ceil(w_rows / BLOCK_M) */
+  int32_t token_clusters; /* launch_ctas / C */
+  int32_t group_m;        /* M tiles per rasterisation group (1..m_tiles) */
+};
+
+}  // namespace sm90
+}  // namespace moe
+
+#endif  // MOE_GEMM_COMMON_PARAMS_CUH_
