@@ -82,12 +82,15 @@ moe_status_t moe_compute_layout(const moe_runner *r, const moe_problem *p, int32
                     "problem: padded row capacity %lld (= max_cgas %lld x tile %d) exceeds the "
                     "int32 range of the plan tables; reduce num_tokens",
                     (long long)l->max_rows, (long long)cgas, tile);
+  /* Row offsets (row x H or I elements) are 64-bit in every kernel and in the CPU backend, so
+   * beyond the int32 row tables only the workspace size limits T: the buffers below must stay
+   * far inside int64 (and then size_t). */
   const int64_t wide = H > I ? H : I;
-  if (l->max_rows > INT32_MAX / wide || T > INT32_MAX / H)
+  if (l->max_rows > (INT64_MAX / 8) / wide)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "problem: row offsets up to %lld x %lld elements exceed the int32 range; "
-                    "reduce num_tokens",
-                    (long long)(l->max_rows > T ? l->max_rows : T), (long long)wide);
+                    "problem: the GEMM buffers of %lld padded rows x %lld elements exceed the "
+                    "addressable range; reduce num_tokens",
+                    (long long)l->max_rows, (long long)wide);
   l->scratch_bytes = r->backend == MOE_BACKEND_CUDA ? moe_gpu_scratch_bytes(T, (int32_t)E) : 0;
   int64_t at = 0;
   l->off_topk_ids = region(&at, 4 * tk);
