@@ -2,8 +2,11 @@
 # One call on a GPU machine: build (CUDA on), run the whole C test suite on the GPU,
 # compute-sanitizer (memcheck on the GPU tests; racecheck on the routing and GEMM kernels),
 # the benchmarks, the PyTorch comparison, and print a short table last.
-# Usage: scripts/gpu-check.sh [full|tests|bench]
-#   tests: build + ctest + sanitizers; bench: build + benchmarks + PyTorch comparison.
+# Usage: scripts/gpu-check.sh [full|tests|bench|ab]
+#   tests: build + ctest + sanitizers; bench: build + benchmarks + PyTorch comparison;
+#   ab: build + a same-run A/B of the whole moe-bench table against BASE_SRC (a source tree of
+#   the baseline, built into build-base) with bench/ab.py.
+# SANITIZERS=all|memcheck|racecheck|none picks the compute-sanitizer steps of tests (default all).
 # Writes logs to $OUT (or ./gpu-out) for fetching.
 # Every step runs under `timeout $STEP_TIMEOUT` (default 300 s): a hung kernel costs one step,
 # not the whole device call. PREBUILT=1 skips configure + build and uses a build-gpu/ made on
@@ -29,7 +32,7 @@ if [ "${PREBUILT:-0}" != 1 ]; then
        -DMOE_BUILD_BINDINGS=OFF
   step build cmake --build build-gpu -j 16
 fi
-if [ "$MODE" != bench ]; then
+if [ "$MODE" = full ] || [ "$MODE" = tests ]; then
 # A carried build's install_package and bench_config_list tests run this machine's cmake
 # (its path is not on the device); both are CPU-only checks that scripts/test.sh and CI run, so
 # skip them there.
@@ -41,21 +44,38 @@ step ctest ctest --test-dir build-gpu --output-on-failure -j 4 ${ctest_skip[@]+"
 # routing suite (every 7th case, T up to 65537: both routing paths); racecheck on the routing and
 # GEMM kernels through the conformance runner and a sparser routing sample.
 san=(compute-sanitizer --error-exitcode 9 --tool)
+SANITIZERS="${SANITIZERS:-all}"
+if [ "$SANITIZERS" = all ] || [ "$SANITIZERS" = memcheck ]; then
 step memcheck_conformance "${san[@]}" memcheck build-gpu/tests/run_cases
 step memcheck_moe "${san[@]}" memcheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/test_routing
+fi
+if [ "$SANITIZERS" = all ] || [ "$SANITIZERS" = racecheck ]; then
 step racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
 MOE_TEST_GPU_CASES=23 step racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
 # racecheck on the GEMMs of C = 1, 2, 4, all three weight-tile heights (64/128/256 rows), the
 # 192-token tile and the 144- and 176-token tiles (N not a multiple of 32), and the persistent
-# GEMM2 (configs 0, 17, 19, 20, 22: test_moe's cases with I <= 2048), three configs a step so
-# each stays within STEP_TIMEOUT (all nine took over 250 s on an H200, seven over 240 s on an
-# H100; configs 19, 20, 22 took 144 s on an H100 in state K)
-MOE_TEST_GPU_CONFIGS=0,6,11 step racecheck_moe_c124 "${san[@]}" racecheck build-gpu/tests/test_moe
-MOE_TEST_GPU_CONFIGS=15,17,18 step racecheck_moe_m64_256 "${san[@]}" racecheck build-gpu/tests/test_moe
-MOE_TEST_GPU_CONFIGS=19,20,22 step racecheck_moe_tiles "${san[@]}" racecheck build-gpu/tests/test_moe
+# GEMM2 (the C = 1 configs with one CTA per SM run it in test_moe's cases with I <= 2048),
+# three configs a step so each stays within STEP_TIMEOUT (all nine took over 250 s on an H200,
+# seven over 240 s on an H100; the t192/t144/t176 step about 144 s on an H100). Configs are
+# named as moe_runner_describe_config names them; test_moe fails on a name it does not know.
+MOE_TEST_GPU_CONFIGS=sm90_bf16_t8_c1_m128_s13,sm90_bf16_t16_c2_m128_s13,sm90_bf16_t32_c4_m128_s13 \
+  step racecheck_moe_c124 "${san[@]}" racecheck build-gpu/tests/test_moe
+MOE_TEST_GPU_CONFIGS=sm90_bf16_t16_c1_m64_s8,sm90_bf16_t128_c1_m256_s4,sm90_bf16_t256_c2_m256_s4 \
+  step racecheck_moe_m64_256 "${san[@]}" racecheck build-gpu/tests/test_moe
+MOE_TEST_GPU_CONFIGS=sm90_bf16_t192_c1_m256_s4,sm90_bf16_t144_c1_m256_s4,sm90_bf16_t176_c1_m256_s4 \
+  step racecheck_moe_tiles "${san[@]}" racecheck build-gpu/tests/test_moe
 fi
-if [ "$MODE" != tests ]; then
+fi
+if [ "$MODE" = ab ]; then
+  step configure_base cmake -S "${BASE_SRC:?ab needs BASE_SRC}" -B build-base -G Ninja \
+       -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_TESTS=OFF
+  step build_base cmake --build build-base -j 16
+  step ab python3 bench/ab.py --a build-base/bench/moe-bench --b build-gpu/bench/moe-bench \
+       --rounds "${AB_ROUNDS:-2}" --iters "${AB_ITERS:-20}" --json "$OUT/ab.jsonl"
+  cat "$OUT/ab.log"
+fi
+if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \
        --json
   step bench_forward ./build-gpu/bench/moe-bench --json
