@@ -652,7 +652,7 @@ int main(int argc, char **argv) {
               "{\"preset\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"stage\":\"%s\","
               "\"tokens\":%lld,\"hidden_size\":%lld,\"intermediate_size\":%lld,"
               "\"scaled\":%s,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
-              "\"us_single\":%.3f,\"tflops\":%.3f,\"tbps\":%.4f,",
+              "\"us_single\":%.3f,\"tflops\":%.6g,\"tbps\":%.6g,",
               p->name, gpu ? "cuda" : "cpu", bench_device_name(d),
               o.routing_only ? "routing" : "all", (long long)tlist[ti], H, I,
               scaled[pi] ? "true" : "false", (long long)res->local_slots,
