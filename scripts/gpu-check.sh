@@ -50,7 +50,7 @@ MOE_TEST_GPU_CASES=23 step racecheck_routing "${san[@]}" racecheck build-gpu/tes
 # 192-token tile and the 144- and 176-token tiles (N not a multiple of 32), and the persistent
 # GEMM2 (configs 0, 17, 19, 20, 22: test_moe's cases with I <= 2048), three configs a step so
 # each stays within STEP_TIMEOUT (all nine took over 250 s on an H200, seven over 240 s on an
-# H100; configs 19, 20, 22 took 144 s on an H100 in state K)
+# H100; configs 19, 20, 22 took 144 s on an H100 with the persistent GEMM2)
 MOE_TEST_GPU_CONFIGS=0,6,11 step racecheck_moe_c124 "${san[@]}" racecheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CONFIGS=15,17,18 step racecheck_moe_m64_256 "${san[@]}" racecheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CONFIGS=19,20,22 step racecheck_moe_tiles "${san[@]}" racecheck build-gpu/tests/test_moe
@@ -59,7 +59,7 @@ if [ "$MODE" != tests ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \
        --json
   step bench_forward ./build-gpu/bench/moe-bench --json
-  # the same cells with the config moe_runner_autotune picks (docs/performance.md, state G)
+  # the same cells with the config moe_runner_autotune picks (the table's tuned columns)
   step bench_tuned ./build-gpu/bench/moe-bench --json --config tuned
   if [ -f bench/torch_compare.py ]; then
     step torch_compare python3 bench/torch_compare.py --lib build-gpu/libmoe_trtllm.so ${TORCH_TOKENS:+--tokens $TORCH_TOKENS}
