@@ -56,8 +56,11 @@ def main(argv=None):
     ap.add_argument("--target", type=float, default=85.0, help="%% of floor drawn as target")
     args = ap.parse_args(argv)
 
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit(f"plot.py: {sys.executable} has no matplotlib "
+                         "(Debian: apt-get install python3-matplotlib, then /usr/bin/python3)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
