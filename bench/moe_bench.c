@@ -10,6 +10,8 @@
  * rotated over several copies so L2 stays cold; NVTX ranges around the timed region. µs is the
  * steady state of 8 forwards per graph for forwards under 1 ms (the graph launch amortised, as
  * in a model's graph), the JSON's us_single one forward per graph launch.
+ * On the CPU backend there are no ceilings, so no floor; a preset whose prepared weights exceed
+ * --cpu-weight-gb runs with H and I scaled down (E, K and routing kept), and says so.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -46,19 +48,58 @@ typedef struct {
   int routing_only;
   int iters;
   int json;
-  const char *configs; /* NULL = the default config; "all" = every valid one; "tuned" = the
-                        * fastest by moe_runner_autotune; or "a,b,.." */
-  double cpu_max_weight_gb;
+  const char *configs;  /* NULL = the default config; "all" = every valid one; "tuned" = the
+                         * fastest by moe_runner_autotune; or "a,b,.." */
+  double cpu_weight_gb; /* CPU backend: prepared-weight budget per preset (H, I scaled down) */
 } options;
 
-static void usage(void) {
-  printf(
+static void usage(FILE *f) {
+  fprintf(
+      f,
       "usage: moe-bench [--preset NAME[,NAME..]|all] [--tokens N[,N..]] [--backend "
       "auto|cpu|cuda]\n"
       "                 [--stage all|routing] [--iters N] [--config N[,N..]|all|tuned] [--json]\n"
+      "                 [--cpu-weight-gb G]\n"
       "presets:");
-  for (int i = 0; i < N_PRESETS; ++i) printf(" %s", k_presets[i].name);
-  printf("\n");
+  for (int i = 0; i < N_PRESETS; ++i) fprintf(f, " %s", k_presets[i].name);
+  fprintf(f, "\n");
+}
+
+static void help(void) {
+  usage(stdout);
+  printf(
+      "\nTimes whole MoE forwards (routing + GEMM1 + activation + GEMM2 + finalize; --stage\n"
+      "routing: routing alone) of model presets through the public API, on the GPU when one is\n"
+      "present (else the CPU reference backend). Defaults: every preset; T = 1..16384 on the GPU,\n"
+      "T = 1,8,32 on the CPU; the default config of each cell.\n"
+      "\ncolumns (and JSON keys):\n"
+      "  preset    model shape: E experts, top-K, hidden H, intermediate I, routing method\n"
+      "  T         tokens of the forward (tokens)\n"
+      "  H, I      (CPU) hidden and intermediate size run; smaller than the model's when scaled\n"
+      "  slots     routed (token, expert) pairs on this rank, sum of cnt_e (local_slots)\n"
+      "  us        median microseconds per forward; on the GPU the steady state of 8 forwards\n"
+      "            per CUDA graph below 1 ms (us_single: one forward per graph launch)\n"
+      "  TFLOP/s   2*slots*(2I*H + I*H) / us: the GEMMs' useful FLOPs per second (tflops)\n"
+      "  TB/s      bytes that must move / us: each active expert's W1 and W2 once, hidden\n"
+      "            states in, output out (tbps)\n"
+      "  floor_us  (GPU) max(bytes / copy bandwidth, FLOPs / dense GEMM rate) with both ceilings\n"
+      "            measured in the same run (copy_tbps, gemm_tflops): the fastest this forward\n"
+      "            could be (floor_us)\n"
+      "  %%floor    (GPU) floor_us / us, the share of the limit reached (pct_floor)\n"
+      "  config    (GPU) the kernel config's name: token tile t, cluster size c, weight rows m,\n"
+      "            pipeline stages s (config = its index, config_name)\n"
+      "  plan      (CPU) the config's routing-plan tile and cluster size (the CPU backend runs\n"
+      "            no GPU kernels; config = its index, config_name)\n"
+      "  JSON only: active_experts (local experts with at least one slot), backend, device,\n"
+      "            stage, scaled, hidden_size, intermediate_size\n"
+      "\noptions: --preset a list or all; --tokens the T list; --backend auto picks the GPU when\n"
+      "present; --stage routing times moe_routing_prepare alone; --iters timed repetitions\n"
+      "(default 50 GPU, 3 CPU); --config a list of config indices, all valid ones, or tuned\n"
+      "(moe_runner_autotune's pick); --json one JSON object per row (bench/plot.py draws them).\n"
+      "The CPU backend has no ceilings, so no floor columns. A preset whose prepared weights\n"
+      "exceed --cpu-weight-gb (default 1.5) runs on the CPU with H and I halved until they fit\n"
+      "(multiples of 64; E, K and routing kept); the run says which presets it scaled and why,\n"
+      "and JSON rows carry scaled, hidden_size and intermediate_size.\n");
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -69,7 +110,7 @@ static int parse(int argc, char **argv, options *o) {
   o->iters = 0;
   o->json = 0;
   o->configs = NULL;
-  o->cpu_max_weight_gb = 6.0;
+  o->cpu_weight_gb = 1.5;
   for (int i = 1; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--preset") && v)
@@ -80,18 +121,37 @@ static int parse(int argc, char **argv, options *o) {
       ++i;
       o->backend = !strcmp(v, "cpu")    ? MOE_BACKEND_CPU
                    : !strcmp(v, "cuda") ? MOE_BACKEND_CUDA
-                                        : MOE_BACKEND_AUTO;
-    } else if (!strcmp(a, "--stage") && v)
+                   : !strcmp(v, "auto") ? MOE_BACKEND_AUTO
+                                        : -2;
+      if (o->backend == -2) {
+        fprintf(stderr, "moe-bench: --backend: expected auto, cpu or cuda, given '%s'\n", v);
+        return 2;
+      }
+    } else if (!strcmp(a, "--stage") && v) {
       o->routing_only = !strcmp(argv[++i], "routing");
-    else if (!strcmp(a, "--iters") && v)
+      if (!o->routing_only && strcmp(v, "all")) {
+        fprintf(stderr, "moe-bench: --stage: expected all or routing, given '%s'\n", v);
+        return 2;
+      }
+    } else if (!strcmp(a, "--iters") && v)
       o->iters = atoi(argv[++i]);
     else if (!strcmp(a, "--config") && v)
       o->configs = argv[++i];
     else if (!strcmp(a, "--json"))
       o->json = 1;
-    else {
-      usage();
-      return a[0] == '-' && a[1] == 'h' ? 1 : 2;
+    else if (!strcmp(a, "--cpu-weight-gb") && v) {
+      o->cpu_weight_gb = strtod(argv[++i], NULL);
+      if (!(o->cpu_weight_gb > 0)) {
+        fprintf(stderr, "moe-bench: --cpu-weight-gb: expected a positive number, given '%s'\n", v);
+        return 2;
+      }
+    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      help();
+      return 1;
+    } else {
+      fprintf(stderr, "moe-bench: unknown or incomplete argument '%s'\n", a);
+      usage(stderr);
+      return 2;
     }
   }
   return 0;
@@ -216,8 +276,7 @@ static int resolve_configs(moe_runner *r, const moe_problem *prob, const char *s
 }
 
 /* One preset at one T: build inputs, prepare weights once, time forwards with each config of
- * --config (one result each, in order). Returns the number of results, -1 if skipped, -2 on
- * failure. */
+ * --config (one result each, in order). Returns the number of results, -2 on failure. */
 static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, const options *o,
                     row_result *results) {
   const int gpu = bench_is_gpu(d);
@@ -245,11 +304,6 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
   if (check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM1, &w1_bytes), "w1 size") ||
       check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM2, &w2_bytes), "w2 size"))
     return -2;
-  const double wgb = (double)(w1_bytes + w2_bytes) / 1e9;
-  if (!gpu && wgb > o->cpu_max_weight_gb) {
-    fprintf(stderr, "moe-bench: %s skipped on the CPU: %.1f GB of weights\n", p->name, wgb);
-    return -1;
-  }
   /* Rotating weight copies keep L2 cold on the GPU (enough that one pass exceeds it 4x). */
   int copies = 1;
   if (gpu && !o->routing_only) {
@@ -415,7 +469,11 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
       res->tbps = bytes / (res->us * 1e-6) / 1e12;
       res->floor_us = floor_us;
       res->config = cfg;
-      snprintf(res->config_name, sizeof res->config_name, "%s", info.name);
+      if (gpu)
+        snprintf(res->config_name, sizeof res->config_name, "%s", info.name);
+      else /* the CPU backend runs no kernels: the config shapes only the routing plan */
+        snprintf(res->config_name, sizeof res->config_name, "tile%d_c%d", (int)info.tile,
+                 (int)info.cluster_size);
     }
     free(t);
   }
@@ -434,10 +492,88 @@ done:
   return rc;
 }
 
+/* Prepared-weight bytes (W1 + W2) of preset @p p at its H and I, in GB; -1 on failure. */
+static double weight_gb(moe_runner *r, const preset *p) {
+  moe_problem prob;
+  moe_problem_init(&prob, MOE_PROBLEM_VERSION);
+  prob.num_tokens = 1;
+  prob.num_experts = p->E;
+  prob.top_k = p->K;
+  prob.hidden_size = p->H;
+  prob.intermediate_size = p->I;
+  size_t w1 = 0, w2 = 0;
+  if (check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM1, &w1), "w1 size") ||
+      check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM2, &w2), "w2 size"))
+    return -1.0;
+  return (double)(w1 + w2) / 1e9;
+}
+
+static int64_t half64(int64_t v) { /* v / 2 rounded down to a multiple of 64, at least 64 */
+  const int64_t h = v / 2 / 64 * 64;
+  return h < 64 ? 64 : h;
+}
+
+/* CPU backend: halve H and I of @p q (a copy of a preset) until its prepared weights fit
+ * @p budget_gb. Returns 1 if scaled, 0 if it fits as it is, -1 if it cannot fit or on failure
+ * (with a message); @p full_gb gets the size at the preset's own H and I. */
+static int scale_to_budget(moe_runner *r, preset *q, double budget_gb, double *full_gb) {
+  double gb = *full_gb = weight_gb(r, q);
+  int scaled = 0;
+  while (gb > budget_gb && (q->H > 64 || q->I > 64)) {
+    q->H = half64(q->H);
+    q->I = half64(q->I);
+    gb = weight_gb(r, q);
+    scaled = 1;
+  }
+  if (gb < 0) return -1;
+  if (gb > budget_gb) {
+    fprintf(stderr,
+            "moe-bench: %s does not fit --cpu-weight-gb %.3g even at H = I = 64 (%.3g GB of "
+            "prepared weights)\n",
+            q->name, budget_gb, gb);
+    return -1;
+  }
+  return scaled;
+}
+
+/* Whether NAME is in the comma-separated list (or the list is "all"). */
+static int in_list(const char *list, const char *name) {
+  if (!strcmp(list, "all")) return 1;
+  const size_t n = strlen(name);
+  for (const char *s = list; s && *s;) {
+    const char *end = strchr(s, ',');
+    const size_t len = end ? (size_t)(end - s) : strlen(s);
+    if (len == n && !strncmp(s, name, n)) return 1;
+    s = end ? end + 1 : NULL;
+  }
+  return 0;
+}
+
+/* Every name of --preset is a preset (or the list is "all"); else a message and 0. */
+static int presets_known(const char *list) {
+  if (!strcmp(list, "all")) return 1;
+  for (const char *s = list; s && *s;) {
+    const char *end = strchr(s, ',');
+    const size_t len = end ? (size_t)(end - s) : strlen(s);
+    int known = 0;
+    for (int i = 0; i < N_PRESETS; ++i)
+      known |= strlen(k_presets[i].name) == len && !strncmp(s, k_presets[i].name, len);
+    if (!known) {
+      fprintf(stderr, "moe-bench: --preset: unknown preset '%.*s' (moe-bench --help lists them)\n",
+              (int)len, s);
+      return 0;
+    }
+    s = end ? end + 1 : NULL;
+  }
+  return 1;
+}
+
 int main(int argc, char **argv) {
   options o;
   int pr = parse(argc, argv, &o);
   if (pr) return pr == 1 ? 0 : 2;
+  const char *presets = o.presets ? o.presets : "all";
+  if (!presets_known(presets)) return 2;
   bench_dev *d = NULL;
   if (bench_open(o.backend, &d)) return 1;
   const int gpu = bench_is_gpu(d);
@@ -447,7 +583,6 @@ int main(int argc, char **argv) {
   moe_runner *r = NULL;
   if (check(moe_runner_create(&ro, &r), "runner create")) return 1;
 
-  const char *presets = o.presets ? o.presets : (gpu ? "all" : "qwen3-30b");
   const char *tokens = o.tokens
                            ? o.tokens
                            : (o.routing_only ? "1,16,64,256,1024,4096,16384,65536"
@@ -458,48 +593,83 @@ int main(int argc, char **argv) {
     fprintf(stderr, "moe-bench: --tokens: expected N[,N..] (at most 64), given '%s'\n", tokens);
     return 2;
   }
-  if (gpu) bench_measure_ceilings(d);
-  if (!o.json) {
+  if (!o.json)
     printf("moe-bench: %s, %s\n", gpu ? "CUDA backend" : "CPU backend (no GPU found)",
            bench_device_name(d));
-    if (gpu)
+  /* The presets to run, as run: on the CPU scaled to the weight budget (routing alone does not
+   * depend on H and I). */
+  preset run[N_PRESETS];
+  int scaled[N_PRESETS], nrun = 0;
+  for (int pi = 0; pi < N_PRESETS; ++pi) {
+    if (!in_list(presets, k_presets[pi].name)) continue;
+    run[nrun] = k_presets[pi];
+    scaled[nrun] = 0;
+    if (!gpu && !o.routing_only) {
+      double full_gb = 0.0;
+      scaled[nrun] = scale_to_budget(r, &run[nrun], o.cpu_weight_gb, &full_gb);
+      if (scaled[nrun] < 0) return 2;
+      if (scaled[nrun])
+        fprintf(o.json ? stderr : stdout,
+                "moe-bench: %s scaled down to H = %lld, I = %lld on the CPU: its %.1f GB of "
+                "prepared weights (H = %lld, I = %lld) exceed --cpu-weight-gb %.3g\n",
+                run[nrun].name, (long long)run[nrun].H, (long long)run[nrun].I, full_gb,
+                (long long)k_presets[pi].H, (long long)k_presets[pi].I, o.cpu_weight_gb);
+    }
+    ++nrun;
+  }
+  if (gpu) bench_measure_ceilings(d);
+  /* A floor exists only where the same run measured both ceilings (the GPU). */
+  const int has_floor = bench_copy_bw(d) > 0 && bench_gemm_rate(d) > 0;
+  if (!o.json) {
+    if (has_floor)
       printf("ceilings (same run): device copy %.2f TB/s, dense bf16 GEMM %.0f TFLOP/s\n",
              bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
-    printf("%-16s %7s %8s %10s %8s %7s %9s %7s  %s\n", "preset", "T", "slots", "us", "TFLOP/s",
-           "TB/s", "floor_us", "%floor", "config");
+    if (has_floor)
+      printf("%-16s %7s %8s %10s %8s %7s %9s %7s  %s\n", "preset", "T", "slots", "us", "TFLOP/s",
+             "TB/s", "floor_us", "%floor", "config");
+    else
+      printf("%-16s %7s %6s %6s %8s %10s %8s %7s  %s\n", "preset", "T", "H", "I", "slots", "us",
+             "TFLOP/s", "TB/s", gpu ? "config" : "plan");
   }
   int failures = 0;
-  for (int pi = 0; pi < N_PRESETS; ++pi) {
-    const preset *p = &k_presets[pi];
-    if (strcmp(presets, "all") && !strstr(presets, p->name)) continue;
+  for (int pi = 0; pi < nrun; ++pi) {
+    const preset *p = &run[pi];
     for (int ti = 0; ti < nt; ++ti) {
       row_result results[MAX_CONFIGS];
       memset(results, 0, sizeof results);
       const int nres = run_case(d, r, p, tlist[ti], &o, results);
-      if (nres == -1) break; /* skipped (CPU weight limit): larger T too */
       if (nres < 0) {
         ++failures;
         continue;
       }
       for (int ri = 0; ri < nres; ++ri) {
         const row_result *res = &results[ri];
-        double pct = res->floor_us > 0 ? 100.0 * res->floor_us / res->us : 0.0;
-        if (o.json)
+        const double pct = res->floor_us > 0 ? 100.0 * res->floor_us / res->us : 0.0;
+        const long long H = o.routing_only ? 0 : (long long)p->H,
+                        I = o.routing_only ? 0 : (long long)p->I;
+        if (o.json) {
           printf(
               "{\"preset\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"stage\":\"%s\","
-              "\"tokens\":%lld,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
-              "\"us_single\":%.3f,"
-              "\"tflops\":%.3f,\"tbps\":%.4f,\"floor_us\":%.3f,\"pct_floor\":%.1f,"
-              "\"config\":%d,\"config_name\":\"%s\",\"copy_tbps\":%.3f,\"gemm_tflops\":%.1f}\n",
+              "\"tokens\":%lld,\"hidden_size\":%lld,\"intermediate_size\":%lld,"
+              "\"scaled\":%s,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
+              "\"us_single\":%.3f,\"tflops\":%.6g,\"tbps\":%.6g,",
               p->name, gpu ? "cuda" : "cpu", bench_device_name(d),
-              o.routing_only ? "routing" : "all", (long long)tlist[ti], (long long)res->local_slots,
-              (long long)res->active_experts, res->us, res->us_single, res->tflops, res->tbps,
-              res->floor_us, pct, res->config, res->config_name, bench_copy_bw(d) / 1e12,
-              bench_gemm_rate(d) / 1e12);
-        else
+              o.routing_only ? "routing" : "all", (long long)tlist[ti], H, I,
+              scaled[pi] ? "true" : "false", (long long)res->local_slots,
+              (long long)res->active_experts, res->us, res->us_single, res->tflops, res->tbps);
+          if (has_floor)
+            printf("\"floor_us\":%.3f,\"pct_floor\":%.1f,\"copy_tbps\":%.3f,\"gemm_tflops\":%.1f,",
+                   res->floor_us, pct, bench_copy_bw(d) / 1e12, bench_gemm_rate(d) / 1e12);
+          printf("\"config\":%d,\"config_name\":\"%s\"}\n", res->config, res->config_name);
+        } else if (has_floor) {
           printf("%-16s %7lld %8lld %10.1f %8.2f %7.3f %9.1f %6.1f%%  %s\n", p->name,
                  (long long)tlist[ti], (long long)res->local_slots, res->us, res->tflops, res->tbps,
                  res->floor_us, pct, res->config_name);
+        } else {
+          printf("%-16s %7lld %6lld %6lld %8lld %10.1f %8.3f %7.4f  %s\n", p->name,
+                 (long long)tlist[ti], H, I, (long long)res->local_slots, res->us, res->tflops,
+                 res->tbps, res->config_name);
+        }
       }
       fflush(stdout);
     }

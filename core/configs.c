@@ -71,7 +71,7 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
 }
 
 /*
- * Best-first heuristic, from the H100/H200 measurements in docs/performance.md. With
+ * Best-first heuristic, from the H100/H200 measurements in docs/performance-history.md. With
  * a = T*K/E_l expected tokens per local expert, the target cluster tile is the next power of
  * two >= 2a, within [64, 128] (in prefill 128 fed the tensor pipe best and 256 did not win;
  * below 64, a skewed routing defeats the smaller tile: bf16_score). Rank by log2 distance from
@@ -101,7 +101,7 @@ static int64_t bf16_score(const moe_problem *p, const moe_config_row *row) {
    * streaming the same weights again. The 64-token, 4-stage config (two CTAs per SM) covers such
    * an expert with one weight stream, and where routing is balanced its padding costs only
    * tensor-core time under a weight-bound stream. Same H100, every preset at T = 32 / 128 / 512
-   * (`moe-bench --config 0,1,2,3,16,...`, docs/performance.md state J): with 1 <= a <= 32 it was
+   * (`moe-bench --config 0,1,2,3,16,...`, 2026-11-28): with 1 <= a <= 32 it was
    * within 2.1% of the fastest config in every balanced cell (worst: llama4 T = 512 10059 against
    * 9850 us for tile 16, T = 128 6768 against 6640 for tile 8), while on DeepSeek-V3's skewed
    * benchmark routing the 2a tile ran 29% / 25% slower (T = 128 tile 8 2889 against 2241 us,
@@ -109,7 +109,7 @@ static int64_t bf16_score(const moe_problem *p, const moe_config_row *row) {
   int64_t target = 64;
   while (target < 128 && target * el < 2 * slots) target *= 2; /* next pow2 >= 2a */
   /* Pure decode: every sweep cell with a < 1 ran fastest, or within 2%, with the 128-row tile-8
-   * config (H100, `moe-bench --config all`, docs/performance.md state D): e.g. deepseek-v3 T = 1 /
+   * config (H100, `moe-bench --config all`, 2026-11-28): e.g. deepseek-v3 T = 1 /
    * 8 at 92.6 / 100.8% of the floor against 79.4 / 85.1% with the 64-row tile-16 config that
    * this rule used to pick, llama4 T = 8 99.4 against 84.4%; mixtral T = 1 lost 2%. */
   if (decode) target = 8;
@@ -119,8 +119,8 @@ static int64_t bf16_score(const moe_problem *p, const moe_config_row *row) {
   /* Prefill with a >= 64: 256-row weight tiles first (two 64-row wgmma atoms per consumer
    * warpgroup). From a >= 128 the 192-token CTA tile leads (config sm90_bf16_t192_c1_m256_s4:
    * its 192 x 256 tile moves 112 FLOP per L2 byte against 85 for 128 x 256, in 4 stages of
-   * 56 KB); below, the tile-128 C = 1 config. H100, cold L2, `moe-bench --config`, 2026-11-28
-   * (docs/performance.md, state E), against the next best config:
+   * 56 KB); below, the tile-128 C = 1 config. H100, cold L2, `moe-bench --config`, 2026-11-28,
+   * against the next best config:
    *   a >= 128: t192 fastest in 13 of 14 cells, by up to 14% (qwen3-235b T = 8192 4067 against
    *     4587 us for t128 C1, gpt-oss-120b T = 16384 5292 against 6035, deepseek-v3 T = 16384
    *     17370 against 18734 us for t256 C2); mixtral T = 2048 lost by 5% on one machine and won
@@ -132,7 +132,7 @@ static int64_t bf16_score(const moe_problem *p, const moe_config_row *row) {
    * The 144/160/176-token tiles rank after these: they win when routing is balanced and the
    * rows per expert sit just above a multiple of 192 (gpt-oss-120b T = 8192, a = 256: t144 -10%),
    * but lost 14% on DeepSeek-V3 T = 8192 (same a, skewed routing); moe_problem carries no
-   * routing statistics, so they are autotune's to pick (docs/performance.md, state G). */
+   * routing statistics, so they are autotune's to pick. */
   const int big = !decode && slots >= 64 * el;
   if (big && row->gemm1_block_m == 256) {
     const int want = slots >= 128 * el ? 192 : 128;

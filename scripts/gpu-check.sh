@@ -79,7 +79,7 @@ if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
   step bench_routing ./build-gpu/bench/moe-bench --stage routing --preset deepseek-v3,qwen3-30b \
        --json
   step bench_forward ./build-gpu/bench/moe-bench --json
-  # the same cells with the config moe_runner_autotune picks (docs/performance.md, state G)
+  # the same cells with the config moe_runner_autotune picks (the table's tuned columns)
   step bench_tuned ./build-gpu/bench/moe-bench --json --config tuned
   if [ -f bench/torch_compare.py ]; then
     step torch_compare python3 bench/torch_compare.py --lib build-gpu/libmoe_trtllm.so ${TORCH_TOKENS:+--tokens $TORCH_TOKENS}
