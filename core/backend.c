@@ -40,6 +40,14 @@ moe_status_t moe_backend_run(const moe_runner *r, const moe_k_run *a, const moe_
     moe_cpu_run(a, plan, r->num_threads);
     return MOE_STATUS_SUCCESS;
   }
+  /* FP8 on CUDA: runner creation, config queries, workspace sizing and weight preparation
+   * work; the FP8 GEMM kernels are not in this build yet. (The one place to replace when they
+   * land; checked before the device so CI sees it with sm_version 90.) */
+  if (a->scaling_mode != MOE_K_SCALING_NONE)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "runner: FP8 (scaling_mode %d) runs only on the CPU backend in this build; "
+                    "the CUDA FP8 GEMM kernels are not implemented yet",
+                    a->scaling_mode);
   if ((s = need_device(r))) return s;
   return moe_gpu_run(r, a, plan, stream);
 }
@@ -56,6 +64,23 @@ moe_status_t moe_backend_weights_prepare(const moe_runner *r, int32_t which, int
   }
   if ((s = need_device(r))) return s;
   return moe_gpu_prepare(r, which, gated, experts, rows, cols, canonical, prepared, stream);
+}
+
+moe_status_t moe_backend_weights_prepare_fp8(const moe_runner *r, int32_t which, int64_t experts,
+                                             int64_t rows, int64_t cols, const void *canonical,
+                                             const float *canonical_scales, uint8_t *prepared,
+                                             moe_cuda_stream_t stream) {
+  moe_status_t s;
+  int32_t gated = which == MOE_WEIGHTS_GEMM1 && r->gated;
+  if (r->backend == MOE_BACKEND_CPU) {
+    if ((s = need_null_stream(r, stream))) return s;
+    moe_cpu_weights_prepare_fp8(which, gated, r->opts.scaling_mode, experts, rows, cols, canonical,
+                                canonical_scales, prepared);
+    return MOE_STATUS_SUCCESS;
+  }
+  if ((s = need_device(r))) return s;
+  return moe_gpu_prepare_fp8(r, which, gated, experts, rows, cols, canonical, canonical_scales,
+                             prepared, stream);
 }
 
 moe_status_t moe_backend_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
