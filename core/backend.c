@@ -40,14 +40,6 @@ moe_status_t moe_backend_run(const moe_runner *r, const moe_k_run *a, const moe_
     moe_cpu_run(a, plan, r->num_threads);
     return MOE_STATUS_SUCCESS;
   }
-  /* FP8 on CUDA: runner creation, config queries, workspace sizing and weight preparation
-   * work; the FP8 GEMM kernels are not in this build yet. (The one place to replace when they
-   * land; checked before the device so CI sees it with sm_version 90.) */
-  if (a->scaling_mode != MOE_K_SCALING_NONE)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "runner: FP8 (scaling_mode %d) runs only on the CPU backend in this build; "
-                    "the CUDA FP8 GEMM kernels are not implemented yet",
-                    a->scaling_mode);
   if ((s = need_device(r))) return s;
   return moe_gpu_run(r, a, plan, stream);
 }

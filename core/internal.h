@@ -43,6 +43,9 @@ moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, 
                                      int64_t rows, int64_t cols, const DLTensor *canonical,
                                      const DLTensor *canonical_scales, const DLTensor *prepared,
                                      moe_cuda_stream_t stream);
+/* NOT_SUPPORTED for an FP8 runner on the CUDA backend until the FP8 GEMM kernels land (the
+ * one place to remove then; moe_runner_run calls it first). */
+moe_status_t moe_check_fp8_backend(const moe_runner *r);
 /* hidden_states and the version-2 scale tensors of run args against the runner's precision;
  * fills the hidden and FP8 fields of @p k. */
 moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,

@@ -113,8 +113,9 @@ MOE_API moe_status_t moe_runner_run(moe_runner *r, const moe_problem *p, const m
                                     size_t workspace_bytes, moe_cuda_stream_t stream) {
   moe_clear_error();
   if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
-  moe_status_t s = moe_check_problem(p, "problem");
+  moe_status_t s = moe_check_fp8_backend(r);
   if (s) return s;
+  if ((s = moe_check_problem(p, "problem"))) return s;
   if ((s = moe_check_config(r, p, config, "config"))) return s;
   if ((s = moe_check_plan(r, plan, workspace, workspace_bytes))) return s;
   if (plan->config != config)
