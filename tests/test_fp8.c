@@ -137,6 +137,10 @@ static moe_runner *fp8_runner(int backend, int mode, int activation, int32_t thr
   return r;
 }
 
+static int64_t w1_rows(int act, int64_t I) {
+  return (t_gated(act) ? 2 : 1) * I;
+}
+
 /* Uniform in [-1, 1). */
 static float rnd_unit(t_rng *r) {
   return (float)((double)(t_rng_next(r) >> 11) * 0x1.0p-52 - 1.0);
@@ -322,6 +326,83 @@ static void test_prepare(void) {
   moe_runner_destroy(r);
 }
 
+/* Prepared bytes of one weight tensor on @p backend (canonical e4m3 + scales, or bf16), with
+ * the canonical data shifted by @p shift elements (unaligned for shift 1). NULL on failure. */
+static uint8_t *prepare_on(int backend, int mode, int activation, int32_t which,
+                           const moe_problem *p, const void *canon, int canon_e4m3,
+                           const float *scales, int64_t R, int64_t C, int64_t shift,
+                           size_t *bytes) {
+  moe_runner *r = fp8_runner(backend, mode, activation, 2);
+  if (!r) return NULL;
+  const int64_t El = p->local_num_experts;
+  uint8_t *host = NULL;
+  if (!CHECK_OK(moe_weights_prepared_size(r, p, which, bytes))) {
+    ttensor *c = tt_from_host_shifted(backend, canon_e4m3 ? DT_E4M3 : DT_BF16, 3,
+                                      (int64_t[]){El, R, C}, canon, shift);
+    ttensor *sc = NULL;
+    if (scales)
+      sc = mode == MOE_SCALING_BLOCK
+               ? tt_from_host(backend, DT_F32, 3, (int64_t[]){El, R / BLK, C / BLK}, scales)
+               : tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, scales);
+    ttensor *pr = tt_new(backend, DT_U8, 1, (int64_t[]){(int64_t)*bytes});
+    tmem_poison(backend, pr->t.data, pr->bytes);
+    if (!CHECK_OK(
+            moe_weights_prepare_scaled(r, p, which, &c->t, sc ? &sc->t : NULL, &pr->t, NULL))) {
+      host = (uint8_t *)t_xmalloc(*bytes);
+      tmem_download(backend, host, pr->t.data, *bytes);
+    }
+    tt_free(c);
+    tt_free(sc);
+    tt_free(pr);
+  }
+  moe_runner_destroy(r);
+  return host;
+}
+
+/* The CUDA preparation (kernels/weights_prepare_fp8.cu) writes the CPU's bytes. */
+static void test_prepare_gpu(void) {
+  if (!t_have_cuda()) {
+    printf("prepare on the GPU: skipped (no CUDA device, or a CPU-only build)\n");
+    return;
+  }
+  const int modes[2] = {MOE_SCALING_BLOCK, MOE_SCALING_PER_TENSOR};
+  const int acts[2] = {MOE_ACTIVATION_SWIGLU, MOE_ACTIVATION_IDENTITY};
+  int cases = 0;
+  for (int m = 0; m < 2; ++m)
+    for (int ai = 0; ai < 2; ++ai)
+      for (int which = 1; which <= 2; ++which)
+        for (int kind = 0; kind < 3; ++kind) { /* bf16; e4m3 aligned; e4m3 unaligned */
+          const int64_t El = 3, H = 384, I = 256;
+          const int64_t R = which == 1 ? w1_rows(acts[ai], I) : H, C = which == 1 ? H : I;
+          moe_problem p;
+          t_problem(&p, 7, 4, 2, 4, (int32_t)El, H, I);
+          t_rng rng = {900 + (uint64_t)(m * 100 + ai * 10 + which * 3 + kind)};
+          uint16_t *w = gen_weights(&rng, El, R, C, 0.05f);
+          const int64_t ns = modes[m] == MOE_SCALING_BLOCK ? El * (R / BLK) * (C / BLK) : El;
+          uint8_t *q = (uint8_t *)t_xmalloc((size_t)(El * R * C));
+          float *s = (float *)t_xmalloc(sizeof(float) * (size_t)ns);
+          ref_quantize_weights(modes[m], w, El, R, C, q, s);
+          if (kind == 0) w[5] = 0x7FC1; /* a NaN and an inf through the GPU rule */
+          if (kind == 0) w[6] = 0xFF80;
+          const void *canon = kind ? (const void *)q : (const void *)w;
+          size_t b_cpu = 0, b_gpu = 0;
+          uint8_t *cpu = prepare_on(MOE_BACKEND_CPU, modes[m], acts[ai], which, &p, canon,
+                                    kind != 0, kind ? s : NULL, R, C, 0, &b_cpu);
+          uint8_t *gpu = prepare_on(MOE_BACKEND_CUDA, modes[m], acts[ai], which, &p, canon,
+                                    kind != 0, kind ? s : NULL, R, C, kind == 2, &b_gpu);
+          CHECK(cpu && gpu && b_cpu == b_gpu && memcmp(cpu, gpu, b_cpu) == 0,
+                "GPU prepare differs from the CPU (mode %d, act %d, which %d, kind %d)", modes[m],
+                acts[ai], which, kind);
+          ++cases;
+          free(cpu);
+          free(gpu);
+          free(w);
+          free(q);
+          free(s);
+        }
+  printf("prepare on the GPU: %d cases bit-identical to the CPU\n", cases);
+}
+
 /* ---- 3. the CPU FP8 forward against a float64 reference ---------------------------------------
  */
 
@@ -356,10 +437,6 @@ typedef struct fsetup {
   moe_run_args args;
   int ok;
 } fsetup;
-
-static int64_t w1_rows(int act, int64_t I) {
-  return (t_gated(act) ? 2 : 1) * I;
-}
 
 /* The reference GEMM1 + activation of token t on local expert e, in double. */
 static void ref_gemm1(const fsetup *f, const double *x, int64_t e, double *y) {
@@ -957,6 +1034,7 @@ int main(void) {
   test_encode();
   test_scale_rule();
   test_prepare();
+  test_prepare_gpu();
   test_forward();
   test_determinism();
   test_run_misuse();
