@@ -762,6 +762,19 @@ static const fcase k_cases[] = {
 };
 #define NUM_CASES ((int)(sizeof k_cases / sizeof k_cases[0]))
 
+/* FNV-1a of the output rows the plan defines (all T rows, or the permuted rows of slots):
+ * printed per case so a change of the CPU reference's bits shows. */
+static uint64_t output_digest(const fsetup *f) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const uint8_t *o = (const uint8_t *)f->tout->t.data;
+  const int64_t rows = f->c.finalize ? f->c.T : f->plan.max_padded_rows, rb = f->c.H * 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!f->c.finalize && (r >= f->hp.permuted_size || f->hp.p2t[r] < 0)) continue;
+    for (int64_t i = 0; i < rb; ++i) h = (h ^ o[r * rb + i]) * 0x100000001b3ull;
+  }
+  return h;
+}
+
 static void test_forward(void) {
   for (int i = 0; i < NUM_CASES; ++i) {
     fsetup f;
@@ -772,8 +785,9 @@ static void test_forward(void) {
         for (int64_t x = 0; x < f.hp.tk; ++x) local += f.hp.e2p[x] >= 0;
         printf(
             "forward %-28s T=%-3lld local slots %-4ld rel L2 vs float64 %.3e (bound %.1e); "
-            "bf16 off by 1 ulp: %ld, by more: %ld\n",
-            k_cases[i].name, (long long)k_cases[i].T, local, rel, FP8_REF_BOUND, ulp1, worse);
+            "bf16 off by 1 ulp: %ld, by more: %ld; digest %016llx\n",
+            k_cases[i].name, (long long)k_cases[i].T, local, rel, FP8_REF_BOUND, ulp1, worse,
+            (unsigned long long)output_digest(&f));
         CHECK(k_cases[i].T == 0 || local > 0, "%s: no local slot, the case tests nothing",
               k_cases[i].name);
         CHECK(rel <= FP8_REF_BOUND, "%s: relative L2 %.3e > %.1e", k_cases[i].name, rel,
