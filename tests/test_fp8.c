@@ -6,6 +6,7 @@
  *      ties, subnormals, saturation, inf and NaN; the group scale rule.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -926,6 +927,23 @@ static void test_run_misuse(void) {
   setup_free(&f);
 }
 
+/* A version-1 run-args struct (no scale fields) serves a BLOCK run on bf16 hidden states, with
+ * the bits of version 2; the library reads nothing past its 120 bytes. */
+static void test_run_args_v1(void) {
+  fsetup f;
+  if (setup_case(&k_cases[0], 2, 8, &f) && !CHECK_OK(run_setup(&f))) {
+    const uint64_t want = output_digest(&f);
+    moe_run_args v1;
+    memset(&v1, 0x7F, sizeof v1); /* read as pointers, the version-2 fields would be garbage */
+    memcpy(&v1, &f.args, offsetof(moe_run_args, hidden_states_scale));
+    v1.version = 1;
+    memset(f.tout->t.data, 0xFF, f.tout->bytes);
+    CHECK_OK(moe_runner_run(f.r, &f.p, &v1, f.cfg, &f.plan, f.ws.ptr, f.ws.bytes, NULL));
+    CHECK(output_digest(&f) == want, "version-1 run args: output differs from version 2");
+  }
+  setup_free(&f);
+}
+
 static void test_prepare_and_option_misuse(void) {
   moe_runner *r = fp8_runner(MOE_BACKEND_CPU, MOE_SCALING_BLOCK, MOE_ACTIVATION_SWIGLU, 1);
   moe_runner *rt = fp8_runner(MOE_BACKEND_CPU, MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_SWIGLU, 1);
@@ -1052,6 +1070,7 @@ int main(void) {
   test_forward();
   test_determinism();
   test_run_misuse();
+  test_run_args_v1();
   test_prepare_and_option_misuse();
   return tc_summary("test_fp8");
 }
