@@ -190,6 +190,15 @@ int moe_cuda_weights_prepare_fp8(int32_t which, int32_t gated, int32_t scaling_m
                                  const void *canonical, const float *canonical_scales,
                                  uint8_t *prepared, void *stream);
 
+/*
+ * bf16 [rows, cols] -> e4m3 [rows, cols] (+ fp32 scales [rows, cols/128] in BLOCK mode, one per
+ * row per 128 columns; PER_TENSOR: q = e4m3(x / *static_scale), scales unused) with the rule
+ * of kernels/fp8_math.h: the hidden-state quantization point of an FP8 run, as one pass
+ * (kernels/quantize_fp8.cu; not called by the library yet). cols % 128 == 0.
+ */
+int moe_cuda_quantize_fp8(const uint16_t *x, int64_t rows, int64_t cols, int32_t scaling_mode,
+                          const float *static_scale, uint8_t *q, float *scales, void *stream);
+
 /* GEMM1 + activation, GEMM2 and finalize on the GPU. */
 int moe_cuda_run(const moe_k_run *args, const moe_k_plan *plan, void *stream);
 
