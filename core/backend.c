@@ -58,6 +58,23 @@ moe_status_t moe_backend_weights_prepare(const moe_runner *r, int32_t which, int
   return moe_gpu_prepare(r, which, gated, experts, rows, cols, canonical, prepared, stream);
 }
 
+moe_status_t moe_backend_weights_prepare_fp8(const moe_runner *r, int32_t which, int64_t experts,
+                                             int64_t rows, int64_t cols, const void *canonical,
+                                             const float *canonical_scales, uint8_t *prepared,
+                                             moe_cuda_stream_t stream) {
+  moe_status_t s;
+  int32_t gated = which == MOE_WEIGHTS_GEMM1 && r->gated;
+  if (r->backend == MOE_BACKEND_CPU) {
+    if ((s = need_null_stream(r, stream))) return s;
+    moe_cpu_weights_prepare_fp8(which, gated, r->opts.scaling_mode, experts, rows, cols, canonical,
+                                canonical_scales, prepared);
+    return MOE_STATUS_SUCCESS;
+  }
+  if ((s = need_device(r))) return s;
+  return moe_gpu_prepare_fp8(r, which, gated, experts, rows, cols, canonical, canonical_scales,
+                             prepared, stream);
+}
+
 moe_status_t moe_backend_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                               moe_cuda_stream_t stream) {
   moe_status_t s;

@@ -110,6 +110,19 @@ moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int32_t gated, 
   return e ? cuda_fail((cudaError_t)e, "weight preparation") : MOE_STATUS_SUCCESS;
 }
 
+moe_status_t moe_gpu_prepare_fp8(const moe_runner *r, int32_t which, int32_t gated, int64_t experts,
+                                 int64_t rows, int64_t cols, const void *canonical,
+                                 const float *canonical_scales, uint8_t *prepared,
+                                 moe_cuda_stream_t stream) {
+  device_guard g;
+  moe_status_t s = guard_enter(r, &g);
+  if (s) return s;
+  int e = moe_cuda_weights_prepare_fp8(which, gated, r->opts.scaling_mode, experts, rows, cols,
+                                       canonical, canonical_scales, prepared, (void *)stream);
+  guard_exit(&g);
+  return e ? cuda_fail((cudaError_t)e, "FP8 weight preparation") : MOE_STATUS_SUCCESS;
+}
+
 moe_status_t moe_gpu_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                           moe_cuda_stream_t stream) {
   device_guard g;
@@ -186,6 +199,11 @@ moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t w, int32_t g, int64_t 
 }
 moe_status_t moe_gpu_read(const moe_runner *r, void *d, const void *s, size_t b,
                           moe_cuda_stream_t st) {
+  return no_cuda();
+}
+moe_status_t moe_gpu_prepare_fp8(const moe_runner *r, int32_t w, int32_t g, int64_t e, int64_t rows,
+                                 int64_t cols, const void *c, const float *cs, uint8_t *p,
+                                 moe_cuda_stream_t s) {
   return no_cuda();
 }
 moe_status_t moe_gpu_time(const moe_runner *r, moe_timed_fn fn, void *ctx, int32_t iters,

@@ -26,6 +26,31 @@ struct moe_runner {
   int32_t gated;       /* activation is SwiGLU or GeGLU */
 };
 
+/* ---- versioned structs (options.c) ---- */
+/* Bytes of a caller's struct of @p version (1..current): the prefix the library may touch. */
+size_t moe_runner_options_size(uint32_t version);
+size_t moe_run_args_size(uint32_t version);
+
+/* ---- FP8 (fp8.c; docs/formats.md "FP8") ---- */
+/* Dtypes and scaling mode of the options: consistent and supported (names the field). */
+moe_status_t moe_check_precision_options(const moe_runner_options *o);
+/* Shape rules of FP8 (H and I multiples of 128); success on a BF16 runner. */
+moe_status_t moe_check_fp8_problem(const moe_runner *r, const moe_problem *p);
+/* Prepared bytes of an FP8 weight tensor of [el, rows, cols] (values, pad, scales). */
+int64_t moe_fp8_prepared_bytes(const moe_runner *r, int64_t el, int64_t rows, int64_t cols);
+/* FP8 half of moe_weights_prepare_scaled (the runner is FP8; which and problem checked). */
+moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, int32_t which,
+                                     int64_t rows, int64_t cols, const DLTensor *canonical,
+                                     const DLTensor *canonical_scales, const DLTensor *prepared,
+                                     moe_cuda_stream_t stream);
+/* NOT_SUPPORTED for an FP8 runner on the CUDA backend until the FP8 GEMM kernels land (the
+ * one place to remove then; moe_runner_run calls it first). */
+moe_status_t moe_check_fp8_backend(const moe_runner *r);
+/* hidden_states and the version-2 scale tensors of run args against the runner's precision;
+ * fills the hidden and FP8 fields of @p k. */
+moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,
+                                     const moe_run_args *a, moe_k_run *k);
+
 /* ---- errors (status.c) ---- */
 /* Record a failure message for this thread and return @p status. printf-style. */
 moe_status_t moe_fail(moe_status_t status, const char *fmt, ...)
@@ -92,6 +117,7 @@ moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const voi
 #define MOE_T_I32 3
 #define MOE_T_U8 4
 #define MOE_T_F32_OR_BF16 5
+#define MOE_T_E4M3 6 /* kDLFloat8_e4m3fn, 8 bits */
 /* Validate a tensor: non-NULL (unless optional), dtype, ndim, exact shape (-1 = any, -2 =
  * at least min_dim0 for dim 0), compact strides, device of the runner. */
 moe_status_t moe_check_tensor(const moe_runner *r, const DLTensor *t, const char *name,
@@ -111,6 +137,11 @@ moe_status_t moe_backend_run(const moe_runner *r, const moe_k_run *a, const moe_
 moe_status_t moe_backend_weights_prepare(const moe_runner *r, int32_t which, int64_t experts,
                                          int64_t rows, int64_t cols, const uint16_t *canonical,
                                          uint16_t *prepared, moe_cuda_stream_t stream);
+/* FP8 preparation (kernels.h moe_cuda_weights_prepare_fp8 for the arguments). */
+moe_status_t moe_backend_weights_prepare_fp8(const moe_runner *r, int32_t which, int64_t experts,
+                                             int64_t rows, int64_t cols, const void *canonical,
+                                             const float *canonical_scales, uint8_t *prepared,
+                                             moe_cuda_stream_t stream);
 /* Copy device (or host) memory of the runner's backend to host; synchronises the stream. */
 moe_status_t moe_backend_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                               moe_cuda_stream_t stream);
@@ -125,6 +156,10 @@ moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_pl
 moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int32_t gated, int64_t experts,
                              int64_t rows, int64_t cols, const uint16_t *canonical,
                              uint16_t *prepared, moe_cuda_stream_t stream);
+moe_status_t moe_gpu_prepare_fp8(const moe_runner *r, int32_t which, int32_t gated, int64_t experts,
+                                 int64_t rows, int64_t cols, const void *canonical,
+                                 const float *canonical_scales, uint8_t *prepared,
+                                 moe_cuda_stream_t stream);
 moe_status_t moe_gpu_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                           moe_cuda_stream_t stream);
 int64_t moe_gpu_scratch_bytes(int64_t max_tokens, int32_t num_experts);

@@ -4,9 +4,20 @@
  * Each accepts 1 <= version <= the current version and fills the defaults of that version
  * (append-only structs: an older caller's struct is a prefix of ours).
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
+
+/* A version-v struct is the prefix of ours up to the first field a later version appended:
+ * the library reads and writes no byte past it (an older caller's struct is that short). */
+size_t moe_runner_options_size(uint32_t version) {
+  return version >= 2 ? sizeof(moe_runner_options) : offsetof(moe_runner_options, scaling_mode);
+}
+
+size_t moe_run_args_size(uint32_t version) {
+  return version >= 2 ? sizeof(moe_run_args) : offsetof(moe_run_args, hidden_states_scale);
+}
 
 static moe_status_t check_init(const void *ptr, const char *name, uint32_t version,
                                uint32_t current) {
@@ -22,7 +33,7 @@ MOE_API moe_status_t moe_runner_options_init(moe_runner_options *opts, uint32_t 
   moe_status_t s = check_init(opts, "opts", version, MOE_RUNNER_OPTIONS_VERSION);
   if (s) return s;
   const moe_runner_options def = MOE_RUNNER_OPTIONS_INIT;
-  *opts = def;
+  memcpy(opts, &def, moe_runner_options_size(version));
   opts->version = version;
   return MOE_STATUS_SUCCESS;
 }
@@ -51,7 +62,7 @@ MOE_API moe_status_t moe_routing_args_init(moe_routing_args *args, uint32_t vers
 MOE_API moe_status_t moe_run_args_init(moe_run_args *args, uint32_t version) {
   moe_status_t s = check_init(args, "args", version, MOE_RUN_ARGS_VERSION);
   if (s) return s;
-  memset(args, 0, sizeof *args);
+  memset(args, 0, moe_run_args_size(version));
   args->version = version;
   args->do_finalize = 1;
   args->enable_pdl = 1;

@@ -72,7 +72,7 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
   const int64_t th[2] = {T, H}, w1s[1] = {-2 - (int64_t)w1}, w2s[1] = {-2 - (int64_t)w2};
   const int64_t b1[2] = {El, f * I}, b2[2] = {El, H}, el[1] = {El};
   const int64_t po[2] = {-2 - l->max_rows, H};
-  if ((s = moe_check_tensor(r, a->hidden_states, "args->hidden_states", 0, MOE_T_BF16, 2, th)) ||
+  if ((s = moe_check_run_precision(r, p, a, k)) ||
       (s = moe_check_tensor(r, a->gemm1_weights, "args->gemm1_weights", 0, MOE_T_U8, 1, w1s)) ||
       (s = moe_check_tensor(r, a->gemm2_weights, "args->gemm2_weights", 0, MOE_T_U8, 1, w2s)) ||
       (s = moe_check_tensor(r, a->gemm1_bias, "args->gemm1_bias", 1, MOE_T_F32, 2, b1)) ||
@@ -95,7 +95,6 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
                               po)))
       return s;
   }
-  k->hidden = (const uint16_t *)moe_tensor_data(a->hidden_states);
   k->w1 = (const uint16_t *)moe_tensor_data(a->gemm1_weights);
   k->w2 = (const uint16_t *)moe_tensor_data(a->gemm2_weights);
   k->bias1 = (const float *)moe_tensor_data(a->gemm1_bias);
@@ -114,8 +113,9 @@ MOE_API moe_status_t moe_runner_run(moe_runner *r, const moe_problem *p, const m
                                     size_t workspace_bytes, moe_cuda_stream_t stream) {
   moe_clear_error();
   if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
-  moe_status_t s = moe_check_problem(p, "problem");
+  moe_status_t s = moe_check_fp8_backend(r);
   if (s) return s;
+  if ((s = moe_check_problem(p, "problem"))) return s;
   if ((s = moe_check_config(r, p, config, "config"))) return s;
   if ((s = moe_check_plan(r, plan, workspace, workspace_bytes))) return s;
   if (plan->config != config)
@@ -132,6 +132,7 @@ MOE_API moe_status_t moe_runner_run(moe_runner *r, const moe_problem *p, const m
   if ((s = check_run_args(r, p, a, &l, &k))) return s;
   char *ws = (char *)workspace;
   k.gemm1_out = (uint16_t *)(ws + l.off_gemm1_out);
+  k.act_scratch = ws + l.off_gemm2_out;
   k.gemm2_out = a->do_finalize ? (uint16_t *)(ws + l.off_gemm2_out)
                                : (uint16_t *)moe_tensor_data(a->permuted_output);
   k.num_tokens = p->num_tokens;

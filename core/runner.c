@@ -24,13 +24,8 @@ static moe_status_t check_options(const moe_runner_options *o) {
                     "opts->sm_version: expected 0 (ask the device) or 90 (the only catalogue), "
                     "given %d",
                     o->sm_version);
-  if (o->activation_dtype != MOE_DTYPE_BF16)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "opts->activation_dtype: expected %d (BF16), given %d", MOE_DTYPE_BF16,
-                    o->activation_dtype);
-  if (o->weight_dtype != MOE_DTYPE_BF16)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED, "opts->weight_dtype: expected %d (BF16), given %d",
-                    MOE_DTYPE_BF16, o->weight_dtype);
+  moe_status_t s = moe_check_precision_options(o);
+  if (s) return s;
   if (!activation_known(o->activation))
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "opts->activation: expected 3 (SwiGLU), 4 (GeGLU), 6 (ReLU2) or 7 "
@@ -55,7 +50,7 @@ MOE_API moe_status_t moe_runner_create(const moe_runner_options *opts, moe_runne
     if (opts->version < 1 || opts->version > MOE_RUNNER_OPTIONS_VERSION)
       return moe_fail(MOE_STATUS_VERSION_MISMATCH, "opts->version: expected 1..%d, given %u",
                       MOE_RUNNER_OPTIONS_VERSION, opts->version);
-    memcpy(&o, opts, sizeof o); /* version 1 is the whole struct */
+    memcpy(&o, opts, moe_runner_options_size(opts->version)); /* later fields: defaults */
   }
   moe_status_t s = check_options(&o);
   if (s) return s;

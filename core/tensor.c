@@ -15,6 +15,8 @@ static const char *dtype_name(int want) {
       return "int32";
     case MOE_T_U8:
       return "uint8";
+    case MOE_T_E4M3:
+      return "float8_e4m3fn";
     default:
       return "float32 or bfloat16";
   }
@@ -31,6 +33,8 @@ static int dtype_is(DLDataType d, int want) {
       return d.code == kDLInt && d.bits == 32;
     case MOE_T_U8:
       return d.code == kDLUInt && d.bits == 8;
+    case MOE_T_E4M3:
+      return d.code == kDLFloat8_e4m3fn && d.bits == 8;
     default:
       return dtype_is(d, MOE_T_F32) || dtype_is(d, MOE_T_BF16);
   }

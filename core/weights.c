@@ -1,5 +1,6 @@
 /*
- * weights.c - prepared weight sizes and the canonical -> prepared conversion.
+ * weights.c - prepared weight sizes and the canonical -> prepared conversion (BF16 here; the
+ * FP8 arguments are checked in fp8.c).
  */
 #include <limits.h>
 
@@ -27,6 +28,8 @@ static moe_status_t check_which(const moe_runner *r, const moe_problem *p, int32
                     "problem->intermediate_size: gated activations need a multiple of 8, given "
                     "%lld",
                     (long long)p->intermediate_size);
+  moe_status_t s = moe_check_fp8_problem(r, p);
+  if (s) return s;
   int64_t rows, cols;
   weight_dims(r, p, which, &rows, &cols);
   int64_t el = moe_local_experts(p);
@@ -45,13 +48,24 @@ MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *r, const moe_pr
   if (s || (s = check_which(r, p, which))) return s;
   int64_t rows, cols;
   weight_dims(r, p, which, &rows, &cols);
-  *bytes = (size_t)(moe_local_experts(p) * rows * cols * 2);
+  const int64_t el = moe_local_experts(p);
+  *bytes =
+      (size_t)(r->opts.scaling_mode != MOE_SCALING_NONE ? moe_fp8_prepared_bytes(r, el, rows, cols)
+                                                        : el * rows * cols * 2);
   return MOE_STATUS_SUCCESS;
 }
 
 MOE_API moe_status_t moe_weights_prepare(const moe_runner *r, const moe_problem *p, int32_t which,
                                          const DLTensor *canonical, const DLTensor *prepared,
                                          moe_cuda_stream_t stream) {
+  return moe_weights_prepare_scaled(r, p, which, canonical, NULL, prepared, stream);
+}
+
+MOE_API moe_status_t moe_weights_prepare_scaled(const moe_runner *r, const moe_problem *p,
+                                                int32_t which, const DLTensor *canonical,
+                                                const DLTensor *canonical_scales,
+                                                const DLTensor *prepared,
+                                                moe_cuda_stream_t stream) {
   moe_clear_error();
   if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
   size_t bytes = 0;
@@ -59,6 +73,13 @@ MOE_API moe_status_t moe_weights_prepare(const moe_runner *r, const moe_problem 
   if (s) return s;
   int64_t rows, cols;
   weight_dims(r, p, which, &rows, &cols);
+  if (r->opts.scaling_mode != MOE_SCALING_NONE)
+    return moe_fp8_weights_prepare(r, p, which, rows, cols, canonical, canonical_scales, prepared,
+                                   stream);
+  if (canonical_scales)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "canonical_scales: expected NULL on a BF16 runner (scaling_mode NONE), "
+                    "given a tensor");
   const int64_t el = moe_local_experts(p);
   const int64_t cshape[3] = {el, rows, cols}, pshape[1] = {-2 - (int64_t)bytes};
   if ((s = moe_check_tensor(r, canonical, "canonical", 0, MOE_T_BF16, 3, cshape)) ||

@@ -180,6 +180,18 @@ typedef int32_t moe_status_t;
 
 /** Element types of activations and weights. */
 #define MOE_DTYPE_BF16 0
+/** e4m3fn (DLPack kDLFloat8_e4m3fn, 8 bits); needs a scaling mode */
+#define MOE_DTYPE_FP8_E4M3 1
+
+/** Scaling modes of FP8 (docs/formats.md, "FP8"). */
+/** BF16 activations and weights: no scales */
+#define MOE_SCALING_NONE 0
+/** FP8: fp32 scale per expert for W1 and for W2; static activation scales per call (run args
+ * gemm1_input_scale, gemm2_input_scale) */
+#define MOE_SCALING_PER_TENSOR 1
+/** FP8: fp32 scale per 128x128 weight block; activations: fp32 per token per 128 columns,
+ * computed by the library (or given with e4m3 hidden states) */
+#define MOE_SCALING_BLOCK 2
 
 /** Which weight tensor (moe_weights_prepared_size / moe_weights_prepare). */
 #define MOE_WEIGHTS_GEMM1 1 /**< canonical W1 [E_l, f*I, H]: up rows [0,I), then gate rows */
@@ -201,26 +213,32 @@ typedef int32_t moe_status_t;
 /* Options and problem                                                                         */
 /* ------------------------------------------------------------------------------------------ */
 
-#define MOE_RUNNER_OPTIONS_VERSION 1
-/** Runner options. Initialise with moe_runner_options_init(). */
+#define MOE_RUNNER_OPTIONS_VERSION 2
+/**
+ * Runner options. Initialise with moe_runner_options_init(). Version 2 appended scaling_mode;
+ * a version-1 struct (without it) is still accepted and means MOE_SCALING_NONE.
+ */
 typedef struct moe_runner_options {
   uint32_t version;         /**< MOE_RUNNER_OPTIONS_VERSION */
   int32_t backend;          /**< MOE_BACKEND_*; default MOE_BACKEND_AUTO */
   int32_t device_id;        /**< CUDA device ordinal; default 0 */
   int32_t sm_version;       /**< 0 = ask the device; e.g. 90 lets config queries and workspace
                                  sizing of the CUDA catalogue run without a GPU */
-  int32_t activation_dtype; /**< MOE_DTYPE_BF16 (the only one now) */
-  int32_t weight_dtype;     /**< MOE_DTYPE_BF16 (the only one now) */
+  int32_t activation_dtype; /**< MOE_DTYPE_BF16 (default) or MOE_DTYPE_FP8_E4M3 (which
+                                 needs weight_dtype FP8_E4M3 and a scaling mode) */
+  int32_t weight_dtype;     /**< MOE_DTYPE_BF16 (default) or MOE_DTYPE_FP8_E4M3 (needs
+                                 activation_dtype FP8_E4M3 for now: no W8A16) */
   int32_t activation;       /**< MOE_ACTIVATION_*; default SWIGLU. Fixes the weight layout */
   int32_t num_threads;      /**< CPU backend worker threads; 0 = one per core */
   int32_t reserved[8];      /**< must be zero */
+  /* version 2 */
+  int32_t scaling_mode; /**< MOE_SCALING_*: NONE for BF16 (default), PER_TENSOR or BLOCK for
+                             FP8_E4M3 */
 } moe_runner_options;
 #define MOE_RUNNER_OPTIONS_INIT                                                         \
   {                                                                                     \
     MOE_RUNNER_OPTIONS_VERSION, MOE_BACKEND_AUTO, 0, 0, MOE_DTYPE_BF16, MOE_DTYPE_BF16, \
-        MOE_ACTIVATION_SWIGLU, 0, {                                                     \
-      0, 0, 0, 0, 0, 0, 0, 0                                                            \
-    }                                                                                   \
+        MOE_ACTIVATION_SWIGLU, 0, {0, 0, 0, 0, 0, 0, 0, 0}, MOE_SCALING_NONE            \
   }
 
 #define MOE_PROBLEM_VERSION 1
@@ -270,13 +288,18 @@ typedef struct moe_routing_args {
   int32_t reserved[6];          /**< must be zero */
 } moe_routing_args;
 
-#define MOE_RUN_ARGS_VERSION 1
-/** Inputs and outputs of the GEMM stages. */
+#define MOE_RUN_ARGS_VERSION 2
+/**
+ * Inputs and outputs of the GEMM stages. Version 2 appended the FP8 scales; a version-1
+ * struct is still accepted (it has none: BF16 runners only).
+ */
 typedef struct moe_run_args {
   uint32_t version;                  /**< MOE_RUN_ARGS_VERSION */
   int32_t do_finalize;               /**< 1: write output [T, H]; 0: write permuted_output and
                                           leave weights and maps in the plan (default 1) */
-  const DLTensor *hidden_states;     /**< [T, H] bf16 */
+  const DLTensor *hidden_states;     /**< [T, H] bf16; on an FP8 runner bf16 (quantized by the
+                                          library) or e4m3 (already quantized, see the scales
+                                          below) */
   const DLTensor *gemm1_weights;     /**< prepared W1 (moe_weights_prepare), uint8 [bytes] */
   const DLTensor *gemm2_weights;     /**< prepared W2 (moe_weights_prepare), uint8 [bytes] */
   const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32 in canonical row order, optional */
@@ -290,6 +313,16 @@ typedef struct moe_run_args {
                                           rows are unspecified) */
   int32_t enable_pdl;                /**< 1 = programmatic dependent launch (default 1) */
   int32_t reserved[7];               /**< must be zero */
+  /* version 2: FP8 scales (NULL on a BF16 runner) */
+  const DLTensor *hidden_states_scale; /**< BLOCK with e4m3 hidden_states: [T, H/128] fp32,
+                                            hidden[t, c] = q[t, c] * scale[t, c/128]; else NULL */
+  const DLTensor *gemm1_input_scale;   /**< PER_TENSOR: [1] fp32 s1 (required): bf16 hidden is
+                                            quantized as e4m3(x / s1), and e4m3 hidden is read
+                                            as q * s1. BLOCK: NULL */
+  const DLTensor *gemm2_input_scale;   /**< PER_TENSOR: [1] fp32 s2 (required): GEMM1's
+                                            activation output y becomes e4m3(y / s2). BLOCK:
+                                            NULL. Scale values must be positive and finite (not
+                                            checked: they may live on the device) */
 } moe_run_args;
 
 #define MOE_PLAN_VERSION 1
@@ -474,14 +507,17 @@ MOE_API moe_status_t moe_runner_get_workspace_size(const moe_runner *runner,
 /* ------------------------------------------------------------------------------------------ */
 
 /**
- * @brief Bytes of a prepared weight tensor (the layout depends on the runner options only).
+ * @brief Bytes of a prepared weight tensor (the layout depends on the runner options only:
+ * BF16 2 bytes per weight; FP8 1 byte per weight, then at a 256-byte aligned offset the fp32
+ * scales, docs/formats.md). FP8 needs hidden_size and intermediate_size multiples of 128.
  * @param[in] which MOE_WEIGHTS_GEMM1 or MOE_WEIGHTS_GEMM2.
  */
 MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *runner, const moe_problem *problem,
                                                int32_t which, size_t *bytes);
 
 /**
- * @brief Convert canonical weights into the kernels' layout (once, at load time).
+ * @brief Convert canonical weights into the kernels' layout (once, at load time). On an FP8
+ * runner this is moe_weights_prepare_scaled() with canonical_scales NULL (bf16 quantized).
  * @param[in] canonical bf16 W1 [E_l, f*I, H] (up rows, then gate rows) or W2 [E_l, H, I],
  *            on the runner's device. Borrowed until the stream work completes.
  * @param[in] prepared uint8 1-D tensor of at least moe_weights_prepared_size() bytes on the
@@ -492,6 +528,27 @@ MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *runner, const m
 MOE_API moe_status_t moe_weights_prepare(const moe_runner *runner, const moe_problem *problem,
                                          int32_t which, const DLTensor *canonical,
                                          const DLTensor *prepared, moe_cuda_stream_t stream);
+
+/**
+ * @brief Prepare weights with their scales (FP8 checkpoints), or quantize bf16 weights.
+ * With R x C the canonical rows x cols of @p which (W1: f*I x H, W2: H x I):
+ *  - BF16 runner: @p canonical bf16 [E_l, R, C], @p canonical_scales NULL (= moe_weights_prepare).
+ *  - FP8 runner, canonical_scales given: @p canonical e4m3 [E_l, R, C] and fp32 scales
+ *    [E_l, R/128, C/128] (BLOCK; W1's row blocks: up, then gate) or [E_l] (PER_TENSOR);
+ *    weight = q * scale. Copied as they are (no requantization).
+ *  - FP8 runner, canonical_scales NULL: @p canonical bf16 [E_l, R, C], quantized by the
+ *    library (scale = amax / 448 per expert or per 128x128 block; docs/formats.md).
+ * @param[in] prepared uint8 1-D tensor of at least moe_weights_prepared_size() bytes, 16-byte
+ *            aligned, on the runner's device; written by the call (nothing on failure).
+ * @param stream CUDA stream (NULL = legacy default) or NULL on the CPU backend.
+ * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT, MOE_STATUS_NOT_SUPPORTED,
+ *         MOE_STATUS_CUDA_ERROR.
+ */
+MOE_API moe_status_t moe_weights_prepare_scaled(const moe_runner *runner,
+                                                const moe_problem *problem, int32_t which,
+                                                const DLTensor *canonical,
+                                                const DLTensor *canonical_scales,
+                                                const DLTensor *prepared, moe_cuda_stream_t stream);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Routing and run                                                                             */

@@ -26,6 +26,20 @@ extern "C" {
 #define MOE_K_F32 0
 #define MOE_K_BF16 1
 
+/* FP8 scaling modes (= MOE_SCALING_* of the public header; docs/formats.md "FP8"). */
+#define MOE_K_SCALING_NONE 0
+#define MOE_K_SCALING_PER_TENSOR 1
+#define MOE_K_SCALING_BLOCK 2
+
+/*
+ * Byte offset of the fp32 scales after @p elems e4m3 values, 256-byte aligned. Used by the
+ * FP8 prepared weights (e4m3 [E_l, R, C], then scales) and by the CPU backend's FP8
+ * activation buffers (e4m3 [rows, C], then fp32 [rows, C/128]).
+ */
+static inline int64_t moe_k_fp8_scales_offset(int64_t elems) {
+  return (elems + 255) / 256 * 256;
+}
+
 /*
  * The routing plan inside a workspace (see docs/routing.md). Device pointers on CUDA, host
  * pointers on the CPU backend. Capacities are fixed by the workspace's T_max; this call's
@@ -103,6 +117,17 @@ typedef struct moe_k_run {
   int32_t do_finalize;
   int32_t enable_pdl;
   int32_t num_sms;
+  /* FP8 (docs/formats.md "FP8"); scaling_mode NONE (BF16) leaves the rest 0 / NULL. Then w1
+   * and w2 point to FP8 prepared bytes and gemm1_out's region holds e4m3 [max_rows, I] and,
+   * at moe_k_fp8_scales_offset(max_rows * I) bytes, fp32 [max_rows, I/128] (BLOCK). */
+  int32_t scaling_mode;      /* MOE_K_SCALING_* */
+  int32_t hidden_fp8;        /* 1: hidden is e4m3 [T, H]; 0: bf16, quantized by the backend */
+  const float *hidden_scale; /* BLOCK with hidden_fp8: [T, H/128] */
+  const float *input_scale1; /* PER_TENSOR: [1] scale of GEMM1's input */
+  const float *input_scale2; /* PER_TENSOR: [1] scale of GEMM2's input (GEMM1's output) */
+  void *act_scratch;         /* 2 * max_rows * H workspace bytes unused until GEMM2 (the
+                                workspace's GEMM2 output region): the CPU backend quantizes
+                                bf16 hidden states into it */
 } moe_k_run;
 
 /*
@@ -159,6 +184,27 @@ int moe_cuda_routing(const moe_k_routing *args, const moe_k_plan *plan, void *st
 int moe_cuda_weights_prepare(int32_t which, int32_t gated, int64_t local_experts, int64_t rows,
                              int64_t cols, const uint16_t *canonical, uint16_t *prepared,
                              void *stream);
+
+/*
+ * Canonical -> FP8 prepared weights on the GPU (docs/formats.md, prepared layout version 2):
+ * e4m3 values in the BF16 prepared row order, then at moe_k_fp8_scales_offset(E_l*rows*cols)
+ * the fp32 scales in canonical order ([E_l, rows/128, cols/128] BLOCK, [E_l] PER_TENSOR).
+ * canonical_scales != NULL: canonical is e4m3 and both are copied; NULL: canonical is bf16 and
+ * is quantized (kernels/fp8_math.h). rows and cols are multiples of 128.
+ */
+int moe_cuda_weights_prepare_fp8(int32_t which, int32_t gated, int32_t scaling_mode,
+                                 int64_t local_experts, int64_t rows, int64_t cols,
+                                 const void *canonical, const float *canonical_scales,
+                                 uint8_t *prepared, void *stream);
+
+/*
+ * bf16 [rows, cols] -> e4m3 [rows, cols] (+ fp32 scales [rows, cols/128] in BLOCK mode, one per
+ * row per 128 columns; PER_TENSOR: q = e4m3(x / *static_scale), scales unused) with the rule
+ * of kernels/fp8_math.h: the hidden-state quantization point of an FP8 run, as one pass
+ * (kernels/quantize_fp8.cu; not called by the library yet). cols % 128 == 0.
+ */
+int moe_cuda_quantize_fp8(const uint16_t *x, int64_t rows, int64_t cols, int32_t scaling_mode,
+                          const float *static_scale, uint8_t *q, float *scales, void *stream);
 
 /* GEMM1 + activation, GEMM2 and finalize on the GPU. */
 int moe_cuda_run(const moe_k_run *args, const moe_k_plan *plan, void *stream);

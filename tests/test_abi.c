@@ -20,7 +20,8 @@ SA(MOE_BACKEND_AUTO == -1 && MOE_BACKEND_CPU == 0 && MOE_BACKEND_CUDA == 1);
 SA(MOE_ROUTING_DEFAULT == 0 && MOE_ROUTING_RENORMALIZE == 1 && MOE_ROUTING_DEEPSEEK_V3 == 2);
 SA(MOE_ROUTING_LLAMA4 == 3 && MOE_ROUTING_RENORMALIZE_NAIVE == 4 && MOE_ROUTING_TOPK == 5);
 SA(MOE_ACTIVATION_SWIGLU == 3 && MOE_ACTIVATION_GEGLU == 4 && MOE_ACTIVATION_RELU2 == 6);
-SA(MOE_ACTIVATION_IDENTITY == 7 && MOE_DTYPE_BF16 == 0);
+SA(MOE_ACTIVATION_IDENTITY == 7 && MOE_DTYPE_BF16 == 0 && MOE_DTYPE_FP8_E4M3 == 1);
+SA(MOE_SCALING_NONE == 0 && MOE_SCALING_PER_TENSOR == 1 && MOE_SCALING_BLOCK == 2);
 SA(MOE_WEIGHTS_GEMM1 == 1 && MOE_WEIGHTS_GEMM2 == 2);
 SA(MOE_PLAN_TOPK_IDS == 0 && MOE_PLAN_EXPERT_WEIGHTS == 1 && MOE_PLAN_EXPANDED_TO_PERMUTED == 2);
 SA(MOE_PLAN_PERMUTED_TO_TOKEN == 3 && MOE_PLAN_PERMUTED_TO_EXPANDED == 4);
@@ -28,8 +29,9 @@ SA(MOE_PLAN_CTA_TO_BATCH == 5 && MOE_PLAN_CTA_TO_MN_LIMIT == 6 && MOE_PLAN_NUM_C
 SA(MOE_PLAN_PERMUTED_SIZE == 8 && MOE_PLAN_EXPERT_COUNTS == 9);
 SA(kDLCPU == 1 && kDLCUDA == 2 && kDLCUDAManaged == 13);
 SA(kDLInt == 0 && kDLUInt == 1 && kDLFloat == 2 && kDLBfloat == 4 && kDLFloat4_e2m1fn == 17);
-SA(MOE_RUNNER_OPTIONS_VERSION == 1 && MOE_PROBLEM_VERSION == 1 && MOE_ROUTING_ARGS_VERSION == 1);
-SA(MOE_RUN_ARGS_VERSION == 1 && MOE_PLAN_VERSION == 1 && MOE_CONFIG_INFO_VERSION == 1);
+SA(kDLFloat8_e4m3fn == 10 && kDLFloat8_e5m2 == 12);
+SA(MOE_RUNNER_OPTIONS_VERSION == 2 && MOE_PROBLEM_VERSION == 1 && MOE_ROUTING_ARGS_VERSION == 1);
+SA(MOE_RUN_ARGS_VERSION == 2 && MOE_PLAN_VERSION == 1 && MOE_CONFIG_INFO_VERSION == 1);
 
 /* DLPack (ABI-identical to dlpack.h 1.x). */
 SA(sizeof(DLDevice) == 8 && offsetof(DLDevice, device_id) == 4);
@@ -42,7 +44,8 @@ SA(offsetof(DLTensor, ndim) == 16 && offsetof(DLTensor, dtype) == 20);
 SA(offsetof(DLTensor, shape) == 24 && offsetof(DLTensor, strides) == 32);
 SA(offsetof(DLTensor, byte_offset) == 40);
 
-SA(sizeof(moe_runner_options) == 64);
+/* version 1 was the first 64 bytes; version 2 appended scaling_mode */
+SA(sizeof(moe_runner_options) == 68 && offsetof(moe_runner_options, scaling_mode) == 64);
 SA(offsetof(moe_runner_options, version) == 0 && offsetof(moe_runner_options, backend) == 4);
 SA(offsetof(moe_runner_options, device_id) == 8);
 SA(offsetof(moe_runner_options, sm_version) == 12);
@@ -69,7 +72,10 @@ SA(offsetof(moe_routing_args, topk_group) == 52);
 SA(offsetof(moe_routing_args, routed_scaling_factor) == 56);
 SA(offsetof(moe_routing_args, enable_pdl) == 60 && offsetof(moe_routing_args, reserved) == 64);
 
-SA(sizeof(moe_run_args) == 120);
+/* version 1 was the first 120 bytes; version 2 appended the FP8 scale tensors */
+SA(sizeof(moe_run_args) == 144 && offsetof(moe_run_args, hidden_states_scale) == 120);
+SA(offsetof(moe_run_args, gemm1_input_scale) == 128);
+SA(offsetof(moe_run_args, gemm2_input_scale) == 136);
 SA(offsetof(moe_run_args, version) == 0 && offsetof(moe_run_args, do_finalize) == 4);
 SA(offsetof(moe_run_args, hidden_states) == 8 && offsetof(moe_run_args, gemm1_weights) == 16);
 SA(offsetof(moe_run_args, gemm2_weights) == 24 && offsetof(moe_run_args, gemm1_bias) == 32);
@@ -125,8 +131,15 @@ static void check_inits(void) {
   memset(&o, 0x5A, sizeof o);
   CHECK_OK(moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION));
   CHECK(memcmp(&o, &om, sizeof o) == 0, "moe_runner_options_init != MOE_RUNNER_OPTIONS_INIT");
-  CHECK(o.backend == MOE_BACKEND_AUTO && o.activation == MOE_ACTIVATION_SWIGLU,
+  CHECK(o.backend == MOE_BACKEND_AUTO && o.activation == MOE_ACTIVATION_SWIGLU &&
+            o.scaling_mode == MOE_SCALING_NONE,
         "runner options defaults");
+  /* An older version's init writes only that version's prefix (an old caller's struct is
+   * that short). */
+  memset(&o, 0x5A, sizeof o);
+  CHECK_OK(moe_runner_options_init(&o, 1));
+  CHECK(o.version == 1 && o.backend == MOE_BACKEND_AUTO && o.scaling_mode == 0x5A5A5A5A,
+        "moe_runner_options_init(v1) wrote past the version-1 struct");
 
   moe_problem p, pm = MOE_PROBLEM_INIT;
   memset(&p, 0x5A, sizeof p);
@@ -153,6 +166,19 @@ static void check_inits(void) {
             rn.permuted_output == NULL,
         "moe_run_args_init defaults");
   for (int i = 0; i < 7; ++i) CHECK(rn.reserved[i] == 0, "run args reserved[%d]", i);
+  CHECK(rn.hidden_states_scale == NULL && rn.gemm1_input_scale == NULL &&
+            rn.gemm2_input_scale == NULL,
+        "moe_run_args_init: FP8 scales NULL");
+  memset(&rn, 0x5A, sizeof rn);
+  CHECK_OK(moe_run_args_init(&rn, 1));
+  {
+    unsigned char tail[sizeof rn - offsetof(moe_run_args, hidden_states_scale)];
+    memcpy(tail, (const char *)&rn + offsetof(moe_run_args, hidden_states_scale), sizeof tail);
+    int untouched = 1;
+    for (size_t i = 0; i < sizeof tail; ++i) untouched &= tail[i] == 0x5A;
+    CHECK(rn.version == 1 && rn.do_finalize == 1 && untouched,
+          "moe_run_args_init(v1) wrote past the version-1 struct");
+  }
 
   moe_plan pl;
   memset(&pl, 0x5A, sizeof pl);

@@ -172,7 +172,7 @@ static void test_library(void) {
   moe_run_args rn;
   EXPECT(moe_run_args_init(NULL, 1), IA, "args");
   EXPECT(moe_run_args_init(&rn, 0), VM, "version");
-  EXPECT(moe_run_args_init(&rn, 2), VM, "version");
+  EXPECT(moe_run_args_init(&rn, MOE_RUN_ARGS_VERSION + 1), VM, "version");
   moe_plan pl;
   EXPECT(moe_plan_init(NULL, 1), IA, "plan");
   EXPECT(moe_plan_init(&pl, 0), VM, "version");
@@ -195,12 +195,12 @@ static void test_create(void) {
     CHECK(r == NULL, "failed create leaves *out = NULL (" #field ")"); \
   } while (0)
   CREATE_BAD(version, 0, VM, ANY, "version");
-  CREATE_BAD(version, 2, VM, ANY, "version");
+  CREATE_BAD(version, MOE_RUNNER_OPTIONS_VERSION + 1, VM, ANY, "version");
   CREATE_BAD(backend, 2, IA, ANY, "backend");
   CREATE_BAD(backend, -2, IA, ANY, "backend");
   CREATE_BAD(device_id, -1, IA, ANY, "device_id");
   CREATE_BAD(sm_version, 75, NS, IA, "sm_version");
-  CREATE_BAD(activation_dtype, 1, NS, IA, "activation_dtype");
+  CREATE_BAD(activation_dtype, 7, NS, IA, "activation_dtype"); /* FP8 cases: test_fp8.c */
   CREATE_BAD(weight_dtype, 7, NS, IA, "weight_dtype");
   CREATE_BAD(activation, 5, IA, NS, "activation");
   CREATE_BAD(activation, 0, IA, NS, "activation");

@@ -26,7 +26,17 @@ void moe_cpu_routing(const moe_k_routing *args, const moe_k_plan *plan, int32_t 
 void moe_cpu_weights_prepare(int32_t which, int32_t gated, int64_t local_experts, int64_t rows,
                              int64_t cols, const uint16_t *canonical, uint16_t *prepared);
 
-/* GEMM1 (+activation), GEMM2, finalize. */
+/*
+ * Canonical -> FP8 prepared weights (docs/formats.md, version 2; arguments as
+ * moe_cuda_weights_prepare_fp8 in kernels.h): canonical_scales given: e4m3 canonical, relayout;
+ * NULL: bf16 canonical, quantized.
+ */
+void moe_cpu_weights_prepare_fp8(int32_t which, int32_t gated, int32_t scaling_mode,
+                                 int64_t local_experts, int64_t rows, int64_t cols,
+                                 const void *canonical, const float *canonical_scales,
+                                 uint8_t *prepared);
+
+/* GEMM1 (+activation), GEMM2, finalize (FP8 runs: fp8_gemm.c, then the same finalize). */
 void moe_cpu_run(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 
 #ifdef __cplusplus

@@ -56,4 +56,7 @@ void moe_cpu_gemm1(const moe_k_run *args, const moe_k_plan *plan, int32_t num_th
 void moe_cpu_gemm2(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 void moe_cpu_finalize(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 
+/* ---- fp8_gemm.c: GEMM1 and GEMM2 of an FP8 run (args->scaling_mode != NONE) ----------- */
+void moe_cpu_fp8_gemms(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
+
 #endif /* MOE_CPU_INTERNAL_H_ */

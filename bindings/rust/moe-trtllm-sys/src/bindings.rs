@@ -31,6 +31,10 @@ pub const MOE_ACTIVATION_GEGLU: i32 = 4;
 pub const MOE_ACTIVATION_RELU2: i32 = 6;
 pub const MOE_ACTIVATION_IDENTITY: i32 = 7;
 pub const MOE_DTYPE_BF16: i32 = 0;
+pub const MOE_DTYPE_FP8_E4M3: i32 = 1;
+pub const MOE_SCALING_NONE: i32 = 0;
+pub const MOE_SCALING_PER_TENSOR: i32 = 1;
+pub const MOE_SCALING_BLOCK: i32 = 2;
 pub const MOE_WEIGHTS_GEMM1: i32 = 1;
 pub const MOE_WEIGHTS_GEMM2: i32 = 2;
 pub const MOE_PLAN_TOPK_IDS: i32 = 0;
@@ -43,10 +47,10 @@ pub const MOE_PLAN_CTA_TO_MN_LIMIT: i32 = 6;
 pub const MOE_PLAN_NUM_CTAS: i32 = 7;
 pub const MOE_PLAN_PERMUTED_SIZE: i32 = 8;
 pub const MOE_PLAN_EXPERT_COUNTS: i32 = 9;
-pub const MOE_RUNNER_OPTIONS_VERSION: i32 = 1;
+pub const MOE_RUNNER_OPTIONS_VERSION: i32 = 2;
 pub const MOE_PROBLEM_VERSION: i32 = 1;
 pub const MOE_ROUTING_ARGS_VERSION: i32 = 1;
-pub const MOE_RUN_ARGS_VERSION: i32 = 1;
+pub const MOE_RUN_ARGS_VERSION: i32 = 2;
 pub const MOE_PLAN_VERSION: i32 = 1;
 pub const MOE_CONFIG_INFO_VERSION: i32 = 1;
 pub type __uint8_t = ::std::os::raw::c_uchar;
@@ -446,12 +450,13 @@ pub struct moe_runner_options {
     pub activation: i32,
     pub num_threads: i32,
     pub reserved: [i32; 8usize],
+    pub scaling_mode: i32,
 }
 #[test]
 fn bindgen_test_layout_moe_runner_options() {
     assert_eq!(
         ::std::mem::size_of::<moe_runner_options>(),
-        64usize,
+        68usize,
         concat!("Size of: ", stringify!(moe_runner_options))
     );
     assert_eq!(
@@ -612,6 +617,23 @@ fn bindgen_test_layout_moe_runner_options() {
         );
     }
     test_field_reserved();
+    fn test_field_scaling_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_runner_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).scaling_mode) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_runner_options),
+                "::",
+                stringify!(scaling_mode)
+            )
+        );
+    }
+    test_field_scaling_mode();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1060,12 +1082,15 @@ pub struct moe_run_args {
     pub permuted_output: *const DLTensor,
     pub enable_pdl: i32,
     pub reserved: [i32; 7usize],
+    pub hidden_states_scale: *const DLTensor,
+    pub gemm1_input_scale: *const DLTensor,
+    pub gemm2_input_scale: *const DLTensor,
 }
 #[test]
 fn bindgen_test_layout_moe_run_args() {
     assert_eq!(
         ::std::mem::size_of::<moe_run_args>(),
-        120usize,
+        144usize,
         concat!("Size of: ", stringify!(moe_run_args))
     );
     assert_eq!(
@@ -1311,6 +1336,57 @@ fn bindgen_test_layout_moe_run_args() {
         );
     }
     test_field_reserved();
+    fn test_field_hidden_states_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_run_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).hidden_states_scale) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_run_args),
+                "::",
+                stringify!(hidden_states_scale)
+            )
+        );
+    }
+    test_field_hidden_states_scale();
+    fn test_field_gemm1_input_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_run_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm1_input_scale) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_run_args),
+                "::",
+                stringify!(gemm1_input_scale)
+            )
+        );
+    }
+    test_field_gemm1_input_scale();
+    fn test_field_gemm2_input_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_run_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm2_input_scale) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_run_args),
+                "::",
+                stringify!(gemm2_input_scale)
+            )
+        );
+    }
+    test_field_gemm2_input_scale();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2326,6 +2402,17 @@ extern "C" {
         problem: *const moe_problem,
         which: i32,
         canonical: *const DLTensor,
+        prepared: *const DLTensor,
+        stream: moe_cuda_stream_t,
+    ) -> moe_status_t;
+}
+extern "C" {
+    pub fn moe_weights_prepare_scaled(
+        runner: *const moe_runner,
+        problem: *const moe_problem,
+        which: i32,
+        canonical: *const DLTensor,
+        canonical_scales: *const DLTensor,
         prepared: *const DLTensor,
         stream: moe_cuda_stream_t,
     ) -> moe_status_t;
