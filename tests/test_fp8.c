@@ -422,6 +422,7 @@ typedef struct fcase {
 /* Everything one forward needs, built from a case (host copies kept for the reference). */
 typedef struct fsetup {
   fcase c;
+  int backend; /* MOE_BACKEND_CPU or MOE_BACKEND_CUDA: where the tensors and the run are */
   moe_runner *r;
   moe_problem p;
   int32_t cfg;
@@ -436,6 +437,7 @@ typedef struct fsetup {
   float in1, in2;        /* PER_TENSOR input scales */
   ttensor *tw1, *tw2, *thid, *ths, *tin1, *tin2, *tb1, *tb2, *tout;
   moe_run_args args;
+  uint16_t *out; /* host copy of the output after run_args */
   int ok;
 } fsetup;
 
@@ -499,20 +501,22 @@ static void setup_free(fsetup *f) {
   free(f->s1w);
   free(f->s2w);
   free(f->xs);
+  free(f->out);
   if (f->ws.ptr) t_ws_free(&f->ws);
   if (f->ok) t_free_plan(&f->hp);
   moe_runner_destroy(f->r);
   memset(f, 0, sizeof *f);
 }
 
-static int setup_case(const fcase *c, int32_t threads, uint64_t seed, fsetup *f) {
+static int setup_case(const fcase *c, int backend, int32_t threads, uint64_t seed, fsetup *f) {
   memset(f, 0, sizeof *f);
   f->c = *c;
+  f->backend = backend;
   const int64_t T = c->T, H = c->H, I = c->I, El = c->El, E = c->E, K = c->K;
   f->R1 = w1_rows(c->act, I);
   const int64_t R1 = f->R1;
   const int block = c->mode == MOE_SCALING_BLOCK;
-  f->r = fp8_runner(MOE_BACKEND_CPU, c->mode, c->act, threads);
+  f->r = fp8_runner(f->backend, c->mode, c->act, threads);
   if (!f->r) return 0;
   t_problem(&f->p, c->E, T, c->K, c->off, c->El, H, I);
   t_rng rng = {seed};
@@ -544,20 +548,20 @@ static int setup_case(const fcase *c, int32_t threads, uint64_t seed, fsetup *f)
   if (CHECK_OK(moe_weights_prepared_size(f->r, &f->p, MOE_WEIGHTS_GEMM1, &b1)) ||
       CHECK_OK(moe_weights_prepared_size(f->r, &f->p, MOE_WEIGHTS_GEMM2, &b2)))
     return 0;
-  f->tw1 = tt_new(MOE_BACKEND_CPU, DT_U8, 1, (int64_t[]){(int64_t)b1});
-  f->tw2 = tt_new(MOE_BACKEND_CPU, DT_U8, 1, (int64_t[]){(int64_t)b2});
+  f->tw1 = tt_new(f->backend, DT_U8, 1, (int64_t[]){(int64_t)b1});
+  f->tw2 = tt_new(f->backend, DT_U8, 1, (int64_t[]){(int64_t)b2});
   for (int which = 1; which <= 2; ++which) {
     const int64_t R = which == 1 ? R1 : H, C = which == 1 ? H : I;
     const int64_t sshape3[3] = {El, R / BLK, C / BLK}, sshape1[1] = {El};
     ttensor *canon, *sc = NULL;
     if (c->w_e4m3) {
-      canon = tt_from_host(MOE_BACKEND_CPU, DT_E4M3, 3, (int64_t[]){El, R, C},
-                           which == 1 ? f->q1 : f->q2);
-      sc = tt_from_host(MOE_BACKEND_CPU, DT_F32, block ? 3 : 1, block ? sshape3 : sshape1,
+      canon =
+          tt_from_host(f->backend, DT_E4M3, 3, (int64_t[]){El, R, C}, which == 1 ? f->q1 : f->q2);
+      sc = tt_from_host(f->backend, DT_F32, block ? 3 : 1, block ? sshape3 : sshape1,
                         which == 1 ? f->s1w : f->s2w);
     } else {
-      canon = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 3, (int64_t[]){El, R, C},
-                           which == 1 ? f->w1 : f->w2);
+      canon =
+          tt_from_host(f->backend, DT_BF16, 3, (int64_t[]){El, R, C}, which == 1 ? f->w1 : f->w2);
     }
     CHECK_OK(moe_weights_prepare_scaled(f->r, &f->p, which, &canon->t, sc ? &sc->t : NULL,
                                         which == 1 ? &f->tw1->t : &f->tw2->t, NULL));
@@ -567,14 +571,14 @@ static int setup_case(const fcase *c, int32_t threads, uint64_t seed, fsetup *f)
   /* routing: Renormalize on seeded fp32 logits */
   f->cfg = t_find_config(f->r, &f->p, c->tile, c->cluster);
   CHECK(f->cfg >= 0, "%s: no config with tile %d, cluster %d", c->name, c->tile, c->cluster);
-  if (f->cfg < 0 || CHECK_OK(t_ws_alloc(f->r, MOE_BACKEND_CPU, &f->p, f->cfg, &f->ws))) return 0;
+  if (f->cfg < 0 || CHECK_OK(t_ws_alloc(f->r, f->backend, &f->p, f->cfg, &f->ws))) return 0;
   float *logits = (float *)t_xmalloc(sizeof(float) * (size_t)(T * E));
   for (int64_t i = 0; i < T * E; ++i) logits[i] = 3.0f * rnd_unit(&rng);
   t_route rt;
   t_route_init(&rt);
   rt.logits_f32 = 1;
   rt.logits = logits;
-  moe_status_t s = t_prepare(f->r, MOE_BACKEND_CPU, &f->p, &rt, f->cfg, &f->ws, &f->plan);
+  moe_status_t s = t_prepare(f->r, f->backend, &f->p, &rt, f->cfg, &f->ws, &f->plan);
   free(logits);
   if (CHECK_OK(s) || t_read_plan(f->r, &f->plan, &f->ws, c->E, &f->hp)) return 0;
   f->ok = 1;
@@ -613,10 +617,10 @@ static int setup_case(const fcase *c, int32_t threads, uint64_t seed, fsetup *f)
         f->xs[t * (H / BLK) + b] = sc;
         for (int k = 0; k < BLK; ++k) f->xq[t * H + b * BLK + k] = ref_fp8_quantize(g[k], sc);
       }
-    f->thid = tt_from_host(MOE_BACKEND_CPU, DT_E4M3, 2, (int64_t[]){T, H}, f->xq);
-    if (block) f->ths = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){T, H / BLK}, f->xs);
+    f->thid = tt_from_host(f->backend, DT_E4M3, 2, (int64_t[]){T, H}, f->xq);
+    if (block) f->ths = tt_from_host(f->backend, DT_F32, 2, (int64_t[]){T, H / BLK}, f->xs);
   } else {
-    f->thid = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){T, H}, f->x);
+    f->thid = tt_from_host(f->backend, DT_BF16, 2, (int64_t[]){T, H}, f->x);
   }
   moe_run_args *a = &f->args;
   moe_run_args_init(a, MOE_RUN_ARGS_VERSION);
@@ -624,21 +628,22 @@ static int setup_case(const fcase *c, int32_t threads, uint64_t seed, fsetup *f)
   a->hidden_states = &f->thid->t;
   a->hidden_states_scale = f->ths ? &f->ths->t : NULL;
   if (!block) {
-    f->tin1 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 1, (int64_t[]){1}, &f->in1);
-    f->tin2 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 1, (int64_t[]){1}, &f->in2);
+    f->tin1 = tt_from_host(f->backend, DT_F32, 1, (int64_t[]){1}, &f->in1);
+    f->tin2 = tt_from_host(f->backend, DT_F32, 1, (int64_t[]){1}, &f->in2);
     a->gemm1_input_scale = &f->tin1->t;
     a->gemm2_input_scale = &f->tin2->t;
   }
   a->gemm1_weights = &f->tw1->t;
   a->gemm2_weights = &f->tw2->t;
   if (c->bias) {
-    f->tb1 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){El, R1}, f->b1);
-    f->tb2 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){El, H}, f->b2);
+    f->tb1 = tt_from_host(f->backend, DT_F32, 2, (int64_t[]){El, R1}, f->b1);
+    f->tb2 = tt_from_host(f->backend, DT_F32, 2, (int64_t[]){El, H}, f->b2);
     a->gemm1_bias = &f->tb1->t;
     a->gemm2_bias = &f->tb2->t;
   }
   const int64_t out_rows = c->finalize ? T : f->plan.max_padded_rows;
-  f->tout = tt_new(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){out_rows, H});
+  f->tout = tt_new(f->backend, DT_BF16, 2, (int64_t[]){out_rows, H});
+  f->out = (uint16_t *)t_xmalloc(f->tout->bytes);
   if (c->finalize)
     a->output = &f->tout->t;
   else
@@ -646,9 +651,17 @@ static int setup_case(const fcase *c, int32_t threads, uint64_t seed, fsetup *f)
   return 1;
 }
 
+/* Run with @p a on a poisoned output (0xFF bytes: bf16 NaN) and copy the output to f->out. */
+static moe_status_t run_args(fsetup *f, const moe_run_args *a) {
+  tmem_poison(f->backend, f->tout->t.data, f->tout->bytes);
+  moe_status_t s = moe_runner_run(f->r, &f->p, a, f->cfg, &f->plan, f->ws.ptr, f->ws.bytes, NULL);
+  tmem_sync(f->backend);
+  tmem_download(f->backend, f->out, f->tout->t.data, f->tout->bytes);
+  return s;
+}
+
 static moe_status_t run_setup(fsetup *f) {
-  memset(f->tout->t.data, 0xFF, f->tout->bytes); /* poison: bf16 NaN */
-  return moe_runner_run(f->r, &f->p, &f->args, f->cfg, &f->plan, f->ws.ptr, f->ws.bytes, NULL);
+  return run_args(f, &f->args);
 }
 
 /*
@@ -662,7 +675,7 @@ static moe_status_t run_setup(fsetup *f) {
 static double compare_with_reference(const fsetup *f, long *ulp1, long *worse) {
   const fcase *c = &f->c;
   const int64_t T = c->T, H = c->H, I = c->I, K = c->K;
-  const uint16_t *out = (const uint16_t *)f->tout->t.data;
+  const uint16_t *out = f->out;
   double *xd = (double *)t_xmalloc(sizeof(double) * (size_t)H);
   double *y = (double *)t_xmalloc(sizeof(double) * (size_t)I);
   double *a = (double *)t_xmalloc(sizeof(double) * (size_t)I);
@@ -767,7 +780,7 @@ static const fcase k_cases[] = {
  * printed per case so a change of the CPU reference's bits shows. */
 static uint64_t output_digest(const fsetup *f) {
   uint64_t h = 0xcbf29ce484222325ull;
-  const uint8_t *o = (const uint8_t *)f->tout->t.data;
+  const uint8_t *o = (const uint8_t *)f->out;
   const int64_t rows = f->c.finalize ? f->c.T : f->plan.max_padded_rows, rb = f->c.H * 2;
   for (int64_t r = 0; r < rows; ++r) {
     if (!f->c.finalize && (r >= f->hp.permuted_size || f->hp.p2t[r] < 0)) continue;
@@ -779,7 +792,7 @@ static uint64_t output_digest(const fsetup *f) {
 static void test_forward(void) {
   for (int i = 0; i < NUM_CASES; ++i) {
     fsetup f;
-    if (setup_case(&k_cases[i], 2, 1000 + (uint64_t)i, &f)) {
+    if (setup_case(&k_cases[i], MOE_BACKEND_CPU, 2, 1000 + (uint64_t)i, &f)) {
       if (!CHECK_OK(run_setup(&f))) {
         long ulp1 = 0, worse = 0, local = 0;
         const double rel = compare_with_reference(&f, &ulp1, &worse);
@@ -799,6 +812,72 @@ static void test_forward(void) {
   }
 }
 
+/* Relative L2 of a against b over the output rows the plan defines; counts non-finite a. */
+static double rel_defined(const fsetup *f, const uint16_t *a, const uint16_t *b, long *nonfinite) {
+  const int64_t rows = f->c.finalize ? f->c.T : f->plan.max_padded_rows, H = f->c.H;
+  double num = 0, den = 0;
+  *nonfinite = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!f->c.finalize && (r >= f->hp.permuted_size || f->hp.p2t[r] < 0)) continue;
+    for (int64_t h = 0; h < H; ++h) {
+      const double x = bf16_to_f32(a[r * H + h]), y = bf16_to_f32(b[r * H + h]);
+      *nonfinite += !bf16_isfinite(a[r * H + h]);
+      num += (x - y) * (x - y);
+      den += y * y;
+    }
+  }
+  return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+}
+
+/*
+ * The CUDA backend on the same cases (same seeds, so the same inputs and plan): GPU against CPU
+ * <= 1e-2 relative L2 per case (DESIGN: the GPU bound per dtype), GPU against the float64
+ * reference reported and bounded by the same 1e-2, every defined output element written and
+ * finite, and two GPU runs bitwise equal. Skips without a device; while the CUDA FP8 GEMMs are
+ * not in the build, moe_runner_run answers NOT_SUPPORTED and the comparison is skipped.
+ */
+#define FP8_GPU_BOUND 1e-2
+
+static void test_forward_gpu(void) {
+  if (!t_have_cuda()) {
+    printf("forward on the GPU: skipped (no CUDA device, or a CPU-only build)\n");
+    return;
+  }
+  for (int i = 0; i < NUM_CASES; ++i) {
+    fsetup g, c;
+    const uint64_t seed = 1000 + (uint64_t)i;
+    if (setup_case(&k_cases[i], MOE_BACKEND_CUDA, 0, seed, &g) &&
+        setup_case(&k_cases[i], MOE_BACKEND_CPU, 2, seed, &c)) {
+      moe_status_t s = run_setup(&g);
+      if (s == MOE_STATUS_NOT_SUPPORTED) {
+        printf("forward on the GPU: skipped (%s)\n", moe_get_last_error());
+        setup_free(&g);
+        setup_free(&c);
+        return;
+      }
+      CHECK(s == MOE_STATUS_SUCCESS, "%s on the GPU -> %d: %s", k_cases[i].name, (int)s,
+            moe_get_last_error());
+      if (s == MOE_STATUS_SUCCESS && !CHECK_OK(run_setup(&c))) {
+        long nonfinite = 0, ulp1 = 0, worse = 0;
+        const double vs_cpu = rel_defined(&g, g.out, c.out, &nonfinite);
+        const uint64_t first = output_digest(&g);
+        const double vs_ref = compare_with_reference(&g, &ulp1, &worse);
+        printf(
+            "forward GPU %-24s T=%-3lld rel L2 vs CPU %.3e, vs float64 %.3e (bound %.0e); "
+            "non-finite %ld\n",
+            k_cases[i].name, (long long)k_cases[i].T, vs_cpu, vs_ref, FP8_GPU_BOUND, nonfinite);
+        CHECK(vs_cpu <= FP8_GPU_BOUND && vs_ref <= FP8_GPU_BOUND && nonfinite == 0,
+              "%s: GPU vs CPU %.3e, vs float64 %.3e, %ld non-finite", k_cases[i].name, vs_cpu,
+              vs_ref, nonfinite);
+        CHECK_OK(run_setup(&g));
+        CHECK(output_digest(&g) == first, "%s: two GPU runs differ bitwise", k_cases[i].name);
+      }
+    }
+    setup_free(&g);
+    setup_free(&c);
+  }
+}
+
 /* ---- 4. bitwise determinism: run to run and across thread counts ---------------------------- */
 
 static void test_determinism(void) {
@@ -810,8 +889,8 @@ static void test_determinism(void) {
     const int32_t threads[3] = {1, 4, 4};
     for (int run = 0; run < 3; ++run) {
       fsetup f;
-      if (setup_case(c, threads[run], 77, &f) && !CHECK_OK(run_setup(&f))) {
-        const uint16_t *o = (const uint16_t *)f.tout->t.data;
+      if (setup_case(c, MOE_BACKEND_CPU, threads[run], 77, &f) && !CHECK_OK(run_setup(&f))) {
+        const uint16_t *o = f.out;
         /* permuted outputs: compare only the rows the plan defines */
         uint16_t *copy = (uint16_t *)t_xmalloc(f.tout->bytes);
         memcpy(copy, o, f.tout->bytes);
@@ -858,7 +937,7 @@ static void expect_run_error(fsetup *f, const moe_run_args *a, moe_status_t st, 
 static void test_run_misuse(void) {
   fsetup f;
   /* PER_TENSOR, e4m3 hidden */
-  if (setup_case(&k_cases[7], 2, 5, &f)) {
+  if (setup_case(&k_cases[7], MOE_BACKEND_CPU, 2, 5, &f)) {
     const int64_t T = f.c.T, H = f.c.H;
     moe_run_args a = f.args;
     a.gemm1_input_scale = NULL;
@@ -894,7 +973,7 @@ static void test_run_misuse(void) {
   }
   setup_free(&f);
   /* BLOCK, e4m3 hidden */
-  if (setup_case(&k_cases[1], 2, 6, &f)) {
+  if (setup_case(&k_cases[1], MOE_BACKEND_CPU, 2, 6, &f)) {
     const int64_t T = f.c.T, H = f.c.H;
     moe_run_args a = f.args;
     a.hidden_states_scale = NULL;
@@ -931,14 +1010,13 @@ static void test_run_misuse(void) {
  * the bits of version 2; the library reads nothing past its 120 bytes. */
 static void test_run_args_v1(void) {
   fsetup f;
-  if (setup_case(&k_cases[0], 2, 8, &f) && !CHECK_OK(run_setup(&f))) {
+  if (setup_case(&k_cases[0], MOE_BACKEND_CPU, 2, 8, &f) && !CHECK_OK(run_setup(&f))) {
     const uint64_t want = output_digest(&f);
     moe_run_args v1;
     memset(&v1, 0x7F, sizeof v1); /* read as pointers, the version-2 fields would be garbage */
     memcpy(&v1, &f.args, offsetof(moe_run_args, hidden_states_scale));
     v1.version = 1;
-    memset(f.tout->t.data, 0xFF, f.tout->bytes);
-    CHECK_OK(moe_runner_run(f.r, &f.p, &v1, f.cfg, &f.plan, f.ws.ptr, f.ws.bytes, NULL));
+    CHECK_OK(run_args(&f, &v1));
     CHECK(output_digest(&f) == want, "version-1 run args: output differs from version 2");
   }
   setup_free(&f);
@@ -994,6 +1072,28 @@ static void test_prepare_and_option_misuse(void) {
   EXPECT_ERR(moe_weights_prepared_size(rt, &bad, MOE_WEIGHTS_GEMM1, &bytes), NS,
              "intermediate_size");
   CHECK_OK(moe_weights_prepared_size(rb, &bad, MOE_WEIGHTS_GEMM2, &bytes)); /* BF16: fine */
+  { /* and at run time: routing does not care about H, the FP8 run does */
+    moe_problem p192;
+    t_problem(&p192, 4, 3, 2, 0, 0, 192, 128);
+    int32_t cfg = -1;
+    t_ws ws = {0};
+    moe_plan plan;
+    CHECK_OK(moe_runner_get_default_config(r, &p192, &cfg));
+    if (!CHECK_OK(t_ws_alloc(r, MOE_BACKEND_CPU, &p192, cfg, &ws))) {
+      float logits[12];
+      for (int i = 0; i < 12; ++i) logits[i] = (float)((i * 7) % 5);
+      t_route rt;
+      t_route_init(&rt);
+      rt.logits_f32 = 1;
+      rt.logits = logits;
+      CHECK_OK(t_prepare(r, MOE_BACKEND_CPU, &p192, &rt, cfg, &ws, &plan));
+      moe_run_args a;
+      moe_run_args_init(&a, MOE_RUN_ARGS_VERSION);
+      EXPECT_ERR(moe_runner_run(r, &p192, &a, cfg, &plan, ws.ptr, ws.bytes, NULL), NS,
+                 "hidden_size");
+      t_ws_free(&ws);
+    }
+  }
 #undef PREP_BAD
   tt_free(q);
   tt_free(q5);
@@ -1068,6 +1168,7 @@ int main(void) {
   test_prepare();
   test_prepare_gpu();
   test_forward();
+  test_forward_gpu();
   test_determinism();
   test_run_misuse();
   test_run_args_v1();
