@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "kernels/fp8_math.h"
 
 static const moe_config_row k_sm90_bf16[] = {
 #define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
@@ -18,18 +19,33 @@ static const moe_config_row k_sm90_bf16[] = {
 #undef MOE_ROW
 };
 
+/* The FP8 per-tensor rows: BF16's tiles with 128-element K stages (kernels/kernels.h). */
+static const moe_config_row k_sm90_fp8_tensor[] = {
+#define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, MOE_SM90_FP8_BLOCK_K, st},
+    MOE_SM90_FP8_TENSOR_CONFIGS(MOE_ROW)
+#undef MOE_ROW
+};
+
 static int64_t bf16_score(const moe_problem *p, const moe_config_row *row);
 
-/* One per MOE_K_CATALOGUE_* key. h_align / i_align: what the CUDA kernels need of H and I. */
+/* One per MOE_K_CATALOGUE_* key. h_align / i_align: what the CUDA kernels need of H and I. The
+ * FP8 per-tensor catalogue ranks its rows with the BF16 heuristic: the same mainloop, registers
+ * and shared memory per config; its weight stream is half as many bytes per FLOP. */
 static const moe_catalogue k_catalogues[] = {
     {MOE_K_CATALOGUE_SM90_BF16, "bf16", k_sm90_bf16,
      (int32_t)(sizeof k_sm90_bf16 / sizeof k_sm90_bf16[0]), MOE_SM90_H_ALIGN, MOE_SM90_I_ALIGN,
      bf16_score},
+    {MOE_K_CATALOGUE_SM90_FP8_TENSOR, "fp8pt", k_sm90_fp8_tensor,
+     (int32_t)(sizeof k_sm90_fp8_tensor / sizeof k_sm90_fp8_tensor[0]), MOE_FP8_BLOCK,
+     MOE_FP8_BLOCK, bf16_score},
 };
 
 const moe_catalogue *moe_catalogue_of(const moe_runner *r) {
-  /* BF16 activations and weights are the only kind runner creation accepts so far. */
-  (void)r;
+  /* FP8 per-tensor has its catalogue; block-scaled FP8 runs on the CPU backend only so far
+   * (core/fp8.c) and keeps the BF16 rows for its plans. */
+  if (r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 &&
+      r->opts.scaling_mode == MOE_SCALING_PER_TENSOR)
+    return &k_catalogues[1];
   return &k_catalogues[0];
 }
 

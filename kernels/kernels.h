@@ -135,6 +135,7 @@ typedef struct moe_k_run {
  * with its own rows and its own best-first heuristic (core/configs.c). A key names one.
  */
 #define MOE_K_CATALOGUE_SM90_BF16 0
+#define MOE_K_CATALOGUE_SM90_FP8_TENSOR 1 /* e4m3 x e4m3, per-tensor scales */
 
 /*
  * The sm_90a BF16 x BF16 catalogue, one X(...) per config:
@@ -168,6 +169,15 @@ typedef struct moe_k_run {
   X(160, 1, 256, 256, 64, 4)                                                                   \
   X(176, 1, 256, 256, 64, 4)
 
+/*
+ * The sm_90a FP8 per-tensor catalogue: the BF16 rows, whose block_k entry its users read as
+ * 128 (MOE_SM90_FP8_BLOCK_K). The same mainloop runs both (one fp32 accumulator over K; the
+ * scales apply in the epilogue) with the same 128-byte stage rows, registers and shared memory
+ * per config, so the tile trade-offs of the BF16 rows carry over; a stage holds twice the
+ * elements of K.
+ */
+#define MOE_SM90_FP8_TENSOR_CONFIGS(X) MOE_SM90_BF16_CONFIGS(X)
+#define MOE_SM90_FP8_BLOCK_K 128
 /* Shape constraints every sm_90a BF16 config needs (TMA strides, wgmma tiles). */
 #define MOE_SM90_H_ALIGN 64 /* H % 64 == 0 */
 #define MOE_SM90_I_ALIGN 64 /* I % 64 == 0 */

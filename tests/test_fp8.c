@@ -508,6 +508,10 @@ static void setup_free(fsetup *f) {
   memset(f, 0, sizeof *f);
 }
 
+/* A config index that setup_case uses instead of the case's (tile, cluster), or -1: the GPU
+ * suite runs every config of the catalogue on each case. */
+static int32_t g_force_cfg = -1;
+
 static int setup_case(const fcase *c, int backend, int32_t threads, uint64_t seed, fsetup *f) {
   memset(f, 0, sizeof *f);
   f->c = *c;
@@ -569,7 +573,7 @@ static int setup_case(const fcase *c, int backend, int32_t threads, uint64_t see
     tt_free(sc);
   }
   /* routing: Renormalize on seeded fp32 logits */
-  f->cfg = t_find_config(f->r, &f->p, c->tile, c->cluster);
+  f->cfg = g_force_cfg >= 0 ? g_force_cfg : t_find_config(f->r, &f->p, c->tile, c->cluster);
   CHECK(f->cfg >= 0, "%s: no config with tile %d, cluster %d", c->name, c->tile, c->cluster);
   if (f->cfg < 0 || CHECK_OK(t_ws_alloc(f->r, f->backend, &f->p, f->cfg, &f->ws))) return 0;
   float *logits = (float *)t_xmalloc(sizeof(float) * (size_t)(T * E));
@@ -769,6 +773,12 @@ static const fcase k_cases[] = {
      128, 8, 1, 1},
     {"tensor geglu T=0 EP", MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_GEGLU, 1, 0, 0, 8, 4, 4, 2, 0,
      128, 128, 16, 1, 1},
+    /* T*K >= 256 E_l: the GPU reads a permuted copy of hidden (bf16 quantized by the permute,
+     * or e4m3 copied) instead of gathering its rows */
+    {"tensor swiglu bf16-in permute", MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_SWIGLU, 0, 0, 1, 4, 4,
+     0, 2, 600, 256, 256, 64, 1, 1},
+    {"tensor relu2 e4m3-in permute", MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_RELU2, 1, 1, 0, 6, 3, 3,
+     2, 520, 128, 256, 64, 1, 0},
     {"tensor identity permuted", MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_IDENTITY, 1, 1, 1, 8, 8, 0,
      2, 16, 256, 256, 16, 2, 0},
     {"tensor geglu e4m3-in", MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_GEGLU, 1, 0, 1, 6, 6, 0, 2, 24,
@@ -833,10 +843,54 @@ static double rel_defined(const fsetup *f, const uint16_t *a, const uint16_t *b,
  * The CUDA backend on the same cases (same seeds, so the same inputs and plan): GPU against CPU
  * <= 1e-2 relative L2 per case (DESIGN: the GPU bound per dtype), GPU against the float64
  * reference reported and bounded by the same 1e-2, every defined output element written and
- * finite, and two GPU runs bitwise equal. Skips without a device; while the CUDA FP8 GEMMs are
- * not in the build, moe_runner_run answers NOT_SUPPORTED and the comparison is skipped.
+ * finite, and two GPU runs bitwise equal; every valid config of the catalogue on every case.
+ * Skips without a device; a mode whose CUDA kernels are not in the build (moe_runner_run answers
+ * NOT_SUPPORTED) is reported as skipped.
  */
 #define FP8_GPU_BOUND 1e-2
+static double g_worst_gpu; /* largest GPU-vs-CPU error of the current case's configs */
+
+/* One case on the GPU with config `cfg` against the CPU with the same plan tile. Returns the
+ * run status of the GPU (NOT_SUPPORTED: this build has no kernel for the case's mode). */
+static moe_status_t forward_gpu_case(const fcase *kc, int32_t cfg, uint64_t seed) {
+  fsetup g, c;
+  moe_status_t s = MOE_STATUS_INTERNAL;
+  g_force_cfg = cfg;
+  const int ok_g = setup_case(kc, MOE_BACKEND_CUDA, 0, seed, &g);
+  g_force_cfg = -1;
+  fcase kcpu = *kc;
+  if (ok_g) { /* the CPU builds the same plan: the GPU config's tile and cluster */
+    moe_config_info info;
+    memset(&info, 0, sizeof info);
+    info.version = MOE_CONFIG_INFO_VERSION;
+    CHECK_OK(moe_runner_describe_config(g.r, g.cfg, &info));
+    kcpu.tile = info.tile;
+    kcpu.cluster = info.cluster_size;
+  }
+  if (ok_g && setup_case(&kcpu, MOE_BACKEND_CPU, 2, seed, &c)) {
+    s = run_setup(&g);
+    if (s != MOE_STATUS_NOT_SUPPORTED) {
+      CHECK(s == MOE_STATUS_SUCCESS, "%s config %d on the GPU -> %d: %s", kc->name, g.cfg, (int)s,
+            moe_get_last_error());
+    }
+    if (s == MOE_STATUS_SUCCESS && !CHECK_OK(run_setup(&c))) {
+      long nonfinite = 0, ulp1 = 0, worse = 0;
+      const double vs_cpu = rel_defined(&g, g.out, c.out, &nonfinite);
+      const uint64_t first = output_digest(&g);
+      const double vs_ref = compare_with_reference(&g, &ulp1, &worse);
+      if (vs_cpu > g_worst_gpu) g_worst_gpu = vs_cpu;
+      CHECK(vs_cpu <= FP8_GPU_BOUND && vs_ref <= FP8_GPU_BOUND && nonfinite == 0,
+            "%s config %d: GPU vs CPU %.3e, vs float64 %.3e, %ld non-finite", kc->name, g.cfg,
+            vs_cpu, vs_ref, nonfinite);
+      CHECK_OK(run_setup(&g));
+      CHECK(output_digest(&g) == first, "%s config %d: two GPU runs differ bitwise", kc->name,
+            g.cfg);
+    }
+  }
+  setup_free(&g);
+  if (ok_g) setup_free(&c);
+  return s;
+}
 
 static void test_forward_gpu(void) {
   if (!t_have_cuda()) {
@@ -844,37 +898,29 @@ static void test_forward_gpu(void) {
     return;
   }
   for (int i = 0; i < NUM_CASES; ++i) {
-    fsetup g, c;
+    const fcase *kc = &k_cases[i];
     const uint64_t seed = 1000 + (uint64_t)i;
-    if (setup_case(&k_cases[i], MOE_BACKEND_CUDA, 0, seed, &g) &&
-        setup_case(&k_cases[i], MOE_BACKEND_CPU, 2, seed, &c)) {
-      moe_status_t s = run_setup(&g);
+    /* every config of the GPU catalogue that is valid for the case */
+    moe_runner *r = fp8_runner(MOE_BACKEND_CUDA, kc->mode, kc->act, 0);
+    if (!r) continue;
+    moe_problem p;
+    t_problem(&p, kc->E, kc->T, kc->K, kc->off, kc->El, kc->H, kc->I);
+    int32_t cfgs[64], n = 0;
+    CHECK_OK(moe_runner_get_valid_configs(r, &p, cfgs, 64, &n));
+    moe_runner_destroy(r);
+    int ran = 0;
+    g_worst_gpu = 0;
+    for (int32_t j = 0; j < n && j < 64; ++j) {
+      const moe_status_t s = forward_gpu_case(kc, cfgs[j], seed);
       if (s == MOE_STATUS_NOT_SUPPORTED) {
-        printf("forward on the GPU: skipped (%s)\n", moe_get_last_error());
-        setup_free(&g);
-        setup_free(&c);
-        return;
+        printf("forward GPU %-30s skipped: %s\n", kc->name, moe_get_last_error());
+        break;
       }
-      CHECK(s == MOE_STATUS_SUCCESS, "%s on the GPU -> %d: %s", k_cases[i].name, (int)s,
-            moe_get_last_error());
-      if (s == MOE_STATUS_SUCCESS && !CHECK_OK(run_setup(&c))) {
-        long nonfinite = 0, ulp1 = 0, worse = 0;
-        const double vs_cpu = rel_defined(&g, g.out, c.out, &nonfinite);
-        const uint64_t first = output_digest(&g);
-        const double vs_ref = compare_with_reference(&g, &ulp1, &worse);
-        printf(
-            "forward GPU %-24s T=%-3lld rel L2 vs CPU %.3e, vs float64 %.3e (bound %.0e); "
-            "non-finite %ld\n",
-            k_cases[i].name, (long long)k_cases[i].T, vs_cpu, vs_ref, FP8_GPU_BOUND, nonfinite);
-        CHECK(vs_cpu <= FP8_GPU_BOUND && vs_ref <= FP8_GPU_BOUND && nonfinite == 0,
-              "%s: GPU vs CPU %.3e, vs float64 %.3e, %ld non-finite", k_cases[i].name, vs_cpu,
-              vs_ref, nonfinite);
-        CHECK_OK(run_setup(&g));
-        CHECK(output_digest(&g) == first, "%s: two GPU runs differ bitwise", k_cases[i].name);
-      }
+      ++ran;
     }
-    setup_free(&g);
-    setup_free(&c);
+    if (ran)
+      printf("forward GPU %-30s T=%-3lld %d configs, worst rel L2 vs CPU %.3e (bound %.0e)\n",
+             kc->name, (long long)kc->T, ran, g_worst_gpu, FP8_GPU_BOUND);
   }
 }
 

@@ -35,12 +35,15 @@ const Catalogue *find_catalogue(int32_t key);
 
 /*
  * dst[expanded_to_permuted[t*K + k], :] = hidden[t, :] for every local slot (-1: skipped),
- * rows of row_bytes bytes; padding rows are left as they are. top_k <= 32, row_bytes % 16 == 0,
- * 16-byte aligned rows. Waits on the predecessor (PDL) before reading. num_sms sizes the grid.
+ * dst rows of row_bytes bytes; padding rows are left as they are. quantize_scale NULL: a byte
+ * copy; else hidden is bf16 and dst gets e4m3(x / *quantize_scale) (FP8 per-tensor). top_k <=
+ * 32, row_bytes % 16 == 0, 16-byte aligned rows. Waits on the predecessor (PDL) before reading.
+ * num_sms sizes the grid.
  */
 cudaError_t launch_permute(void *dst, const void *hidden, const int32_t *expanded_to_permuted,
-                           int64_t num_tokens, int32_t top_k, int64_t row_bytes, int32_t num_sms,
-                           bool pdl, cudaStream_t stream);
+                           int64_t num_tokens, int32_t top_k, int64_t row_bytes,
+                           const float *quantize_scale, int32_t num_sms, bool pdl,
+                           cudaStream_t stream);
 
 }  // namespace sm90
 }  // namespace moe

@@ -62,8 +62,17 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   if (a->launch_ctas <= 0 || a->launch_ctas % cfg.cluster != 0) return cudaErrorInvalidValue;
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
 
+  /* The operand element: bf16, or e4m3 (FP8 per-tensor: hidden quantized with the static s1,
+   * GEMM1's output with s2, the weights' per-expert scales after their values). */
+  const bool fp8 = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_TENSOR;
+  if (fp8 && (a->scaling_mode != MOE_K_SCALING_PER_TENSOR || a->input_scale1 == nullptr ||
+              a->input_scale2 == nullptr || a->act_scratch == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
+  const int es = cat->elem_bytes;
+  const CUtensorMapDataType tma_type = fp8 ? E4m3::kTmaType : Bf16::kTmaType;
+  const int64_t kBK = kStageRowBytes / es;
   const int64_t H = a->hidden_size, I = a->intermediate_size, E = a->local_num_experts;
-  constexpr int64_t kBK = kBlockK<Bf16>;
   if (H % kBK != 0 || I % kBK != 0 || H <= 0 || I <= 0 || E <= 0) return cudaErrorInvalidValue;
   const bool gated =
       a->activation == MOE_ACTIVATION_SWIGLU || a->activation == MOE_ACTIVATION_GEGLU;
@@ -75,7 +84,7 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
 
   /* Token rows: GEMM1 gathers them with cp.async (no activation map) for small CTA tiles and
    * below kPermuteFromTokensPerExpert; otherwise it reads a permuted copy of hidden, written
-   * into the GEMM2 output buffer by a permute kernel first ([max_rows, H], overwritten by GEMM2
+   * by a permute kernel first (into the workspace's GEMM2 output region, which GEMM2 overwrites
    * afterwards), with one {kBlockK, ctaTile} box per stage, as GEMM2 reads its rows of
    * gemm1_out. tx*: one {kBlockK, ctaTile} box per stage; txs*: {kBlockK, kLiveStep} boxes, for
    * the token rows of a partly filled tile's trimmed main loop. */
@@ -90,19 +99,34 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   if (a->hidden == nullptr || (reinterpret_cast<uintptr_t>(a->hidden) & 15u) != 0) {
     return cudaErrorInvalidValue;
   }
-  if ((e = encode_stage_map<Bf16>(&tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) !=
-          cudaSuccess ||
-      (e = encode_stage_map<Bf16>(&tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess ||
-      (e = encode_stage_map<Bf16>(&tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess ||
-      (e = encode_stage_map<Bf16>(&tx2s, a->gemm1_out, I, rows_t, slice)) != cudaSuccess) {
+  auto map = [&](CUtensorMap *m, const void *ptr, int64_t inner, int64_t outer, int32_t box) {
+    return encode_stage_map(m, tma_type, es, ptr, inner, outer, box);
+  };
+  if ((e = map(&tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) != cudaSuccess ||
+      (e = map(&tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess ||
+      (e = map(&tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess ||
+      (e = map(&tx2s, a->gemm1_out, I, rows_t, slice)) != cudaSuccess) {
     return e;
   }
   const bool gather = a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * E;
   const GemmKernel &g1 = gather ? cfg.gemm1_gather : cfg.gemm1;
   const bool permuted = g1.permuted_input != 0;
+  /* GEMM1's token rows: hidden as given (bf16, or e4m3 already quantized), or e4m3 quantized
+   * from bf16 by the permute (permuted) or by one pass over hidden (gathered) into the
+   * workspace's GEMM2 output region, which only GEMM2 (after GEMM1) writes. */
+  const bool quantize = fp8 && !a->hidden_fp8;
+  void *const permuted_rows = fp8 ? a->act_scratch : static_cast<void *>(a->gemm2_out);
+  const void *gather_rows = a->hidden;
+  if (quantize && !permuted) {
+    const int q = moe_cuda_quantize_fp8(a->hidden, a->num_tokens, H, MOE_K_SCALING_PER_TENSOR,
+                                        a->input_scale1, static_cast<uint8_t *>(a->act_scratch),
+                                        nullptr, stream);
+    if (q != 0) return static_cast<cudaError_t>(q);
+    gather_rows = a->act_scratch;
+  }
   if (permuted) {
-    if ((e = encode_stage_map<Bf16>(&tx1, a->gemm2_out, H, rows_t, cfg.tile / C)) != cudaSuccess ||
-        (e = encode_stage_map<Bf16>(&tx1s, a->gemm2_out, H, rows_t, slice)) != cudaSuccess) {
+    if ((e = map(&tx1, permuted_rows, H, rows_t, cfg.tile / C)) != cudaSuccess ||
+        (e = map(&tx1s, permuted_rows, H, rows_t, slice)) != cudaSuccess) {
       return e;
     }
   } else {
@@ -125,8 +149,8 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   p1.beta = a->beta;
   p1.clamp_limit = a->clamp_limit;
   p1.permuted_to_token = plan->permuted_to_token;
-  p1.gather_src = static_cast<const uint8_t *>(static_cast<const void *>(a->hidden));
-  p1.gather_row_bytes = H * Bf16::kBytes;
+  p1.gather_src = static_cast<const uint8_t *>(gather_rows);
+  p1.gather_row_bytes = H * es;
   p1.cta_to_batch = plan->cta_to_batch;
   p1.cta_to_mn_limit = plan->cta_to_mn_limit;
   p1.num_ctas = plan->num_ctas;
@@ -138,6 +162,13 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   p1.bias_stride = static_cast<int32_t>(rows1);
   p1.activation = a->activation;
   p1.gated = gated ? 1 : 0;
+  if (fp8) {
+    /* prepared FP8 weights: e4m3 values, then the per-expert fp32 scales (docs/formats.md) */
+    p1.w_scale = reinterpret_cast<const float *>(reinterpret_cast<const uint8_t *>(a->w1) +
+                                                 moe_k_fp8_scales_offset(E * rows1 * H));
+    p1.x_scale = a->input_scale1;
+    p1.out_scale = a->input_scale2;
+  }
 
   GroupedGemmParams p2 = p1;
   p2.out = a->gemm2_out;
@@ -153,12 +184,19 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   p2.bias_stride = static_cast<int32_t>(H);
   p2.activation = MOE_ACTIVATION_IDENTITY;
   p2.gated = 0;
+  if (fp8) {
+    p2.w_scale = reinterpret_cast<const float *>(reinterpret_cast<const uint8_t *>(a->w2) +
+                                                 moe_k_fp8_scales_offset(E * H * I));
+    p2.x_scale = a->input_scale2;
+    p2.out_scale = nullptr;
+  }
 
   const int64_t m1 = (rows1 + g1.block_m - 1) / g1.block_m;
   const int64_t m2 = (H + g2.block_m - 1) / g2.block_m;
   if (permuted &&
-      (e = launch_permute(a->gemm2_out, a->hidden, plan->expanded_to_permuted, a->num_tokens,
-                          a->top_k, H * Bf16::kBytes, num_sms, pdl, stream)) != cudaSuccess) {
+      (e = launch_permute(permuted_rows, a->hidden, plan->expanded_to_permuted, a->num_tokens,
+                          a->top_k, H * es, quantize ? a->input_scale1 : nullptr, num_sms, pdl,
+                          stream)) != cudaSuccess) {
     return e;
   }
   if ((e = launch_gemm(g1, C, a->launch_ctas, m1, resident1, tw1, tx1, tx1s, p1, pdl, stream)) !=

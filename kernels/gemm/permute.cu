@@ -10,6 +10,7 @@
  * T = 8192, DRAM at 81% for 268 MB of useful writes.
  * Rows are moved as 16-byte vectors, so the kernel serves every element type.
  */
+#include "kernels/fp8_math.h"
 #include "kernels/gemm/configs.cuh"
 #include "kernels/ptx/pdl.cuh"
 
@@ -54,11 +55,57 @@ __global__ void __launch_bounds__(32 * kWarps)
   }
 }
 
+/* 16 bf16 (two 16-byte vectors) -> 16 e4m3 codes (one vector), q = e4m3(x / s). */
+__device__ __forceinline__ uint4 quantize16(uint4 lo, uint4 hi, float s) {
+  const uint32_t w[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+  uint32_t o[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    uint32_t packed = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t pair = w[2 * i + j / 2];
+      const uint32_t bits = (j % 2 == 0 ? pair << 16 : pair & 0xFFFF0000u);
+      packed |= static_cast<uint32_t>(moe_fp8_quantize(__uint_as_float(bits), s)) << (8 * j);
+    }
+    o[i] = packed;
+  }
+  return make_uint4(o[0], o[1], o[2], o[3]);
+}
+
+/*
+ * The permute of FP8 per-tensor runs on bf16 hidden states, quantizing on the way (no separate
+ * pass over hidden): dst rows are e4m3 [H] (vec_per_row 16-byte vectors of 16 codes), hidden
+ * rows bf16 [H], q = e4m3(x / *scale) with the rule of kernels/fp8_math.h.
+ */
+__global__ void __launch_bounds__(32 * kWarps)
+    permute_quantize_kernel(uint4 *__restrict__ dst, const uint4 *__restrict__ hidden,
+                            const int32_t *__restrict__ e2p, int64_t num_tokens, int32_t top_k,
+                            int64_t vec_per_row, const float *__restrict__ scale) {
+  ptx::grid_dependency_wait();
+  ptx::launch_dependents();
+  const int lane = threadIdx.x % 32;
+  const float s = __ldg(scale);
+  for (int64_t t = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32; t < num_tokens;
+       t += (int64_t)gridDim.x * kWarps) {
+    const int32_t my_p = lane < top_k ? __ldg(e2p + t * top_k + lane) : -1;
+    const uint4 *src = hidden + t * 2 * vec_per_row;
+    for (int64_t v = lane; v < vec_per_row; v += 32) {
+      const uint4 q = quantize16(__ldg(src + 2 * v), __ldg(src + 2 * v + 1), s);
+      for (int k = 0; k < top_k; ++k) {
+        const int32_t p = __shfl_sync(0xFFFFFFFFu, my_p, k);
+        if (p >= 0) dst[(int64_t)p * vec_per_row + v] = q;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 cudaError_t launch_permute(void *dst, const void *hidden, const int32_t *expanded_to_permuted,
-                           int64_t num_tokens, int32_t top_k, int64_t row_bytes, int32_t num_sms,
-                           bool pdl, cudaStream_t stream) {
+                           int64_t num_tokens, int32_t top_k, int64_t row_bytes,
+                           const float *quantize_scale, int32_t num_sms, bool pdl,
+                           cudaStream_t stream) {
   if (num_tokens <= 0 || row_bytes <= 0) return cudaSuccess;
   if (top_k < 1 || top_k > 32 || row_bytes % 16 != 0 || num_sms <= 0) return cudaErrorInvalidValue;
   int64_t blocks = (num_tokens + kWarps - 1) / kWarps;
@@ -74,6 +121,12 @@ cudaError_t launch_permute(void *dst, const void *hidden, const int32_t *expande
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
+  if (quantize_scale != nullptr) {
+    /* row_bytes: the e4m3 output row; the bf16 input rows are twice as long */
+    return cudaLaunchKernelEx(&cfg, permute_quantize_kernel, static_cast<uint4 *>(dst),
+                              static_cast<const uint4 *>(hidden), expanded_to_permuted, num_tokens,
+                              top_k, row_bytes / 16, quantize_scale);
+  }
   return cudaLaunchKernelEx(&cfg, permute_tokens_kernel, static_cast<uint4 *>(dst),
                             static_cast<const uint4 *>(hidden), expanded_to_permuted, num_tokens,
                             top_k, row_bytes / 16);

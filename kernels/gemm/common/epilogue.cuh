@@ -6,8 +6,8 @@
  * Swap-AB: the accumulator tile is D^T (weight rows = output features x tokens). A consumer
  * warpgroup holds kAtoms m64 atoms of 64 feature rows each; thread (warp w, lane) holds rows
  * 16w + lane/4 (+8) of an atom and token columns 8j + 2(lane&3) (+1). The epilogue writes them
- * token-major into a staging buffer (row pitch kPitch elements), then whole 16-byte chunks of
- * each valid token row go to global memory.
+ * token-major into a staging buffer (row pitch kPitch elements of the output type), then whole
+ * 16-byte chunks of each valid token row go to global memory.
  *
  * Gated GEMM1: prepared W1 rows are interleaved in 8-row blocks (docs/formats.md), so the up and
  * gate value of one feature sit in accumulator rows r and r+8 of the same thread.
@@ -18,6 +18,7 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
+#include "kernels/fp8_math.h"
 #include "kernels/gemm/common/params.cuh"
 #include "kernels/gemm/common/scheduler.cuh"
 #include "moe_trtllm.h"
@@ -64,6 +65,33 @@ __device__ __forceinline__ uint16_t f32_to_bf16_bits(float x) {
   return *reinterpret_cast<uint16_t *>(&b);
 }
 
+/*
+ * Output element policies: how an fp32 result becomes a stored element. Elem is what the
+ * staging buffer and the output hold; a 16-byte store chunk carries 16 / sizeof(Elem) of them.
+ */
+struct StoreBf16 {
+  using Elem = uint16_t;
+  __device__ __forceinline__ Elem operator()(float y) const { return f32_to_bf16_bits(y); }
+};
+/* e4m3 with a static scale (the per-tensor FP8 GEMM1 output): q = e4m3(y / s), the rule of
+ * kernels/fp8_math.h that the CPU backend applies too. */
+struct StoreE4m3Static {
+  using Elem = uint8_t;
+  float s;
+  __device__ __forceinline__ Elem operator()(float y) const { return moe_fp8_quantize(y, s); }
+};
+
+/* The accumulator times the per-tensor dequantization scale where the format has one (FP8
+ * per-tensor: s_in * s_w[expert]); the identity otherwise, at compile time. */
+template <bool kScaled>
+__device__ __forceinline__ float dequant(float acc, float scale) {
+  if constexpr (kScaled) {
+    return __fmul_rn(acc, scale);
+  } else {
+    return acc;
+  }
+}
+
 /* Output columns of a tile of TILE_M weight rows at m0: gated tiles produce half as many. */
 template <int TILE_M>
 __device__ __forceinline__ void tile_columns(bool gated, int m0, int *col0, int *out_w) {
@@ -88,34 +116,40 @@ __device__ __forceinline__ void for_live_groups(int live, F f) {
 
 /*
  * Gated tile rows -> stage: per atom a, token column pair (j, q), the activation of the up value
- * (accumulator row r) and the gate value (row r + 8), each + its bias, as bf16 at
- * st[(8j + q) * kPitch + 32a]; steps of kLiveStep columns at or past `live` tokens are skipped.
+ * (accumulator row r) and the gate value (row r + 8), each dequantized and + its bias, stored
+ * by `out` at st[(8j + q) * kPitch + 32a]; steps of kLiveStep columns at or past `live` tokens
+ * are skipped.
  */
-template <int kAtoms, int N, int kPitch, class Act>
-__device__ __forceinline__ void stage_gated(float (&d)[kAtoms][N / 2], uint16_t *st,
+template <int kAtoms, int N, int kPitch, bool kScaled, class Out, class Act>
+__device__ __forceinline__ void stage_gated(float (&d)[kAtoms][N / 2], typename Out::Elem *st,
                                             const float (&b_up)[kAtoms],
-                                            const float (&b_gate)[kAtoms], int live, Act act) {
+                                            const float (&b_gate)[kAtoms], int live, float scale,
+                                            Out out, Act act) {
   for_live_groups<kAtoms, N>(live, [&](int a, int j) {
 #pragma unroll
     for (int q = 0; q < 2; ++q) {
-      const float y =
-          act(__fadd_rn(d[a][4 * j + q], b_up[a]), __fadd_rn(d[a][4 * j + 2 + q], b_gate[a]));
-      st[(8 * j + q) * kPitch + 32 * a] = f32_to_bf16_bits(y);
+      const float y = act(__fadd_rn(dequant<kScaled>(d[a][4 * j + q], scale), b_up[a]),
+                          __fadd_rn(dequant<kScaled>(d[a][4 * j + 2 + q], scale), b_gate[a]));
+      st[(8 * j + q) * kPitch + 32 * a] = out(y);
     }
   });
 }
 
 /*
  * One consumer warpgroup's part of the epilogue: accumulator rows [row_off, row_off + 64 kAtoms)
- * of a TILE_M-row tile at weight row m0 of `expert` -> + bias (canonical index), activation
- * (GEMM1), bf16 -> stage[token * kPitch + output column within the tile]. w = warp in the group.
+ * of a TILE_M-row tile at weight row m0 of `expert` -> x `scale` (kScaled: FP8 per-tensor),
+ * + bias (canonical index), activation (GEMM1), `out` (bf16, or e4m3) ->
+ * stage[token * kPitch + output column within the tile]. w = warp in the group.
  * Only the kLiveStep-column steps that hold one of the first `live` tokens are computed (the
  * SwiGLU's two MUFU operations per output bound this loop; the others are never stored).
  */
-template <int TILE_M, int kAtoms, int N, int kPitch, bool GEMM1>
-__device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uint16_t *stage,
+template <int TILE_M, int kAtoms, int N, int kPitch, bool GEMM1, bool kScaled = false,
+          class Out = StoreBf16>
+__device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2],
+                                                  typename Out::Elem *stage,
                                                   const GroupedGemmParams &p, int expert, int m0,
-                                                  int row_off, int w, int lane, int live) {
+                                                  int row_off, int w, int lane, int live,
+                                                  float scale = 1.0f, Out out = Out{}) {
   /* tile rows rbase + 64 a and rbase + 64 a + 8 (atom a) */
   const int rbase = row_off + 16 * w + lane / 4;
   const int cbase = 2 * (lane & 3);
@@ -139,18 +173,19 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
     }
     /* One loop per activation (not a switch per element): the unrolled loop is 64-96
      * elements per thread, and its code size matters as much as its arithmetic. */
-    uint16_t *const st = stage + cbase * kPitch + f_local;
+    typename Out::Elem *const st = stage + cbase * kPitch + f_local;
     if (act == MOE_ACTIVATION_GEGLU) {
-      stage_gated<kAtoms, N, kPitch>(d, st, b_up, b_gate, live,
-                                     [](float up, float gate) { return act_geglu(up, gate); });
+      stage_gated<kAtoms, N, kPitch, kScaled>(
+          d, st, b_up, b_gate, live, scale, out,
+          [](float up, float gate) { return act_geglu(up, gate); });
     } else {
       const float alpha = p.alpha ? __ldg(p.alpha + expert) : 1.0f;
       const float beta = p.beta ? __ldg(p.beta + expert) : 0.0f;
       const float limit =
           p.clamp_limit ? __ldg(p.clamp_limit + expert) : __int_as_float(0x7f800000);
-      stage_gated<kAtoms, N, kPitch>(d, st, b_up, b_gate, live, [=](float up, float gate) {
-        return act_swiglu(up, gate, alpha, beta, limit);
-      });
+      stage_gated<kAtoms, N, kPitch, kScaled>(
+          d, st, b_up, b_gate, live, scale, out,
+          [=](float up, float gate) { return act_swiglu(up, gate, alpha, beta, limit); });
     }
   } else {
     float bias_v[kAtoms][2];
@@ -170,8 +205,9 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
       for (int h = 0; h < 2; ++h) {
 #pragma unroll
         for (int q = 0; q < 2; ++q) {
-          const float y = act_plain(__fadd_rn(d[a][4 * j + 2 * h + q], bias_v[a][h]), act);
-          stage[(8 * j + cbase + q) * kPitch + rbase + 64 * a + 8 * h] = f32_to_bf16_bits(y);
+          const float y = act_plain(
+              __fadd_rn(dequant<kScaled>(d[a][4 * j + 2 * h + q], scale), bias_v[a][h]), act);
+          stage[(8 * j + cbase + q) * kPitch + rbase + 64 * a + 8 * h] = out(y);
         }
       }
     });
@@ -180,18 +216,19 @@ __device__ __forceinline__ void epilogue_to_stage(float (&d)[kAtoms][N / 2], uin
 
 /* The row loop of store_stage, for `chunks` 16-byte chunks per token row (kChunks > 0: the
  * same number known at compile time, so the per-chunk division is a multiply). */
-template <int N, int kPitch, int kChunks>
-__device__ __forceinline__ void store_rows(const uint16_t *stage, const GroupedGemmParams &p,
-                                           int col0, int chunks, int row0, int live, int tid,
-                                           int nthreads) {
+template <int N, int kPitch, int kChunks, class Elem>
+__device__ __forceinline__ void store_rows(const Elem *stage, const GroupedGemmParams &p, int col0,
+                                           int chunks, int row0, int live, int tid, int nthreads) {
+  constexpr int kPerChunk = 16 / static_cast<int>(sizeof(Elem));
   if (kChunks > 0) chunks = kChunks;
   const int total = live * chunks;
   for (int idx = tid; idx < total; idx += nthreads) {
     const int tok = idx / chunks;
     const int c = idx - tok * chunks;
-    const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * 8);
-    *reinterpret_cast<uint4 *>(static_cast<uint16_t *>(p.out) +
-                               static_cast<int64_t>(row0 + tok) * p.out_ld + col0 + c * 8) = v;
+    const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * kPerChunk);
+    *reinterpret_cast<uint4 *>(static_cast<Elem *>(p.out) +
+                               static_cast<int64_t>(row0 + tok) * p.out_ld + col0 + c * kPerChunk) =
+        v;
   }
 }
 
@@ -202,18 +239,18 @@ __device__ __forceinline__ void store_rows(const uint16_t *stage, const GroupedG
  * out_w is kTileW (GEMM2, non-gated GEMM1) or kTileW / 2 (gated GEMM1); whole tiles take a
  * compile-time chunk count (a runtime integer division per chunk was ~20 instructions).
  */
-template <int N, int kPitch, int kTileW>
-__device__ __forceinline__ void store_stage(const uint16_t *stage, const GroupedGemmParams &p,
-                                            int col0, int out_w, int row0, int live, int tid,
-                                            int nthreads) {
+template <int N, int kPitch, int kTileW, class Elem>
+__device__ __forceinline__ void store_stage(const Elem *stage, const GroupedGemmParams &p, int col0,
+                                            int out_w, int row0, int live, int tid, int nthreads) {
+  constexpr int kPerChunk = 16 / static_cast<int>(sizeof(Elem));
   int valid = p.out_cols - col0;
   if (valid > out_w) valid = out_w;
   if (valid == kTileW) {
-    store_rows<N, kPitch, kTileW / 8>(stage, p, col0, 0, row0, live, tid, nthreads);
+    store_rows<N, kPitch, kTileW / kPerChunk>(stage, p, col0, 0, row0, live, tid, nthreads);
   } else if (valid == kTileW / 2) {
-    store_rows<N, kPitch, kTileW / 16>(stage, p, col0, 0, row0, live, tid, nthreads);
+    store_rows<N, kPitch, kTileW / (2 * kPerChunk)>(stage, p, col0, 0, row0, live, tid, nthreads);
   } else {
-    store_rows<N, kPitch, 0>(stage, p, col0, valid / 8, row0, live, tid, nthreads);
+    store_rows<N, kPitch, 0>(stage, p, col0, valid / kPerChunk, row0, live, tid, nthreads);
   }
 }
 

@@ -37,6 +37,10 @@ struct GroupedGemmParams {
   int32_t m_tiles;        /* ceil(w_rows / BLOCK_M) */
   int32_t token_clusters; /* launch_ctas / C */
   int32_t group_m;        /* M tiles per rasterisation group (1..m_tiles) */
+  /* FP8 per-tensor scales (formats.cuh); NULL for BF16 */
+  const float *w_scale;   /* [E_l] dequantization scale of each expert's weights */
+  const float *x_scale;   /* [1] the token operand's scale (s1 for GEMM1, s2 for GEMM2) */
+  const float *out_scale; /* GEMM1: [1] static scale its e4m3 output is quantized with (s2) */
 };
 
 }  // namespace sm90

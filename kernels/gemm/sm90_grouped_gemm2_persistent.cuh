@@ -1,5 +1,6 @@
 /*
- * sm90_bf16_gemm2_persistent.cuh - GEMM2 as a persistent kernel: each CTA walks several tiles,
+ * sm90_grouped_gemm2_persistent.cuh - GEMM2 of the single-accumulator formats (BF16, FP8
+ * per-tensor: sm90_grouped.cuh) as a persistent kernel: each CTA walks several tiles,
  * and its producer loads the next tile's first k-blocks while the consumers run the current
  * tile's epilogue. Built for the configs with C = 1 and one CTA per SM, run while K = I is short
  * (configs.cu, launch.cu: kPersistentGemm2MaxKBlocks).
@@ -10,7 +11,7 @@
  * ran GEMM2 6-7% faster than the one-tile kernel, but GEMM1 (K = 2048-7168) 1-6% slower with
  * 20-30% more L2 traffic; this kernel's form for GEMM1, with the same tile queue, was 2.5-10.8%
  * slower per forward: on a long tile the two stages held through the epilogue cost more than
- * the hidden fill gains. GEMM1 stays one tile per CTA (sm90_bf16_grouped.cuh, whose header
+ * the hidden fill gains. GEMM1 stays one tile per CTA (sm90_grouped.cuh, whose header
  * describes the operands, the rasterisation and the trimmed tiles; this kernel reads the same
  * ones the same way).
  *
@@ -30,10 +31,10 @@
  * next tile's k-blocks. The producer passes each tile's plan entries to the consumers in shared
  * memory, with the tile's first stage.
  */
-#ifndef MOE_GEMM_SM90_BF16_GEMM2_PERSISTENT_CUH_
-#define MOE_GEMM_SM90_BF16_GEMM2_PERSISTENT_CUH_
+#ifndef MOE_GEMM_SM90_GROUPED_GEMM2_PERSISTENT_CUH_
+#define MOE_GEMM_SM90_GROUPED_GEMM2_PERSISTENT_CUH_
 
-#include "kernels/gemm/sm90_bf16_grouped.cuh"
+#include "kernels/gemm/sm90_grouped.cuh"
 
 namespace moe {
 namespace sm90 {
@@ -50,16 +51,17 @@ struct PersistentTraits : GroupedGemmTraits<BLOCK_M, N, 1, STAGES> {
   static_assert(kSmemBytes <= B::kSmemBytes + STAGES * 16, "no more than the one-tile kernel");
 };
 
-template <int BLOCK_M, int N, int STAGES>
+template <class Fmt, int BLOCK_M, int N, int STAGES>
 __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThreads,
                                   GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kMinBlocks)
-    sm90_bf16_gemm2_persistent(const __grid_constant__ CUtensorMap tmap_w,
-                               const __grid_constant__ CUtensorMap tmap_x,
-                               const __grid_constant__ CUtensorMap tmap_xs,
-                               const GroupedGemmParams p) {
+    sm90_grouped_gemm2_persistent(const __grid_constant__ CUtensorMap tmap_w,
+                                  const __grid_constant__ CUtensorMap tmap_x,
+                                  const __grid_constant__ CUtensorMap tmap_xs,
+                                  const GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = PersistentTraits<BLOCK_M, N, STAGES>;
-  constexpr int kBK = kBlockK<Bf16>;
+  using Op = typename Fmt::Op;
+  constexpr int kBK = kBlockK<Op>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t *smem = smem_raw + ((1024u - (ptx::smem_u32(smem_raw) & 1023u)) & 1023u);
   uint64_t *full = reinterpret_cast<uint64_t *>(smem + STAGES * T::kStageBytes);
@@ -178,7 +180,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
       for (int kb = 0; kb < k_blocks; ++kb) {
         ptx::mbar_wait(&full[s], ph);
         const uint32_t st_base = smem_base + s * T::kStageBytes;
-        mma_k_block<Wgmma<Bf16, Bf16, NV>>(d, st_base + a_off, st_base + T::kABytes, kb == 0);
+        mma_k_block<Wgmma<Op, Op, NV>>(d, st_base + a_off, st_base + T::kABytes, kb == 0);
         /* k-block kb - 1's wgmmas are complete: free its stage, unless it is held */
         if (kb > 0 && !(kTwo && kb == k_blocks - 1)) release(prev_s);
         prev_s = s;
@@ -221,8 +223,9 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
       if (one_held && wg == 1) ptx::named_barrier_sync(5, T::kConsumerThreads);
       uint16_t *stage = reinterpret_cast<uint16_t *>(smem + my_stage * T::kStageBytes);
       const int m0 = x.m0 + wg * T::kWGRows;
-      epilogue_to_stage<T::kWGRows, kAtoms, N, T::kWGPitch, false>(d, stage, p, x.expert, m0, 0,
-                                                                   warp % 4, lane, x.live_rows);
+      epilogue_to_stage<T::kWGRows, kAtoms, N, T::kWGPitch, false, Fmt::kTensorScaled>(
+          d, stage, p, x.expert, m0, 0, warp % 4, lane, x.live_rows,
+          tensor_scale<Fmt>(p, x.expert));
       wg_barrier();
       store_stage<N, T::kWGPitch, T::kWGRows>(stage, p, m0, T::kWGRows, x.row0, x.live_rows,
                                               threadIdx.x % 128, 128);
@@ -243,4 +246,4 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
 }  // namespace sm90
 }  // namespace moe
 
-#endif  // MOE_GEMM_SM90_BF16_GEMM2_PERSISTENT_CUH_
+#endif  // MOE_GEMM_SM90_GROUPED_GEMM2_PERSISTENT_CUH_

@@ -1,13 +1,17 @@
 /*
- * sm90_bf16_grouped.cuh - the sm_90a BF16 x BF16 mainloop of the grouped (per-expert) GEMM of
- * the fused MoE, swap-AB. The parts every dtype shares are in common/: tile order and trimmed
- * tiles (scheduler.cuh), the stage ring (pipeline.cuh), the token operand's loads
+ * sm90_grouped.cuh - the sm_90a grouped (per-expert) GEMM of the fused MoE with one fp32
+ * accumulator over the whole K, swap-AB: the mainloop of BF16 x BF16, and of FP8 e4m3 x e4m3
+ * with per-tensor scales (applied once in the epilogue: common/formats.cuh). Block-scaled FP8,
+ * whose accumulator is promoted every 128 of K, has its own mainloop
+ * (sm90_fp8_block_grouped.cuh). The parts every format shares are in common/: tile order and
+ * trimmed tiles (scheduler.cuh), the stage ring (pipeline.cuh), the token operand's loads
  * (token_rows.cuh), the wgmma step (mma.cuh), the epilogue (epilogue.cuh), the CTA shape
  * (traits.cuh) and the launch parameters (params.cuh).
  *
  * One CTA computes a BLOCK_M x N tile of D^T: BLOCK_M weight rows (output features, the wgmma M
  * operand A) of one expert times N = ctaTile permuted token rows (the wgmma N operand B), over
- * the full K (H for GEMM1, I for GEMM2) in stages of 64 elements (128 bytes, 128B swizzle).
+ * the full K (H for GEMM1, I for GEMM2) in stages of 128 bytes of K (64 bf16 or 128 e4m3
+ * values, 128B swizzle).
  *
  *   grid.x = launch_ctas * m_tiles (1-D), cluster {C, 1, 1}; m_tiles = ceil(w_rows / BLOCK_M).
  *   Cluster id -> (token cluster tc, M tile) with M tiles fastest inside groups of group_m
@@ -15,12 +19,12 @@
  *   CTA j: expert = cta_to_batch[j], permuted rows [j*N, min((j+1)*N, cta_to_mn_limit[j])).
  *
  * Producer warpgroup: the weights as a 2-D TMA of BLOCK_M/C rows per cluster rank, multicast to
- * all C CTAs of the cluster (each CTA ends up with the full BLOCK_M x 64 tile); the token rows
+ * all C CTAs of the cluster (each CTA ends up with the full BLOCK_M-row stage); the token rows
  * gathered (GATHER: GEMM1 with N < 64, or while T*K < 256 E_l) or by TMA from contiguous rows
  * (GEMM2's gemm1_out; GEMM1 after the permute pass): token_rows.cuh.
  * Consumers: BLOCK_M/64 (or 2 for BLOCK_M 256) warpgroups issue wgmma (mma.cuh) and run the
- * epilogue (+ bias, activation, bf16, transposed through shared memory reusing the drained stage
- * buffers, 16-byte stores of the rows < mn_limit only).
+ * epilogue (x the per-tensor scales, + bias, activation, bf16 or e4m3, transposed through
+ * shared memory reusing the drained stage buffers, 16-byte stores of the rows < mn_limit only).
  * Partly filled tiles (an expert's last): while K <= kTrimMaxKBlocks k-blocks the main loop's
  * wgmma covers only the live rows rounded up to 32 (with_live_columns), the TMA token paths
  * load only those rows, and the epilogue skips the 32-column steps past them.
@@ -31,8 +35,8 @@
  * (their predecessor let them launch only after it had waited for routing), and only their
  * token operand waits.
  */
-#ifndef MOE_GEMM_SM90_BF16_GROUPED_CUH_
-#define MOE_GEMM_SM90_BF16_GROUPED_CUH_
+#ifndef MOE_GEMM_SM90_GROUPED_CUH_
+#define MOE_GEMM_SM90_GROUPED_CUH_
 
 #include <cuda.h>
 #include <stdint.h>
@@ -41,6 +45,7 @@
 
 #include "kernels/gemm/common/dtypes.cuh"
 #include "kernels/gemm/common/epilogue.cuh"
+#include "kernels/gemm/common/formats.cuh"
 #include "kernels/gemm/common/mma.cuh"
 #include "kernels/gemm/common/params.cuh"
 #include "kernels/gemm/common/pipeline.cuh"
@@ -55,15 +60,16 @@
 namespace moe {
 namespace sm90 {
 
-template <int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
+template <class Fmt, int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
 __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads,
                                   GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kMinBlocks)
-    sm90_bf16_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
-                           const __grid_constant__ CUtensorMap tmap_x,
-                           const __grid_constant__ CUtensorMap tmap_xs, const GroupedGemmParams p) {
+    sm90_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
+                      const __grid_constant__ CUtensorMap tmap_x,
+                      const __grid_constant__ CUtensorMap tmap_xs, const GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = GroupedGemmTraits<BLOCK_M, N, C, STAGES>;
-  constexpr int kBK = kBlockK<Bf16>;
+  using Op = typename Fmt::Op;
+  constexpr int kBK = kBlockK<Op>;
   static_assert(GEMM1 || !GATHER, "only GEMM1 gathers token rows");
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t *smem = smem_raw + ((1024u - (ptx::smem_u32(smem_raw) & 1023u)) & 1023u);
@@ -133,7 +139,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     }
     ptx::grid_dependency_wait();
   }
-  /* GEMM1 resets GEMM2's tile queue (sm90_bf16_gemm2_persistent.cuh). After the wait: every
+  /* GEMM1 resets GEMM2's tile queue (sm90_grouped_gemm2_persistent.cuh). After the wait: every
    * earlier kernel of the stream, the previous forward's GEMM2 among them, has completed; GEMM2
    * takes tiles only after its own wait, i.e. after this grid completed. CTA 0 is live whenever
    * any tile is (num_ctas > 0). */
@@ -176,8 +182,8 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       uint32_t ph = 0;
       for (int kb = 0; kb < k_blocks; ++kb) {
         ptx::mbar_wait(&full[s], ph);
-        mma_k_block<Wgmma<Bf16, Bf16, NV>>(d, a_base + s * T::kABytes, b_base + s * T::kBBytes,
-                                           kb == 0);
+        mma_k_block<Wgmma<Op, Op, NV>>(d, a_base + s * T::kABytes, b_base + s * T::kBBytes,
+                                       kb == 0);
         if (kb > 0) release_stage<C>(empty, prev_s, lane); /* its wgmmas are complete */
         prev_s = s;
         advance_stage<STAGES>(s, ph);
@@ -190,14 +196,26 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
     /* ---------------- epilogue ---------------- */
     /* All consumer warpgroups finished reading the stages; reuse them for staging. */
     ptx::named_barrier_sync(1, T::kConsumerThreads);
-    uint16_t *stage = reinterpret_cast<uint16_t *>(smem);
-    epilogue_to_stage<BLOCK_M, kAtoms, N, T::kStagePitch, GEMM1>(
-        d, stage, p, expert, m0, wg * T::kWGRows, warp % 4, lane, live_rows);
-    ptx::named_barrier_sync(1, T::kConsumerThreads);
+    const float scale = tensor_scale<Fmt>(p, expert);
     int col0, out_w;
     tile_columns<BLOCK_M>(GEMM1 && p.gated, m0, &col0, &out_w);
-    store_stage<N, T::kStagePitch, BLOCK_M>(stage, p, col0, out_w, row0, live_rows, threadIdx.x,
-                                            T::kConsumerThreads);
+    /* GEMM1 stores the format's GEMM1 element (bf16, or e4m3 for FP8), GEMM2 bf16; a staged
+     * row is 16-byte aligned either way (pitch BLOCK_M + 16 bytes worth of elements / 2). */
+    auto epilogue = [&](auto out) {
+      using Elem = typename decltype(out)::Elem;
+      constexpr int kPitch = sizeof(Elem) == 2 ? T::kStagePitch : BLOCK_M + 16;
+      Elem *stage = reinterpret_cast<Elem *>(smem);
+      epilogue_to_stage<BLOCK_M, kAtoms, N, kPitch, GEMM1, Fmt::kTensorScaled>(
+          d, stage, p, expert, m0, wg * T::kWGRows, warp % 4, lane, live_rows, scale, out);
+      ptx::named_barrier_sync(1, T::kConsumerThreads);
+      store_stage<N, kPitch, BLOCK_M>(stage, p, col0, out_w, row0, live_rows, threadIdx.x,
+                                      T::kConsumerThreads);
+    };
+    if constexpr (GEMM1) {
+      epilogue(Fmt::gemm1_store(p));
+    } else {
+      epilogue(StoreBf16{});
+    }
   }
 
   /* No CTA leaves while a peer may still multicast into it or arrive on its barriers. */
@@ -210,4 +228,4 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
 }  // namespace sm90
 }  // namespace moe
 
-#endif  // MOE_GEMM_SM90_BF16_GROUPED_CUH_
+#endif  // MOE_GEMM_SM90_GROUPED_CUH_
