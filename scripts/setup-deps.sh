@@ -5,6 +5,8 @@
 set -euo pipefail
 pkgs=(cmake ninja-build pkg-config gcc g++ swig golang-go bindgen libclang-dev junit5
       default-jdk-headless python3-pytest python3-numpy python3-dev)
+# Python package tests (bindings/python/venv.sh): python3 -m venv.
+pkgs+=(python3-venv)
 # cargo/rustc may come from rustup (~/.cargo/bin) instead of Debian; accept either.
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then pkgs+=(cargo); fi
 missing=()
