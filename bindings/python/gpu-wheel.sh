@@ -15,7 +15,10 @@ export PATH="/usr/local/cuda/bin:$PATH"
 "$py" -m venv --clear --without-pip --system-site-packages "$venv"
 vpy=$venv/bin/python
 "$vpy" -m pip install -q --no-index --find-links "$wh" ml_dtypes pytest
+# SKBUILD_BUILD_DIR keeps the CMake build (ignored build-* folder): a rerun after a timeout
+# compiles only what is left.
 CMAKE_ARGS="${CMAKE_ARGS:-} -DMOE_WITH_CUDA=${MOE_WHEEL_CUDA:-ON}" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+  SKBUILD_BUILD_DIR="${MOE_WHEEL_BUILD_DIR:-$root/build-wheel-gpu}" \
   "$vpy" -m pip install -q --no-index --find-links "$wh" .
 cd /tmp
 "$vpy" -c "import moe_trtllm as m; print('moe_trtllm', m.__version__, m.__file__, 'cuda devices:', m.cuda_device_count())"
