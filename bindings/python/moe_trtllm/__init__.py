@@ -322,7 +322,7 @@ class Runner:
     def __init__(self, backend=-1, device_id=0, sm_version=0, activation=3, num_threads=0):
         self._r = None
         self._cv = threading.Condition(threading.Lock())
-        self._inflight = 0
+        self._inflight = {}  # thread id -> calls it has inside the library
         self._closing = False
         self._r = _core.moe_b_runner_create(int(backend), int(device_id), int(sm_version),
                                             int(activation), int(num_threads))
@@ -337,14 +337,18 @@ class Runner:
             if self._r is None or self._closing:
                 raise RunnerClosedError(STATUS_INVALID_ARGUMENT,
                                         "moe_trtllm.Runner: the runner is closed")
-            self._inflight += 1
+            me = threading.get_ident()
+            self._inflight[me] = self._inflight.get(me, 0) + 1
             r = self._r
         try:
             yield r
         finally:
             with self._cv:
-                self._inflight -= 1
-                if self._inflight == 0:
+                if self._inflight[me] == 1:
+                    del self._inflight[me]
+                else:
+                    self._inflight[me] -= 1
+                if not self._inflight:
                     self._cv.notify_all()
 
     def close(self):
@@ -352,6 +356,10 @@ class Runner:
         other threads finish first (close waits for them); calls after close raise
         RunnerClosedError (an InvalidArgumentError)."""
         with self._cv:
+            if threading.get_ident() in self._inflight:
+                raise RuntimeError("moe_trtllm.Runner.close() called from inside a call on the "
+                                   "same runner (e.g. a tensor's __dlpack__): it would wait for "
+                                   "itself")
             if self._r is None or self._closing:
                 while self._r is not None:  # another thread is closing: wait for it
                     self._cv.wait()

@@ -117,3 +117,23 @@ def test_many_threads_and_concurrent_closes():
     assert not errors, errors
     assert stats["closed"] == 4 and stats["ok"] > 0, stats
     assert r.closed
+
+
+def test_close_from_inside_a_call_is_an_error_not_a_deadlock():
+    r = moe.Runner(backend=moe.BACKEND_CPU, num_threads=1)
+    x, w1, w2 = _inputs(r)
+    seen = []
+
+    class ClosesRunner:
+        def __dlpack__(self, *args, **kwargs):
+            try:
+                r.close()
+            except RuntimeError as e:
+                seen.append(e)
+            return x.logits.__dlpack__(*args, **kwargs)
+
+    out = r.forward(P, moe.bf16(x.hidden), w1, w2, logits=ClosesRunner())
+    assert seen and "wait for itself" in str(seen[0])
+    assert out.shape == (P.num_tokens, P.hidden_size) and not r.closed
+    r.close()
+    assert r.closed
