@@ -7,6 +7,8 @@ pkgs=(cmake ninja-build pkg-config gcc g++ swig golang-go bindgen libclang-dev j
       default-jdk-headless python3-pytest python3-numpy python3-dev)
 # bench/plot.py and its ctest (bench_plot) draw with matplotlib.
 pkgs+=(python3-matplotlib)
+# Python package tests (bindings/python/venv.sh): python3 -m venv.
+pkgs+=(python3-venv)
 # cargo/rustc may come from rustup (~/.cargo/bin) instead of Debian; accept either.
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then pkgs+=(cargo); fi
 missing=()

@@ -6,9 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-deps.sh
 source scripts/env.sh
+# ---- Python (issue 22): a fresh virtual environment with pytest, numpy, ml_dtypes and torch
+# from PyPI (bindings/python/venv.sh); the build below tests the binding with its python.
+MOE_PYTHON=$(bash bindings/python/venv.sh build-venv)
+# ----
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$MOE_PYTHON"
 cmake --build build -j "$JOBS"
 ctest --test-dir build --output-on-failure -j "$JOBS"
+# ---- Python wheel (issue 22): pip install . into that environment (CPU-only), its tests run
+# against the installed package, pip install bindings/python, CMake's reasons.
+bash bindings/python/test-wheel.sh build-venv
+# ----
 # Sanitizer build of the C library and tests (CPU backend; the CUDA kernels are compiled and
 # tested in the build above).
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOE_WITH_CUDA=OFF \

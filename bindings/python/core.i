@@ -31,8 +31,94 @@ typedef struct {
   DLTensor dl_tensor;
 } moe_py_managed_versioned;
 
+#define MOE_PY_MAX_DIMS 16
+
+/* Fills *out from a described tensor: the tuple (data, device_type, device_id, code, bits,
+   shape, strides or None, owner) of moe_trtllm._dl_arg. dims holds 2 * MOE_PY_MAX_DIMS. */
+static int moe_py_described(PyObject *d, DLTensor *out, int64_t *dims) {
+  PyObject *shape, *strides;
+  Py_ssize_t nd;
+  if (PyTuple_GET_SIZE(d) != 8) {
+    PyErr_SetString(PyExc_TypeError, "moe_trtllm: malformed tensor description");
+    return -1;
+  }
+  memset(out, 0, sizeof *out);
+  out->data = (void *)(uintptr_t)PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(d, 0));
+  out->device.device_type = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(d, 1));
+  out->device.device_id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(d, 2));
+  out->dtype.code = (uint8_t)PyLong_AsLong(PyTuple_GET_ITEM(d, 3));
+  out->dtype.bits = (uint8_t)PyLong_AsLong(PyTuple_GET_ITEM(d, 4));
+  out->dtype.lanes = 1;
+  if (PyErr_Occurred()) return -1;
+  shape = PyTuple_GET_ITEM(d, 5);
+  strides = PyTuple_GET_ITEM(d, 6);
+  if (!PyTuple_Check(shape) || (strides != Py_None && !PyTuple_Check(strides))) {
+    PyErr_SetString(PyExc_TypeError, "moe_trtllm: malformed tensor description");
+    return -1;
+  }
+  nd = PyTuple_GET_SIZE(shape);
+  if (nd > MOE_PY_MAX_DIMS || (strides != Py_None && PyTuple_GET_SIZE(strides) != nd)) {
+    PyErr_Format(PyExc_ValueError, "moe_trtllm: tensors of up to %d dimensions, given %zd",
+                 MOE_PY_MAX_DIMS, nd);
+    return -1;
+  }
+  for (Py_ssize_t i = 0; i < nd; ++i) {
+    dims[i] = (int64_t)PyLong_AsLongLong(PyTuple_GET_ITEM(shape, i));
+    if (strides != Py_None)
+      dims[MOE_PY_MAX_DIMS + i] = (int64_t)PyLong_AsLongLong(PyTuple_GET_ITEM(strides, i));
+  }
+  if (PyErr_Occurred()) return -1;
+  out->ndim = (int32_t)nd;
+  out->shape = dims;
+  out->strides = strides == Py_None ? NULL : dims + MOE_PY_MAX_DIMS;
+  return 0;
+}
+
+/* Strides: an empty tensor has no layout (numpy 2 exports zero strides for it), so drop them;
+   compact strides (size-1 dims may carry any stride) are dropped too, as DLPack allows. */
+static void moe_py_drop_compact_strides(DLTensor *out) {
+  if (out->strides) {
+    int64_t numel = 1, expect = 1;
+    int compact = 1;
+    for (int32_t i = 0; i < out->ndim; ++i) numel *= out->shape[i];
+    for (int32_t i = out->ndim - 1; i >= 0; --i) {
+      if (out->shape[i] != 1 && out->strides[i] != expect) compact = 0;
+      expect *= out->shape[i];
+    }
+    if (numel == 0 || compact) out->strides = NULL;
+  }
+}
+
+static int moe_py_dlpack(PyObject *obj, PyObject **cap, DLTensor *out);
+
+/* Fills *out for a tensor argument; *cap keeps what owns the data alive for the call.
+   moe_trtllm._dl_arg(obj) either describes the tensor (torch tensors: data_ptr, no capsule and
+   no stream synchronisation, so CUDA-graph capture works; numpy arrays of ml_dtypes types,
+   which numpy cannot export through DLPack) or returns an object to read through __dlpack__. */
+static int moe_py_tensor(PyObject *obj, PyObject **cap, DLTensor *out, int64_t *dims) {
+  PyObject *mod = PyImport_ImportModule("moe_trtllm");
+  PyObject *d;
+  int rc;
+  if (!mod) return -1;
+  d = PyObject_CallMethod(mod, "_dl_arg", "O", obj);
+  Py_DECREF(mod);
+  if (!d) return -1;
+  if (PyTuple_Check(d)) {
+    if (moe_py_described(d, out, dims) != 0) {
+      Py_DECREF(d);
+      return -1;
+    }
+    moe_py_drop_compact_strides(out);
+    *cap = d; /* holds the owner (last item) */
+    return 0;
+  }
+  rc = moe_py_dlpack(d, cap, out);
+  Py_DECREF(d);
+  return rc;
+}
+
 /* Fills *out from obj.__dlpack__(); *cap keeps the capsule (and so the data) alive. */
-static int moe_py_tensor(PyObject *obj, PyObject **cap, DLTensor *out) {
+static int moe_py_dlpack(PyObject *obj, PyObject **cap, DLTensor *out) {
   PyObject *target = obj, *fn = NULL, *c = NULL, *kw = NULL, *args = NULL;
   int override = 0;
   long code = 0, bits = 0;
@@ -108,18 +194,7 @@ static int moe_py_tensor(PyObject *obj, PyObject **cap, DLTensor *out) {
     out->dtype.bits = (uint8_t)bits;
     out->dtype.lanes = 1;
   }
-  /* Strides: an empty tensor has no layout (numpy 2 exports zero strides for it), so drop them;
-     compact strides (size-1 dims may carry any stride) are dropped too, as DLPack allows. */
-  if (out->strides) {
-    int64_t numel = 1, expect = 1;
-    int compact = 1;
-    for (int32_t i = 0; i < out->ndim; ++i) numel *= out->shape[i];
-    for (int32_t i = out->ndim - 1; i >= 0; --i) {
-      if (out->shape[i] != 1 && out->strides[i] != expect) compact = 0;
-      expect *= out->shape[i];
-    }
-    if (numel == 0 || compact) out->strides = NULL;
-  }
+  moe_py_drop_compact_strides(out);
   *cap = c;
   return 0;
 }
@@ -154,11 +229,12 @@ static void moe_py_raise(int32_t status, const char *message) {
 }
 
 /* Tensors: anything with __dlpack__, or None for an absent optional tensor. */
-%typemap(in) const DLTensor * (PyObject *cap_ = NULL, DLTensor tmp_) {
+%typemap(in) const DLTensor * (PyObject *cap_ = NULL, DLTensor tmp_,
+                               int64_t dims_[2 * MOE_PY_MAX_DIMS]) {
   if ($input == Py_None) {
     $1 = NULL;
   } else {
-    if (moe_py_tensor($input, &cap_, &tmp_) != 0) SWIG_fail;
+    if (moe_py_tensor($input, &cap_, &tmp_, dims_) != 0) SWIG_fail;
     $1 = &tmp_;
   }
 }
@@ -197,3 +273,67 @@ typedef struct moe_plan {} moe_plan;
 %thread moe_b_plan_read_count;
 
 %include "moe_bind_decls.i"
+
+/* DLPack codes of the public header (device types and dtype codes), for View() and the tensor
+   descriptions of moe_trtllm._dl_arg. */
+%constant int DL_CPU = kDLCPU;
+%constant int DL_CUDA = kDLCUDA;
+%constant int DL_CUDA_HOST = kDLCUDAHost;
+%constant int DL_CUDA_MANAGED = kDLCUDAManaged;
+%constant int DL_INT = kDLInt;
+%constant int DL_UINT = kDLUInt;
+%constant int DL_FLOAT = kDLFloat;
+%constant int DL_BFLOAT = kDLBfloat;
+%constant int DL_COMPLEX = kDLComplex;
+%constant int DL_BOOL = kDLBool;
+%constant int DL_FLOAT8_E3M4 = kDLFloat8_e3m4;
+%constant int DL_FLOAT8_E4M3 = kDLFloat8_e4m3;
+%constant int DL_FLOAT8_E4M3B11FNUZ = kDLFloat8_e4m3b11fnuz;
+%constant int DL_FLOAT8_E4M3FN = kDLFloat8_e4m3fn;
+%constant int DL_FLOAT8_E4M3FNUZ = kDLFloat8_e4m3fnuz;
+%constant int DL_FLOAT8_E5M2 = kDLFloat8_e5m2;
+%constant int DL_FLOAT8_E5M2FNUZ = kDLFloat8_e5m2fnuz;
+%constant int DL_FLOAT8_E8M0FNU = kDLFloat8_e8m0fnu;
+%constant int DL_FLOAT6_E2M3FN = kDLFloat6_e2m3fn;
+%constant int DL_FLOAT6_E3M2FN = kDLFloat6_e3m2fn;
+%constant int DL_FLOAT4_E2M1FN = kDLFloat4_e2m1fn;
+
+%inline %{
+/* Where plan table `table` (MOE_PLAN_*) lies in the workspace, from moe_plan_get_view (no
+   synchronisation): what = 0 gives its byte offset, what = 1 its capacity in elements. */
+static int64_t moe_py_plan_table_extent(const moe_runner *r, const moe_plan *plan,
+                                        const DLTensor *workspace, int32_t table, int32_t what) {
+  moe_plan_view v;
+  const void *p = NULL;
+  int64_t n = 0;
+  char *base;
+  if (!workspace) {
+    moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "workspace: expected a tensor, got None/null");
+    return -1;
+  }
+  base = (char *)moe_b_tensor_ptr(workspace);
+  memset(&v, 0, sizeof v);
+  if (moe_b_check(moe_plan_get_view(r, plan, base, (size_t)moe_b_tensor_bytes(workspace), &v)))
+    return -1;
+  switch (table) {
+    case MOE_PLAN_TOPK_IDS: p = v.topk_ids; n = v.num_tokens * v.top_k; break;
+    case MOE_PLAN_EXPERT_WEIGHTS: p = v.expert_weights; n = v.num_tokens * v.top_k; break;
+    case MOE_PLAN_EXPANDED_TO_PERMUTED: p = v.expanded_to_permuted; n = v.num_tokens * v.top_k; break;
+    case MOE_PLAN_PERMUTED_TO_TOKEN: p = v.permuted_to_token; n = v.max_padded_rows; break;
+    case MOE_PLAN_PERMUTED_TO_EXPANDED: p = v.permuted_to_expanded; n = v.max_padded_rows; break;
+    case MOE_PLAN_CTA_TO_BATCH: p = v.cta_to_batch; n = v.max_ctas; break;
+    case MOE_PLAN_CTA_TO_MN_LIMIT: p = v.cta_to_mn_limit; n = v.max_ctas; break;
+    case MOE_PLAN_NUM_CTAS: p = v.num_ctas; n = 1; break;
+    case MOE_PLAN_PERMUTED_SIZE: p = v.permuted_size; n = 1; break;
+    case MOE_PLAN_EXPERT_COUNTS: p = v.expert_counts; n = v.num_experts; break;
+    default:
+      moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "table: not a MOE_PLAN_* value");
+      return -1;
+  }
+  if (!p && n > 0) {
+    moe_b_fail(MOE_STATUS_INTERNAL, "plan view: table pointer is NULL");
+    return -1;
+  }
+  return what == 0 ? (p ? (int64_t)((const char *)p - base) : 0) : n;
+}
+%}

@@ -1,10 +1,14 @@
 """moe_trtllm: Python binding of the moe-trtllm fused Mixture-of-Experts library.
 
-Tensors are any objects with ``__dlpack__`` (numpy arrays on the CPU backend, torch or cupy
-tensors on the CUDA backend); they are borrowed zero-copy for the duration of each call. numpy has
-no bfloat16: pass bf16 data as a uint16 array wrapped with :func:`bf16`. Streams are ints
+Tensors are numpy arrays (CPU backend), torch tensors (CPU or CUDA), or any object with
+``__dlpack__`` (cupy, ...); they are borrowed zero-copy for the duration of each call. bfloat16
+and float8 numpy arrays use the ml_dtypes types (``moe_trtllm.bfloat16`` is
+``ml_dtypes.bfloat16``); a uint16 array of bf16 bit patterns can still be passed wrapped with
+:func:`bf16`. bf16 results (forward outputs, routing weights read from a plan) come back as
+``ml_dtypes.bfloat16`` numpy arrays, or torch.bfloat16 tensors on the torch path. Streams are ints
 (``torch.cuda.current_stream().cuda_stream``, ``cupy.cuda.get_current_stream().ptr``), stream
 objects with one of those attributes, or None (the CPU backend requires None/0).
+:mod:`moe_trtllm.torch` registers the forward and routing as PyTorch custom ops.
 
 Example::
 
@@ -12,27 +16,40 @@ Example::
     with moe.Runner(backend=moe.BACKEND_CPU) as r:
         p = moe.Problem(num_experts=8, num_tokens=4, top_k=2, hidden_size=64,
                         intermediate_size=32)
-        w1 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM1, w1_bf16_bits)   # uint16 [8, 64, 64]
-        w2 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM2, w2_bf16_bits)   # uint16 [8, 64, 32]
-        out = r.forward(p, moe.bf16(x_bits), w1, w2, logits=logits_f32)   # uint16 [4, 64]
+        w1 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM1, w1)   # bfloat16 [8, 64, 64]
+        w2 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM2, w2)   # bfloat16 [8, 64, 32]
+        out = r.forward(p, x, w1, w2, logits=logits)            # x bfloat16 [4, 64],
+                                                                # logits float32 [4, 8]
+    out.dtype   # bfloat16 (ml_dtypes), shape (4, 64)
 """
 
+import contextlib
+import threading
 from dataclasses import dataclass
+
+import numpy as _np
+
+try:
+    import ml_dtypes as _ml
+except ImportError as _e:  # a declared dependency of the package
+    raise ImportError("moe_trtllm needs ml_dtypes for bfloat16/float8 numpy arrays: "
+                      "pip install ml_dtypes") from _e
 
 from . import core as _core
 from .errors import (MoeError, InvalidArgumentError, NotSupportedError, OutOfMemoryError,
                      CudaError, NoDeviceError, InsufficientWorkspaceError, VersionMismatchError,
-                     InvalidConfigError, InternalError, STATUS_NAMES, error_from_status)
+                     InvalidConfigError, InternalError, RunnerClosedError, STATUS_NAMES,
+                     error_from_status, dtype_name)
 
 # Constants (the values of the C header's macros).
 for _n in dir(_core):
     if _n.split("_")[0] in ("STATUS", "BACKEND", "ROUTING", "ACTIVATION", "DTYPE", "WEIGHTS",
-                            "PLAN"):
-        globals()[_n] = getattr(_core, _n)
+                            "PLAN", "DL"):
+        globals()[_n] = getattr(_core, _n)  # DL_*: DLPack device types and dtype codes
 del _n
 
-#: DLPack type codes, for View().
-DL_INT, DL_UINT, DL_FLOAT, DL_BFLOAT = 0, 1, 2, 4
+#: numpy scalar types of ml_dtypes (bf16 inputs and results are arrays of these).
+bfloat16 = _ml.bfloat16
 
 __version__ = "%d.%d.%d" % (_core.moe_b_version_major(), _core.moe_b_version_minor(),
                             _core.moe_b_version_patch())
@@ -76,8 +93,13 @@ class View:
 
 
 def bf16(tensor):
-    """A uint16 tensor of bfloat16 bit patterns, seen as bfloat16 by the library."""
+    """A uint16 tensor of bfloat16 bit patterns, seen as bfloat16 by the library. Tensors that
+    already are bfloat16 (ml_dtypes numpy arrays, torch.bfloat16) are returned as they are."""
     if isinstance(tensor, View):
+        return tensor
+    if isinstance(tensor, _np.ndarray) and tensor.dtype == _np.dtype(bfloat16):
+        return tensor
+    if type(tensor).__module__.split(".")[0] == "torch" and str(tensor.dtype) == "torch.bfloat16":
         return tensor
     return View(tensor, DL_BFLOAT, 16)
 
@@ -88,6 +110,76 @@ def _unwrap(t):
 
 def _is_torch(t):
     return type(_unwrap(t)).__module__.split(".")[0] == "torch"
+
+
+# numpy dtypes numpy cannot export through DLPack (ml_dtypes) -> (DLPack code, bits). Only the
+# types stored at their own width: ml_dtypes keeps float4/float6 one per byte, DLPack packs them.
+_ML_CODES = {}
+for _name, _code in (("bfloat16", DL_BFLOAT), ("float8_e3m4", DL_FLOAT8_E3M4),
+                     ("float8_e4m3", DL_FLOAT8_E4M3),
+                     ("float8_e4m3b11fnuz", DL_FLOAT8_E4M3B11FNUZ),
+                     ("float8_e4m3fn", DL_FLOAT8_E4M3FN), ("float8_e4m3fnuz", DL_FLOAT8_E4M3FNUZ),
+                     ("float8_e5m2", DL_FLOAT8_E5M2), ("float8_e5m2fnuz", DL_FLOAT8_E5M2FNUZ),
+                     ("float8_e8m0fnu", DL_FLOAT8_E8M0FNU)):
+    if hasattr(_ml, _name):
+        _dt = _np.dtype(getattr(_ml, _name))
+        _ML_CODES[_dt] = (_code, 8 * _dt.itemsize)
+del _name, _code, _dt
+
+# torch dtype name (str(dtype) without "torch.") -> (DLPack code, bits).
+_TORCH_CODES = {"float32": (DL_FLOAT, 32), "float64": (DL_FLOAT, 64), "float16": (DL_FLOAT, 16),
+                "bfloat16": (DL_BFLOAT, 16), "int8": (DL_INT, 8), "int16": (DL_INT, 16),
+                "int32": (DL_INT, 32), "int64": (DL_INT, 64), "uint8": (DL_UINT, 8),
+                "uint16": (DL_UINT, 16), "uint32": (DL_UINT, 32), "uint64": (DL_UINT, 64),
+                "bool": (DL_BOOL, 8), "float8_e4m3fn": (DL_FLOAT8_E4M3FN, 8),
+                "float8_e4m3fnuz": (DL_FLOAT8_E4M3FNUZ, 8), "float8_e5m2": (DL_FLOAT8_E5M2, 8),
+                "float8_e5m2fnuz": (DL_FLOAT8_E5M2FNUZ, 8),
+                "float8_e8m0fnu": (DL_FLOAT8_E8M0FNU, 8)}
+
+
+def _override(cb, override, what):
+    if override is None:
+        return cb
+    if cb[1] != override[1]:
+        raise TypeError(f"View: element of {cb[1]} bits ({what}) cannot be viewed as "
+                        f"{override[1]} bits")
+    return override
+
+
+def _dl_arg(obj):
+    """How the C module reads a tensor argument: a description tuple (data pointer,
+    device_type, device_id, dtype code, bits, shape, strides in elements, owner), or an object
+    to read through __dlpack__. torch tensors are described from data_ptr()/shape/stride():
+    no capsule and no stream synchronisation, so calls are CUDA-graph capturable on the
+    caller's stream. numpy arrays of ml_dtypes types are described too (numpy's DLPack export
+    rejects them)."""
+    t, override = obj, None
+    if isinstance(obj, View):
+        t, override = obj._moe_view_base, (obj._moe_view_code, obj._moe_view_bits)
+    if type(t).__module__.split(".")[0] == "torch":
+        name = str(t.dtype).replace("torch.", "")
+        cb = _TORCH_CODES.get(name)
+        if cb is None:
+            raise TypeError(f"moe_trtllm: torch dtype {name} has no DLPack equivalent")
+        cb = _override(cb, override, name)
+        dev = t.device
+        if dev.type == "cuda":
+            dt, di = DL_CUDA, (dev.index or 0)
+        elif dev.type == "cpu":
+            dt, di = DL_CPU, 0
+        else:
+            raise TypeError(f"moe_trtllm: tensors on device {dev} are not supported "
+                            "(cpu or cuda)")
+        return (t.data_ptr(), dt, di, cb[0], cb[1], tuple(t.shape), tuple(t.stride()), t)
+    if isinstance(t, _np.ndarray) and t.dtype in _ML_CODES:
+        cb = _override(_ML_CODES[t.dtype], override, t.dtype.name)
+        size = t.dtype.itemsize
+        if any(s % size for s in t.strides):
+            raise ValueError(f"moe_trtllm: strides {t.strides} are not multiples of the "
+                             f"{t.dtype.name} element size")
+        return (t.__array_interface__["data"][0], DL_CPU, 0, cb[0], cb[1], t.shape,
+                tuple(s // size for s in t.strides), t)
+    return obj
 
 
 def _stream(s):
@@ -146,6 +238,15 @@ def _torch_empty(shape, dtype, like):
     return torch.empty(shape, dtype=dtype, device=_unwrap(like).device)
 
 
+def _torch_aligned_bytes(nbytes, device, align=256):
+    """A torch.uint8 tensor of nbytes at a 256-byte aligned address (CPU tensors are only
+    64-byte aligned)."""
+    import torch
+    buf = torch.empty(int(nbytes) + align, dtype=torch.uint8, device=device)
+    off = (-buf.data_ptr()) % align
+    return buf[off:off + int(nbytes)]
+
+
 class Plan:
     """A prepared routing plan (moe_plan descriptor) tied to its runner and workspace."""
 
@@ -168,19 +269,39 @@ class Plan:
 
     def read_count(self, table):
         """Element count of plan table `table` (PLAN_*); synchronises the stream."""
-        return int(_core.moe_b_plan_read_count(self._runner._handle(), self._c, self._workspace,
-                                               int(table), self._stream))
+        with self._runner._use() as r:
+            return int(_core.moe_b_plan_read_count(r, self._c, self._workspace, int(table),
+                                                   self._stream))
 
     def read(self, table):
-        """Copy plan table `table` (PLAN_*) to a new numpy array (uint16 bf16 bit patterns for
+        """Copy plan table `table` (PLAN_*) to a new numpy array (bfloat16 for
         PLAN_EXPERT_WEIGHTS, int32 otherwise). Synchronises the stream."""
-        import numpy as np
         n = self.read_count(table)
-        dt = np.uint16 if int(table) == _core.PLAN_EXPERT_WEIGHTS else np.int32
-        dst = np.zeros(max(n, 1), dtype=dt)
-        _core.moe_b_plan_read(self._runner._handle(), self._c, self._workspace, int(table), dst,
-                              self._stream)
+        dt = bfloat16 if int(table) == _core.PLAN_EXPERT_WEIGHTS else _np.int32
+        dst = _np.zeros(max(n, 1), dtype=dt)
+        with self._runner._use() as r:
+            _core.moe_b_plan_read(r, self._c, self._workspace, int(table), dst, self._stream)
         return dst[:n]
+
+    def table(self, table):
+        """Plan table `table` (PLAN_*) as a zero-copy view into the workspace, no
+        synchronisation: a numpy array for a numpy workspace, a torch tensor (on the
+        workspace's device) for a torch one. Its length is the table's capacity (T*K for the
+        per-slot tables, max_padded_rows, max_ctas, 1 or E); bfloat16 for PLAN_EXPERT_WEIGHTS,
+        int32 otherwise. Valid until the workspace is prepared again; on CUDA, read it on (or
+        after) the plan's stream."""
+        table = int(table)
+        with self._runner._use() as r:
+            off = int(_core.moe_py_plan_table_extent(r, self._c, self._workspace, table, 0))
+            n = int(_core.moe_py_plan_table_extent(r, self._c, self._workspace, table, 1))
+        w = _unwrap(self._workspace)
+        size = 2 if table == _core.PLAN_EXPERT_WEIGHTS else 4
+        if _is_torch(w):
+            import torch
+            dt = torch.bfloat16 if size == 2 else torch.int32
+            return w.view(-1)[off:off + n * size].view(dt)
+        dt = bfloat16 if size == 2 else _np.int32
+        return _np.asarray(w).reshape(-1)[off:off + n * size].view(dt)
 
 
 class Runner:
@@ -199,17 +320,60 @@ class Runner:
     """
 
     def __init__(self, backend=-1, device_id=0, sm_version=0, activation=3, num_threads=0):
+        self._r = None
+        self._cv = threading.Condition(threading.Lock())
+        self._inflight = {}  # thread id -> calls it has inside the library
+        self._closing = False
         self._r = _core.moe_b_runner_create(int(backend), int(device_id), int(sm_version),
                                             int(activation), int(num_threads))
         self.activation = int(activation)
         self.device_id = int(device_id)
 
     # -- lifetime --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _use(self):
+        """Holds the handle for one call: close() waits until no call is in flight."""
+        with self._cv:
+            if self._r is None or self._closing:
+                raise RunnerClosedError(STATUS_INVALID_ARGUMENT,
+                                        "moe_trtllm.Runner: the runner is closed")
+            me = threading.get_ident()
+            self._inflight[me] = self._inflight.get(me, 0) + 1
+            r = self._r
+        try:
+            yield r
+        finally:
+            with self._cv:
+                if self._inflight[me] == 1:
+                    del self._inflight[me]
+                else:
+                    self._inflight[me] -= 1
+                if not self._inflight:
+                    self._cv.notify_all()
+
     def close(self):
-        """Destroy the runner (idempotent)."""
-        r, self._r = self._r, None
-        if r is not None:
+        """Destroy the runner (idempotent, thread-safe). Calls already inside the library on
+        other threads finish first (close waits for them); calls after close raise
+        RunnerClosedError (an InvalidArgumentError)."""
+        with self._cv:
+            if threading.get_ident() in self._inflight:
+                raise RuntimeError("moe_trtllm.Runner.close() called from inside a call on the "
+                                   "same runner (e.g. a tensor's __dlpack__): it would wait for "
+                                   "itself")
+            if self._r is None or self._closing:
+                while self._r is not None:  # another thread is closing: wait for it
+                    self._cv.wait()
+                return
+            self._closing = True
+            while self._inflight:
+                self._cv.wait()
+            r = self._r
+        try:
             _core.moe_b_runner_destroy(r)
+        finally:
+            with self._cv:
+                self._r = None
+                self._cv.notify_all()
 
     def __enter__(self):
         return self
@@ -220,68 +384,73 @@ class Runner:
 
     def __del__(self):
         try:
-            self.close()
+            if getattr(self, "_r", None) is not None:
+                self.close()
         except Exception:
             pass
 
     @property
     def closed(self):
-        return self._r is None
-
-    def _handle(self):
-        return self._r  # None after close: the library reports the NULL runner
+        return self._r is None or self._closing
 
     # -- queries ---------------------------------------------------------------------------
     @property
     def backend(self):
         """BACKEND_CPU or BACKEND_CUDA."""
-        return _core.moe_b_runner_backend(self._handle())
+        with self._use() as r:
+            return _core.moe_b_runner_backend(r)
 
     @property
     def num_configs(self):
         """Number of configs in the catalogue."""
-        return _core.moe_b_num_configs(self._handle())
+        with self._use() as r:
+            return _core.moe_b_num_configs(r)
 
     def valid_configs(self, problem):
         """Config indices valid for `problem`, best first."""
         a = problem._args()
-        n = _core.moe_b_valid_config_count(self._handle(), *a)
-        return [_core.moe_b_valid_config_at(self._handle(), *a, i) for i in range(n)]
+        with self._use() as r:
+            n = _core.moe_b_valid_config_count(r, *a)
+            return [_core.moe_b_valid_config_at(r, *a, i) for i in range(n)]
 
     def default_config(self, problem):
         """The default (best-first) config of `problem`."""
-        return _core.moe_b_default_config(self._handle(), *problem._args())
+        with self._use() as r:
+            return _core.moe_b_default_config(r, *problem._args())
 
     def describe_config(self, config):
         """ConfigInfo of a config index."""
-        f = [_core.moe_b_config_field(self._handle(), int(config), i) for i in range(9)]
-        return ConfigInfo(*f, name=_core.moe_b_config_name(self._handle(), int(config)))
+        with self._use() as r:
+            f = [_core.moe_b_config_field(r, int(config), i) for i in range(9)]
+            return ConfigInfo(*f, name=_core.moe_b_config_name(r, int(config)))
 
     def cluster_size(self, config):
         """Cluster size C of a config."""
-        return _core.moe_b_cluster_size(self._handle(), int(config))
+        with self._use() as r:
+            return _core.moe_b_cluster_size(r, int(config))
 
     def workspace_size(self, problem, config):
         """Workspace bytes for `problem` (num_tokens = T_max) with `config`."""
-        return int(_core.moe_b_workspace_size(self._handle(), *problem._args(), int(config)))
+        with self._use() as r:
+            return int(_core.moe_b_workspace_size(r, *problem._args(), int(config)))
 
     def weights_prepared_size(self, problem, which):
         """Bytes of a prepared weight tensor (which = WEIGHTS_GEMM1 or WEIGHTS_GEMM2)."""
-        return int(_core.moe_b_weights_prepared_size(self._handle(), *problem._args(),
-                                                     int(which)))
+        with self._use() as r:
+            return int(_core.moe_b_weights_prepared_size(r, *problem._args(), int(which)))
 
     # -- work ------------------------------------------------------------------------------
     def prepare_weights(self, problem, which, canonical, prepared, stream=None):
         """Convert canonical bf16 weights into the prepared uint8 tensor `prepared`."""
-        _core.moe_b_weights_prepare(self._handle(), *problem._args(), int(which), canonical,
-                                    prepared, _stream(stream))
+        with self._use() as r:
+            _core.moe_b_weights_prepare(r, *problem._args(), int(which), canonical, prepared,
+                                        _stream(stream))
         return prepared
 
     def prepare_weights_host(self, problem, which, canonical):
-        """CPU convenience: canonical bf16 weights (numpy uint16, or a bf16 View) -> a new
-        numpy uint8 array of prepared weights."""
-        import numpy as np
-        out = np.zeros(self.weights_prepared_size(problem, which), dtype=np.uint8)
+        """CPU convenience: canonical bf16 weights (a bfloat16 numpy array, or uint16 bf16 bit
+        patterns) -> a new numpy uint8 array of prepared weights."""
+        out = _np.zeros(self.weights_prepared_size(problem, which), dtype=_np.uint8)
         return self.prepare_weights(problem, which, bf16(canonical), out)
 
     def allocate_workspace(self, problem, config, like=None):
@@ -289,8 +458,7 @@ class Runner:
         torch.uint8 on its device."""
         n = self.workspace_size(problem, config)
         if like is not None and _is_torch(like):
-            import torch
-            return _torch_empty((max(n, 1),), torch.uint8, like)[:n]
+            return _torch_aligned_bytes(n, _unwrap(like).device)
         return _aligned_host_bytes(n)
 
     def prepare_routing(self, problem, config, workspace, *, method=1, logits=None, bias=None,
@@ -300,10 +468,12 @@ class Runner:
         workspace_size() bytes); returns the Plan. Give logits, or topk_ids + topk_weights,
         or topk_packed."""
         plan = Plan(self, workspace, _stream(stream))
-        _core.moe_b_routing_prepare(self._handle(), *problem._args(), int(config), int(method),
-                                    logits, bias, topk_ids, topk_weights, topk_packed,
-                                    int(n_group), int(topk_group), float(routed_scaling_factor),
-                                    int(bool(enable_pdl)), workspace, plan._c, _stream(stream))
+        with self._use() as r:
+            _core.moe_b_routing_prepare(r, *problem._args(), int(config), int(method), logits,
+                                        bias, topk_ids, topk_weights, topk_packed, int(n_group),
+                                        int(topk_group), float(routed_scaling_factor),
+                                        int(bool(enable_pdl)), workspace, plan._c,
+                                        _stream(stream))
         return plan
 
     def run(self, problem, config, plan, workspace, *, hidden_states, gemm1_weights,
@@ -314,11 +484,11 @@ class Runner:
         `output is not None`."""
         if do_finalize is None:
             do_finalize = output is not None
-        _core.moe_b_run(self._handle(), *problem._args(), int(config), plan._c,
-                        int(bool(do_finalize)), hidden_states, gemm1_weights, gemm2_weights,
-                        gemm1_bias, gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit,
-                        output, permuted_output, int(bool(enable_pdl)), workspace,
-                        _stream(stream))
+        with self._use() as r:
+            _core.moe_b_run(r, *problem._args(), int(config), plan._c, int(bool(do_finalize)),
+                            hidden_states, gemm1_weights, gemm2_weights, gemm1_bias, gemm2_bias,
+                            gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, permuted_output,
+                            int(bool(enable_pdl)), workspace, _stream(stream))
 
     def forward(self, problem, hidden_states, gemm1_weights, gemm2_weights, *, method=1,
                 logits=None, bias=None, topk_ids=None, topk_weights=None, topk_packed=None,
@@ -326,31 +496,29 @@ class Runner:
                 gemm2_bias=None, gemm1_alpha=None, gemm1_beta=None, gemm1_clamp_limit=None,
                 output=None, workspace=None, enable_pdl=True, stream=None):
         """One-shot forward with the default config (moe_forward). Allocates the workspace and
-        the output when not given: numpy (uint16 bf16 bits, [T, H]) on the CPU, torch on the
-        tensors' device when hidden_states is a torch tensor. Returns the output."""
+        the output when not given: a bfloat16 (ml_dtypes) numpy array [T, H] on the CPU, a
+        torch.bfloat16 tensor on the tensors' device when hidden_states is a torch tensor.
+        Returns the output."""
         torch_mode = _is_torch(hidden_states)
         T, H = int(problem.num_tokens), int(problem.hidden_size)
         if workspace is None:
             cfg = self.default_config(problem)
             workspace = self.allocate_workspace(problem, cfg,
                                                 like=hidden_states if torch_mode else None)
-        ret = output
         if output is None:
             if torch_mode:
                 import torch
-                ret = output = _torch_empty((T, H), torch.bfloat16, hidden_states)
+                output = _torch_empty((T, H), torch.bfloat16, hidden_states)
             else:
-                import numpy as np
-                ret = np.zeros((T, H), dtype=np.uint16)
-                output = bf16(ret)
-        _core.moe_b_forward(self._handle(), *problem._args(), int(method), logits, bias,
-                            topk_ids, topk_weights, topk_packed, int(n_group), int(topk_group),
-                            float(routed_scaling_factor), 1, hidden_states, gemm1_weights,
-                            gemm2_weights, gemm1_bias, gemm2_bias, gemm1_alpha, gemm1_beta,
-                            gemm1_clamp_limit, output, None, int(bool(enable_pdl)), workspace,
-                            _stream(stream))
-        return ret
-
+                output = _np.zeros((T, H), dtype=bfloat16)
+        with self._use() as r:
+            _core.moe_b_forward(r, *problem._args(), int(method), logits, bias, topk_ids,
+                                topk_weights, topk_packed, int(n_group), int(topk_group),
+                                float(routed_scaling_factor), 1, hidden_states, gemm1_weights,
+                                gemm2_weights, gemm1_bias, gemm2_bias, gemm1_alpha, gemm1_beta,
+                                gemm1_clamp_limit, output, None, int(bool(enable_pdl)),
+                                workspace, _stream(stream))
+        return output
 
     def autotune(self, problem, hidden_states, gemm1_weights, gemm2_weights, *, method=1,
                  logits=None, bias=None, topk_ids=None, topk_weights=None, topk_packed=None,
@@ -360,14 +528,12 @@ class Runner:
         """Times every valid config (moe_runner_autotune: prepare + run, median of
         `iterations`) and returns [(config, microseconds)] fastest first. Allocates the output
         and a workspace large enough for every valid config when not given. Synchronises."""
-        import numpy as np
         torch_mode = _is_torch(hidden_states)
         cfgs = self.valid_configs(problem)
         if workspace is None:
             n = max(self.workspace_size(problem, c) for c in cfgs)
             if torch_mode:
-                import torch
-                workspace = _torch_empty((max(n, 1),), torch.uint8, hidden_states)[:n]
+                workspace = _torch_aligned_bytes(n, _unwrap(hidden_states).device)
             else:
                 workspace = _aligned_host_bytes(n)
         if output is None:
@@ -376,28 +542,30 @@ class Runner:
                 import torch
                 output = _torch_empty((T, H), torch.bfloat16, hidden_states)
             else:
-                output = bf16(np.zeros((T, H), dtype=np.uint16))
-        configs = np.zeros(len(cfgs), dtype=np.int32)
-        times = np.zeros(len(cfgs), dtype=np.float32)
-        n = _core.moe_b_autotune(self._handle(), *problem._args(), int(method), logits, bias,
-                                 topk_ids, topk_weights, topk_packed, int(n_group),
-                                 int(topk_group), float(routed_scaling_factor), 1,
-                                 hidden_states, gemm1_weights, gemm2_weights, gemm1_bias,
-                                 gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output,
-                                 None, int(bool(enable_pdl)), workspace, int(iterations),
-                                 configs, times, _stream(stream))
+                output = _np.zeros((T, H), dtype=bfloat16)
+        configs = _np.zeros(len(cfgs), dtype=_np.int32)
+        times = _np.zeros(len(cfgs), dtype=_np.float32)
+        with self._use() as r:
+            n = _core.moe_b_autotune(r, *problem._args(), int(method), logits, bias, topk_ids,
+                                     topk_weights, topk_packed, int(n_group), int(topk_group),
+                                     float(routed_scaling_factor), 1, hidden_states,
+                                     gemm1_weights, gemm2_weights, gemm1_bias, gemm2_bias,
+                                     gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, None,
+                                     int(bool(enable_pdl)), workspace, int(iterations), configs,
+                                     times, _stream(stream))
         return [(int(configs[i]), float(times[i])) for i in range(n)]
 
 
 def float_to_bf16_bits(a):
     """numpy float32 array -> uint16 bf16 bit patterns (round to nearest even)."""
-    import numpy as np
-    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = _np.ascontiguousarray(a, dtype=_np.float32).view(_np.uint32).astype(_np.uint64)
     r = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-    return r.astype(np.uint16)
+    return r.astype(_np.uint16)
 
 
 def bf16_bits_to_float(a):
-    """uint16 bf16 bit patterns -> numpy float32 array."""
-    import numpy as np
-    return (np.asarray(a, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+    """uint16 bf16 bit patterns (or a bfloat16 array) -> numpy float32 array."""
+    a = _np.asarray(a)
+    if a.dtype == _np.dtype(bfloat16):
+        return a.astype(_np.float32)
+    return (a.astype(_np.uint16).astype(_np.uint32) << 16).view(_np.float32)

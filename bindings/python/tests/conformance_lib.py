@@ -14,9 +14,6 @@ KEYS = {"name", "method", "input", "logits_dtype", "T", "E", "K", "H", "I", "off
         "swiglu_params", "finalize", "seed", "plan", "output", "status"}
 INT_KEYS = {"method", "T", "E", "K", "H", "I", "offset", "local", "act", "tile", "cluster",
             "n_group", "topk_group", "bias", "gemm_bias", "swiglu_params", "finalize", "seed"}
-STATUS = {"ok": 0, "INVALID_ARGUMENT": 1, "NOT_SUPPORTED": 2, "OUT_OF_MEMORY": 3,
-          "CUDA_ERROR": 4, "NO_DEVICE": 5, "INSUFFICIENT_WORKSPACE": 6, "VERSION_MISMATCH": 7,
-          "INVALID_CONFIG": 8, "INTERNAL": 99}
 
 
 def cases_path():
@@ -110,9 +107,12 @@ def gen_ids(seed, T, K, E):
 
 # -- digests -----------------------------------------------------------------------------------
 def fnv1a(chunks):
-    """FNV-1a 64 over the little-endian bytes of the given numpy arrays, as 16 hex digits."""
+    """FNV-1a 64 over the little-endian bytes of the given numpy arrays, as 16 hex digits
+    (bfloat16 arrays: their bit patterns)."""
     h = 0xcbf29ce484222325
     for a in chunks:
+        if a.dtype == np.dtype(moe.bfloat16):
+            a = a.view(np.uint16)
         for b in np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes():
             h = ((h ^ b) * 0x100000001b3) & M64
     return "%016x" % h
@@ -135,7 +135,7 @@ def plan_tables(plan):
 
 
 def plan_digest(t):
-    return fnv1a([t["ids"].astype(np.int32), t["w"].astype(np.uint16),
+    return fnv1a([t["ids"].astype(np.int32), t["w"].view(np.uint16),
                   t["e2p"].astype(np.int32), t["p2t"].astype(np.int32),
                   t["p2e"].astype(np.int32), t["cb"].astype(np.int32), t["cm"].astype(np.int32),
                   np.array([t["N"], t["P"]], dtype=np.int32)])

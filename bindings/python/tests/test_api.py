@@ -57,14 +57,14 @@ def test_prepare_run_matches_forward(runner):
     ids = plan.read(moe.PLAN_TOPK_IDS)
     assert ids.shape == (P.num_tokens * P.top_k,)
     assert ((ids >= 0) & (ids < P.num_experts)).all()
-    assert plan.read(moe.PLAN_EXPERT_WEIGHTS).dtype == np.uint16
+    assert plan.read(moe.PLAN_EXPERT_WEIGHTS).dtype == moe.bfloat16
     assert plan.read_count(moe.PLAN_NUM_CTAS) == 1
     out = np.zeros((P.num_tokens, P.hidden_size), np.uint16)
     runner.run(P, cfg, plan, ws, hidden_states=moe.bf16(x.hidden), gemm1_weights=w1,
                gemm2_weights=w2, output=moe.bf16(out))
     out2 = runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=x.logits)
-    assert out2.dtype == np.uint16 and out2.shape == out.shape
-    assert np.array_equal(out, out2)
+    assert out2.dtype == moe.bfloat16 and out2.shape == out.shape
+    assert np.array_equal(out, out2.view(np.uint16))
     f = moe.bf16_bits_to_float(out)
     assert np.isfinite(f).all() and np.abs(f).sum() > 0
 
@@ -139,7 +139,8 @@ def test_use_after_close():
     assert r.closed
     with pytest.raises(moe.InvalidArgumentError) as ei:
         r.valid_configs(P)
-    assert ei.value.message
+    assert isinstance(ei.value, moe.RunnerClosedError)
+    assert "closed" in ei.value.message
 
 
 def test_not_a_tensor(runner):
@@ -263,3 +264,93 @@ def test_empty_and_size1_strides(runner):
     with pytest.raises(moe.InvalidArgumentError) as ei:
         runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=bad)
     assert "strides" in ei.value.message
+
+
+# -- numpy bfloat16 / float8 through ml_dtypes -------------------------------------------------
+def test_bfloat16_numpy_arrays_in_and_out(runner):
+    x, w1_bits, w2_bits = _setup(runner)
+    ref = runner.forward(P, moe.bf16(x.hidden), w1_bits, w2_bits, logits=x.logits)
+    # the same data as ml_dtypes bfloat16 arrays: weights, hidden states
+    w1 = runner.prepare_weights_host(P, moe.WEIGHTS_GEMM1, x.w1.view(moe.bfloat16))
+    w2 = runner.prepare_weights_host(P, moe.WEIGHTS_GEMM2, x.w2.view(moe.bfloat16))
+    assert np.array_equal(w1, w1_bits) and np.array_equal(w2, w2_bits)
+    hidden = x.hidden.view(moe.bfloat16)
+    assert moe.bf16(hidden) is hidden
+    out = runner.forward(P, hidden, w1, w2, logits=x.logits)
+    assert out.dtype == moe.bfloat16 and out.shape == (P.num_tokens, P.hidden_size)
+    assert np.array_equal(out.view(np.uint16), ref.view(np.uint16))
+    assert np.array_equal(moe.bf16_bits_to_float(out), out.astype(np.float32))
+    # a caller-given bfloat16 output is written in place and returned
+    given = np.zeros((P.num_tokens, P.hidden_size), moe.bfloat16)
+    assert runner.forward(P, hidden, w1, w2, logits=x.logits, output=given) is given
+    assert np.array_equal(given.view(np.uint16), ref.view(np.uint16))
+    # bf16 logits as an ml_dtypes array == the same bits through View
+    lb = moe.float_to_bf16_bits(x.logits)
+    a = runner.forward(P, hidden, w1, w2, logits=lb.view(moe.bfloat16))
+    b = runner.forward(P, hidden, w1, w2, logits=moe.bf16(lb))
+    assert np.array_equal(a.view(np.uint16), b.view(np.uint16))
+    # a strided (every other row) bfloat16 view reaches the library with its strides
+    wide = np.zeros((2 * P.num_tokens, P.hidden_size), moe.bfloat16)
+    wide[::2] = hidden
+    with pytest.raises(moe.InvalidArgumentError) as ei:
+        runner.forward(P, wide[::2], w1, w2, logits=x.logits)
+    assert "strides" in ei.value.message
+
+
+def test_float8_numpy_arrays_get_their_dlpack_codes(runner):
+    import ml_dtypes
+    x, w1, w2 = _setup(runner)
+    for name, code in (("float8_e4m3fn", moe.DL_FLOAT8_E4M3FN), ("float8_e5m2",
+                                                                moe.DL_FLOAT8_E5M2)):
+        a = np.zeros((P.num_tokens, P.hidden_size), getattr(ml_dtypes, name))
+        d = moe._dl_arg(a)
+        assert (d[3], d[4]) == (code, 8) and d[5] == a.shape and d[-1] is a
+        with pytest.raises(moe.InvalidArgumentError) as ei:  # bf16 is the only dtype today
+            runner.forward(P, a, w1, w2, logits=x.logits)
+        assert f"given {name}" in ei.value.message, ei.value.message
+
+
+def test_error_messages_name_dtypes(runner):
+    x, w1, w2 = _setup(runner)
+    with pytest.raises(moe.InvalidArgumentError) as ei:
+        runner.forward(P, moe.bf16(x.hidden).base.astype(np.float32), w1, w2, logits=x.logits)
+    msg = ei.value.message
+    assert "expected dtype bfloat16, given float32" in msg, msg
+    assert "code" not in msg and "lanes" not in msg
+    with pytest.raises(moe.InvalidArgumentError) as ei:  # int32 logits
+        runner.forward(P, moe.bf16(x.hidden), w1, w2, logits=x.logits.view(np.int32))
+    assert "given int32" in ei.value.message
+    assert moe.dtype_name(moe.DL_BFLOAT, 16) == "bfloat16"
+    assert moe.dtype_name(moe.DL_UINT, 8) == "uint8"
+    assert moe.dtype_name(moe.DL_FLOAT8_E8M0FNU, 8) == "float8_e8m0fnu"
+    assert moe.dtype_name(moe.DL_FLOAT, 32, 4) == "float32x4"
+
+
+def test_status_names_come_from_the_header():
+    names = {getattr(moe, n): n[len("STATUS_"):] for n in dir(moe) if n.startswith("STATUS_")
+             and n != "STATUS_NAMES"}
+    assert moe.STATUS_NAMES == names
+    assert moe.STATUS_NAMES[moe.STATUS_INTERNAL] == "INTERNAL"
+    for status, name in names.items():
+        if status:
+            e = moe.error_from_status(status, "m")
+            assert e.status_name == name and e.message == "m"
+
+
+def test_plan_table_views(runner):
+    x, w1, w2 = _setup(runner)
+    cfg = runner.default_config(P)
+    ws = runner.allocate_workspace(P, cfg)
+    plan = runner.prepare_routing(P, cfg, ws, logits=x.logits)
+    n = P.num_tokens * P.top_k
+    for table in (moe.PLAN_TOPK_IDS, moe.PLAN_EXPERT_WEIGHTS, moe.PLAN_EXPANDED_TO_PERMUTED,
+                  moe.PLAN_NUM_CTAS, moe.PLAN_PERMUTED_SIZE, moe.PLAN_EXPERT_COUNTS):
+        view, copy = plan.table(table), plan.read(table)
+        assert np.shares_memory(view, ws)
+        assert view.dtype == copy.dtype
+        assert np.array_equal(view[:copy.size].view(np.uint8), copy.view(np.uint8))
+    assert plan.table(moe.PLAN_TOPK_IDS).size == n
+    assert plan.table(moe.PLAN_PERMUTED_TO_TOKEN).size == plan.max_padded_rows
+    assert plan.table(moe.PLAN_CTA_TO_BATCH).size == plan.max_ctas
+    with pytest.raises(moe.InvalidArgumentError):
+        plan.table(42)
