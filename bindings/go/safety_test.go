@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // forwardRef runs one forward on its own runner: the reference output of the setup.
@@ -102,6 +103,65 @@ func TestCloseDuringCalls(t *testing.T) {
 		if _, err := (&Plan{runner: r, ws: NewHostBuffer(64), wsBytes: 64}).ReadCount(PlanNumCtas); err == nil {
 			t.Fatal("plan read after Close succeeded")
 		}
+	}
+}
+
+// Close from one goroutine while another is inside a long forward returns only after the
+// forward has (the forward's result is the reference one); later calls fail.
+func TestCloseWaitsForCallInFlight(t *testing.T) {
+	o := DefaultOptions()
+	o.Backend, o.NumThreads = BackendCPU, 1
+	r, err := NewRunner(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Problem{NumExperts: 8, NumTokens: 1024, TopK: 2, HiddenSize: 512, IntermediateSize: 512}
+	w1, err := r.PrepareWeightsHost(p, WeightsGemm1, genBF16(21, 4, 8, 8, 1024, 512))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, err := r.PrepareWeightsHost(p, WeightsGemm2, genBF16(21, 5, 8, 8, 512, 512))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := NewRoutingArgs()
+	ra.Logits = genF32(21, 1, 21, 1024, 8)
+	args := &RunArgs{HiddenStates: genBF16(21, 3, 6, 1024, 512), Gemm1Weights: w1, Gemm2Weights: w2}
+	t0 := time.Now()
+	ref, err := r.Forward(p, ra, args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := time.Since(t0)
+	entering := make(chan struct{})
+	done := make(chan struct{})
+	var out *Tensor
+	var ferr error
+	var ended time.Time
+	go func() {
+		defer close(done)
+		close(entering)
+		out, ferr = r.Forward(p, ra, args, nil)
+		ended = time.Now()
+	}()
+	<-entering
+	time.Sleep(d / 4) // the forward is under way
+	r.Close()
+	closed := time.Now()
+	<-done
+	if ferr != nil {
+		t.Fatalf("the call in flight failed: %v", ferr)
+	}
+	// ended is taken just after the call releases the runner, so it may trail Close's return
+	// a little; without the wait it trails by about 3/4 of the forward.
+	if slack := ended.Sub(closed); slack > d/4 {
+		t.Fatalf("Close returned %v before the call in flight ended (forward %v)", slack, d)
+	}
+	if !sameU16(out.Buffer().Uint16s(), ref.Buffer().Uint16s()) {
+		t.Fatal("the call in flight gave a wrong output")
+	}
+	if _, err := r.Forward(p, ra, args, nil); err == nil {
+		t.Fatal("forward after Close succeeded")
 	}
 }
 
