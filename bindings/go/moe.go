@@ -372,6 +372,7 @@ type arena struct {
 	c    *C.moe_go_call
 	gop  [C.MOE_GO_SLOTS]unsafe.Pointer
 	ns   int
+	err  error // a host argument that cannot be passed (closed buffer): the call is not made
 }
 
 func newArena(op C.int32_t) *arena {
@@ -412,6 +413,9 @@ func (a *arena) bind(slot *unsafe.Pointer, p unsafe.Pointer) {
 
 // run calls the dispatcher on a locked OS thread (see call).
 func (a *arena) run() error {
+	if a.err != nil {
+		return a.err
+	}
 	g := &a.gop
 	return call(func() C.moe_status_t {
 		return C.moe_go_call_with(a.c, g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8],
@@ -434,6 +438,10 @@ func (a *arena) dl(t *Tensor) *C.DLTensor {
 		d.shape = &shape[0]
 	}
 	if t.host != nil {
+		if t.host.buf == nil && a.err == nil {
+			a.err = &Error{Status: StatusInvalidArgument,
+				Message: fmt.Sprintf("tensor %v %v: its HostBuffer is closed", t.DType, t.Shape)}
+		}
 		a.bind(&d.data, t.host.ptr())
 	} else {
 		d.data = C.moe_go_ptr(C.uintptr_t(t.device))
@@ -761,6 +769,9 @@ type Plan struct {
 // device pointer.
 func (pl *Plan) bindWorkspace(a *arena) {
 	if pl.ws != nil {
+		if pl.ws.buf == nil && a.err == nil {
+			a.err = &Error{Status: StatusInvalidArgument, Message: "workspace: its HostBuffer is closed"}
+		}
 		a.bind(&a.c.workspace, pl.ws.ptr())
 	} else {
 		a.c.workspace = C.moe_go_ptr(C.uintptr_t(pl.wsPtr))
@@ -897,6 +908,9 @@ func (r *Runner) Forward(p Problem, routing *RoutingArgs, args *RunArgs, ws *Hos
 	a.c.problem = *p.c()
 	routing.fill(a, &a.c.routing)
 	run.fill(a, &a.c.run)
+	if ws.buf == nil {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "workspace: its HostBuffer is closed"}
+	}
 	a.bind(&a.c.workspace, ws.ptr())
 	a.c.workspace_bytes = C.size_t(ws.Len())
 	err := r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })

@@ -165,6 +165,26 @@ func TestCloseWaitsForCallInFlight(t *testing.T) {
 	}
 }
 
+// A tensor whose HostBuffer was closed is an argument error, never a NULL pointer for C.
+func TestClosedHostBuffer(t *testing.T) {
+	r := cpuRunner(t)
+	defer r.Close()
+	s := setup(t, r)
+	ra := NewRoutingArgs()
+	ra.Logits = s.logits
+	hidden := genBF16(7, 3, 6, 5, 64)
+	hidden.Buffer().Close()
+	hidden.Buffer().Close() // idempotent
+	_, err := r.Forward(apiP, ra, &RunArgs{HiddenStates: hidden, Gemm1Weights: s.w1,
+		Gemm2Weights: s.w2}, nil)
+	wantStatus(t, err, StatusInvalidArgument)
+	ws := NewHostBuffer(1 << 20)
+	ws.Close()
+	_, err = r.Forward(apiP, ra, &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1,
+		Gemm2Weights: s.w2}, ws)
+	wantStatus(t, err, StatusInvalidArgument)
+}
+
 // Two goroutines closing one runner at the same moment: one destroys it, the other returns.
 func TestConcurrentDoubleClose(t *testing.T) {
 	for i := 0; i < 200; i++ {
