@@ -79,10 +79,16 @@ zlib=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
 
 # 4. The carried runtime runs here: the binding's CPU tests with .jre's java and classes
 #    against this machine's JNI library and CPU build (skips the GPU cases).
-LD_LIBRARY_PATH="$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$out/jre/bin/java" \
+log="$stage/cpu-check.log"
+if ! LD_LIBRARY_PATH="$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$out/jre/bin/java" \
   -Djava.library.path="$jb" -Dmoetrtllm.cases="$root/tests/conformance/cases.txt" \
   -jar "$out/junit-platform-console-standalone.jar" --disable-banner --details=summary \
   --disable-ansi-colors --fail-if-no-tests -cp "$out/classes:$out/test-classes" \
-  --select-package io.moetrtllm | tail -4
+  --select-package io.moetrtllm >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "gpu-prep: the carried runtime failed the CPU tests here (above)" >&2
+  exit 1
+fi
+grep -E "tests (successful|failed)" "$log"
 du -sh "$out"
 echo "gpu-prep: $out is ready; on the GPU machine run bindings/java/gpu-run.sh (carry .jre)"
