@@ -201,25 +201,25 @@ c_enum! {
 c_enum! {
     /// A table of a routing plan (`Plan::read_i32`).
     PlanTable {
-        /// [T*K] expert ids.
+        /// `[T*K]` expert ids.
         TopkIds = MOE_PLAN_TOPK_IDS,
-        /// [T*K] bf16 weights (`Plan::read_weights`).
+        /// `[T*K]` bf16 weights (`Plan::read_weights`).
         ExpertWeights = MOE_PLAN_EXPERT_WEIGHTS,
-        /// [T*K] permuted row of each slot.
+        /// `[T*K]` permuted row of each slot.
         ExpandedToPermuted = MOE_PLAN_EXPANDED_TO_PERMUTED,
-        /// [P] token of each permuted row.
+        /// `[P]` token of each permuted row.
         PermutedToToken = MOE_PLAN_PERMUTED_TO_TOKEN,
-        /// [P] slot of each permuted row.
+        /// `[P]` slot of each permuted row.
         PermutedToExpanded = MOE_PLAN_PERMUTED_TO_EXPANDED,
-        /// [N] local expert of each CTA.
+        /// `[N]` local expert of each CTA.
         CtaToBatch = MOE_PLAN_CTA_TO_BATCH,
-        /// [N] row limit of each CTA.
+        /// `[N]` row limit of each CTA.
         CtaToMnLimit = MOE_PLAN_CTA_TO_MN_LIMIT,
-        /// [1] number of CTAs.
+        /// `[1]` number of CTAs.
         NumCtas = MOE_PLAN_NUM_CTAS,
-        /// [1] permuted size.
+        /// `[1]` permuted size.
         PermutedSize = MOE_PLAN_PERMUTED_SIZE,
-        /// [E] slots per expert.
+        /// `[E]` slots per expert.
         ExpertCounts = MOE_PLAN_EXPERT_COUNTS,
     }
 }
@@ -722,15 +722,15 @@ impl AlignedBuffer {
 pub struct RoutingArgs<'t> {
     /// Routing method (default Renormalize).
     pub method: RoutingMethod,
-    /// [T, E] fp32 or bf16.
+    /// `[T, E]` fp32 or bf16.
     pub logits: Option<&'t Tensor<'t>>,
-    /// [E] routing bias (DeepSeekV3).
+    /// `[E]` routing bias (DeepSeekV3).
     pub bias: Option<&'t Tensor<'t>>,
-    /// [T, K] int32 pre-routed ids.
+    /// `[T, K]` int32 pre-routed ids.
     pub topk_ids: Option<&'t Tensor<'t>>,
-    /// [T, K] bf16/fp32 pre-routed weights.
+    /// `[T, K]` bf16/fp32 pre-routed weights.
     pub topk_weights: Option<&'t Tensor<'t>>,
-    /// [T, K] int32 packed (id << 16) | bf16 bits.
+    /// `[T, K]` int32 packed (id << 16) | bf16 bits.
     pub topk_packed: Option<&'t Tensor<'t>>,
     /// DeepSeekV3 groups.
     pub n_group: i32,
@@ -811,25 +811,25 @@ impl<'t> RoutingArgs<'t> {
 /// Inputs and outputs of the GEMM stages (`moe_run_args`).
 #[derive(Clone, Copy, Default)]
 pub struct RunArgs<'t> {
-    /// [T, H] bf16.
+    /// `[T, H]` bf16.
     pub hidden_states: Option<&'t Tensor<'t>>,
     /// Prepared W1 (u8).
     pub gemm1_weights: Option<&'t Tensor<'t>>,
     /// Prepared W2 (u8).
     pub gemm2_weights: Option<&'t Tensor<'t>>,
-    /// [E_l, f*I] fp32.
+    /// `[E_l, f*I]` fp32.
     pub gemm1_bias: Option<&'t Tensor<'t>>,
-    /// [E_l, H] fp32.
+    /// `[E_l, H]` fp32.
     pub gemm2_bias: Option<&'t Tensor<'t>>,
-    /// [E_l] fp32 SwiGLU alpha.
+    /// `[E_l]` fp32 SwiGLU alpha.
     pub gemm1_alpha: Option<&'t Tensor<'t>>,
-    /// [E_l] fp32 SwiGLU beta.
+    /// `[E_l]` fp32 SwiGLU beta.
     pub gemm1_beta: Option<&'t Tensor<'t>>,
-    /// [E_l] fp32 SwiGLU clamp limit.
+    /// `[E_l]` fp32 SwiGLU clamp limit.
     pub gemm1_clamp_limit: Option<&'t Tensor<'t>>,
-    /// [T, H] bf16 output (finalize).
+    /// `[T, H]` bf16 output (finalize).
     pub output: Option<&'t TensorMut<'t>>,
-    /// [>= max_padded_rows, H] bf16 permuted output (no finalize).
+    /// `[>= max_padded_rows, H]` bf16 permuted output (no finalize).
     pub permuted_output: Option<&'t TensorMut<'t>>,
     /// Finalize; None = `output.is_some()`.
     pub do_finalize: Option<bool>,
