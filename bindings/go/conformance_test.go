@@ -178,7 +178,7 @@ func (pl *placer) place(t *Tensor) *Tensor {
 	p, err := cudart.Malloc(n)
 	if err == nil {
 		pl.devs = append(pl.devs, p)
-		err = cudart.CopyToDevice(p, t.host.ptr, n)
+		err = cudart.CopyToDevice(p, t.host.ptr(), n)
 	}
 	if err != nil {
 		pl.err = err
@@ -196,7 +196,7 @@ func (pl *placer) download(t *Tensor) []uint16 {
 		return t.Buffer().Uint16s()
 	}
 	h := NewHostTensor(t.DType, t.Shape...)
-	if err := cudart.CopyToHost(h.host.ptr, t.device, h.host.Len()); err != nil && pl.err == nil {
+	if err := cudart.CopyToHost(h.host.ptr(), t.device, h.host.Len()); err != nil && pl.err == nil {
 		pl.err = err
 	}
 	return h.Buffer().Uint16s()

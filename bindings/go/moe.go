@@ -1,10 +1,14 @@
 // Package moe is the Go binding of moe-trtllm, a fused Mixture-of-Experts inference library
 // with a C ABI (include/moe_trtllm.h).
 //
-// Host tensors live in C memory (HostBuffer), never in Go memory, so the library may keep using
-// them for as long as the caller says (cgo pointer rules). Device pointers and CUDA streams are
-// uintptr. Every failure is an *Error with the library's status and message, read on the same
-// OS thread as the failing call.
+// Host tensors live in ordinary Go memory (HostBuffer): the garbage collector accounts for and
+// frees them like any slice, and views such as Buffer().Uint16s() keep the memory alive. They
+// reach C only for the duration of one call, as direct arguments of a C dispatcher that writes
+// them into the call's C-allocated DLTensors and clears them before returning (cgo pointer
+// rules: no Go pointer is stored in C memory beyond the call). The host backend (CPU) uses host
+// memory only during the call. Device pointers and CUDA streams are uintptr. Every failure is
+// an *Error with the library's status and message, read on the same OS thread as the failing
+// call. Every constant is taken from the C header through cgo.
 package moe
 
 /*
@@ -16,11 +20,77 @@ package moe
 // uintptr -> pointer conversions happen in C so that go vet sees no unsafe.Pointer(uintptr).
 static inline void *moe_go_ptr(uintptr_t p) { return (void *)p; }
 static inline moe_cuda_stream_t moe_go_stream(uintptr_t p) { return (moe_cuda_stream_t)p; }
-static inline void *moe_go_aligned(size_t n) {
-  size_t m = (n + 255) / 256 * 256;
-  void *p = aligned_alloc(256, m ? m : 256);
-  if (p) memset(p, 0, m ? m : 256);
-  return p;
+
+// One call that takes host memory: everything but the Go pointers lives in this C struct; the
+// Go pointers arrive as the direct arguments p[i] and are written to *slot[i] (a DLTensor's
+// data or the workspace) for the call only.
+enum { MOE_GO_SLOTS = 18 };
+enum {
+  MOE_GO_WEIGHTS_PREPARE = 1, MOE_GO_ROUTING_PREPARE, MOE_GO_RUN, MOE_GO_FORWARD,
+  MOE_GO_AUTOTUNE, MOE_GO_PLAN_READ_COUNT, MOE_GO_PLAN_READ
+};
+typedef struct moe_go_call {
+  int32_t op;
+  moe_runner *runner;
+  moe_problem problem;
+  moe_routing_args routing;
+  moe_run_args run;
+  moe_plan plan;
+  const DLTensor *canonical, *prepared;
+  int32_t config, which, table, iterations, capacity, count;
+  int64_t elements;
+  void *workspace;
+  size_t workspace_bytes;
+  void *dst;
+  size_t dst_bytes;
+  int32_t *configs;
+  float *times;
+  moe_cuda_stream_t stream;
+  void **slot[MOE_GO_SLOTS];
+} moe_go_call;
+
+static moe_status_t moe_go_dispatch(moe_go_call *c) {
+  switch (c->op) {
+    case MOE_GO_WEIGHTS_PREPARE:
+      return moe_weights_prepare(c->runner, &c->problem, c->which, c->canonical, c->prepared,
+                                 c->stream);
+    case MOE_GO_ROUTING_PREPARE:
+      return moe_routing_prepare(c->runner, &c->problem, &c->routing, c->config, c->workspace,
+                                 c->workspace_bytes, &c->plan, c->stream);
+    case MOE_GO_RUN:
+      return moe_runner_run(c->runner, &c->problem, &c->run, c->config, &c->plan, c->workspace,
+                            c->workspace_bytes, c->stream);
+    case MOE_GO_FORWARD:
+      return moe_forward(c->runner, &c->problem, &c->routing, &c->run, c->workspace,
+                         c->workspace_bytes, c->stream);
+    case MOE_GO_AUTOTUNE:
+      return moe_runner_autotune(c->runner, &c->problem, &c->routing, &c->run, c->workspace,
+                                 c->workspace_bytes, c->iterations, c->configs, c->times,
+                                 c->capacity, &c->count, c->stream);
+    case MOE_GO_PLAN_READ_COUNT:
+      return moe_plan_read_count(c->runner, &c->plan, c->workspace, c->workspace_bytes,
+                                 c->table, &c->elements, c->stream);
+    case MOE_GO_PLAN_READ:
+      return moe_plan_read(c->runner, &c->plan, c->workspace, c->workspace_bytes, c->table,
+                           c->dst, c->dst_bytes, c->stream);
+  }
+  return MOE_STATUS_INTERNAL;
+}
+
+static moe_status_t moe_go_call_with(moe_go_call *c, void *p0, void *p1, void *p2, void *p3,
+                                     void *p4, void *p5, void *p6, void *p7, void *p8, void *p9,
+                                     void *p10, void *p11, void *p12, void *p13, void *p14,
+                                     void *p15, void *p16, void *p17) {
+  void *p[MOE_GO_SLOTS] = {p0, p1, p2, p3, p4, p5, p6, p7, p8,
+                           p9, p10, p11, p12, p13, p14, p15, p16, p17};
+  moe_status_t st;
+  int i;
+  for (i = 0; i < MOE_GO_SLOTS; ++i)
+    if (c->slot[i]) *c->slot[i] = p[i];
+  st = moe_go_dispatch(c);
+  for (i = 0; i < MOE_GO_SLOTS; ++i)
+    if (c->slot[i]) *c->slot[i] = NULL;
+  return st;
 }
 */
 import "C"
@@ -28,57 +98,77 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
-// Status codes.
+// Status codes (moe_status_t), from the C header.
 const (
-	StatusSuccess               = 0
-	StatusInvalidArgument       = 1
-	StatusNotSupported          = 2
-	StatusOutOfMemory           = 3
-	StatusCudaError             = 4
-	StatusNoDevice              = 5
-	StatusInsufficientWorkspace = 6
-	StatusVersionMismatch       = 7
-	StatusInvalidConfig         = 8
-	StatusInternal              = 99
+	StatusSuccess               = C.MOE_STATUS_SUCCESS
+	StatusInvalidArgument       = C.MOE_STATUS_INVALID_ARGUMENT
+	StatusNotSupported          = C.MOE_STATUS_NOT_SUPPORTED
+	StatusOutOfMemory           = C.MOE_STATUS_OUT_OF_MEMORY
+	StatusCudaError             = C.MOE_STATUS_CUDA_ERROR
+	StatusNoDevice              = C.MOE_STATUS_NO_DEVICE
+	StatusInsufficientWorkspace = C.MOE_STATUS_INSUFFICIENT_WORKSPACE
+	StatusVersionMismatch       = C.MOE_STATUS_VERSION_MISMATCH
+	StatusInvalidConfig         = C.MOE_STATUS_INVALID_CONFIG
+	StatusInternal              = C.MOE_STATUS_INTERNAL
 )
 
-// Backends, routing methods, activations, weight kinds and plan tables.
+// Backends, routing methods, activations, weight kinds and plan tables, from the C header.
 const (
-	BackendAuto = -1
-	BackendCPU  = 0
-	BackendCUDA = 1
+	BackendAuto = C.MOE_BACKEND_AUTO
+	BackendCPU  = C.MOE_BACKEND_CPU
+	BackendCUDA = C.MOE_BACKEND_CUDA
 
-	RoutingDefault          = 0
-	RoutingRenormalize      = 1
-	RoutingDeepSeekV3       = 2
-	RoutingLlama4           = 3
-	RoutingRenormalizeNaive = 4
-	RoutingTopK             = 5
+	RoutingDefault          = C.MOE_ROUTING_DEFAULT
+	RoutingRenormalize      = C.MOE_ROUTING_RENORMALIZE
+	RoutingDeepSeekV3       = C.MOE_ROUTING_DEEPSEEK_V3
+	RoutingLlama4           = C.MOE_ROUTING_LLAMA4
+	RoutingRenormalizeNaive = C.MOE_ROUTING_RENORMALIZE_NAIVE
+	RoutingTopK             = C.MOE_ROUTING_TOPK
 
-	ActivationSwiGLU   = 3
-	ActivationGeGLU    = 4
-	ActivationReLU2    = 6
-	ActivationIdentity = 7
+	ActivationSwiGLU   = C.MOE_ACTIVATION_SWIGLU
+	ActivationGeGLU    = C.MOE_ACTIVATION_GEGLU
+	ActivationReLU2    = C.MOE_ACTIVATION_RELU2
+	ActivationIdentity = C.MOE_ACTIVATION_IDENTITY
 
-	WeightsGemm1 = 1
-	WeightsGemm2 = 2
+	DtypeBF16 = C.MOE_DTYPE_BF16 // runner activation / weight dtype (the only one now)
 
-	PlanTopkIDs            = 0
-	PlanExpertWeights      = 1
-	PlanExpandedToPermuted = 2
-	PlanPermutedToToken    = 3
-	PlanPermutedToExpanded = 4
-	PlanCtaToBatch         = 5
-	PlanCtaToMnLimit       = 6
-	PlanNumCtas            = 7
-	PlanPermutedSize       = 8
-	PlanExpertCounts       = 9
-	deviceCPU              = 1
-	deviceCUDA             = 2
+	WeightsGemm1 = C.MOE_WEIGHTS_GEMM1
+	WeightsGemm2 = C.MOE_WEIGHTS_GEMM2
+
+	PlanTopkIDs            = C.MOE_PLAN_TOPK_IDS
+	PlanExpertWeights      = C.MOE_PLAN_EXPERT_WEIGHTS
+	PlanExpandedToPermuted = C.MOE_PLAN_EXPANDED_TO_PERMUTED
+	PlanPermutedToToken    = C.MOE_PLAN_PERMUTED_TO_TOKEN
+	PlanPermutedToExpanded = C.MOE_PLAN_PERMUTED_TO_EXPANDED
+	PlanCtaToBatch         = C.MOE_PLAN_CTA_TO_BATCH
+	PlanCtaToMnLimit       = C.MOE_PLAN_CTA_TO_MN_LIMIT
+	PlanNumCtas            = C.MOE_PLAN_NUM_CTAS
+	PlanPermutedSize       = C.MOE_PLAN_PERMUTED_SIZE
+	PlanExpertCounts       = C.MOE_PLAN_EXPERT_COUNTS
+
+	deviceCPU  = C.kDLCPU
+	deviceCUDA = C.kDLCUDA
 )
+
+// statusNames is the one status-name table of this binding: each name is the header macro
+// MOE_STATUS_<NAME> that gives its value (TestStatusTableMatchesHeader checks it against the
+// header, so a status added there and missing here fails the tests).
+var statusNames = map[int]string{
+	C.MOE_STATUS_SUCCESS:                "SUCCESS",
+	C.MOE_STATUS_INVALID_ARGUMENT:       "INVALID_ARGUMENT",
+	C.MOE_STATUS_NOT_SUPPORTED:          "NOT_SUPPORTED",
+	C.MOE_STATUS_OUT_OF_MEMORY:          "OUT_OF_MEMORY",
+	C.MOE_STATUS_CUDA_ERROR:             "CUDA_ERROR",
+	C.MOE_STATUS_NO_DEVICE:              "NO_DEVICE",
+	C.MOE_STATUS_INSUFFICIENT_WORKSPACE: "INSUFFICIENT_WORKSPACE",
+	C.MOE_STATUS_VERSION_MISMATCH:       "VERSION_MISMATCH",
+	C.MOE_STATUS_INVALID_CONFIG:         "INVALID_CONFIG",
+	C.MOE_STATUS_INTERNAL:               "INTERNAL",
+}
 
 // Error is a failed library call: its status and the library's message.
 type Error struct {
@@ -86,29 +176,10 @@ type Error struct {
 	Message string
 }
 
-// StatusName is the name of a status code ("INVALID_ARGUMENT").
+// StatusName is the name of a status code ("INVALID_ARGUMENT"), "UNKNOWN" for others.
 func StatusName(status int) string {
-	switch status {
-	case 0:
-		return "SUCCESS"
-	case 1:
-		return "INVALID_ARGUMENT"
-	case 2:
-		return "NOT_SUPPORTED"
-	case 3:
-		return "OUT_OF_MEMORY"
-	case 4:
-		return "CUDA_ERROR"
-	case 5:
-		return "NO_DEVICE"
-	case 6:
-		return "INSUFFICIENT_WORKSPACE"
-	case 7:
-		return "VERSION_MISMATCH"
-	case 8:
-		return "INVALID_CONFIG"
-	case 99:
-		return "INTERNAL"
+	if n, ok := statusNames[status]; ok {
+		return n
 	}
 	return "UNKNOWN"
 }
@@ -154,10 +225,12 @@ func CudaDeviceCount() (int, error) {
 
 // ---- host memory -------------------------------------------------------------------------
 
-// HostBuffer is zeroed, 256-byte aligned host memory allocated in C (so the library may use
-// it without Go pointer restrictions). Close frees it; a finalizer is a safety net.
+// HostBuffer is zeroed, 256-byte aligned host memory in the Go heap. The garbage collector
+// frees it once nothing refers to it (a view from Bytes, Uint16s, ... refers to it), and counts
+// it in its pacing, so memory of dropped buffers is reclaimed like any slice's.
 type HostBuffer struct {
-	ptr unsafe.Pointer
+	buf []byte // len n + 256; the data starts at off
+	off int
 	n   int
 }
 
@@ -166,39 +239,61 @@ func NewHostBuffer(n int) *HostBuffer {
 	if n < 0 {
 		panic("moe: negative buffer size")
 	}
-	p := C.moe_go_aligned(C.size_t(n))
-	if p == nil {
-		panic("moe: out of host memory")
-	}
-	b := &HostBuffer{ptr: p, n: n}
-	runtime.SetFinalizer(b, (*HostBuffer).Close)
-	return b
+	buf := make([]byte, n+256)
+	off := int((256 - uintptr(unsafe.Pointer(&buf[0]))%256) % 256)
+	return &HostBuffer{buf: buf, off: off, n: n}
 }
 
-// Close frees the memory (idempotent).
+// Close drops the buffer's memory (idempotent): the buffer is empty afterwards, and a tensor
+// over it reaches the library with NULL data (an error). Views taken before stay valid Go
+// memory. Closing is optional.
 func (b *HostBuffer) Close() {
-	if b.ptr != nil {
-		C.free(b.ptr)
-		b.ptr = nil
-		b.n = 0
-		runtime.SetFinalizer(b, nil)
+	b.buf, b.off, b.n = nil, 0, 0
+}
+
+// ptr is the start of the data (nil after Close). Go memory: pass it to C only as a direct
+// argument of one call.
+func (b *HostBuffer) ptr() unsafe.Pointer {
+	if b == nil || b.buf == nil {
+		return nil
 	}
+	return unsafe.Pointer(&b.buf[b.off])
 }
 
 // Len is the size in bytes.
 func (b *HostBuffer) Len() int { return b.n }
 
-// Bytes is a view of the memory (valid until Close).
-func (b *HostBuffer) Bytes() []byte { return unsafe.Slice((*byte)(b.ptr), b.n) }
+// Bytes is a view of the memory.
+func (b *HostBuffer) Bytes() []byte {
+	if b.buf == nil {
+		return nil
+	}
+	return b.buf[b.off : b.off+b.n : b.off+b.n]
+}
 
-// Uint16s views the memory as uint16 (bf16 bit patterns).
-func (b *HostBuffer) Uint16s() []uint16 { return unsafe.Slice((*uint16)(b.ptr), b.n/2) }
+// Uint16s views the memory as uint16 (bf16 bit patterns). The view keeps the memory alive.
+func (b *HostBuffer) Uint16s() []uint16 {
+	if b.buf == nil {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(b.ptr()), b.n/2)
+}
 
 // Float32s views the memory as float32.
-func (b *HostBuffer) Float32s() []float32 { return unsafe.Slice((*float32)(b.ptr), b.n/4) }
+func (b *HostBuffer) Float32s() []float32 {
+	if b.buf == nil {
+		return nil
+	}
+	return unsafe.Slice((*float32)(b.ptr()), b.n/4)
+}
 
 // Int32s views the memory as int32.
-func (b *HostBuffer) Int32s() []int32 { return unsafe.Slice((*int32)(b.ptr), b.n/4) }
+func (b *HostBuffer) Int32s() []int32 {
+	if b.buf == nil {
+		return nil
+	}
+	return unsafe.Slice((*int32)(b.ptr()), b.n/4)
+}
 
 // ---- tensors -------------------------------------------------------------------------------
 
@@ -216,13 +311,13 @@ const (
 func (d DType) dl() (code, bits int) {
 	switch d {
 	case BF16:
-		return 4, 16
+		return C.kDLBfloat, 16
 	case F32:
-		return 2, 32
+		return C.kDLFloat, 32
 	case I32:
-		return 0, 32
+		return C.kDLInt, 32
 	}
-	return 1, 8
+	return C.kDLUInt, 8
 }
 
 // Size is the element size in bytes.
@@ -270,8 +365,22 @@ func DeviceTensor(ptr uintptr, deviceID int, d DType, shape ...int64) *Tensor {
 // Buffer is the host buffer of a host tensor (nil for a device tensor).
 func (t *Tensor) Buffer() *HostBuffer { return t.host }
 
-// arena holds the C memory of one call's descriptors.
-type arena struct{ ptrs []unsafe.Pointer }
+// arena holds one call: the moe_go_call and DLTensors in C memory (freed after the call) and
+// the Go pointers that the dispatcher writes into them for the call's duration.
+type arena struct {
+	ptrs []unsafe.Pointer
+	c    *C.moe_go_call
+	gop  [C.MOE_GO_SLOTS]unsafe.Pointer
+	ns   int
+	err  error // a host argument that cannot be passed (closed buffer): the call is not made
+}
+
+func newArena(op C.int32_t) *arena {
+	a := &arena{}
+	a.c = (*C.moe_go_call)(a.alloc(int(unsafe.Sizeof(C.moe_go_call{}))))
+	a.c.op = op
+	return a
+}
 
 func (a *arena) alloc(n int) unsafe.Pointer {
 	p := C.calloc(1, C.size_t(n))
@@ -289,7 +398,33 @@ func (a *arena) free() {
 	a.ptrs = nil
 }
 
-// dl builds the tensor's DLTensor (and its shape) in C memory; nil for a nil tensor.
+// bind makes the dispatcher write the Go pointer p to *slot (C memory) for the call.
+func (a *arena) bind(slot *unsafe.Pointer, p unsafe.Pointer) {
+	if p == nil {
+		return
+	}
+	if a.ns == len(a.gop) {
+		panic("moe: too many host buffers in one call")
+	}
+	a.c.slot[a.ns] = slot
+	a.gop[a.ns] = p
+	a.ns++
+}
+
+// run calls the dispatcher on a locked OS thread (see call).
+func (a *arena) run() error {
+	if a.err != nil {
+		return a.err
+	}
+	g := &a.gop
+	return call(func() C.moe_status_t {
+		return C.moe_go_call_with(a.c, g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8],
+			g[9], g[10], g[11], g[12], g[13], g[14], g[15], g[16], g[17])
+	})
+}
+
+// dl builds the tensor's DLTensor (and its shape) in C memory; nil for a nil tensor. Host
+// data is bound for the call.
 func (a *arena) dl(t *Tensor) *C.DLTensor {
 	if t == nil {
 		return nil
@@ -303,7 +438,11 @@ func (a *arena) dl(t *Tensor) *C.DLTensor {
 		d.shape = &shape[0]
 	}
 	if t.host != nil {
-		d.data = t.host.ptr
+		if t.host.buf == nil && a.err == nil {
+			a.err = &Error{Status: StatusInvalidArgument,
+				Message: fmt.Sprintf("tensor %v %v: its HostBuffer is closed", t.DType, t.Shape)}
+		}
+		a.bind(&d.data, t.host.ptr())
 	} else {
 		d.data = C.moe_go_ptr(C.uintptr_t(t.device))
 	}
@@ -365,9 +504,13 @@ type ConfigInfo struct {
 
 // ---- runner ----------------------------------------------------------------------------------
 
-// Runner is a moe_runner. Close it when done (idempotent); a finalizer is a safety net. After
-// Close every call returns the library's error for a NULL runner.
+// Runner is a moe_runner, safe for concurrent use by several goroutines (each call with its own
+// workspace and plan). Close destroys it once the calls in flight on it have returned (it waits
+// for them: calls hold a read lock, Close the write lock) and is idempotent and safe to call
+// from several goroutines; every call after Close returns the library's error for a NULL
+// runner. A finalizer closes a runner that is dropped unclosed.
 type Runner struct {
+	mu  sync.RWMutex
 	ptr *C.moe_runner
 }
 
@@ -394,8 +537,10 @@ func NewRunner(o Options) (*Runner, error) {
 	return run, nil
 }
 
-// Close destroys the runner (idempotent).
+// Close destroys the runner after the calls in flight on it return (idempotent).
 func (r *Runner) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.ptr != nil {
 		C.moe_runner_destroy(r.ptr)
 		r.ptr = nil
@@ -403,39 +548,50 @@ func (r *Runner) Close() {
 	}
 }
 
+// use runs f with the handle under the read lock, so that Close cannot destroy it meanwhile.
+// The handle is nil after Close (the library then reports the NULL runner). f must not call
+// another method of the runner (a pending Close would block the nested read lock).
+func (r *Runner) use(f func(h *C.moe_runner) error) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return f(r.ptr)
+}
+
 // Backend is BackendCPU or BackendCUDA.
 func (r *Runner) Backend() (int, error) {
 	var b C.int32_t
-	err := call(func() C.moe_status_t { return C.moe_runner_get_backend(r.ptr, &b) })
-	runtime.KeepAlive(r)
+	err := r.use(func(h *C.moe_runner) error {
+		return call(func() C.moe_status_t { return C.moe_runner_get_backend(h, &b) })
+	})
 	return int(b), err
 }
 
 // NumConfigs is the catalogue size.
 func (r *Runner) NumConfigs() (int, error) {
 	var n C.int32_t
-	err := call(func() C.moe_status_t { return C.moe_runner_get_num_configs(r.ptr, &n) })
-	runtime.KeepAlive(r)
+	err := r.use(func(h *C.moe_runner) error {
+		return call(func() C.moe_status_t { return C.moe_runner_get_num_configs(h, &n) })
+	})
 	return int(n), err
 }
 
 // ValidConfigs are the configs valid for the problem, best first.
 func (r *Runner) ValidConfigs(p Problem) ([]int, error) {
 	cp := p.c()
+	var cfgs []C.int32_t
 	var n C.int32_t
-	err := call(func() C.moe_status_t {
-		return C.moe_runner_get_valid_configs(r.ptr, cp, nil, 0, &n)
+	err := r.use(func(h *C.moe_runner) error {
+		if err := call(func() C.moe_status_t {
+			return C.moe_runner_get_valid_configs(h, cp, nil, 0, &n)
+		}); err != nil || n == 0 {
+			return err
+		}
+		cfgs = make([]C.int32_t, int(n))
+		return call(func() C.moe_status_t {
+			return C.moe_runner_get_valid_configs(h, cp, &cfgs[0], n, &n)
+		})
 	})
 	if err != nil || n == 0 {
-		runtime.KeepAlive(r)
-		return nil, err
-	}
-	cfgs := make([]C.int32_t, int(n))
-	err = call(func() C.moe_status_t {
-		return C.moe_runner_get_valid_configs(r.ptr, cp, &cfgs[0], n, &n)
-	})
-	runtime.KeepAlive(r)
-	if err != nil {
 		return nil, err
 	}
 	out := make([]int, 0, int(n))
@@ -449,18 +605,20 @@ func (r *Runner) ValidConfigs(p Problem) ([]int, error) {
 func (r *Runner) DefaultConfig(p Problem) (int, error) {
 	cp := p.c()
 	var c C.int32_t
-	err := call(func() C.moe_status_t { return C.moe_runner_get_default_config(r.ptr, cp, &c) })
-	runtime.KeepAlive(r)
+	err := r.use(func(h *C.moe_runner) error {
+		return call(func() C.moe_status_t { return C.moe_runner_get_default_config(h, cp, &c) })
+	})
 	return int(c), err
 }
 
 // DescribeConfig describes a config.
 func (r *Runner) DescribeConfig(config int) (ConfigInfo, error) {
 	var i C.moe_config_info
-	err := call(func() C.moe_status_t {
-		return C.moe_runner_describe_config(r.ptr, C.int32_t(config), &i)
+	err := r.use(func(h *C.moe_runner) error {
+		return call(func() C.moe_status_t {
+			return C.moe_runner_describe_config(h, C.int32_t(config), &i)
+		})
 	})
-	runtime.KeepAlive(r)
 	if err != nil {
 		return ConfigInfo{}, err
 	}
@@ -472,10 +630,11 @@ func (r *Runner) DescribeConfig(config int) (ConfigInfo, error) {
 // ClusterSize is the cluster size C of a config.
 func (r *Runner) ClusterSize(config int) (int, error) {
 	var c C.int32_t
-	err := call(func() C.moe_status_t {
-		return C.moe_runner_get_cluster_size(r.ptr, C.int32_t(config), &c)
+	err := r.use(func(h *C.moe_runner) error {
+		return call(func() C.moe_status_t {
+			return C.moe_runner_get_cluster_size(h, C.int32_t(config), &c)
+		})
 	})
-	runtime.KeepAlive(r)
 	return int(c), err
 }
 
@@ -483,10 +642,11 @@ func (r *Runner) ClusterSize(config int) (int, error) {
 func (r *Runner) WorkspaceSize(p Problem, config int) (int, error) {
 	cp := p.c()
 	var b C.size_t
-	err := call(func() C.moe_status_t {
-		return C.moe_runner_get_workspace_size(r.ptr, cp, C.int32_t(config), &b)
+	err := r.use(func(h *C.moe_runner) error {
+		return call(func() C.moe_status_t {
+			return C.moe_runner_get_workspace_size(h, cp, C.int32_t(config), &b)
+		})
 	})
-	runtime.KeepAlive(r)
 	return int(b), err
 }
 
@@ -494,24 +654,24 @@ func (r *Runner) WorkspaceSize(p Problem, config int) (int, error) {
 func (r *Runner) WeightsPreparedSize(p Problem, which int) (int, error) {
 	cp := p.c()
 	var b C.size_t
-	err := call(func() C.moe_status_t {
-		return C.moe_weights_prepared_size(r.ptr, cp, C.int32_t(which), &b)
+	err := r.use(func(h *C.moe_runner) error {
+		return call(func() C.moe_status_t {
+			return C.moe_weights_prepared_size(h, cp, C.int32_t(which), &b)
+		})
 	})
-	runtime.KeepAlive(r)
 	return int(b), err
 }
 
 // PrepareWeights converts canonical bf16 weights into the prepared u8 tensor on a stream
 // (0 = NULL; required on the CPU backend).
 func (r *Runner) PrepareWeights(p Problem, which int, canonical, prepared *Tensor, stream uintptr) error {
-	var a arena
+	a := newArena(C.MOE_GO_WEIGHTS_PREPARE)
 	defer a.free()
-	cp, dc, dp := p.c(), a.dl(canonical), a.dl(prepared)
-	err := call(func() C.moe_status_t {
-		return C.moe_weights_prepare(r.ptr, cp, C.int32_t(which), dc, dp,
-			C.moe_go_stream(C.uintptr_t(stream)))
-	})
-	runtime.KeepAlive(r)
+	a.c.problem = *p.c()
+	a.c.which = C.int32_t(which)
+	a.c.canonical, a.c.prepared = a.dl(canonical), a.dl(prepared)
+	a.c.stream = C.moe_go_stream(C.uintptr_t(stream))
+	err := r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
 	runtime.KeepAlive(canonical)
 	runtime.KeepAlive(prepared)
 	return err
@@ -525,7 +685,6 @@ func (r *Runner) PrepareWeightsHost(p Problem, which int, canonical *Tensor) (*T
 	}
 	out := NewHostTensor(U8, int64(n))
 	if err := r.PrepareWeights(p, which, canonical, out, 0); err != nil {
-		out.host.Close()
 		return nil, err
 	}
 	return out, nil
@@ -548,8 +707,8 @@ func NewRoutingArgs() *RoutingArgs {
 	return &RoutingArgs{Method: RoutingRenormalize, NGroup: 1, RoutedScalingFactor: 1}
 }
 
-func (ra *RoutingArgs) c(a *arena) *C.moe_routing_args {
-	r := (*C.moe_routing_args)(a.alloc(int(unsafe.Sizeof(C.moe_routing_args{}))))
+// fill writes the arguments into r (C memory) with their DLTensors in the arena.
+func (ra *RoutingArgs) fill(a *arena, r *C.moe_routing_args) {
 	C.moe_routing_args_init(r, C.MOE_ROUTING_ARGS_VERSION)
 	r.method = C.int32_t(ra.Method)
 	r.logits = a.dl(ra.Logits)
@@ -563,7 +722,6 @@ func (ra *RoutingArgs) c(a *arena) *C.moe_routing_args {
 	if ra.DisablePDL {
 		r.enable_pdl = 0
 	}
-	return r
 }
 
 // RunArgs are the inputs and outputs of the GEMM stages.
@@ -576,8 +734,8 @@ type RunArgs struct {
 	DisablePDL                               bool
 }
 
-func (ra *RunArgs) c(a *arena) *C.moe_run_args {
-	r := (*C.moe_run_args)(a.alloc(int(unsafe.Sizeof(C.moe_run_args{}))))
+// fill writes the arguments into r (C memory) with their DLTensors in the arena.
+func (ra *RunArgs) fill(a *arena, r *C.moe_run_args) {
 	C.moe_run_args_init(r, C.MOE_RUN_ARGS_VERSION)
 	if ra.NoFinalize {
 		r.do_finalize = 0
@@ -595,12 +753,11 @@ func (ra *RunArgs) c(a *arena) *C.moe_run_args {
 	if ra.DisablePDL {
 		r.enable_pdl = 0
 	}
-	return r
 }
 
 // Plan is a prepared routing plan tied to its runner and workspace.
 type Plan struct {
-	raw     *C.moe_plan // Go memory without Go pointers: fine to pass to C
+	raw     C.moe_plan // plain data (no pointers): copied into each call
 	runner  *Runner
 	ws      *HostBuffer
 	wsPtr   uintptr
@@ -608,11 +765,20 @@ type Plan struct {
 	stream  uintptr
 }
 
-func (pl *Plan) wsC() unsafe.Pointer {
+// bindWorkspace sets the call's workspace: the host buffer (bound for the call) or the
+// device pointer.
+func (pl *Plan) bindWorkspace(a *arena) {
 	if pl.ws != nil {
-		return pl.ws.ptr
+		if pl.ws.buf == nil && a.err == nil {
+			a.err = &Error{Status: StatusInvalidArgument, Message: "workspace: its HostBuffer is closed"}
+		}
+		a.bind(&a.c.workspace, pl.ws.ptr())
+	} else {
+		a.c.workspace = C.moe_go_ptr(C.uintptr_t(pl.wsPtr))
 	}
-	return C.moe_go_ptr(C.uintptr_t(pl.wsPtr))
+	a.c.workspace_bytes = C.size_t(pl.wsBytes)
+	a.c.plan = pl.raw
+	a.c.stream = C.moe_go_stream(C.uintptr_t(pl.stream))
 }
 
 // Config is the config the plan was prepared with.
@@ -632,25 +798,29 @@ func (pl *Plan) MaxPaddedRows() int64 { return int64(pl.raw.max_padded_rows) }
 
 // ReadCount is the element count of a plan table; synchronises the stream.
 func (pl *Plan) ReadCount(table int) (int, error) {
-	var n C.int64_t
-	err := call(func() C.moe_status_t {
-		return C.moe_plan_read_count(pl.runner.ptr, pl.raw, pl.wsC(), C.size_t(pl.wsBytes),
-			C.int32_t(table), &n, C.moe_go_stream(C.uintptr_t(pl.stream)))
-	})
+	a := newArena(C.MOE_GO_PLAN_READ_COUNT)
+	defer a.free()
+	pl.bindWorkspace(a)
+	a.c.table = C.int32_t(table)
+	err := pl.runner.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
 	runtime.KeepAlive(pl)
-	return int(n), err
+	return int(a.c.elements), err
 }
 
+// read copies a table of elem-byte elements into a new host buffer.
 func (pl *Plan) read(table, elem int) (*HostBuffer, int, error) {
 	n, err := pl.ReadCount(table)
 	if err != nil {
 		return nil, 0, err
 	}
 	b := NewHostBuffer(n * elem)
-	err = call(func() C.moe_status_t {
-		return C.moe_plan_read(pl.runner.ptr, pl.raw, pl.wsC(), C.size_t(pl.wsBytes),
-			C.int32_t(table), b.ptr, C.size_t(n*elem), C.moe_go_stream(C.uintptr_t(pl.stream)))
-	})
+	a := newArena(C.MOE_GO_PLAN_READ)
+	defer a.free()
+	pl.bindWorkspace(a)
+	a.c.table = C.int32_t(table)
+	a.bind(&a.c.dst, b.ptr())
+	a.c.dst_bytes = C.size_t(n * elem)
+	err = pl.runner.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
 	runtime.KeepAlive(pl)
 	return b, n, err
 }
@@ -661,8 +831,7 @@ func (pl *Plan) ReadInt32(table int) ([]int32, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer b.Close()
-	return append([]int32(nil), b.Int32s()[:n]...), nil
+	return b.Int32s()[:n:n], nil
 }
 
 // ReadWeights copies the bf16 expert weights (bit patterns); synchronises the stream.
@@ -671,32 +840,31 @@ func (pl *Plan) ReadWeights() ([]uint16, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer b.Close()
-	return append([]uint16(nil), b.Uint16s()[:n]...), nil
+	return b.Uint16s()[:n:n], nil
 }
 
 // PrepareRouting routes the problem for a config into a host workspace (CPU backend).
 func (r *Runner) PrepareRouting(p Problem, config int, args *RoutingArgs, ws *HostBuffer) (*Plan, error) {
-	pl := &Plan{raw: new(C.moe_plan), runner: r, ws: ws, wsBytes: ws.Len()}
+	pl := &Plan{runner: r, ws: ws, wsBytes: ws.Len()}
 	return pl, r.prepare(p, config, args, pl)
 }
 
 // PrepareRoutingDevice routes into a device workspace on a stream (CUDA backend).
 func (r *Runner) PrepareRoutingDevice(p Problem, config int, args *RoutingArgs, ws uintptr, wsBytes int, stream uintptr) (*Plan, error) {
-	pl := &Plan{raw: new(C.moe_plan), runner: r, wsPtr: ws, wsBytes: wsBytes, stream: stream}
+	pl := &Plan{runner: r, wsPtr: ws, wsBytes: wsBytes, stream: stream}
 	return pl, r.prepare(p, config, args, pl)
 }
 
 func (r *Runner) prepare(p Problem, config int, args *RoutingArgs, pl *Plan) error {
-	var a arena
+	a := newArena(C.MOE_GO_ROUTING_PREPARE)
 	defer a.free()
-	cp, ca := p.c(), args.c(&a)
-	C.moe_plan_init(pl.raw, C.MOE_PLAN_VERSION)
-	err := call(func() C.moe_status_t {
-		return C.moe_routing_prepare(r.ptr, cp, ca, C.int32_t(config), pl.wsC(),
-			C.size_t(pl.wsBytes), pl.raw, C.moe_go_stream(C.uintptr_t(pl.stream)))
-	})
-	runtime.KeepAlive(r)
+	a.c.problem = *p.c()
+	a.c.config = C.int32_t(config)
+	args.fill(a, &a.c.routing)
+	pl.bindWorkspace(a)
+	C.moe_plan_init(&a.c.plan, C.MOE_PLAN_VERSION)
+	err := r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
+	pl.raw = a.c.plan
 	runtime.KeepAlive(args)
 	runtime.KeepAlive(pl)
 	return err
@@ -704,21 +872,21 @@ func (r *Runner) prepare(p Problem, config int, args *RoutingArgs, pl *Plan) err
 
 // Run runs GEMM1, GEMM2 and finalize on a prepared plan (on the plan's stream).
 func (r *Runner) Run(p Problem, config int, plan *Plan, args *RunArgs) error {
-	var a arena
+	a := newArena(C.MOE_GO_RUN)
 	defer a.free()
-	cp, ca := p.c(), args.c(&a)
-	err := call(func() C.moe_status_t {
-		return C.moe_runner_run(r.ptr, cp, ca, C.int32_t(config), plan.raw, plan.wsC(),
-			C.size_t(plan.wsBytes), C.moe_go_stream(C.uintptr_t(plan.stream)))
-	})
-	runtime.KeepAlive(r)
+	a.c.problem = *p.c()
+	a.c.config = C.int32_t(config)
+	args.fill(a, &a.c.run)
+	plan.bindWorkspace(a)
+	err := r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
 	runtime.KeepAlive(args)
 	runtime.KeepAlive(plan)
 	return err
 }
 
 // Forward is the one-shot forward with the default config and a host workspace; with
-// args.Output nil a host bf16 [T, H] output is allocated. Returns the output tensor.
+// args.Output nil a host bf16 [T, H] output is allocated (Go memory, owned by the caller like
+// any slice). Returns the output tensor. args is not modified.
 func (r *Runner) Forward(p Problem, routing *RoutingArgs, args *RunArgs, ws *HostBuffer) (*Tensor, error) {
 	if ws == nil {
 		cfg, err := r.DefaultConfig(p)
@@ -730,19 +898,22 @@ func (r *Runner) Forward(p Problem, routing *RoutingArgs, args *RunArgs, ws *Hos
 			return nil, err
 		}
 		ws = NewHostBuffer(n)
-		defer ws.Close()
 	}
 	run := *args
 	if run.Output == nil {
 		run.Output = NewHostTensor(BF16, p.NumTokens, p.HiddenSize)
 	}
-	var a arena
+	a := newArena(C.MOE_GO_FORWARD)
 	defer a.free()
-	cp, cr, ca := p.c(), routing.c(&a), run.c(&a)
-	err := call(func() C.moe_status_t {
-		return C.moe_forward(r.ptr, cp, cr, ca, ws.ptr, C.size_t(ws.Len()), nil)
-	})
-	runtime.KeepAlive(r)
+	a.c.problem = *p.c()
+	routing.fill(a, &a.c.routing)
+	run.fill(a, &a.c.run)
+	if ws.buf == nil {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "workspace: its HostBuffer is closed"}
+	}
+	a.bind(&a.c.workspace, ws.ptr())
+	a.c.workspace_bytes = C.size_t(ws.Len())
+	err := r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
 	runtime.KeepAlive(routing)
 	runtime.KeepAlive(&run)
 	runtime.KeepAlive(ws)
@@ -778,37 +949,36 @@ func (r *Runner) Autotune(p Problem, routing *RoutingArgs, args *RunArgs, ws *Ho
 			}
 		}
 		ws = NewHostBuffer(n)
-		defer ws.Close()
 	}
 	run := *args
 	if run.Output == nil {
 		run.Output = NewHostTensor(BF16, p.NumTokens, p.HiddenSize)
 	}
 	capacity := len(cfgs)
-	out := NewHostBuffer(8 * (capacity + 1))
-	defer out.Close()
-	cfgPtr := (*C.int32_t)(out.ptr)
-	timePtr := (*C.float)(unsafe.Add(out.ptr, 4*(capacity+1)))
-	var a arena
+	a := newArena(C.MOE_GO_AUTOTUNE)
 	defer a.free()
-	cp, cr, ca := p.c(), routing.c(&a), run.c(&a)
-	var n C.int32_t
-	err = call(func() C.moe_status_t {
-		return C.moe_runner_autotune(r.ptr, cp, cr, ca, ws.ptr, C.size_t(ws.Len()),
-			C.int32_t(iterations), cfgPtr, timePtr, C.int32_t(capacity), &n, nil)
-	})
-	runtime.KeepAlive(r)
+	a.c.problem = *p.c()
+	routing.fill(a, &a.c.routing)
+	run.fill(a, &a.c.run)
+	a.bind(&a.c.workspace, ws.ptr())
+	a.c.workspace_bytes = C.size_t(ws.Len())
+	a.c.iterations = C.int32_t(iterations)
+	a.c.configs = (*C.int32_t)(a.alloc(4 * (capacity + 1)))
+	a.c.times = (*C.float)(a.alloc(4 * (capacity + 1)))
+	a.c.capacity = C.int32_t(capacity)
+	err = r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
 	runtime.KeepAlive(routing)
 	runtime.KeepAlive(&run)
 	runtime.KeepAlive(ws)
 	if err != nil {
 		return nil, err
 	}
-	cv := out.Int32s()
-	tv := unsafe.Slice((*float32)(unsafe.Pointer(timePtr)), capacity)
-	res := make([]Tuned, 0, int(n))
-	for i := 0; i < int(n); i++ {
-		res = append(res, Tuned{Config: int(cv[i]), TimeUs: tv[i]})
+	n := int(a.c.count)
+	cv := unsafe.Slice(a.c.configs, capacity+1)
+	tv := unsafe.Slice(a.c.times, capacity+1)
+	res := make([]Tuned, 0, n)
+	for i := 0; i < n && i < capacity; i++ {
+		res = append(res, Tuned{Config: int(cv[i]), TimeUs: float32(tv[i])})
 	}
 	return res, nil
 }

@@ -78,6 +78,107 @@ static inline void moe_b_tensor_fill(void *desc, int64_t data, int32_t device_ty
 }
 /* Address of a direct ByteBuffer. */
 static inline int64_t moe_b_buffer_address(void *buf) { return (int64_t)(intptr_t)buf; }
+
+/* The CUDA runtime, opened with dlopen on request (io.moetrtllm.CudaRuntime): the library links
+   cudart statically and exports no allocator, and a JVM has no other way to get device memory.
+   Nothing here runs unless CudaRuntime is used; errors come back as CUDA_ERROR. */
+#include <dlfcn.h>
+#include <pthread.h>
+static struct {
+  void *handle;
+  int (*malloc_)(void **, size_t);
+  int (*free_)(void *);
+  int (*memcpy_)(void *, const void *, size_t, int);
+  int (*memset_)(void *, int, size_t);
+  int (*sync_)(void);
+  const char *(*errstr_)(int);
+} moe_j_cudart;
+static pthread_mutex_t moe_j_cudart_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int moe_j_cuda_ok(int err, const char *what) {
+  char msg[256];
+  if (err == 0) return 1;
+  snprintf(msg, sizeof msg, "%s failed: %s (cudaError %d)", what,
+           moe_j_cudart.errstr_ ? moe_j_cudart.errstr_(err) : "?", err);
+  moe_b_fail(MOE_STATUS_CUDA_ERROR, msg);
+  return 0;
+}
+static int moe_j_cuda_loaded(void) {
+  if (moe_j_cudart.handle) return 1;
+  moe_b_fail(MOE_STATUS_CUDA_ERROR, "CudaRuntime: the CUDA runtime is not loaded (load() first)");
+  return 0;
+}
+/* Opens libcudart at path (idempotent once one is open). */
+static inline void moe_b_cudart_load(const char *path) {
+  void *h;
+  char msg[512];
+  pthread_mutex_lock(&moe_j_cudart_mu);
+  if (moe_j_cudart.handle) {
+    pthread_mutex_unlock(&moe_j_cudart_mu);
+    return;
+  }
+  if (!path) path = "libcudart.so";
+  h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char *e = dlerror();
+    snprintf(msg, sizeof msg, "CudaRuntime: cannot open %s: %s", path, e ? e : "?");
+    moe_b_fail(MOE_STATUS_CUDA_ERROR, msg);
+    pthread_mutex_unlock(&moe_j_cudart_mu);
+    return;
+  }
+  *(void **)&moe_j_cudart.malloc_ = dlsym(h, "cudaMalloc");
+  *(void **)&moe_j_cudart.free_ = dlsym(h, "cudaFree");
+  *(void **)&moe_j_cudart.memcpy_ = dlsym(h, "cudaMemcpy");
+  *(void **)&moe_j_cudart.memset_ = dlsym(h, "cudaMemset");
+  *(void **)&moe_j_cudart.sync_ = dlsym(h, "cudaDeviceSynchronize");
+  *(void **)&moe_j_cudart.errstr_ = dlsym(h, "cudaGetErrorString");
+  if (!moe_j_cudart.malloc_ || !moe_j_cudart.free_ || !moe_j_cudart.memcpy_ ||
+      !moe_j_cudart.memset_ || !moe_j_cudart.sync_ || !moe_j_cudart.errstr_) {
+    snprintf(msg, sizeof msg, "CudaRuntime: %s lacks the cudaMalloc family", path);
+    moe_b_fail(MOE_STATUS_CUDA_ERROR, msg);
+    dlclose(h);
+    pthread_mutex_unlock(&moe_j_cudart_mu);
+    return;
+  }
+  moe_j_cudart.handle = h;
+  pthread_mutex_unlock(&moe_j_cudart_mu);
+}
+static inline int64_t moe_b_cudart_malloc(int64_t bytes) {
+  void *p = NULL;
+  if (!moe_j_cuda_loaded()) return 0;
+  if (bytes < 0) {
+    moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "CudaRuntime.malloc: negative size");
+    return 0;
+  }
+  if (!moe_j_cuda_ok(moe_j_cudart.malloc_(&p, (size_t)(bytes ? bytes : 1)), "cudaMalloc"))
+    return 0;
+  return (int64_t)(intptr_t)p;
+}
+static inline void moe_b_cudart_free(int64_t ptr) {
+  if (!moe_j_cuda_loaded()) return;
+  moe_j_cuda_ok(moe_j_cudart.free_((void *)(intptr_t)ptr), "cudaFree");
+}
+static inline void moe_b_cudart_memset(int64_t ptr, int32_t value, int64_t bytes) {
+  if (!moe_j_cuda_loaded()) return;
+  moe_j_cuda_ok(moe_j_cudart.memset_((void *)(intptr_t)ptr, value, (size_t)bytes), "cudaMemset");
+}
+/* Host (direct buffer) -> device, and device -> host after a device synchronize. The Java side
+   checks the sizes against the buffer. */
+static inline void moe_b_cudart_h2d(int64_t dst, void *src, int64_t bytes) {
+  if (!moe_j_cuda_loaded()) return;
+  moe_j_cuda_ok(moe_j_cudart.memcpy_((void *)(intptr_t)dst, src, (size_t)bytes, 1),
+                "cudaMemcpy (host to device)");
+}
+static inline void moe_b_cudart_d2h(void *dst, int64_t src, int64_t bytes) {
+  if (!moe_j_cuda_loaded()) return;
+  if (!moe_j_cuda_ok(moe_j_cudart.sync_(), "cudaDeviceSynchronize")) return;
+  moe_j_cuda_ok(moe_j_cudart.memcpy_(dst, (const void *)(intptr_t)src, (size_t)bytes, 2),
+                "cudaMemcpy (device to host)");
+}
+static inline void moe_b_cudart_synchronize(void) {
+  if (!moe_j_cuda_loaded()) return;
+  moe_j_cuda_ok(moe_j_cudart.sync_(), "cudaDeviceSynchronize");
+}
 %}
 
 %include <stdint.i>
@@ -133,5 +234,67 @@ void moe_b_tensor_fill(void *BUFFER, int64_t data, int32_t device_type, int32_t 
                        int32_t code, int32_t bits, int32_t ndim, int64_t d0, int64_t d1,
                        int64_t d2, int64_t d3);
 int64_t moe_b_buffer_address(void *BUFFER);
+void moe_b_cudart_load(const char *path);
+int64_t moe_b_cudart_malloc(int64_t bytes);
+void moe_b_cudart_free(int64_t ptr);
+void moe_b_cudart_memset(int64_t ptr, int32_t value, int64_t bytes);
+void moe_b_cudart_h2d(int64_t dst, void *BUFFER, int64_t bytes);
+void moe_b_cudart_d2h(void *BUFFER, int64_t src, int64_t bytes);
+void moe_b_cudart_synchronize(void);
 
 %include "../swig/moe_bind_decls.i"
+
+/* Constants of the public header as compile-time Java constants (MoeNativeConstants, made
+   package-private by compile.sh; io.moetrtllm.Moe re-exports them). The values are the header's macros, read by SWIG's
+   preprocessor through %import; none is typed here. ApiTest.constantsMatchHeader fails when the
+   header gains a value this list lacks. */
+#define __attribute__(x)
+%import "moe_trtllm.h"
+%javaconst(1);
+%constant int STATUS_SUCCESS = MOE_STATUS_SUCCESS;
+%constant int STATUS_INVALID_ARGUMENT = MOE_STATUS_INVALID_ARGUMENT;
+%constant int STATUS_NOT_SUPPORTED = MOE_STATUS_NOT_SUPPORTED;
+%constant int STATUS_OUT_OF_MEMORY = MOE_STATUS_OUT_OF_MEMORY;
+%constant int STATUS_CUDA_ERROR = MOE_STATUS_CUDA_ERROR;
+%constant int STATUS_NO_DEVICE = MOE_STATUS_NO_DEVICE;
+%constant int STATUS_INSUFFICIENT_WORKSPACE = MOE_STATUS_INSUFFICIENT_WORKSPACE;
+%constant int STATUS_VERSION_MISMATCH = MOE_STATUS_VERSION_MISMATCH;
+%constant int STATUS_INVALID_CONFIG = MOE_STATUS_INVALID_CONFIG;
+%constant int STATUS_INTERNAL = MOE_STATUS_INTERNAL;
+%constant int BACKEND_AUTO = MOE_BACKEND_AUTO;
+%constant int BACKEND_CPU = MOE_BACKEND_CPU;
+%constant int BACKEND_CUDA = MOE_BACKEND_CUDA;
+%constant int ROUTING_DEFAULT = MOE_ROUTING_DEFAULT;
+%constant int ROUTING_RENORMALIZE = MOE_ROUTING_RENORMALIZE;
+%constant int ROUTING_DEEPSEEK_V3 = MOE_ROUTING_DEEPSEEK_V3;
+%constant int ROUTING_LLAMA4 = MOE_ROUTING_LLAMA4;
+%constant int ROUTING_RENORMALIZE_NAIVE = MOE_ROUTING_RENORMALIZE_NAIVE;
+%constant int ROUTING_TOPK = MOE_ROUTING_TOPK;
+%constant int ACTIVATION_SWIGLU = MOE_ACTIVATION_SWIGLU;
+%constant int ACTIVATION_GEGLU = MOE_ACTIVATION_GEGLU;
+%constant int ACTIVATION_RELU2 = MOE_ACTIVATION_RELU2;
+%constant int ACTIVATION_IDENTITY = MOE_ACTIVATION_IDENTITY;
+%constant int DTYPE_BF16 = MOE_DTYPE_BF16;
+%constant int WEIGHTS_GEMM1 = MOE_WEIGHTS_GEMM1;
+%constant int WEIGHTS_GEMM2 = MOE_WEIGHTS_GEMM2;
+%constant int PLAN_TOPK_IDS = MOE_PLAN_TOPK_IDS;
+%constant int PLAN_EXPERT_WEIGHTS = MOE_PLAN_EXPERT_WEIGHTS;
+%constant int PLAN_EXPANDED_TO_PERMUTED = MOE_PLAN_EXPANDED_TO_PERMUTED;
+%constant int PLAN_PERMUTED_TO_TOKEN = MOE_PLAN_PERMUTED_TO_TOKEN;
+%constant int PLAN_PERMUTED_TO_EXPANDED = MOE_PLAN_PERMUTED_TO_EXPANDED;
+%constant int PLAN_CTA_TO_BATCH = MOE_PLAN_CTA_TO_BATCH;
+%constant int PLAN_CTA_TO_MN_LIMIT = MOE_PLAN_CTA_TO_MN_LIMIT;
+%constant int PLAN_NUM_CTAS = MOE_PLAN_NUM_CTAS;
+%constant int PLAN_PERMUTED_SIZE = MOE_PLAN_PERMUTED_SIZE;
+%constant int PLAN_EXPERT_COUNTS = MOE_PLAN_EXPERT_COUNTS;
+%constant int VERSION_MAJOR = MOE_VERSION_MAJOR;
+%constant int VERSION_MINOR = MOE_VERSION_MINOR;
+%constant int VERSION_PATCH = MOE_VERSION_PATCH;
+%javaconst(0);
+/* DLPack codes (C enums, not macros): read from the compiled header when the class loads. */
+%constant int DL_CPU = kDLCPU;
+%constant int DL_CUDA = kDLCUDA;
+%constant int DL_INT = kDLInt;
+%constant int DL_UINT = kDLUInt;
+%constant int DL_FLOAT = kDLFloat;
+%constant int DL_BFLOAT = kDLBfloat;

@@ -1,22 +1,67 @@
 //! Safe Rust API of moe-trtllm, a fused Mixture-of-Experts inference library with a C ABI.
 //!
-//! Host tensors are borrowed slices ([`Tensor::bf16`], [`Tensor::f32`], ...); device tensors,
-//! device workspaces and CUDA streams go through `unsafe` entry points that take raw pointers
-//! ([`Tensor::from_raw`], [`Runner::prepare_routing_raw`], ...). Every failure is an [`Error`]
-//! with the library's status and message.
+//! Host tensors are borrowed slices: inputs are [`Tensor`]s over shared slices
+//! ([`Tensor::bf16`], [`Tensor::f32`], ...), outputs are [`TensorMut`]s over mutable slices
+//! ([`TensorMut::bf16`], ...), so read-only memory can never be written through. Device
+//! tensors, device workspaces and CUDA streams go through `unsafe` entry points that take raw
+//! pointers ([`Tensor::from_raw`], [`Runner::prepare_routing_raw`], ...). Every failure is an
+//! [`Error`] carrying the library's [`Status`] and message. The enums ([`Status`],
+//! [`Backend`], [`RoutingMethod`], [`Activation`], [`Weights`], [`PlanTable`]) take their
+//! values from the `MOE_*` constants of `moe-trtllm-sys` (bindgen output of the C header).
+//!
+//! A [`Runner`] is `Send + Sync`: threads may share `&Runner`, each call with its own
+//! workspace and outputs (the borrow checker and `TensorMut: !Sync` keep those unshared).
 //!
 //! ```no_run
 //! use moe_trtllm::*;
 //! # fn main() -> Result<()> {
-//! let r = Runner::new(&Options { backend: BACKEND_CPU, ..Options::default() })?;
+//! let r = Runner::new(&Options { backend: Backend::Cpu, ..Options::default() })?;
 //! let p = Problem::new(8, 4, 2, 64, 32);
 //! # let (w1c, w2c, x, logits) = (vec![0u16; 8*64*64], vec![0u16; 8*64*32], vec![0u16; 4*64], vec![0f32; 4*8]);
-//! let w1 = r.prepare_weights_host(&p, WEIGHTS_GEMM1, &Tensor::bf16(&w1c, &[8, 64, 64])?)?;
-//! let w2 = r.prepare_weights_host(&p, WEIGHTS_GEMM2, &Tensor::bf16(&w2c, &[8, 64, 32])?)?;
+//! let w1 = r.prepare_weights_host(&p, Weights::Gemm1, &Tensor::bf16(&w1c, &[8, 64, 64])?)?;
+//! let w2 = r.prepare_weights_host(&p, Weights::Gemm2, &Tensor::bf16(&w2c, &[8, 64, 32])?)?;
 //! let out: Vec<u16> = r.forward_host(&p,
 //!     &RoutingArgs::new().logits(&Tensor::f32(&logits, &[4, 8])?),
 //!     &Tensor::bf16(&x, &[4, 64])?, &w1, &w2)?;
 //! # Ok(()) }
+//! ```
+//!
+//! An output must be a [`TensorMut`]; a tensor over a shared slice is rejected at compile time:
+//!
+//! ```compile_fail,E0308
+//! use moe_trtllm::*;
+//! let y = vec![0u16; 4 * 64];
+//! let out = Tensor::bf16(&y, &[4, 64]).unwrap(); // read-only
+//! let args = RunArgs { output: Some(&out), ..RunArgs::default() };
+//! ```
+//!
+//! ```compile_fail,E0308
+//! use moe_trtllm::*;
+//! static PREPARED: [u8; 16] = [0; 16];
+//! fn prep(r: &Runner, p: &Problem, w: &Tensor) -> Result<()> {
+//!     let dst = Tensor::u8(&PREPARED, &[16])?; // read-only static
+//!     r.prepare_weights(p, Weights::Gemm1, w, &dst)
+//! }
+//! ```
+//!
+//! The same with a mutable slice compiles:
+//!
+//! ```no_run
+//! use moe_trtllm::*;
+//! let mut y = vec![0u16; 4 * 64];
+//! let out = TensorMut::bf16(&mut y, &[4, 64]).unwrap();
+//! let args = RunArgs { output: Some(&out), ..RunArgs::default() };
+//! ```
+//!
+//! An output cannot be shared with another thread (two calls would write it at once):
+//!
+//! ```compile_fail,E0277
+//! use moe_trtllm::*;
+//! let mut y = vec![0u16; 4 * 64];
+//! let out = TensorMut::bf16(&mut y, &[4, 64]).unwrap();
+//! std::thread::scope(|s| {
+//!     s.spawn(|| RunArgs { output: Some(&out), ..RunArgs::default() }.do_finalize);
+//! });
 //! ```
 #![deny(missing_docs)]
 
@@ -31,101 +76,202 @@ pub use moe_trtllm_sys as sys;
 /// A CUDA stream (`cudaStream_t`); null is the legacy default stream (and required on the CPU).
 pub type Stream = sys::moe_cuda_stream_t;
 
-macro_rules! consts {
-    ($($(#[$m:meta])* $name:ident = $sys:ident;)*) => {
-        $($(#[$m])* pub const $name: i32 = sys::$sys;)*
+/// Defines a `#[repr(i32)]` enum whose discriminants are `moe-trtllm-sys` constants (so the
+/// values come from the C header, never retyped), with `ALL`, `raw`, `from_raw` and `c_name`.
+macro_rules! c_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $sys:ident,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(i32)]
+        pub enum $name {
+            $($(#[$vm])* $var = sys::$sys,)*
+        }
+        impl $name {
+            /// Every value, in header order.
+            pub const ALL: &'static [$name] = &[$($name::$var,)*];
+            /// The C value.
+            pub fn raw(self) -> i32 {
+                self as i32
+            }
+            /// The value with this C value, if any.
+            pub fn from_raw(v: i32) -> Option<$name> {
+                match v {
+                    $(x if x == sys::$sys => Some($name::$var),)*
+                    _ => None,
+                }
+            }
+            /// The C macro name, e.g. `"MOE_STATUS_INVALID_ARGUMENT"`.
+            pub fn c_name(self) -> &'static str {
+                match self {
+                    $($name::$var => stringify!($sys),)*
+                }
+            }
+        }
     };
 }
-consts! {
-    /// Success.
-    STATUS_SUCCESS = MOE_STATUS_SUCCESS;
-    /// An argument is NULL, out of range or mismatched.
-    STATUS_INVALID_ARGUMENT = MOE_STATUS_INVALID_ARGUMENT;
-    /// Valid but beyond this build's limits.
-    STATUS_NOT_SUPPORTED = MOE_STATUS_NOT_SUPPORTED;
-    /// Host allocation failed.
-    STATUS_OUT_OF_MEMORY = MOE_STATUS_OUT_OF_MEMORY;
-    /// A CUDA call failed.
-    STATUS_CUDA_ERROR = MOE_STATUS_CUDA_ERROR;
-    /// No CUDA device or driver.
-    STATUS_NO_DEVICE = MOE_STATUS_NO_DEVICE;
-    /// The workspace is smaller than required.
-    STATUS_INSUFFICIENT_WORKSPACE = MOE_STATUS_INSUFFICIENT_WORKSPACE;
-    /// Unknown struct version.
-    STATUS_VERSION_MISMATCH = MOE_STATUS_VERSION_MISMATCH;
-    /// Config unknown, invalid for the problem, or not the plan's.
-    STATUS_INVALID_CONFIG = MOE_STATUS_INVALID_CONFIG;
-    /// A bug in the library.
-    STATUS_INTERNAL = MOE_STATUS_INTERNAL;
-    /// CUDA when a device is usable, else CPU.
-    BACKEND_AUTO = MOE_BACKEND_AUTO;
-    /// The CPU reference backend.
-    BACKEND_CPU = MOE_BACKEND_CPU;
-    /// The CUDA backend.
-    BACKEND_CUDA = MOE_BACKEND_CUDA;
-    /// Softmax over E, top-K, no renormalisation.
-    ROUTING_DEFAULT = MOE_ROUTING_DEFAULT;
-    /// Top-K of logits, softmax over the K.
-    ROUTING_RENORMALIZE = MOE_ROUTING_RENORMALIZE;
-    /// DeepSeek-V3 grouped routing.
-    ROUTING_DEEPSEEK_V3 = MOE_ROUTING_DEEPSEEK_V3;
-    /// Llama-4: top-1, sigmoid.
-    ROUTING_LLAMA4 = MOE_ROUTING_LLAMA4;
-    /// Softmax over E, top-K, renormalise.
-    ROUTING_RENORMALIZE_NAIVE = MOE_ROUTING_RENORMALIZE_NAIVE;
-    /// Top-K with raw logits as weights.
-    ROUTING_TOPK = MOE_ROUTING_TOPK;
-    /// SwiGLU.
-    ACTIVATION_SWIGLU = MOE_ACTIVATION_SWIGLU;
-    /// GeGLU.
-    ACTIVATION_GEGLU = MOE_ACTIVATION_GEGLU;
-    /// ReLU squared.
-    ACTIVATION_RELU2 = MOE_ACTIVATION_RELU2;
-    /// Identity.
-    ACTIVATION_IDENTITY = MOE_ACTIVATION_IDENTITY;
-    /// Canonical W1 [E_l, f*I, H].
-    WEIGHTS_GEMM1 = MOE_WEIGHTS_GEMM1;
-    /// Canonical W2 [E_l, H, I].
-    WEIGHTS_GEMM2 = MOE_WEIGHTS_GEMM2;
-    /// [T*K] expert ids.
-    PLAN_TOPK_IDS = MOE_PLAN_TOPK_IDS;
-    /// [T*K] bf16 weights.
-    PLAN_EXPERT_WEIGHTS = MOE_PLAN_EXPERT_WEIGHTS;
-    /// [T*K] permuted row of each slot.
-    PLAN_EXPANDED_TO_PERMUTED = MOE_PLAN_EXPANDED_TO_PERMUTED;
-    /// [P] token of each permuted row.
-    PLAN_PERMUTED_TO_TOKEN = MOE_PLAN_PERMUTED_TO_TOKEN;
-    /// [P] slot of each permuted row.
-    PLAN_PERMUTED_TO_EXPANDED = MOE_PLAN_PERMUTED_TO_EXPANDED;
-    /// [N] local expert of each CTA.
-    PLAN_CTA_TO_BATCH = MOE_PLAN_CTA_TO_BATCH;
-    /// [N] row limit of each CTA.
-    PLAN_CTA_TO_MN_LIMIT = MOE_PLAN_CTA_TO_MN_LIMIT;
-    /// [1] number of CTAs.
-    PLAN_NUM_CTAS = MOE_PLAN_NUM_CTAS;
-    /// [1] permuted size.
-    PLAN_PERMUTED_SIZE = MOE_PLAN_PERMUTED_SIZE;
-    /// [E] slots per expert.
-    PLAN_EXPERT_COUNTS = MOE_PLAN_EXPERT_COUNTS;
+
+c_enum! {
+    /// Status of a call (`moe_status_t`). Its name is the macro's without `MOE_STATUS_`.
+    Status {
+        /// The call did what it says.
+        Success = MOE_STATUS_SUCCESS,
+        /// An argument is NULL, out of range or mismatched.
+        InvalidArgument = MOE_STATUS_INVALID_ARGUMENT,
+        /// Valid but beyond this build's limits.
+        NotSupported = MOE_STATUS_NOT_SUPPORTED,
+        /// Host allocation failed.
+        OutOfMemory = MOE_STATUS_OUT_OF_MEMORY,
+        /// A CUDA call failed.
+        CudaError = MOE_STATUS_CUDA_ERROR,
+        /// No CUDA device or driver.
+        NoDevice = MOE_STATUS_NO_DEVICE,
+        /// The workspace is smaller than required.
+        InsufficientWorkspace = MOE_STATUS_INSUFFICIENT_WORKSPACE,
+        /// Unknown struct version.
+        VersionMismatch = MOE_STATUS_VERSION_MISMATCH,
+        /// Config unknown, invalid for the problem, or not the plan's.
+        InvalidConfig = MOE_STATUS_INVALID_CONFIG,
+        /// A bug in the library.
+        Internal = MOE_STATUS_INTERNAL,
+    }
 }
 
-/// A failed call: the library's status code and message.
+c_enum! {
+    /// Backend of a runner.
+    Backend {
+        /// CUDA when a device is usable, else CPU.
+        Auto = MOE_BACKEND_AUTO,
+        /// The CPU reference backend.
+        Cpu = MOE_BACKEND_CPU,
+        /// The CUDA backend.
+        Cuda = MOE_BACKEND_CUDA,
+    }
+}
+
+c_enum! {
+    /// Routing method.
+    RoutingMethod {
+        /// Softmax over E, top-K, no renormalisation.
+        Default = MOE_ROUTING_DEFAULT,
+        /// Top-K of logits, softmax over the K.
+        Renormalize = MOE_ROUTING_RENORMALIZE,
+        /// DeepSeek-V3 grouped routing.
+        DeepSeekV3 = MOE_ROUTING_DEEPSEEK_V3,
+        /// Llama-4: top-1, sigmoid.
+        Llama4 = MOE_ROUTING_LLAMA4,
+        /// Softmax over E, top-K, renormalise.
+        RenormalizeNaive = MOE_ROUTING_RENORMALIZE_NAIVE,
+        /// Top-K with raw logits as weights.
+        TopK = MOE_ROUTING_TOPK,
+    }
+}
+
+c_enum! {
+    /// Expert FFN activation (fixes the prepared-weight layout).
+    Activation {
+        /// Gated: up * silu(gate).
+        SwiGlu = MOE_ACTIVATION_SWIGLU,
+        /// Gated: up * gelu(gate).
+        GeGlu = MOE_ACTIVATION_GEGLU,
+        /// relu(x)^2.
+        Relu2 = MOE_ACTIVATION_RELU2,
+        /// x.
+        Identity = MOE_ACTIVATION_IDENTITY,
+    }
+}
+
+c_enum! {
+    /// Activation / weight dtype of a runner.
+    RunnerDtype {
+        /// bfloat16 (the only one now).
+        Bf16 = MOE_DTYPE_BF16,
+    }
+}
+
+c_enum! {
+    /// Which weights to prepare.
+    Weights {
+        /// Canonical W1 [E_l, f*I, H].
+        Gemm1 = MOE_WEIGHTS_GEMM1,
+        /// Canonical W2 [E_l, H, I].
+        Gemm2 = MOE_WEIGHTS_GEMM2,
+    }
+}
+
+c_enum! {
+    /// A table of a routing plan (`Plan::read_i32`).
+    PlanTable {
+        /// `[T*K]` expert ids.
+        TopkIds = MOE_PLAN_TOPK_IDS,
+        /// `[T*K]` bf16 weights (`Plan::read_weights`).
+        ExpertWeights = MOE_PLAN_EXPERT_WEIGHTS,
+        /// `[T*K]` permuted row of each slot.
+        ExpandedToPermuted = MOE_PLAN_EXPANDED_TO_PERMUTED,
+        /// `[P]` token of each permuted row.
+        PermutedToToken = MOE_PLAN_PERMUTED_TO_TOKEN,
+        /// `[P]` slot of each permuted row.
+        PermutedToExpanded = MOE_PLAN_PERMUTED_TO_EXPANDED,
+        /// `[N]` local expert of each CTA.
+        CtaToBatch = MOE_PLAN_CTA_TO_BATCH,
+        /// `[N]` row limit of each CTA.
+        CtaToMnLimit = MOE_PLAN_CTA_TO_MN_LIMIT,
+        /// `[1]` number of CTAs.
+        NumCtas = MOE_PLAN_NUM_CTAS,
+        /// `[1]` permuted size.
+        PermutedSize = MOE_PLAN_PERMUTED_SIZE,
+        /// `[E]` slots per expert.
+        ExpertCounts = MOE_PLAN_EXPERT_COUNTS,
+    }
+}
+
+impl Status {
+    /// The status name, e.g. `"INVALID_ARGUMENT"` (the C macro name without `MOE_STATUS_`:
+    /// this binding's one status-name table is the header's).
+    pub fn name(self) -> &'static str {
+        &self.c_name()["MOE_STATUS_".len()..]
+    }
+    /// The library's static text (`moe_status_string`).
+    pub fn text(self) -> String {
+        status_string(self.raw())
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed call: the library's status and message (the `moe_get_last_error()` of the failing
+/// call, read on the same thread).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
-    /// Status code (`STATUS_*`).
-    pub status: i32,
-    /// The library's message (`moe_get_last_error()` of the failing call).
-    pub message: String,
+    code: i32,
+    message: String,
 }
 
 impl Error {
-    /// The status name, e.g. `"INVALID_ARGUMENT"`.
-    pub fn status_name(&self) -> &'static str {
-        status_name(self.status)
+    /// The status; `None` for a code this binding does not know (see [`Error::code`]).
+    pub fn status(&self) -> Option<Status> {
+        Status::from_raw(self.code)
     }
-    fn new(status: i32, message: impl Into<String>) -> Error {
+    /// The raw status code.
+    pub fn code(&self) -> i32 {
+        self.code
+    }
+    /// The library's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The status name, e.g. `"INVALID_ARGUMENT"` (`"UNKNOWN"` for an unknown code).
+    pub fn status_name(&self) -> &'static str {
+        status_name(self.code)
+    }
+    /// An error of this binding (not of a library call), e.g. for a slice that does not match
+    /// its shape.
+    pub fn new(status: Status, message: impl Into<String>) -> Error {
         Error {
-            status,
+            code: status.raw(),
             message: message.into(),
         }
     }
@@ -138,7 +284,7 @@ impl fmt::Display for Error {
             "{} [{} ({})]",
             self.message,
             self.status_name(),
-            self.status
+            self.code
         )
     }
 }
@@ -148,24 +294,12 @@ impl std::error::Error for Error {}
 /// Result of every fallible call.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Name of a status code (`"INVALID_ARGUMENT"`).
+/// Name of a status code (`"INVALID_ARGUMENT"`), `"UNKNOWN"` for others.
 pub fn status_name(status: i32) -> &'static str {
-    match status {
-        0 => "SUCCESS",
-        1 => "INVALID_ARGUMENT",
-        2 => "NOT_SUPPORTED",
-        3 => "OUT_OF_MEMORY",
-        4 => "CUDA_ERROR",
-        5 => "NO_DEVICE",
-        6 => "INSUFFICIENT_WORKSPACE",
-        7 => "VERSION_MISMATCH",
-        8 => "INVALID_CONFIG",
-        99 => "INTERNAL",
-        _ => "UNKNOWN",
-    }
+    Status::from_raw(status).map_or("UNKNOWN", Status::name)
 }
 
-/// Static text of a status code.
+/// Static text of a status code (`moe_status_string`).
 pub fn status_string(status: i32) -> String {
     unsafe { CStr::from_ptr(sys::moe_status_string(status)) }
         .to_string_lossy()
@@ -180,14 +314,14 @@ fn check(status: sys::moe_status_t) -> Result<()> {
     let msg = unsafe { CStr::from_ptr(sys::moe_get_last_error()) }
         .to_string_lossy()
         .into_owned();
-    Err(Error::new(
-        status,
-        if msg.is_empty() {
+    Err(Error {
+        code: status,
+        message: if msg.is_empty() {
             status_string(status)
         } else {
             msg
         },
-    ))
+    })
 }
 
 /// Library version (major, minor, patch).
@@ -207,14 +341,14 @@ pub fn cuda_device_count() -> Result<i32> {
 /// Runner options (`moe_runner_options`).
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// `BACKEND_*`.
-    pub backend: i32,
+    /// Backend.
+    pub backend: Backend,
     /// CUDA device ordinal.
     pub device_id: i32,
     /// 0 = ask the device; e.g. 90 for CUDA config queries without a GPU.
     pub sm_version: i32,
-    /// `ACTIVATION_*`.
-    pub activation: i32,
+    /// Activation (fixes the prepared-weight layout).
+    pub activation: Activation,
     /// CPU worker threads (0 = one per core).
     pub num_threads: i32,
 }
@@ -222,10 +356,10 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            backend: BACKEND_AUTO,
+            backend: Backend::Auto,
             device_id: 0,
             sm_version: 0,
-            activation: ACTIVATION_SWIGLU,
+            activation: Activation::SwiGlu,
             num_threads: 0,
         }
     }
@@ -340,24 +474,40 @@ impl DType {
     }
 }
 
-/// A borrowed tensor: a host slice, or (unsafe) a raw pointer on any device. Compact
-/// row-major, up to 4 dimensions.
+/// A borrowed input tensor: a shared host slice, or (unsafe) a raw pointer on any device.
+/// Compact row-major, up to 4 dimensions. The library only reads it, so it may be shared by
+/// threads (`Sync`). Outputs are [`TensorMut`].
 pub struct Tensor<'a> {
     data: *mut c_void,
     device: sys::DLDevice,
     dtype: DType,
     shape: [i64; 4],
     ndim: usize,
-    _borrow: PhantomData<&'a mut [u8]>,
+    _borrow: PhantomData<&'a [u8]>,
 }
 
-// The tensor only borrows memory the caller owns; moving the descriptor between threads is fine.
+// An input only borrows memory the library reads: moving or sharing the descriptor between
+// threads is what `&[T]` allows.
 unsafe impl Send for Tensor<'_> {}
+unsafe impl Sync for Tensor<'_> {}
+
+/// A borrowed output tensor: an exclusively borrowed (mutable) host slice, or (unsafe) a raw
+/// pointer on any device. `Send` but not `Sync`: a `&TensorMut` cannot reach another thread,
+/// so two calls can never write one output at the same time.
+pub struct TensorMut<'a> {
+    inner: Tensor<'a>,
+    _borrow: PhantomData<&'a mut [u8]>,
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+// The output's slice is exclusively borrowed for 'a: moving that borrow to another thread is
+// what `&mut [T]: Send` allows.
+unsafe impl Send for TensorMut<'_> {}
 
 fn elements(shape: &[i64]) -> Result<usize> {
     if shape.len() > 4 {
         return Err(Error::new(
-            STATUS_INVALID_ARGUMENT,
+            Status::InvalidArgument,
             "tensor: at most 4 dimensions",
         ));
     }
@@ -365,26 +515,32 @@ fn elements(shape: &[i64]) -> Result<usize> {
     for &s in shape {
         if s < 0 {
             return Err(Error::new(
-                STATUS_INVALID_ARGUMENT,
+                Status::InvalidArgument,
                 "tensor: negative dimension",
             ));
         }
         n = n
             .checked_mul(s)
-            .ok_or_else(|| Error::new(STATUS_INVALID_ARGUMENT, "tensor: overflow"))?;
+            .ok_or_else(|| Error::new(Status::InvalidArgument, "tensor: overflow"))?;
     }
     Ok(n as usize)
 }
 
 macro_rules! host_ctor {
-    ($name:ident, $name_mut:ident, $t:ty, $dt:expr, $doc:literal) => {
+    ($name:ident, $t:ty, $dt:expr, $doc:literal) => {
         #[doc = concat!("A host ", $doc, " input tensor over a slice (length = product of shape).")]
         pub fn $name(data: &'a [$t], shape: &[i64]) -> Result<Self> {
             Self::host(data.as_ptr() as *mut c_void, data.len(), $dt, shape)
         }
+    };
+}
+
+macro_rules! host_ctor_mut {
+    ($name:ident, $t:ty, $dt:expr, $doc:literal) => {
         #[doc = concat!("A host ", $doc, " output tensor over a mutable slice.")]
-        pub fn $name_mut(data: &'a mut [$t], shape: &[i64]) -> Result<Self> {
-            Self::host(data.as_mut_ptr() as *mut c_void, data.len(), $dt, shape)
+        pub fn $name(data: &'a mut [$t], shape: &[i64]) -> Result<Self> {
+            Tensor::host(data.as_mut_ptr() as *mut c_void, data.len(), $dt, shape)
+                .map(TensorMut::wrap)
         }
     };
 }
@@ -394,7 +550,7 @@ impl<'a> Tensor<'a> {
         let n = elements(shape)?;
         if n != len {
             return Err(Error::new(
-                STATUS_INVALID_ARGUMENT,
+                Status::InvalidArgument,
                 format!("tensor: slice has {len} elements, shape {shape:?} needs {n}"),
             ));
         }
@@ -413,19 +569,18 @@ impl<'a> Tensor<'a> {
         })
     }
 
-    host_ctor!(bf16, bf16_mut, u16, DType::BF16, "bf16 (bit patterns)");
-    host_ctor!(f32, f32_mut, f32, DType::F32, "f32");
-    host_ctor!(i32, i32_mut, i32, DType::I32, "i32");
-    host_ctor!(u8, u8_mut, u8, DType::U8, "u8");
+    host_ctor!(bf16, u16, DType::BF16, "bf16 (bit patterns)");
+    host_ctor!(f32, f32, DType::F32, "f32");
+    host_ctor!(i32, i32, DType::I32, "i32");
+    host_ctor!(u8, u8, DType::U8, "u8");
 
-    /// A tensor over a raw pointer on any device (e.g. CUDA memory: device_type 2).
+    /// An input tensor over a raw pointer on any device (e.g. CUDA memory: device_type 2).
     ///
     /// # Safety
-    /// `data` must point to memory of the given shape and type on that device, valid (and not
-    /// otherwise accessed while the library writes it) for `'a` and until the stream work
-    /// using it completes.
+    /// `data` must point to memory of the given shape and type on that device, valid and not
+    /// written by anyone for `'a` and until the stream work reading it completes.
     pub unsafe fn from_raw(
-        data: *mut c_void,
+        data: *const c_void,
         device_type: u32,
         device_id: i32,
         dtype: DType,
@@ -435,7 +590,7 @@ impl<'a> Tensor<'a> {
         let mut s = [0i64; 4];
         s[..shape.len()].copy_from_slice(shape);
         Ok(Tensor {
-            data,
+            data: data as *mut c_void,
             device: sys::DLDevice {
                 device_type: sys::DLDeviceType(device_type),
                 device_id,
@@ -468,6 +623,65 @@ impl<'a> Tensor<'a> {
             strides: ptr::null_mut(),
             byte_offset: 0,
         }
+    }
+}
+
+impl<'a> TensorMut<'a> {
+    fn wrap(inner: Tensor<'a>) -> Self {
+        TensorMut {
+            inner,
+            _borrow: PhantomData,
+            _not_sync: PhantomData,
+        }
+    }
+
+    host_ctor_mut!(bf16, u16, DType::BF16, "bf16 (bit patterns)");
+    host_ctor_mut!(f32, f32, DType::F32, "f32");
+    host_ctor_mut!(i32, i32, DType::I32, "i32");
+    host_ctor_mut!(u8, u8, DType::U8, "u8");
+
+    /// An output tensor over a raw pointer on any device (e.g. CUDA memory: device_type 2).
+    ///
+    /// # Safety
+    /// `data` must point to memory of the given shape and type on that device, valid (and not
+    /// otherwise accessed while the library writes it) for `'a` and until the stream work
+    /// using it completes.
+    pub unsafe fn from_raw(
+        data: *mut c_void,
+        device_type: u32,
+        device_id: i32,
+        dtype: DType,
+        shape: &[i64],
+    ) -> Result<TensorMut<'a>> {
+        Tensor::from_raw(data, device_type, device_id, dtype, shape).map(TensorMut::wrap)
+    }
+
+    /// The same memory as an input (e.g. prepared weights once written), for as long as this
+    /// output stays borrowed.
+    pub fn as_input(&mut self) -> Tensor<'_> {
+        Tensor {
+            _borrow: PhantomData,
+            ..self.inner
+        }
+    }
+
+    /// Turns the output into an input for the rest of its borrow.
+    pub fn into_input(self) -> Tensor<'a> {
+        self.inner
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+
+    /// Shape.
+    pub fn shape(&self) -> &[i64] {
+        self.inner.shape()
+    }
+
+    fn dl(&self) -> sys::DLTensor {
+        self.inner.dl()
     }
 }
 
@@ -506,17 +720,17 @@ impl AlignedBuffer {
 /// Routing inputs (`moe_routing_args`): logits, or topk ids + weights, or packed top-k.
 #[derive(Clone, Copy)]
 pub struct RoutingArgs<'t> {
-    /// `ROUTING_*` (default RENORMALIZE).
-    pub method: i32,
-    /// [T, E] fp32 or bf16.
+    /// Routing method (default Renormalize).
+    pub method: RoutingMethod,
+    /// `[T, E]` fp32 or bf16.
     pub logits: Option<&'t Tensor<'t>>,
-    /// [E] routing bias (DeepSeekV3).
+    /// `[E]` routing bias (DeepSeekV3).
     pub bias: Option<&'t Tensor<'t>>,
-    /// [T, K] int32 pre-routed ids.
+    /// `[T, K]` int32 pre-routed ids.
     pub topk_ids: Option<&'t Tensor<'t>>,
-    /// [T, K] bf16/fp32 pre-routed weights.
+    /// `[T, K]` bf16/fp32 pre-routed weights.
     pub topk_weights: Option<&'t Tensor<'t>>,
-    /// [T, K] int32 packed (id << 16) | bf16 bits.
+    /// `[T, K]` int32 packed (id << 16) | bf16 bits.
     pub topk_packed: Option<&'t Tensor<'t>>,
     /// DeepSeekV3 groups.
     pub n_group: i32,
@@ -531,7 +745,7 @@ pub struct RoutingArgs<'t> {
 impl Default for RoutingArgs<'_> {
     fn default() -> Self {
         RoutingArgs {
-            method: ROUTING_RENORMALIZE,
+            method: RoutingMethod::Renormalize,
             logits: None,
             bias: None,
             topk_ids: None,
@@ -559,7 +773,7 @@ impl<'t> RoutingArgs<'t> {
         Self::default()
     }
     /// Sets the method.
-    pub fn method(mut self, m: i32) -> Self {
+    pub fn method(mut self, m: RoutingMethod) -> Self {
         self.method = m;
         self
     }
@@ -580,7 +794,7 @@ impl<'t> RoutingArgs<'t> {
         );
         let mut a: sys::moe_routing_args = unsafe { std::mem::zeroed() };
         unsafe { sys::moe_routing_args_init(&mut a, sys::MOE_ROUTING_ARGS_VERSION as u32) };
-        a.method = self.method;
+        a.method = self.method.raw();
         a.logits = optp(&l);
         a.bias = optp(&b);
         a.topk_ids = optp(&i);
@@ -597,26 +811,26 @@ impl<'t> RoutingArgs<'t> {
 /// Inputs and outputs of the GEMM stages (`moe_run_args`).
 #[derive(Clone, Copy, Default)]
 pub struct RunArgs<'t> {
-    /// [T, H] bf16.
+    /// `[T, H]` bf16.
     pub hidden_states: Option<&'t Tensor<'t>>,
     /// Prepared W1 (u8).
     pub gemm1_weights: Option<&'t Tensor<'t>>,
     /// Prepared W2 (u8).
     pub gemm2_weights: Option<&'t Tensor<'t>>,
-    /// [E_l, f*I] fp32.
+    /// `[E_l, f*I]` fp32.
     pub gemm1_bias: Option<&'t Tensor<'t>>,
-    /// [E_l, H] fp32.
+    /// `[E_l, H]` fp32.
     pub gemm2_bias: Option<&'t Tensor<'t>>,
-    /// [E_l] fp32 SwiGLU alpha.
+    /// `[E_l]` fp32 SwiGLU alpha.
     pub gemm1_alpha: Option<&'t Tensor<'t>>,
-    /// [E_l] fp32 SwiGLU beta.
+    /// `[E_l]` fp32 SwiGLU beta.
     pub gemm1_beta: Option<&'t Tensor<'t>>,
-    /// [E_l] fp32 SwiGLU clamp limit.
+    /// `[E_l]` fp32 SwiGLU clamp limit.
     pub gemm1_clamp_limit: Option<&'t Tensor<'t>>,
-    /// [T, H] bf16 output (finalize).
-    pub output: Option<&'t Tensor<'t>>,
-    /// [>= max_padded_rows, H] bf16 permuted output (no finalize).
-    pub permuted_output: Option<&'t Tensor<'t>>,
+    /// `[T, H]` bf16 output (finalize).
+    pub output: Option<&'t TensorMut<'t>>,
+    /// `[>= max_padded_rows, H]` bf16 permuted output (no finalize).
+    pub permuted_output: Option<&'t TensorMut<'t>>,
     /// Finalize; None = `output.is_some()`.
     pub do_finalize: Option<bool>,
     /// Programmatic dependent launch (default on when None).
@@ -634,8 +848,8 @@ impl<'t> RunArgs<'t> {
             opt(self.gemm1_alpha),
             opt(self.gemm1_beta),
             opt(self.gemm1_clamp_limit),
-            opt(self.output),
-            opt(self.permuted_output),
+            self.output.map(TensorMut::dl),
+            self.permuted_output.map(TensorMut::dl),
         ];
         let mut a: sys::moe_run_args = unsafe { std::mem::zeroed() };
         unsafe { sys::moe_run_args_init(&mut a, sys::MOE_RUN_ARGS_VERSION as u32) };
@@ -695,8 +909,8 @@ impl Plan<'_> {
         &self.raw
     }
 
-    /// Element count of a plan table (`PLAN_*`); synchronises the stream.
-    pub fn read_count(&self, table: i32) -> Result<usize> {
+    /// Element count of a plan table; synchronises the stream.
+    pub fn read_count(&self, table: PlanTable) -> Result<usize> {
         let mut n = 0i64;
         check(unsafe {
             sys::moe_plan_read_count(
@@ -704,7 +918,7 @@ impl Plan<'_> {
                 &*self.raw,
                 self.ws,
                 self.ws_len,
-                table,
+                table.raw(),
                 &mut n,
                 self.stream,
             )
@@ -712,7 +926,7 @@ impl Plan<'_> {
         Ok(n as usize)
     }
 
-    fn read_into<T: Copy + Default>(&self, table: i32) -> Result<Vec<T>> {
+    fn read_into<T: Copy + Default>(&self, table: PlanTable) -> Result<Vec<T>> {
         let n = self.read_count(table)?;
         let mut v = vec![T::default(); n];
         check(unsafe {
@@ -721,7 +935,7 @@ impl Plan<'_> {
                 &*self.raw,
                 self.ws,
                 self.ws_len,
-                table,
+                table.raw(),
                 v.as_mut_ptr() as *mut c_void,
                 n * std::mem::size_of::<T>(),
                 self.stream,
@@ -731,11 +945,11 @@ impl Plan<'_> {
     }
 
     /// An int32 plan table; synchronises the stream.
-    pub fn read_i32(&self, table: i32) -> Result<Vec<i32>> {
-        if table == PLAN_EXPERT_WEIGHTS {
+    pub fn read_i32(&self, table: PlanTable) -> Result<Vec<i32>> {
+        if table == PlanTable::ExpertWeights {
             return Err(Error::new(
-                STATUS_INVALID_ARGUMENT,
-                "PLAN_EXPERT_WEIGHTS is bf16: read_weights",
+                Status::InvalidArgument,
+                "PlanTable::ExpertWeights is bf16: read_weights",
             ));
         }
         self.read_into(table)
@@ -743,16 +957,23 @@ impl Plan<'_> {
 
     /// The bf16 expert weights (bit patterns); synchronises the stream.
     pub fn read_weights(&self) -> Result<Vec<u16>> {
-        self.read_into(PLAN_EXPERT_WEIGHTS)
+        self.read_into(PlanTable::ExpertWeights)
     }
 }
 
-/// A `moe_runner`. Send, not Sync: use it from one thread at a time (move it freely).
+/// A `moe_runner`: `Send + Sync`. Threads may share `&Runner`; every call of its own takes its
+/// own workspace (a `&mut` borrow or an unsafe raw pointer), plan and outputs, and the runner
+/// itself is immutable after creation. It is destroyed when dropped, which the borrow checker
+/// orders after every call and plan that borrows it.
 pub struct Runner {
     ptr: NonNull<sys::moe_runner>,
 }
 
+// The C API allows a runner to be moved between threads and to be used by several threads at
+// once (its state is immutable after create; concurrent calls need separate workspaces and
+// plans, which `Plan<'a>` and the `&mut [u8]` workspaces of the safe entry points enforce).
 unsafe impl Send for Runner {}
+unsafe impl Sync for Runner {}
 
 impl Drop for Runner {
     fn drop(&mut self) {
@@ -767,16 +988,16 @@ impl Runner {
         check(unsafe {
             sys::moe_runner_options_init(&mut opts, sys::MOE_RUNNER_OPTIONS_VERSION as u32)
         })?;
-        opts.backend = o.backend;
+        opts.backend = o.backend.raw();
         opts.device_id = o.device_id;
         opts.sm_version = o.sm_version;
-        opts.activation = o.activation;
+        opts.activation = o.activation.raw();
         opts.num_threads = o.num_threads;
         let mut r = ptr::null_mut();
         check(unsafe { sys::moe_runner_create(&opts, &mut r) })?;
         NonNull::new(r)
             .map(|ptr| Runner { ptr })
-            .ok_or_else(|| Error::new(STATUS_INTERNAL, "moe_runner_create returned NULL"))
+            .ok_or_else(|| Error::new(Status::Internal, "moe_runner_create returned NULL"))
     }
 
     /// The raw handle (borrowed).
@@ -784,11 +1005,12 @@ impl Runner {
         self.ptr.as_ptr()
     }
 
-    /// `BACKEND_CPU` or `BACKEND_CUDA`.
-    pub fn backend(&self) -> Result<i32> {
+    /// `Backend::Cpu` or `Backend::Cuda`.
+    pub fn backend(&self) -> Result<Backend> {
         let mut b = 0;
         check(unsafe { sys::moe_runner_get_backend(self.ptr.as_ptr(), &mut b) })?;
-        Ok(b)
+        Backend::from_raw(b)
+            .ok_or_else(|| Error::new(Status::Internal, format!("unknown backend {b}")))
     }
 
     /// Number of configs in the catalogue.
@@ -859,11 +1081,13 @@ impl Runner {
         Ok(b)
     }
 
-    /// Bytes of a prepared weight tensor (`WEIGHTS_GEMM1` / `WEIGHTS_GEMM2`).
-    pub fn weights_prepared_size(&self, p: &Problem, which: i32) -> Result<usize> {
+    /// Bytes of a prepared weight tensor.
+    pub fn weights_prepared_size(&self, p: &Problem, which: Weights) -> Result<usize> {
         let raw = p.raw();
         let mut b = 0usize;
-        check(unsafe { sys::moe_weights_prepared_size(self.ptr.as_ptr(), &raw, which, &mut b) })?;
+        check(unsafe {
+            sys::moe_weights_prepared_size(self.ptr.as_ptr(), &raw, which.raw(), &mut b)
+        })?;
         Ok(b)
     }
 
@@ -871,9 +1095,9 @@ impl Runner {
     pub fn prepare_weights(
         &self,
         p: &Problem,
-        which: i32,
+        which: Weights,
         canonical: &Tensor,
-        prepared: &Tensor,
+        prepared: &TensorMut,
     ) -> Result<()> {
         unsafe { self.prepare_weights_on(p, which, canonical, prepared, ptr::null_mut()) }
     }
@@ -886,9 +1110,9 @@ impl Runner {
     pub unsafe fn prepare_weights_on(
         &self,
         p: &Problem,
-        which: i32,
+        which: Weights,
         canonical: &Tensor,
-        prepared: &Tensor,
+        prepared: &TensorMut,
         stream: Stream,
     ) -> Result<()> {
         let raw = p.raw();
@@ -896,7 +1120,7 @@ impl Runner {
         check(sys::moe_weights_prepare(
             self.ptr.as_ptr(),
             &raw,
-            which,
+            which.raw(),
             &c,
             &d,
             stream,
@@ -907,13 +1131,13 @@ impl Runner {
     pub fn prepare_weights_host(
         &self,
         p: &Problem,
-        which: i32,
+        which: Weights,
         canonical: &Tensor,
     ) -> Result<AlignedBuffer> {
         let mut out = AlignedBuffer::new(self.weights_prepared_size(p, which)?);
         let n = out.len() as i64;
         {
-            let t = Tensor::u8_mut(out.as_mut_slice(), &[n])?;
+            let t = TensorMut::u8(out.as_mut_slice(), &[n])?;
             self.prepare_weights(p, which, canonical, &t)?;
         }
         Ok(out)
@@ -1077,7 +1301,7 @@ impl Runner {
         let w1 = Tensor::u8(gemm1_weights.as_slice(), &[gemm1_weights.len() as i64])?;
         let w2 = Tensor::u8(gemm2_weights.as_slice(), &[gemm2_weights.len() as i64])?;
         {
-            let o = Tensor::bf16_mut(&mut out, &[p.num_tokens, p.hidden_size])?;
+            let o = TensorMut::bf16(&mut out, &[p.num_tokens, p.hidden_size])?;
             let args = RunArgs {
                 hidden_states: Some(hidden_states),
                 gemm1_weights: Some(&w1),

@@ -25,14 +25,14 @@ fn setup(r: &Runner) -> Setup {
         w1: r
             .prepare_weights_host(
                 &p,
-                WEIGHTS_GEMM1,
+                Weights::Gemm1,
                 &Tensor::bf16(&w1c, &[8, 64, 64]).unwrap(),
             )
             .unwrap(),
         w2: r
             .prepare_weights_host(
                 &p,
-                WEIGHTS_GEMM2,
+                Weights::Gemm2,
                 &Tensor::bf16(&w2c, &[8, 64, 32]).unwrap(),
             )
             .unwrap(),
@@ -41,7 +41,7 @@ fn setup(r: &Runner) -> Setup {
 
 fn cpu() -> Runner {
     Runner::new(&Options {
-        backend: BACKEND_CPU,
+        backend: Backend::Cpu,
         ..Options::default()
     })
     .unwrap()
@@ -50,9 +50,9 @@ fn cpu() -> Runner {
 #[test]
 fn version_and_queries() {
     assert_eq!(version().0, 0);
-    assert!(!status_string(STATUS_INVALID_ARGUMENT).is_empty());
+    assert!(!Status::InvalidArgument.text().is_empty());
     let r = cpu();
-    assert_eq!(r.backend().unwrap(), BACKEND_CPU);
+    assert_eq!(r.backend().unwrap(), Backend::Cpu);
     assert!(r.num_configs().unwrap() > 0);
     let cfgs = r.valid_configs(&p()).unwrap();
     assert_eq!(cfgs[0], r.default_config(&p()).unwrap());
@@ -65,7 +65,7 @@ fn version_and_queries() {
         assert!(r.workspace_size(&p(), c).unwrap() > 0);
     }
     assert_eq!(
-        r.weights_prepared_size(&p(), WEIGHTS_GEMM1).unwrap(),
+        r.weights_prepared_size(&p(), Weights::Gemm1).unwrap(),
         8 * 64 * 64 * 2
     );
 }
@@ -82,14 +82,14 @@ fn prepare_run_matches_forward() {
     let ra = RoutingArgs::new().logits(&logits);
     let plan = r.prepare_routing(&p, cfg, &ra, ws.as_mut_slice()).unwrap();
     assert_eq!(plan.config(), cfg);
-    let ids = plan.read_i32(PLAN_TOPK_IDS).unwrap();
+    let ids = plan.read_i32(PlanTable::TopkIds).unwrap();
     assert_eq!(ids.len(), 10);
     assert!(ids.iter().all(|&i| (0..8).contains(&i)));
     let mut out = vec![0u16; 5 * 64];
     {
         let w1 = Tensor::u8(s.w1.as_slice(), &[s.w1.len() as i64]).unwrap();
         let w2 = Tensor::u8(s.w2.as_slice(), &[s.w2.len() as i64]).unwrap();
-        let o = Tensor::bf16_mut(&mut out, &[5, 64]).unwrap();
+        let o = TensorMut::bf16(&mut out, &[5, 64]).unwrap();
         let a = RunArgs {
             hidden_states: Some(&hidden),
             gemm1_weights: Some(&w1),
@@ -119,40 +119,41 @@ fn bad_shape() {
             &s.w2,
         )
         .unwrap_err();
-    assert_eq!(e.status, STATUS_INVALID_ARGUMENT);
-    assert!(!e.message.is_empty());
+    assert_eq!(e.status(), Some(Status::InvalidArgument));
+    assert_eq!(e.code(), Status::InvalidArgument.raw());
+    assert_eq!(e.status_name(), "INVALID_ARGUMENT");
+    assert!(!e.message().is_empty());
     // A slice that does not match its shape is caught before the call.
     assert_eq!(
-        Tensor::bf16(&s.hidden, &[5, 63]).err().unwrap().status,
-        STATUS_INVALID_ARGUMENT
+        Tensor::bf16(&s.hidden, &[5, 63]).err().unwrap().status(),
+        Some(Status::InvalidArgument)
     );
 }
 
 #[test]
 fn bad_enum_value() {
+    // Out-of-range methods and activations are unrepresentable in the typed API; the raw
+    // values the library rejects map to no variant.
+    assert_eq!(RoutingMethod::from_raw(42), None);
+    assert_eq!(Activation::from_raw(5), None);
+    assert_eq!(status_name(12345), "UNKNOWN");
+    // The library still rejects them through the -sys crate.
     let r = cpu();
-    let s = setup(&r);
-    let logits = Tensor::f32(&s.logits, &[5, 8]).unwrap();
-    let hidden = Tensor::bf16(&s.hidden, &[5, 64]).unwrap();
-    let e = r
-        .forward_host(
-            &p(),
-            &RoutingArgs::new().logits(&logits).method(42),
-            &hidden,
-            &s.w1,
-            &s.w2,
-        )
-        .unwrap_err();
-    assert_eq!(e.status, STATUS_INVALID_ARGUMENT);
-    assert!(!e.message.is_empty());
-    let e = Runner::new(&Options {
-        backend: BACKEND_CPU,
-        activation: 5,
-        ..Options::default()
-    })
-    .err()
-    .unwrap();
-    assert_eq!(e.status, STATUS_INVALID_ARGUMENT);
+    let mut b = 0usize;
+    let raw = sys::moe_problem {
+        version: sys::MOE_PROBLEM_VERSION as u32,
+        num_experts: 8,
+        num_tokens: 5,
+        top_k: 2,
+        local_expert_offset: 0,
+        local_num_experts: 0,
+        reserved0: 0,
+        hidden_size: 64,
+        intermediate_size: 32,
+        reserved: [0; 4],
+    };
+    let st = unsafe { sys::moe_weights_prepared_size(r.as_ptr(), &raw, 42, &mut b) };
+    assert_eq!(Status::from_raw(st), Some(Status::InvalidArgument));
 }
 
 #[test]
@@ -172,8 +173,8 @@ fn too_small_workspace() {
         )
         .err()
         .unwrap();
-    assert_eq!(e.status, STATUS_INSUFFICIENT_WORKSPACE, "{e}");
-    assert!(!e.message.is_empty());
+    assert_eq!(e.status(), Some(Status::InsufficientWorkspace), "{e}");
+    assert!(!e.message().is_empty());
 }
 
 #[test]
@@ -183,6 +184,124 @@ fn runner_is_send() {
     let r = cpu();
     let h = std::thread::spawn(move || r.num_configs().unwrap());
     assert!(h.join().unwrap() > 0);
+}
+
+/// Threads share one `&Runner` (no mutex), each with its own workspace and output; every
+/// result equals the single-threaded one bit for bit, and errors stay on their thread.
+#[test]
+fn shared_runner_across_threads() {
+    fn assert_sync<T: Sync>() {}
+    assert_sync::<Runner>();
+    assert_sync::<Tensor>();
+    let r = cpu();
+    let s = setup(&r);
+    let p = p();
+    let logits = Tensor::f32(&s.logits, &[5, 8]).unwrap();
+    let hidden = Tensor::bf16(&s.hidden, &[5, 64]).unwrap();
+    let ra = RoutingArgs::new().logits(&logits);
+    let want = r.forward_host(&p, &ra, &hidden, &s.w1, &s.w2).unwrap();
+    let cfg = r.default_config(&p).unwrap();
+    let ws_bytes = r.workspace_size(&p, cfg).unwrap();
+    let w1 = Tensor::u8(s.w1.as_slice(), &[s.w1.len() as i64]).unwrap();
+    let w2 = Tensor::u8(s.w2.as_slice(), &[s.w2.len() as i64]).unwrap();
+    let (r, ra, hidden, w1, w2, want) = (&r, &ra, &hidden, &w1, &w2, &want);
+    std::thread::scope(|sc| {
+        for t in 0..6 {
+            sc.spawn(move || {
+                let mut ws = AlignedBuffer::new(ws_bytes);
+                for i in 0..30 {
+                    let mut out = vec![0xFFFFu16; 5 * 64];
+                    if (t + i) % 3 == 0 {
+                        // prepare + run with its own plan
+                        let plan = r.prepare_routing(&p, cfg, ra, ws.as_mut_slice()).unwrap();
+                        let o = TensorMut::bf16(&mut out, &[5, 64]).unwrap();
+                        let a = RunArgs {
+                            hidden_states: Some(hidden),
+                            gemm1_weights: Some(w1),
+                            gemm2_weights: Some(w2),
+                            output: Some(&o),
+                            ..RunArgs::default()
+                        };
+                        r.run(&p, cfg, &plan, &a).unwrap();
+                    } else {
+                        let o = TensorMut::bf16(&mut out, &[5, 64]).unwrap();
+                        let a = RunArgs {
+                            hidden_states: Some(hidden),
+                            gemm1_weights: Some(w1),
+                            gemm2_weights: Some(w2),
+                            output: Some(&o),
+                            ..RunArgs::default()
+                        };
+                        r.forward(&p, ra, &a, ws.as_mut_slice()).unwrap();
+                    }
+                    assert_eq!(&out, want, "thread {t} iteration {i}");
+                    if i % 10 == 0 {
+                        // An error on this thread carries this thread's message.
+                        let e = r.cluster_size(-1).unwrap_err();
+                        assert_eq!(e.status(), Some(Status::InvalidConfig), "{e}");
+                        assert!(!e.message().is_empty());
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// The enums and the status names cover every constant of their families in the C header:
+/// a value added there fails here until the binding has it.
+#[test]
+fn enums_match_header() {
+    let header = include_str!("../../../../include/moe_trtllm.h").replace("\\\n", " ");
+    let mut seen = std::collections::HashMap::new();
+    for line in header.lines() {
+        let mut it = line.split_whitespace();
+        if it.next() != Some("#define") {
+            continue;
+        }
+        let (Some(name), Some(val)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let val = val.trim_matches(|c| c == '(' || c == ')');
+        if let Ok(v) = val.parse::<i32>() {
+            seen.insert(name.to_string(), v);
+        }
+    }
+    fn check<E: Copy + std::fmt::Debug>(
+        seen: &std::collections::HashMap<String, i32>,
+        prefix: &str,
+        all: &[E],
+        raw: fn(E) -> i32,
+        c_name: fn(E) -> &'static str,
+    ) {
+        let mut n = 0;
+        for (name, &v) in seen {
+            if name.starts_with(prefix) && !name.ends_with("_VERSION") {
+                n += 1;
+                let found = all.iter().find(|&&e| c_name(e) == name);
+                let e = found.unwrap_or_else(|| panic!("{name} = {v} has no enum variant"));
+                assert_eq!(raw(*e), v, "{name}");
+            }
+        }
+        assert_eq!(n, all.len(), "{prefix}*: header and enum differ in size");
+    }
+    macro_rules! chk {
+        ($prefix:literal, $t:ident) => {
+            check(&seen, $prefix, $t::ALL, $t::raw, $t::c_name)
+        };
+    }
+    chk!("MOE_STATUS_", Status);
+    chk!("MOE_BACKEND_", Backend);
+    chk!("MOE_ROUTING_", RoutingMethod);
+    chk!("MOE_ACTIVATION_", Activation);
+    chk!("MOE_DTYPE_", RunnerDtype);
+    chk!("MOE_WEIGHTS_", Weights);
+    chk!("MOE_PLAN_", PlanTable);
+    for &st in Status::ALL {
+        assert_eq!(Status::from_raw(st.raw()), Some(st));
+        assert_eq!(st.name(), &st.c_name()["MOE_STATUS_".len()..]);
+        assert_eq!(status_name(st.raw()), st.name());
+    }
+    assert_eq!(Status::InvalidArgument.name(), "INVALID_ARGUMENT");
 }
 
 #[test]
@@ -202,7 +321,7 @@ fn autotune() {
     let w1 = Tensor::u8(s.w1.as_slice(), &[s.w1.len() as i64]).unwrap();
     let w2 = Tensor::u8(s.w2.as_slice(), &[s.w2.len() as i64]).unwrap();
     let mut out = vec![0u16; 5 * 64];
-    let o = Tensor::bf16_mut(&mut out, &[5, 64]).unwrap();
+    let o = TensorMut::bf16(&mut out, &[5, 64]).unwrap();
     let a = RunArgs {
         hidden_states: Some(&hidden),
         gemm1_weights: Some(&w1),

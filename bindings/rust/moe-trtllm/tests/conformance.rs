@@ -13,7 +13,7 @@ fn conformance_cpu() {
         let res = run_case(c);
         let verdict = if c.status() != "ok" {
             match res {
-                Err(e) if e.status_name() == c.status() && !e.message.is_empty() => Ok(()),
+                Err(e) if e.status_name() == c.status() && !e.message().is_empty() => Ok(()),
                 Err(e) => Err(format!("expected {}, got {e}", c.status())),
                 Ok(_) => Err(format!("expected {}, the case ran", c.status())),
             }
@@ -73,7 +73,7 @@ fn conformance_gpu() {
     for c in &cases {
         let verdict = if c.status() != "ok" {
             match run_case_on(c, Some(&cuda)) {
-                Err(e) if e.status_name() == c.status() && !e.message.is_empty() => Ok(()),
+                Err(e) if e.status_name() == c.status() && !e.message().is_empty() => Ok(()),
                 Err(e) => Err(format!("expected {}, got {e}", c.status())),
                 Ok(_) => Err(format!("expected {}, the case ran", c.status())),
             }

@@ -197,10 +197,10 @@ pub fn choose_config(r: &Runner, p: &Problem, tile: i32, cluster: i32) -> Result
             return Ok(c);
         }
     }
-    Err(Error {
-        status: STATUS_INVALID_CONFIG,
-        message: format!("no valid config with tile={tile} cluster={cluster}"),
-    })
+    Err(Error::new(
+        Status::InvalidConfig,
+        format!("no valid config with tile={tile} cluster={cluster}"),
+    ))
 }
 
 /// The CUDA runtime, loaded with dlopen at test time (the library links cudart statically and
@@ -330,10 +330,16 @@ impl<'c> Placer<'c> {
         p
     }
 
-    /// A tensor over memory from zeros()/put().
+    /// An input tensor over memory from zeros()/put().
     pub fn tensor(&self, p: *mut c_void, dt: DType, shape: &[i64]) -> Tensor<'static> {
         let devtype = if self.cuda.is_some() { 2 } else { 1 };
         unsafe { Tensor::from_raw(p, devtype, 0, dt, shape) }.unwrap()
+    }
+
+    /// An output tensor over memory from zeros().
+    pub fn tensor_mut(&self, p: *mut c_void, dt: DType, shape: &[i64]) -> TensorMut<'static> {
+        let devtype = if self.cuda.is_some() { 2 } else { 1 };
+        unsafe { TensorMut::from_raw(p, devtype, 0, dt, shape) }.unwrap()
     }
 
     /// Copies `n` u16 back to the host.
@@ -369,8 +375,8 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     } else {
         c.n("local", 0)
     };
-    let act = c.n("act", 3) as i32;
-    let f = if act == ACTIVATION_SWIGLU || act == ACTIVATION_GEGLU {
+    let act = Activation::from_raw(c.n("act", 3) as i32).expect("act");
+    let f = if matches!(act, Activation::SwiGlu | Activation::GeGlu) {
         2
     } else {
         1
@@ -384,9 +390,9 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let (tu, ku, eu) = (t as usize, k as usize, e as usize);
     let pl = Placer::new(cuda);
     let backend = if cuda.is_some() {
-        BACKEND_CUDA
+        Backend::Cuda
     } else {
-        BACKEND_CPU
+        Backend::Cpu
     };
     let stream: Stream = ptr::null_mut();
 
@@ -400,26 +406,27 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let ws = pl.zeros(ws_bytes);
 
     // Weights.
-    let prep = |which: i32, canon: Vec<u16>, shape: &[i64]| -> Result<Tensor<'static>> {
+    let prep = |which: Weights, canon: Vec<u16>, shape: &[i64]| -> Result<Tensor<'static>> {
         let n = r.weights_prepared_size(&p, which)?;
-        let dst = pl.tensor(pl.zeros(n), DType::U8, &[n as i64]);
+        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
         let src = pl.tensor(pl.put(&canon), DType::BF16, shape);
         unsafe { r.prepare_weights_on(&p, which, &src, &dst, stream)? };
-        Ok(dst)
+        Ok(dst.into_input())
     };
     let w1 = prep(
-        WEIGHTS_GEMM1,
+        Weights::Gemm1,
         gen_bf16(seed, 4, 8, (el * f * i * h) as usize),
         &[el, f * i, h],
     )?;
     let w2 = prep(
-        WEIGHTS_GEMM2,
+        Weights::Gemm2,
         gen_bf16(seed, 5, 8, (el * h * i) as usize),
         &[el, h, i],
     )?;
 
     // Routing inputs.
-    let mut ra = RoutingArgs::new().method(c.n("method", 1) as i32);
+    let mut ra = RoutingArgs::new()
+        .method(RoutingMethod::from_raw(c.n("method", 1) as i32).expect("method"));
     let input = c.s("input", "logits");
     let mut keep: Vec<Tensor<'static>> = Vec::new();
     let mut slots: [Option<usize>; 5] = [None; 5]; // logits, bias, ids, weights, packed
@@ -475,7 +482,7 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let fin = c.n("finalize", 1) != 0;
     let rows = if fin { t } else { plan.max_padded_rows() };
     let out_p = pl.zeros((rows * h) as usize * 2);
-    let out = pl.tensor(out_p, DType::BF16, &[rows, h]);
+    let out = pl.tensor_mut(out_p, DType::BF16, &[rows, h]);
     let hidden = pl.tensor(
         pl.put(&gen_bf16(seed, 3, 6, tu * h as usize)),
         DType::BF16,
@@ -525,17 +532,17 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     };
     unsafe { r.run_on(&p, cfg, &plan, &a, stream)? };
 
-    let n = plan.read_i32(PLAN_NUM_CTAS)?[0];
-    let pp = plan.read_i32(PLAN_PERMUTED_SIZE)?[0];
-    let p2t = plan.read_i32(PLAN_PERMUTED_TO_TOKEN)?;
+    let n = plan.read_i32(PlanTable::NumCtas)?[0];
+    let pp = plan.read_i32(PlanTable::PermutedSize)?[0];
+    let p2t = plan.read_i32(PlanTable::PermutedToToken)?;
     let mut d = Fnv::new();
-    d.i32s(&plan.read_i32(PLAN_TOPK_IDS)?);
+    d.i32s(&plan.read_i32(PlanTable::TopkIds)?);
     d.u16s(&plan.read_weights()?);
-    d.i32s(&plan.read_i32(PLAN_EXPANDED_TO_PERMUTED)?);
+    d.i32s(&plan.read_i32(PlanTable::ExpandedToPermuted)?);
     d.i32s(&p2t[..pp as usize]);
-    d.i32s(&plan.read_i32(PLAN_PERMUTED_TO_EXPANDED)?[..pp as usize]);
-    d.i32s(&plan.read_i32(PLAN_CTA_TO_BATCH)?[..n as usize]);
-    d.i32s(&plan.read_i32(PLAN_CTA_TO_MN_LIMIT)?[..n as usize]);
+    d.i32s(&plan.read_i32(PlanTable::PermutedToExpanded)?[..pp as usize]);
+    d.i32s(&plan.read_i32(PlanTable::CtaToBatch)?[..n as usize]);
+    d.i32s(&plan.read_i32(PlanTable::CtaToMnLimit)?[..n as usize]);
     d.i32s(&[n, pp]);
 
     let outv = pl.get_u16(out_p, (rows * h) as usize);

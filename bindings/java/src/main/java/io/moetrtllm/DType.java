@@ -1,11 +1,11 @@
 package io.moetrtllm;
 
-/** Element types of tensors (DLPack code and bits). */
+/** Element types of tensors (DLPack code, from the header, and bits). */
 public enum DType {
-  BF16(4, 16),
-  F32(2, 32),
-  I32(0, 32),
-  U8(1, 8);
+  BF16(MoeNativeConstants.DL_BFLOAT, 16),
+  F32(MoeNativeConstants.DL_FLOAT, 32),
+  I32(MoeNativeConstants.DL_INT, 32),
+  U8(MoeNativeConstants.DL_UINT, 8);
 
   final int code;
   final int bits;

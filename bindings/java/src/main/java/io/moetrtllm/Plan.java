@@ -50,10 +50,13 @@ public final class Plan {
 
   /** Element count of a plan table (Moe.PLAN_*); synchronises the stream. */
   public long readCount(int table) {
-    long n =
-        MoeNative.moe_b_plan_read_count(runner.handle(), desc, workspace.desc, table, stream);
-    Reference.reachabilityFence(this);
-    return n;
+    long h = runner.acquire();
+    try {
+      return MoeNative.moe_b_plan_read_count(h, desc, workspace.desc, table, stream);
+    } finally {
+      runner.release();
+      Reference.reachabilityFence(this);
+    }
   }
 
   /** Copies a plan table into a new little-endian direct buffer; synchronises the stream. */
@@ -61,7 +64,12 @@ public final class Plan {
     long n = readCount(table);
     DType t = table == Moe.PLAN_EXPERT_WEIGHTS ? DType.BF16 : DType.I32;
     Tensor dst = Tensor.allocateHost(t, Math.max(n, 1));
-    MoeNative.moe_b_plan_read(runner.handle(), desc, workspace.desc, table, dst.desc, stream);
+    long h = runner.acquire();
+    try {
+      MoeNative.moe_b_plan_read(h, desc, workspace.desc, table, dst.desc, stream);
+    } finally {
+      runner.release();
+    }
     Reference.reachabilityFence(this);
     Reference.reachabilityFence(dst);
     ByteBuffer b = dst.buffer();

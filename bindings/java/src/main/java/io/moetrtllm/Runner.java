@@ -3,14 +3,20 @@ package io.moetrtllm;
 import java.lang.ref.Reference;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * A moe_runner: the config catalogue and backend for one activation and dtype. Close it (or use
  * try-with-resources); after close every call throws MoeException with the library's message.
  * Device pointers and streams are longs (0 = NULL; the CPU backend needs stream 0).
+ *
+ * <p>Thread-safe: threads may share a runner (each call with its own workspace and plan).
+ * Every call holds a read lock for its duration and close() takes the write lock, so close()
+ * waits for the calls in flight, and calls after it fail.
  */
 public final class Runner implements AutoCloseable {
-  private long handle;
+  private long handle; // guarded by lock
+  private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
   private final int activation;
 
   /** Runner options (moe_runner_options). */
@@ -58,22 +64,41 @@ public final class Runner implements AutoCloseable {
     this(new Options().backend(backend).activation(activation));
   }
 
-  long handle() {
-    return handle; // 0 after close: the library reports the NULL runner
+  /**
+   * Takes the read lock and returns the handle (0 after close: the library then reports the
+   * NULL runner). Every acquire() is paired with release() in a finally block.
+   */
+  long acquire() {
+    lock.readLock().lock();
+    return handle;
   }
 
-  /** Destroys the runner (idempotent). */
+  void release() {
+    lock.readLock().unlock();
+  }
+
+  /** Destroys the runner once the calls in flight have returned (idempotent, thread-safe). */
   @Override
-  public synchronized void close() {
-    long h = handle;
-    handle = 0;
-    if (h != 0) {
-      MoeNative.moe_b_runner_destroy(h);
+  public void close() {
+    lock.writeLock().lock();
+    try {
+      long h = handle;
+      handle = 0;
+      if (h != 0) {
+        MoeNative.moe_b_runner_destroy(h);
+      }
+    } finally {
+      lock.writeLock().unlock();
     }
   }
 
   public boolean isClosed() {
-    return handle == 0;
+    long h = acquire();
+    try {
+      return h == 0;
+    } finally {
+      release();
+    }
   }
 
   public int activation() {
@@ -81,63 +106,110 @@ public final class Runner implements AutoCloseable {
   }
 
   public int backend() {
-    return MoeNative.moe_b_runner_backend(handle);
+    long h = acquire();
+    try {
+      return MoeNative.moe_b_runner_backend(h);
+    } finally {
+      release();
+    }
   }
 
   public int numConfigs() {
-    return MoeNative.moe_b_num_configs(handle);
+    long h = acquire();
+    try {
+      return MoeNative.moe_b_num_configs(h);
+    } finally {
+      release();
+    }
   }
 
   /** Config indices valid for the problem, best first. */
   public List<Integer> validConfigs(Problem p) {
-    int n = MoeNative.moe_b_valid_config_count(handle, p.numExperts(), p.numTokens(), p.topK(),
-        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize());
-    List<Integer> out = new ArrayList<>(n);
-    for (int i = 0; i < n; i++) {
-      out.add(MoeNative.moe_b_valid_config_at(handle, p.numExperts(), p.numTokens(), p.topK(),
-          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), i));
+    long h = acquire();
+    try {
+      int n = MoeNative.moe_b_valid_config_count(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize());
+      List<Integer> out = new ArrayList<>(n);
+      for (int i = 0; i < n; i++) {
+        out.add(MoeNative.moe_b_valid_config_at(h, p.numExperts(), p.numTokens(), p.topK(),
+            p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+            i));
+      }
+      return out;
+    } finally {
+      release();
     }
-    return out;
   }
 
   public int defaultConfig(Problem p) {
-    return MoeNative.moe_b_default_config(handle, p.numExperts(), p.numTokens(), p.topK(),
-        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize());
+    long h = acquire();
+    try {
+      return MoeNative.moe_b_default_config(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize());
+    } finally {
+      release();
+    }
   }
 
   public ConfigInfo describeConfig(int config) {
-    int[] f = new int[9];
-    for (int i = 0; i < 9; i++) {
-      f[i] = MoeNative.moe_b_config_field(handle, config, i);
+    long h = acquire();
+    try {
+      int[] f = new int[9];
+      for (int i = 0; i < 9; i++) {
+        f[i] = MoeNative.moe_b_config_field(h, config, i);
+      }
+      return new ConfigInfo(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
+          MoeNative.moe_b_config_name(h, config));
+    } finally {
+      release();
     }
-    return new ConfigInfo(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
-        MoeNative.moe_b_config_name(handle, config));
   }
 
   public int clusterSize(int config) {
-    return MoeNative.moe_b_cluster_size(handle, config);
+    long h = acquire();
+    try {
+      return MoeNative.moe_b_cluster_size(h, config);
+    } finally {
+      release();
+    }
   }
 
   /** Workspace bytes for the problem (numTokens = T_max) with the config. */
   public long workspaceSize(Problem p, int config) {
-    return MoeNative.moe_b_workspace_size(handle, p.numExperts(), p.numTokens(), p.topK(),
-        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
-        config);
+    long h = acquire();
+    try {
+      return MoeNative.moe_b_workspace_size(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          config);
+    } finally {
+      release();
+    }
   }
 
   /** Bytes of a prepared weight tensor (Moe.WEIGHTS_GEMM1 / GEMM2). */
   public long weightsPreparedSize(Problem p, int which) {
-    return MoeNative.moe_b_weights_prepared_size(handle, p.numExperts(), p.numTokens(), p.topK(),
-        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), which);
+    long h = acquire();
+    try {
+      return MoeNative.moe_b_weights_prepared_size(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          which);
+    } finally {
+      release();
+    }
   }
 
   /** Converts canonical bf16 weights into the prepared uint8 tensor. */
   public void prepareWeights(Problem p, int which, Tensor canonical, Tensor prepared,
       long stream) {
-    MoeNative.moe_b_weights_prepare(handle, p.numExperts(), p.numTokens(), p.topK(),
-        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), which,
-        canonical == null ? null : canonical.desc, prepared == null ? null : prepared.desc,
-        stream);
+    long h = acquire();
+    try {
+      MoeNative.moe_b_weights_prepare(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          which, canonical == null ? null : canonical.desc,
+          prepared == null ? null : prepared.desc, stream);
+    } finally {
+      release();
+    }
     Reference.reachabilityFence(canonical);
     Reference.reachabilityFence(prepared);
   }
@@ -162,11 +234,16 @@ public final class Runner implements AutoCloseable {
   public Plan prepareRouting(Problem p, int config, Tensor workspace, RoutingArgs a,
       long stream) {
     Plan plan = new Plan(this, workspace, stream);
-    MoeNative.moe_b_routing_prepare(handle, p.numExperts(), p.numTokens(), p.topK(),
-        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), config,
-        a.method, d(a.logits), d(a.bias), d(a.topkIds), d(a.topkWeights), d(a.topkPacked),
-        a.nGroup, a.topkGroup, a.routedScalingFactor, a.enablePdl ? 1 : 0, d(workspace),
-        plan.desc, stream);
+    long h = acquire();
+    try {
+      MoeNative.moe_b_routing_prepare(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          config, a.method, d(a.logits), d(a.bias), d(a.topkIds), d(a.topkWeights),
+          d(a.topkPacked), a.nGroup, a.topkGroup, a.routedScalingFactor, a.enablePdl ? 1 : 0,
+          d(workspace), plan.desc, stream);
+    } finally {
+      release();
+    }
     Reference.reachabilityFence(a);
     Reference.reachabilityFence(workspace);
     return plan;
@@ -174,12 +251,17 @@ public final class Runner implements AutoCloseable {
 
   /** GEMM1, GEMM2 and finalize on a prepared plan. */
   public void run(Problem p, int config, Plan plan, Tensor workspace, RunArgs a, long stream) {
-    MoeNative.moe_b_run(handle, p.numExperts(), p.numTokens(), p.topK(), p.localExpertOffset(),
-        p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), config,
-        plan == null ? null : plan.desc, a.finalizeFlag(), d(a.hiddenStates), d(a.gemm1Weights),
-        d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias), d(a.gemm1Alpha), d(a.gemm1Beta),
-        d(a.gemm1ClampLimit), d(a.output), d(a.permutedOutput), a.enablePdl ? 1 : 0,
-        d(workspace), stream);
+    long h = acquire();
+    try {
+      MoeNative.moe_b_run(h, p.numExperts(), p.numTokens(), p.topK(), p.localExpertOffset(),
+          p.localNumExperts(), p.hiddenSize(), p.intermediateSize(), config,
+          plan == null ? null : plan.desc, a.finalizeFlag(), d(a.hiddenStates),
+          d(a.gemm1Weights), d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias),
+          d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(a.output),
+          d(a.permutedOutput), a.enablePdl ? 1 : 0, d(workspace), stream);
+    } finally {
+      release();
+    }
     Reference.reachabilityFence(a);
     Reference.reachabilityFence(plan);
     Reference.reachabilityFence(workspace);
@@ -187,26 +269,32 @@ public final class Runner implements AutoCloseable {
 
   /**
    * One-shot forward with the default config. With workspace null a host workspace is
-   * allocated; with no output in the run args a host bf16 [T, H] output is allocated. Returns
-   * the output tensor.
+   * allocated; with no output in the run args a new host bf16 [T, H] output is allocated for
+   * this call (the run args are not modified, so one RunArgs may be reused and shared by
+   * threads). Returns the output tensor.
    */
   public Tensor forward(Problem p, RoutingArgs r, RunArgs a, Tensor workspace, long stream) {
     if (workspace == null) {
       workspace = allocateHostWorkspace(p, defaultConfig(p));
     }
-    if (a.output == null) {
-      a.output(Tensor.allocateHost(DType.BF16, p.numTokens(), p.hiddenSize()));
+    Tensor out = a.output != null ? a.output
+        : Tensor.allocateHost(DType.BF16, p.numTokens(), p.hiddenSize());
+    long h = acquire();
+    try {
+      MoeNative.moe_b_forward(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          r.method, d(r.logits), d(r.bias), d(r.topkIds), d(r.topkWeights), d(r.topkPacked),
+          r.nGroup, r.topkGroup, r.routedScalingFactor, 1, d(a.hiddenStates),
+          d(a.gemm1Weights), d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias),
+          d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(out), null,
+          r.enablePdl ? 1 : 0, d(workspace), stream);
+    } finally {
+      release();
     }
-    MoeNative.moe_b_forward(handle, p.numExperts(), p.numTokens(), p.topK(),
-        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
-        r.method, d(r.logits), d(r.bias), d(r.topkIds), d(r.topkWeights), d(r.topkPacked),
-        r.nGroup, r.topkGroup, r.routedScalingFactor, 1, d(a.hiddenStates), d(a.gemm1Weights),
-        d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias), d(a.gemm1Alpha), d(a.gemm1Beta),
-        d(a.gemm1ClampLimit), d(a.output), null, r.enablePdl ? 1 : 0, d(workspace), stream);
     Reference.reachabilityFence(r);
     Reference.reachabilityFence(a);
     Reference.reachabilityFence(workspace);
-    return a.output;
+    return out;
   }
   /**
    * Times every valid config (moe_runner_autotune: prepare + run, median of iterations) and
@@ -224,25 +312,31 @@ public final class Runner implements AutoCloseable {
       }
       workspace = Tensor.allocateHost(DType.U8, n);
     }
-    if (a.output == null) {
-      a.output(Tensor.allocateHost(DType.BF16, p.numTokens(), p.hiddenSize()));
-    }
+    Tensor out = a.output != null ? a.output
+        : Tensor.allocateHost(DType.BF16, p.numTokens(), p.hiddenSize());
     Tensor configs = Tensor.allocateHost(DType.I32, Math.max(cfgs.size(), 1));
     Tensor times = Tensor.allocateHost(DType.F32, Math.max(cfgs.size(), 1));
-    int n = MoeNative.moe_b_autotune(handle, p.numExperts(), p.numTokens(), p.topK(),
-        p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
-        r.method, d(r.logits), d(r.bias), d(r.topkIds), d(r.topkWeights), d(r.topkPacked),
-        r.nGroup, r.topkGroup, r.routedScalingFactor, 1, d(a.hiddenStates), d(a.gemm1Weights),
-        d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias), d(a.gemm1Alpha), d(a.gemm1Beta),
-        d(a.gemm1ClampLimit), d(a.output), null, r.enablePdl ? 1 : 0, d(workspace), iterations,
-        configs.desc, times.desc, stream);
+    int n;
+    long h = acquire();
+    try {
+      n = MoeNative.moe_b_autotune(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          r.method, d(r.logits), d(r.bias), d(r.topkIds), d(r.topkWeights), d(r.topkPacked),
+          r.nGroup, r.topkGroup, r.routedScalingFactor, 1, d(a.hiddenStates),
+          d(a.gemm1Weights), d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias),
+          d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(out), null,
+          r.enablePdl ? 1 : 0, d(workspace), iterations, configs.desc, times.desc, stream);
+    } finally {
+      release();
+    }
+    Reference.reachabilityFence(out);
     Reference.reachabilityFence(r);
     Reference.reachabilityFence(a);
     Reference.reachabilityFence(workspace);
-    List<AutotuneResult> out = new ArrayList<>(n);
+    List<AutotuneResult> res = new ArrayList<>(n);
     for (int i = 0; i < n; i++) {
-      out.add(new AutotuneResult(configs.buffer().getInt(4 * i), times.buffer().getFloat(4 * i)));
+      res.add(new AutotuneResult(configs.buffer().getInt(4 * i), times.buffer().getFloat(4 * i)));
     }
-    return out;
+    return res;
   }
 }

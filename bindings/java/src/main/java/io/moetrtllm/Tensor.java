@@ -12,6 +12,7 @@ import java.nio.ByteOrder;
 public final class Tensor {
   final ByteBuffer desc;
   private final ByteBuffer data; // host data, kept reachable; null for device tensors
+  private final long address;
   private final DType dtype;
   private final long[] shape;
 
@@ -21,6 +22,7 @@ public final class Tensor {
       throw new IllegalArgumentException("tensor: at most 4 dimensions, got " + shape.length);
     }
     this.data = data;
+    this.address = address;
     this.dtype = dtype;
     this.shape = shape.clone();
     this.desc = ByteBuffer.allocateDirect(MoeNative.moe_b_tensor_desc_bytes(shape.length))
@@ -75,6 +77,16 @@ public final class Tensor {
   /** The host buffer (little-endian for allocateHost), or null for a device tensor. */
   public ByteBuffer buffer() {
     return data;
+  }
+
+  /** The data address: the device pointer of a device tensor, the buffer's of a host one. */
+  public long address() {
+    return address;
+  }
+
+  /** True for a device tensor (Tensor.device). */
+  public boolean isDevice() {
+    return data == null;
   }
 
   public DType dtype() {

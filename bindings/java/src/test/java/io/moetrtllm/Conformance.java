@@ -198,8 +198,80 @@ final class Conformance {
         "no valid config with tile=" + tile + " cluster=" + cluster);
   }
 
+  /**
+   * Where a case's tensors live: host buffers for the CPU backend, device memory from
+   * CudaRuntime for the CUDA backend (freed on close).
+   */
+  static final class Placer implements AutoCloseable {
+    final boolean gpu;
+    final List<Long> pointers = new ArrayList<>();
+
+    Placer(boolean gpu) {
+      this.gpu = gpu;
+    }
+
+    /** The host tensor itself, or a device copy of it. */
+    Tensor place(Tensor host) {
+      if (!gpu || host == null) {
+        return host;
+      }
+      long p = alloc(host.bytes());
+      CudaRuntime.copyToDevice(p, host.buffer(), host.bytes());
+      return Tensor.device(p, 0, host.dtype(), host.shape());
+    }
+
+    /** A zeroed tensor where the backend writes it. */
+    Tensor zeros(DType d, long... shape) {
+      if (!gpu) {
+        return Tensor.allocateHost(d, shape);
+      }
+      long n = d.bytes() * count(shape);
+      long p = alloc(n);
+      CudaRuntime.memset(p, 0, n);
+      return Tensor.device(p, 0, d, shape);
+    }
+
+    /** The tensor's bytes on the host (little-endian). */
+    ByteBuffer download(Tensor t) {
+      if (!t.isDevice()) {
+        return t.buffer();
+      }
+      Tensor h = Tensor.allocateHost(t.dtype(), t.shape());
+      CudaRuntime.copyToHost(h.buffer(), t.address(), h.bytes());
+      return h.buffer();
+    }
+
+    private long alloc(long bytes) {
+      long p = CudaRuntime.malloc(Math.max(bytes, 256));
+      pointers.add(p);
+      return p;
+    }
+
+    @Override
+    public void close() {
+      for (long p : pointers) {
+        CudaRuntime.free(p);
+      }
+      pointers.clear();
+    }
+  }
+
   /** Runs a case on the CPU backend. Throws MoeException on a library failure. */
   static Result run(Case c) {
+    return run(c, false);
+  }
+
+  /**
+   * Runs a case on the CPU backend with host tensors, or (gpu) on the CUDA backend with every
+   * tensor and the workspace in device memory. Throws MoeException on a library failure.
+   */
+  static Result run(Case c, boolean gpu) {
+    try (Placer pl = new Placer(gpu)) {
+      return run(c, pl);
+    }
+  }
+
+  private static Result run(Case c, Placer pl) {
     int T = c.i("T"), E = c.i("E"), K = c.i("K"), H = c.i("H"), I = c.i("I");
     int el = c.i("local") == 0 ? E : c.i("local");
     int act = c.i("act");
@@ -209,8 +281,8 @@ final class Conformance {
     RoutingArgs ra = new RoutingArgs().method(c.i("method"));
     String input = c.str("input", "logits");
     if (input.equals("logits")) {
-      ra.logits(c.str("logits_dtype", "f32").equals("bf16") ? genBf16(seed, 1, 5, T, E)
-          : genF32(seed, 1, 21, T, E));
+      ra.logits(pl.place(c.str("logits_dtype", "f32").equals("bf16")
+          ? genBf16(seed, 1, 5, T, E) : genF32(seed, 1, 21, T, E)));
     } else {
       Tensor ids = Tensor.allocateHost(DType.I32, T, K);
       SplitMix g = new SplitMix(seed, 6);
@@ -234,24 +306,25 @@ final class Conformance {
         for (int i = 0; i < T * K; i++) {
           ids.buffer().putInt(4 * i, idv[i]);
         }
-        ra.topk(ids, w);
+        ra.topk(pl.place(ids), pl.place(w));
       } else if (input.equals("packed")) {
         for (int i = 0; i < T * K; i++) {
           ids.buffer().putInt(4 * i, (idv[i] << 16) | (w.buffer().getShort(2 * i) & 0xFFFF));
         }
-        ra.topkPacked(ids);
+        ra.topkPacked(pl.place(ids));
       } else {
         throw new IllegalArgumentException("unknown input " + input);
       }
     }
     if (c.num("bias", 0) != 0) {
-      ra.bias(genBf16(seed, 2, 7, E));
+      ra.bias(pl.place(genBf16(seed, 2, 7, E)));
     }
     ra.groups((int) c.num("n_group", 1), (int) c.num("topk_group", 0));
     ra.routedScalingFactor(Float.parseFloat(c.str("scale", "1")));
     RunArgs a = new RunArgs();
     if (c.num("gemm_bias", 0) != 0) {
-      a.gemmBias(genF32(seed, 8, 26, el, (long) f * I), genF32(seed, 9, 26, el, H));
+      a.gemmBias(pl.place(genF32(seed, 8, 26, el, (long) f * I)),
+          pl.place(genF32(seed, 9, 26, el, H)));
     }
     if (c.num("swiglu_params", 0) != 0) {
       Tensor al = Tensor.allocateHost(DType.F32, el);
@@ -263,22 +336,26 @@ final class Conformance {
         be.buffer().putFloat(4 * e, (g.next() >>> 60) / 16.0f);
         cl.buffer().putFloat(4 * e, 4 + (g.next() >>> 60) / 4.0f);
       }
-      a.swiglu(al, be, cl);
+      a.swiglu(pl.place(al), pl.place(be), pl.place(cl));
     }
     boolean fin = c.num("finalize", 1) != 0;
-    try (Runner r = new Runner(Moe.BACKEND_CPU, act)) {
+    int backend = pl.gpu ? Moe.BACKEND_CUDA : Moe.BACKEND_CPU;
+    try (Runner r = new Runner(backend, act)) {
       int cfg = chooseConfig(r, p, c.i("tile"), c.i("cluster"));
-      Tensor ws = r.allocateHostWorkspace(p, cfg);
-      Tensor w1 = r.prepareWeightsHost(p, Moe.WEIGHTS_GEMM1, genBf16(seed, 4, 8, el, (long) f * I, H));
-      Tensor w2 = r.prepareWeightsHost(p, Moe.WEIGHTS_GEMM2, genBf16(seed, 5, 8, el, H, I));
+      Tensor ws = pl.zeros(DType.U8, r.workspaceSize(p, cfg));
+      Tensor w1 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM1));
+      r.prepareWeights(p, Moe.WEIGHTS_GEMM1,
+          pl.place(genBf16(seed, 4, 8, el, (long) f * I, H)), w1, 0);
+      Tensor w2 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM2));
+      r.prepareWeights(p, Moe.WEIGHTS_GEMM2, pl.place(genBf16(seed, 5, 8, el, H, I)), w2, 0);
       Plan plan = r.prepareRouting(p, cfg, ws, ra, 0);
       if (plan.config() != cfg || plan.tile() != c.i("tile")
           || plan.clusterSize() != c.i("cluster")) {
         throw new AssertionError("plan descriptor does not match the config");
       }
-      Tensor out = fin ? Tensor.allocateHost(DType.BF16, T, H)
-                       : Tensor.allocateHost(DType.BF16, plan.maxPaddedRows(), H);
-      a.inputs(genBf16(seed, 3, 6, T, H), w1, w2);
+      Tensor out = fin ? pl.zeros(DType.BF16, T, H)
+                       : pl.zeros(DType.BF16, plan.maxPaddedRows(), H);
+      a.inputs(pl.place(genBf16(seed, 3, 6, T, H)), w1, w2);
       if (fin) {
         a.output(out);
       } else {
@@ -303,7 +380,7 @@ final class Conformance {
       Result res = new Result();
       res.planDigest = d.hex();
       Fnv o = new Fnv();
-      ByteBuffer ob = out.buffer().order(ByteOrder.LITTLE_ENDIAN);
+      ByteBuffer ob = pl.download(out).order(ByteOrder.LITTLE_ENDIAN);
       List<Float> vals = new ArrayList<>();
       if (fin) {
         o.bytes(ob, 0, 2 * T * H);

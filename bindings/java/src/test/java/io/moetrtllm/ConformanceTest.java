@@ -35,14 +35,59 @@ class ConformanceTest {
     return tests;
   }
 
-  @Test
-  void gpuCases() {
-    int n = Moe.cudaDeviceCount();
-    String reason = n == 0 ? "no CUDA device (moe_cuda_device_count() == 0)"
-        : "the Java binding has no CUDA allocator to place test tensors on the device "
-            + "(device pointers come from the caller)";
-    System.out.println("SKIP gpuCases: " + reason);
-    Assumptions.assumeTrue(false, reason);
-    assertTrue(true);
+  /**
+   * Every case again on the CUDA backend with device memory (CudaRuntime): the plan digest
+   * exactly, the output within ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every value
+   * finite. Skips with a printed reason without a device or a CUDA runtime, unless
+   * -Dmoetrtllm.requireGpu=true (the GPU run), where that is a failure.
+   */
+  @TestFactory
+  List<DynamicTest> gpuCases() throws Exception {
+    String reason = null;
+    if (Moe.cudaDeviceCount() == 0) {
+      reason = "no CUDA device (moe_cuda_device_count() == 0)";
+    } else {
+      try {
+        CudaRuntime.load();
+      } catch (MoeException e) {
+        reason = "no CUDA runtime to allocate device memory: " + e.libraryMessage();
+      }
+    }
+    if (reason != null) {
+      if (Boolean.getBoolean("moetrtllm.requireGpu")) {
+        throw new AssertionError("moetrtllm.requireGpu is set, but " + reason);
+      }
+      System.out.println("SKIP gpuCases: " + reason);
+      Assumptions.assumeTrue(false, reason);
+    }
+    List<DynamicTest> tests = new ArrayList<>();
+    for (Conformance.Case c : Conformance.parse(Conformance.casesPath())) {
+      tests.add(DynamicTest.dynamicTest("gpu:" + c.name(), () -> {
+        if (!c.status().equals("ok")) {
+          MoeException e = assertThrows(MoeException.class, () -> Conformance.run(c, true),
+              c.name() + ": expected " + c.status());
+          assertEquals(c.status(), e.statusName(), c.name() + ": " + e.getMessage());
+          assertFalse(e.libraryMessage().isEmpty(), "the error has no message");
+          return;
+        }
+        Conformance.Result cpu = Conformance.run(c, false);
+        Conformance.Result gpu = Conformance.run(c, true);
+        assertEquals(c.f.get("plan"), gpu.planDigest, c.name() + ": GPU plan digest");
+        assertEquals(cpu.output.length, gpu.output.length, c.name() + ": output size");
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < cpu.output.length; i++) {
+          float y = gpu.output[i];
+          assertTrue(Float.isFinite(y), c.name() + ": GPU output not finite at " + i);
+          double d = (double) y - cpu.output[i];
+          num += d * d;
+          den += (double) cpu.output[i] * cpu.output[i];
+        }
+        double rel = den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+        assertTrue(rel <= 1e-2, c.name() + ": ||gpu-cpu||/||cpu|| = " + rel + " > 1e-2");
+      }));
+    }
+    assertFalse(tests.isEmpty(), "no cases in " + Conformance.casesPath());
+    return tests;
   }
 }
