@@ -48,6 +48,8 @@ SANITIZERS="${SANITIZERS:-all}"
 if [ "$SANITIZERS" = all ] || [ "$SANITIZERS" = memcheck ]; then
 step memcheck_conformance "${san[@]}" memcheck build-gpu/tests/run_cases
 step memcheck_moe "${san[@]}" memcheck build-gpu/tests/test_moe
+step memcheck_fp8 "${san[@]}" memcheck build-gpu/tests/test_fp8
+[ -x build-gpu/tests/test_gpu_errors ] && step memcheck_gpu_errors "${san[@]}" memcheck build-gpu/tests/test_gpu_errors
 MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/test_routing
 fi
 if [ "$SANITIZERS" = all ] || [ "$SANITIZERS" = racecheck ]; then
@@ -65,6 +67,10 @@ MOE_TEST_GPU_CONFIGS=sm90_bf16_t16_c1_m64_s8,sm90_bf16_t128_c1_m256_s4,sm90_bf16
   step racecheck_moe_m64_256 "${san[@]}" racecheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CONFIGS=sm90_bf16_t192_c1_m256_s4,sm90_bf16_t144_c1_m256_s4,sm90_bf16_t176_c1_m256_s4 \
   step racecheck_moe_tiles "${san[@]}" racecheck build-gpu/tests/test_moe
+# the FP8 per-tensor kernels: C = 1 / 2 / 4, the gathering and the permuted GEMM1, the
+# persistent GEMM2 (t64 c1 s4 and t192: one CTA per SM)
+MOE_TEST_GPU_CONFIGS=sm90_fp8pt_t16_c1_m128_s12,sm90_fp8pt_t64_c2_m128_s11,sm90_fp8pt_t64_c4_m128_s12,sm90_fp8pt_t192_c1_m256_s4 \
+  step racecheck_fp8 "${san[@]}" racecheck build-gpu/tests/test_fp8
 fi
 fi
 if [ "$MODE" = ab ]; then

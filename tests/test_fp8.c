@@ -892,6 +892,24 @@ static moe_status_t forward_gpu_case(const fcase *kc, int32_t cfg, uint64_t seed
   return s;
 }
 
+/* MOE_TEST_GPU_CONFIGS="name,..." restricts the GPU cases to those configs (as named by
+ * moe_runner_describe_config; scripts/gpu-check.sh keeps its racecheck steps short with it). */
+static int config_named(const fcase *kc, int32_t cfg) {
+  const char *e = getenv("MOE_TEST_GPU_CONFIGS");
+  if (!e || !*e) return 1;
+  moe_runner *r = fp8_runner(MOE_BACKEND_CUDA, kc->mode, kc->act, 0);
+  if (!r) return 0;
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  const int ok = moe_runner_describe_config(r, cfg, &info) == MOE_STATUS_SUCCESS;
+  moe_runner_destroy(r);
+  const size_t n = strlen(info.name);
+  for (const char *q = e; ok && (q = strstr(q, info.name)) != NULL; q += n)
+    if ((q == e || q[-1] == ',') && (q[n] == ',' || q[n] == '\0')) return 1;
+  return 0;
+}
+
 static void test_forward_gpu(void) {
   if (!t_have_cuda()) {
     printf("forward on the GPU: skipped (no CUDA device, or a CPU-only build)\n");
@@ -911,6 +929,7 @@ static void test_forward_gpu(void) {
     int ran = 0;
     g_worst_gpu = 0;
     for (int32_t j = 0; j < n && j < 64; ++j) {
+      if (!config_named(kc, cfgs[j])) continue;
       const moe_status_t s = forward_gpu_case(kc, cfgs[j], seed);
       if (s == MOE_STATUS_NOT_SUPPORTED) {
         printf("forward GPU %-30s skipped: %s\n", kc->name, moe_get_last_error());
