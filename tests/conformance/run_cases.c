@@ -640,6 +640,10 @@ int main(int argc, char **argv) {
           }
         }
         free(rg.out);
+      } else {
+        ok = 0;
+        snprintf(why + strlen(why), sizeof why - strlen(why), "GPU runner: %s",
+                 moe_get_last_error());
       }
     }
 #else
