@@ -24,10 +24,10 @@ static inline moe_cuda_stream_t moe_go_stream(uintptr_t p) { return (moe_cuda_st
 // One call that takes host memory: everything but the Go pointers lives in this C struct; the
 // Go pointers arrive as the direct arguments p[i] and are written to *slot[i] (a DLTensor's
 // data or the workspace) for the call only.
-enum { MOE_GO_SLOTS = 18 };
+enum { MOE_GO_SLOTS = 24 };
 enum {
   MOE_GO_WEIGHTS_PREPARE = 1, MOE_GO_ROUTING_PREPARE, MOE_GO_RUN, MOE_GO_FORWARD,
-  MOE_GO_AUTOTUNE, MOE_GO_PLAN_READ_COUNT, MOE_GO_PLAN_READ
+  MOE_GO_AUTOTUNE, MOE_GO_PLAN_READ_COUNT, MOE_GO_PLAN_READ, MOE_GO_WEIGHTS_PREPARE_SCALED
 };
 typedef struct moe_go_call {
   int32_t op;
@@ -36,7 +36,7 @@ typedef struct moe_go_call {
   moe_routing_args routing;
   moe_run_args run;
   moe_plan plan;
-  const DLTensor *canonical, *prepared;
+  const DLTensor *canonical, *canonical_scales, *prepared;
   int32_t config, which, table, iterations, capacity, count;
   int64_t elements;
   void *workspace;
@@ -54,6 +54,9 @@ static moe_status_t moe_go_dispatch(moe_go_call *c) {
     case MOE_GO_WEIGHTS_PREPARE:
       return moe_weights_prepare(c->runner, &c->problem, c->which, c->canonical, c->prepared,
                                  c->stream);
+    case MOE_GO_WEIGHTS_PREPARE_SCALED:
+      return moe_weights_prepare_scaled(c->runner, &c->problem, c->which, c->canonical,
+                                        c->canonical_scales, c->prepared, c->stream);
     case MOE_GO_ROUTING_PREPARE:
       return moe_routing_prepare(c->runner, &c->problem, &c->routing, c->config, c->workspace,
                                  c->workspace_bytes, &c->plan, c->stream);
@@ -80,9 +83,10 @@ static moe_status_t moe_go_dispatch(moe_go_call *c) {
 static moe_status_t moe_go_call_with(moe_go_call *c, void *p0, void *p1, void *p2, void *p3,
                                      void *p4, void *p5, void *p6, void *p7, void *p8, void *p9,
                                      void *p10, void *p11, void *p12, void *p13, void *p14,
-                                     void *p15, void *p16, void *p17) {
-  void *p[MOE_GO_SLOTS] = {p0, p1, p2, p3, p4, p5, p6, p7, p8,
-                           p9, p10, p11, p12, p13, p14, p15, p16, p17};
+                                     void *p15, void *p16, void *p17, void *p18, void *p19,
+                                     void *p20, void *p21, void *p22, void *p23) {
+  void *p[MOE_GO_SLOTS] = {p0,  p1,  p2,  p3,  p4,  p5,  p6,  p7,  p8,  p9,  p10, p11,
+                           p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23};
   moe_status_t st;
   int i;
   for (i = 0; i < MOE_GO_SLOTS; ++i)
@@ -134,7 +138,12 @@ const (
 	ActivationReLU2    = C.MOE_ACTIVATION_RELU2
 	ActivationIdentity = C.MOE_ACTIVATION_IDENTITY
 
-	DtypeBF16 = C.MOE_DTYPE_BF16 // runner activation / weight dtype (the only one now)
+	DtypeBF16    = C.MOE_DTYPE_BF16     // runner activation / weight dtype
+	DtypeFP8E4M3 = C.MOE_DTYPE_FP8_E4M3 // FP8 e4m3fn: needs a scaling mode
+
+	ScalingNone      = C.MOE_SCALING_NONE       // BF16: no scales
+	ScalingPerTensor = C.MOE_SCALING_PER_TENSOR // FP8: per-expert weight scales, static activation scales
+	ScalingBlock     = C.MOE_SCALING_BLOCK      // FP8: 128x128 weight blocks, 1x128 activation scales
 
 	WeightsGemm1 = C.MOE_WEIGHTS_GEMM1
 	WeightsGemm2 = C.MOE_WEIGHTS_GEMM2
@@ -306,6 +315,7 @@ const (
 	F32
 	I32
 	U8
+	FP8E4M3 // float8 e4m3fn codes, one per byte (FP8 hidden states and canonical weights)
 )
 
 func (d DType) dl() (code, bits int) {
@@ -316,6 +326,8 @@ func (d DType) dl() (code, bits int) {
 		return C.kDLFloat, 32
 	case I32:
 		return C.kDLInt, 32
+	case FP8E4M3:
+		return C.kDLFloat8_e4m3fn, 8
 	}
 	return C.kDLUInt, 8
 }
@@ -419,7 +431,8 @@ func (a *arena) run() error {
 	g := &a.gop
 	return call(func() C.moe_status_t {
 		return C.moe_go_call_with(a.c, g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8],
-			g[9], g[10], g[11], g[12], g[13], g[14], g[15], g[16], g[17])
+			g[9], g[10], g[11], g[12], g[13], g[14], g[15], g[16], g[17], g[18], g[19], g[20],
+			g[21], g[22], g[23])
 	})
 }
 
@@ -489,6 +502,11 @@ type Options struct {
 	SMVersion  int // 0 = ask the device
 	Activation int // ActivationSwiGLU ...
 	NumThreads int // CPU workers, 0 = one per core
+	// Dtype is the activation and weight dtype: DtypeBF16 (the zero value) or DtypeFP8E4M3.
+	Dtype int
+	// ScalingMode is ScalingNone (the zero value, BF16), ScalingPerTensor or ScalingBlock (FP8;
+	// docs/formats.md "FP8").
+	ScalingMode int
 }
 
 // DefaultOptions are the library defaults (AUTO backend, SwiGLU).
@@ -527,6 +545,9 @@ func NewRunner(o Options) (*Runner, error) {
 		opts.sm_version = C.int32_t(o.SMVersion)
 		opts.activation = C.int32_t(o.Activation)
 		opts.num_threads = C.int32_t(o.NumThreads)
+		opts.activation_dtype = C.int32_t(o.Dtype)
+		opts.weight_dtype = C.int32_t(o.Dtype)
+		opts.scaling_mode = C.int32_t(o.ScalingMode)
 		return C.moe_runner_create(&opts, &r)
 	})
 	if err != nil {
@@ -677,6 +698,24 @@ func (r *Runner) PrepareWeights(p Problem, which int, canonical, prepared *Tenso
 	return err
 }
 
+// PrepareWeightsScaled prepares FP8 weights (moe_weights_prepare_scaled): e4m3 canonical
+// weights [E_l, R, C] with their fp32 scales ([E_l] per tensor, [E_l, R/128, C/128] block),
+// copied as they are; or bf16 weights with canonicalScales nil, quantized by the library.
+func (r *Runner) PrepareWeightsScaled(p Problem, which int, canonical, canonicalScales, prepared *Tensor, stream uintptr) error {
+	a := newArena(C.MOE_GO_WEIGHTS_PREPARE_SCALED)
+	defer a.free()
+	a.c.problem = *p.c()
+	a.c.which = C.int32_t(which)
+	a.c.canonical, a.c.prepared = a.dl(canonical), a.dl(prepared)
+	a.c.canonical_scales = a.dl(canonicalScales)
+	a.c.stream = C.moe_go_stream(C.uintptr_t(stream))
+	err := r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
+	runtime.KeepAlive(canonical)
+	runtime.KeepAlive(canonicalScales)
+	runtime.KeepAlive(prepared)
+	return err
+}
+
 // PrepareWeightsHost prepares host canonical weights into a new host u8 tensor.
 func (r *Runner) PrepareWeightsHost(p Problem, which int, canonical *Tensor) (*Tensor, error) {
 	n, err := r.WeightsPreparedSize(p, which)
@@ -732,6 +771,10 @@ type RunArgs struct {
 	Output, PermutedOutput                   *Tensor
 	NoFinalize                               bool // write PermutedOutput instead of Output
 	DisablePDL                               bool
+	// FP8 scales (docs/formats.md "FP8"): HiddenStatesScale fp32 [T, H/128] with e4m3 hidden
+	// states in BLOCK mode; Gemm1InputScale, Gemm2InputScale fp32 [1], the static activation
+	// scales of PER_TENSOR mode (required there). nil where the mode or input takes none.
+	HiddenStatesScale, Gemm1InputScale, Gemm2InputScale *Tensor
 }
 
 // fill writes the arguments into r (C memory) with their DLTensors in the arena.
@@ -750,6 +793,9 @@ func (ra *RunArgs) fill(a *arena, r *C.moe_run_args) {
 	r.gemm1_clamp_limit = a.dl(ra.Gemm1ClampLimit)
 	r.output = a.dl(ra.Output)
 	r.permuted_output = a.dl(ra.PermutedOutput)
+	r.hidden_states_scale = a.dl(ra.HiddenStatesScale)
+	r.gemm1_input_scale = a.dl(ra.Gemm1InputScale)
+	r.gemm2_input_scale = a.dl(ra.Gemm2InputScale)
 	if ra.DisablePDL {
 		r.enable_pdl = 0
 	}

@@ -265,6 +265,7 @@ typedef struct moe_plan {} moe_plan;
 /* Release the GIL only around the calls that do work. */
 %nothread;
 %thread moe_b_weights_prepare;
+%thread moe_b_weights_prepare_scaled;
 %thread moe_b_routing_prepare;
 %thread moe_b_run;
 %thread moe_b_forward;

@@ -121,9 +121,11 @@ static inline int32_t moe_b_cuda_device_count(void) {
 
 /* ---- runner ----------------------------------------------------------------------------- */
 
+/* activation_dtype, weight_dtype: MOE_DTYPE_*; scaling_mode: MOE_SCALING_* (options v2). */
 static inline moe_runner *moe_b_runner_create(int32_t backend, int32_t device_id,
                                               int32_t sm_version, int32_t activation,
-                                              int32_t num_threads) {
+                                              int32_t num_threads, int32_t activation_dtype,
+                                              int32_t weight_dtype, int32_t scaling_mode) {
   moe_runner_options o;
   moe_runner *r = NULL;
   if (moe_b_check(moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION))) return NULL;
@@ -132,6 +134,9 @@ static inline moe_runner *moe_b_runner_create(int32_t backend, int32_t device_id
   o.sm_version = sm_version;
   o.activation = activation;
   o.num_threads = num_threads;
+  o.activation_dtype = activation_dtype;
+  o.weight_dtype = weight_dtype;
+  o.scaling_mode = scaling_mode;
   if (moe_b_check(moe_runner_create(&o, &r))) return NULL;
   return r;
 }
@@ -260,6 +265,18 @@ static inline void moe_b_weights_prepare(const moe_runner *r, MOE_B_PROBLEM_ARGS
   moe_b_check(moe_weights_prepare(r, &p, which, canonical, prepared, stream));
 }
 
+/* FP8: e4m3 canonical weights with their scales, or bf16 (canonical_scales NULL) quantized by
+ * the library (moe_weights_prepare_scaled). */
+static inline void moe_b_weights_prepare_scaled(const moe_runner *r, MOE_B_PROBLEM_ARGS,
+                                                int32_t which, const DLTensor *canonical,
+                                                const DLTensor *canonical_scales,
+                                                const DLTensor *prepared,
+                                                moe_cuda_stream_t stream) {
+  moe_problem p = MOE_B_PROBLEM;
+  moe_b_check(
+      moe_weights_prepare_scaled(r, &p, which, canonical, canonical_scales, prepared, stream));
+}
+
 /* ---- routing and run -------------------------------------------------------------------- */
 
 static inline void moe_b_routing_args(moe_routing_args *a, int32_t method, const DLTensor *logits,
@@ -303,7 +320,9 @@ static inline void moe_b_run_args(moe_run_args *a, int32_t do_finalize,
                                   const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
                                   const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit,
                                   const DLTensor *output, const DLTensor *permuted_output,
-                                  int32_t enable_pdl) {
+                                  const DLTensor *hidden_states_scale,
+                                  const DLTensor *gemm1_input_scale,
+                                  const DLTensor *gemm2_input_scale, int32_t enable_pdl) {
   moe_run_args_init(a, MOE_RUN_ARGS_VERSION);
   a->do_finalize = do_finalize;
   a->hidden_states = hidden_states;
@@ -316,6 +335,9 @@ static inline void moe_b_run_args(moe_run_args *a, int32_t do_finalize,
   a->gemm1_clamp_limit = gemm1_clamp_limit;
   a->output = output;
   a->permuted_output = permuted_output;
+  a->hidden_states_scale = hidden_states_scale;
+  a->gemm1_input_scale = gemm1_input_scale;
+  a->gemm2_input_scale = gemm2_input_scale;
   a->enable_pdl = enable_pdl;
 }
 
@@ -326,8 +348,9 @@ static inline void moe_b_run(moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config,
                              const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
                              const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit,
                              const DLTensor *output, const DLTensor *permuted_output,
-                             int32_t enable_pdl, const DLTensor *workspace,
-                             moe_cuda_stream_t stream) {
+                             const DLTensor *hidden_states_scale, const DLTensor *gemm1_input_scale,
+                             const DLTensor *gemm2_input_scale, int32_t enable_pdl,
+                             const DLTensor *workspace, moe_cuda_stream_t stream) {
   moe_problem p = MOE_B_PROBLEM;
   moe_run_args a;
   if (!workspace) {
@@ -336,7 +359,7 @@ static inline void moe_b_run(moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config,
   }
   moe_b_run_args(&a, do_finalize, hidden_states, gemm1_weights, gemm2_weights, gemm1_bias,
                  gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, permuted_output,
-                 enable_pdl);
+                 hidden_states_scale, gemm1_input_scale, gemm2_input_scale, enable_pdl);
   moe_b_check(moe_runner_run(r, &p, &a, config, plan, moe_b_tensor_ptr(workspace),
                              (size_t)moe_b_tensor_bytes(workspace), stream));
 }
@@ -348,8 +371,9 @@ static inline void moe_b_forward(
     const DLTensor *hidden_states, const DLTensor *gemm1_weights, const DLTensor *gemm2_weights,
     const DLTensor *gemm1_bias, const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
     const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit, const DLTensor *output,
-    const DLTensor *permuted_output, int32_t enable_pdl, const DLTensor *workspace,
-    moe_cuda_stream_t stream) {
+    const DLTensor *permuted_output, const DLTensor *hidden_states_scale,
+    const DLTensor *gemm1_input_scale, const DLTensor *gemm2_input_scale, int32_t enable_pdl,
+    const DLTensor *workspace, moe_cuda_stream_t stream) {
   moe_problem p = MOE_B_PROBLEM;
   moe_routing_args ra;
   moe_run_args a;
@@ -361,7 +385,7 @@ static inline void moe_b_forward(
                      topk_group, routed_scaling_factor, enable_pdl);
   moe_b_run_args(&a, do_finalize, hidden_states, gemm1_weights, gemm2_weights, gemm1_bias,
                  gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, permuted_output,
-                 enable_pdl);
+                 hidden_states_scale, gemm1_input_scale, gemm2_input_scale, enable_pdl);
   moe_b_check(moe_forward(r, &p, &ra, &a, moe_b_tensor_ptr(workspace),
                           (size_t)moe_b_tensor_bytes(workspace), stream));
 }
@@ -376,9 +400,10 @@ static inline int32_t moe_b_autotune(
     const DLTensor *hidden_states, const DLTensor *gemm1_weights, const DLTensor *gemm2_weights,
     const DLTensor *gemm1_bias, const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
     const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit, const DLTensor *output,
-    const DLTensor *permuted_output, int32_t enable_pdl, const DLTensor *workspace,
-    int32_t iterations, const DLTensor *configs_out, const DLTensor *times_out,
-    moe_cuda_stream_t stream) {
+    const DLTensor *permuted_output, const DLTensor *hidden_states_scale,
+    const DLTensor *gemm1_input_scale, const DLTensor *gemm2_input_scale, int32_t enable_pdl,
+    const DLTensor *workspace, int32_t iterations, const DLTensor *configs_out,
+    const DLTensor *times_out, moe_cuda_stream_t stream) {
   moe_problem p = MOE_B_PROBLEM;
   moe_routing_args ra;
   moe_run_args a;
@@ -396,7 +421,7 @@ static inline int32_t moe_b_autotune(
                      topk_group, routed_scaling_factor, enable_pdl);
   moe_b_run_args(&a, do_finalize, hidden_states, gemm1_weights, gemm2_weights, gemm1_bias,
                  gemm2_bias, gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, permuted_output,
-                 enable_pdl);
+                 hidden_states_scale, gemm1_input_scale, gemm2_input_scale, enable_pdl);
   if (moe_b_check(moe_runner_autotune(
           r, &p, &ra, &a, moe_b_tensor_ptr(workspace), (size_t)moe_b_tensor_bytes(workspace),
           iterations, (int32_t *)moe_b_tensor_ptr(configs_out),

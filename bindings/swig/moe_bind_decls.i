@@ -33,6 +33,10 @@ typedef struct moe_runner moe_runner;
 %constant int ACTIVATION_RELU2 = MOE_ACTIVATION_RELU2;
 %constant int ACTIVATION_IDENTITY = MOE_ACTIVATION_IDENTITY;
 %constant int DTYPE_BF16 = MOE_DTYPE_BF16;
+%constant int DTYPE_FP8_E4M3 = MOE_DTYPE_FP8_E4M3;
+%constant int SCALING_NONE = MOE_SCALING_NONE;
+%constant int SCALING_PER_TENSOR = MOE_SCALING_PER_TENSOR;
+%constant int SCALING_BLOCK = MOE_SCALING_BLOCK;
 %constant int WEIGHTS_GEMM1 = MOE_WEIGHTS_GEMM1;
 %constant int WEIGHTS_GEMM2 = MOE_WEIGHTS_GEMM2;
 %constant int PLAN_TOPK_IDS = MOE_PLAN_TOPK_IDS;
@@ -54,7 +58,9 @@ const char *moe_b_status_string(int32_t status);
 int32_t moe_b_cuda_device_count(void);
 
 moe_runner *moe_b_runner_create(int32_t backend, int32_t device_id, int32_t sm_version,
-                                int32_t activation, int32_t num_threads);
+                                int32_t activation, int32_t num_threads,
+                                int32_t activation_dtype, int32_t weight_dtype,
+                                int32_t scaling_mode);
 void moe_b_runner_destroy(moe_runner *r);
 int32_t moe_b_runner_backend(const moe_runner *r);
 int32_t moe_b_num_configs(const moe_runner *r);
@@ -87,6 +93,12 @@ void moe_b_weights_prepare(const moe_runner *r, int32_t num_experts, int64_t num
                            int64_t hidden_size, int64_t intermediate_size, int32_t which,
                            const DLTensor *canonical, const DLTensor *prepared,
                            moe_cuda_stream_t stream);
+void moe_b_weights_prepare_scaled(const moe_runner *r, int32_t num_experts, int64_t num_tokens,
+                                  int32_t top_k, int32_t local_expert_offset,
+                                  int32_t local_num_experts, int64_t hidden_size,
+                                  int64_t intermediate_size, int32_t which,
+                                  const DLTensor *canonical, const DLTensor *canonical_scales,
+                                  const DLTensor *prepared, moe_cuda_stream_t stream);
 void moe_b_routing_prepare(moe_runner *r, int32_t num_experts, int64_t num_tokens,
                            int32_t top_k, int32_t local_expert_offset, int32_t local_num_experts,
                            int64_t hidden_size, int64_t intermediate_size, int32_t config,
@@ -103,7 +115,7 @@ void moe_b_run(moe_runner *r, int32_t num_experts, int64_t num_tokens, int32_t t
                const DLTensor *gemm1_bias, const DLTensor *gemm2_bias,
                const DLTensor *gemm1_alpha, const DLTensor *gemm1_beta,
                const DLTensor *gemm1_clamp_limit, const DLTensor *output,
-               const DLTensor *permuted_output, int32_t enable_pdl, const DLTensor *workspace,
+               const DLTensor *permuted_output, const DLTensor *hidden_states_scale, const DLTensor *gemm1_input_scale, const DLTensor *gemm2_input_scale, int32_t enable_pdl, const DLTensor *workspace,
                moe_cuda_stream_t stream);
 void moe_b_forward(moe_runner *r, int32_t num_experts, int64_t num_tokens, int32_t top_k,
                    int32_t local_expert_offset, int32_t local_num_experts, int64_t hidden_size,
@@ -115,7 +127,7 @@ void moe_b_forward(moe_runner *r, int32_t num_experts, int64_t num_tokens, int32
                    const DLTensor *gemm2_weights, const DLTensor *gemm1_bias,
                    const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
                    const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit,
-                   const DLTensor *output, const DLTensor *permuted_output, int32_t enable_pdl,
+                   const DLTensor *output, const DLTensor *permuted_output, const DLTensor *hidden_states_scale, const DLTensor *gemm1_input_scale, const DLTensor *gemm2_input_scale, int32_t enable_pdl,
                    const DLTensor *workspace, moe_cuda_stream_t stream);
 int32_t moe_b_autotune(moe_runner *r, int32_t num_experts, int64_t num_tokens, int32_t top_k,
                        int32_t local_expert_offset, int32_t local_num_experts,
@@ -128,7 +140,7 @@ int32_t moe_b_autotune(moe_runner *r, int32_t num_experts, int64_t num_tokens, i
                        const DLTensor *gemm1_bias, const DLTensor *gemm2_bias,
                        const DLTensor *gemm1_alpha, const DLTensor *gemm1_beta,
                        const DLTensor *gemm1_clamp_limit, const DLTensor *output,
-                       const DLTensor *permuted_output, int32_t enable_pdl,
+                       const DLTensor *permuted_output, const DLTensor *hidden_states_scale, const DLTensor *gemm1_input_scale, const DLTensor *gemm2_input_scale, int32_t enable_pdl,
                        const DLTensor *workspace, int32_t iterations,
                        const DLTensor *configs_out, const DLTensor *times_out,
                        moe_cuda_stream_t stream);

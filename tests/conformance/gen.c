@@ -42,6 +42,26 @@ float gen_f32(gen_stream *g, int scale) {
   return scaled(m, scale);
 }
 
+uint8_t gen_e4m3(gen_stream *g) {
+  return (uint8_t)((gen_next(g) >> 56) & 0xBFu);
+}
+
+float gen_fp8_scale(gen_stream *g, int scale) {
+  return scaled((int64_t)(gen_next(g) >> 60) + 1, scale);
+}
+
+void gen_fill_e4m3(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n) {
+  gen_stream g;
+  gen_init(&g, seed, stream);
+  for (int64_t i = 0; i < n; ++i) dst[i] = gen_e4m3(&g);
+}
+
+void gen_fill_fp8_scale(uint64_t seed, uint64_t stream, int scale, float *dst, int64_t n) {
+  gen_stream g;
+  gen_init(&g, seed, stream);
+  for (int64_t i = 0; i < n; ++i) dst[i] = gen_fp8_scale(&g, scale);
+}
+
 void gen_fill_bf16(uint64_t seed, uint64_t stream, int scale, uint16_t *dst, int64_t n) {
   gen_stream g;
   gen_init(&g, seed, stream);

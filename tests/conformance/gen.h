@@ -24,6 +24,10 @@ extern "C" {
 #define GEN_STREAM_GEMM1_BIAS 8
 #define GEN_STREAM_GEMM2_BIAS 9
 #define GEN_STREAM_SWIGLU 10
+/* FP8 cases: fp32 scales of e4m3 inputs (e4m3 hidden/W1/W2 codes reuse streams 3, 4, 5). */
+#define GEN_STREAM_HIDDEN_SCALE 11
+#define GEN_STREAM_W1_SCALE 12
+#define GEN_STREAM_W2_SCALE 13
 
 /* Scales (value = m * 2^-scale). */
 #define GEN_SCALE_LOGITS_BF16 5
@@ -34,6 +38,9 @@ extern "C" {
 #define GEN_SCALE_WEIGHTS 7
 #define GEN_SCALE_LOGITS_F32 21
 #define GEN_SCALE_GEMM_BIAS 26
+/* FP8 scales (value = (1 + (next() >> 60)) * 2^-scale). */
+#define GEN_SCALE_HIDDEN_SCALE 4
+#define GEN_SCALE_WEIGHT_SCALE 6
 
 typedef struct gen_stream {
   uint64_t state;
@@ -48,9 +55,16 @@ uint16_t gen_bf16(gen_stream *g, int scale);
 /* fp32 value m * 2^-scale, m = (next() >> 40) - 2^23. */
 float gen_f32(gen_stream *g, int scale);
 
+/* e4m3 code (next() >> 56) & 0xBF: exponent field 0..7, so |value| <= 1.875, never NaN. */
+uint8_t gen_e4m3(gen_stream *g);
+/* Positive fp32 scale (1 + (next() >> 60)) * 2^-scale (1..16 times 2^-scale). */
+float gen_fp8_scale(gen_stream *g, int scale);
+
 /* Fill n values of one stream in row-major order. */
 void gen_fill_bf16(uint64_t seed, uint64_t stream, int scale, uint16_t *dst, int64_t n);
 void gen_fill_f32(uint64_t seed, uint64_t stream, int scale, float *dst, int64_t n);
+void gen_fill_e4m3(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n);
+void gen_fill_fp8_scale(uint64_t seed, uint64_t stream, int scale, float *dst, int64_t n);
 /* Stream 10: per local expert e, alpha, beta, clamp (in that order). */
 void gen_swiglu_params(uint64_t seed, int64_t local_experts, float *alpha, float *beta,
                        float *clamp_limit);

@@ -43,13 +43,15 @@ from .errors import (MoeError, InvalidArgumentError, NotSupportedError, OutOfMem
 
 # Constants (the values of the C header's macros).
 for _n in dir(_core):
-    if _n.split("_")[0] in ("STATUS", "BACKEND", "ROUTING", "ACTIVATION", "DTYPE", "WEIGHTS",
-                            "PLAN", "DL"):
+    if _n.split("_")[0] in ("STATUS", "BACKEND", "ROUTING", "ACTIVATION", "DTYPE", "SCALING",
+                            "WEIGHTS", "PLAN", "DL"):
         globals()[_n] = getattr(_core, _n)  # DL_*: DLPack device types and dtype codes
 del _n
 
 #: numpy scalar types of ml_dtypes (bf16 inputs and results are arrays of these).
 bfloat16 = _ml.bfloat16
+#: e4m3 (OCP, finite-only) of ml_dtypes: numpy arrays of FP8 hidden states and weights.
+float8_e4m3fn = _ml.float8_e4m3fn
 
 __version__ = "%d.%d.%d" % (_core.moe_b_version_major(), _core.moe_b_version_minor(),
                             _core.moe_b_version_patch())
@@ -317,16 +319,24 @@ class Runner:
         sm_version: 0 = ask the device; e.g. 90 allows CUDA config queries without a GPU.
         activation: ACTIVATION_SWIGLU (default), _GEGLU, _RELU2 or _IDENTITY.
         num_threads: CPU backend worker threads (0 = one per core).
+        dtype: DTYPE_BF16 (default) or DTYPE_FP8_E4M3: the activation and weight dtype.
+        scaling_mode: SCALING_NONE (BF16), SCALING_PER_TENSOR or SCALING_BLOCK (FP8; see
+            docs/formats.md "FP8"). An FP8 dtype without a mode, or a mode on BF16, is an
+            InvalidArgumentError from the library.
     """
 
-    def __init__(self, backend=-1, device_id=0, sm_version=0, activation=3, num_threads=0):
+    def __init__(self, backend=-1, device_id=0, sm_version=0, activation=3, num_threads=0, *,
+                 dtype=DTYPE_BF16, scaling_mode=SCALING_NONE):
         self._r = None
         self._cv = threading.Condition(threading.Lock())
         self._inflight = {}  # thread id -> calls it has inside the library
         self._closing = False
         self._r = _core.moe_b_runner_create(int(backend), int(device_id), int(sm_version),
-                                            int(activation), int(num_threads))
+                                            int(activation), int(num_threads), int(dtype),
+                                            int(dtype), int(scaling_mode))
         self.activation = int(activation)
+        self.dtype = int(dtype)
+        self.scaling_mode = int(scaling_mode)
         self.device_id = int(device_id)
 
     # -- lifetime --------------------------------------------------------------------------
@@ -447,6 +457,17 @@ class Runner:
                                         _stream(stream))
         return prepared
 
+    def prepare_weights_scaled(self, problem, which, canonical, canonical_scales, prepared,
+                               stream=None):
+        """FP8 runners (moe_weights_prepare_scaled): `canonical` e4m3 weights [E_l, R, C]
+        (float8_e4m3fn numpy / torch.float8_e4m3fn) with their fp32 `canonical_scales`
+        ([E_l] per tensor, [E_l, R/128, C/128] block), copied as they are; or bf16 weights with
+        canonical_scales None, quantized by the library."""
+        with self._use() as r:
+            _core.moe_b_weights_prepare_scaled(r, *problem._args(), int(which), canonical,
+                                               canonical_scales, prepared, _stream(stream))
+        return prepared
+
     def prepare_weights_host(self, problem, which, canonical):
         """CPU convenience: canonical bf16 weights (a bfloat16 numpy array, or uint16 bf16 bit
         patterns) -> a new numpy uint8 array of prepared weights."""
@@ -479,21 +500,26 @@ class Runner:
     def run(self, problem, config, plan, workspace, *, hidden_states, gemm1_weights,
             gemm2_weights, output=None, permuted_output=None, do_finalize=None, gemm1_bias=None,
             gemm2_bias=None, gemm1_alpha=None, gemm1_beta=None, gemm1_clamp_limit=None,
+            hidden_states_scale=None, gemm1_input_scale=None, gemm2_input_scale=None,
             enable_pdl=True, stream=None):
         """GEMM1, GEMM2 and finalize on a prepared plan. do_finalize defaults to
-        `output is not None`."""
+        `output is not None`. FP8 runners: hidden_states bf16 or e4m3; hidden_states_scale
+        fp32 [T, H/128] (BLOCK with e4m3 hidden states); gemm1_input_scale and
+        gemm2_input_scale fp32 [1] (PER_TENSOR, required)."""
         if do_finalize is None:
             do_finalize = output is not None
         with self._use() as r:
             _core.moe_b_run(r, *problem._args(), int(config), plan._c, int(bool(do_finalize)),
                             hidden_states, gemm1_weights, gemm2_weights, gemm1_bias, gemm2_bias,
                             gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, permuted_output,
+                            hidden_states_scale, gemm1_input_scale, gemm2_input_scale,
                             int(bool(enable_pdl)), workspace, _stream(stream))
 
     def forward(self, problem, hidden_states, gemm1_weights, gemm2_weights, *, method=1,
                 logits=None, bias=None, topk_ids=None, topk_weights=None, topk_packed=None,
                 n_group=1, topk_group=0, routed_scaling_factor=1.0, gemm1_bias=None,
                 gemm2_bias=None, gemm1_alpha=None, gemm1_beta=None, gemm1_clamp_limit=None,
+                hidden_states_scale=None, gemm1_input_scale=None, gemm2_input_scale=None,
                 output=None, workspace=None, enable_pdl=True, stream=None):
         """One-shot forward with the default config (moe_forward). Allocates the workspace and
         the output when not given: a bfloat16 (ml_dtypes) numpy array [T, H] on the CPU, a
@@ -516,7 +542,8 @@ class Runner:
                                 topk_weights, topk_packed, int(n_group), int(topk_group),
                                 float(routed_scaling_factor), 1, hidden_states, gemm1_weights,
                                 gemm2_weights, gemm1_bias, gemm2_bias, gemm1_alpha, gemm1_beta,
-                                gemm1_clamp_limit, output, None, int(bool(enable_pdl)),
+                                gemm1_clamp_limit, output, None, hidden_states_scale,
+                                gemm1_input_scale, gemm2_input_scale, int(bool(enable_pdl)),
                                 workspace, _stream(stream))
         return output
 
@@ -524,6 +551,7 @@ class Runner:
                  logits=None, bias=None, topk_ids=None, topk_weights=None, topk_packed=None,
                  n_group=1, topk_group=0, routed_scaling_factor=1.0, gemm1_bias=None,
                  gemm2_bias=None, gemm1_alpha=None, gemm1_beta=None, gemm1_clamp_limit=None,
+                 hidden_states_scale=None, gemm1_input_scale=None, gemm2_input_scale=None,
                  output=None, workspace=None, iterations=5, enable_pdl=True, stream=None):
         """Times every valid config (moe_runner_autotune: prepare + run, median of
         `iterations`) and returns [(config, microseconds)] fastest first. Allocates the output
@@ -551,6 +579,7 @@ class Runner:
                                      float(routed_scaling_factor), 1, hidden_states,
                                      gemm1_weights, gemm2_weights, gemm1_bias, gemm2_bias,
                                      gemm1_alpha, gemm1_beta, gemm1_clamp_limit, output, None,
+                                     hidden_states_scale, gemm1_input_scale, gemm2_input_scale,
                                      int(bool(enable_pdl)), workspace, int(iterations), configs,
                                      times, _stream(stream))
         return [(int(configs[i]), float(times[i])) for i in range(n)]

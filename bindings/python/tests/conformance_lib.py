@@ -11,7 +11,8 @@ DEFAULT_CASES = os.path.normpath(os.path.join(HERE, "..", "..", "..", "tests", "
                                               "cases.txt"))
 KEYS = {"name", "method", "input", "logits_dtype", "T", "E", "K", "H", "I", "offset", "local",
         "act", "tile", "cluster", "n_group", "topk_group", "scale", "bias", "gemm_bias",
-        "swiglu_params", "finalize", "seed", "plan", "output", "status"}
+        "swiglu_params", "finalize", "seed", "plan", "output", "status", "fp8", "hidden",
+        "weights", "s1", "s2"}
 INT_KEYS = {"method", "T", "E", "K", "H", "I", "offset", "local", "act", "tile", "cluster",
             "n_group", "topk_group", "bias", "gemm_bias", "swiglu_params", "finalize", "seed"}
 
@@ -37,6 +38,22 @@ def parse_cases(path=None):
                     raise ValueError(f"{path}:{lineno}: bad field {field!r}")
                 c[k] = int(v) if k in INT_KEYS else v
             c.setdefault("status", "ok")
+            c.setdefault("fp8", "none")
+            c.setdefault("hidden", "bf16")
+            c.setdefault("weights", "bf16")
+            if c["fp8"] not in ("none", "tensor", "block") or \
+                    c["hidden"] not in ("bf16", "e4m3") or c["weights"] not in ("bf16", "e4m3"):
+                raise ValueError(f"{path}:{lineno}: bad fp8/hidden/weights value")
+            if c["fp8"] == "none" and (c["hidden"] != "bf16" or c["weights"] != "bf16"):
+                raise ValueError(f"{path}:{lineno}: e4m3 inputs need fp8=tensor|block")
+            if (c["fp8"] == "tensor") != ("s1" in c) or ("s1" in c) != ("s2" in c):
+                raise ValueError(f"{path}:{lineno}: s1 and s2 go with fp8=tensor only")
+            for k in ("s1", "s2"):  # fp32 values written exactly as decimals
+                if k in c:
+                    v = float(c[k])
+                    if float(np.float32(v)) != v or not v > 0:
+                        raise ValueError(f"{path}:{lineno}: {k}={c[k]} is not an exact fp32")
+                    c[k] = np.float32(v)
             c["_line"] = lineno
             cases.append(c)
     return cases
@@ -84,6 +101,20 @@ def gen_f32(seed, stream, shape, scale):
     n = int(np.prod(shape, dtype=np.int64))
     m = (_splitmix(seed, stream, n) >> np.uint64(40)).astype(np.int64) - (1 << 23)
     return (m.astype(np.float64) * 2.0 ** -scale).astype(np.float32).reshape(shape)
+
+
+def gen_e4m3(seed, stream, shape):
+    """e4m3 codes (next >> 56) & 0xBF as a float8_e4m3fn array (never NaN, |v| <= 1.875)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    q = (_splitmix(seed, stream, n) >> np.uint64(56)) & np.uint64(0xBF)
+    return q.astype(np.uint8).view(moe.float8_e4m3fn).reshape(shape)
+
+
+def gen_fp8_scale(seed, stream, shape, scale):
+    """fp32 scales (1 + (next >> 60)) * 2^-scale."""
+    n = int(np.prod(shape, dtype=np.int64))
+    m = (_splitmix(seed, stream, n) >> np.uint64(60)).astype(np.float32) + np.float32(1)
+    return (m * np.float32(2.0 ** -scale)).astype(np.float32).reshape(shape)
 
 
 def gen_swiglu(seed, el):
@@ -186,6 +217,25 @@ class Inputs:
             self.b2 = gen_f32(seed, 9, (el, H), 26)
         if c.get("swiglu_params", 0):
             self.alpha, self.beta, self.clamp = gen_swiglu(seed, el)
+        # FP8 (docs/conformance.md "FP8 cases"): e4m3 inputs and their scales
+        fp8 = c.get("fp8", "none")
+        block = fp8 == "block"
+        self.hidden_q = self.hidden_scale = self.w1q = self.w2q = self.w1s = self.w2s = None
+        self.s1 = self.s2 = None
+        if fp8 == "tensor":
+            self.s1 = np.array([c["s1"]], dtype=np.float32)
+            self.s2 = np.array([c["s2"]], dtype=np.float32)
+        if c.get("hidden", "bf16") == "e4m3":
+            self.hidden_q = gen_e4m3(seed, 3, (T, H))
+            if block:
+                self.hidden_scale = gen_fp8_scale(seed, 11, (T, H // 128), 4)
+        if c.get("weights", "bf16") == "e4m3":
+            self.w1q = gen_e4m3(seed, 4, (el, f * I, H))
+            self.w2q = gen_e4m3(seed, 5, (el, H, I))
+            s1shape = (el, f * I // 128, H // 128) if block else (el,)
+            s2shape = (el, H // 128, I // 128) if block else (el,)
+            self.w1s = gen_fp8_scale(seed, 12, s1shape, 6)
+            self.w2s = gen_fp8_scale(seed, 13, s2shape, 6)
 
 
 def problem_of(c):
@@ -224,9 +274,14 @@ class Device:
         if isinstance(a, moe.View):
             a, bf16 = a.base, True
         a = np.ascontiguousarray(a)
+        fp8 = a.dtype == np.dtype(moe.float8_e4m3fn)
+        if fp8:  # torch has no numpy float8 import: move the codes, view them as e4m3
+            a = a.view(np.uint8)
         if a.dtype == np.uint16:  # int16 is the 16-bit type torch fully supports
             a = a.view(np.int16)
         t = torch.from_numpy(a).cuda()
+        if fp8:
+            return t.view(torch.float8_e4m3fn)
         return t.view(torch.bfloat16) if bf16 else t
 
     def zeros(self, shape, dtype):
@@ -259,13 +314,22 @@ def run_case(c, backend=moe.BACKEND_CPU):
     stream = dev.stream if backend == moe.BACKEND_CUDA else None
     x = Inputs(c)
     p = problem_of(c)
-    with moe.Runner(backend=backend, activation=c["act"], num_threads=0) as r:
+    fp8 = {"none": None, "tensor": moe.SCALING_PER_TENSOR,
+           "block": moe.SCALING_BLOCK}[c.get("fp8", "none")]
+    kind = {} if fp8 is None else dict(dtype=moe.DTYPE_FP8_E4M3, scaling_mode=fp8)
+    with moe.Runner(backend=backend, activation=c["act"], num_threads=0, **kind) as r:
         cfg = choose_config(r, p, c)
         ws = dev.zeros((r.workspace_size(p, cfg),), "u8")
         w1 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM1),), "u8")
         w2 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM2),), "u8")
-        r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
-        r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
+        if x.w1q is not None:  # e4m3 weights with their scales
+            r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM1, dev.put(x.w1q), dev.put(x.w1s), w1,
+                                     stream=stream)
+            r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM2, dev.put(x.w2q), dev.put(x.w2s), w2,
+                                     stream=stream)
+        else:
+            r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
+            r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
         plan = r.prepare_routing(
             p, cfg, ws, method=c["method"], logits=dev.put(x.logits), bias=dev.put(x.bias),
             topk_ids=dev.put(x.ids), topk_weights=dev.put(x.weights),
@@ -279,11 +343,13 @@ def run_case(c, backend=moe.BACKEND_CPU):
         else:
             out = dev.zeros((plan.max_padded_rows, c["H"]), "bf16")
             kw = dict(permuted_output=dev.wrap_out(out))
-        r.run(p, cfg, plan, ws, hidden_states=dev.put(moe.bf16(x.hidden)), gemm1_weights=w1,
+        hidden = dev.put(x.hidden_q if x.hidden_q is not None else moe.bf16(x.hidden))
+        r.run(p, cfg, plan, ws, hidden_states=hidden, gemm1_weights=w1,
               gemm2_weights=w2, do_finalize=bool(c["finalize"]), gemm1_bias=dev.put(x.b1),
               gemm2_bias=dev.put(x.b2), gemm1_alpha=dev.put(x.alpha),
-              gemm1_beta=dev.put(x.beta), gemm1_clamp_limit=dev.put(x.clamp), stream=stream,
-              **kw)
+              gemm1_beta=dev.put(x.beta), gemm1_clamp_limit=dev.put(x.clamp),
+              hidden_states_scale=dev.put(x.hidden_scale), gemm1_input_scale=dev.put(x.s1),
+              gemm2_input_scale=dev.put(x.s2), stream=stream, **kw)
         t = plan_tables(plan)
         return t, output_rows(c, t, dev.host_bf16_bits(out))
 

@@ -48,7 +48,13 @@ def test_case_gpu(case):
         assert err is not None and err.status_name == case["status"] and err.message
         return
     tc, outc = cl.run_case(case)
-    tg, outg = cl.run_case(case, moe.BACKEND_CUDA)
+    try:
+        tg, outg = cl.run_case(case, moe.BACKEND_CUDA)
+    except moe.NotSupportedError as e:
+        if case.get("fp8") != "block":
+            raise
+        # block-scaled FP8 has no CUDA kernels yet: the CPU digests stand, the GPU skips
+        pytest.skip(f"CUDA backend: FP8 BLOCK not supported: {e}")
     assert cl.plan_digest(tg) == case["plan"], f"{case['name']}: GPU plan digest"
     c = moe.bf16_bits_to_float(outc).astype(np.float64)
     g = moe.bf16_bits_to_float(outg).astype(np.float64)

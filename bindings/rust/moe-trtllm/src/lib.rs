@@ -183,8 +183,23 @@ c_enum! {
 c_enum! {
     /// Activation / weight dtype of a runner.
     RunnerDtype {
-        /// bfloat16 (the only one now).
+        /// bfloat16.
         Bf16 = MOE_DTYPE_BF16,
+        /// float8 e4m3fn (needs a [`Scaling`] mode; docs/formats.md "FP8").
+        Fp8E4m3 = MOE_DTYPE_FP8_E4M3,
+    }
+}
+
+c_enum! {
+    /// Scaling mode of an FP8 runner (docs/formats.md "FP8").
+    Scaling {
+        /// BF16: no scales.
+        None = MOE_SCALING_NONE,
+        /// One fp32 scale per expert for W1 and for W2; static activation scales per call
+        /// ([`RunArgs::gemm1_input_scale`], [`RunArgs::gemm2_input_scale`]).
+        PerTensor = MOE_SCALING_PER_TENSOR,
+        /// fp32 scales per 128x128 weight block; activations per token per 128 columns.
+        Block = MOE_SCALING_BLOCK,
     }
 }
 
@@ -351,6 +366,10 @@ pub struct Options {
     pub activation: Activation,
     /// CPU worker threads (0 = one per core).
     pub num_threads: i32,
+    /// Activation and weight dtype.
+    pub dtype: RunnerDtype,
+    /// Scaling mode: [`Scaling::None`] for BF16, `PerTensor` or `Block` for FP8.
+    pub scaling: Scaling,
 }
 
 impl Default for Options {
@@ -361,6 +380,8 @@ impl Default for Options {
             sm_version: 0,
             activation: Activation::SwiGlu,
             num_threads: 0,
+            dtype: RunnerDtype::Bf16,
+            scaling: Scaling::None,
         }
     }
 }
@@ -448,6 +469,8 @@ pub enum DType {
     I32,
     /// uint8 (prepared weights, workspaces).
     U8,
+    /// float8 e4m3fn codes in u8 (FP8 hidden states and canonical weights).
+    FP8E4M3,
 }
 
 impl DType {
@@ -457,6 +480,7 @@ impl DType {
             DType::F32 => (sys::DLDataTypeCode::kDLFloat, 32),
             DType::I32 => (sys::DLDataTypeCode::kDLInt, 32),
             DType::U8 => (sys::DLDataTypeCode::kDLUInt, 8),
+            DType::FP8E4M3 => (sys::DLDataTypeCode::kDLFloat8_e4m3fn, 8),
         };
         sys::DLDataType {
             code: code.0 as u8,
@@ -469,7 +493,7 @@ impl DType {
         match self {
             DType::BF16 => 2,
             DType::F32 | DType::I32 => 4,
-            DType::U8 => 1,
+            DType::U8 | DType::FP8E4M3 => 1,
         }
     }
 }
@@ -573,6 +597,7 @@ impl<'a> Tensor<'a> {
     host_ctor!(f32, f32, DType::F32, "f32");
     host_ctor!(i32, i32, DType::I32, "i32");
     host_ctor!(u8, u8, DType::U8, "u8");
+    host_ctor!(e4m3, u8, DType::FP8E4M3, "float8 e4m3fn (codes)");
 
     /// An input tensor over a raw pointer on any device (e.g. CUDA memory: device_type 2).
     ///
@@ -811,7 +836,7 @@ impl<'t> RoutingArgs<'t> {
 /// Inputs and outputs of the GEMM stages (`moe_run_args`).
 #[derive(Clone, Copy, Default)]
 pub struct RunArgs<'t> {
-    /// `[T, H]` bf16.
+    /// `[T, H]` bf16 (FP8 runners: bf16 or e4m3).
     pub hidden_states: Option<&'t Tensor<'t>>,
     /// Prepared W1 (u8).
     pub gemm1_weights: Option<&'t Tensor<'t>>,
@@ -831,6 +856,12 @@ pub struct RunArgs<'t> {
     pub output: Option<&'t TensorMut<'t>>,
     /// `[>= max_padded_rows, H]` bf16 permuted output (no finalize).
     pub permuted_output: Option<&'t TensorMut<'t>>,
+    /// FP8 BLOCK with e4m3 hidden states: `[T, H/128]` fp32 scales.
+    pub hidden_states_scale: Option<&'t Tensor<'t>>,
+    /// FP8 PER_TENSOR: `[1]` fp32 static scale of GEMM1's input (required there).
+    pub gemm1_input_scale: Option<&'t Tensor<'t>>,
+    /// FP8 PER_TENSOR: `[1]` fp32 static scale of GEMM2's input (required there).
+    pub gemm2_input_scale: Option<&'t Tensor<'t>>,
     /// Finalize; None = `output.is_some()`.
     pub do_finalize: Option<bool>,
     /// Programmatic dependent launch (default on when None).
@@ -850,6 +881,9 @@ impl<'t> RunArgs<'t> {
             opt(self.gemm1_clamp_limit),
             self.output.map(TensorMut::dl),
             self.permuted_output.map(TensorMut::dl),
+            opt(self.hidden_states_scale),
+            opt(self.gemm1_input_scale),
+            opt(self.gemm2_input_scale),
         ];
         let mut a: sys::moe_run_args = unsafe { std::mem::zeroed() };
         unsafe { sys::moe_run_args_init(&mut a, sys::MOE_RUN_ARGS_VERSION as u32) };
@@ -864,6 +898,9 @@ impl<'t> RunArgs<'t> {
         a.gemm1_clamp_limit = optp(&ts[7]);
         a.output = optp(&ts[8]);
         a.permuted_output = optp(&ts[9]);
+        a.hidden_states_scale = optp(&ts[10]);
+        a.gemm1_input_scale = optp(&ts[11]);
+        a.gemm2_input_scale = optp(&ts[12]);
         a.enable_pdl = (!self.disable_pdl) as i32;
         f(&a)
     }
@@ -993,6 +1030,9 @@ impl Runner {
         opts.sm_version = o.sm_version;
         opts.activation = o.activation.raw();
         opts.num_threads = o.num_threads;
+        opts.activation_dtype = o.dtype.raw();
+        opts.weight_dtype = o.dtype.raw();
+        opts.scaling_mode = o.scaling.raw();
         let mut r = ptr::null_mut();
         check(unsafe { sys::moe_runner_create(&opts, &mut r) })?;
         NonNull::new(r)
@@ -1122,6 +1162,58 @@ impl Runner {
             &raw,
             which.raw(),
             &c,
+            &d,
+            stream,
+        ))
+    }
+
+    /// FP8 runners (`moe_weights_prepare_scaled`): e4m3 canonical weights `[E_l, R, C]` with
+    /// their fp32 scales (`[E_l]` per tensor, `[E_l, R/128, C/128]` block), copied as they
+    /// are; or bf16 weights with `canonical_scales` None, quantized by the library. Host
+    /// tensors (CPU backend).
+    pub fn prepare_weights_scaled(
+        &self,
+        p: &Problem,
+        which: Weights,
+        canonical: &Tensor,
+        canonical_scales: Option<&Tensor>,
+        prepared: &TensorMut,
+    ) -> Result<()> {
+        unsafe {
+            self.prepare_weights_scaled_on(
+                p,
+                which,
+                canonical,
+                canonical_scales,
+                prepared,
+                ptr::null_mut(),
+            )
+        }
+    }
+
+    /// [`Runner::prepare_weights_scaled`] on a stream (device tensors).
+    ///
+    /// # Safety
+    /// `stream` must be a valid CUDA stream (or null) of the runner's device, and the tensors
+    /// must stay valid until the stream work completes.
+    pub unsafe fn prepare_weights_scaled_on(
+        &self,
+        p: &Problem,
+        which: Weights,
+        canonical: &Tensor,
+        canonical_scales: Option<&Tensor>,
+        prepared: &TensorMut,
+        stream: Stream,
+    ) -> Result<()> {
+        let raw = p.raw();
+        let (c, d) = (canonical.dl(), prepared.dl());
+        let s = opt(canonical_scales);
+        check(sys::moe_weights_prepare_scaled(
+            self.ptr.as_ptr(),
+            &raw,
+            which.raw(),
+            &c,
+            optp(&s),
             &d,
             stream,
         ))

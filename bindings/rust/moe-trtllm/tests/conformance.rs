@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use moe_trtllm::Status;
 
 #[test]
 fn conformance_cpu() {
@@ -70,6 +71,7 @@ fn conformance_gpu() {
     };
     let cases = parse_cases();
     let mut failures = Vec::new();
+    let mut skipped = 0;
     for c in &cases {
         let verdict = if c.status() != "ok" {
             match run_case_on(c, Some(&cuda)) {
@@ -80,6 +82,15 @@ fn conformance_gpu() {
         } else {
             match (run_case(c), run_case_on(c, Some(&cuda))) {
                 (Err(e), _) => Err(format!("cpu failed: {e}")),
+                // block-scaled FP8 has no CUDA kernels yet: the CPU digests stand, the GPU skips
+                (_, Err(e)) if c.fp8() == "block" && e.status() == Some(Status::NotSupported) => {
+                    println!(
+                        "SKIP gpu:{}: CUDA backend: FP8 BLOCK not supported: {e}",
+                        c.name()
+                    );
+                    skipped += 1;
+                    continue;
+                }
                 (_, Err(e)) => Err(format!("gpu failed: {e}")),
                 (Ok(cpu), Ok(gpu)) => {
                     let f = |b: u16| f32::from_bits((b as u32) << 16) as f64;
@@ -118,8 +129,8 @@ fn conformance_gpu() {
         }
     }
     println!(
-        "conformance (rust, gpu): {} passed, {} failed",
-        cases.len() - failures.len(),
+        "conformance (rust, gpu): {} passed, {} failed, {skipped} skipped",
+        cases.len() - failures.len() - skipped,
         failures.len()
     );
     assert!(

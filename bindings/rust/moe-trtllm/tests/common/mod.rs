@@ -36,6 +36,11 @@ pub const KEYS: &[&str] = &[
     "plan",
     "output",
     "status",
+    "fp8",
+    "hidden",
+    "weights",
+    "s1",
+    "s2",
 ];
 
 pub struct Case {
@@ -58,6 +63,41 @@ impl Case {
     }
     pub fn status(&self) -> String {
         self.s("status", "ok")
+    }
+    /// "none" (BF16), "tensor" or "block".
+    pub fn fp8(&self) -> String {
+        self.s("fp8", "none")
+    }
+    /// A static scale s1 / s2: an fp32 value written exactly as a decimal.
+    pub fn exact_f32(&self, k: &str) -> f32 {
+        let v = self.s(k, "");
+        let d: f64 = v.parse().expect("decimal");
+        let x = d as f32;
+        assert!(
+            x as f64 == d && x > 0.0,
+            "{}: {k}={v} is not an exact fp32",
+            self.name()
+        );
+        x
+    }
+    /// Checks the FP8 keys (docs/conformance.md "FP8 cases").
+    fn check_fp8(&self) -> std::result::Result<(), String> {
+        let (fp8, hid, wts) = (
+            self.fp8(),
+            self.s("hidden", "bf16"),
+            self.s("weights", "bf16"),
+        );
+        let bad = !["none", "tensor", "block"].contains(&fp8.as_str())
+            || !["bf16", "e4m3"].contains(&hid.as_str())
+            || !["bf16", "e4m3"].contains(&wts.as_str())
+            || (fp8 == "none" && (hid != "bf16" || wts != "bf16"))
+            || (fp8 == "tensor") != self.f.contains_key("s1")
+            || self.f.contains_key("s1") != self.f.contains_key("s2");
+        if bad {
+            Err("bad fp8 / hidden / weights / s1 / s2".into())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -95,7 +135,11 @@ pub fn parse_cases() -> Vec<Case> {
             );
             f.insert(k.to_string(), v.to_string());
         }
-        out.push(Case { f, line: i + 1 });
+        let c = Case { f, line: i + 1 };
+        if let Err(m) = c.check_fp8() {
+            panic!("{}:{}: {m}", path.display(), i + 1);
+        }
+        out.push(c);
     }
     out
 }
@@ -139,6 +183,20 @@ pub fn gen_f32(seed: u64, stream: u64, scale: i32, n: usize) -> Vec<f32> {
             let m = (g.next() >> 40) as i64 - (1 << 23);
             m as f32 * pow2(scale)
         })
+        .collect()
+}
+
+/// e4m3 codes `(next() >> 56) & 0xBF` (never NaN, |value| <= 1.875).
+pub fn gen_e4m3(seed: u64, stream: u64, n: usize) -> Vec<u8> {
+    let mut g = SplitMix::new(seed, stream);
+    (0..n).map(|_| ((g.next() >> 56) & 0xBF) as u8).collect()
+}
+
+/// fp32 FP8 scales `(1 + (next() >> 60)) * 2^-scale`.
+pub fn gen_fp8_scale(seed: u64, stream: u64, scale: i32, n: usize) -> Vec<f32> {
+    let mut g = SplitMix::new(seed, stream);
+    (0..n)
+        .map(|_| (1 + (g.next() >> 60)) as f32 * pow2(scale))
         .collect()
 }
 
@@ -396,9 +454,21 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     };
     let stream: Stream = ptr::null_mut();
 
+    // FP8 (docs/conformance.md "FP8 cases")
+    let fp8 = c.fp8();
+    let block = fp8 == "block";
+    let (scaling, dtype) = match fp8.as_str() {
+        "tensor" => (Scaling::PerTensor, RunnerDtype::Fp8E4m3),
+        "block" => (Scaling::Block, RunnerDtype::Fp8E4m3),
+        _ => (Scaling::None, RunnerDtype::Bf16),
+    };
+    let hid_e4m3 = c.s("hidden", "bf16") == "e4m3";
+    let w_e4m3 = c.s("weights", "bf16") == "e4m3";
     let r = Runner::new(&Options {
         backend,
         activation: act,
+        dtype,
+        scaling,
         ..Options::default()
     })?;
     let cfg = choose_config(&r, &p, c.n("tile", 0) as i32, c.n("cluster", 0) as i32)?;
@@ -413,16 +483,41 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         unsafe { r.prepare_weights_on(&p, which, &src, &dst, stream)? };
         Ok(dst.into_input())
     };
-    let w1 = prep(
-        Weights::Gemm1,
-        gen_bf16(seed, 4, 8, (el * f * i * h) as usize),
-        &[el, f * i, h],
-    )?;
-    let w2 = prep(
-        Weights::Gemm2,
-        gen_bf16(seed, 5, 8, (el * h * i) as usize),
-        &[el, h, i],
-    )?;
+    // e4m3 weights [E_l, R, C] with their scales ([E_l] or [E_l, R/128, C/128])
+    let prep_e4m3 = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
+        let n = r.weights_prepared_size(&p, which)?;
+        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
+        let q = gen_e4m3(seed, stream_q, (el * rr * cc) as usize);
+        let src = pl.tensor(pl.put(&q), DType::FP8E4M3, &[el, rr, cc]);
+        let sshape: Vec<i64> = if block {
+            vec![el, rr / 128, cc / 128]
+        } else {
+            vec![el]
+        };
+        let sc = gen_fp8_scale(seed, stream_s, 6, sshape.iter().product::<i64>() as usize);
+        let st = pl.tensor(pl.put(&sc), DType::F32, &sshape);
+        unsafe { r.prepare_weights_scaled_on(&p, which, &src, Some(&st), &dst, stream)? };
+        Ok::<_, Error>(dst.into_input())
+    };
+    let (w1, w2) = if w_e4m3 {
+        (
+            prep_e4m3(Weights::Gemm1, 4, 12, f * i, h)?,
+            prep_e4m3(Weights::Gemm2, 5, 13, h, i)?,
+        )
+    } else {
+        (
+            prep(
+                Weights::Gemm1,
+                gen_bf16(seed, 4, 8, (el * f * i * h) as usize),
+                &[el, f * i, h],
+            )?,
+            prep(
+                Weights::Gemm2,
+                gen_bf16(seed, 5, 8, (el * h * i) as usize),
+                &[el, h, i],
+            )?,
+        )
+    };
 
     // Routing inputs.
     let mut ra = RoutingArgs::new()
@@ -483,11 +578,27 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let rows = if fin { t } else { plan.max_padded_rows() };
     let out_p = pl.zeros((rows * h) as usize * 2);
     let out = pl.tensor_mut(out_p, DType::BF16, &[rows, h]);
-    let hidden = pl.tensor(
-        pl.put(&gen_bf16(seed, 3, 6, tu * h as usize)),
-        DType::BF16,
-        &[t, h],
-    );
+    let hidden = if hid_e4m3 {
+        pl.tensor(
+            pl.put(&gen_e4m3(seed, 3, tu * h as usize)),
+            DType::FP8E4M3,
+            &[t, h],
+        )
+    } else {
+        pl.tensor(
+            pl.put(&gen_bf16(seed, 3, 6, tu * h as usize)),
+            DType::BF16,
+            &[t, h],
+        )
+    };
+    // FP8 scales: [T, H/128] (BLOCK, e4m3 hidden), s1 and s2 [1] (PER_TENSOR)
+    let hs = (hid_e4m3 && block).then(|| {
+        let v = gen_fp8_scale(seed, 11, 4, tu * (h / 128) as usize);
+        pl.tensor(pl.put(&v), DType::F32, &[t, h / 128])
+    });
+    let s12 = (fp8 == "tensor").then(|| {
+        [c.exact_f32("s1"), c.exact_f32("s2")].map(|v| pl.tensor(pl.put(&[v]), DType::F32, &[1]))
+    });
     let gb = c.n("gemm_bias", 0) != 0;
     let mut extra: Vec<Tensor<'static>> = Vec::new();
     if gb {
@@ -528,6 +639,9 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         output: if fin { Some(&out) } else { None },
         permuted_output: if fin { None } else { Some(&out) },
         do_finalize: Some(fin),
+        hidden_states_scale: hs.as_ref(),
+        gemm1_input_scale: s12.as_ref().map(|s| &s[0]),
+        gemm2_input_scale: s12.as_ref().map(|s| &s[1]),
         ..RunArgs::default()
     };
     unsafe { r.run_on(&p, cfg, &plan, &a, stream)? };

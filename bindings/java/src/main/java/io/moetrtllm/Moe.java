@@ -39,6 +39,11 @@ public final class Moe {
 
   /** Runner activation / weight dtype (the only one now). */
   public static final int DTYPE_BF16 = MoeNativeConstants.DTYPE_BF16;
+  public static final int DTYPE_FP8_E4M3 = MoeNativeConstants.DTYPE_FP8_E4M3;
+
+  public static final int SCALING_NONE = MoeNativeConstants.SCALING_NONE;
+  public static final int SCALING_PER_TENSOR = MoeNativeConstants.SCALING_PER_TENSOR;
+  public static final int SCALING_BLOCK = MoeNativeConstants.SCALING_BLOCK;
 
   public static final int WEIGHTS_GEMM1 = MoeNativeConstants.WEIGHTS_GEMM1;
   public static final int WEIGHTS_GEMM2 = MoeNativeConstants.WEIGHTS_GEMM2;

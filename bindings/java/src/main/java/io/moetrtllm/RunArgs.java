@@ -12,10 +12,16 @@ public final class RunArgs {
   Tensor gemm1ClampLimit;
   Tensor output;
   Tensor permutedOutput;
+  Tensor hiddenStatesScale;
+  Tensor gemm1InputScale;
+  Tensor gemm2InputScale;
   Boolean doFinalize;
   boolean enablePdl = true;
 
-  /** [T, H] bf16 hidden states and the prepared weights (uint8). */
+  /**
+   * [T, H] hidden states (bf16; on an FP8 runner bf16 or e4m3) and the prepared weights
+   * (uint8).
+   */
   public RunArgs inputs(Tensor hidden, Tensor gemm1Weights, Tensor gemm2Weights) {
     this.hiddenStates = hidden;
     this.gemm1Weights = gemm1Weights;
@@ -35,6 +41,19 @@ public final class RunArgs {
     gemm1Alpha = alpha;
     gemm1Beta = beta;
     gemm1ClampLimit = clampLimit;
+    return this;
+  }
+
+  /**
+   * FP8 scales (docs/formats.md "FP8"): hiddenStatesScale fp32 [T, H/128] with e4m3 hidden
+   * states in BLOCK mode; gemm1InputScale and gemm2InputScale fp32 [1], the static activation
+   * scales of PER_TENSOR mode (required there). Null where the mode or input takes none.
+   */
+  public RunArgs fp8Scales(Tensor hiddenStatesScale, Tensor gemm1InputScale,
+      Tensor gemm2InputScale) {
+    this.hiddenStatesScale = hiddenStatesScale;
+    this.gemm1InputScale = gemm1InputScale;
+    this.gemm2InputScale = gemm2InputScale;
     return this;
   }
 

@@ -26,6 +26,8 @@ public final class Runner implements AutoCloseable {
     int smVersion = 0;
     int activation = Moe.ACTIVATION_SWIGLU;
     int numThreads = 0;
+    int dtype = Moe.DTYPE_BF16;
+    int scalingMode = Moe.SCALING_NONE;
 
     public Options backend(int b) {
       backend = b;
@@ -51,11 +53,26 @@ public final class Runner implements AutoCloseable {
       numThreads = n;
       return this;
     }
+
+    /** Activation and weight dtype: Moe.DTYPE_BF16 (default) or Moe.DTYPE_FP8_E4M3. */
+    public Options dtype(int d) {
+      dtype = d;
+      return this;
+    }
+
+    /**
+     * Moe.SCALING_NONE (BF16, default), SCALING_PER_TENSOR or SCALING_BLOCK (FP8; see
+     * docs/formats.md "FP8").
+     */
+    public Options scalingMode(int m) {
+      scalingMode = m;
+      return this;
+    }
   }
 
   public Runner(Options o) {
     handle = MoeNative.moe_b_runner_create(o.backend, o.deviceId, o.smVersion, o.activation,
-        o.numThreads);
+        o.numThreads, o.dtype, o.dtype, o.scalingMode);
     activation = o.activation;
   }
 
@@ -214,6 +231,26 @@ public final class Runner implements AutoCloseable {
     Reference.reachabilityFence(prepared);
   }
 
+  /**
+   * FP8 runners (moe_weights_prepare_scaled): e4m3 canonical weights [E_l, R, C] with their
+   * fp32 scales ([E_l] per tensor, [E_l, R/128, C/128] block), copied as they are; or bf16
+   * weights with canonicalScales null, quantized by the library.
+   */
+  public void prepareWeightsScaled(Problem p, int which, Tensor canonical,
+      Tensor canonicalScales, Tensor prepared, long stream) {
+    long h = acquire();
+    try {
+      MoeNative.moe_b_weights_prepare_scaled(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          which, d(canonical), d(canonicalScales), d(prepared), stream);
+    } finally {
+      release();
+    }
+    Reference.reachabilityFence(canonical);
+    Reference.reachabilityFence(canonicalScales);
+    Reference.reachabilityFence(prepared);
+  }
+
   /** CPU convenience: prepares host canonical weights into a new host uint8 tensor. */
   public Tensor prepareWeightsHost(Problem p, int which, Tensor canonical) {
     Tensor out = Tensor.allocateHost(DType.U8, weightsPreparedSize(p, which));
@@ -258,7 +295,8 @@ public final class Runner implements AutoCloseable {
           plan == null ? null : plan.desc, a.finalizeFlag(), d(a.hiddenStates),
           d(a.gemm1Weights), d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias),
           d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(a.output),
-          d(a.permutedOutput), a.enablePdl ? 1 : 0, d(workspace), stream);
+          d(a.permutedOutput), d(a.hiddenStatesScale), d(a.gemm1InputScale),
+          d(a.gemm2InputScale), a.enablePdl ? 1 : 0, d(workspace), stream);
     } finally {
       release();
     }
@@ -287,6 +325,7 @@ public final class Runner implements AutoCloseable {
           r.nGroup, r.topkGroup, r.routedScalingFactor, 1, d(a.hiddenStates),
           d(a.gemm1Weights), d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias),
           d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(out), null,
+          d(a.hiddenStatesScale), d(a.gemm1InputScale), d(a.gemm2InputScale),
           r.enablePdl ? 1 : 0, d(workspace), stream);
     } finally {
       release();
@@ -325,6 +364,7 @@ public final class Runner implements AutoCloseable {
           r.nGroup, r.topkGroup, r.routedScalingFactor, 1, d(a.hiddenStates),
           d(a.gemm1Weights), d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias),
           d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(out), null,
+          d(a.hiddenStatesScale), d(a.gemm1InputScale), d(a.gemm2InputScale),
           r.enablePdl ? 1 : 0, d(workspace), iterations, configs.desc, times.desc, stream);
     } finally {
       release();

@@ -20,7 +20,7 @@ final class Conformance {
   static final Set<String> KEYS = Set.of("name", "method", "input", "logits_dtype", "T", "E",
       "K", "H", "I", "offset", "local", "act", "tile", "cluster", "n_group", "topk_group",
       "scale", "bias", "gemm_bias", "swiglu_params", "finalize", "seed", "plan", "output",
-      "status");
+      "status", "fp8", "hidden", "weights", "s1", "s2");
 
   /** One case: its fields as strings. */
   static final class Case {
@@ -51,6 +51,21 @@ final class Conformance {
 
     String status() {
       return str("status", "ok");
+    }
+
+    /** "none" (BF16), "tensor" or "block". */
+    String fp8() {
+      return str("fp8", "none");
+    }
+
+    /** A static scale s1 / s2: an fp32 value written exactly as a decimal. */
+    float exactF32(String k) {
+      String v = f.get(k);
+      float x = Float.parseFloat(v);
+      if ((double) x != Double.parseDouble(v) || !(x > 0)) {
+        throw new IllegalArgumentException(name() + ": " + k + "=" + v + " is not an exact fp32");
+      }
+      return x;
     }
 
     @Override
@@ -92,7 +107,17 @@ final class Conformance {
         }
         f.put(field.substring(0, eq), field.substring(eq + 1));
       }
-      out.add(new Case(f, lineno));
+      Case c = new Case(f, lineno);
+      String fp8 = c.fp8(), hid = c.str("hidden", "bf16"), wts = c.str("weights", "bf16");
+      boolean bad = !Set.of("none", "tensor", "block").contains(fp8)
+          || !Set.of("bf16", "e4m3").contains(hid) || !Set.of("bf16", "e4m3").contains(wts)
+          || (fp8.equals("none") && !(hid.equals("bf16") && wts.equals("bf16")))
+          || fp8.equals("tensor") != f.containsKey("s1")
+          || f.containsKey("s1") != f.containsKey("s2");
+      if (bad) {
+        throw new IOException(p + ":" + lineno + ": bad fp8 / hidden / weights / s1 / s2");
+      }
+      out.add(c);
     }
     return out;
   }
@@ -149,6 +174,35 @@ final class Conformance {
       long m = (g.next() >>> 40) - (1L << 23);
       b.putFloat((int) (4 * i), (float) (m * sc));
     }
+    return t;
+  }
+
+  /** e4m3 codes (next() >>> 56) & 0xBF (never NaN) as a float8_e4m3fn tensor. */
+  static Tensor genE4m3(long seed, int stream, long... shape) {
+    Tensor t = Tensor.allocateHost(DType.FP8_E4M3, shape);
+    SplitMix g = new SplitMix(seed, stream);
+    ByteBuffer b = t.buffer();
+    for (long i = 0, n = count(shape); i < n; i++) {
+      b.put((int) i, (byte) ((g.next() >>> 56) & 0xBF));
+    }
+    return t;
+  }
+
+  /** fp32 FP8 scales (1 + (next() >>> 60)) * 2^-scale. */
+  static Tensor genFp8Scale(long seed, int stream, int scale, long... shape) {
+    Tensor t = Tensor.allocateHost(DType.F32, shape);
+    SplitMix g = new SplitMix(seed, stream);
+    ByteBuffer b = t.buffer();
+    float sc = (float) Math.pow(2, -scale);
+    for (long i = 0, n = count(shape); i < n; i++) {
+      b.putFloat((int) (4 * i), (float) (1 + (g.next() >>> 60)) * sc);
+    }
+    return t;
+  }
+
+  static Tensor scalar(float v) {
+    Tensor t = Tensor.allocateHost(DType.F32, 1);
+    t.buffer().putFloat(0, v);
     return t;
   }
 
@@ -340,14 +394,38 @@ final class Conformance {
     }
     boolean fin = c.num("finalize", 1) != 0;
     int backend = pl.gpu ? Moe.BACKEND_CUDA : Moe.BACKEND_CPU;
-    try (Runner r = new Runner(backend, act)) {
+    // FP8 (docs/conformance.md "FP8 cases")
+    String fp8 = c.fp8();
+    boolean block = fp8.equals("block");
+    boolean hidE4m3 = c.str("hidden", "bf16").equals("e4m3");
+    boolean wE4m3 = c.str("weights", "bf16").equals("e4m3");
+    Runner.Options opts = new Runner.Options().backend(backend).activation(act);
+    if (!fp8.equals("none")) {
+      opts.dtype(Moe.DTYPE_FP8_E4M3)
+          .scalingMode(block ? Moe.SCALING_BLOCK : Moe.SCALING_PER_TENSOR);
+    }
+    Tensor hidden = hidE4m3 ? genE4m3(seed, 3, T, H) : genBf16(seed, 3, 6, T, H);
+    a.fp8Scales(hidE4m3 && block ? pl.place(genFp8Scale(seed, 11, 4, T, H / 128)) : null,
+        fp8.equals("tensor") ? pl.place(scalar(c.exactF32("s1"))) : null,
+        fp8.equals("tensor") ? pl.place(scalar(c.exactF32("s2"))) : null);
+    try (Runner r = new Runner(opts)) {
       int cfg = chooseConfig(r, p, c.i("tile"), c.i("cluster"));
       Tensor ws = pl.zeros(DType.U8, r.workspaceSize(p, cfg));
       Tensor w1 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM1));
-      r.prepareWeights(p, Moe.WEIGHTS_GEMM1,
-          pl.place(genBf16(seed, 4, 8, el, (long) f * I, H)), w1, 0);
       Tensor w2 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM2));
-      r.prepareWeights(p, Moe.WEIGHTS_GEMM2, pl.place(genBf16(seed, 5, 8, el, H, I)), w2, 0);
+      if (wE4m3) { // e4m3 weights with their scales
+        long r1 = (long) f * I;
+        r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM1, pl.place(genE4m3(seed, 4, el, r1, H)),
+            pl.place(block ? genFp8Scale(seed, 12, 6, el, r1 / 128, H / 128)
+                           : genFp8Scale(seed, 12, 6, el)), w1, 0);
+        r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM2, pl.place(genE4m3(seed, 5, el, H, I)),
+            pl.place(block ? genFp8Scale(seed, 13, 6, el, H / 128, I / 128)
+                           : genFp8Scale(seed, 13, 6, el)), w2, 0);
+      } else {
+        r.prepareWeights(p, Moe.WEIGHTS_GEMM1,
+            pl.place(genBf16(seed, 4, 8, el, (long) f * I, H)), w1, 0);
+        r.prepareWeights(p, Moe.WEIGHTS_GEMM2, pl.place(genBf16(seed, 5, 8, el, H, I)), w2, 0);
+      }
       Plan plan = r.prepareRouting(p, cfg, ws, ra, 0);
       if (plan.config() != cfg || plan.tile() != c.i("tile")
           || plan.clusterSize() != c.i("cluster")) {
@@ -355,7 +433,7 @@ final class Conformance {
       }
       Tensor out = fin ? pl.zeros(DType.BF16, T, H)
                        : pl.zeros(DType.BF16, plan.maxPaddedRows(), H);
-      a.inputs(pl.place(genBf16(seed, 3, 6, T, H)), w1, w2);
+      a.inputs(pl.place(hidden), w1, w2);
       if (fin) {
         a.output(out);
       } else {

@@ -71,7 +71,19 @@ class ConformanceTest {
           return;
         }
         Conformance.Result cpu = Conformance.run(c, false);
-        Conformance.Result gpu = Conformance.run(c, true);
+        Conformance.Result gpu;
+        try {
+          gpu = Conformance.run(c, true);
+        } catch (MoeException e) {
+          if (!c.fp8().equals("block") || e.status() != Moe.STATUS_NOT_SUPPORTED) {
+            throw e;
+          }
+          // block-scaled FP8 has no CUDA kernels yet: the CPU digests stand, the GPU skips
+          String why = "CUDA backend: FP8 BLOCK not supported: " + e.libraryMessage();
+          System.out.println("SKIP gpu:" + c.name() + ": " + why);
+          Assumptions.abort(why);
+          return;
+        }
         assertEquals(c.f.get("plan"), gpu.planDigest, c.name() + ": GPU plan digest");
         assertEquals(cpu.output.length, gpu.output.length, c.name() + ": output size");
         double num = 0;

@@ -247,8 +247,8 @@ class ThreadingTest {
       defs.put(m.group(1), Integer.parseInt(m.group(2)));
     }
     int statuses = 0;
-    String[] families = {"STATUS_", "BACKEND_", "ROUTING_", "ACTIVATION_", "DTYPE_", "WEIGHTS_",
-        "PLAN_"};
+    String[] families = {"STATUS_", "BACKEND_", "ROUTING_", "ACTIVATION_", "DTYPE_", "SCALING_",
+        "WEIGHTS_", "PLAN_"};
     for (Map.Entry<String, Integer> d : defs.entrySet()) {
       String name = d.getKey();
       if (name.endsWith("_VERSION")) {
