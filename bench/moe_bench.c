@@ -128,7 +128,8 @@ static void help(void) {
       "  plan      (CPU) the config's routing-plan tile and cluster size (the CPU backend runs\n"
       "            no GPU kernels; config = its index, config_name)\n"
       "  JSON only: active_experts (local experts with at least one slot), backend, device,\n"
-      "            stage, scaled, hidden_size, intermediate_size; per-tensor FP8:\n"
+      "            stage, scaled, hidden_size, intermediate_size, flops and bytes (the models\n"
+      "            behind TFLOP/s and TB/s); per-tensor FP8:\n"
       "            gemm1_input_scale, gemm2_input_scale; GPU: the same-run ceilings copy_tbps\n"
       "            (device copy, read + written), read_tbps (read-only streaming), gemm_tflops\n"
       "            (cuBLAS bf16), fp8_gemm_tflops (cuBLASLt e4m3; fp8_fast_accum: whether the\n"
@@ -316,6 +317,7 @@ static void calibrate_scales(const host_block *x, const host_block *w1, int64_t 
 typedef struct {
   double us, us_single, tflops, tbps, floor_us;
   double floor_bw, floor_rate; /* the ceilings of floor_us (bytes/s, FLOP/s) */
+  double bytes, flops;         /* the model behind tbps and tflops */
   int64_t local_slots, active_experts;
   int32_t config;
   char config_name[64];
@@ -625,6 +627,8 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
       res->tflops = flops / (res->us * 1e-6) / 1e12;
       res->tbps = bytes / (res->us * 1e-6) / 1e12;
       res->floor_us = floor_us;
+      res->bytes = bytes;
+      res->flops = flops;
       res->floor_bw = floor_us > 0 ? bw : 0.0;
       res->floor_rate = floor_us > 0 ? rate : 0.0;
       res->s1 = s1;
@@ -889,13 +893,13 @@ int main(int argc, char **argv) {
               "{\"preset\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"stage\":\"%s\","
               "\"tokens\":%lld,\"hidden_size\":%lld,\"intermediate_size\":%lld,"
               "\"scaled\":%s,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
-              "\"us_single\":%.3f,\"tflops\":%.6g,\"tbps\":%.6g,\"dtype\":\"%s\","
-              "\"scaling\":\"%s\",",
+              "\"us_single\":%.3f,\"tflops\":%.6g,\"tbps\":%.6g,\"flops\":%.0f,\"bytes\":%.0f,"
+              "\"dtype\":\"%s\",\"scaling\":\"%s\",",
               p->name, gpu ? "cuda" : "cpu", bench_device_name(d),
               o.routing_only ? "routing" : "all", (long long)tlist[ti], H, I,
               scaled[pi] ? "true" : "false", (long long)res->local_slots,
               (long long)res->active_experts, res->us, res->us_single, res->tflops, res->tbps,
-              dtype_name(p), scaling_name(p));
+              res->flops, res->bytes, dtype_name(p), scaling_name(p));
           if (p->scaling == MOE_SCALING_PER_TENSOR && !o.routing_only)
             printf("\"gemm1_input_scale\":%.9g,\"gemm2_input_scale\":%.9g,", res->s1, res->s2);
           if (res->floor_us > 0)
