@@ -362,8 +362,8 @@ static void measure_fp8_gemm(bench_dev *d, cudaEvent_t e0, cudaEvent_t e1) {
 done:
   if (!d->fp8_gemm_rate)
     fprintf(stderr,
-            "moe-bench: the cuBLASLt e4m3 GEMM ceiling could not be measured (%s); "
-            "FP8 rows get no floor\n",
+            "moe-bench: the cuBLASLt e4m3 GEMM ceiling could not be measured (no algorithm, or "
+            "a CUDA or cuBLASLt call failed; last CUDA error: %s); FP8 rows get no floor\n",
             cudaGetErrorString(cudaGetLastError()));
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
   if (la) cublasLtMatrixLayoutDestroy(la);
