@@ -1,7 +1,8 @@
 /*
  * bench_device.c - moe-bench's device layer: the CPU (host memory, wall clock) and, in CUDA
- * builds, the GPU (cudaMalloc, CUDA-graph replays timed by events, cuBLAS for the GEMM
- * ceiling, NVTX ranges around timed regions).
+ * builds, the GPU (cudaMalloc, CUDA-graph replays timed by events, the same-run ceilings:
+ * copy and read-only bandwidth, cuBLAS bf16 and cuBLASLt e4m3 GEMM rates; NVTX ranges around
+ * timed regions).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_device.h"
@@ -13,15 +14,20 @@
 #include <time.h>
 
 #if defined(MOE_BENCH_WITH_CUDA)
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <nvtx3/nvToolsExt.h>
+
+/* bench_read.cu: one read-only pass over a buffer. */
+int bench_read_launch(const void *p, size_t bytes, unsigned *out, int blocks, cudaStream_t stream);
 #endif
 
 struct bench_dev {
   int gpu;
   char name[256];
-  double copy_bw, gemm_rate;
+  double copy_bw, read_bw, gemm_rate, fp8_gemm_rate;
+  int fp8_fast_accum;
 #if defined(MOE_BENCH_WITH_CUDA)
   cudaStream_t stream;
   struct cudaDeviceProp prop;
@@ -88,8 +94,17 @@ const char *bench_device_name(const bench_dev *d) {
 double bench_copy_bw(const bench_dev *d) {
   return d->copy_bw;
 }
+double bench_read_bw(const bench_dev *d) {
+  return d->read_bw;
+}
 double bench_gemm_rate(const bench_dev *d) {
   return d->gemm_rate;
+}
+double bench_fp8_gemm_rate(const bench_dev *d) {
+  return d->fp8_gemm_rate;
+}
+int bench_fp8_gemm_fast_accum(const bench_dev *d) {
+  return d->fp8_fast_accum;
 }
 
 void *bench_alloc(bench_dev *d, size_t bytes) {
@@ -168,32 +183,66 @@ size_t bench_free_bytes(bench_dev *d) {
   return (size_t)1 << 40;
 }
 
-void bench_measure_ceilings(bench_dev *d) {
 #if defined(MOE_BENCH_WITH_CUDA)
-  if (!d->gpu) return;
-  /* Copy: 1 GiB device to device, bytes read + written, median of 10. */
+/* Milliseconds of the work between e0 and e1 on the stream (after both were recorded). */
+static float elapsed_ms(cudaEvent_t e0, cudaEvent_t e1) {
+  float ms = 0;
+  cudaEventSynchronize(e1);
+  cudaEventElapsedTime(&ms, e0, e1);
+  return ms;
+}
+
+/* Copy: 1 GiB device to device, bytes read + written, best of 10. */
+static void measure_copy(bench_dev *d, cudaEvent_t e0, cudaEvent_t e1) {
   size_t n = (size_t)1 << 30;
   void *a = NULL, *b = NULL;
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
   if (cudaMalloc(&a, n) == cudaSuccess && cudaMalloc(&b, n) == cudaSuccess) {
-    float best[10];
+    float best = 1e30f;
     cudaMemsetAsync(a, 0x3C, n, d->stream);
     for (int i = 0; i < 10; ++i) {
       cudaEventRecord(e0, d->stream);
       cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, d->stream);
       cudaEventRecord(e1, d->stream);
-      cudaEventSynchronize(e1);
-      cudaEventElapsedTime(&best[i], e0, e1);
+      const float ms = elapsed_ms(e0, e1);
+      if (ms < best) best = ms; /* best: the ceiling */
     }
-    float m = best[0];
-    for (int i = 1; i < 10; ++i) m = best[i] < m ? best[i] : m; /* best: the ceiling */
-    d->copy_bw = 2.0 * (double)n / (m * 1e-3);
+    d->copy_bw = 2.0 * (double)n / (best * 1e-3);
   }
   cudaFree(a);
   cudaFree(b);
-  /* Dense bf16 GEMM: 8192^3 through cuBLAS on random data, best of 10. */
+}
+
+/* Read-only streaming: one pass of bench_read.cu's kernel over a buffer of at least 1 GiB and
+ * 8x L2 (four 16-byte loads in flight per thread, 4 blocks of 512 threads per SM), one atomic
+ * per warp written; bytes read, best of 10 after 2 warm-up passes. */
+static void measure_read(bench_dev *d, cudaEvent_t e0, cudaEvent_t e1) {
+  size_t n = (size_t)1 << 30;
+  if (n < 8 * (size_t)d->prop.l2CacheSize) n = 8 * (size_t)d->prop.l2CacheSize;
+  void *a = NULL;
+  unsigned *out = NULL;
+  if (cudaMalloc(&a, n) == cudaSuccess && cudaMalloc((void **)&out, 256) == cudaSuccess) {
+    const int blocks = 4 * d->prop.multiProcessorCount;
+    float best = 1e30f;
+    int rc = cudaMemsetAsync(a, 0x5A, n, d->stream) != cudaSuccess;
+    for (int i = 0; i < 12 && !rc; ++i) {
+      cudaEventRecord(e0, d->stream);
+      rc = bench_read_launch(a, n, out, blocks, d->stream);
+      cudaEventRecord(e1, d->stream);
+      const float ms = elapsed_ms(e0, e1);
+      if (!rc && i >= 2 && ms < best) best = ms;
+    }
+    if (!rc && cudaStreamSynchronize(d->stream) == cudaSuccess)
+      d->read_bw = (double)n / (best * 1e-3);
+    else
+      fprintf(stderr, "moe-bench: read-only bandwidth kernel failed: %s\n",
+              cudaGetErrorString(cudaGetLastError()));
+  }
+  cudaFree(a);
+  cudaFree(out);
+}
+
+/* Dense bf16 GEMM: 8192^3 through cuBLAS on random data, best of 10. */
+static void measure_bf16_gemm(bench_dev *d, cudaEvent_t e0, cudaEvent_t e1) {
   const int N = 8192;
   size_t mb = (size_t)N * N * 2;
   void *A = NULL, *B = NULL, *C = NULL;
@@ -216,9 +265,7 @@ void bench_measure_ceilings(bench_dev *d) {
       cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, N, N, N, &one, A, CUDA_R_16BF, N, B, CUDA_R_16BF, N,
                    &zero, C, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
       cudaEventRecord(e1, d->stream);
-      cudaEventSynchronize(e1);
-      float ms = 0;
-      cudaEventElapsedTime(&ms, e0, e1);
+      const float ms = elapsed_ms(e0, e1);
       if (i >= 2 && ms < best) best = ms;
     }
     d->gemm_rate = 2.0 * N * (double)N * N / (best * 1e-3);
@@ -227,6 +274,120 @@ void bench_measure_ceilings(bench_dev *d) {
   cudaFree(A);
   cudaFree(B);
   cudaFree(C);
+}
+
+/* Dense e4m3 GEMM: D[bf16] = A^T B through cuBLASLt, 8192^3, e4m3 x e4m3 with fp32 accumulation
+ * and per-tensor scale pointers (1.0), the TN layout FP8 needs (A stored K x M, B K x N, both
+ * K-major; D M x N, column-major). Operands: random e4m3 (random sign and mantissa, exponents
+ * 2^-2..2^1, never NaN). cuBLASLt's first 3 heuristic algorithms, each with fast accumulation
+ * off (fp32 promotion) and on; the fastest, best of 10 after 2 warm-ups, is the ceiling. */
+static void measure_fp8_gemm(bench_dev *d, cudaEvent_t e0, cudaEvent_t e1) {
+  const int N = 8192;
+  const size_t ab = (size_t)N * N, db = (size_t)N * N * 2, wsb = (size_t)32 << 20;
+  void *A = NULL, *B = NULL, *D = NULL, *ws = NULL;
+  float *scale = NULL;
+  cublasLtHandle_t lt = NULL;
+  cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  float best = 1e30f;
+  int best_fast = 0, ok = 0;
+  if (cudaMalloc(&A, ab) != cudaSuccess || cudaMalloc(&B, ab) != cudaSuccess ||
+      cudaMalloc(&D, db) != cudaSuccess || cudaMalloc(&ws, wsb) != cudaSuccess ||
+      cudaMalloc((void **)&scale, 256) != cudaSuccess ||
+      cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)
+    goto done;
+  {
+    const size_t hn = (size_t)1 << 24;
+    unsigned char *hb = (unsigned char *)malloc(hn);
+    if (!hb) goto done;
+    uint64_t s = 67890;
+    for (size_t i = 0; i < hn; ++i) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      const unsigned sign = (unsigned)(s >> 63), exp = 5 + (unsigned)((s >> 40) % 4),
+                     mant = (unsigned)(s >> 50) & 7;
+      hb[i] = (unsigned char)(sign << 7 | exp << 3 | mant); /* exp <= 8 < 15: never NaN */
+    }
+    const float ones[2] = {1.0f, 1.0f};
+    int e = bench_fill_repeat(d, A, ab, hb, hn) || bench_fill_repeat(d, B, ab, hb + 7, hn - 7) ||
+            bench_upload(d, scale, ones, sizeof ones);
+    free(hb);
+    if (e) goto done;
+  }
+  if (cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, N, N, N) ||
+      cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, N, N, N) ||
+      cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, N, N, N) ||
+      cublasLtMatmulPreferenceCreate(&pref) ||
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
+                                           sizeof wsb))
+    goto done;
+  for (int fast = 0; fast < 2; ++fast) {
+    cublasLtMatmulDesc_t op = NULL;
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    const void *sa = scale, *sb = scale + 1;
+    const int8_t fa = (int8_t)fast;
+    cublasLtMatmulHeuristicResult_t heur[3];
+    int nh = 0;
+    if (cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) ||
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) ||
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) ||
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa) ||
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb) ||
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof fa) ||
+        cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, ld, ld, pref, 3, heur, &nh)) {
+      if (op) cublasLtMatmulDescDestroy(op);
+      continue;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    for (int a = 0; a < nh; ++a) {
+      for (int i = 0; i < 12; ++i) {
+        cudaEventRecord(e0, d->stream);
+        const cublasStatus_t st = cublasLtMatmul(lt, op, &one, A, la, B, lb, &zero, D, ld, D, ld,
+                                                 &heur[a].algo, ws, wsb, d->stream);
+        cudaEventRecord(e1, d->stream);
+        const float ms = elapsed_ms(e0, e1);
+        if (st != CUBLAS_STATUS_SUCCESS) break;
+        if (i >= 2 && ms < best) {
+          best = ms;
+          best_fast = fast;
+          ok = 1;
+        }
+      }
+    }
+    cublasLtMatmulDescDestroy(op);
+  }
+  if (ok && cudaStreamSynchronize(d->stream) == cudaSuccess) {
+    d->fp8_gemm_rate = 2.0 * N * (double)N * N / (best * 1e-3);
+    d->fp8_fast_accum = best_fast;
+  }
+done:
+  if (!d->fp8_gemm_rate)
+    fprintf(stderr,
+            "moe-bench: the cuBLASLt e4m3 GEMM ceiling could not be measured (no algorithm, or "
+            "a CUDA or cuBLASLt call failed; last CUDA error: %s); FP8 rows get no floor\n",
+            cudaGetErrorString(cudaGetLastError()));
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (lb) cublasLtMatrixLayoutDestroy(lb);
+  if (ld) cublasLtMatrixLayoutDestroy(ld);
+  if (lt) cublasLtDestroy(lt);
+  cudaFree(A);
+  cudaFree(B);
+  cudaFree(D);
+  cudaFree(ws);
+  cudaFree(scale);
+}
+#endif
+
+void bench_measure_ceilings(bench_dev *d) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (!d->gpu) return;
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  measure_copy(d, e0, e1);
+  measure_read(d, e0, e1);
+  measure_bf16_gemm(d, e0, e1);
+  measure_fp8_gemm(d, e0, e1);
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
 #endif

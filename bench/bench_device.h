@@ -39,10 +39,15 @@ moe_cuda_stream_t bench_stream(bench_dev *d);
 void bench_sync(bench_dev *d);
 size_t bench_l2_bytes(bench_dev *d);
 size_t bench_free_bytes(bench_dev *d);
-/* Measure device copy bandwidth and dense bf16 GEMM rate (GPU only). */
+/* Measure the same-run ceilings (GPU only): device copy bandwidth, read-only streaming
+ * bandwidth, dense bf16 GEMM rate (cuBLAS) and dense e4m3 GEMM rate (cuBLASLt). */
 void bench_measure_ceilings(bench_dev *d);
-double bench_copy_bw(const bench_dev *d);   /* bytes/s, 0 if unknown */
-double bench_gemm_rate(const bench_dev *d); /* FLOP/s, 0 if unknown */
+double bench_copy_bw(const bench_dev *d);       /* bytes/s (read + written), 0 if unknown */
+double bench_read_bw(const bench_dev *d);       /* bytes/s read, 0 if unknown */
+double bench_gemm_rate(const bench_dev *d);     /* bf16 FLOP/s, 0 if unknown */
+double bench_fp8_gemm_rate(const bench_dev *d); /* e4m3 FLOP/s, 0 if unknown */
+/* Whether the fastest e4m3 GEMM measured used cuBLASLt's fast accumulation (no promotion). */
+int bench_fp8_gemm_fast_accum(const bench_dev *d);
 /* Time `iters` graph replays of per_graph forwards each (GPU; the CPU times single calls);
  * t_us[i] = microseconds per forward of replay i. */
 int bench_time(bench_dev *d, const bench_case *c, int per_graph, int iters, double *t_us);

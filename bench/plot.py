@@ -8,9 +8,11 @@ Left panel: % of floor (floor_us / us) against the token count T, one line per p
 target as a dashed line. Rows without a floor (the CPU backend measures no ceilings) are drawn
 as TFLOP/s against T instead, and the panel says so.
 Right panel: the roofline. Each row is a point at its arithmetic intensity (FLOPs per byte that
-must move = tflops / tbps) and its achieved TFLOP/s; the roof is min(gemm_tflops,
-intensity * copy_tbps) with the ceilings measured in the same run (the median over the rows,
-which come from one run). Several rows of one (preset, T) (--config all) keep the fastest.
+must move = tflops / tbps) and its achieved TFLOP/s; the roof is min(rate, intensity * bandwidth)
+with the ceilings of the row's floor, measured in the same run (floor_tflops: the dense GEMM
+rate of the row's dtype, floor_tbps: the read-only bandwidth; rows of older runs without them:
+gemm_tflops and copy_tbps), the median over the rows of one dtype (bf16, fp8_e4m3): one roof per
+dtype. Several rows of one (preset, T) (--config all) keep the fastest.
 Several input files are drawn with one marker each (e.g. the default and the tuned run).
 Needs matplotlib (Debian: python3-matplotlib).
 """
@@ -81,7 +83,7 @@ def main(argv=None):
 
     fig, (ax_pct, ax_roof) = plt.subplots(1, 2, figsize=(13, 5.2))
     any_floor = any_no_floor = False
-    roof_ceilings = []
+    roof_ceilings = {}  # dtype -> [(TB/s, TFLOP/s)]
     for ri, (path, cells) in enumerate(runs):
         marker = markers[ri % len(markers)]
         label_run = f" ({path})" if len(runs) > 1 else ""
@@ -100,8 +102,10 @@ def main(argv=None):
             ys = [r["tflops"] for _, r in pts if r["tbps"] > 0]
             ax_roof.scatter(xs, ys, marker=marker, color=colours[preset], label=preset + label_run)
             for _, r in pts:
-                if r.get("copy_tbps") and r.get("gemm_tflops"):
-                    roof_ceilings.append((r["copy_tbps"], r["gemm_tflops"]))
+                bw = r.get("floor_tbps") or r.get("copy_tbps")
+                rate = r.get("floor_tflops") or r.get("gemm_tflops")
+                if bw and rate:
+                    roof_ceilings.setdefault(r.get("dtype", "bf16"), []).append((bw, rate))
 
     ax_pct.set_xscale("log", base=2)
     ax_pct.set_xlabel("tokens T")
@@ -123,14 +127,18 @@ def main(argv=None):
     ax_roof.set_xlabel("arithmetic intensity (FLOPs per byte that must move)")
     ax_roof.set_ylabel("achieved TFLOP/s")
     if roof_ceilings:
-        bw = statistics.median(c[0] for c in roof_ceilings)  # TB/s
-        rate = statistics.median(c[1] for c in roof_ceilings)  # TFLOP/s
+        roofs = {dt: (statistics.median(c[0] for c in cs),  # TB/s
+                      statistics.median(c[1] for c in cs))  # TFLOP/s
+                 for dt, cs in roof_ceilings.items()}
         lo, hi = ax_roof.get_xlim()
-        lo, hi = min(lo, rate / bw / 100), max(hi, rate / bw * 10)
+        for bw, rate in roofs.values():
+            lo, hi = min(lo, rate / bw / 100), max(hi, rate / bw * 10)
         n = 200
         xs = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
-        ax_roof.plot(xs, [min(rate, x * bw) for x in xs], color="black", linewidth=1.5,
-                     label=f"roof: {bw:.2f} TB/s copy, {rate:.0f} TFLOP/s GEMM (same run)")
+        for i, (dt, (bw, rate)) in enumerate(sorted(roofs.items())):
+            ax_roof.plot(xs, [min(rate, x * bw) for x in xs], color="black", linewidth=1.5,
+                         linestyle=["-", "--", ":"][i % 3],
+                         label=f"{dt} roof: {bw:.2f} TB/s, {rate:.0f} TFLOP/s (same run)")
         ax_roof.set_xlim(lo, hi)
         ax_roof.set_title("roofline position, ceilings of the same run")
     else:

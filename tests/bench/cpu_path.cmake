@@ -4,7 +4,8 @@
 # GPU kernel names; --preset X --tokens .. runs X (scaled, said so); an unknown preset fails;
 # --help explains every column the table prints. Small budget and T so it takes seconds.
 # Usage: cmake -DBENCH=<moe-bench> -P cpu_path.cmake
-set(presets deepseek-v3 qwen3-235b qwen3-30b mixtral-8x7b gpt-oss-120b llama4-maverick)
+set(presets deepseek-v3 qwen3-235b qwen3-30b mixtral-8x7b gpt-oss-120b llama4-maverick
+            deepseek-v3-fp8 qwen3-235b-fp8 qwen3-30b-fp8 mixtral-8x7b-fp8 llama4-maverick-fp8)
 
 function(bench out_var rc_var)
   execute_process(COMMAND ${BENCH} --backend cpu --iters 1 --cpu-weight-gb 0.2 ${ARGN}
@@ -26,7 +27,7 @@ foreach(p ${presets})
     endif()
   endforeach()
 endforeach()
-foreach(p deepseek-v3 llama4-maverick)
+foreach(p deepseek-v3 llama4-maverick deepseek-v3-fp8 llama4-maverick-fp8)
   if(NOT out MATCHES "${p} scaled down to H = [0-9]+, I = [0-9]+ on the CPU: its [0-9.]+ GB")
     message(FATAL_ERROR "${p}: no line saying it was scaled down and why:\n${out}")
   endif()
@@ -63,4 +64,4 @@ foreach(col preset T "H, I" slots us TFLOP/s TB/s floor_us %floor config plan)
     message(FATAL_ERROR "--help does not explain the column '${col}':\n${help}")
   endif()
 endforeach()
-message(STATUS "moe-bench CPU path: 6 presets, scaled ones said, no floor, --help explains the columns")
+message(STATUS "moe-bench CPU path: 11 presets (5 FP8), scaled ones said, no floor, --help explains the columns")
