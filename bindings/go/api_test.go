@@ -21,16 +21,36 @@ func cpuRunner(t *testing.T) *Runner {
 	return r
 }
 
+// prepareWeights prepares canonical host weights of p for GEMM1 and GEMM2 on r, failing t on
+// an error.
+func prepareWeights(t *testing.T, r *Runner, p Problem, w1, w2 *Tensor) (*Tensor, *Tensor) {
+	t.Helper()
+	pw1, err := r.PrepareWeightsHost(p, WeightsGemm1, w1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw2, err := r.PrepareWeightsHost(p, WeightsGemm2, w2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pw1, pw2
+}
+
 func setup(t *testing.T, r *Runner) apiSetup {
-	w1, err := r.PrepareWeightsHost(apiP, WeightsGemm1, genBF16(7, 4, 8, 8, 64, 64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w2, err := r.PrepareWeightsHost(apiP, WeightsGemm2, genBF16(7, 5, 8, 8, 64, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w1, w2 := prepareWeights(t, r, apiP, genBF16(7, 4, 8, 8, 64, 64), genBF16(7, 5, 8, 8, 64, 32))
 	return apiSetup{genF32(7, 1, 21, 5, 8), genBF16(7, 3, 6, 5, 64), w1, w2}
+}
+
+// routing returns routing args over the setup's logits.
+func (s apiSetup) routing() *RoutingArgs {
+	ra := NewRoutingArgs()
+	ra.Logits = s.logits
+	return ra
+}
+
+// runArgs returns the setup's hidden states and weights, with no output (Forward allocates it).
+func (s apiSetup) runArgs() *RunArgs {
+	return &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1, Gemm2Weights: s.w2}
 }
 
 func wantStatus(t *testing.T, err error, status int) {
@@ -88,8 +108,7 @@ func TestPrepareRunMatchesForward(t *testing.T) {
 	n, _ := r.WorkspaceSize(apiP, cfg)
 	ws := NewHostBuffer(n)
 	defer ws.Close()
-	ra := NewRoutingArgs()
-	ra.Logits = s.logits
+	ra := s.routing()
 	plan, err := r.PrepareRouting(apiP, cfg, ra, ws)
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +122,7 @@ func TestPrepareRunMatchesForward(t *testing.T) {
 		Gemm2Weights: s.w2, Output: out}); err != nil {
 		t.Fatal(err)
 	}
-	out2, err := r.Forward(apiP, ra, &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1,
-		Gemm2Weights: s.w2}, nil)
+	out2, err := r.Forward(apiP, ra, s.runArgs(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +143,7 @@ func TestBadShape(t *testing.T) {
 	r := cpuRunner(t)
 	defer r.Close()
 	s := setup(t, r)
-	ra := NewRoutingArgs()
-	ra.Logits = s.logits
+	ra := s.routing()
 	_, err := r.Forward(apiP, ra, &RunArgs{HiddenStates: NewHostTensor(BF16, 5, 32),
 		Gemm1Weights: s.w1, Gemm2Weights: s.w2}, nil)
 	wantStatus(t, err, StatusInvalidArgument)
@@ -138,8 +155,7 @@ func TestBadEnumValue(t *testing.T) {
 	s := setup(t, r)
 	ra := NewRoutingArgs()
 	ra.Logits, ra.Method = s.logits, 42
-	_, err := r.Forward(apiP, ra, &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1,
-		Gemm2Weights: s.w2}, nil)
+	_, err := r.Forward(apiP, ra, s.runArgs(), nil)
 	wantStatus(t, err, StatusInvalidArgument)
 	o := DefaultOptions()
 	o.Backend, o.Activation = BackendCPU, 5
@@ -155,8 +171,7 @@ func TestTooSmallWorkspace(t *testing.T) {
 	n, _ := r.WorkspaceSize(apiP, cfg)
 	ws := NewHostBuffer(n - 256)
 	defer ws.Close()
-	ra := NewRoutingArgs()
-	ra.Logits = s.logits
+	ra := s.routing()
 	_, err := r.PrepareRouting(apiP, cfg, ra, ws)
 	wantStatus(t, err, StatusInsufficientWorkspace)
 }
@@ -180,10 +195,8 @@ func TestAutotune(t *testing.T) {
 	r := cpuRunner(t)
 	defer r.Close()
 	s := setup(t, r)
-	ra := NewRoutingArgs()
-	ra.Logits = s.logits
-	res, err := r.Autotune(apiP, ra, &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1,
-		Gemm2Weights: s.w2}, nil, 2)
+	ra := s.routing()
+	res, err := r.Autotune(apiP, ra, s.runArgs(), nil, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,10 +24,8 @@ import (
 func forwardRef(t *testing.T, s apiSetup) []uint16 {
 	r := cpuRunner(t)
 	defer r.Close()
-	ra := NewRoutingArgs()
-	ra.Logits = s.logits
-	out, err := r.Forward(apiP, ra, &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1,
-		Gemm2Weights: s.w2}, nil)
+	ra := s.routing()
+	out, err := r.Forward(apiP, ra, s.runArgs(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,14 +58,12 @@ func TestCloseDuringCalls(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ra := NewRoutingArgs()
-				ra.Logits = s.logits
+				ra := s.routing()
 				for i := 0; i < 40; i++ {
 					if i == 2 {
 						started <- struct{}{}
 					}
-					out, err := r.Forward(apiP, ra, &RunArgs{HiddenStates: s.hidden,
-						Gemm1Weights: s.w1, Gemm2Weights: s.w2}, nil)
+					out, err := r.Forward(apiP, ra, s.runArgs(), nil)
 					if err != nil {
 						var e *Error
 						if !errors.As(err, &e) || e.Status != StatusInvalidArgument || e.Message == "" {
@@ -126,14 +122,7 @@ func TestCloseWaitsForCallInFlight(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w1, err := r.PrepareWeightsHost(p, WeightsGemm1, w1c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w2, err := r.PrepareWeightsHost(p, WeightsGemm2, w2c)
-		if err != nil {
-			t.Fatal(err)
-		}
+		w1, w2 := prepareWeights(t, r, p, w1c, w2c)
 		args := &RunArgs{HiddenStates: hidden, Gemm1Weights: w1, Gemm2Weights: w2}
 		t0 := time.Now()
 		ref, err := r.Forward(p, ra, args, nil)
@@ -190,8 +179,7 @@ func TestClosedHostBuffer(t *testing.T) {
 	r := cpuRunner(t)
 	defer r.Close()
 	s := setup(t, r)
-	ra := NewRoutingArgs()
-	ra.Logits = s.logits
+	ra := s.routing()
 	hidden := genBF16(7, 3, 6, 5, 64)
 	hidden.Buffer().Close()
 	hidden.Buffer().Close() // idempotent
@@ -200,8 +188,7 @@ func TestClosedHostBuffer(t *testing.T) {
 	wantStatus(t, err, StatusInvalidArgument)
 	ws := NewHostBuffer(1 << 20)
 	ws.Close()
-	_, err = r.Forward(apiP, ra, &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1,
-		Gemm2Weights: s.w2}, ws)
+	_, err = r.Forward(apiP, ra, s.runArgs(), ws)
 	wantStatus(t, err, StatusInvalidArgument)
 }
 
@@ -227,7 +214,6 @@ func TestOutputViewSurvivesGC(t *testing.T) {
 	defer r.Close()
 	s := setup(t, r)
 	ra := NewRoutingArgs()
-	ra.Logits = s.logits
 	p := Problem{NumExperts: 8, NumTokens: 64, TopK: 2, HiddenSize: 64, IntermediateSize: 32}
 	logits := genF32(11, 1, 21, 64, 8)
 	hidden := genBF16(11, 3, 6, 64, 64)
@@ -274,14 +260,7 @@ func TestForwardOutputsDoNotAccumulate(t *testing.T) {
 	r := cpuRunner(t)
 	defer r.Close()
 	p := Problem{NumExperts: 2, NumTokens: 64, TopK: 1, HiddenSize: 2048, IntermediateSize: 16}
-	w1, err := r.PrepareWeightsHost(p, WeightsGemm1, genBF16(3, 4, 8, 2, 32, 2048))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w2, err := r.PrepareWeightsHost(p, WeightsGemm2, genBF16(3, 5, 8, 2, 2048, 16))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w1, w2 := prepareWeights(t, r, p, genBF16(3, 4, 8, 2, 32, 2048), genBF16(3, 5, 8, 2, 2048, 16))
 	ra := NewRoutingArgs()
 	ra.Logits = genF32(3, 1, 21, 64, 2)
 	args := &RunArgs{HiddenStates: genBF16(3, 3, 6, 64, 2048), Gemm1Weights: w1, Gemm2Weights: w2}
@@ -310,9 +289,8 @@ func TestForwardSharedRunArgs(t *testing.T) {
 	defer r.Close()
 	s := setup(t, r)
 	want := forwardRef(t, s)
-	ra := NewRoutingArgs()
-	ra.Logits = s.logits
-	args := &RunArgs{HiddenStates: s.hidden, Gemm1Weights: s.w1, Gemm2Weights: s.w2}
+	ra := s.routing()
+	args := s.runArgs()
 	var wg sync.WaitGroup
 	outs := make([][]uint16, 8)
 	for g := range outs {
