@@ -570,6 +570,21 @@ macro_rules! host_ctor_mut {
 }
 
 impl<'a> Tensor<'a> {
+    /// The descriptor of `data` on `device`; `shape` has passed [`elements`] (at most 4
+    /// dimensions).
+    fn from_parts(data: *mut c_void, device: sys::DLDevice, dtype: DType, shape: &[i64]) -> Self {
+        let mut s = [0i64; 4];
+        s[..shape.len()].copy_from_slice(shape);
+        Tensor {
+            data,
+            device,
+            dtype,
+            shape: s,
+            ndim: shape.len(),
+            _borrow: PhantomData,
+        }
+    }
+
     fn host(data: *mut c_void, len: usize, dtype: DType, shape: &[i64]) -> Result<Self> {
         let n = elements(shape)?;
         if n != len {
@@ -578,19 +593,11 @@ impl<'a> Tensor<'a> {
                 format!("tensor: slice has {len} elements, shape {shape:?} needs {n}"),
             ));
         }
-        let mut s = [0i64; 4];
-        s[..shape.len()].copy_from_slice(shape);
-        Ok(Tensor {
-            data,
-            device: sys::DLDevice {
-                device_type: sys::DLDeviceType::kDLCPU,
-                device_id: 0,
-            },
-            dtype,
-            shape: s,
-            ndim: shape.len(),
-            _borrow: PhantomData,
-        })
+        let cpu = sys::DLDevice {
+            device_type: sys::DLDeviceType::kDLCPU,
+            device_id: 0,
+        };
+        Ok(Self::from_parts(data, cpu, dtype, shape))
     }
 
     host_ctor!(bf16, u16, DType::BF16, "bf16 (bit patterns)");
@@ -612,19 +619,11 @@ impl<'a> Tensor<'a> {
         shape: &[i64],
     ) -> Result<Tensor<'a>> {
         elements(shape)?;
-        let mut s = [0i64; 4];
-        s[..shape.len()].copy_from_slice(shape);
-        Ok(Tensor {
-            data: data as *mut c_void,
-            device: sys::DLDevice {
-                device_type: sys::DLDeviceType(device_type),
-                device_id,
-            },
-            dtype,
-            shape: s,
-            ndim: shape.len(),
-            _borrow: PhantomData,
-        })
+        let device = sys::DLDevice {
+            device_type: sys::DLDeviceType(device_type),
+            device_id,
+        };
+        Ok(Self::from_parts(data as *mut c_void, device, dtype, shape))
     }
 
     /// Element type.
