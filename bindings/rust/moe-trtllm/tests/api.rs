@@ -211,27 +211,19 @@ fn shared_runner_across_threads() {
                 let mut ws = AlignedBuffer::new(ws_bytes);
                 for i in 0..30 {
                     let mut out = vec![0xFFFFu16; 5 * 64];
+                    let o = TensorMut::bf16(&mut out, &[5, 64]).unwrap();
+                    let a = RunArgs {
+                        hidden_states: Some(hidden),
+                        gemm1_weights: Some(w1),
+                        gemm2_weights: Some(w2),
+                        output: Some(&o),
+                        ..RunArgs::default()
+                    };
                     if (t + i) % 3 == 0 {
                         // prepare + run with its own plan
                         let plan = r.prepare_routing(&p, cfg, ra, ws.as_mut_slice()).unwrap();
-                        let o = TensorMut::bf16(&mut out, &[5, 64]).unwrap();
-                        let a = RunArgs {
-                            hidden_states: Some(hidden),
-                            gemm1_weights: Some(w1),
-                            gemm2_weights: Some(w2),
-                            output: Some(&o),
-                            ..RunArgs::default()
-                        };
                         r.run(&p, cfg, &plan, &a).unwrap();
                     } else {
-                        let o = TensorMut::bf16(&mut out, &[5, 64]).unwrap();
-                        let a = RunArgs {
-                            hidden_states: Some(hidden),
-                            gemm1_weights: Some(w1),
-                            gemm2_weights: Some(w2),
-                            output: Some(&o),
-                            ..RunArgs::default()
-                        };
                         r.forward(&p, ra, &a, ws.as_mut_slice()).unwrap();
                     }
                     assert_eq!(&out, want, "thread {t} iteration {i}");
