@@ -392,6 +392,18 @@ static double expert_weight_bytes(const preset *p, int64_t H, int64_t I) {
   return weights + 4.0 * ((f * I / b) * (H / b) + (H / b) * (I / b));
 }
 
+/* The problem of preset @p p at @p T tokens, with its own H and I. */
+static moe_problem preset_problem(const preset *p, int64_t T) {
+  moe_problem prob;
+  moe_problem_init(&prob, MOE_PROBLEM_VERSION);
+  prob.num_tokens = T;
+  prob.num_experts = p->E;
+  prob.top_k = p->K;
+  prob.hidden_size = p->H;
+  prob.intermediate_size = p->I;
+  return prob;
+}
+
 /* One preset at one T: build inputs, prepare weights once, time forwards with each config of
  * --config (one result each, in order). With --dry-run only the configs and sizes. Returns the
  * number of results, -2 on failure. */
@@ -401,16 +413,11 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
   const int dev = gpu ? kDLCUDA : kDLCPU;
   const int fp8 = p->scaling != MOE_SCALING_NONE, per_tensor = p->scaling == MOE_SCALING_PER_TENSOR;
   seed_cell(p->base ? p->base : p->name, T); /* an FP8 preset: its BF16 preset's inputs */
-  moe_problem prob;
-  moe_problem_init(&prob, MOE_PROBLEM_VERSION);
-  prob.num_tokens = T;
-  prob.num_experts = p->E;
-  prob.top_k = p->K;
+  moe_problem prob = preset_problem(p, T);
   /* Routing does not depend on H and I; the routing stage sizes its workspace with H = I = 64
    * (128 for FP8, whose shapes must be multiples of 128) so that large T is not limited by the
    * int32 row offsets of the GEMM buffers. */
-  prob.hidden_size = o->routing_only ? (fp8 ? 128 : 64) : p->H;
-  prob.intermediate_size = o->routing_only ? (fp8 ? 128 : 64) : p->I;
+  if (o->routing_only) prob.hidden_size = prob.intermediate_size = fp8 ? 128 : 64;
   const int64_t H = prob.hidden_size, I = prob.intermediate_size;
   int32_t cfgs[MAX_CONFIGS];
   int ncfg = resolve_configs(
@@ -662,13 +669,7 @@ done:
 
 /* Prepared-weight bytes (W1 + W2) of preset @p p at its H and I, in GB; -1 on failure. */
 static double weight_gb(moe_runner *r, const preset *p) {
-  moe_problem prob;
-  moe_problem_init(&prob, MOE_PROBLEM_VERSION);
-  prob.num_tokens = 1;
-  prob.num_experts = p->E;
-  prob.top_k = p->K;
-  prob.hidden_size = p->H;
-  prob.intermediate_size = p->I;
+  const moe_problem prob = preset_problem(p, 1);
   size_t w1 = 0, w2 = 0;
   if (check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM1, &w1), "w1 size") ||
       check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM2, &w2), "w2 size"))
@@ -728,13 +729,7 @@ static moe_status_t open_runner(const preset *p, int32_t backend, int query_only
  * library's reason (left in @p why), where the backend cannot run the preset's mode (e.g.
  * block-scaled FP8 on CUDA in this build), and an argument error otherwise. */
 static int runner_can_run(moe_runner *r, const preset *p, char *why, size_t why_size) {
-  moe_problem prob;
-  moe_problem_init(&prob, MOE_PROBLEM_VERSION);
-  prob.num_tokens = 1;
-  prob.num_experts = p->E;
-  prob.top_k = p->K;
-  prob.hidden_size = p->H;
-  prob.intermediate_size = p->I;
+  const moe_problem prob = preset_problem(p, 1);
   int32_t cfg = 0;
   moe_status_t s = moe_runner_get_default_config(r, &prob, &cfg);
   if (s == MOE_STATUS_SUCCESS) s = moe_runner_run(r, &prob, NULL, cfg, NULL, NULL, 0, NULL);
