@@ -244,6 +244,17 @@ def problem_of(c):
                        local_num_experts=c.get("local", 0))
 
 
+def prepared_inputs(r, p, seed):
+    """Inputs of problem p (logits, routing method 1, r's activation) drawn from seed, and
+    their W1 and W2 prepared on r: (inputs, w1, w2)."""
+    case = dict(T=p.num_tokens, E=p.num_experts, K=p.top_k, H=p.hidden_size,
+                I=p.intermediate_size, act=r.activation, seed=seed, method=1)
+    x = Inputs(case)
+    w1 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM1, x.w1)
+    w2 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM2, x.w2)
+    return x, w1, w2
+
+
 def choose_config(r, p, c):
     """The first valid config with the case's tile and cluster size."""
     for cfg in r.valid_configs(p):

@@ -12,12 +12,7 @@ P = moe.Problem(num_experts=8, num_tokens=5, top_k=2, hidden_size=64, intermedia
 
 
 def _setup(r, p=P, seed=7):
-    case = dict(T=p.num_tokens, E=p.num_experts, K=p.top_k, H=p.hidden_size,
-                I=p.intermediate_size, act=r.activation, seed=seed, method=1)
-    x = cl.Inputs(case)
-    w1 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM1, x.w1)
-    w2 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM2, x.w2)
-    return x, w1, w2
+    return cl.prepared_inputs(r, p, seed)
 
 
 @pytest.fixture

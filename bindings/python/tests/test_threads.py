@@ -15,12 +15,7 @@ P = moe.Problem(num_experts=8, num_tokens=128, top_k=2, hidden_size=256, interme
 
 
 def _inputs(r, seed=5):
-    case = dict(T=P.num_tokens, E=P.num_experts, K=P.top_k, H=P.hidden_size,
-                I=P.intermediate_size, act=r.activation, seed=seed, method=1)
-    x = cl.Inputs(case)
-    w1 = r.prepare_weights_host(P, moe.WEIGHTS_GEMM1, x.w1)
-    w2 = r.prepare_weights_host(P, moe.WEIGHTS_GEMM2, x.w2)
-    return x, w1, w2
+    return cl.prepared_inputs(r, P, seed)
 
 
 class _Entered:
