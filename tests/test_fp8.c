@@ -984,6 +984,14 @@ static void test_determinism(void) {
 #define IA MOE_STATUS_INVALID_ARGUMENT
 #define NS MOE_STATUS_NOT_SUPPORTED
 
+/* Whether all @p n bytes at @p p are still @p poison (a failed call wrote nothing there). */
+static int still_poisoned(const void *p, size_t n, uint8_t poison) {
+  const uint8_t *b = (const uint8_t *)p;
+  size_t i = 0;
+  while (i < n && b[i] == poison) ++i;
+  return i == n;
+}
+
 /* Run with modified args; the poisoned output must stay poisoned. */
 static void expect_run_error(fsetup *f, const moe_run_args *a, moe_status_t st, const char *needle,
                              const char *what) {
@@ -993,10 +1001,8 @@ static void expect_run_error(fsetup *f, const moe_run_args *a, moe_status_t st, 
   CHECK(s == st, "%s -> %d, expected %d (%s)", what, (int)s, (int)st, moe_get_last_error());
   CHECK(strstr(moe_get_last_error(), needle) != NULL, "%s: message \"%s\" lacks \"%s\"", what,
         moe_get_last_error(), needle);
-  const uint8_t *o = (const uint8_t *)f->tout->t.data;
-  size_t i = 0;
-  while (i < f->tout->bytes && o[i] == 0xFF) ++i;
-  CHECK(i == f->tout->bytes, "%s: output written on failure", what);
+  CHECK(still_poisoned(f->tout->t.data, f->tout->bytes, 0xFF), "%s: output written on failure",
+        what);
 }
 
 static void test_run_misuse(void) {
@@ -1108,14 +1114,13 @@ static void test_prepare_and_option_misuse(void) {
   ttensor *sten = tt_from_host(MOE_BACKEND_CPU, DT_F32, 1, (int64_t[]){2}, sc);
   ttensor *prep = tt_new(MOE_BACKEND_CPU, DT_U8, 1, (int64_t[]){(int64_t)bytes});
   const int W2 = MOE_WEIGHTS_GEMM2;
-#define PREP_BAD(runner, canon, scales, st, needle)                                           \
-  do {                                                                                        \
-    memset(prep->t.data, 0xEE, prep->bytes);                                                  \
-    EXPECT_ERR(moe_weights_prepare_scaled(runner, &p, W2, canon, scales, &prep->t, NULL), st, \
-               needle);                                                                       \
-    size_t i_ = 0;                                                                            \
-    while (i_ < prep->bytes && ((uint8_t *)prep->t.data)[i_] == 0xEE) ++i_;                   \
-    CHECK(i_ == prep->bytes, "prepared written on failure (%s)", needle);                     \
+#define PREP_BAD(runner, canon, scales, st, needle)                                            \
+  do {                                                                                         \
+    memset(prep->t.data, 0xEE, prep->bytes);                                                   \
+    EXPECT_ERR(moe_weights_prepare_scaled(runner, &p, W2, canon, scales, &prep->t, NULL), st,  \
+               needle);                                                                        \
+    CHECK(still_poisoned(prep->t.data, prep->bytes, 0xEE), "prepared written on failure (%s)", \
+          needle);                                                                             \
   } while (0)
   PREP_BAD(r, &q->t, NULL, IA, "canonical_scales");        /* e4m3 without scales */
   PREP_BAD(r, &q5->t, &sblk->t, IA, "canonical");          /* e5m2 */
