@@ -80,11 +80,25 @@ moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const voi
 #define MOE_T_I32 3
 #define MOE_T_U8 4
 #define MOE_T_F32_OR_BF16 5
-/* Validate a tensor: non-NULL (unless optional), dtype, ndim, exact shape (-1 = any, -2 =
- * at least min_dim0 for dim 0), compact strides, device of the runner. */
+/* "At least n" in a moe_check_tensor shape: -2 - n, saturated so that no n overflows (a
+ * prepared size near 2^63 must not wrap); decoded as -(s + 2). */
+static inline int64_t moe_shape_at_least(uint64_t n) {
+  return n > (uint64_t)INT64_MAX - 2 ? INT64_MIN : -2 - (int64_t)n;
+}
+/* Validate a tensor: non-NULL (unless optional), dtype (lanes 1), ndim, shape pointer, no
+ * negative dims or strides, an element count whose bytes fit int64, non-NULL data and an
+ * address range that does not wrap when non-empty, data + byte_offset aligned to the element
+ * size, exact shape (-1 = any, moe_shape_at_least(n) = at least n), compact strides, device of
+ * the runner. */
 moe_status_t moe_check_tensor(const moe_runner *r, const DLTensor *t, const char *name,
                               int optional, int dtype, int32_t ndim, const int64_t *shape);
-/* Data pointer with byte_offset applied. */
+/* Alignment the CUDA kernels need for the tensors they read through TMA or 16-byte vectors
+ * (hidden states, prepared weights, outputs). */
+#define MOE_VECTOR_ALIGN 16
+/* On the CUDA backend, data + byte_offset of @p t (if any) must be MOE_VECTOR_ALIGN-aligned. */
+moe_status_t moe_check_tensor_vector_aligned(const moe_runner *r, const DLTensor *t,
+                                             const char *name);
+/* Data pointer with byte_offset applied (NULL for NULL data). */
 void *moe_tensor_data(const DLTensor *t);
 /* MOE_K_F32 or MOE_K_BF16 of a float tensor. */
 int32_t moe_tensor_kdtype(const DLTensor *t);

@@ -44,10 +44,11 @@ moe_status_t moe_check_problem(const moe_problem *p, const char *n) {
                     (long long)p->intermediate_size);
   if (p->reserved0 || p->reserved[0] || p->reserved[1] || p->reserved[2] || p->reserved[3])
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s->reserved: expected zeros", n);
-  if (p->num_tokens > INT32_MAX / p->top_k)
+  if (p->num_tokens > INT32_MAX / p->top_k) /* the product itself may overflow int64 */
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "%s: num_tokens * top_k = %lld exceeds the int32 range of the routing tables",
-                    n, (long long)p->num_tokens * p->top_k);
+                    "%s: num_tokens * top_k (%lld x %d) exceeds the int32 range %d of the routing "
+                    "tables",
+                    n, (long long)p->num_tokens, p->top_k, INT32_MAX);
   return MOE_STATUS_SUCCESS;
 }
 

@@ -69,9 +69,10 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
   moe_status_t s;
   if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM1, &w1))) return s;
   if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM2, &w2))) return s;
-  const int64_t th[2] = {T, H}, w1s[1] = {-2 - (int64_t)w1}, w2s[1] = {-2 - (int64_t)w2};
+  const int64_t th[2] = {T, H}, w1s[1] = {moe_shape_at_least(w1)},
+                w2s[1] = {moe_shape_at_least(w2)};
   const int64_t b1[2] = {El, f * I}, b2[2] = {El, H}, el[1] = {El};
-  const int64_t po[2] = {-2 - l->max_rows, H};
+  const int64_t po[2] = {moe_shape_at_least((uint64_t)l->max_rows), H};
   if ((s = moe_check_tensor(r, a->hidden_states, "args->hidden_states", 0, MOE_T_BF16, 2, th)) ||
       (s = moe_check_tensor(r, a->gemm1_weights, "args->gemm1_weights", 0, MOE_T_U8, 1, w1s)) ||
       (s = moe_check_tensor(r, a->gemm2_weights, "args->gemm2_weights", 0, MOE_T_U8, 1, w2s)) ||
@@ -80,7 +81,10 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
       (s = moe_check_tensor(r, a->gemm1_alpha, "args->gemm1_alpha", 1, MOE_T_F32, 1, el)) ||
       (s = moe_check_tensor(r, a->gemm1_beta, "args->gemm1_beta", 1, MOE_T_F32, 1, el)) ||
       (s = moe_check_tensor(r, a->gemm1_clamp_limit, "args->gemm1_clamp_limit", 1, MOE_T_F32, 1,
-                            el)))
+                            el)) ||
+      (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")) ||
+      (s = moe_check_tensor_vector_aligned(r, a->gemm1_weights, "args->gemm1_weights")) ||
+      (s = moe_check_tensor_vector_aligned(r, a->gemm2_weights, "args->gemm2_weights")))
     return s;
   if ((a->gemm1_alpha || a->gemm1_beta || a->gemm1_clamp_limit) &&
       r->opts.activation != MOE_ACTIVATION_SWIGLU)
@@ -89,10 +93,13 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
                     "for activation %d",
                     r->opts.activation);
   if (a->do_finalize) {
-    if ((s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, 2, th))) return s;
+    if ((s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, 2, th)) ||
+        (s = moe_check_tensor_vector_aligned(r, a->output, "args->output")))
+      return s;
   } else {
     if ((s = moe_check_tensor(r, a->permuted_output, "args->permuted_output", 0, MOE_T_BF16, 2,
-                              po)))
+                              po)) ||
+        (s = moe_check_tensor_vector_aligned(r, a->permuted_output, "args->permuted_output")))
       return s;
   }
   k->hidden = (const uint16_t *)moe_tensor_data(a->hidden_states);
