@@ -65,6 +65,10 @@ typedef struct moe_layout {
  * exceed int32 or the total size_t. */
 moe_status_t moe_compute_layout(const moe_runner *r, const moe_problem *p, int32_t tile,
                                 int32_t cluster, moe_layout *out);
+/* NULL if moe_compute_layout would succeed, else the reason (written to @p why); records no
+ * error. Config validity uses it, so every valid config can be sized. */
+const char *moe_layout_unfit(const moe_runner *r, const moe_problem *p, int32_t tile,
+                             int32_t cluster, char *why, size_t why_len);
 /* Plan table pointers for a workspace base address. */
 void moe_layout_plan(const moe_layout *l, void *workspace, moe_k_plan *plan);
 
