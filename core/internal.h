@@ -10,7 +10,6 @@
 #include "moe_trtllm.h"
 #include "kernels/kernels.h"
 
-#define MOE_PLAN_MAGIC 0x4D4F4550u /* "MOEP": set in moe_plan.state by prepare */
 #define MOE_WORKSPACE_ALIGN 256
 #define MOE_MAX_TOP_K 64 /* finalize and plan code assume K <= 64 */
 #define MOE_MAX_EXPERTS_ROUTING 512
@@ -72,10 +71,25 @@ const char *moe_layout_unfit(const moe_runner *r, const moe_problem *p, int32_t 
 /* Plan table pointers for a workspace base address. */
 void moe_layout_plan(const moe_layout *l, void *workspace, moe_k_plan *plan);
 
-/* ---- plans (run.c) ---- */
-/* The plan descriptor must come from a prepare of this runner in this workspace. */
+/* ---- plans (plan_check.c, plan_registry.c) ---- */
+/* The plan descriptor must be, unedited, the one prepare of this runner recorded last for this
+ * workspace; fills the table layout recomputed from its (checked) fields. */
 moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const void *workspace,
-                            size_t workspace_bytes);
+                            size_t workspace_bytes, moe_layout *layout);
+/* Device of a runner's workspaces in the registry (0 for host memory). */
+static inline int32_t moe_registry_device(const moe_runner *r) {
+  return r->backend == MOE_BACKEND_CPU ? 0 : r->device_id;
+}
+/* Before prepare writes into [workspace, +bytes): forget every plan recorded for memory
+ * overlapping it; returns the new plan's stamp (moe_plan.state, never 0). */
+uint32_t moe_registry_begin(int32_t backend, int32_t device_id, const void *workspace,
+                            size_t bytes);
+/* After a successful prepare: @p plan is what its workspace holds now. */
+void moe_registry_commit(const moe_plan *plan, int32_t device_id);
+/* SUCCESS if @p plan is, field for field, the last one recorded for its workspace. */
+moe_status_t moe_registry_check(const moe_plan *plan, int32_t device_id);
+/* Drop the records of a runner being destroyed. */
+void moe_registry_forget_runner(const moe_runner *r);
 
 /* ---- tensors (tensor.c) ---- */
 /* Element-type codes for moe_check_tensor. */

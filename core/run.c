@@ -9,28 +9,6 @@
 
 #include "internal.h"
 
-moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const void *workspace,
-                            size_t workspace_bytes) {
-  if (!plan) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "plan: expected a non-NULL pointer");
-  if (plan->version < 1 || plan->version > MOE_PLAN_VERSION)
-    return moe_fail(MOE_STATUS_VERSION_MISMATCH, "plan->version: expected 1..%d, given %u",
-                    MOE_PLAN_VERSION, plan->version);
-  if (plan->state != MOE_PLAN_MAGIC)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "plan: not prepared (call moe_routing_prepare first; a failed prepare "
-                    "invalidates it)");
-  if (plan->runner != (uint64_t)(uintptr_t)r)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "plan: prepared by another runner");
-  if (plan->workspace != (uint64_t)(uintptr_t)workspace ||
-      plan->workspace_bytes != (uint64_t)workspace_bytes)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "workspace: expected the workspace the plan was prepared in (%p, %llu "
-                    "bytes), given (%p, %zu bytes)",
-                    (void *)(uintptr_t)plan->workspace, (unsigned long long)plan->workspace_bytes,
-                    workspace, workspace_bytes);
-  return MOE_STATUS_SUCCESS;
-}
-
 static moe_status_t check_plan_problem(const moe_plan *plan, const moe_problem *p) {
   if (plan->num_tokens != p->num_tokens || plan->num_experts != p->num_experts ||
       plan->top_k != p->top_k || plan->local_expert_offset != p->local_expert_offset ||
@@ -124,15 +102,14 @@ MOE_API moe_status_t moe_runner_run(moe_runner *r, const moe_problem *p, const m
   moe_status_t s = moe_check_problem(p, "problem");
   if (s) return s;
   if ((s = moe_check_config(r, p, config, "config"))) return s;
-  if ((s = moe_check_plan(r, plan, workspace, workspace_bytes))) return s;
+  moe_layout l;
+  if ((s = moe_check_plan(r, plan, workspace, workspace_bytes, &l))) return s;
   if (plan->config != config)
     return moe_fail(MOE_STATUS_INVALID_CONFIG,
                     "config: routing was prepared with config %d (tile %d, cluster %d), given %d",
                     plan->config, plan->tile, plan->cluster_size, config);
   if ((s = check_plan_problem(plan, p))) return s;
   const moe_config_row *row = moe_catalogue_row(r, config);
-  moe_layout l;
-  if ((s = moe_compute_layout(r, p, row->tile, row->cluster, &l))) return s;
   if ((s = moe_check_workspace(workspace, workspace_bytes, l.total_bytes))) return s;
   moe_k_run k;
   memset(&k, 0, sizeof k);
