@@ -113,6 +113,10 @@ moe_status_t moe_check_tensor(const moe_runner *r, const DLTensor *t, const char
 /* Alignment the CUDA kernels need for the tensors they read through TMA or 16-byte vectors
  * (hidden states, prepared weights, outputs). */
 #define MOE_VECTOR_ALIGN 16
+/* data + byte_offset of @p t (if any) must be a multiple of @p align; @p why goes in the message.
+ */
+moe_status_t moe_check_tensor_aligned(const DLTensor *t, const char *name, int32_t align,
+                                      const char *why);
 /* On the CUDA backend, data + byte_offset of @p t (if any) must be MOE_VECTOR_ALIGN-aligned. */
 moe_status_t moe_check_tensor_vector_aligned(const moe_runner *r, const DLTensor *t,
                                              const char *name);

@@ -61,8 +61,12 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
       (s = moe_check_tensor(r, a->gemm1_clamp_limit, "args->gemm1_clamp_limit", 1, MOE_T_F32, 1,
                             el)) ||
       (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")) ||
-      (s = moe_check_tensor_vector_aligned(r, a->gemm1_weights, "args->gemm1_weights")) ||
-      (s = moe_check_tensor_vector_aligned(r, a->gemm2_weights, "args->gemm2_weights")))
+      /* prepared weights are uint8 tensors of bf16 data: 16 bytes on every backend, as
+       * moe_weights_prepare requires of its output */
+      (s = moe_check_tensor_aligned(a->gemm1_weights, "args->gemm1_weights", MOE_VECTOR_ALIGN,
+                                    "prepared weights")) ||
+      (s = moe_check_tensor_aligned(a->gemm2_weights, "args->gemm2_weights", MOE_VECTOR_ALIGN,
+                                    "prepared weights")))
     return s;
   if ((a->gemm1_alpha || a->gemm1_beta || a->gemm1_clamp_limit) &&
       r->opts.activation != MOE_ACTIVATION_SWIGLU)

@@ -170,19 +170,25 @@ moe_status_t moe_check_tensor(const moe_runner *r, const DLTensor *t, const char
   return MOE_STATUS_SUCCESS;
 }
 
+moe_status_t moe_check_tensor_aligned(const DLTensor *t, const char *name, int32_t align,
+                                      const char *why) {
+  if (!t || !t->data) return MOE_STATUS_SUCCESS;
+  const uint64_t at = (uint64_t)(uintptr_t)t->data + t->byte_offset;
+  if (at % (uint64_t)align)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "%s: expected data + byte_offset %d-byte aligned (%s), given %p + %llu", name,
+                    align, why, t->data, (unsigned long long)t->byte_offset);
+  return MOE_STATUS_SUCCESS;
+}
+
 moe_status_t moe_check_tensor_vector_aligned(const moe_runner *r, const DLTensor *t,
                                              const char *name) {
   /* The CUDA kernels read these tensors through TMA (16-byte aligned base addresses) and
    * 16-byte vector loads / stores; a misaligned one would fault on the device and poison the
    * CUDA context, so it is refused here. The CPU backend reads elements one by one. */
-  if (r->backend != MOE_BACKEND_CUDA || !t || !t->data) return MOE_STATUS_SUCCESS;
-  const uint64_t at = (uint64_t)(uintptr_t)t->data + t->byte_offset;
-  if (at % MOE_VECTOR_ALIGN)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "%s: expected data + byte_offset %d-byte aligned on the CUDA backend (TMA and "
-                    "vector access), given %p + %llu",
-                    name, MOE_VECTOR_ALIGN, t->data, (unsigned long long)t->byte_offset);
-  return MOE_STATUS_SUCCESS;
+  if (r->backend != MOE_BACKEND_CUDA) return MOE_STATUS_SUCCESS;
+  return moe_check_tensor_aligned(t, name, MOE_VECTOR_ALIGN,
+                                  "TMA and vector access on the CUDA backend");
 }
 
 void *moe_tensor_data(const DLTensor *t) {

@@ -170,6 +170,11 @@ static void test_misaligned(void) {
   } while (0)
   RUN_SHIFTED(hidden_states, F.hidden, 1);
   RUN_SHIFTED(output, F.out, 1);
+  /* prepared weights: uint8 tensors holding bf16, 16-byte aligned as moe_weights_prepare
+   * writes them (the fuzzer found the CPU GEMMs reading them misaligned) */
+  RUN_SHIFTED(gemm1_weights, F.w1, 1);
+  RUN_SHIFTED(gemm2_weights, F.w2, 2);
+  RUN_SHIFTED(gemm2_weights, F.w2, 8);
   {
     ttensor *b2 = tt_new(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){8, 64});
     memset(b2->t.data, 0, b2->bytes);
