@@ -5,6 +5,10 @@
 set -euo pipefail
 pkgs=(cmake ninja-build pkg-config gcc g++ swig golang-go bindgen libclang-dev junit5
       default-jdk-headless python3-pytest python3-numpy python3-dev)
+# ---- hardening (issue 23): clang with libFuzzer and the sanitizer runtimes (scripts/fuzz.sh,
+# scripts/clang-sanitize-tests.sh); gcc's ThreadSanitizer runtime (scripts/test.sh) ----
+pkgs+=(clang libclang-rt-14-dev libtsan2)
+# ---- end hardening ----
 # cargo/rustc may come from rustup (~/.cargo/bin) instead of Debian; accept either.
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then pkgs+=(cargo); fi
 missing=()
