@@ -114,8 +114,8 @@ MOE_API moe_status_t moe_plan_read_count(const moe_runner *r, const moe_plan *pl
   moe_k_plan kp;
   moe_status_t s = open_plan(r, plan, workspace, workspace_bytes, &kp);
   if (s) return s;
-  const void *src;
-  size_t elem;
+  const void *src = NULL;
+  size_t elem = 0;
   return table_info(r, plan, &kp, table, &src, &elem, count, stream);
 }
 
@@ -126,9 +126,9 @@ MOE_API moe_status_t moe_plan_read(const moe_runner *r, const moe_plan *plan, co
   moe_k_plan kp;
   moe_status_t s = open_plan(r, plan, workspace, workspace_bytes, &kp);
   if (s) return s;
-  const void *src;
-  size_t elem;
-  int64_t count;
+  const void *src = NULL;
+  size_t elem = 0;
+  int64_t count = 0;
   if ((s = table_info(r, plan, &kp, table, &src, &elem, &count, stream))) return s;
   size_t need = (size_t)count * elem;
   if (need && !dst)
