@@ -432,15 +432,17 @@ static void fuzz_one(rd *r) {
   }
   /* one-shot forward on the same arguments (its own plan, the default config) */
   if (u8(r) % 8 == 1) CALL(moe_forward(R, &p, &ra, &a, ws, (size_t)wsb, NULL));
-  /* autotune (rarely: it runs every valid config) */
+  /* autotune (rarely: it runs every valid config). Iterations are 1..2 or out of range: a
+   * valid large count (up to 10000 x every config) is only slow, not a finding. */
   if (u8(r) % 32 == 5) {
     int32_t tuned[64], nt = 0;
     float us[64];
     const int32_t cap = val32(r, 64);
-    CALL(moe_runner_autotune(R, &p, &ra, &a, ws, (size_t)wsb, val32(r, 1), tuned,
-                             lie(r) ? NULL : us, cap > 64 ? 64 : cap, &nt, NULL));
+    const int32_t bad_iters[4] = {0, -1, 10001, INT32_MIN};
+    const int32_t iters = lie(r) ? bad_iters[u8(r) % 4] : 1 + u8(r) % 2;
+    CALL(moe_runner_autotune(R, &p, &ra, &a, ws, (size_t)wsb, iters, tuned, lie(r) ? NULL : us,
+                             cap > 64 ? 64 : cap, &nt, NULL));
   }
-
   ft *all[] = {&c1, &c2,  &w1, &w2, &lg, &bias, &ids, &wts, &pk,
                &hs, &out, &po, &b1, &b2, &al,   &be,  &cl};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) ft_free(all[i]);
