@@ -59,18 +59,18 @@ const moe_config_row *moe_catalogue_row(const moe_runner *r, int32_t config) {
   return &c->rows[config];
 }
 
-/* Shape constraints of a config for a problem: 0 if valid, else a reason for the message. */
+/* Shape constraints of a config for a problem: NULL if valid, else a reason for the message
+ * (in @p why or static). The same arithmetic as workspace sizing (moe_layout_unfit), so a
+ * config listed as valid can always be sized and prepared. */
 static const char *config_unfit(const moe_runner *r, const moe_problem *p,
-                                const moe_config_row *row) {
+                                const moe_config_row *row, char *why, size_t why_len) {
   const moe_catalogue *c = moe_catalogue_of(r);
   if (r->backend == MOE_BACKEND_CUDA) {
     if (p->hidden_size % c->h_align) return "hidden_size is not a multiple of the kernels' K step";
     if (p->intermediate_size % c->i_align)
       return "intermediate_size is not a multiple of the kernels' K step";
   }
-  int64_t cgas = moe_max_cgas(p->num_tokens, p->top_k, p->num_experts, row->tile);
-  if (cgas * row->tile > INT32_MAX) return "the padded row capacity exceeds int32";
-  return NULL;
+  return moe_layout_unfit(r, p, row->tile, row->cluster, why, why_len);
 }
 
 moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t config,
@@ -79,7 +79,8 @@ moe_status_t moe_check_config(const moe_runner *r, const moe_problem *p, int32_t
   if (!row)
     return moe_fail(MOE_STATUS_INVALID_CONFIG, "%s: expected a config index 0..%d, given %d", arg,
                     moe_catalogue_size(r) - 1, config);
-  const char *why = config_unfit(r, p, row);
+  char buf[256];
+  const char *why = config_unfit(r, p, row, buf, sizeof buf);
   if (why)
     return moe_fail(MOE_STATUS_INVALID_CONFIG, "%s: config %d is not valid for this problem: %s",
                     arg, config, why);
@@ -170,15 +171,16 @@ static moe_status_t list_valid(const moe_runner *r, const moe_problem *p, ranked
   if (s) return s;
   const moe_catalogue *c = moe_catalogue_of(r);
   *n = 0;
+  char buf[256];
   for (int32_t i = 0; i < c->count && i < MOE_MAX_CATALOGUE_ROWS; ++i) {
-    if (config_unfit(r, p, &c->rows[i])) continue;
+    if (config_unfit(r, p, &c->rows[i], buf, sizeof buf)) continue;
     out[*n].index = i;
     out[*n].score = c->score(p, &c->rows[i]);
     ++*n;
   }
   qsort(out, (size_t)*n, sizeof *out, cmp_ranked);
   if (*n == 0) {
-    const char *why = config_unfit(r, p, &c->rows[0]);
+    const char *why = config_unfit(r, p, &c->rows[0], buf, sizeof buf);
     return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: no config supports it (%s)", why);
   }
   return MOE_STATUS_SUCCESS;

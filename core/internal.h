@@ -10,7 +10,6 @@
 #include "moe_trtllm.h"
 #include "kernels/kernels.h"
 
-#define MOE_PLAN_MAGIC 0x4D4F4550u /* "MOEP": set in moe_plan.state by prepare */
 #define MOE_WORKSPACE_ALIGN 256
 #define MOE_MAX_TOP_K 64 /* finalize and plan code assume K <= 64 */
 #define MOE_MAX_EXPERTS_ROUTING 512
@@ -102,13 +101,32 @@ typedef struct moe_layout {
  * exceed int32 or the total size_t. */
 moe_status_t moe_compute_layout(const moe_runner *r, const moe_problem *p, int32_t tile,
                                 int32_t cluster, moe_layout *out);
+/* NULL if moe_compute_layout would succeed, else the reason (written to @p why); records no
+ * error. Config validity uses it, so every valid config can be sized. */
+const char *moe_layout_unfit(const moe_runner *r, const moe_problem *p, int32_t tile,
+                             int32_t cluster, char *why, size_t why_len);
 /* Plan table pointers for a workspace base address. */
 void moe_layout_plan(const moe_layout *l, void *workspace, moe_k_plan *plan);
 
-/* ---- plans (run.c) ---- */
-/* The plan descriptor must come from a prepare of this runner in this workspace. */
+/* ---- plans (plan_check.c, plan_registry.c) ---- */
+/* The plan descriptor must be, unedited, the one prepare of this runner recorded last for this
+ * workspace; fills the table layout recomputed from its (checked) fields. */
 moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const void *workspace,
-                            size_t workspace_bytes);
+                            size_t workspace_bytes, moe_layout *layout);
+/* Device of a runner's workspaces in the registry (0 for host memory). */
+static inline int32_t moe_registry_device(const moe_runner *r) {
+  return r->backend == MOE_BACKEND_CPU ? 0 : r->device_id;
+}
+/* Before prepare writes into [workspace, +bytes): forget every plan recorded for memory
+ * overlapping it; returns the new plan's stamp (moe_plan.state, never 0). */
+uint32_t moe_registry_begin(int32_t backend, int32_t device_id, const void *workspace,
+                            size_t bytes);
+/* After a successful prepare: @p plan is what its workspace holds now. */
+void moe_registry_commit(const moe_plan *plan, int32_t device_id);
+/* SUCCESS if @p plan is, field for field, the last one recorded for its workspace. */
+moe_status_t moe_registry_check(const moe_plan *plan, int32_t device_id);
+/* Drop the records of a runner being destroyed. */
+void moe_registry_forget_runner(const moe_runner *r);
 
 /* ---- tensors (tensor.c) ---- */
 /* Element-type codes for moe_check_tensor. */
@@ -118,11 +136,29 @@ moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const voi
 #define MOE_T_U8 4
 #define MOE_T_F32_OR_BF16 5
 #define MOE_T_E4M3 6 /* kDLFloat8_e4m3fn, 8 bits */
-/* Validate a tensor: non-NULL (unless optional), dtype, ndim, exact shape (-1 = any, -2 =
- * at least min_dim0 for dim 0), compact strides, device of the runner. */
+/* "At least n" in a moe_check_tensor shape: -2 - n, saturated so that no n overflows (a
+ * prepared size near 2^63 must not wrap); decoded as -(s + 2). */
+static inline int64_t moe_shape_at_least(uint64_t n) {
+  return n > (uint64_t)INT64_MAX - 2 ? INT64_MIN : -2 - (int64_t)n;
+}
+/* Validate a tensor: non-NULL (unless optional), dtype (lanes 1), ndim, shape pointer, no
+ * negative dims or strides, an element count whose bytes fit int64, non-NULL data and an
+ * address range that does not wrap when non-empty, data + byte_offset aligned to the element
+ * size, exact shape (-1 = any, moe_shape_at_least(n) = at least n), compact strides, device of
+ * the runner. */
 moe_status_t moe_check_tensor(const moe_runner *r, const DLTensor *t, const char *name,
                               int optional, int dtype, int32_t ndim, const int64_t *shape);
-/* Data pointer with byte_offset applied. */
+/* Alignment the CUDA kernels need for the tensors they read through TMA or 16-byte vectors
+ * (hidden states, prepared weights, outputs). */
+#define MOE_VECTOR_ALIGN 16
+/* data + byte_offset of @p t (if any) must be a multiple of @p align; @p why goes in the message.
+ */
+moe_status_t moe_check_tensor_aligned(const DLTensor *t, const char *name, int32_t align,
+                                      const char *why);
+/* On the CUDA backend, data + byte_offset of @p t (if any) must be MOE_VECTOR_ALIGN-aligned. */
+moe_status_t moe_check_tensor_vector_aligned(const moe_runner *r, const DLTensor *t,
+                                             const char *name);
+/* Data pointer with byte_offset applied (NULL for NULL data). */
 void *moe_tensor_data(const DLTensor *t);
 /* MOE_K_F32 or MOE_K_BF16 of a float tensor. */
 int32_t moe_tensor_kdtype(const DLTensor *t);

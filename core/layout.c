@@ -3,6 +3,7 @@
  * explicit int32 range checks (the device tables are int32; reference §9.1).
  */
 #include <limits.h>
+#include <stdio.h>
 
 #include "internal.h"
 
@@ -44,10 +45,11 @@ moe_status_t moe_check_problem(const moe_problem *p, const char *n) {
                     (long long)p->intermediate_size);
   if (p->reserved0 || p->reserved[0] || p->reserved[1] || p->reserved[2] || p->reserved[3])
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s->reserved: expected zeros", n);
-  if (p->num_tokens > INT32_MAX / p->top_k)
+  if (p->num_tokens > INT32_MAX / p->top_k) /* the product itself may overflow int64 */
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "%s: num_tokens * top_k = %lld exceeds the int32 range of the routing tables",
-                    n, (long long)p->num_tokens * p->top_k);
+                    "%s: num_tokens * top_k (%lld x %d) exceeds the int32 range %d of the routing "
+                    "tables",
+                    n, (long long)p->num_tokens, p->top_k, INT32_MAX);
   return MOE_STATUS_SUCCESS;
 }
 
@@ -68,8 +70,10 @@ static int64_t region(int64_t *at, int64_t bytes) {
   return off;
 }
 
-moe_status_t moe_compute_layout(const moe_runner *r, const moe_problem *p, int32_t tile,
-                                int32_t cluster, moe_layout *l) {
+/* The layout, or 0 with the reason in @p why (no error recorded: config validity asks this
+ * for every config of the catalogue). The problem is valid (moe_check_problem). */
+static int layout_try(const moe_runner *r, const moe_problem *p, int32_t tile, int32_t cluster,
+                      moe_layout *l, char *why, size_t why_len) {
   const int64_t T = p->num_tokens, K = p->top_k, E = p->num_experts, H = p->hidden_size,
                 I = p->intermediate_size;
   const int64_t tk = T * K; /* fits: checked by moe_check_problem */
@@ -77,20 +81,24 @@ moe_status_t moe_compute_layout(const moe_runner *r, const moe_problem *p, int32
   l->max_rows = cgas * tile;
   l->max_ctas = cgas * cluster;
   l->launch_ctas = moe_max_cgas(T, K, moe_local_experts(p), tile) * cluster;
-  if (l->max_rows > INT32_MAX || l->max_ctas > INT32_MAX)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "problem: padded row capacity %lld (= max_cgas %lld x tile %d) exceeds the "
-                    "int32 range of the plan tables; reduce num_tokens",
-                    (long long)l->max_rows, (long long)cgas, tile);
+  if (l->max_rows > INT32_MAX || l->max_ctas > INT32_MAX) {
+    snprintf(why, why_len,
+             "padded row capacity %lld (= max_cgas %lld x tile %d) exceeds the int32 range of "
+             "the plan tables; reduce num_tokens",
+             (long long)l->max_rows, (long long)cgas, tile);
+    return 0;
+  }
   /* Row offsets (row x H or I elements) are 64-bit in every kernel and in the CPU backend, so
    * beyond the int32 row tables only the workspace size limits T: the buffers below must stay
    * far inside int64 (and then size_t). */
   const int64_t wide = H > I ? H : I;
-  if (l->max_rows > (INT64_MAX / 8) / wide)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "problem: the GEMM buffers of %lld padded rows x %lld elements exceed the "
-                    "addressable range; reduce num_tokens",
-                    (long long)l->max_rows, (long long)wide);
+  if (l->max_rows > (INT64_MAX / 8) / wide) {
+    snprintf(why, why_len,
+             "the GEMM buffers of %lld padded rows x %lld elements exceed the addressable "
+             "range; reduce num_tokens",
+             (long long)l->max_rows, (long long)wide);
+    return 0;
+  }
   l->scratch_bytes = r->backend == MOE_BACKEND_CUDA ? moe_gpu_scratch_bytes(T, (int32_t)E) : 0;
   int64_t at = 0;
   l->off_topk_ids = region(&at, 4 * tk);
@@ -106,9 +114,24 @@ moe_status_t moe_compute_layout(const moe_runner *r, const moe_problem *p, int32
   l->off_gemm1_out = region(&at, 2 * l->max_rows * I);
   l->off_gemm2_out = region(&at, 2 * l->max_rows * H);
   l->total_bytes = at;
-  if ((uint64_t)at > (uint64_t)SIZE_MAX)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: workspace of %lld bytes exceeds size_t",
-                    (long long)at);
+  if ((uint64_t)at > (uint64_t)SIZE_MAX) {
+    snprintf(why, why_len, "workspace of %lld bytes exceeds size_t", (long long)at);
+    return 0;
+  }
+  return 1;
+}
+
+const char *moe_layout_unfit(const moe_runner *r, const moe_problem *p, int32_t tile,
+                             int32_t cluster, char *why, size_t why_len) {
+  moe_layout l;
+  return layout_try(r, p, tile, cluster, &l, why, why_len) ? NULL : why;
+}
+
+moe_status_t moe_compute_layout(const moe_runner *r, const moe_problem *p, int32_t tile,
+                                int32_t cluster, moe_layout *l) {
+  char why[256];
+  if (!layout_try(r, p, tile, cluster, l, why, sizeof why))
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: %s", why);
   return MOE_STATUS_SUCCESS;
 }
 

@@ -5,28 +5,12 @@
 
 #include "internal.h"
 
-/* Rebuild the layout of a prepared plan (same arithmetic as prepare). */
-static moe_status_t plan_layout(const moe_runner *r, const moe_plan *plan, moe_layout *l) {
-  moe_problem p;
-  memset(&p, 0, sizeof p);
-  p.version = MOE_PROBLEM_VERSION;
-  p.num_tokens = plan->num_tokens;
-  p.num_experts = plan->num_experts;
-  p.top_k = plan->top_k;
-  p.local_expert_offset = plan->local_expert_offset;
-  p.local_num_experts = plan->local_num_experts;
-  p.hidden_size = plan->hidden_size;
-  p.intermediate_size = plan->intermediate_size;
-  return moe_compute_layout(r, &p, plan->tile, plan->cluster_size, l);
-}
-
 static moe_status_t open_plan(const moe_runner *r, const moe_plan *plan, const void *ws,
                               size_t bytes, moe_k_plan *kp) {
   if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
-  moe_status_t s = moe_check_plan(r, plan, ws, bytes);
-  if (s) return s;
   moe_layout l;
-  if ((s = plan_layout(r, plan, &l))) return s;
+  moe_status_t s = moe_check_plan(r, plan, ws, bytes, &l);
+  if (s) return s;
   moe_layout_plan(&l, (void *)ws, kp);
   return MOE_STATUS_SUCCESS;
 }
@@ -66,7 +50,7 @@ MOE_API moe_status_t moe_plan_get_view(const moe_runner *r, const moe_plan *plan
 static moe_status_t table_info(const moe_runner *r, const moe_plan *plan, const moe_k_plan *kp,
                                int32_t table, const void **src, size_t *elem, int64_t *count,
                                moe_cuda_stream_t stream) {
-  const int64_t tk = plan->num_tokens * plan->top_k;
+  const int64_t tk = plan->num_tokens * plan->top_k; /* fits int32: moe_check_plan */
   *elem = 4;
   switch (table) {
     case MOE_PLAN_TOPK_IDS:
@@ -104,9 +88,11 @@ static moe_status_t table_info(const moe_runner *r, const moe_plan *plan, const 
       int permuted = table == MOE_PLAN_PERMUTED_TO_TOKEN || table == MOE_PLAN_PERMUTED_TO_EXPANDED;
       int64_t n = permuted ? sizes[1] : sizes[0];
       int64_t cap = permuted ? plan->max_padded_rows : plan->max_ctas;
-      if (n < 0 || n > cap)
-        return moe_fail(MOE_STATUS_INTERNAL, "plan: stored size %lld outside 0..%lld", (long long)n,
-                        (long long)cap);
+      if (n < 0 || n > cap) /* the plan is current (checked): its tables were overwritten */
+        return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                        "workspace: the plan's stored %s %lld is outside 0..%lld (workspace "
+                        "memory overwritten after prepare)",
+                        permuted ? "permuted_size" : "num_ctas", (long long)n, (long long)cap);
       *src = table == MOE_PLAN_PERMUTED_TO_TOKEN      ? (const void *)kp->permuted_to_token
              : table == MOE_PLAN_PERMUTED_TO_EXPANDED ? (const void *)kp->permuted_to_expanded
              : table == MOE_PLAN_CTA_TO_BATCH         ? (const void *)kp->cta_to_batch
@@ -128,8 +114,8 @@ MOE_API moe_status_t moe_plan_read_count(const moe_runner *r, const moe_plan *pl
   moe_k_plan kp;
   moe_status_t s = open_plan(r, plan, workspace, workspace_bytes, &kp);
   if (s) return s;
-  const void *src;
-  size_t elem;
+  const void *src = NULL;
+  size_t elem = 0;
   return table_info(r, plan, &kp, table, &src, &elem, count, stream);
 }
 
@@ -140,9 +126,9 @@ MOE_API moe_status_t moe_plan_read(const moe_runner *r, const moe_plan *plan, co
   moe_k_plan kp;
   moe_status_t s = open_plan(r, plan, workspace, workspace_bytes, &kp);
   if (s) return s;
-  const void *src;
-  size_t elem;
-  int64_t count;
+  const void *src = NULL;
+  size_t elem = 0;
+  int64_t count = 0;
   if ((s = table_info(r, plan, &kp, table, &src, &elem, &count, stream))) return s;
   size_t need = (size_t)count * elem;
   if (need && !dst)

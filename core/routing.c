@@ -179,6 +179,10 @@ MOE_API moe_status_t moe_routing_prepare(moe_runner *r, const moe_problem *p,
   k.enable_pdl = a->enable_pdl;
   moe_k_plan kp;
   moe_layout_plan(&l, workspace, &kp);
+  /* From here the workspace is overwritten: plans recorded for it (or memory overlapping it)
+   * are stale even if the backend fails part way. */
+  const uint32_t stamp =
+      moe_registry_begin(r->backend, moe_registry_device(r), workspace, workspace_bytes);
   if ((s = moe_backend_routing(r, &k, &kp, stream))) return s;
 
   moe_plan out;
@@ -200,7 +204,8 @@ MOE_API moe_status_t moe_routing_prepare(moe_runner *r, const moe_problem *p,
   out.workspace_bytes = (uint64_t)workspace_bytes;
   out.runner = (uint64_t)(uintptr_t)r;
   out.backend = r->backend;
-  out.state = MOE_PLAN_MAGIC;
+  out.state = stamp;
+  moe_registry_commit(&out, moe_registry_device(r));
   *plan = out;
   return MOE_STATUS_SUCCESS;
 }

@@ -9,28 +9,6 @@
 
 #include "internal.h"
 
-moe_status_t moe_check_plan(const moe_runner *r, const moe_plan *plan, const void *workspace,
-                            size_t workspace_bytes) {
-  if (!plan) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "plan: expected a non-NULL pointer");
-  if (plan->version < 1 || plan->version > MOE_PLAN_VERSION)
-    return moe_fail(MOE_STATUS_VERSION_MISMATCH, "plan->version: expected 1..%d, given %u",
-                    MOE_PLAN_VERSION, plan->version);
-  if (plan->state != MOE_PLAN_MAGIC)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "plan: not prepared (call moe_routing_prepare first; a failed prepare "
-                    "invalidates it)");
-  if (plan->runner != (uint64_t)(uintptr_t)r)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "plan: prepared by another runner");
-  if (plan->workspace != (uint64_t)(uintptr_t)workspace ||
-      plan->workspace_bytes != (uint64_t)workspace_bytes)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "workspace: expected the workspace the plan was prepared in (%p, %llu "
-                    "bytes), given (%p, %zu bytes)",
-                    (void *)(uintptr_t)plan->workspace, (unsigned long long)plan->workspace_bytes,
-                    workspace, workspace_bytes);
-  return MOE_STATUS_SUCCESS;
-}
-
 static moe_status_t check_plan_problem(const moe_plan *plan, const moe_problem *p) {
   if (plan->num_tokens != p->num_tokens || plan->num_experts != p->num_experts ||
       plan->top_k != p->top_k || plan->local_expert_offset != p->local_expert_offset ||
@@ -69,9 +47,10 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
   moe_status_t s;
   if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM1, &w1))) return s;
   if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM2, &w2))) return s;
-  const int64_t th[2] = {T, H}, w1s[1] = {-2 - (int64_t)w1}, w2s[1] = {-2 - (int64_t)w2};
+  const int64_t th[2] = {T, H}, w1s[1] = {moe_shape_at_least(w1)},
+                w2s[1] = {moe_shape_at_least(w2)};
   const int64_t b1[2] = {El, f * I}, b2[2] = {El, H}, el[1] = {El};
-  const int64_t po[2] = {-2 - l->max_rows, H};
+  const int64_t po[2] = {moe_shape_at_least((uint64_t)l->max_rows), H};
   if ((s = moe_check_run_precision(r, p, a, k)) ||
       (s = moe_check_tensor(r, a->gemm1_weights, "args->gemm1_weights", 0, MOE_T_U8, 1, w1s)) ||
       (s = moe_check_tensor(r, a->gemm2_weights, "args->gemm2_weights", 0, MOE_T_U8, 1, w2s)) ||
@@ -80,7 +59,14 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
       (s = moe_check_tensor(r, a->gemm1_alpha, "args->gemm1_alpha", 1, MOE_T_F32, 1, el)) ||
       (s = moe_check_tensor(r, a->gemm1_beta, "args->gemm1_beta", 1, MOE_T_F32, 1, el)) ||
       (s = moe_check_tensor(r, a->gemm1_clamp_limit, "args->gemm1_clamp_limit", 1, MOE_T_F32, 1,
-                            el)))
+                            el)) ||
+      (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")) ||
+      /* prepared weights are uint8 tensors of bf16 data: 16 bytes on every backend, as
+       * moe_weights_prepare requires of its output */
+      (s = moe_check_tensor_aligned(a->gemm1_weights, "args->gemm1_weights", MOE_VECTOR_ALIGN,
+                                    "prepared weights")) ||
+      (s = moe_check_tensor_aligned(a->gemm2_weights, "args->gemm2_weights", MOE_VECTOR_ALIGN,
+                                    "prepared weights")))
     return s;
   if ((a->gemm1_alpha || a->gemm1_beta || a->gemm1_clamp_limit) &&
       r->opts.activation != MOE_ACTIVATION_SWIGLU)
@@ -89,10 +75,13 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
                     "for activation %d",
                     r->opts.activation);
   if (a->do_finalize) {
-    if ((s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, 2, th))) return s;
+    if ((s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, 2, th)) ||
+        (s = moe_check_tensor_vector_aligned(r, a->output, "args->output")))
+      return s;
   } else {
     if ((s = moe_check_tensor(r, a->permuted_output, "args->permuted_output", 0, MOE_T_BF16, 2,
-                              po)))
+                              po)) ||
+        (s = moe_check_tensor_vector_aligned(r, a->permuted_output, "args->permuted_output")))
       return s;
   }
   k->w1 = (const uint16_t *)moe_tensor_data(a->gemm1_weights);
@@ -117,15 +106,14 @@ MOE_API moe_status_t moe_runner_run(moe_runner *r, const moe_problem *p, const m
   if (s) return s;
   if ((s = moe_check_problem(p, "problem"))) return s;
   if ((s = moe_check_config(r, p, config, "config"))) return s;
-  if ((s = moe_check_plan(r, plan, workspace, workspace_bytes))) return s;
+  moe_layout l;
+  if ((s = moe_check_plan(r, plan, workspace, workspace_bytes, &l))) return s;
   if (plan->config != config)
     return moe_fail(MOE_STATUS_INVALID_CONFIG,
                     "config: routing was prepared with config %d (tile %d, cluster %d), given %d",
                     plan->config, plan->tile, plan->cluster_size, config);
   if ((s = check_plan_problem(plan, p))) return s;
   const moe_config_row *row = moe_catalogue_row(r, config);
-  moe_layout l;
-  if ((s = moe_compute_layout(r, p, row->tile, row->cluster, &l))) return s;
   if ((s = moe_check_workspace(workspace, workspace_bytes, l.total_bytes))) return s;
   moe_k_run k;
   memset(&k, 0, sizeof k);

@@ -94,6 +94,7 @@ MOE_API moe_status_t moe_runner_create(const moe_runner_options *opts, moe_runne
 }
 
 MOE_API void moe_runner_destroy(moe_runner *runner) {
+  if (runner) moe_registry_forget_runner(runner); /* its plans die with it */
   free(runner);
 }
 

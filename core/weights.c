@@ -81,7 +81,7 @@ MOE_API moe_status_t moe_weights_prepare_scaled(const moe_runner *r, const moe_p
                     "canonical_scales: expected NULL on a BF16 runner (scaling_mode NONE), "
                     "given a tensor");
   const int64_t el = moe_local_experts(p);
-  const int64_t cshape[3] = {el, rows, cols}, pshape[1] = {-2 - (int64_t)bytes};
+  const int64_t cshape[3] = {el, rows, cols}, pshape[1] = {moe_shape_at_least(bytes)};
   if ((s = moe_check_tensor(r, canonical, "canonical", 0, MOE_T_BF16, 3, cshape)) ||
       (s = moe_check_tensor(r, prepared, "prepared", 0, MOE_T_U8, 1, pshape)))
     return s;
@@ -90,5 +90,13 @@ MOE_API moe_status_t moe_weights_prepare_scaled(const moe_runner *r, const moe_p
   if ((uintptr_t)dst % 16)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "prepared: expected 16-byte aligned data, given %p", (void *)dst);
+  /* In place is not supported: gated W1 interleaves up and gate rows, so a row would be
+   * overwritten before it is read. Any overlap of the two byte ranges is refused. */
+  const uint64_t s0 = (uint64_t)(uintptr_t)src, d0 = (uint64_t)(uintptr_t)dst;
+  if (bytes > 0 && s0 < d0 + bytes && d0 < s0 + bytes)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "prepared: expected memory disjoint from canonical (in-place preparation is "
+                    "not supported), given %p overlapping %p (%zu bytes each)",
+                    (void *)dst, (const void *)src, bytes);
   return moe_backend_weights_prepare(r, which, el, rows, cols, src, dst, stream);
 }

@@ -291,7 +291,9 @@ typedef struct moe_routing_args {
 #define MOE_RUN_ARGS_VERSION 2
 /**
  * Inputs and outputs of the GEMM stages. Version 2 appended the FP8 scales; a version-1
- * struct is still accepted (it has none: BF16 runners only).
+ * struct is still accepted (it has none: BF16 runners only). Every tensor: data + byte_offset
+ * aligned to the element size; the prepared weights 16-byte aligned; on the CUDA backend also
+ * hidden_states, output and permuted_output (TMA / 16-byte vector access).
  */
 typedef struct moe_run_args {
   uint32_t version;                  /**< MOE_RUN_ARGS_VERSION */
@@ -329,7 +331,10 @@ typedef struct moe_run_args {
 /**
  * Host-side descriptor of a prepared routing plan. Filled by moe_routing_prepare(), read by
  * moe_runner_run(), which checks on the host that the config, problem and workspace match.
- * Caller-owned plain data; treat the fields as read-only.
+ * Caller-owned plain data; treat the fields as read-only: every field is validated, and a
+ * descriptor that differs from the one prepare returned is refused (INVALID_ARGUMENT).
+ * A workspace holds one plan: a later prepare into it (or into memory overlapping it, by any
+ * runner) makes this descriptor stale, and run and the plan readers refuse it (docs/api.md).
  */
 typedef struct moe_plan {
   uint32_t version;            /**< MOE_PLAN_VERSION (set by prepare) */
@@ -348,7 +353,7 @@ typedef struct moe_plan {
   uint64_t workspace;          /**< address of the workspace routing wrote */
   uint64_t workspace_bytes;    /**< its size */
   uint64_t runner;             /**< identity of the runner that prepared it */
-  uint32_t state;              /**< internal: nonzero once prepared */
+  uint32_t state;              /**< internal: nonzero once prepared (a unique stamp) */
   int32_t backend;             /**< MOE_BACKEND_CPU or MOE_BACKEND_CUDA */
 } moe_plan;
 
@@ -521,7 +526,8 @@ MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *runner, const m
  * @param[in] canonical bf16 W1 [E_l, f*I, H] (up rows, then gate rows) or W2 [E_l, H, I],
  *            on the runner's device. Borrowed until the stream work completes.
  * @param[in] prepared uint8 1-D tensor of at least moe_weights_prepared_size() bytes on the
- *            same device; written by the call.
+ *            same device, 16-byte aligned, not overlapping @p canonical (no in-place
+ *            preparation: INVALID_ARGUMENT); written by the call.
  * @param stream CUDA stream (NULL = legacy default) or NULL on the CPU backend.
  * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT, MOE_STATUS_CUDA_ERROR.
  */
@@ -575,7 +581,9 @@ MOE_API moe_status_t moe_routing_prepare(moe_runner *runner, const moe_problem *
 /**
  * @brief Run GEMM1, GEMM2 and (if do_finalize) finalize on a prepared plan.
  * @param[in] config must equal plan->config (checked on the host, no synchronisation).
- * @param[in] plan the descriptor moe_routing_prepare() filled for this problem and workspace.
+ * @param[in] plan the descriptor moe_routing_prepare() filled for this problem and workspace,
+ *            unedited and still current (no prepare into the workspace since); else
+ *            INVALID_ARGUMENT.
  * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT, MOE_STATUS_INVALID_CONFIG,
  *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_CUDA_ERROR.
  */

@@ -9,6 +9,10 @@ pkgs=(cmake ninja-build pkg-config gcc g++ swig golang-go bindgen libclang-dev j
 pkgs+=(python3-matplotlib)
 # Python package tests (bindings/python/venv.sh): python3 -m venv.
 pkgs+=(python3-venv)
+# ---- hardening (issue 23): clang with libFuzzer and the sanitizer runtimes (scripts/fuzz.sh,
+# scripts/clang-sanitize-tests.sh); gcc's ThreadSanitizer runtime (scripts/test.sh) ----
+pkgs+=(clang libclang-rt-14-dev libtsan2)
+# ---- end hardening ----
 # cargo/rustc may come from rustup (~/.cargo/bin) instead of Debian; accept either.
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then pkgs+=(cargo); fi
 missing=()

@@ -24,3 +24,16 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOE_WITH_CUDA=OFF \
 cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+# ---- hardening (issue 23) ------------------------------------------------------------------
+# The misuse tests under clang ASan + UBSan (it reports NULL-pointer arithmetic and INT64_MIN
+# negation, which gcc's misses), the C API fuzzer for 60 s (libFuzzer, one worker), and the
+# 8-thread test under ThreadSanitizer (its own CPU-only build dir, just that test).
+bash scripts/clang-sanitize-tests.sh
+bash scripts/fuzz.sh 60
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_WITH_CUDA=OFF \
+      -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_BENCH=OFF \
+      "-DCMAKE_C_FLAGS=-fsanitize=thread -fno-omit-frame-pointer" \
+      -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread
+cmake --build build-tsan -j "$JOBS" --target test_threads
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_threads
+# ---- end hardening ---------------------------------------------------------------------------
