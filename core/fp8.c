@@ -102,7 +102,7 @@ moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, 
                                      moe_cuda_stream_t stream) {
   const int64_t el = moe_local_experts(p);
   const int64_t bytes = moe_fp8_prepared_bytes(r, el, rows, cols);
-  const int64_t cshape[3] = {el, rows, cols}, pshape[1] = {-2 - bytes};
+  const int64_t cshape[3] = {el, rows, cols}, pshape[1] = {moe_shape_at_least((uint64_t)bytes)};
   const int block = r->opts.scaling_mode == MOE_SCALING_BLOCK;
   const int64_t bshape[3] = {el, rows / MOE_FP8_BLOCK, cols / MOE_FP8_BLOCK}, tshape[1] = {el};
   moe_status_t s;
@@ -130,6 +130,24 @@ moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, 
   if ((uintptr_t)dst % 16)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "prepared: expected 16-byte aligned data, given %p", (void *)dst);
+  /* In place is not supported (as for BF16: gated W1's rows move, and the scales land after the
+   * values): the prepared bytes may overlap neither the canonical values nor their scales. */
+  const uint64_t d0 = (uint64_t)(uintptr_t)dst, n = (uint64_t)bytes;
+  const DLTensor *srcs[2] = {canonical, canonical_scales};
+  /* both were checked above: compact, of exactly these shapes */
+  const uint64_t src_bytes[2] = {
+      (uint64_t)(el * rows * cols) * (canonical->dtype.bits / 8u),
+      (uint64_t)(block ? el * (rows / MOE_FP8_BLOCK) * (cols / MOE_FP8_BLOCK) : el) * 4u};
+  for (int i = 0; i < 2; ++i) {
+    if (!srcs[i]) continue;
+    const uint64_t s0 = (uint64_t)(uintptr_t)moe_tensor_data(srcs[i]);
+    const uint64_t sn = src_bytes[i];
+    if (n > 0 && sn > 0 && s0 < d0 + n && d0 < s0 + sn)
+      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                      "prepared: expected memory disjoint from %s (in-place preparation is not "
+                      "supported), given %p overlapping %p",
+                      i == 0 ? "canonical" : "canonical_scales", (void *)dst, (const void *)s0);
+  }
   return moe_backend_weights_prepare_fp8(r, which, el, rows, cols, moe_tensor_data(canonical),
                                          (const float *)moe_tensor_data(canonical_scales), dst,
                                          stream);

@@ -1133,6 +1133,17 @@ static void test_prepare_and_option_misuse(void) {
   PREP_BAD(rb, &w16->t, &sblk->t, IA, "canonical_scales"); /* a BF16 runner takes no scales */
   CHECK_OK(moe_weights_prepare_scaled(rt, &p, W2, &q->t, &sten->t, &prep->t, NULL));
   CHECK_OK(moe_weights_prepare_scaled(r, &p, W2, &q->t, &sblk->t, &prep->t, NULL));
+  { /* in place (prepared over the canonical values, or over the scales): refused */
+    DLTensor over = prep->t;
+    over.data = q->t.data;
+    over.byte_offset = q->t.byte_offset;
+    EXPECT_ERR(moe_weights_prepare_scaled(r, &p, W2, &q->t, &sblk->t, &over, NULL), IA,
+               "disjoint from canonical");
+    over.data = sblk->t.data;
+    over.byte_offset = sblk->t.byte_offset;
+    EXPECT_ERR(moe_weights_prepare_scaled(r, &p, W2, &q->t, &sblk->t, &over, NULL), IA,
+               "in-place preparation is not supported");
+  }
   /* H or I not a multiple of 128 */
   moe_problem bad = p;
   bad.hidden_size = 192;

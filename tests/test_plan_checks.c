@@ -275,8 +275,10 @@ static void test_valid_configs_size(void) {
     moe_problem p;
     t_problem(&p, 8, 1, 1, 0, 0, 2147483647, 64); /* the case */
     check_agree(runners[k], &p, "T 1, H 2^31-1");
+    /* Row offsets are 64-bit, so on the CPU this problem is valid (every config sizes); the
+     * CUDA catalogue rejects H % 64 != 0. Either way listing and sizing agree (above). */
     int32_t n = 0, c[64];
-    if (k == 0) EXPECT(moe_runner_get_valid_configs(runners[k], &p, c, 64, &n), NS, "problem");
+    if (k == 0) CHECK_OK(moe_runner_get_valid_configs(runners[k], &p, c, 64, &n));
     t_problem(&p, 8, 1, 1, 0, 0, 2147483584, 64); /* a multiple of 64 for the CUDA catalogue */
     check_agree(runners[k], &p, "T 1, H 2^31-64");
     t_problem(&p, 8, 1, 1, 0, 0, 64, 2147483584);

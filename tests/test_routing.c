@@ -925,10 +925,14 @@ static void overflow_suite(void) {
   CHECK((int64_t)bytes >= rows20 * (4096 + 64) * 2,
         "T=2^20 K=8 H=4096: workspace %zu bytes < GEMM buffers of %lld rows", bytes,
         (long long)rows20);
-  /* GEMM buffers past the addressable range (2^30 rows x 2^31 - 1 elements): rejected */
+  /* GEMM buffers past the addressable range (2^30 rows x 2^31 - 1 elements): rejected, and no
+   * config is listed for it */
   t_problem(&p, 256, 1 << 27, 8, 0, 256, INT32_MAX, 64);
   s = moe_runner_get_workspace_size(g_cpu, &p, cfg8, &bytes);
-  CHECK(s == MOE_STATUS_NOT_SUPPORTED, "T=2^27 K=8 H=2^31-1: get_workspace_size -> %d", (int)s);
+  CHECK(s == MOE_STATUS_NOT_SUPPORTED || s == MOE_STATUS_INVALID_CONFIG,
+        "T=2^27 K=8 H=2^31-1: get_workspace_size -> %d", (int)s);
+  CHECK(moe_runner_get_valid_configs(g_cpu, &p, cfgs, 64, &n) == MOE_STATUS_NOT_SUPPORTED,
+        "T=2^27 K=8 H=2^31-1: configs listed");
   /* just inside every limit: accepted, and big enough for the tables and GEMM buffers */
   t_problem(&p, 256, 1 << 20, 8, 0, 256, 64, 64);
   bytes = 0;
