@@ -617,8 +617,9 @@ int main(int argc, char **argv) {
       cresult rg;
       if (gpu[c.fp8][c.act]) {
         run_on(MOE_BACKEND_CUDA, gpu[c.fp8][c.act], &c, &d, &rg);
-        if (rg.status == MOE_STATUS_NOT_SUPPORTED && c.fp8 == MOE_SCALING_BLOCK) {
-          /* block-scaled FP8 has no CUDA kernels yet: the CPU result stands, the GPU skips */
+        if (rg.status == MOE_STATUS_NOT_SUPPORTED && c.fp8 != MOE_SCALING_NONE) {
+          /* FP8 the CUDA backend does not run yet (its message says why): the CPU result
+           * stands, the GPU skips */
           printf("SKIP GPU %s: %s\n", c.name, rg.message);
         } else if (rg.status) {
           ok = 0;
