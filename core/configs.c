@@ -70,6 +70,11 @@ static const char *config_unfit(const moe_runner *r, const moe_problem *p,
     if (p->intermediate_size % c->i_align)
       return "intermediate_size is not a multiple of the kernels' K step";
   }
+  /* FP8 on any backend: its 1x128 / 128x128 scale groups (docs/formats.md), so that listing a
+   * config agrees with what prepare and run accept */
+  if (r->opts.scaling_mode != MOE_SCALING_NONE &&
+      (p->hidden_size % MOE_FP8_BLOCK || p->intermediate_size % MOE_FP8_BLOCK))
+    return "FP8 needs hidden_size and intermediate_size to be multiples of 128";
   return moe_layout_unfit(r, p, row->tile, row->cluster, why, why_len);
 }
 

@@ -1153,27 +1153,18 @@ static void test_prepare_and_option_misuse(void) {
   EXPECT_ERR(moe_weights_prepared_size(rt, &bad, MOE_WEIGHTS_GEMM1, &bytes), NS,
              "intermediate_size");
   CHECK_OK(moe_weights_prepared_size(rb, &bad, MOE_WEIGHTS_GEMM2, &bytes)); /* BF16: fine */
-  { /* and at run time: routing does not care about H, the FP8 run does */
+  { /* and in the config queries: no config is listed for such a problem (listing agrees with
+     * what prepare and run accept), and a config index for it is refused with the reason */
     moe_problem p192;
     t_problem(&p192, 4, 3, 2, 0, 0, 192, 128);
-    int32_t cfg = -1;
-    t_ws ws = {0};
-    moe_plan plan;
-    CHECK_OK(moe_runner_get_default_config(r, &p192, &cfg));
-    if (!CHECK_OK(t_ws_alloc(r, MOE_BACKEND_CPU, &p192, cfg, &ws))) {
-      float logits[12];
-      for (int i = 0; i < 12; ++i) logits[i] = (float)((i * 7) % 5);
-      t_route rt;
-      t_route_init(&rt);
-      rt.logits_f32 = 1;
-      rt.logits = logits;
-      CHECK_OK(t_prepare(r, MOE_BACKEND_CPU, &p192, &rt, cfg, &ws, &plan));
-      moe_run_args a;
-      moe_run_args_init(&a, MOE_RUN_ARGS_VERSION);
-      EXPECT_ERR(moe_runner_run(r, &p192, &a, cfg, &plan, ws.ptr, ws.bytes, NULL), NS,
-                 "hidden_size");
-      t_ws_free(&ws);
-    }
+    int32_t cfg = -1, n = -1, cfgs[64];
+    size_t ws_bytes = 0;
+    EXPECT_ERR(moe_runner_get_default_config(r, &p192, &cfg), NS, "multiples of 128");
+    EXPECT_ERR(moe_runner_get_valid_configs(r, &p192, cfgs, 64, &n), NS, "multiples of 128");
+    CHECK(n == 0, "FP8, H = 192: %d configs listed", n);
+    EXPECT_ERR(moe_runner_get_workspace_size(r, &p192, 0, &ws_bytes), MOE_STATUS_INVALID_CONFIG,
+               "multiples of 128");
+    CHECK_OK(moe_runner_get_default_config(rb, &p192, &cfg)); /* BF16: fine */
   }
 #undef PREP_BAD
   tt_free(q);
