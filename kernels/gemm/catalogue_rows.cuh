@@ -63,6 +63,16 @@ GemmKernel gemm2_persistent_kernel() {
               MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false),                          \
               gemm2_persistent_kernel<FMT, BM2, TILE, CL, ST>()},
 
+/* Defines `const Catalogue NAME` from the X-macro LIST with kernels of format FMT, whose
+ * operands are DTYPE (one catalogue per .cu file). */
+#define MOE_DEFINE_CATALOGUE(NAME, FMT, DTYPE, LIST)                                   \
+  namespace {                                                                          \
+  const ConfigEntry NAME##_rows[] = {LIST(MOE_CONFIG_ROW_##FMT)};                      \
+  }                                                                                    \
+  extern const Catalogue NAME = {                                                      \
+      NAME##_rows, static_cast<int32_t>(sizeof(NAME##_rows) / sizeof(NAME##_rows[0])), \
+      DTYPE::kBytes};
+
 }  // namespace sm90
 }  // namespace moe
 

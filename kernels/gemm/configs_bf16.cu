@@ -12,13 +12,9 @@ namespace sm90 {
   static_assert((TILE) % (8 * (CL)) == 0, "tile must be a multiple of 8 * cluster");
 MOE_SM90_BF16_CONFIGS(MOE_CONFIG_CHECK_BF16)
 
-#define MOE_CONFIG_ENTRY_BF16(TILE, CL, BM1, BM2, BK, ST) \
+#define MOE_CONFIG_ROW_Bf16Format(TILE, CL, BM1, BM2, BK, ST) \
   MOE_CONFIG_ENTRY_FMT(Bf16Format, TILE, CL, BM1, BM2, ST)
-namespace {
-const ConfigEntry kRows[] = {MOE_SM90_BF16_CONFIGS(MOE_CONFIG_ENTRY_BF16)};
-}  // namespace
-extern const Catalogue kBf16Catalogue = {
-    kRows, static_cast<int32_t>(sizeof(kRows) / sizeof(kRows[0])), Bf16::kBytes};
+MOE_DEFINE_CATALOGUE(kBf16Catalogue, Bf16Format, Bf16, MOE_SM90_BF16_CONFIGS)
 
 }  // namespace sm90
 }  // namespace moe

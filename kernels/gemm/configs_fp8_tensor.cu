@@ -10,13 +10,9 @@ namespace sm90 {
 static_assert(MOE_SM90_FP8_BLOCK_K == kBlockK<E4m3>,
               "e4m3 stages hold 128 elements of K (128B swizzle)");
 
-#define MOE_CONFIG_ENTRY_FP8_TENSOR(TILE, CL, BM1, BM2, BK, ST) \
+#define MOE_CONFIG_ROW_Fp8TensorFormat(TILE, CL, BM1, BM2, BK, ST) \
   MOE_CONFIG_ENTRY_FMT(Fp8TensorFormat, TILE, CL, BM1, BM2, ST)
-namespace {
-const ConfigEntry kRows[] = {MOE_SM90_FP8_TENSOR_CONFIGS(MOE_CONFIG_ENTRY_FP8_TENSOR)};
-}  // namespace
-extern const Catalogue kFp8TensorCatalogue = {
-    kRows, static_cast<int32_t>(sizeof(kRows) / sizeof(kRows[0])), E4m3::kBytes};
+MOE_DEFINE_CATALOGUE(kFp8TensorCatalogue, Fp8TensorFormat, E4m3, MOE_SM90_FP8_TENSOR_CONFIGS)
 
 }  // namespace sm90
 }  // namespace moe
