@@ -3,7 +3,7 @@
 # library sources with clang -fsanitize=fuzzer,address,undefined into build-fuzz/ and runs it
 # for <seconds> with one worker, from the committed seed corpus tests/fuzz/corpus (read only;
 # new inputs go to build-fuzz/corpus). A finding (crash, sanitizer report, leak, broken API
-# invariant, an input slower than 30 s) fails the script and leaves its input in
+# invariant, an input slower than 60 s) fails the script and leaves its input in
 # build-fuzz/artifacts/; replay it with build-fuzz/moe_fuzz <file>.
 # Usage: scripts/fuzz.sh <seconds> [more libFuzzer flags]
 set -euo pipefail
@@ -18,5 +18,5 @@ mkdir -p "$out/corpus" "$out/artifacts"
   -fno-omit-frame-pointer -ffp-contract=off -D_GNU_SOURCE -DMOE_TRTLLM_BUILDING -Iinclude -I. \
   core/*.c core/cpu/*.c tests/fuzz/moe_fuzz.c -o "$out/moe_fuzz" -lm -lpthread
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  "$out/moe_fuzz" -max_total_time="$secs" -timeout=30 -print_final_stats=1 \
+  "$out/moe_fuzz" -max_total_time="$secs" -timeout=60 -print_final_stats=1 \
   -artifact_prefix="$out/artifacts/" "$@" "$out/corpus" tests/fuzz/corpus
