@@ -259,6 +259,35 @@ static void test_equal_to_run(uint64_t seed, int32_t E, int32_t o, int32_t El, i
   fx_free(&f);
 }
 
+/* N = 0 exactly (empty buffers, all counts 0) in both layouts, and N = 1 (one row, no slack). */
+static void test_edge_n(void) {
+  fx f;
+  if (fx_init(&f, 21, 8, 2, 4, 1, 1, 128, 64)) { /* T = 1, K = 1 */
+    CHECK(0, "edge fixture failed");
+    fx_free(&f);
+    return;
+  }
+  int32_t zeros[64] = {0};
+  uint16_t out1[1];
+  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1};
+  CHECK_OK(run_grouped(&f, &c0, out1)); /* nothing to compare: no rows */
+  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1};
+  CHECK_OK(run_grouped(&f, &m0, out1));
+  /* T = 1, K = 1, a seed whose token is local: N = 1, and a masked capacity 1 */
+  uint16_t *hc = contiguous_hidden(&f, f.nlocal);
+  uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)((f.El + 1) * f.H));
+  grouped_call c1 = {MOE_LAYOUT_CONTIGUOUS, 0, f.nlocal, f.counts, hc, -1};
+  if (!CHECK_OK(run_grouped(&f, &c1, out))) check_rows(&f, &c1, out, "contiguous N = T = 1");
+  uint16_t *hm = masked_hidden(&f, 1);
+  grouped_call m1 = {MOE_LAYOUT_MASKED, 1, f.El, f.counts, hm, -1};
+  if (!CHECK_OK(run_grouped(&f, &m1, out))) check_rows(&f, &m1, out, "masked capacity 1");
+  CHECK(f.nlocal == 1, "T = 1, K = 1: %lld local slots, expected 1", (long long)f.nlocal);
+  free(hc);
+  free(hm);
+  free(out);
+  fx_free(&f);
+}
+
 /* Misuse: status, message naming @p arg, output untouched. */
 static void expect_fail(fx *f, const grouped_call *c, moe_status_t want, const char *arg,
                         const char *what) {
@@ -509,6 +538,7 @@ int main(void) {
   test_equal_to_run(3, 8, 0, 8, 33, 1, 128, 64);    /* no EP: all experts local */
   test_equal_to_run(4, 8, 2, 4, 1, 2, 128, 64);     /* T = 1 */
   test_equal_to_run(5, 8, 2, 4, 0, 2, 128, 64);     /* T = 0: N = 0 */
+  test_edge_n();
   test_misuse();
   test_sizing_monotone();
   test_not_supported();
