@@ -201,7 +201,7 @@ static void check_rows(fx *f, const grouped_call *c, const uint16_t *out, const 
 /* Host hidden of both layouts from the fixture's grouping (slack extra contiguous rows). */
 static uint16_t *contiguous_hidden(fx *f, int64_t N) {
   uint16_t *h = t_xmalloc(sizeof(uint16_t) * (size_t)(N * f->H + 1));
-  for (int64_t i = 0; i < N * f->H; ++i) h[i] = 0x3f80; /* 1.0 in unused rows */
+  for (int64_t i = 0; i < N * f->H; ++i) h[i] = 0x7fc0; /* NaN in unused rows: never read */
   for (int64_t g = 0; g < f->nlocal; ++g)
     memcpy(h + g * f->H, f->in.hidden + (f->slot[g] / f->K) * f->H, sizeof(uint16_t) * f->H);
   return h;
@@ -210,7 +210,7 @@ static uint16_t *contiguous_hidden(fx *f, int64_t N) {
 static uint16_t *masked_hidden(fx *f, int64_t cap) {
   const int64_t N = f->El * cap;
   uint16_t *h = t_xmalloc(sizeof(uint16_t) * (size_t)(N * f->H + 1));
-  for (int64_t i = 0; i < N * f->H; ++i) h[i] = 0xbf80; /* -1.0 in unused rows */
+  for (int64_t i = 0; i < N * f->H; ++i) h[i] = 0x7fc0; /* NaN in unused rows: never read */
   int64_t g = 0;
   for (int32_t e = 0; e < f->El; ++e)
     for (int32_t i = 0; i < f->counts[e]; ++i, ++g)
