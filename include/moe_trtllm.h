@@ -616,6 +616,79 @@ MOE_API moe_status_t moe_runner_autotune(moe_runner *runner, const moe_problem *
                                          moe_cuda_stream_t stream);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Grouped run: external token layouts for expert parallelism (docs/ep.md)                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Token layouts of moe_runner_run_grouped (moe_grouped_args.layout). */
+#define MOE_LAYOUT_CONTIGUOUS 0 /**< hidden [N, H], rows grouped by local expert in order */
+#define MOE_LAYOUT_MASKED 1     /**< hidden [E_l, capacity, H], count[e] valid rows each */
+
+#define MOE_GROUPED_ARGS_VERSION 1
+/**
+ * Inputs and outputs of moe_runner_run_grouped: tokens a dispatcher already grouped by local
+ * expert. No routing, no finalize: the output rows are FFN_e(x) unweighted, and the dispatcher
+ * combines them. With N = problem->num_tokens:
+ *  - CONTIGUOUS: hidden [N, H]; rows [s_e, s_e + count[e]) belong to local expert e, with
+ *    s_e = sum of the counts before e; sum(count) <= N; output [N, H]: rows past the sum are
+ *    not written.
+ *  - MASKED: hidden [E_l, capacity, H] and N = E_l * capacity; rows [0, count[e]) of expert e
+ *    are valid, count[e] <= capacity; output [E_l, capacity, H]: the other rows are not written.
+ * expert_counts is int32 [E_l] on the runner's device (CUDA: device memory, read on the
+ * device; CPU: host memory). Tensors as moe_run_args (bf16 hidden and output, 16-byte aligned
+ * on CUDA).
+ */
+typedef struct moe_grouped_args {
+  uint32_t version;                  /**< MOE_GROUPED_ARGS_VERSION */
+  int32_t layout;                    /**< MOE_LAYOUT_*; default CONTIGUOUS */
+  int64_t capacity;                  /**< MASKED: rows per expert (>= 0); CONTIGUOUS: 0 */
+  const DLTensor *hidden_states;     /**< see the layouts above; bf16 */
+  const DLTensor *expert_counts;     /**< [E_l] int32 */
+  const DLTensor *gemm1_weights;     /**< prepared W1 (moe_weights_prepare), uint8 [bytes] */
+  const DLTensor *gemm2_weights;     /**< prepared W2 (moe_weights_prepare), uint8 [bytes] */
+  const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32, optional */
+  const DLTensor *gemm2_bias;        /**< [E_l, H] fp32, optional */
+  const DLTensor *gemm1_alpha;       /**< [E_l] fp32 SwiGLU alpha, optional */
+  const DLTensor *gemm1_beta;        /**< [E_l] fp32 SwiGLU beta, optional */
+  const DLTensor *gemm1_clamp_limit; /**< [E_l] fp32 SwiGLU clamp limit, optional */
+  const DLTensor *output;            /**< same shape as hidden_states; bf16 */
+  int32_t enable_pdl;                /**< 1 = programmatic dependent launch (default 1) */
+  int32_t reserved[7];               /**< must be zero */
+} moe_grouped_args;
+
+/** @brief Defaults: layout CONTIGUOUS, capacity 0, enable_pdl 1, every tensor NULL. */
+MOE_API moe_status_t moe_grouped_args_init(moe_grouped_args *args, uint32_t version);
+
+/**
+ * @brief Workspace bytes of moe_runner_run_grouped for @p problem (num_tokens = the largest N,
+ * for MASKED E_l * capacity) and @p config. top_k is not used by the grouped path (any valid
+ * value). The plan tables are built in the workspace from the counts of each call.
+ * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT, MOE_STATUS_INVALID_CONFIG,
+ *         MOE_STATUS_NOT_SUPPORTED.
+ */
+MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *runner,
+                                                           const moe_problem *problem,
+                                                           int32_t config, size_t *bytes);
+
+/**
+ * @brief GEMM1 (+activation) and GEMM2 on tokens already grouped by local expert (layouts
+ * above). Each output row equals, bit for bit, the unweighted row moe_runner_run computes for
+ * the same token and expert. The GEMM plan (CTA tables) is built from the counts: on the CPU
+ * from the host counts; on CUDA it will be built on the device from device counts, with no
+ * host synchronisation (CUDA-graph capturable). On failure nothing is written.
+ * @param[in] problem E, o, E_l, H, I of the layer; num_tokens = N of this call (<= the
+ *            workspace's).
+ * @param[in] config a config valid for @p problem.
+ * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT (shapes, dtypes, counts negative, past
+ *         capacity or summing past N), MOE_STATUS_INVALID_CONFIG,
+ *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (CUDA backend and FP8
+ *         runners: not implemented yet), MOE_STATUS_VERSION_MISMATCH.
+ */
+MOE_API moe_status_t moe_runner_run_grouped(moe_runner *runner, const moe_problem *problem,
+                                            const moe_grouped_args *args, int32_t config,
+                                            void *workspace, size_t workspace_bytes,
+                                            moe_cuda_stream_t stream);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Plan inspection                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 

@@ -145,6 +145,9 @@ const (
 	ScalingPerTensor = C.MOE_SCALING_PER_TENSOR // FP8: per-expert weight scales, static activation scales
 	ScalingBlock     = C.MOE_SCALING_BLOCK      // FP8: 128x128 weight blocks, 1x128 activation scales
 
+	LayoutContiguous = C.MOE_LAYOUT_CONTIGUOUS // grouped run (C moe_runner_run_grouped): [N, H] grouped by expert
+	LayoutMasked     = C.MOE_LAYOUT_MASKED     // grouped run: [E_l, capacity, H] with per-expert counts
+
 	WeightsGemm1 = C.MOE_WEIGHTS_GEMM1
 	WeightsGemm2 = C.MOE_WEIGHTS_GEMM2
 

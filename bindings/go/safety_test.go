@@ -363,7 +363,8 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"MOE_ACTIVATION_RELU2": ActivationReLU2, "MOE_ACTIVATION_IDENTITY": ActivationIdentity,
 		"MOE_DTYPE_BF16": DtypeBF16, "MOE_DTYPE_FP8_E4M3": DtypeFP8E4M3,
 		"MOE_SCALING_NONE": ScalingNone, "MOE_SCALING_PER_TENSOR": ScalingPerTensor,
-		"MOE_SCALING_BLOCK": ScalingBlock,
+		"MOE_SCALING_BLOCK":     ScalingBlock,
+		"MOE_LAYOUT_CONTIGUOUS": LayoutContiguous, "MOE_LAYOUT_MASKED": LayoutMasked,
 		"MOE_WEIGHTS_GEMM1": WeightsGemm1, "MOE_WEIGHTS_GEMM2": WeightsGemm2,
 		"MOE_PLAN_TOPK_IDS": PlanTopkIDs, "MOE_PLAN_EXPERT_WEIGHTS": PlanExpertWeights,
 		"MOE_PLAN_EXPANDED_TO_PERMUTED": PlanExpandedToPermuted,
@@ -387,7 +388,7 @@ func TestConstantsMatchHeader(t *testing.T) {
 			continue
 		}
 		for _, fam := range []string{"MOE_BACKEND_", "MOE_ROUTING_", "MOE_ACTIVATION_",
-			"MOE_DTYPE_", "MOE_SCALING_", "MOE_WEIGHTS_", "MOE_PLAN_"} {
+			"MOE_DTYPE_", "MOE_SCALING_", "MOE_LAYOUT_", "MOE_WEIGHTS_", "MOE_PLAN_"} {
 			if strings.HasPrefix(name, fam) {
 				if got, ok := exported[name]; !ok {
 					t.Errorf("%s (= %d) is not exported by the Go binding", name, v)

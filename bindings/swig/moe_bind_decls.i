@@ -37,6 +37,8 @@ typedef struct moe_runner moe_runner;
 %constant int SCALING_NONE = MOE_SCALING_NONE;
 %constant int SCALING_PER_TENSOR = MOE_SCALING_PER_TENSOR;
 %constant int SCALING_BLOCK = MOE_SCALING_BLOCK;
+%constant int LAYOUT_CONTIGUOUS = MOE_LAYOUT_CONTIGUOUS;
+%constant int LAYOUT_MASKED = MOE_LAYOUT_MASKED;
 %constant int WEIGHTS_GEMM1 = MOE_WEIGHTS_GEMM1;
 %constant int WEIGHTS_GEMM2 = MOE_WEIGHTS_GEMM2;
 %constant int PLAN_TOPK_IDS = MOE_PLAN_TOPK_IDS;

@@ -39,6 +39,13 @@ void moe_cpu_weights_prepare_fp8(int32_t which, int32_t gated, int32_t scaling_m
 /* GEMM1 (+activation), GEMM2, finalize (FP8 runs: fp8_gemm.c, then the same finalize). */
 void moe_cpu_run(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 
+/* moe_runner_run_grouped (grouped.c): the CTA tables and permuted_to_token of @p plan built
+ * from host @p counts [E_l] (masked: 1 for MOE_LAYOUT_MASKED), GEMM1 and GEMM2 into
+ * args->gemm2_out, then each valid row copied to its row of args->output (BF16 runners, do_finalize
+ * 0). */
+void moe_cpu_run_grouped(const moe_k_run *args, const moe_k_plan *plan, const int32_t *counts,
+                         int32_t masked, int64_t capacity, int32_t num_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,7 +44,7 @@ from .errors import (MoeError, InvalidArgumentError, NotSupportedError, OutOfMem
 # Constants (the values of the C header's macros).
 for _n in dir(_core):
     if _n.split("_")[0] in ("STATUS", "BACKEND", "ROUTING", "ACTIVATION", "DTYPE", "SCALING",
-                            "WEIGHTS", "PLAN", "DL"):
+                            "LAYOUT", "WEIGHTS", "PLAN", "DL"):
         globals()[_n] = getattr(_core, _n)  # DL_*: DLPack device types and dtype codes
 del _n
 

@@ -53,6 +53,9 @@ pub const MOE_ROUTING_ARGS_VERSION: i32 = 1;
 pub const MOE_RUN_ARGS_VERSION: i32 = 2;
 pub const MOE_PLAN_VERSION: i32 = 1;
 pub const MOE_CONFIG_INFO_VERSION: i32 = 1;
+pub const MOE_LAYOUT_CONTIGUOUS: i32 = 0;
+pub const MOE_LAYOUT_MASKED: i32 = 1;
+pub const MOE_GROUPED_ARGS_VERSION: i32 = 1;
 pub type __uint8_t = ::std::os::raw::c_uchar;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
@@ -2465,6 +2468,315 @@ extern "C" {
         times_us: *mut f32,
         capacity: i32,
         count: *mut i32,
+        stream: moe_cuda_stream_t,
+    ) -> moe_status_t;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct moe_grouped_args {
+    pub version: u32,
+    pub layout: i32,
+    pub capacity: i64,
+    pub hidden_states: *const DLTensor,
+    pub expert_counts: *const DLTensor,
+    pub gemm1_weights: *const DLTensor,
+    pub gemm2_weights: *const DLTensor,
+    pub gemm1_bias: *const DLTensor,
+    pub gemm2_bias: *const DLTensor,
+    pub gemm1_alpha: *const DLTensor,
+    pub gemm1_beta: *const DLTensor,
+    pub gemm1_clamp_limit: *const DLTensor,
+    pub output: *const DLTensor,
+    pub enable_pdl: i32,
+    pub reserved: [i32; 7usize],
+}
+#[test]
+fn bindgen_test_layout_moe_grouped_args() {
+    assert_eq!(
+        ::std::mem::size_of::<moe_grouped_args>(),
+        128usize,
+        concat!("Size of: ", stringify!(moe_grouped_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<moe_grouped_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(moe_grouped_args))
+    );
+    fn test_field_version() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).version) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(version)
+            )
+        );
+    }
+    test_field_version();
+    fn test_field_layout() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).layout) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(layout)
+            )
+        );
+    }
+    test_field_layout();
+    fn test_field_capacity() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).capacity) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(capacity)
+            )
+        );
+    }
+    test_field_capacity();
+    fn test_field_hidden_states() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).hidden_states) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(hidden_states)
+            )
+        );
+    }
+    test_field_hidden_states();
+    fn test_field_expert_counts() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_counts) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(expert_counts)
+            )
+        );
+    }
+    test_field_expert_counts();
+    fn test_field_gemm1_weights() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm1_weights) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm1_weights)
+            )
+        );
+    }
+    test_field_gemm1_weights();
+    fn test_field_gemm2_weights() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm2_weights) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm2_weights)
+            )
+        );
+    }
+    test_field_gemm2_weights();
+    fn test_field_gemm1_bias() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm1_bias) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm1_bias)
+            )
+        );
+    }
+    test_field_gemm1_bias();
+    fn test_field_gemm2_bias() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm2_bias) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm2_bias)
+            )
+        );
+    }
+    test_field_gemm2_bias();
+    fn test_field_gemm1_alpha() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm1_alpha) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm1_alpha)
+            )
+        );
+    }
+    test_field_gemm1_alpha();
+    fn test_field_gemm1_beta() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm1_beta) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm1_beta)
+            )
+        );
+    }
+    test_field_gemm1_beta();
+    fn test_field_gemm1_clamp_limit() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm1_clamp_limit) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm1_clamp_limit)
+            )
+        );
+    }
+    test_field_gemm1_clamp_limit();
+    fn test_field_output() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).output) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(output)
+            )
+        );
+    }
+    test_field_output();
+    fn test_field_enable_pdl() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).enable_pdl) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(enable_pdl)
+            )
+        );
+    }
+    test_field_enable_pdl();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            100usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+}
+extern "C" {
+    pub fn moe_grouped_args_init(args: *mut moe_grouped_args, version: u32) -> moe_status_t;
+}
+extern "C" {
+    pub fn moe_runner_get_grouped_workspace_size(
+        runner: *const moe_runner,
+        problem: *const moe_problem,
+        config: i32,
+        bytes: *mut usize,
+    ) -> moe_status_t;
+}
+extern "C" {
+    pub fn moe_runner_run_grouped(
+        runner: *mut moe_runner,
+        problem: *const moe_problem,
+        args: *const moe_grouped_args,
+        config: i32,
+        workspace: *mut ::std::os::raw::c_void,
+        workspace_bytes: usize,
         stream: moe_cuda_stream_t,
     ) -> moe_status_t;
 }

@@ -204,6 +204,16 @@ c_enum! {
 }
 
 c_enum! {
+    /// Token layout of the grouped run (C `moe_runner_run_grouped`; docs/ep.md).
+    Layout {
+        /// hidden [N, H], rows grouped by local expert in order.
+        Contiguous = MOE_LAYOUT_CONTIGUOUS,
+        /// hidden [E_l, capacity, H], count[e] valid rows per expert.
+        Masked = MOE_LAYOUT_MASKED,
+    }
+}
+
+c_enum! {
     /// Which weights to prepare.
     Weights {
         /// Canonical W1 [E_l, f*I, H].

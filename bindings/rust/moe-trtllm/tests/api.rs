@@ -287,6 +287,7 @@ fn enums_match_header() {
     chk!("MOE_ACTIVATION_", Activation);
     chk!("MOE_DTYPE_", RunnerDtype);
     chk!("MOE_SCALING_", Scaling);
+    chk!("MOE_LAYOUT_", Layout);
     chk!("MOE_WEIGHTS_", Weights);
     chk!("MOE_PLAN_", PlanTable);
     for &st in Status::ALL {

@@ -45,6 +45,10 @@ public final class Moe {
   public static final int SCALING_PER_TENSOR = MoeNativeConstants.SCALING_PER_TENSOR;
   public static final int SCALING_BLOCK = MoeNativeConstants.SCALING_BLOCK;
 
+  /** Token layouts of the grouped run (C moe_runner_run_grouped; docs/ep.md). */
+  public static final int LAYOUT_CONTIGUOUS = MoeNativeConstants.LAYOUT_CONTIGUOUS;
+  public static final int LAYOUT_MASKED = MoeNativeConstants.LAYOUT_MASKED;
+
   public static final int WEIGHTS_GEMM1 = MoeNativeConstants.WEIGHTS_GEMM1;
   public static final int WEIGHTS_GEMM2 = MoeNativeConstants.WEIGHTS_GEMM2;
 

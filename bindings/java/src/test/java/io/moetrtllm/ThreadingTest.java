@@ -248,7 +248,7 @@ class ThreadingTest {
     }
     int statuses = 0;
     String[] families = {"STATUS_", "BACKEND_", "ROUTING_", "ACTIVATION_", "DTYPE_", "SCALING_",
-        "WEIGHTS_", "PLAN_"};
+        "LAYOUT_", "WEIGHTS_", "PLAN_"};
     for (Map.Entry<String, Integer> d : defs.entrySet()) {
       String name = d.getKey();
       if (name.endsWith("_VERSION")) {

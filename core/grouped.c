@@ -1,0 +1,264 @@
+/*
+ * grouped.c - moe_runner_run_grouped: GEMM1 + GEMM2 on tokens a dispatcher already grouped by
+ * local expert (MOE_LAYOUT_CONTIGUOUS / MOE_LAYOUT_MASKED; docs/ep.md), and its workspace.
+ *
+ * The grouped workspace holds only what the GEMMs read: with N = problem->num_tokens and the
+ * config's tile and cluster size C,
+ *   max_cgas = min(E_l, N) + floor((N - min(E_l, N)) / tile)   (moe_max_cgas(N, 1, E_l, tile))
+ *   permuted_to_token [max_cgas * tile] int32, cta_to_batch and cta_to_mn_limit
+ *   [max_cgas * C] int32, 3 int32 scalars, GEMM1 output [rows, I] bf16, GEMM2 output [rows, H]
+ *   bf16, each region 256-byte aligned.
+ * The plan tables are built from the counts of each call (CPU: core/cpu/grouped.c, from host
+ * counts). On CUDA they are to be built by a device kernel from device counts (no host sync,
+ * capturable); until then the CUDA backend answers NOT_SUPPORTED.
+ */
+#include <limits.h>
+#include <string.h>
+
+#include "internal.h"
+#include "cpu/cpu_backend.h"
+
+typedef struct grouped_layout {
+  int64_t max_rows, max_ctas;
+  int64_t off_permuted_to_token, off_cta_to_batch, off_cta_to_mn_limit, off_scalars, off_gemm1_out,
+      off_gemm2_out, total_bytes;
+} grouped_layout;
+
+static int64_t align_up(int64_t x) {
+  return (x + MOE_WORKSPACE_ALIGN - 1) / MOE_WORKSPACE_ALIGN * MOE_WORKSPACE_ALIGN;
+}
+
+static int64_t region(int64_t *at, int64_t bytes) {
+  int64_t off = *at;
+  *at = align_up(off + bytes);
+  return off;
+}
+
+static moe_status_t grouped_layout_of(const moe_problem *p, const moe_config_row *row,
+                                      grouped_layout *l) {
+  const int64_t N = p->num_tokens, El = moe_local_experts(p), H = p->hidden_size,
+                I = p->intermediate_size;
+  const int64_t cgas = moe_max_cgas(N, 1, El, row->tile);
+  l->max_rows = cgas * row->tile;
+  l->max_ctas = cgas * row->cluster;
+  if (l->max_rows > INT32_MAX || l->max_ctas > INT32_MAX)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "problem: padded row capacity %lld (max_cgas %lld x tile %d) of the grouped "
+                    "plan exceeds int32; reduce num_tokens",
+                    (long long)l->max_rows, (long long)cgas, row->tile);
+  const int64_t wide = H > I ? H : I;
+  if (l->max_rows > (INT64_MAX / 8) / wide)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "problem: the GEMM buffers of %lld padded rows x %lld elements exceed the "
+                    "addressable range; reduce num_tokens",
+                    (long long)l->max_rows, (long long)wide);
+  int64_t at = 0;
+  l->off_permuted_to_token = region(&at, 4 * l->max_rows);
+  l->off_cta_to_batch = region(&at, 4 * l->max_ctas);
+  l->off_cta_to_mn_limit = region(&at, 4 * l->max_ctas);
+  l->off_scalars = region(&at, 4 * 3);
+  l->off_gemm1_out = region(&at, 2 * l->max_rows * I);
+  l->off_gemm2_out = region(&at, 2 * l->max_rows * H);
+  l->total_bytes = at;
+  if ((uint64_t)at > (uint64_t)SIZE_MAX)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: workspace of %lld bytes exceeds size_t",
+                    (long long)at);
+  return MOE_STATUS_SUCCESS;
+}
+
+/* Runner, problem and config; fills the layout. */
+static moe_status_t grouped_setup(const moe_runner *r, const moe_problem *p, int32_t config,
+                                  const moe_config_row **row, grouped_layout *l) {
+  if (!r) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "runner: expected a non-NULL runner");
+  moe_status_t s;
+  if ((s = moe_check_problem(p, "problem"))) return s;
+  if ((s = moe_check_config(r, p, config, "config"))) return s;
+  *row = moe_catalogue_row(r, config);
+  return grouped_layout_of(p, *row, l);
+}
+
+MOE_API moe_status_t moe_grouped_args_init(moe_grouped_args *args, uint32_t version) {
+  moe_clear_error();
+  if (!args) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "args: expected a non-NULL pointer");
+  if (version < 1 || version > MOE_GROUPED_ARGS_VERSION)
+    return moe_fail(MOE_STATUS_VERSION_MISMATCH, "args version: expected 1..%u, given %u",
+                    (unsigned)MOE_GROUPED_ARGS_VERSION, version);
+  memset(args, 0, sizeof *args);
+  args->version = version;
+  args->layout = MOE_LAYOUT_CONTIGUOUS;
+  args->enable_pdl = 1;
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *r,
+                                                           const moe_problem *p, int32_t config,
+                                                           size_t *bytes) {
+  moe_clear_error();
+  if (!bytes) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "bytes: expected a non-NULL pointer");
+  *bytes = 0;
+  const moe_config_row *row = NULL;
+  grouped_layout l = {0};
+  moe_status_t s = grouped_setup(r, p, config, &row, &l);
+  if (s) return s;
+  *bytes = (size_t)l.total_bytes;
+  return MOE_STATUS_SUCCESS;
+}
+
+/* Everything but the counts' values; fills the tensors of @p k. */
+static moe_status_t check_grouped_args(const moe_runner *r, const moe_problem *p,
+                                       const moe_grouped_args *a, moe_k_run *k) {
+  if (!a) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "args: expected a non-NULL pointer");
+  if (a->version < 1 || a->version > MOE_GROUPED_ARGS_VERSION)
+    return moe_fail(MOE_STATUS_VERSION_MISMATCH, "args->version: expected 1..%d, given %u",
+                    MOE_GROUPED_ARGS_VERSION, a->version);
+  if (a->layout != MOE_LAYOUT_CONTIGUOUS && a->layout != MOE_LAYOUT_MASKED)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "args->layout: expected MOE_LAYOUT_CONTIGUOUS (%d) or MOE_LAYOUT_MASKED (%d), "
+                    "given %d",
+                    MOE_LAYOUT_CONTIGUOUS, MOE_LAYOUT_MASKED, a->layout);
+  if (a->enable_pdl != 0 && a->enable_pdl != 1)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "args->enable_pdl: expected 0 or 1, given %d",
+                    a->enable_pdl);
+  for (int i = 0; i < 7; ++i)
+    if (a->reserved[i])
+      return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "args->reserved[%d]: expected 0, given %d", i,
+                      a->reserved[i]);
+  const int64_t N = p->num_tokens, H = p->hidden_size, I = p->intermediate_size;
+  const int64_t El = moe_local_experts(p), f = r->gated ? 2 : 1;
+  if (a->layout == MOE_LAYOUT_CONTIGUOUS && a->capacity != 0)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "args->capacity: expected 0 with MOE_LAYOUT_CONTIGUOUS, given %lld",
+                    (long long)a->capacity);
+  if (a->layout == MOE_LAYOUT_MASKED &&
+      (a->capacity < 0 || a->capacity > INT32_MAX || a->capacity * El != N))
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "args->capacity: expected problem->num_tokens / local experts = %lld / %lld "
+                    "with MOE_LAYOUT_MASKED (num_tokens = E_l * capacity), given %lld",
+                    (long long)N, (long long)El, (long long)a->capacity);
+  size_t w1 = 0, w2 = 0;
+  moe_status_t s;
+  if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM1, &w1))) return s;
+  if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM2, &w2))) return s;
+  const int64_t contig[2] = {N, H}, masked[3] = {El, a->capacity, H};
+  const int32_t hd = a->layout == MOE_LAYOUT_MASKED ? 3 : 2;
+  const int64_t *hs = a->layout == MOE_LAYOUT_MASKED ? masked : contig;
+  const int64_t w1s[1] = {moe_shape_at_least(w1)}, w2s[1] = {moe_shape_at_least(w2)};
+  const int64_t b1[2] = {El, f * I}, b2[2] = {El, H}, el[1] = {El};
+  if ((s = moe_check_tensor(r, a->hidden_states, "args->hidden_states", 0, MOE_T_BF16, hd, hs)) ||
+      (s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, hd, hs)) ||
+      (s = moe_check_tensor(r, a->expert_counts, "args->expert_counts", 0, MOE_T_I32, 1, el)) ||
+      (s = moe_check_tensor(r, a->gemm1_weights, "args->gemm1_weights", 0, MOE_T_U8, 1, w1s)) ||
+      (s = moe_check_tensor(r, a->gemm2_weights, "args->gemm2_weights", 0, MOE_T_U8, 1, w2s)) ||
+      (s = moe_check_tensor(r, a->gemm1_bias, "args->gemm1_bias", 1, MOE_T_F32, 2, b1)) ||
+      (s = moe_check_tensor(r, a->gemm2_bias, "args->gemm2_bias", 1, MOE_T_F32, 2, b2)) ||
+      (s = moe_check_tensor(r, a->gemm1_alpha, "args->gemm1_alpha", 1, MOE_T_F32, 1, el)) ||
+      (s = moe_check_tensor(r, a->gemm1_beta, "args->gemm1_beta", 1, MOE_T_F32, 1, el)) ||
+      (s = moe_check_tensor(r, a->gemm1_clamp_limit, "args->gemm1_clamp_limit", 1, MOE_T_F32, 1,
+                            el)) ||
+      (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")) ||
+      (s = moe_check_tensor_vector_aligned(r, a->output, "args->output")) ||
+      (s = moe_check_tensor_aligned(a->gemm1_weights, "args->gemm1_weights", MOE_VECTOR_ALIGN,
+                                    "prepared weights")) ||
+      (s = moe_check_tensor_aligned(a->gemm2_weights, "args->gemm2_weights", MOE_VECTOR_ALIGN,
+                                    "prepared weights")))
+    return s;
+  if ((a->gemm1_alpha || a->gemm1_beta || a->gemm1_clamp_limit) &&
+      r->opts.activation != MOE_ACTIVATION_SWIGLU)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "args->gemm1_alpha/beta/clamp_limit: only SwiGLU uses them; expected NULL "
+                    "for activation %d",
+                    r->opts.activation);
+  k->hidden = (const uint16_t *)moe_tensor_data(a->hidden_states);
+  k->w1 = (const uint16_t *)moe_tensor_data(a->gemm1_weights);
+  k->w2 = (const uint16_t *)moe_tensor_data(a->gemm2_weights);
+  k->bias1 = (const float *)moe_tensor_data(a->gemm1_bias);
+  k->bias2 = (const float *)moe_tensor_data(a->gemm2_bias);
+  k->alpha = (const float *)moe_tensor_data(a->gemm1_alpha);
+  k->beta = (const float *)moe_tensor_data(a->gemm1_beta);
+  k->clamp_limit = (const float *)moe_tensor_data(a->gemm1_clamp_limit);
+  k->output = (uint16_t *)moe_tensor_data(a->output);
+  k->enable_pdl = a->enable_pdl;
+  return MOE_STATUS_SUCCESS;
+}
+
+/* Host counts: each >= 0; MASKED: <= capacity; CONTIGUOUS: sum <= N. */
+static moe_status_t check_counts(const int32_t *c, int64_t El, int32_t layout, int64_t capacity,
+                                 int64_t N) {
+  int64_t sum = 0;
+  for (int64_t e = 0; e < El; ++e) {
+    if (c[e] < 0)
+      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                      "args->expert_counts[%lld]: expected >= 0, given %d", (long long)e, c[e]);
+    if (layout == MOE_LAYOUT_MASKED && c[e] > capacity)
+      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                      "args->expert_counts[%lld]: expected <= capacity %lld, given %d",
+                      (long long)e, (long long)capacity, c[e]);
+    sum += c[e];
+  }
+  if (layout == MOE_LAYOUT_CONTIGUOUS && sum > N)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "args->expert_counts: expected a sum <= problem->num_tokens %lld (rows of "
+                    "hidden_states), given a sum of %lld",
+                    (long long)N, (long long)sum);
+  return MOE_STATUS_SUCCESS;
+}
+
+MOE_API moe_status_t moe_runner_run_grouped(moe_runner *r, const moe_problem *p,
+                                            const moe_grouped_args *a, int32_t config,
+                                            void *workspace, size_t workspace_bytes,
+                                            moe_cuda_stream_t stream) {
+  moe_clear_error();
+  const moe_config_row *row = NULL;
+  grouped_layout l = {0};
+  moe_status_t s = grouped_setup(r, p, config, &row, &l);
+  if (s) return s;
+  if (r->opts.activation_dtype != MOE_DTYPE_BF16 || r->opts.weight_dtype != MOE_DTYPE_BF16)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "runner: moe_runner_run_grouped supports BF16 runners only for now (given "
+                    "activation_dtype %d, weight_dtype %d)",
+                    r->opts.activation_dtype, r->opts.weight_dtype);
+  if (r->backend != MOE_BACKEND_CPU)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "runner: moe_runner_run_grouped is not implemented on the CUDA backend yet "
+                    "(the device-side plan builder and the grouped GEMM launch are not built; "
+                    "docs/ep.md); use a CPU runner");
+  if (stream)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "stream: expected NULL on the CPU backend, given %p", (void *)stream);
+  if ((s = moe_check_workspace(workspace, workspace_bytes, l.total_bytes))) return s;
+  moe_k_run k;
+  memset(&k, 0, sizeof k);
+  if ((s = check_grouped_args(r, p, a, &k))) return s;
+  const int64_t El = moe_local_experts(p);
+  const int32_t *counts = (const int32_t *)moe_tensor_data(a->expert_counts);
+  if ((s = check_counts(counts, El, a->layout, a->capacity, p->num_tokens))) return s;
+
+  char *ws = (char *)workspace;
+  moe_k_plan kp;
+  memset(&kp, 0, sizeof kp);
+  kp.permuted_to_token = (int32_t *)(ws + l.off_permuted_to_token);
+  kp.cta_to_batch = (int32_t *)(ws + l.off_cta_to_batch);
+  kp.cta_to_mn_limit = (int32_t *)(ws + l.off_cta_to_mn_limit);
+  kp.num_ctas = (int32_t *)(ws + l.off_scalars);
+  kp.permuted_size = (int32_t *)(ws + l.off_scalars + 4);
+  kp.gemm_tile_counter = (int32_t *)(ws + l.off_scalars + 8);
+  kp.max_rows = l.max_rows;
+  kp.max_ctas = l.max_ctas;
+  k.gemm1_out = (uint16_t *)(ws + l.off_gemm1_out);
+  k.gemm2_out = (uint16_t *)(ws + l.off_gemm2_out);
+  k.num_tokens = p->num_tokens;
+  k.hidden_size = p->hidden_size;
+  k.intermediate_size = p->intermediate_size;
+  k.top_k = 1;
+  k.local_num_experts = (int32_t)El;
+  k.activation = r->opts.activation;
+  k.catalogue = moe_catalogue_of(r)->key;
+  k.config = config;
+  k.tile = row->tile;
+  k.cluster_size = row->cluster;
+  k.launch_ctas = l.max_ctas;
+  k.do_finalize = 0;
+  k.num_sms = r->num_sms;
+  moe_cpu_run_grouped(&k, &kp, counts, a->layout == MOE_LAYOUT_MASKED, a->capacity, r->num_threads);
+  return MOE_STATUS_SUCCESS;
+}
