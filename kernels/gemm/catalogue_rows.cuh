@@ -71,7 +71,7 @@ GemmKernel gemm2_persistent_kernel() {
   }                                                                                    \
   extern const Catalogue NAME = {                                                      \
       NAME##_rows, static_cast<int32_t>(sizeof(NAME##_rows) / sizeof(NAME##_rows[0])), \
-      DTYPE::kBytes};
+      DTYPE::kBytes, DTYPE::kTmaType};
 
 }  // namespace sm90
 }  // namespace moe

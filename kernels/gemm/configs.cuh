@@ -7,6 +7,7 @@
 #ifndef MOE_GEMM_CONFIGS_CUH_
 #define MOE_GEMM_CONFIGS_CUH_
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -27,7 +28,8 @@ struct ConfigEntry {
 struct Catalogue {
   const ConfigEntry *rows;
   int32_t count;
-  int32_t elem_bytes; /* activation and weight element size of the kernels (bytes) */
+  int32_t elem_bytes;           /* activation and weight element size of the kernels (bytes) */
+  CUtensorMapDataType tma_type; /* their element type in the tensor maps */
 };
 
 /* The catalogue of a MOE_K_CATALOGUE_* key, or NULL where this build has none. */

@@ -70,7 +70,7 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
     return cudaErrorInvalidValue;
   }
   const int es = cat->elem_bytes;
-  const CUtensorMapDataType tma_type = fp8 ? E4m3::kTmaType : Bf16::kTmaType;
+  const CUtensorMapDataType tma_type = cat->tma_type;
   const int64_t kBK = kStageRowBytes / es;
   const int64_t H = a->hidden_size, I = a->intermediate_size, E = a->local_num_experts;
   if (H % kBK != 0 || I % kBK != 0 || H <= 0 || I <= 0 || E <= 0) return cudaErrorInvalidValue;

@@ -25,12 +25,6 @@ namespace sm90 {
 cudaError_t encode_stage_map(CUtensorMap *map, CUtensorMapDataType type, int elem_bytes,
                              const void *ptr, int64_t inner, int64_t outer, int32_t box_rows);
 
-template <class D>
-cudaError_t encode_stage_map(CUtensorMap *map, const void *ptr, int64_t inner, int64_t outer,
-                             int32_t box_rows) {
-  return encode_stage_map(map, D::kTmaType, D::kBytes, ptr, inner, outer, box_rows);
-}
-
 }  // namespace sm90
 }  // namespace moe
 
