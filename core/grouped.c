@@ -123,8 +123,8 @@ static moe_status_t check_grouped_args(const moe_runner *r, const moe_problem *p
     if (a->reserved[i])
       return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "args->reserved[%d]: expected 0, given %d", i,
                       a->reserved[i]);
-  const int64_t N = p->num_tokens, H = p->hidden_size, I = p->intermediate_size;
-  const int64_t El = moe_local_experts(p), f = r->gated ? 2 : 1;
+  const int64_t N = p->num_tokens, H = p->hidden_size;
+  const int64_t El = moe_local_experts(p);
   if (a->layout == MOE_LAYOUT_CONTIGUOUS && a->capacity != 0)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "args->capacity: expected 0 with MOE_LAYOUT_CONTIGUOUS, given %lld",
@@ -135,47 +135,21 @@ static moe_status_t check_grouped_args(const moe_runner *r, const moe_problem *p
                     "args->capacity: expected problem->num_tokens / local experts = %lld / %lld "
                     "with MOE_LAYOUT_MASKED (num_tokens = E_l * capacity), given %lld",
                     (long long)N, (long long)El, (long long)a->capacity);
-  size_t w1 = 0, w2 = 0;
-  moe_status_t s;
-  if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM1, &w1))) return s;
-  if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM2, &w2))) return s;
-  const int64_t contig[2] = {N, H}, masked[3] = {El, a->capacity, H};
+  const int64_t contig[2] = {N, H}, masked[3] = {El, a->capacity, H}, el[1] = {El};
   const int32_t hd = a->layout == MOE_LAYOUT_MASKED ? 3 : 2;
   const int64_t *hs = a->layout == MOE_LAYOUT_MASKED ? masked : contig;
-  const int64_t w1s[1] = {moe_shape_at_least(w1)}, w2s[1] = {moe_shape_at_least(w2)};
-  const int64_t b1[2] = {El, f * I}, b2[2] = {El, H}, el[1] = {El};
+  const moe_expert_tensors et = {a->gemm1_weights,    a->gemm2_weights, a->gemm1_bias,
+                                 a->gemm2_bias,       a->gemm1_alpha,   a->gemm1_beta,
+                                 a->gemm1_clamp_limit};
+  moe_status_t s;
   if ((s = moe_check_tensor(r, a->hidden_states, "args->hidden_states", 0, MOE_T_BF16, hd, hs)) ||
       (s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, hd, hs)) ||
       (s = moe_check_tensor(r, a->expert_counts, "args->expert_counts", 0, MOE_T_I32, 1, el)) ||
-      (s = moe_check_tensor(r, a->gemm1_weights, "args->gemm1_weights", 0, MOE_T_U8, 1, w1s)) ||
-      (s = moe_check_tensor(r, a->gemm2_weights, "args->gemm2_weights", 0, MOE_T_U8, 1, w2s)) ||
-      (s = moe_check_tensor(r, a->gemm1_bias, "args->gemm1_bias", 1, MOE_T_F32, 2, b1)) ||
-      (s = moe_check_tensor(r, a->gemm2_bias, "args->gemm2_bias", 1, MOE_T_F32, 2, b2)) ||
-      (s = moe_check_tensor(r, a->gemm1_alpha, "args->gemm1_alpha", 1, MOE_T_F32, 1, el)) ||
-      (s = moe_check_tensor(r, a->gemm1_beta, "args->gemm1_beta", 1, MOE_T_F32, 1, el)) ||
-      (s = moe_check_tensor(r, a->gemm1_clamp_limit, "args->gemm1_clamp_limit", 1, MOE_T_F32, 1,
-                            el)) ||
+      (s = moe_check_expert_tensors(r, p, &et, k)) ||
       (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")) ||
-      (s = moe_check_tensor_vector_aligned(r, a->output, "args->output")) ||
-      (s = moe_check_tensor_aligned(a->gemm1_weights, "args->gemm1_weights", MOE_VECTOR_ALIGN,
-                                    "prepared weights")) ||
-      (s = moe_check_tensor_aligned(a->gemm2_weights, "args->gemm2_weights", MOE_VECTOR_ALIGN,
-                                    "prepared weights")))
+      (s = moe_check_tensor_vector_aligned(r, a->output, "args->output")))
     return s;
-  if ((a->gemm1_alpha || a->gemm1_beta || a->gemm1_clamp_limit) &&
-      r->opts.activation != MOE_ACTIVATION_SWIGLU)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "args->gemm1_alpha/beta/clamp_limit: only SwiGLU uses them; expected NULL "
-                    "for activation %d",
-                    r->opts.activation);
   k->hidden = (const uint16_t *)moe_tensor_data(a->hidden_states);
-  k->w1 = (const uint16_t *)moe_tensor_data(a->gemm1_weights);
-  k->w2 = (const uint16_t *)moe_tensor_data(a->gemm2_weights);
-  k->bias1 = (const float *)moe_tensor_data(a->gemm1_bias);
-  k->bias2 = (const float *)moe_tensor_data(a->gemm2_bias);
-  k->alpha = (const float *)moe_tensor_data(a->gemm1_alpha);
-  k->beta = (const float *)moe_tensor_data(a->gemm1_beta);
-  k->clamp_limit = (const float *)moe_tensor_data(a->gemm1_clamp_limit);
   k->output = (uint16_t *)moe_tensor_data(a->output);
   k->enable_pdl = a->enable_pdl;
   return MOE_STATUS_SUCCESS;

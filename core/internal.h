@@ -128,6 +128,15 @@ moe_status_t moe_registry_check(const moe_plan *plan, int32_t device_id);
 /* Drop the records of a runner being destroyed. */
 void moe_registry_forget_runner(const moe_runner *r);
 
+/* The expert tensors every run entry point takes (prepared weights, optional biases and SwiGLU
+ * parameters): validated against the problem and the runner's activation, then stored in @p k
+ * (run.c). Names in messages are the run-args fields. */
+typedef struct moe_expert_tensors {
+  const DLTensor *w1, *w2, *bias1, *bias2, *alpha, *beta, *clamp_limit;
+} moe_expert_tensors;
+moe_status_t moe_check_expert_tensors(const moe_runner *r, const moe_problem *p,
+                                      const moe_expert_tensors *t, moe_k_run *k);
+
 /* ---- tensors (tensor.c) ---- */
 /* Element-type codes for moe_check_tensor. */
 #define MOE_T_F32 1

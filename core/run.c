@@ -25,6 +25,45 @@ static moe_status_t check_plan_problem(const moe_plan *plan, const moe_problem *
   return MOE_STATUS_SUCCESS;
 }
 
+moe_status_t moe_check_expert_tensors(const moe_runner *r, const moe_problem *p,
+                                      const moe_expert_tensors *t, moe_k_run *k) {
+  const int64_t H = p->hidden_size, I = p->intermediate_size;
+  const int64_t El = moe_local_experts(p), f = r->gated ? 2 : 1;
+  size_t w1 = 0, w2 = 0;
+  moe_status_t s;
+  if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM1, &w1))) return s;
+  if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM2, &w2))) return s;
+  const int64_t w1s[1] = {moe_shape_at_least(w1)}, w2s[1] = {moe_shape_at_least(w2)};
+  const int64_t b1[2] = {El, f * I}, b2[2] = {El, H}, el[1] = {El};
+  if ((s = moe_check_tensor(r, t->w1, "args->gemm1_weights", 0, MOE_T_U8, 1, w1s)) ||
+      (s = moe_check_tensor(r, t->w2, "args->gemm2_weights", 0, MOE_T_U8, 1, w2s)) ||
+      (s = moe_check_tensor(r, t->bias1, "args->gemm1_bias", 1, MOE_T_F32, 2, b1)) ||
+      (s = moe_check_tensor(r, t->bias2, "args->gemm2_bias", 1, MOE_T_F32, 2, b2)) ||
+      (s = moe_check_tensor(r, t->alpha, "args->gemm1_alpha", 1, MOE_T_F32, 1, el)) ||
+      (s = moe_check_tensor(r, t->beta, "args->gemm1_beta", 1, MOE_T_F32, 1, el)) ||
+      (s = moe_check_tensor(r, t->clamp_limit, "args->gemm1_clamp_limit", 1, MOE_T_F32, 1, el)) ||
+      /* prepared weights are uint8 tensors of bf16 data: 16 bytes on every backend, as
+       * moe_weights_prepare requires of its output */
+      (s = moe_check_tensor_aligned(t->w1, "args->gemm1_weights", MOE_VECTOR_ALIGN,
+                                    "prepared weights")) ||
+      (s = moe_check_tensor_aligned(t->w2, "args->gemm2_weights", MOE_VECTOR_ALIGN,
+                                    "prepared weights")))
+    return s;
+  if ((t->alpha || t->beta || t->clamp_limit) && r->opts.activation != MOE_ACTIVATION_SWIGLU)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "args->gemm1_alpha/beta/clamp_limit: only SwiGLU uses them; expected NULL "
+                    "for activation %d",
+                    r->opts.activation);
+  k->w1 = (const uint16_t *)moe_tensor_data(t->w1);
+  k->w2 = (const uint16_t *)moe_tensor_data(t->w2);
+  k->bias1 = (const float *)moe_tensor_data(t->bias1);
+  k->bias2 = (const float *)moe_tensor_data(t->bias2);
+  k->alpha = (const float *)moe_tensor_data(t->alpha);
+  k->beta = (const float *)moe_tensor_data(t->beta);
+  k->clamp_limit = (const float *)moe_tensor_data(t->clamp_limit);
+  return MOE_STATUS_SUCCESS;
+}
+
 static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, const moe_run_args *a,
                                    const moe_layout *l, moe_k_run *k) {
   if (!a) return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "args: expected a non-NULL pointer");
@@ -41,39 +80,16 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
     if (a->reserved[i])
       return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "args->reserved[%d]: expected 0, given %d", i,
                       a->reserved[i]);
-  const int64_t T = p->num_tokens, H = p->hidden_size, I = p->intermediate_size;
-  const int64_t El = moe_local_experts(p), f = r->gated ? 2 : 1;
-  size_t w1 = 0, w2 = 0;
-  moe_status_t s;
-  if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM1, &w1))) return s;
-  if ((s = moe_weights_prepared_size(r, p, MOE_WEIGHTS_GEMM2, &w2))) return s;
-  const int64_t th[2] = {T, H}, w1s[1] = {moe_shape_at_least(w1)},
-                w2s[1] = {moe_shape_at_least(w2)};
-  const int64_t b1[2] = {El, f * I}, b2[2] = {El, H}, el[1] = {El};
+  const int64_t T = p->num_tokens, H = p->hidden_size;
+  const int64_t th[2] = {T, H};
   const int64_t po[2] = {moe_shape_at_least((uint64_t)l->max_rows), H};
-  if ((s = moe_check_run_precision(r, p, a, k)) ||
-      (s = moe_check_tensor(r, a->gemm1_weights, "args->gemm1_weights", 0, MOE_T_U8, 1, w1s)) ||
-      (s = moe_check_tensor(r, a->gemm2_weights, "args->gemm2_weights", 0, MOE_T_U8, 1, w2s)) ||
-      (s = moe_check_tensor(r, a->gemm1_bias, "args->gemm1_bias", 1, MOE_T_F32, 2, b1)) ||
-      (s = moe_check_tensor(r, a->gemm2_bias, "args->gemm2_bias", 1, MOE_T_F32, 2, b2)) ||
-      (s = moe_check_tensor(r, a->gemm1_alpha, "args->gemm1_alpha", 1, MOE_T_F32, 1, el)) ||
-      (s = moe_check_tensor(r, a->gemm1_beta, "args->gemm1_beta", 1, MOE_T_F32, 1, el)) ||
-      (s = moe_check_tensor(r, a->gemm1_clamp_limit, "args->gemm1_clamp_limit", 1, MOE_T_F32, 1,
-                            el)) ||
-      (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")) ||
-      /* prepared weights are uint8 tensors of bf16 data: 16 bytes on every backend, as
-       * moe_weights_prepare requires of its output */
-      (s = moe_check_tensor_aligned(a->gemm1_weights, "args->gemm1_weights", MOE_VECTOR_ALIGN,
-                                    "prepared weights")) ||
-      (s = moe_check_tensor_aligned(a->gemm2_weights, "args->gemm2_weights", MOE_VECTOR_ALIGN,
-                                    "prepared weights")))
+  const moe_expert_tensors et = {a->gemm1_weights,    a->gemm2_weights, a->gemm1_bias,
+                                 a->gemm2_bias,       a->gemm1_alpha,   a->gemm1_beta,
+                                 a->gemm1_clamp_limit};
+  moe_status_t s;
+  if ((s = moe_check_run_precision(r, p, a, k)) || (s = moe_check_expert_tensors(r, p, &et, k)) ||
+      (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")))
     return s;
-  if ((a->gemm1_alpha || a->gemm1_beta || a->gemm1_clamp_limit) &&
-      r->opts.activation != MOE_ACTIVATION_SWIGLU)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "args->gemm1_alpha/beta/clamp_limit: only SwiGLU uses them; expected NULL "
-                    "for activation %d",
-                    r->opts.activation);
   if (a->do_finalize) {
     if ((s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, 2, th)) ||
         (s = moe_check_tensor_vector_aligned(r, a->output, "args->output")))
@@ -84,13 +100,6 @@ static moe_status_t check_run_args(const moe_runner *r, const moe_problem *p, co
         (s = moe_check_tensor_vector_aligned(r, a->permuted_output, "args->permuted_output")))
       return s;
   }
-  k->w1 = (const uint16_t *)moe_tensor_data(a->gemm1_weights);
-  k->w2 = (const uint16_t *)moe_tensor_data(a->gemm2_weights);
-  k->bias1 = (const float *)moe_tensor_data(a->gemm1_bias);
-  k->bias2 = (const float *)moe_tensor_data(a->gemm2_bias);
-  k->alpha = (const float *)moe_tensor_data(a->gemm1_alpha);
-  k->beta = (const float *)moe_tensor_data(a->gemm1_beta);
-  k->clamp_limit = (const float *)moe_tensor_data(a->gemm1_clamp_limit);
   k->output = a->do_finalize ? (uint16_t *)moe_tensor_data(a->output) : NULL;
   k->do_finalize = a->do_finalize;
   k->enable_pdl = a->enable_pdl;
