@@ -303,6 +303,17 @@ static void expect_fail(fx *f, const grouped_call *c, moe_status_t want, const c
   free(out);
 }
 
+/* Grouped args with every required tensor set (the valid call the misuse cases start from). */
+static void valid_args(moe_grouped_args *a, ttensor *hid, ttensor *counts, const t_weights *w,
+                       ttensor *out) {
+  moe_grouped_args_init(a, MOE_GROUPED_ARGS_VERSION);
+  a->hidden_states = &hid->t;
+  a->expert_counts = &counts->t;
+  a->gemm1_weights = &w->w1->t;
+  a->gemm2_weights = &w->w2->t;
+  a->output = &out->t;
+}
+
 static void test_misuse(void) {
   fx f;
   if (fx_init(&f, 11, 8, 2, 4, 12, 2, 128, 64)) {
@@ -384,12 +395,7 @@ static void test_misuse(void) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     moe_grouped_args a;
-    moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
-    a.hidden_states = &hid->t;
-    a.expert_counts = &cn->t;
-    a.gemm1_weights = &f.w.w1->t;
-    a.gemm2_weights = &f.w.w2->t;
-    a.output = &out->t;
+    valid_args(&a, hid, cn, &f.w, out);
     size_t b = bytes;
     moe_cuda_stream_t st = NULL;
     switch (cases[i].field) {
@@ -433,12 +439,7 @@ static void test_misuse(void) {
   /* the valid call with these tensors succeeds (so the cases above fail for their reason) */
   {
     moe_grouped_args a;
-    moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
-    a.hidden_states = &hid->t;
-    a.expert_counts = &cn->t;
-    a.gemm1_weights = &f.w.w1->t;
-    a.gemm2_weights = &f.w.w2->t;
-    a.output = &out->t;
+    valid_args(&a, hid, cn, &f.w, out);
     CHECK_OK(moe_runner_run_grouped(f.r, &p, &a, cfg, ws, bytes, NULL));
   }
   /* init and sizing misuse */
