@@ -291,6 +291,7 @@ static void measure_fp8_gemm(bench_dev *d, cudaEvent_t e0, cudaEvent_t e1) {
   cublasLtMatmulPreference_t pref = NULL;
   float best = 1e30f;
   int best_fast = 0, ok = 0;
+  cublasStatus_t lt_status = CUBLAS_STATUS_SUCCESS;
   if (cudaMalloc(&A, ab) != cudaSuccess || cudaMalloc(&B, ab) != cudaSuccess ||
       cudaMalloc(&D, db) != cudaSuccess || cudaMalloc(&ws, wsb) != cudaSuccess ||
       cudaMalloc((void **)&scale, 256) != cudaSuccess ||
@@ -320,23 +321,33 @@ static void measure_fp8_gemm(bench_dev *d, cudaEvent_t e0, cudaEvent_t e1) {
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
                                            sizeof wsb))
     goto done;
-  for (int fast = 0; fast < 2; ++fast) {
+  /* Variants, best first: scale pointers set (the form FP8 checkpoints run) or left at their
+   * default 1; fast accumulation off (fp32 promotion) or on. A variant cuBLASLt rejects is
+   * skipped; its status is reported when none runs. */
+  for (int v = 0; v < 4; ++v) {
+    const int fast = v & 1, scaled = v < 2;
     cublasLtMatmulDesc_t op = NULL;
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     const void *sa = scale, *sb = scale + 1;
     const int8_t fa = (int8_t)fast;
     cublasLtMatmulHeuristicResult_t heur[3];
     int nh = 0;
-    if (cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) ||
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) ||
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) ||
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa) ||
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb) ||
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof fa) ||
-        cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, ld, ld, pref, 3, heur, &nh)) {
+    if ((lt_status = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F)) ||
+        (lt_status =
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta)) ||
+        (lt_status =
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb)) ||
+        (scaled && (lt_status = cublasLtMatmulDescSetAttribute(
+                        op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa))) ||
+        (scaled && (lt_status = cublasLtMatmulDescSetAttribute(
+                        op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb))) ||
+        (lt_status =
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof fa)) ||
+        (lt_status = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, ld, ld, pref, 3, heur, &nh))) {
       if (op) cublasLtMatmulDescDestroy(op);
       continue;
     }
+    if (nh == 0) lt_status = CUBLAS_STATUS_NOT_SUPPORTED;
     const float one = 1.0f, zero = 0.0f;
     for (int a = 0; a < nh; ++a) {
       for (int i = 0; i < 12; ++i) {
@@ -345,7 +356,10 @@ static void measure_fp8_gemm(bench_dev *d, cudaEvent_t e0, cudaEvent_t e1) {
                                                  &heur[a].algo, ws, wsb, d->stream);
         cudaEventRecord(e1, d->stream);
         const float ms = elapsed_ms(e0, e1);
-        if (st != CUBLAS_STATUS_SUCCESS) break;
+        if (st != CUBLAS_STATUS_SUCCESS) {
+          lt_status = st;
+          break;
+        }
         if (i >= 2 && ms < best) {
           best = ms;
           best_fast = fast;
@@ -363,8 +377,9 @@ done:
   if (!d->fp8_gemm_rate)
     fprintf(stderr,
             "moe-bench: the cuBLASLt e4m3 GEMM ceiling could not be measured (no algorithm, or "
-            "a CUDA or cuBLASLt call failed; last CUDA error: %s); FP8 rows get no floor\n",
-            cudaGetErrorString(cudaGetLastError()));
+            "a CUDA or cuBLASLt call failed; last cuBLASLt status %d, last CUDA error: %s); FP8 "
+            "rows get no floor\n",
+            (int)lt_status, cudaGetErrorString(cudaGetLastError()));
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
   if (la) cublasLtMatrixLayoutDestroy(la);
   if (lb) cublasLtMatrixLayoutDestroy(lb);
