@@ -241,10 +241,11 @@ typedef struct moe_runner_options {
                           kernels (expert-parallel dispatch / combine) can run beside them on
                           the others; 0 (default) = all SMs, values above the device's SM count
                           mean all. 0..65535. Never changes results. It caps the persistent
-                          GEMM2 (which every config with cluster size 1 then runs) at
-                          sm_budget CTAs and the grid-stride copy kernels; the one-tile GEMM
-                          kernels (GEMM1; GEMM2 of clusters > 1) still launch one CTA per tile
-                          and take any free SM (docs/ep.md). No effect on the CPU backend. */
+                          GEMM2 (which every config with cluster size 1 then runs) at one
+                          CTA per budgeted SM; the one-tile GEMM kernels (GEMM1;
+                          GEMM2 of clusters > 1) still launch one CTA per tile and take any
+                          free SM, and the short copy kernels size their grids from it
+                          (docs/ep.md). No effect on the CPU backend. */
 } moe_runner_options;
 #define MOE_RUNNER_OPTIONS_INIT                                                         \
   {                                                                                     \

@@ -84,11 +84,9 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
       a->activation == MOE_ACTIVATION_SWIGLU || a->activation == MOE_ACTIVATION_GEGLU;
   const int64_t rows1 = gated ? 2 * I : I;
   const bool pdl = a->enable_pdl != 0;
-  int32_t num_sms = 0, device_num_sms = 0;
+  int32_t num_sms = 0;
   cudaError_t e = device_sms(a->num_sms, &num_sms);
-  if (e == cudaSuccess) e = device_sms(0, &device_num_sms);
   if (e != cudaSuccess) return e;
-  const bool sm_budget = num_sms < device_num_sms;
 
   /* Token rows: GEMM1 gathers them with cp.async (no activation map) for small CTA tiles and
    * below kPermuteFromTokensPerExpert; otherwise it reads a permuted copy of hidden, written
@@ -140,10 +138,15 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
   } else {
     tx1 = tx1s = tw1; /* unused by the gathering kernels */
   }
-  const GemmKernel &g2 =
-      cfg.gemm2_persistent.func != nullptr && (sm_budget || I / kBK <= kPersistentGemm2MaxKBlocks)
-          ? cfg.gemm2_persistent
-          : cfg.gemm2;
+  /* Under an SM budget (num_sms below the device's), the persistent GEMM2 whatever K is: its
+   * grid is the one kernel of the forward the budget can cap. */
+  bool persistent2 = cfg.gemm2_persistent.func != nullptr;
+  if (persistent2 && I / kBK > kPersistentGemm2MaxKBlocks) {
+    int32_t device_num_sms = 0;
+    if ((e = device_sms(0, &device_num_sms)) != cudaSuccess) return e;
+    persistent2 = num_sms < device_num_sms;
+  }
+  const GemmKernel &g2 = persistent2 ? cfg.gemm2_persistent : cfg.gemm2;
   int64_t resident1 = 0, resident2 = 0;
   if ((e = prepare_gemm_kernel(g1, num_sms, &resident1)) != cudaSuccess ||
       (e = prepare_gemm_kernel(g2, num_sms, &resident2)) != cudaSuccess) {

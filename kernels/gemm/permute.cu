@@ -13,6 +13,7 @@
  */
 #include "kernels/fp8_math.h"
 #include "kernels/gemm/configs.cuh"
+#include "kernels/pdl_launch.cuh"
 #include "kernels/ptx/pdl.cuh"
 
 namespace moe {
@@ -132,18 +133,9 @@ cudaError_t launch_unpermute(void *dst, const void *src, const int32_t *permuted
   if (blocks > static_cast<int64_t>(num_sms) * kCtasPerSm) {
     blocks = static_cast<int64_t>(num_sms) * kCtasPerSm;
   }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
-  cfg.blockDim = dim3(32 * kWarps, 1, 1);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, unpermute_rows_kernel, static_cast<uint4 *>(dst),
-                            static_cast<const uint4 *>(src), permuted_to_token, permuted_size,
-                            max_rows, row_bytes / 16);
+  return launch_pdl(unpermute_rows_kernel, blocks, 32 * kWarps, stream, pdl,
+                    static_cast<uint4 *>(dst), static_cast<const uint4 *>(src), permuted_to_token,
+                    permuted_size, max_rows, row_bytes / 16);
 }
 
 cudaError_t launch_permute(void *dst, const void *hidden, const int32_t *expanded_to_permuted,
@@ -156,24 +148,15 @@ cudaError_t launch_permute(void *dst, const void *hidden, const int32_t *expande
   if (blocks > static_cast<int64_t>(num_sms) * kCtasPerSm) {
     blocks = static_cast<int64_t>(num_sms) * kCtasPerSm;
   }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
-  cfg.blockDim = dim3(32 * kWarps, 1, 1);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
   if (quantize_scale != nullptr) {
     /* row_bytes: the e4m3 output row; the bf16 input rows are twice as long */
-    return cudaLaunchKernelEx(&cfg, permute_quantize_kernel, static_cast<uint4 *>(dst),
-                              static_cast<const uint4 *>(hidden), expanded_to_permuted, num_tokens,
-                              top_k, row_bytes / 16, quantize_scale);
+    return launch_pdl(permute_quantize_kernel, blocks, 32 * kWarps, stream, pdl,
+                      static_cast<uint4 *>(dst), static_cast<const uint4 *>(hidden),
+                      expanded_to_permuted, num_tokens, top_k, row_bytes / 16, quantize_scale);
   }
-  return cudaLaunchKernelEx(&cfg, permute_tokens_kernel, static_cast<uint4 *>(dst),
-                            static_cast<const uint4 *>(hidden), expanded_to_permuted, num_tokens,
-                            top_k, row_bytes / 16);
+  return launch_pdl(permute_tokens_kernel, blocks, 32 * kWarps, stream, pdl,
+                    static_cast<uint4 *>(dst), static_cast<const uint4 *>(hidden),
+                    expanded_to_permuted, num_tokens, top_k, row_bytes / 16);
 }
 
 }  // namespace sm90

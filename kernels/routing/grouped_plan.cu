@@ -22,6 +22,7 @@
  * the CTA tables, finding each entry's expert by binary search over the segment starts.
  * CTA 0 writes the scalars and the status word.
  */
+#include "kernels/pdl_launch.cuh"
 #include "kernels/ptx/pdl.cuh"
 #include "kernels/routing/grouped_plan.cuh"
 
@@ -224,16 +225,7 @@ cudaError_t launch_grouped_plan(const moe_k_grouped &g, const moe_k_plan &plan, 
   int64_t blocks = (plan.max_rows + kRowsPerCta - 1) / kRowsPerCta;
   if (blocks < 1) blocks = 1;
   if (blocks > kMaxCtas) blocks = kMaxCtas;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
-  cfg.blockDim = dim3(kThreads, 1, 1);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, grouped_plan_kernel, p);
+  return launch_pdl(grouped_plan_kernel, blocks, kThreads, stream, pdl, p);
 }
 
 }  // namespace routing
