@@ -170,6 +170,7 @@ typedef struct grouped_call {
   const uint16_t *hidden; /* host, the layout's shape */
   int32_t cfg;            /* -1 = default */
   int32_t *status;        /* host copy of args->count_status, or NULL: none passed */
+  uint8_t **ws_copy;      /* NULL, or gets a host copy of the workspace after the call */
 } grouped_call;
 
 /* Run grouped on the fixture's backend with tensors built from host data; output poisoned
@@ -218,6 +219,10 @@ static moe_status_t run_grouped(fx *f, const grouped_call *c, uint16_t *out_host
   if (!s) s = moe_runner_run_grouped(f->r, &p, &a, cfg, ws, bytes, NULL);
   tmem_download(b, out_host, out->t.data, out->bytes);
   if (c->status) tmem_download(b, c->status, st->t.data, sizeof(int32_t));
+  if (c->ws_copy) {
+    *c->ws_copy = t_xmalloc(bytes + 1);
+    tmem_download(b, *c->ws_copy, ws, bytes);
+  }
   tmem_free(b, ws);
   tt_free(hid), tt_free(out), tt_free(cnt), tt_free(st), tt_free(b1), tt_free(b2), tt_free(al),
       tt_free(be), tt_free(cl);
@@ -293,8 +298,8 @@ static void test_equal_to_run(uint64_t seed, int32_t E, int32_t o, int32_t El, i
   for (int32_t i = 0; i < n && i < 6; ++i) {
     uint16_t *hc = contiguous_hidden(&f, Nc);
     uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)(Nc * H + 1));
-    grouped_call c = {MOE_LAYOUT_CONTIGUOUS,         0,   Nc, f.counts, hc,
-                      cfgs[i * (n > 6 ? n / 6 : 1)], NULL};
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS,         0,    Nc,  f.counts, hc,
+                      cfgs[i * (n > 6 ? n / 6 : 1)], NULL, NULL};
     snprintf(what, sizeof what, "contiguous T=%lld K=%d E=%d o=%d El=%d cfg=%d", (long long)T, K, E,
              o, El, c.cfg);
     if (!CHECK_OK(run_grouped(&f, &c, out))) check_rows(&f, &c, out, what);
@@ -303,7 +308,7 @@ static void test_equal_to_run(uint64_t seed, int32_t E, int32_t o, int32_t El, i
     const int64_t cap = maxc + 2;
     uint16_t *hm = masked_hidden(&f, cap);
     out = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H + 1));
-    grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, f.counts, hm, -1, NULL};
+    grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, f.counts, hm, -1, NULL, NULL};
     snprintf(what, sizeof what, "masked T=%lld K=%d E=%d o=%d El=%d cap=%lld", (long long)T, K, E,
              o, El, (long long)cap);
     if (!CHECK_OK(run_grouped(&f, &m, out))) check_rows(&f, &m, out, what);
@@ -323,17 +328,17 @@ static void test_edge_n(void) {
   }
   int32_t zeros[64] = {0};
   uint16_t out1[1];
-  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1, NULL};
+  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1, NULL, NULL};
   CHECK_OK(run_grouped(&f, &c0, out1)); /* nothing to compare: no rows */
-  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, NULL};
+  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, NULL, NULL};
   CHECK_OK(run_grouped(&f, &m0, out1));
   /* T = 1, K = 1, a seed whose token is local: N = 1, and a masked capacity 1 */
   uint16_t *hc = contiguous_hidden(&f, f.nlocal);
   uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)((f.El + 1) * f.H));
-  grouped_call c1 = {MOE_LAYOUT_CONTIGUOUS, 0, f.nlocal, f.counts, hc, -1, NULL};
+  grouped_call c1 = {MOE_LAYOUT_CONTIGUOUS, 0, f.nlocal, f.counts, hc, -1, NULL, NULL};
   if (!CHECK_OK(run_grouped(&f, &c1, out))) check_rows(&f, &c1, out, "contiguous N = T = 1");
   uint16_t *hm = masked_hidden(&f, 1);
-  grouped_call m1 = {MOE_LAYOUT_MASKED, 1, f.El, f.counts, hm, -1, NULL};
+  grouped_call m1 = {MOE_LAYOUT_MASKED, 1, f.El, f.counts, hm, -1, NULL, NULL};
   if (!CHECK_OK(run_grouped(&f, &m1, out))) check_rows(&f, &m1, out, "masked capacity 1");
   CHECK(f.nlocal == 1, "T = 1, K = 1: %lld local slots, expected 1", (long long)f.nlocal);
   free(hc);
@@ -379,7 +384,7 @@ static void test_misuse(void) {
   uint16_t *hc = contiguous_hidden(&f, N);
   int32_t cnt[64];
   memcpy(cnt, f.counts, sizeof cnt);
-  grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL};
+  grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL};
   cnt[1] = -1;
   expect_fail(&f, &c, MOE_STATUS_INVALID_ARGUMENT, "expert_counts[1]", "negative count");
   memcpy(cnt, f.counts, sizeof cnt);
@@ -396,7 +401,7 @@ static void test_misuse(void) {
   uint16_t *hm = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H));
   memset(hm, 0, sizeof(uint16_t) * (size_t)(El * cap * H));
   int32_t mc[64] = {1, 6, 0, 2};
-  grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL};
+  grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL};
   mc[2] = 7;
   expect_fail(&f, &m, MOE_STATUS_INVALID_ARGUMENT, "expert_counts[2]", "count past capacity");
   mc[2] = -2;
@@ -683,7 +688,7 @@ static void test_sm_budget_option(void) {
     const int64_t N = f.nlocal + 1;
     uint16_t *hc = contiguous_hidden(&f, N);
     uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)(N * f.H + 1));
-    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, f.counts, hc, -1, NULL};
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, f.counts, hc, -1, NULL, NULL};
     if (!CHECK_OK(run_grouped(&f, &c, out))) check_rows(&f, &c, out, "CPU, sm_budget 2");
     free(hc);
     free(out);
@@ -703,20 +708,17 @@ static const int k_acts[] = {MOE_ACTIVATION_SWIGLU, MOE_ACTIVATION_GEGLU, MOE_AC
 static void compare_gpu_cpu(const fx *g, const grouped_call *c, const uint16_t *out_gpu,
                             const uint16_t *out_cpu, const char *what) {
   const int64_t H = g->H;
-  uint16_t *a = t_xmalloc(sizeof(uint16_t) * (size_t)(g->nlocal * H + 1));
-  uint16_t *b = t_xmalloc(sizeof(uint16_t) * (size_t)(g->nlocal * H + 1));
-  int64_t n = 0, src = 0;
+  int64_t rows = 0;
+  for (int32_t e = 0; e < g->El; ++e) rows += c->counts[e];
+  if (rows == 0) return;
+  uint16_t *a = t_xmalloc(sizeof(uint16_t) * (size_t)(rows * H));
+  uint16_t *b = t_xmalloc(sizeof(uint16_t) * (size_t)(rows * H));
+  int64_t n = 0;
   for (int32_t e = 0; e < g->El; ++e) {
-    const int64_t first = c->layout == MOE_LAYOUT_MASKED ? e * c->capacity : src;
+    const int64_t first = c->layout == MOE_LAYOUT_MASKED ? e * c->capacity : n;
     memcpy(a + n * H, out_gpu + first * H, sizeof(uint16_t) * (size_t)(c->counts[e] * H));
     memcpy(b + n * H, out_cpu + first * H, sizeof(uint16_t) * (size_t)(c->counts[e] * H));
     n += c->counts[e];
-    src += c->counts[e];
-  }
-  if (n == 0) {
-    free(a);
-    free(b);
-    return;
   }
   CHECK(t_count_nonfinite(a, n * H) == 0, "%s: %lld GPU elements not finite", what,
         (long long)t_count_nonfinite(a, n * H));
@@ -724,6 +726,41 @@ static void compare_gpu_cpu(const fx *g, const grouped_call *c, const uint16_t *
   CHECK(err <= BOUND_GPU, "%s: ||gpu - cpu|| / ||cpu|| = %.3g", what, err);
   free(a);
   free(b);
+}
+
+/*
+ * The grouped plans in a GPU and a CPU workspace after the same call (counts: the valid or
+ * clamped counts the plan follows), read with core/grouped.c's layout: permuted_to_token
+ * [max_rows], cta_to_batch and cta_to_mn_limit [max_ctas], then num_ctas and permuted_size, each
+ * region 256-byte aligned, max_rows = tile * max_cgas(N, 1, E_l, tile), max_ctas = C * max_cgas.
+ * Bit for bit (DESIGN §6: plan tables bit-exact), with the sizes the counts imply.
+ */
+static void compare_plans(const fx *g, const grouped_call *c, const int32_t *counts,
+                          const uint8_t *wg, const uint8_t *wc, const char *what) {
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  if (CHECK_OK(moe_runner_describe_config(g->r, c->cfg, &info))) return;
+  const int64_t tile = info.tile, C = info.cluster_size;
+  const int64_t cg = t_max_cgas(c->N, 1, g->El, tile);
+#define AL256(x) (((x) + 255) / 256 * 256)
+  const int64_t ob = AL256(4 * cg * tile), om = ob + AL256(4 * cg * C), os = om + AL256(4 * cg * C);
+#undef AL256
+  int64_t cgas = 0;
+  for (int32_t e = 0; e < g->El; ++e) cgas += (counts[e] + tile - 1) / tile;
+  int32_t sg[2], sc[2];
+  memcpy(sg, wg + os, sizeof sg);
+  memcpy(sc, wc + os, sizeof sc);
+  CHECK(sg[0] == C * cgas && sg[1] == tile * cgas,
+        "%s: GPU plan num_ctas %d permuted_size %d, expected %lld and %lld", what, sg[0], sg[1],
+        (long long)(C * cgas), (long long)(tile * cgas));
+  CHECK(sc[0] == sg[0] && sc[1] == sg[1], "%s: CPU plan num_ctas %d permuted_size %d, GPU %d %d",
+        what, sc[0], sc[1], sg[0], sg[1]);
+  if (sg[0] != C * cgas || sg[1] != tile * cgas || sc[0] != sg[0] || sc[1] != sg[1]) return;
+  CHECK(memcmp(wg, wc, 4 * (size_t)sg[1]) == 0, "%s: permuted_to_token differs from the CPU's",
+        what);
+  CHECK(memcmp(wg + ob, wc + ob, 4 * (size_t)sg[0]) == 0, "%s: cta_to_batch differs", what);
+  CHECK(memcmp(wg + om, wc + om, 4 * (size_t)sg[0]) == 0, "%s: cta_to_mn_limit differs", what);
 }
 
 /* Is @p cfg valid for the routed problem of the fixture (its reference run)? */
@@ -737,67 +774,116 @@ static int valid_for_routed(const fx *f, int32_t cfg) {
   return 0;
 }
 
-/* Both layouts on the GPU for one config: bitwise against the GPU's routed rows of the same
- * config (g->ref), against the CPU's grouped rows (c: same seed and grouping) by the bound. */
+/* One call on the GPU fixture @p g and the CPU fixture @p cpu (same data) with @p counts on the
+ * GPU and @p expect (= counts, or their clamped form) on the CPU: the CPU's count status 0, the
+ * GPU's @p want_status; the plans bit for bit; the rows within the bound; nothing outside the
+ * rows written (g->ref bitwise too when @p bitwise). c->cfg < 0: the default config. */
+static void gpu_vs_cpu(fx *g, fx *cpu, grouped_call c, const int32_t *expect, int32_t want_status,
+                       int bitwise, const char *what) {
+  const int64_t H = g->H;
+  if (c.cfg < 0) {
+    moe_problem p;
+    t_problem(&p, g->E, c.N, 1, g->o, g->El, H, g->I);
+    if (CHECK_OK(moe_runner_get_default_config(g->r, &p, &c.cfg))) return;
+  }
+  uint16_t *og = t_xmalloc(sizeof(uint16_t) * (size_t)(c.N * H + 1));
+  uint16_t *oc = t_xmalloc(sizeof(uint16_t) * (size_t)(c.N * H + 1));
+  uint8_t *wg = NULL, *wc = NULL;
+  int32_t status = -1, status_cpu = -1;
+  grouped_call cc = c;
+  c.status = &status;
+  c.ws_copy = &wg;
+  cc.counts = expect;
+  cc.status = &status_cpu;
+  cc.ws_copy = &wc;
+  if (!CHECK_OK(run_grouped(g, &c, og)) && !CHECK_OK(run_grouped(cpu, &cc, oc))) {
+    CHECK(status == want_status, "%s: count status %d, expected %d", what, status, want_status);
+    CHECK(status_cpu == 0, "%s: CPU count status %d", what, status_cpu);
+    compare_plans(g, &c, expect, wg, wc, what);
+    compare_gpu_cpu(g, &cc, og, oc, what);
+    if (bitwise) {
+      check_rows(g, &c, og, what);
+    } else { /* rows outside the expected rows untouched */
+      int64_t touched = 0, src = 0;
+      for (int32_t e = 0; e < g->El; ++e) {
+        const int64_t first = c.layout == MOE_LAYOUT_MASKED ? e * c.capacity : src;
+        const int64_t end = c.layout == MOE_LAYOUT_MASKED ? (e + 1) * c.capacity
+                            : e + 1 == g->El              ? c.N
+                                                          : first + expect[e];
+        for (int64_t r = first + expect[e]; r < end; ++r)
+          for (int64_t h = 0; h < H; ++h) touched += og[r * H + h] != POISON;
+        src += expect[e];
+      }
+      CHECK(touched == 0, "%s: %lld elements written outside the rows", what, (long long)touched);
+    }
+  }
+  free(og), free(oc), free(wg), free(wc);
+}
+
+/* Both layouts on the GPU for one config (-1: the routed default): rows bitwise against the GPU's
+ * routed rows of the same config (g->ref), plans bitwise and rows within the bound against the
+ * CPU's (cpu: same seed and grouping). */
 static void gpu_layouts(fx *g, fx *cpu, int32_t cfg, const char *tag) {
   char what[200];
+  if (cfg < 0) { /* the routed problem's default, for the reference and the grouped calls */
+    moe_problem p;
+    t_problem(&p, g->E, g->T, g->K, g->o, g->El, g->H, g->I);
+    if (CHECK_OK(moe_runner_get_default_config(g->r, &p, &cfg))) return;
+  }
   if (fx_reference(g, cfg)) return;
   int32_t maxc = 0;
   for (int32_t e = 0; e < g->El; ++e) maxc = g->counts[e] > maxc ? g->counts[e] : maxc;
-  const int64_t H = g->H, Nc = g->nlocal + 5, cap = maxc; /* the largest count == capacity */
+  const int64_t Nc = g->nlocal + 5, cap = maxc; /* the largest count == capacity */
   for (int l = 0; l < 2; ++l) {
     const int masked = l == 1;
     const int64_t N = masked ? g->El * cap : Nc;
     uint16_t *hid = masked ? masked_hidden(g, cap) : contiguous_hidden(g, Nc);
-    uint16_t *og = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
-    uint16_t *oc = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
-    int32_t status = -1, status_cpu = -1;
     grouped_call c = {masked ? MOE_LAYOUT_MASKED : MOE_LAYOUT_CONTIGUOUS,
                       masked ? cap : 0,
                       N,
                       g->counts,
                       hid,
                       cfg,
-                      &status};
+                      NULL,
+                      NULL};
     snprintf(what, sizeof what, "GPU %s %s cfg %d", masked ? "masked" : "contiguous", tag, cfg);
-    if (!CHECK_OK(run_grouped(g, &c, og))) {
-      check_rows(g, &c, og, what);
-      CHECK(status == 0, "%s: count status %d, expected 0", what, status);
-      grouped_call cc = c;
-      cc.status = &status_cpu;
-      if (!CHECK_OK(run_grouped(cpu, &cc, oc))) {
-        compare_gpu_cpu(g, &c, og, oc, what);
-        CHECK(status_cpu == 0, "%s: CPU count status %d", what, status_cpu);
-      }
-    }
+    gpu_vs_cpu(g, cpu, c, g->counts, 0, 1, what);
     free(hid);
-    free(og);
-    free(oc);
   }
 }
 
-/* Invalid device counts: clamped on the device (kernels/routing/grouped_plan.cu), reported in
- * the status word; output rows outside the clamped rows untouched. */
-static void gpu_bad_counts(fx *g) {
+/* The clamping rule of the device plan builder (kernels/routing/grouped_plan.cu), on the host. */
+static void clamp_counts(const int32_t *in, int32_t El, int masked, int64_t cap, int64_t N,
+                         int32_t *out) {
+  int64_t P = 0;
+  for (int32_t e = 0; e < El; ++e) {
+    const int64_t q = in[e] < 0 ? 0 : in[e];
+    if (masked) {
+      out[e] = (int32_t)(q < cap ? q : cap);
+    } else {
+      const int64_t lo = P < N ? P : N, hi = P + q < N ? P + q : N;
+      out[e] = (int32_t)(hi - lo);
+      P += q;
+    }
+  }
+}
+
+/* Invalid device counts: clamped on the device, reported in the status word; the plan equals
+ * the CPU's for the clamped counts, the rows are within the bound of its rows, nothing outside
+ * the clamped rows is written. */
+static void gpu_bad_counts(fx *g, fx *cpu) {
   const int64_t H = g->H, El = g->El, N = g->nlocal + 2, cap = 3;
-  int32_t cnt[64];
+  int32_t cnt[64], clamped[64];
   memcpy(cnt, g->counts, sizeof cnt);
   cnt[1] = -5;
   cnt[El - 1] += 1000;
   uint16_t *hc = contiguous_hidden(g, N);
   for (int64_t i = g->nlocal * H; i < N * H; ++i) /* the rows the clamped counts reach */
     hc[i] = f32_to_bf16(0.25f + (float)(i % 7) / 16.0f);
-  uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)((N > El * cap ? N : El * cap) * H + 1));
-  int32_t status = -1;
-  grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, &status};
-  if (!CHECK_OK(run_grouped(g, &c, out))) {
-    CHECK(status == (MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_SUM_OVER_ROWS),
-          "contiguous bad counts: status %d, expected %d", status,
-          MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_SUM_OVER_ROWS);
-    /* clamped: every row [0, N) belongs to some expert; all of them written and finite */
-    CHECK(t_count_nonfinite(out, N * H) == 0, "contiguous bad counts: %lld rows elements unwritten",
-          (long long)t_count_nonfinite(out, N * H));
-  }
+  clamp_counts(cnt, g->El, 0, 0, N, clamped);
+  const grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL};
+  gpu_vs_cpu(g, cpu, c, clamped, MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_SUM_OVER_ROWS, 0,
+             "contiguous bad counts");
   uint16_t *hm = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H + 1));
   t_rng rng = {77};
   for (int64_t i = 0; i < El * cap * H; ++i)
@@ -806,29 +892,12 @@ static void gpu_bad_counts(fx *g) {
   mc[0] = -1;
   mc[1] = cap + 7;
   mc[2] = cap;
-  grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, &status};
-  status = -1;
-  if (!CHECK_OK(run_grouped(g, &m, out))) {
-    CHECK(status == (MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_OVER_CAPACITY),
-          "masked bad counts: status %d, expected %d", status,
-          MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_OVER_CAPACITY);
-    int64_t wrong = 0;
-    for (int64_t e = 0; e < El; ++e) {
-      const int64_t clamped = e == 1 || e == 2 ? cap : 0; /* -1 -> 0, cap + 7 -> cap */
-      for (int64_t i = 0; i < cap; ++i)
-        for (int64_t h = 0; h < H; ++h) {
-          const uint16_t v = out[(e * cap + i) * H + h];
-          wrong += i < clamped ? !bf16_isfinite(v) : v != POISON;
-        }
-    }
-    CHECK(wrong == 0,
-          "masked bad counts: %lld elements written outside the clamped rows or "
-          "left unwritten inside",
-          (long long)wrong);
-  }
+  clamp_counts(mc, g->El, 1, cap, El * cap, clamped);
+  const grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL};
+  gpu_vs_cpu(g, cpu, m, clamped, MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_OVER_CAPACITY, 0,
+             "masked bad counts");
   free(hc);
   free(hm);
-  free(out);
 }
 
 /* The routed forward (finalized) of the fixture's data on runner @p r. */
@@ -845,7 +914,7 @@ static int routed_output(fx *f, moe_runner *r, int32_t cfg, uint16_t *out) {
   return bad;
 }
 
-/* An SM budget never changes results: grouped (both layouts) and routed outputs bitwise equal
+/* An SM budget never changes results: grouped (contiguous) and routed outputs bitwise equal
  * with budgets of 1 and 8 SMs, for a config of each cluster size. */
 static void gpu_sm_budget(fx *g) {
   const int32_t budgets[] = {1, 8};
@@ -865,7 +934,7 @@ static void gpu_sm_budget(fx *g) {
     CHECK_OK(moe_runner_get_cluster_size(g->r, cfgs[i], &C));
     if (C < 1 || C > 4 || seen[C] || !valid_for_routed(g, cfgs[i])) continue;
     seen[C] = 1;
-    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, g->counts, hc, cfgs[i], NULL};
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, g->counts, hc, cfgs[i], NULL, NULL};
     if (CHECK_OK(run_grouped(g, &c, o0)) || routed_output(g, g->r, cfgs[i], r0)) continue;
     for (size_t k = 0; k < sizeof budgets / sizeof budgets[0]; ++k) {
       moe_runner_options o;
@@ -910,7 +979,7 @@ static void gpu_graph(fx *g) {
   c2[El - 1] = 0;
   uint16_t *direct = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
   uint16_t *replay = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
-  grouped_call c = {MOE_LAYOUT_MASKED, cap, N, c2, hm, cfg, NULL};
+  grouped_call c = {MOE_LAYOUT_MASKED, cap, N, c2, hm, cfg, NULL, NULL};
   CHECK_OK(run_grouped(g, &c, direct));
 
   const int64_t dm[3] = {El, cap, H};
@@ -995,7 +1064,7 @@ static void gpu_suite(void) {
       ++cases;
     }
     if (act == MOE_ACTIVATION_SWIGLU) {
-      gpu_bad_counts(&g);
+      gpu_bad_counts(&g, &c);
       gpu_sm_budget(&g);
     }
     if (act == MOE_ACTIVATION_RELU2) gpu_graph(&g);
@@ -1016,7 +1085,7 @@ static void gpu_suite(void) {
       gpu_layouts(&g, &c, -1, tag);
       int32_t zeros[64] = {0}, status = -1;
       uint16_t dummy[1];
-      grouped_call z = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, &status};
+      grouped_call z = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, &status, NULL};
       CHECK_OK(run_grouped(&g, &z, dummy));
       CHECK(status == 0, "N = 0: status %d", status);
       ++cases;
