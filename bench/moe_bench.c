@@ -69,6 +69,7 @@ typedef struct {
                          * fastest by moe_runner_autotune; or "a,b,.." */
   double cpu_weight_gb; /* CPU backend: prepared-weight budget per preset (H, I scaled down) */
   int dry_run;          /* resolve every cell (configs, sizes, support) without running it */
+  int sm_budget;        /* moe_runner_options.sm_budget (0 = all SMs) */
 } options;
 
 static const char *dtype_name(const preset *p) {
@@ -86,7 +87,7 @@ static void usage(FILE *f) {
       "usage: moe-bench [--preset NAME[,NAME..]|all] [--tokens N[,N..]] [--backend "
       "auto|cpu|cuda]\n"
       "                 [--stage all|routing] [--iters N] [--config N[,N..]|all|tuned] [--json]\n"
-      "                 [--cpu-weight-gb G] [--dry-run]\n"
+      "                 [--cpu-weight-gb G] [--dry-run] [--sm-budget N]\n"
       "presets:");
   for (int i = 0; i < N_PRESETS; ++i) fprintf(f, " %s", k_presets[i].name);
   fprintf(f, "\n");
@@ -141,7 +142,10 @@ static void help(void) {
       "(moe_runner_autotune's pick); --json one JSON object per row (bench/plot.py draws them);\n"
       "--dry-run runs nothing: per cell the configs, prepared-weight and workspace sizes, and\n"
       "the presets the backend cannot run (with --backend cuda and no GPU: the sm_90 catalogue,\n"
-      "as the GPU would run it; --config tuned lists every valid config).\n"
+      "as the GPU would run it; --config tuned lists every valid config); --sm-budget N creates\n"
+      "the runners with moe_runner_options.sm_budget = N (the GEMMs' persistent kernels and\n"
+      "copy grids use at most N SMs, docs/ep.md; 0 = all): its cost is the difference from a\n"
+      "run without it (JSON key sm_budget; the text header names it).\n"
       "The CPU backend has no ceilings, so no floor columns. A preset whose prepared weights\n"
       "exceed --cpu-weight-gb (default 1.5) runs on the CPU with H and I halved until they fit\n"
       "(multiples of 64, of 128 for FP8; E, K and routing kept); the run says which presets it\n"
@@ -158,6 +162,7 @@ static int parse(int argc, char **argv, options *o) {
   o->configs = NULL;
   o->cpu_weight_gb = 1.5;
   o->dry_run = 0;
+  o->sm_budget = 0;
   for (int i = 1; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--preset") && v)
@@ -194,6 +199,14 @@ static int parse(int argc, char **argv, options *o) {
         fprintf(stderr, "moe-bench: --cpu-weight-gb: expected a positive number, given '%s'\n", v);
         return 2;
       }
+    } else if (!strcmp(a, "--sm-budget") && v) {
+      char *end = NULL;
+      const long n = strtol(argv[++i], &end, 10);
+      if (end == v || *end != '\0' || n < 0 || n > 65535) {
+        fprintf(stderr, "moe-bench: --sm-budget: expected 0..65535 SMs, given '%s'\n", v);
+        return 2;
+      }
+      o->sm_budget = (int)n;
     } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       help();
       return 1;
@@ -710,10 +723,12 @@ static int scale_to_budget(moe_runner *r, preset *q, double budget_gb, double *f
 
 /* The runner of preset @p p: its dtype and scaling mode on @p backend (sm_version 90 with
  * @p query_only: the CUDA catalogue without a device, for --dry-run). */
-static moe_status_t open_runner(const preset *p, int32_t backend, int query_only, moe_runner **r) {
+static moe_status_t open_runner(const preset *p, int32_t backend, int query_only, int32_t sm_budget,
+                                moe_runner **r) {
   moe_runner_options ro;
   moe_runner_options_init(&ro, MOE_RUNNER_OPTIONS_VERSION);
   ro.backend = backend;
+  ro.sm_budget = sm_budget;
   ro.sm_version = query_only ? 90 : 0;
   if (p->scaling != MOE_SCALING_NONE) {
     ro.activation_dtype = MOE_DTYPE_FP8_E4M3;
@@ -799,11 +814,13 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (!o.json)
-    printf("moe-bench: %s, %s%s\n",
+    printf("moe-bench: %s, %s%s",
            query_only ? "CUDA backend (sm_90 catalogue, no GPU)"
            : gpu      ? "CUDA backend"
                       : "CPU backend (no GPU found)",
            bench_device_name(d), o.dry_run ? "; dry run: nothing is run or timed" : "");
+  if (!o.json && o.sm_budget > 0) printf("; sm_budget %d", o.sm_budget);
+  if (!o.json) printf("\n");
   FILE *notes = o.json ? stderr : stdout; /* lines that are not rows */
   /* The presets to run, as run: each on a runner of its dtype and scaling; a mode the backend
    * cannot run is said and skipped; on the CPU scaled to the weight budget (routing alone does
@@ -817,7 +834,7 @@ int main(int argc, char **argv) {
     scaled[nrun] = 0;
     moe_runner *r = NULL;
     char why[512];
-    moe_status_t s = open_runner(&run[nrun], runner_backend, query_only, &r);
+    moe_status_t s = open_runner(&run[nrun], runner_backend, query_only, o.sm_budget, &r);
     if (s == MOE_STATUS_NOT_SUPPORTED ||
         (!s && !o.routing_only && !runner_can_run(r, &run[nrun], why, sizeof why))) {
       if (s) snprintf(why, sizeof why, "%s", moe_get_last_error());
@@ -889,12 +906,12 @@ int main(int argc, char **argv) {
               "\"tokens\":%lld,\"hidden_size\":%lld,\"intermediate_size\":%lld,"
               "\"scaled\":%s,\"local_slots\":%lld,\"active_experts\":%lld,\"us\":%.3f,"
               "\"us_single\":%.3f,\"tflops\":%.6g,\"tbps\":%.6g,\"flops\":%.0f,\"bytes\":%.0f,"
-              "\"dtype\":\"%s\",\"scaling\":\"%s\",",
+              "\"dtype\":\"%s\",\"scaling\":\"%s\",\"sm_budget\":%d,",
               p->name, gpu ? "cuda" : "cpu", bench_device_name(d),
               o.routing_only ? "routing" : "all", (long long)tlist[ti], H, I,
               scaled[pi] ? "true" : "false", (long long)res->local_slots,
               (long long)res->active_experts, res->us, res->us_single, res->tflops, res->tbps,
-              res->flops, res->bytes, dtype_name(p), scaling_name(p));
+              res->flops, res->bytes, dtype_name(p), scaling_name(p), o.sm_budget);
           if (p->scaling == MOE_SCALING_PER_TENSOR && !o.routing_only)
             printf("\"gemm1_input_scale\":%.9g,\"gemm2_input_scale\":%.9g,", res->s1, res->s2);
           if (res->floor_us > 0)

@@ -44,6 +44,20 @@ moe_status_t moe_backend_run(const moe_runner *r, const moe_k_run *a, const moe_
   return moe_gpu_run(r, a, plan, stream);
 }
 
+moe_status_t moe_backend_run_grouped(const moe_runner *r, const moe_k_run *a,
+                                     const moe_k_plan *plan, const moe_k_grouped *g,
+                                     moe_cuda_stream_t stream) {
+  moe_status_t s;
+  if (r->backend == MOE_BACKEND_CPU) {
+    if ((s = need_null_stream(r, stream))) return s;
+    moe_cpu_run_grouped(a, plan, g->counts, g->masked, g->capacity, r->num_threads);
+    if (g->status) *g->status = 0; /* the counts were checked on the host */
+    return MOE_STATUS_SUCCESS;
+  }
+  if ((s = need_device(r))) return s;
+  return moe_gpu_run_grouped(r, a, plan, g, stream);
+}
+
 moe_status_t moe_backend_weights_prepare(const moe_runner *r, int32_t which, int64_t experts,
                                          int64_t rows, int64_t cols, const uint16_t *canonical,
                                          uint16_t *prepared, moe_cuda_stream_t stream) {

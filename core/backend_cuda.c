@@ -86,16 +86,35 @@ moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a, const 
   return e ? cuda_fail((cudaError_t)e, "routing kernels") : MOE_STATUS_SUCCESS;
 }
 
+/* SMs the GEMM launchers size their grids for: the device's, capped by opts->sm_budget. The
+ * launchers compare it with the device's count to tell a budget (kernels/gemm/launch.cu). */
+static int32_t gemm_sms(const moe_runner *r) {
+  const int32_t b = r->opts.sm_budget;
+  return b > 0 && b < r->num_sms ? b : r->num_sms;
+}
+
 moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_plan *plan,
                          moe_cuda_stream_t stream) {
   device_guard g;
   moe_status_t s = guard_enter(r, &g);
   if (s) return s;
   moe_k_run args = *a;
-  args.num_sms = r->num_sms;
+  args.num_sms = gemm_sms(r);
   int e = moe_cuda_run(&args, plan, (void *)stream);
   guard_exit(&g);
   return e ? cuda_fail((cudaError_t)e, "GEMM / finalize kernels") : MOE_STATUS_SUCCESS;
+}
+
+moe_status_t moe_gpu_run_grouped(const moe_runner *r, const moe_k_run *a, const moe_k_plan *plan,
+                                 const moe_k_grouped *grouped, moe_cuda_stream_t stream) {
+  device_guard g;
+  moe_status_t s = guard_enter(r, &g);
+  if (s) return s;
+  moe_k_run args = *a;
+  args.num_sms = gemm_sms(r);
+  int e = moe_cuda_run_grouped(&args, plan, grouped, (void *)stream);
+  guard_exit(&g);
+  return e ? cuda_fail((cudaError_t)e, "grouped plan / GEMM kernels") : MOE_STATUS_SUCCESS;
 }
 
 moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int32_t gated, int64_t experts,
@@ -191,6 +210,10 @@ moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a, const 
 }
 moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_plan *p,
                          moe_cuda_stream_t s) {
+  return no_cuda();
+}
+moe_status_t moe_gpu_run_grouped(const moe_runner *r, const moe_k_run *a, const moe_k_plan *p,
+                                 const moe_k_grouped *g, moe_cuda_stream_t s) {
   return no_cuda();
 }
 moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t w, int32_t g, int64_t e, int64_t rows,

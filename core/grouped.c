@@ -8,15 +8,21 @@
  *   permuted_to_token [max_cgas * tile] int32, cta_to_batch and cta_to_mn_limit
  *   [max_cgas * C] int32, 3 int32 scalars, GEMM1 output [rows, I] bf16, GEMM2 output [rows, H]
  *   bf16, each region 256-byte aligned.
- * The plan tables are built from the counts of each call (CPU: core/cpu/grouped.c, from host
- * counts). On CUDA they are to be built by a device kernel from device counts (no host sync,
- * capturable); until then the CUDA backend answers NOT_SUPPORTED.
+ * The plan tables are built from the counts of each call: CPU from the host counts
+ * (core/cpu/grouped.c), after checking them; CUDA by a device kernel from the device counts
+ * (kernels/routing/grouped_plan.cu: no host sync, capturable), which clamps invalid counts and
+ * reports them in args->count_status. The GEMM grid is sized by N (max_ctas), never by the
+ * counts.
  */
 #include <limits.h>
 #include <string.h>
 
 #include "internal.h"
-#include "cpu/cpu_backend.h"
+
+_Static_assert(MOE_GROUPED_COUNTS_NEGATIVE == MOE_K_GROUPED_COUNT_NEGATIVE &&
+                   MOE_GROUPED_COUNTS_OVER_CAPACITY == MOE_K_GROUPED_COUNT_OVER_CAPACITY &&
+                   MOE_GROUPED_COUNTS_SUM_OVER_ROWS == MOE_K_GROUPED_SUM_OVER_ROWS,
+               "public and kernel count-status bits agree");
 
 typedef struct grouped_layout {
   int64_t max_rows, max_ctas;
@@ -83,7 +89,7 @@ MOE_API moe_status_t moe_grouped_args_init(moe_grouped_args *args, uint32_t vers
   if (version < 1 || version > MOE_GROUPED_ARGS_VERSION)
     return moe_fail(MOE_STATUS_VERSION_MISMATCH, "args version: expected 1..%u, given %u",
                     (unsigned)MOE_GROUPED_ARGS_VERSION, version);
-  memset(args, 0, sizeof *args);
+  memset(args, 0, moe_grouped_args_size(version)); /* a version-1 struct is shorter */
   args->version = version;
   args->layout = MOE_LAYOUT_CONTIGUOUS;
   args->enable_pdl = 1;
@@ -135,7 +141,7 @@ static moe_status_t check_grouped_args(const moe_runner *r, const moe_problem *p
                     "args->capacity: expected problem->num_tokens / local experts = %lld / %lld "
                     "with MOE_LAYOUT_MASKED (num_tokens = E_l * capacity), given %lld",
                     (long long)N, (long long)El, (long long)a->capacity);
-  const int64_t contig[2] = {N, H}, masked[3] = {El, a->capacity, H}, el[1] = {El};
+  const int64_t contig[2] = {N, H}, masked[3] = {El, a->capacity, H}, el[1] = {El}, one[1] = {1};
   const int32_t hd = a->layout == MOE_LAYOUT_MASKED ? 3 : 2;
   const int64_t *hs = a->layout == MOE_LAYOUT_MASKED ? masked : contig;
   const moe_expert_tensors et = {a->gemm1_weights,    a->gemm2_weights, a->gemm1_bias,
@@ -145,6 +151,8 @@ static moe_status_t check_grouped_args(const moe_runner *r, const moe_problem *p
   if ((s = moe_check_tensor(r, a->hidden_states, "args->hidden_states", 0, MOE_T_BF16, hd, hs)) ||
       (s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, hd, hs)) ||
       (s = moe_check_tensor(r, a->expert_counts, "args->expert_counts", 0, MOE_T_I32, 1, el)) ||
+      (a->version >= 2 &&
+       (s = moe_check_tensor(r, a->count_status, "args->count_status", 1, MOE_T_I32, 1, one))) ||
       (s = moe_check_expert_tensors(r, p, &et, k)) ||
       (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")) ||
       (s = moe_check_tensor_vector_aligned(r, a->output, "args->output")))
@@ -191,21 +199,25 @@ MOE_API moe_status_t moe_runner_run_grouped(moe_runner *r, const moe_problem *p,
                     "runner: moe_runner_run_grouped supports BF16 runners only for now (given "
                     "activation_dtype %d, weight_dtype %d)",
                     r->opts.activation_dtype, r->opts.weight_dtype);
-  if (r->backend != MOE_BACKEND_CPU)
+  const int64_t El = moe_local_experts(p);
+  if (r->backend != MOE_BACKEND_CPU && El > MOE_K_GROUPED_MAX_LOCAL_EXPERTS)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "runner: moe_runner_run_grouped is not implemented on the CUDA backend yet "
-                    "(the device-side plan builder and the grouped GEMM launch are not built; "
-                    "docs/ep.md); use a CPU runner");
-  if (stream)
+                    "problem->local_num_experts: expected <= %d for moe_runner_run_grouped on the "
+                    "CUDA backend, given %lld",
+                    MOE_K_GROUPED_MAX_LOCAL_EXPERTS, (long long)El);
+  if (r->backend == MOE_BACKEND_CPU && stream)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "stream: expected NULL on the CPU backend, given %p", (void *)stream);
   if ((s = moe_check_workspace(workspace, workspace_bytes, l.total_bytes))) return s;
   moe_k_run k;
   memset(&k, 0, sizeof k);
   if ((s = check_grouped_args(r, p, a, &k))) return s;
-  const int64_t El = moe_local_experts(p);
   const int32_t *counts = (const int32_t *)moe_tensor_data(a->expert_counts);
-  if ((s = check_counts(counts, El, a->layout, a->capacity, p->num_tokens))) return s;
+  int32_t *status =
+      a->version >= 2 && a->count_status ? (int32_t *)moe_tensor_data(a->count_status) : NULL;
+  if (r->backend == MOE_BACKEND_CPU &&
+      (s = check_counts(counts, El, a->layout, a->capacity, p->num_tokens)))
+    return s;
 
   char *ws = (char *)workspace;
   moe_k_plan kp;
@@ -233,6 +245,6 @@ MOE_API moe_status_t moe_runner_run_grouped(moe_runner *r, const moe_problem *p,
   k.launch_ctas = l.max_ctas;
   k.do_finalize = 0;
   k.num_sms = r->num_sms;
-  moe_cpu_run_grouped(&k, &kp, counts, a->layout == MOE_LAYOUT_MASKED, a->capacity, r->num_threads);
-  return MOE_STATUS_SUCCESS;
+  const moe_k_grouped g = {counts, a->layout == MOE_LAYOUT_MASKED, a->capacity, status};
+  return moe_backend_run_grouped(r, &k, &kp, &g, stream);
 }

@@ -29,6 +29,7 @@ struct moe_runner {
 /* Bytes of a caller's struct of @p version (1..current): the prefix the library may touch. */
 size_t moe_runner_options_size(uint32_t version);
 size_t moe_run_args_size(uint32_t version);
+size_t moe_grouped_args_size(uint32_t version);
 
 /* ---- FP8 (fp8.c; docs/formats.md "FP8") ---- */
 /* Dtypes and scaling mode of the options: consistent and supported (names the field). */
@@ -179,6 +180,10 @@ moe_status_t moe_backend_routing(const moe_runner *r, const moe_k_routing *a,
                                  const moe_k_plan *plan, moe_cuda_stream_t stream);
 moe_status_t moe_backend_run(const moe_runner *r, const moe_k_run *a, const moe_k_plan *plan,
                              moe_cuda_stream_t stream);
+/* Grouped run (core/grouped.c): plan from the counts, GEMM1, GEMM2, rows to the output. */
+moe_status_t moe_backend_run_grouped(const moe_runner *r, const moe_k_run *a,
+                                     const moe_k_plan *plan, const moe_k_grouped *g,
+                                     moe_cuda_stream_t stream);
 moe_status_t moe_backend_weights_prepare(const moe_runner *r, int32_t which, int64_t experts,
                                          int64_t rows, int64_t cols, const uint16_t *canonical,
                                          uint16_t *prepared, moe_cuda_stream_t stream);
@@ -198,6 +203,8 @@ moe_status_t moe_gpu_routing(const moe_runner *r, const moe_k_routing *a, const 
                              moe_cuda_stream_t stream);
 moe_status_t moe_gpu_run(const moe_runner *r, const moe_k_run *a, const moe_k_plan *plan,
                          moe_cuda_stream_t stream);
+moe_status_t moe_gpu_run_grouped(const moe_runner *r, const moe_k_run *a, const moe_k_plan *plan,
+                                 const moe_k_grouped *g, moe_cuda_stream_t stream);
 moe_status_t moe_gpu_prepare(const moe_runner *r, int32_t which, int32_t gated, int64_t experts,
                              int64_t rows, int64_t cols, const uint16_t *canonical,
                              uint16_t *prepared, moe_cuda_stream_t stream);

@@ -12,11 +12,17 @@
 /* A version-v struct is the prefix of ours up to the first field a later version appended:
  * the library reads and writes no byte past it (an older caller's struct is that short). */
 size_t moe_runner_options_size(uint32_t version) {
-  return version >= 2 ? sizeof(moe_runner_options) : offsetof(moe_runner_options, scaling_mode);
+  if (version >= 3) return sizeof(moe_runner_options);
+  return version == 2 ? offsetof(moe_runner_options, sm_budget)
+                      : offsetof(moe_runner_options, scaling_mode);
 }
 
 size_t moe_run_args_size(uint32_t version) {
   return version >= 2 ? sizeof(moe_run_args) : offsetof(moe_run_args, hidden_states_scale);
+}
+
+size_t moe_grouped_args_size(uint32_t version) {
+  return version >= 2 ? sizeof(moe_grouped_args) : offsetof(moe_grouped_args, count_status);
 }
 
 static moe_status_t check_init(const void *ptr, const char *name, uint32_t version,

@@ -34,6 +34,10 @@ static moe_status_t check_options(const moe_runner_options *o) {
   if (o->num_threads < 0 || o->num_threads > 1024)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "opts->num_threads: expected 0..1024, given %d",
                     o->num_threads);
+  if (o->sm_budget < 0 || o->sm_budget > 65535)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "opts->sm_budget: expected 0 (all SMs) or 1..65535 SMs, given %d",
+                    o->sm_budget);
   for (int i = 0; i < 8; ++i)
     if (o->reserved[i])
       return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "opts->reserved[%d]: expected 0, given %d", i,

@@ -213,10 +213,11 @@ typedef int32_t moe_status_t;
 /* Options and problem                                                                         */
 /* ------------------------------------------------------------------------------------------ */
 
-#define MOE_RUNNER_OPTIONS_VERSION 2
+#define MOE_RUNNER_OPTIONS_VERSION 3
 /**
- * Runner options. Initialise with moe_runner_options_init(). Version 2 appended scaling_mode;
- * a version-1 struct (without it) is still accepted and means MOE_SCALING_NONE.
+ * Runner options. Initialise with moe_runner_options_init(). Version 2 appended scaling_mode,
+ * version 3 sm_budget; older structs are still accepted (a version-1 struct means
+ * MOE_SCALING_NONE, a version-1 or -2 struct sm_budget 0).
  */
 typedef struct moe_runner_options {
   uint32_t version;         /**< MOE_RUNNER_OPTIONS_VERSION */
@@ -234,11 +235,22 @@ typedef struct moe_runner_options {
   /* version 2 */
   int32_t scaling_mode; /**< MOE_SCALING_*: NONE for BF16 (default), PER_TENSOR or BLOCK for
                              FP8_E4M3 */
+  /* version 3 */
+  int32_t sm_budget; /**< CUDA: most SMs the GEMM kernels of moe_runner_run and
+                          moe_runner_run_grouped may occupy at once, so that communication
+                          kernels (expert-parallel dispatch / combine) can run beside them on
+                          the others; 0 (default) = all SMs, values above the device's SM count
+                          mean all. 0..65535. Never changes results. It caps the persistent
+                          GEMM2 (which every config with cluster size 1 then runs) at one
+                          CTA per budgeted SM; the one-tile GEMM kernels (GEMM1;
+                          GEMM2 of clusters > 1) still launch one CTA per tile and take any
+                          free SM, and the short copy kernels size their grids from it
+                          (docs/ep.md). No effect on the CPU backend. */
 } moe_runner_options;
 #define MOE_RUNNER_OPTIONS_INIT                                                         \
   {                                                                                     \
     MOE_RUNNER_OPTIONS_VERSION, MOE_BACKEND_AUTO, 0, 0, MOE_DTYPE_BF16, MOE_DTYPE_BF16, \
-        MOE_ACTIVATION_SWIGLU, 0, {0, 0, 0, 0, 0, 0, 0, 0}, MOE_SCALING_NONE            \
+        MOE_ACTIVATION_SWIGLU, 0, {0, 0, 0, 0, 0, 0, 0, 0}, MOE_SCALING_NONE, 0         \
   }
 
 #define MOE_PROBLEM_VERSION 1
@@ -623,7 +635,13 @@ MOE_API moe_status_t moe_runner_autotune(moe_runner *runner, const moe_problem *
 #define MOE_LAYOUT_CONTIGUOUS 0 /**< hidden [N, H], rows grouped by local expert in order */
 #define MOE_LAYOUT_MASKED 1     /**< hidden [E_l, capacity, H], count[e] valid rows each */
 
-#define MOE_GROUPED_ARGS_VERSION 1
+/** Bits of moe_grouped_args.count_status: the counts a CUDA grouped run found invalid (each
+ * clamped on the device, never followed past the buffers). Fixed values. */
+#define MOE_GROUPED_COUNTS_NEGATIVE 1      /**< a count < 0: taken as 0 */
+#define MOE_GROUPED_COUNTS_OVER_CAPACITY 2 /**< MASKED: a count > capacity: taken as capacity */
+#define MOE_GROUPED_COUNTS_SUM_OVER_ROWS 4 /**< CONTIGUOUS: sum > N: cut to end at row N */
+
+#define MOE_GROUPED_ARGS_VERSION 2
 /**
  * Inputs and outputs of moe_runner_run_grouped: tokens a dispatcher already grouped by local
  * expert. No routing, no finalize: the output rows are FFN_e(x) unweighted, and the dispatcher
@@ -634,8 +652,8 @@ MOE_API moe_status_t moe_runner_autotune(moe_runner *runner, const moe_problem *
  *  - MASKED: hidden [E_l, capacity, H] and N = E_l * capacity; rows [0, count[e]) of expert e
  *    are valid, count[e] <= capacity; output [E_l, capacity, H]: the other rows are not written.
  * expert_counts is int32 [E_l] on the runner's device (CUDA: device memory, read on the
- * device; CPU: host memory). Tensors as moe_run_args (bf16 hidden and output, 16-byte aligned
- * on CUDA).
+ * device only; CPU: host memory). Tensors as moe_run_args (bf16 hidden and output, 16-byte
+ * aligned on CUDA). Version 2 appended count_status; a version-1 struct is still accepted.
  */
 typedef struct moe_grouped_args {
   uint32_t version;                  /**< MOE_GROUPED_ARGS_VERSION */
@@ -653,6 +671,12 @@ typedef struct moe_grouped_args {
   const DLTensor *output;            /**< same shape as hidden_states; bf16 */
   int32_t enable_pdl;                /**< 1 = programmatic dependent launch (default 1) */
   int32_t reserved[7];               /**< must be zero */
+  /* version 2 */
+  const DLTensor *count_status; /**< optional int32 [1] on the runner's device: the call writes
+                                     0, or (CUDA, where the counts are checked on the device)
+                                     the MOE_GROUPED_COUNTS_* bits of the invalid counts it
+                                     clamped; read it after the stream work completes. NULL =
+                                     no report (the clamping still happens) */
 } moe_grouped_args;
 
 /** @brief Defaults: layout CONTIGUOUS, capacity 0, enable_pdl 1, every tensor NULL. */
@@ -673,15 +697,20 @@ MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *run
  * @brief GEMM1 (+activation) and GEMM2 on tokens already grouped by local expert (layouts
  * above). Each output row equals, bit for bit, the unweighted row moe_runner_run computes for
  * the same token and expert. The GEMM plan (CTA tables) is built from the counts: on the CPU
- * from the host counts; on CUDA it will be built on the device from device counts, with no
- * host synchronisation (CUDA-graph capturable). On failure nothing is written.
+ * from the host counts; on CUDA by a device kernel from the device counts, with no host
+ * synchronisation (CUDA-graph capturable; the launch grids depend on N, never on the counts).
+ * On failure nothing is written.
+ * Invalid counts: the CPU backend checks them on the host (INVALID_ARGUMENT). The CUDA backend
+ * cannot read them on the host: it clamps them on the device (see MOE_GROUPED_COUNTS_*), never
+ * reads or writes past the buffers, computes the rows of the clamped counts and reports the
+ * violation in args->count_status when given.
  * @param[in] problem E, o, E_l, H, I of the layer; num_tokens = N of this call (<= the
- *            workspace's).
+ *            workspace's). CUDA: E_l <= 2048.
  * @param[in] config a config valid for @p problem.
- * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT (shapes, dtypes, counts negative, past
- *         capacity or summing past N), MOE_STATUS_INVALID_CONFIG,
- *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (CUDA backend and FP8
- *         runners: not implemented yet), MOE_STATUS_VERSION_MISMATCH.
+ * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT (shapes, dtypes; CPU: counts negative,
+ *         past capacity or summing past N), MOE_STATUS_INVALID_CONFIG,
+ *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (FP8 runners; CUDA:
+ *         E_l > 2048), MOE_STATUS_VERSION_MISMATCH, MOE_STATUS_CUDA_ERROR.
  */
 MOE_API moe_status_t moe_runner_run_grouped(moe_runner *runner, const moe_problem *problem,
                                             const moe_grouped_args *args, int32_t config,

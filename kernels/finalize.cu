@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 
 #include "kernels/finalize.cuh"
+#include "kernels/pdl_launch.cuh"
 #include "kernels/ptx/pdl.cuh"
 
 namespace moe {
@@ -107,18 +108,8 @@ cudaError_t launch_finalize(uint16_t *out, const uint16_t *gemm2_out,
   const int64_t total = num_tokens * (hidden / 8);
   int64_t blocks = (total + 255) / 256;
   if (blocks > 65535LL * 32) blocks = 65535LL * 32;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((unsigned)blocks, 1, 1);
-  cfg.blockDim = dim3(256, 1, 1);
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, finalize_kernel, out, gemm2_out, expert_weights,
-                            expanded_to_permuted, num_tokens, top_k, hidden);
+  return launch_pdl(finalize_kernel, blocks, 256, stream, pdl, out, gemm2_out, expert_weights,
+                    expanded_to_permuted, num_tokens, top_k, hidden);
 }
 
 }  // namespace moe

@@ -219,6 +219,35 @@ int moe_cuda_quantize_fp8(const uint16_t *x, int64_t rows, int64_t cols, int32_t
 /* GEMM1 + activation, GEMM2 and finalize on the GPU. */
 int moe_cuda_run(const moe_k_run *args, const moe_k_plan *plan, void *stream);
 
+/* Count checks of a grouped run, done on the device (bits of *moe_k_grouped.status; equal to
+ * the public MOE_GROUPED_COUNTS_* values). A violating count is clamped, never followed. */
+#define MOE_K_GROUPED_COUNT_NEGATIVE 1      /* a count < 0: taken as 0 */
+#define MOE_K_GROUPED_COUNT_OVER_CAPACITY 2 /* MASKED: a count > capacity: taken as capacity */
+#define MOE_K_GROUPED_SUM_OVER_ROWS                      \
+  4 /* CONTIGUOUS: counts summing past N: the count that \
+       crosses N is cut to end at N, later ones are 0 */
+
+/* The per-call part of a grouped run (moe_runner_run_grouped, docs/ep.md). */
+typedef struct moe_k_grouped {
+  const int32_t *counts; /* [E_l] int32, device memory */
+  int32_t masked;        /* 1: MASKED (expert e's rows start at e * capacity); 0: CONTIGUOUS */
+  int64_t capacity;      /* MASKED: rows per expert */
+  int32_t *status;       /* [1] int32 device word or NULL: 0 or MOE_K_GROUPED_* bits */
+} moe_k_grouped;
+
+/* Largest E_l of a grouped run on the GPU (the plan builder keeps per-expert tables in shared
+ * memory). */
+#define MOE_K_GROUPED_MAX_LOCAL_EXPERTS 2048
+
+/*
+ * Grouped run on the GPU: the plan from the device counts (kernels/routing/grouped_plan.cu),
+ * GEMM1 (+ activation, rows gathered through permuted_to_token), GEMM2 into args->gemm2_out,
+ * then the valid rows copied to args->output[permuted_to_token[r]]. args->do_finalize is 0 and
+ * args->launch_ctas the capacity-sized grid (max_cgas(N, 1, E_l, tile) * C). No host sync.
+ */
+int moe_cuda_run_grouped(const moe_k_run *args, const moe_k_plan *plan, const moe_k_grouped *g,
+                         void *stream);
+
 /* Device probing, device set/restore and error text live in core/backend_cuda.c (it calls
  * the CUDA runtime directly); kernels/ needs no device helpers of its own. */
 

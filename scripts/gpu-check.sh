@@ -51,10 +51,14 @@ step memcheck_moe "${san[@]}" memcheck build-gpu/tests/test_moe
 step memcheck_fp8 "${san[@]}" memcheck build-gpu/tests/test_fp8
 [ -x build-gpu/tests/test_gpu_errors ] && step memcheck_gpu_errors "${san[@]}" memcheck build-gpu/tests/test_gpu_errors
 MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/test_routing
+# the grouped run (device plan builder from device counts, invalid counts clamped, SM budget,
+# graph replay) over every 3rd valid config of each activation
+MOE_TEST_GPU_CASES=3 step memcheck_grouped "${san[@]}" memcheck build-gpu/tests/test_grouped
 fi
 if [ "$SANITIZERS" = all ] || [ "$SANITIZERS" = racecheck ]; then
 step racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
 MOE_TEST_GPU_CASES=23 step racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
+MOE_TEST_GPU_CASES=7 step racecheck_grouped "${san[@]}" racecheck build-gpu/tests/test_grouped
 # racecheck on the GEMMs of C = 1, 2, 4, all three weight-tile heights (64/128/256 rows), the
 # 192-token tile and the 144- and 176-token tiles (N not a multiple of 32), and the persistent
 # GEMM2 (the C = 1 configs with one CTA per SM run it in test_moe's cases with I <= 2048),

@@ -30,7 +30,7 @@ SA(MOE_PLAN_PERMUTED_SIZE == 8 && MOE_PLAN_EXPERT_COUNTS == 9);
 SA(kDLCPU == 1 && kDLCUDA == 2 && kDLCUDAManaged == 13);
 SA(kDLInt == 0 && kDLUInt == 1 && kDLFloat == 2 && kDLBfloat == 4 && kDLFloat4_e2m1fn == 17);
 SA(kDLFloat8_e4m3fn == 10 && kDLFloat8_e5m2 == 12);
-SA(MOE_RUNNER_OPTIONS_VERSION == 2 && MOE_PROBLEM_VERSION == 1 && MOE_ROUTING_ARGS_VERSION == 1);
+SA(MOE_RUNNER_OPTIONS_VERSION == 3 && MOE_PROBLEM_VERSION == 1 && MOE_ROUTING_ARGS_VERSION == 1);
 SA(MOE_RUN_ARGS_VERSION == 2 && MOE_PLAN_VERSION == 1 && MOE_CONFIG_INFO_VERSION == 1);
 
 /* DLPack (ABI-identical to dlpack.h 1.x). */
@@ -44,8 +44,16 @@ SA(offsetof(DLTensor, ndim) == 16 && offsetof(DLTensor, dtype) == 20);
 SA(offsetof(DLTensor, shape) == 24 && offsetof(DLTensor, strides) == 32);
 SA(offsetof(DLTensor, byte_offset) == 40);
 
-/* version 1 was the first 64 bytes; version 2 appended scaling_mode */
-SA(sizeof(moe_runner_options) == 68 && offsetof(moe_runner_options, scaling_mode) == 64);
+/* version 1 was the first 64 bytes; version 2 appended scaling_mode, version 3 sm_budget */
+SA(sizeof(moe_runner_options) == 72 && offsetof(moe_runner_options, scaling_mode) == 64);
+SA(offsetof(moe_runner_options, sm_budget) == 68);
+/* moe_grouped_args: version 1 was the first 128 bytes; version 2 appended count_status */
+SA(MOE_GROUPED_ARGS_VERSION == 2 && MOE_LAYOUT_CONTIGUOUS == 0 && MOE_LAYOUT_MASKED == 1);
+SA(MOE_GROUPED_COUNTS_NEGATIVE == 1 && MOE_GROUPED_COUNTS_OVER_CAPACITY == 2);
+SA(MOE_GROUPED_COUNTS_SUM_OVER_ROWS == 4);
+SA(offsetof(moe_grouped_args, capacity) == 8 && offsetof(moe_grouped_args, output) == 88);
+SA(offsetof(moe_grouped_args, enable_pdl) == 96 && offsetof(moe_grouped_args, reserved) == 100);
+SA(offsetof(moe_grouped_args, count_status) == 128 && sizeof(moe_grouped_args) == 136);
 SA(offsetof(moe_runner_options, version) == 0 && offsetof(moe_runner_options, backend) == 4);
 SA(offsetof(moe_runner_options, device_id) == 8);
 SA(offsetof(moe_runner_options, sm_version) == 12);

@@ -1,5 +1,6 @@
 /*
- * test_grouped.c - moe_runner_run_grouped (external token layouts, docs/ep.md) on the CPU:
+ * test_grouped.c - moe_runner_run_grouped (external token layouts, docs/ep.md) and the SM budget.
+ * CPU (always):
  *  - CONTIGUOUS and MASKED rows equal, bit for bit, the unweighted rows moe_runner_run writes
  *    (do_finalize = 0, permuted_output) for the same tokens and experts, on an EP slice
  *    (local experts [o, o + E_l) of E), with gemm biases and SwiGLU parameters, for several
@@ -7,14 +8,32 @@
  *  - T = 0 and T = 1 (N = 0, all counts 0; one token);
  *  - misuse: bad counts (negative, past capacity, sum past N), shapes, dtypes, layout,
  *    capacity, version, reserved, workspace, stream -> the status, a message naming the
- *    argument, and nothing written;
- *  - FP8 runners (and the CUDA backend, when a CUDA runner can be created) -> NOT_SUPPORTED.
+ *    argument, and nothing written; FP8 runners -> NOT_SUPPORTED;
+ *  - moe_runner_options.sm_budget: bad values -> INVALID_ARGUMENT naming opts->sm_budget, the
+ *    expected and the given value; version-2 options still accepted; a CPU runner with a
+ *    budget gives the same rows;
+ *  - a CUDA runner without a device (sm_version 90, where the build has CUDA): the host checks
+ *    of the CUDA path (E_l past the plan builder's limit -> NOT_SUPPORTED, host counts ->
+ *    INVALID_ARGUMENT), then NO_DEVICE.
+ * GPU (skipped with a printed reason when no device is present):
+ *  - both layouts x every activation x every valid config (cluster sizes 1, 2, 4; tiles 8..256;
+ *    weight tiles of 64, 128, 256 rows), skewed counts (a zero count, the largest count ==
+ *    capacity): rows bit-identical to the GPU's moe_runner_run (do_finalize = 0, same config);
+ *    within the library's GPU-vs-CPU bound (relative L2 <= 1e-2, every row written and finite,
+ *    as test_moe) of the CPU backend's grouped rows; rows past the counts untouched; status 0;
+ *  - T = 0 and T = 1; invalid device counts -> clamped, their status bits, nothing written
+ *    outside the clamped rows (compute-sanitizer memcheck: scripts/gpu-check.sh);
+ *  - an SM budget (1 and 8 SMs) leaves grouped and routed outputs bit-identical;
+ *  - CUDA graph: a captured call replayed after new device counts equals a direct call.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
+#ifdef MOE_TEST_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
 
 #define B MOE_BACKEND_CPU
 #define POISON 0xFFFFu
@@ -22,14 +41,17 @@
 /* Fixture: a routed reference for T tokens (pre-routed ids) and the grouping of its local
  * slots. */
 typedef struct fx {
+  int b; /* backend */
   int32_t E, K, o, El;
   int64_t T, H, I;
   int activation;
+  int skew; /* local expert 1 gets no slot (its draws go to local expert 0) */
   moe_runner *r;
   t_expert_data d;
   t_moe_in in;
   t_weights w;
   int32_t *ids;       /* [T, K] */
+  float *wts;         /* [T, K] routing weights (unused by the rows) */
   int32_t counts[64]; /* local slots per local expert */
   int64_t nlocal;     /* sum of counts */
   int64_t *slot;      /* [nlocal] slot x of each grouped row (experts ascending, x ascending) */
@@ -40,69 +62,53 @@ static void fx_free(fx *f) {
   t_weights_free(&f->w);
   t_expert_data_free(&f->d);
   free(f->ids);
+  free(f->wts);
   free(f->slot);
   free(f->ref);
   moe_runner_destroy(f->r);
 }
 
-/* Route T tokens with ids drawn from [0, E) (some not local), run the plain forward with
- * do_finalize = 0 and keep each local slot's permuted row as the reference. */
-static int fx_init(fx *f, uint64_t seed, int32_t E, int32_t o, int32_t El, int64_t T, int32_t K,
-                   int64_t H, int64_t I) {
-  memset(f, 0, sizeof *f);
-  f->E = E, f->K = K, f->o = o, f->El = El, f->T = T, f->H = H, f->I = I;
-  f->activation = MOE_ACTIVATION_SWIGLU;
-  f->r = t_runner(B, f->activation);
-  if (!f->r) return 1;
-  t_expert_data_gen(seed, T, El, H, I, 1, 1, 1, &f->d);
-  f->in = t_expert_data_in(&f->d);
-  moe_problem p;
-  t_problem(&p, E, T, K, o, El, H, I);
-  if (CHECK_OK(t_weights_prepare(f->r, B, &p, f->activation, &f->in, &f->w))) return 1;
-  t_rng rng = {seed * 7919 + 1};
-  f->ids = t_xmalloc(sizeof(int32_t) * (size_t)(T * K + 1));
-  float *wts = t_xmalloc(sizeof(float) * (size_t)(T * K + 1));
-  for (int64_t t = 0; t < T; ++t)
-    for (int32_t k = 0; k < K; ++k) { /* distinct ids per token */
-      int32_t id;
-      int dup;
-      do {
-        id = (int32_t)t_rng_range(&rng, 0, E - 1);
-        dup = 0;
-        for (int32_t j = 0; j < k; ++j) dup |= f->ids[t * K + j] == id;
-      } while (dup);
-      f->ids[t * K + k] = id;
-      wts[t * K + k] = 0.5f;
-    }
+/* The fixture's routing: its pre-routed ids and weights. */
+static t_route fx_route(const fx *f) {
   t_route in;
   t_route_init(&in);
   in.method = MOE_ROUTING_TOPK;
   in.input = T_INPUT_IDS;
   in.ids = f->ids;
   in.weights_f32 = 1;
-  in.weights = wts;
-  int32_t cfg = 0;
+  in.weights = f->wts;
+  return in;
+}
+
+/* Keep each local slot's permuted row of moe_runner_run (do_finalize = 0, config @p cfg, -1 =
+ * the default) as the reference, with the grouping (counts, slot order) it implies. */
+static int fx_reference(fx *f, int32_t cfg) {
+  const int64_t T = f->T, H = f->H;
+  const int32_t K = f->K;
+  moe_problem p;
+  t_problem(&p, f->E, T, K, f->o, f->El, H, f->I);
+  const t_route in = fx_route(f);
   t_ws ws = {0};
   moe_plan plan;
   host_plan hp;
   memset(&hp, 0, sizeof hp);
-  int bad = CHECK_OK(moe_runner_get_default_config(f->r, &p, &cfg)) ||
-            CHECK_OK(t_ws_alloc(f->r, B, &p, cfg, &ws)) ||
-            CHECK_OK(t_prepare(f->r, B, &p, &in, cfg, &ws, &plan));
+  int bad = (cfg < 0 && CHECK_OK(moe_runner_get_default_config(f->r, &p, &cfg))) ||
+            CHECK_OK(t_ws_alloc(f->r, f->b, &p, cfg, &ws)) ||
+            CHECK_OK(t_prepare(f->r, f->b, &p, &in, cfg, &ws, &plan));
   uint16_t *perm = NULL;
   if (!bad) {
     perm = t_xmalloc(sizeof(uint16_t) * (size_t)(plan.max_padded_rows * H + 1));
-    bad = CHECK_OK(t_run(f->r, B, &p, f->activation, &f->in, &f->w, cfg, &plan, &ws, 0, perm)) ||
-          t_read_plan(f->r, &plan, &ws, E, &hp);
+    bad = CHECK_OK(t_run(f->r, f->b, &p, f->activation, &f->in, &f->w, cfg, &plan, &ws, 0, perm)) ||
+          t_read_plan(f->r, &plan, &ws, f->E, &hp);
   }
   if (!bad) {
-    f->slot = t_xmalloc(sizeof(int64_t) * (size_t)(T * K + 1));
-    f->ref = t_xmalloc(sizeof(uint16_t) * (size_t)((T * K + 1) * H));
+    if (!f->slot) f->slot = t_xmalloc(sizeof(int64_t) * (size_t)(T * K + 1));
+    if (!f->ref) f->ref = t_xmalloc(sizeof(uint16_t) * (size_t)((T * K + 1) * H));
     f->nlocal = 0;
-    for (int32_t e = 0; e < El; ++e) {
+    for (int32_t e = 0; e < f->El; ++e) {
       f->counts[e] = 0;
       for (int64_t x = 0; x < T * K; ++x)
-        if (f->ids[x] == o + e) {
+        if (f->ids[x] == f->o + e) {
           CHECK(hp.e2p[x] >= 0, "slot %lld: local but not permuted", (long long)x);
           if (hp.e2p[x] < 0) continue;
           memcpy(f->ref + f->nlocal * H, perm + (int64_t)hp.e2p[x] * H, sizeof(uint16_t) * H);
@@ -113,9 +119,48 @@ static int fx_init(fx *f, uint64_t seed, int32_t E, int32_t o, int32_t El, int64
   }
   t_free_plan(&hp);
   free(perm);
-  free(wts);
   t_ws_free(&ws);
   return bad;
+}
+
+/* Route T tokens on backend @p b with ids drawn from [0, E) (some not local), run the plain
+ * forward with do_finalize = 0 and keep each local slot's permuted row as the reference. */
+static int fx_init_on(fx *f, int b, int activation, int skew, uint64_t seed, int32_t E, int32_t o,
+                      int32_t El, int64_t T, int32_t K, int64_t H, int64_t I) {
+  memset(f, 0, sizeof *f);
+  f->b = b, f->E = E, f->K = K, f->o = o, f->El = El, f->T = T, f->H = H, f->I = I;
+  f->activation = activation;
+  f->skew = skew;
+  f->r = t_runner(b, f->activation);
+  if (!f->r) return 1;
+  t_expert_data_gen(seed, T, El, H, I, t_gated(activation), 1, activation == MOE_ACTIVATION_SWIGLU,
+                    &f->d);
+  f->in = t_expert_data_in(&f->d);
+  moe_problem p;
+  t_problem(&p, E, T, K, o, El, H, I);
+  if (CHECK_OK(t_weights_prepare(f->r, b, &p, f->activation, &f->in, &f->w))) return 1;
+  t_rng rng = {seed * 7919 + 1};
+  f->ids = t_xmalloc(sizeof(int32_t) * (size_t)(T * K + 1));
+  f->wts = t_xmalloc(sizeof(float) * (size_t)(T * K + 1));
+  for (int64_t t = 0; t < T; ++t)
+    for (int32_t k = 0; k < K; ++k) { /* distinct ids per token */
+      int32_t id;
+      int dup;
+      do {
+        id = (int32_t)t_rng_range(&rng, 0, E - 1);
+        if (skew && El > 1 && id == o + 1) id = o;
+        dup = 0;
+        for (int32_t j = 0; j < k; ++j) dup |= f->ids[t * K + j] == id;
+      } while (dup);
+      f->ids[t * K + k] = id;
+      f->wts[t * K + k] = 0.5f;
+    }
+  return fx_reference(f, -1);
+}
+
+static int fx_init(fx *f, uint64_t seed, int32_t E, int32_t o, int32_t El, int64_t T, int32_t K,
+                   int64_t H, int64_t I) {
+  return fx_init_on(f, B, MOE_ACTIVATION_SWIGLU, 0, seed, E, o, El, T, K, H, I);
 }
 
 typedef struct grouped_call {
@@ -124,25 +169,32 @@ typedef struct grouped_call {
   const int32_t *counts;
   const uint16_t *hidden; /* host, the layout's shape */
   int32_t cfg;            /* -1 = default */
+  int32_t *status;        /* host copy of args->count_status, or NULL: none passed */
+  uint8_t **ws_copy;      /* NULL, or gets a host copy of the workspace after the call */
 } grouped_call;
 
-/* Run grouped with tensors built from host data; output poisoned first, copied to out_host
- * ([N, H]). Returns the status. */
+/* Run grouped on the fixture's backend with tensors built from host data; output poisoned
+ * first, copied to out_host ([N, H]). Returns the status. */
 static moe_status_t run_grouped(fx *f, const grouped_call *c, uint16_t *out_host) {
   moe_problem p;
   t_problem(&p, f->E, c->N, 1, f->o, f->El, f->H, f->I);
-  const int64_t H = f->H, El = f->El;
+  const int b = f->b;
+  const int64_t H = f->H, El = f->El, fI = (t_gated(f->activation) ? 2 : 1) * f->I;
   const int masked = c->layout == MOE_LAYOUT_MASKED;
   const int64_t dm[3] = {El, c->capacity, H}, dc[2] = {c->N, H};
-  ttensor *hid = tt_from_host(B, DT_BF16, masked ? 3 : 2, masked ? dm : dc, c->hidden);
-  ttensor *out = tt_new(B, DT_BF16, masked ? 3 : 2, masked ? dm : dc);
-  tmem_poison(B, out->t.data, out->bytes);
-  ttensor *cnt = tt_from_host(B, DT_I32, 1, (int64_t[]){El}, c->counts);
-  ttensor *b1 = tt_from_host(B, DT_F32, 2, (int64_t[]){El, 2 * f->I}, f->in.bias1);
-  ttensor *b2 = tt_from_host(B, DT_F32, 2, (int64_t[]){El, H}, f->in.bias2);
-  ttensor *al = tt_from_host(B, DT_F32, 1, (int64_t[]){El}, f->in.alpha);
-  ttensor *be = tt_from_host(B, DT_F32, 1, (int64_t[]){El}, f->in.beta);
-  ttensor *cl = tt_from_host(B, DT_F32, 1, (int64_t[]){El}, f->in.clamp_limit);
+  ttensor *hid = tt_from_host(b, DT_BF16, masked ? 3 : 2, masked ? dm : dc, c->hidden);
+  ttensor *out = tt_new(b, DT_BF16, masked ? 3 : 2, masked ? dm : dc);
+  tmem_poison(b, out->t.data, out->bytes);
+  ttensor *cnt = tt_from_host(b, DT_I32, 1, (int64_t[]){El}, c->counts);
+  ttensor *st = tt_new(b, DT_I32, 1, (int64_t[]){1});
+  tmem_poison(b, st->t.data, st->bytes);
+  const t_moe_in *in = &f->in;
+  ttensor *b1 = in->bias1 ? tt_from_host(b, DT_F32, 2, (int64_t[]){El, fI}, in->bias1) : NULL;
+  ttensor *b2 = in->bias2 ? tt_from_host(b, DT_F32, 2, (int64_t[]){El, H}, in->bias2) : NULL;
+  ttensor *al = in->alpha ? tt_from_host(b, DT_F32, 1, (int64_t[]){El}, in->alpha) : NULL;
+  ttensor *be = in->beta ? tt_from_host(b, DT_F32, 1, (int64_t[]){El}, in->beta) : NULL;
+  ttensor *cl =
+      in->clamp_limit ? tt_from_host(b, DT_F32, 1, (int64_t[]){El}, in->clamp_limit) : NULL;
   moe_grouped_args a;
   CHECK_OK(moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION));
   a.layout = c->layout;
@@ -151,23 +203,29 @@ static moe_status_t run_grouped(fx *f, const grouped_call *c, uint16_t *out_host
   a.expert_counts = &cnt->t;
   a.gemm1_weights = &f->w.w1->t;
   a.gemm2_weights = &f->w.w2->t;
-  a.gemm1_bias = &b1->t;
-  a.gemm2_bias = &b2->t;
-  a.gemm1_alpha = &al->t;
-  a.gemm1_beta = &be->t;
-  a.gemm1_clamp_limit = &cl->t;
+  a.gemm1_bias = b1 ? &b1->t : NULL;
+  a.gemm2_bias = b2 ? &b2->t : NULL;
+  a.gemm1_alpha = al ? &al->t : NULL;
+  a.gemm1_beta = be ? &be->t : NULL;
+  a.gemm1_clamp_limit = cl ? &cl->t : NULL;
   a.output = &out->t;
+  a.count_status = c->status ? &st->t : NULL;
   int32_t cfg = c->cfg;
   moe_status_t s = MOE_STATUS_SUCCESS;
   if (cfg < 0) s = CHECK_OK(moe_runner_get_default_config(f->r, &p, &cfg));
   size_t bytes = 0;
   if (!s) s = CHECK_OK(moe_runner_get_grouped_workspace_size(f->r, &p, cfg, &bytes));
-  void *ws = tmem_alloc(B, bytes);
+  void *ws = tmem_alloc(b, bytes);
   if (!s) s = moe_runner_run_grouped(f->r, &p, &a, cfg, ws, bytes, NULL);
-  tmem_download(B, out_host, out->t.data, out->bytes);
-  tmem_free(B, ws);
-  tt_free(hid), tt_free(out), tt_free(cnt), tt_free(b1), tt_free(b2), tt_free(al), tt_free(be),
-      tt_free(cl);
+  tmem_download(b, out_host, out->t.data, out->bytes);
+  if (c->status) tmem_download(b, c->status, st->t.data, sizeof(int32_t));
+  if (c->ws_copy) {
+    *c->ws_copy = t_xmalloc(bytes + 1);
+    tmem_download(b, *c->ws_copy, ws, bytes);
+  }
+  tmem_free(b, ws);
+  tt_free(hid), tt_free(out), tt_free(cnt), tt_free(st), tt_free(b1), tt_free(b2), tt_free(al),
+      tt_free(be), tt_free(cl);
   return s;
 }
 
@@ -240,7 +298,8 @@ static void test_equal_to_run(uint64_t seed, int32_t E, int32_t o, int32_t El, i
   for (int32_t i = 0; i < n && i < 6; ++i) {
     uint16_t *hc = contiguous_hidden(&f, Nc);
     uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)(Nc * H + 1));
-    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, Nc, f.counts, hc, cfgs[i * (n > 6 ? n / 6 : 1)]};
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS,         0,    Nc,  f.counts, hc,
+                      cfgs[i * (n > 6 ? n / 6 : 1)], NULL, NULL};
     snprintf(what, sizeof what, "contiguous T=%lld K=%d E=%d o=%d El=%d cfg=%d", (long long)T, K, E,
              o, El, c.cfg);
     if (!CHECK_OK(run_grouped(&f, &c, out))) check_rows(&f, &c, out, what);
@@ -249,7 +308,7 @@ static void test_equal_to_run(uint64_t seed, int32_t E, int32_t o, int32_t El, i
     const int64_t cap = maxc + 2;
     uint16_t *hm = masked_hidden(&f, cap);
     out = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H + 1));
-    grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, f.counts, hm, -1};
+    grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, f.counts, hm, -1, NULL, NULL};
     snprintf(what, sizeof what, "masked T=%lld K=%d E=%d o=%d El=%d cap=%lld", (long long)T, K, E,
              o, El, (long long)cap);
     if (!CHECK_OK(run_grouped(&f, &m, out))) check_rows(&f, &m, out, what);
@@ -269,17 +328,17 @@ static void test_edge_n(void) {
   }
   int32_t zeros[64] = {0};
   uint16_t out1[1];
-  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1};
+  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1, NULL, NULL};
   CHECK_OK(run_grouped(&f, &c0, out1)); /* nothing to compare: no rows */
-  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1};
+  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, NULL, NULL};
   CHECK_OK(run_grouped(&f, &m0, out1));
   /* T = 1, K = 1, a seed whose token is local: N = 1, and a masked capacity 1 */
   uint16_t *hc = contiguous_hidden(&f, f.nlocal);
   uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)((f.El + 1) * f.H));
-  grouped_call c1 = {MOE_LAYOUT_CONTIGUOUS, 0, f.nlocal, f.counts, hc, -1};
+  grouped_call c1 = {MOE_LAYOUT_CONTIGUOUS, 0, f.nlocal, f.counts, hc, -1, NULL, NULL};
   if (!CHECK_OK(run_grouped(&f, &c1, out))) check_rows(&f, &c1, out, "contiguous N = T = 1");
   uint16_t *hm = masked_hidden(&f, 1);
-  grouped_call m1 = {MOE_LAYOUT_MASKED, 1, f.El, f.counts, hm, -1};
+  grouped_call m1 = {MOE_LAYOUT_MASKED, 1, f.El, f.counts, hm, -1, NULL, NULL};
   if (!CHECK_OK(run_grouped(&f, &m1, out))) check_rows(&f, &m1, out, "masked capacity 1");
   CHECK(f.nlocal == 1, "T = 1, K = 1: %lld local slots, expected 1", (long long)f.nlocal);
   free(hc);
@@ -325,7 +384,7 @@ static void test_misuse(void) {
   uint16_t *hc = contiguous_hidden(&f, N);
   int32_t cnt[64];
   memcpy(cnt, f.counts, sizeof cnt);
-  grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1};
+  grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL};
   cnt[1] = -1;
   expect_fail(&f, &c, MOE_STATUS_INVALID_ARGUMENT, "expert_counts[1]", "negative count");
   memcpy(cnt, f.counts, sizeof cnt);
@@ -342,7 +401,7 @@ static void test_misuse(void) {
   uint16_t *hm = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H));
   memset(hm, 0, sizeof(uint16_t) * (size_t)(El * cap * H));
   int32_t mc[64] = {1, 6, 0, 2};
-  grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1};
+  grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL};
   mc[2] = 7;
   expect_fail(&f, &m, MOE_STATUS_INVALID_ARGUMENT, "expert_counts[2]", "count past capacity");
   mc[2] = -2;
@@ -508,29 +567,535 @@ static void test_not_supported(void) {
           moe_get_last_error());
     moe_runner_destroy(r);
   }
-  /* a CUDA runner sized without a device (sm_version 90), where the build has CUDA */
+}
+
+/* A CUDA runner sized without a device (sm_version 90), where the build has CUDA: the host
+ * checks of the CUDA path run before the device is needed. The tensors carry kDLCUDA metadata
+ * and aligned addresses that are never dereferenced. */
+static void test_cuda_host_checks(void) {
+  if (t_have_cuda()) return; /* the GPU suite runs the CUDA path for real */
+  moe_runner_options o;
   moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION);
   o.backend = MOE_BACKEND_CUDA;
   o.sm_version = 90;
-  r = NULL;
-  if (moe_runner_create(&o, &r) == MOE_STATUS_SUCCESS) {
+  moe_runner *r = NULL;
+  if (moe_runner_create(&o, &r) != MOE_STATUS_SUCCESS) {
+    printf("test_grouped: no CUDA runner in this build; CUDA host checks skipped\n");
+    return;
+  }
+  const int64_t H = 128, I = 128, El = 8, N = 16;
+  moe_problem p;
+  t_problem(&p, 8, N, 1, 0, (int32_t)El, H, I);
+  int32_t cfg = 0;
+  size_t bytes = 0, b1 = 0, b2 = 0;
+  CHECK_OK(moe_runner_get_default_config(r, &p, &cfg));
+  CHECK_OK(moe_runner_get_grouped_workspace_size(r, &p, cfg, &bytes));
+  CHECK_OK(moe_weights_prepared_size(r, &p, MOE_WEIGHTS_GEMM1, &b1));
+  CHECK_OK(moe_weights_prepared_size(r, &p, MOE_WEIGHTS_GEMM2, &b2));
+  int64_t sh[2] = {N, H}, sc[1] = {El}, s1[1] = {(int64_t)b1}, s2[1] = {(int64_t)b2};
+  void *fake = (void *)(uintptr_t)0x100000; /* 256-byte aligned, never read */
+  const DLDevice dev = {kDLCUDA, 0}, host = {kDLCPU, 0};
+  DLTensor hid = {fake, dev, 2, DT_BF16, sh, NULL, 0}, out = hid;
+  DLTensor cnt = {fake, dev, 1, DT_I32, sc, NULL, 0}, cnt_host = cnt;
+  cnt_host.device = host;
+  DLTensor w1 = {fake, dev, 1, DT_U8, s1, NULL, 0}, w2 = {fake, dev, 1, DT_U8, s2, NULL, 0};
+  moe_grouped_args a;
+  moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
+  a.hidden_states = &hid;
+  a.expert_counts = &cnt_host;
+  a.gemm1_weights = &w1;
+  a.gemm2_weights = &w2;
+  a.output = &out;
+  moe_status_t s = moe_runner_run_grouped(r, &p, &a, cfg, fake, bytes, NULL);
+  CHECK(s == MOE_STATUS_INVALID_ARGUMENT,
+        "CUDA runner, host counts: expected INVALID_ARGUMENT, "
+        "given %d (%s)",
+        s, moe_get_last_error());
+  CHECK(strstr(moe_get_last_error(), "args->expert_counts") != NULL,
+        "CUDA runner, host counts: message '%s'", moe_get_last_error());
+  a.expert_counts = &cnt;
+  s = moe_runner_run_grouped(r, &p, &a, cfg, fake, bytes, NULL);
+  CHECK(s == MOE_STATUS_NO_DEVICE,
+        "CUDA runner without a device: expected NO_DEVICE, given %d (%s)", s, moe_get_last_error());
+  /* E_l past the device plan builder's limit */
+  moe_problem big;
+  t_problem(&big, 4096, 4096, 1, 0, 4096, H, I);
+  if (!CHECK_OK(moe_runner_get_default_config(r, &big, &cfg)) &&
+      !CHECK_OK(moe_runner_get_grouped_workspace_size(r, &big, cfg, &bytes))) {
+    s = moe_runner_run_grouped(r, &big, &a, cfg, fake, bytes, NULL);
+    CHECK(s == MOE_STATUS_NOT_SUPPORTED, "E_l = 4096 on CUDA: expected NOT_SUPPORTED, given %d", s);
+    CHECK(strstr(moe_get_last_error(), "problem->local_num_experts") != NULL &&
+              strstr(moe_get_last_error(), "2048") != NULL && strstr(moe_get_last_error(), "4096"),
+          "E_l = 4096 on CUDA: message '%s'", moe_get_last_error());
+  }
+  moe_runner_destroy(r);
+}
+
+/* moe_runner_options.sm_budget: validated at creation; version 2 still accepted; no effect on
+ * the CPU backend's rows. */
+static void test_sm_budget_option(void) {
+  const int32_t bad[] = {-1, -65536, 65536, 1 << 30};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    moe_runner_options o;
+    moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION);
+    o.backend = B;
+    o.sm_budget = bad[i];
+    moe_runner *r = (moe_runner *)(uintptr_t)1;
+    moe_status_t s = moe_runner_create(&o, &r);
+    char given[32];
+    snprintf(given, sizeof given, "given %d", bad[i]);
+    CHECK(s == MOE_STATUS_INVALID_ARGUMENT, "sm_budget %d: expected INVALID_ARGUMENT, given %d",
+          bad[i], s);
+    CHECK(r == NULL, "sm_budget %d: runner not NULL on failure", bad[i]);
+    const char *m = moe_get_last_error();
+    CHECK(strstr(m, "opts->sm_budget") && strstr(m, "expected") && strstr(m, "65535") &&
+              strstr(m, given),
+          "sm_budget %d: message '%s' must name opts->sm_budget, the expected range and the "
+          "given value",
+          bad[i], m);
+  }
+  /* version 2 (no sm_budget field read) and valid budgets */
+  moe_runner_options o2;
+  CHECK_OK(moe_runner_options_init(&o2, 2));
+  o2.backend = B;
+  moe_runner *r = NULL;
+  if (!CHECK_OK(moe_runner_create(&o2, &r))) moe_runner_destroy(r);
+  const int32_t good[] = {0, 1, 8, 132, 65535};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; ++i) {
+    moe_runner_options o;
+    moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION);
+    CHECK(o.sm_budget == 0, "default sm_budget %d, expected 0", o.sm_budget);
+    o.backend = B;
+    o.sm_budget = good[i];
+    r = NULL;
+    if (!CHECK_OK(moe_runner_create(&o, &r))) moe_runner_destroy(r);
+  }
+  /* a CPU runner with a budget: the same rows */
+  fx f;
+  if (fx_init(&f, 31, 8, 2, 4, 20, 2, 128, 64)) {
+    CHECK(0, "sm_budget fixture failed");
+    fx_free(&f);
+    return;
+  }
+  moe_runner_options o;
+  moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION);
+  o.backend = B;
+  o.sm_budget = 2;
+  moe_runner *rb = NULL;
+  if (!CHECK_OK(moe_runner_create(&o, &rb))) {
+    moe_runner *keep = f.r;
+    f.r = rb;
+    const int64_t N = f.nlocal + 1;
+    uint16_t *hc = contiguous_hidden(&f, N);
+    uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)(N * f.H + 1));
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, f.counts, hc, -1, NULL, NULL};
+    if (!CHECK_OK(run_grouped(&f, &c, out))) check_rows(&f, &c, out, "CPU, sm_budget 2");
+    free(hc);
+    free(out);
+    f.r = keep;
+    moe_runner_destroy(rb);
+  }
+  fx_free(&f);
+}
+
+#ifdef MOE_TEST_WITH_CUDA
+static const int k_acts[] = {MOE_ACTIVATION_SWIGLU, MOE_ACTIVATION_GEGLU, MOE_ACTIVATION_RELU2,
+                             MOE_ACTIVATION_IDENTITY};
+#define BOUND_GPU 1e-2 /* test_moe's GPU-vs-CPU bound for bf16 outputs */
+
+/* GPU grouped rows against the CPU backend's (same grouping): relative L2 and finiteness over
+ * the rows the counts cover. */
+static void compare_gpu_cpu(const fx *g, const grouped_call *c, const uint16_t *out_gpu,
+                            const uint16_t *out_cpu, const char *what) {
+  const int64_t H = g->H;
+  int64_t rows = 0;
+  for (int32_t e = 0; e < g->El; ++e) rows += c->counts[e];
+  if (rows == 0) return;
+  uint16_t *a = t_xmalloc(sizeof(uint16_t) * (size_t)(rows * H));
+  uint16_t *b = t_xmalloc(sizeof(uint16_t) * (size_t)(rows * H));
+  int64_t n = 0;
+  for (int32_t e = 0; e < g->El; ++e) {
+    const int64_t first = c->layout == MOE_LAYOUT_MASKED ? e * c->capacity : n;
+    memcpy(a + n * H, out_gpu + first * H, sizeof(uint16_t) * (size_t)(c->counts[e] * H));
+    memcpy(b + n * H, out_cpu + first * H, sizeof(uint16_t) * (size_t)(c->counts[e] * H));
+    n += c->counts[e];
+  }
+  CHECK(t_count_nonfinite(a, n * H) == 0, "%s: %lld GPU elements not finite", what,
+        (long long)t_count_nonfinite(a, n * H));
+  const double err = t_rel_err_bf16(a, b, n * H);
+  CHECK(err <= BOUND_GPU, "%s: ||gpu - cpu|| / ||cpu|| = %.3g", what, err);
+  free(a);
+  free(b);
+}
+
+/*
+ * The grouped plans in a GPU and a CPU workspace after the same call (counts: the valid or
+ * clamped counts the plan follows), read with core/grouped.c's layout: permuted_to_token
+ * [max_rows], cta_to_batch and cta_to_mn_limit [max_ctas], then num_ctas and permuted_size, each
+ * region 256-byte aligned, max_rows = tile * max_cgas(N, 1, E_l, tile), max_ctas = C * max_cgas.
+ * Bit for bit (DESIGN §6: plan tables bit-exact), with the sizes the counts imply.
+ */
+static void compare_plans(const fx *g, const grouped_call *c, const int32_t *counts,
+                          const uint8_t *wg, const uint8_t *wc, const char *what) {
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  if (CHECK_OK(moe_runner_describe_config(g->r, c->cfg, &info))) return;
+  const int64_t tile = info.tile, C = info.cluster_size;
+  const int64_t cg = t_max_cgas(c->N, 1, g->El, tile);
+#define AL256(x) (((x) + 255) / 256 * 256)
+  const int64_t ob = AL256(4 * cg * tile), om = ob + AL256(4 * cg * C), os = om + AL256(4 * cg * C);
+#undef AL256
+  int64_t cgas = 0;
+  for (int32_t e = 0; e < g->El; ++e) cgas += (counts[e] + tile - 1) / tile;
+  int32_t sg[2], sc[2];
+  memcpy(sg, wg + os, sizeof sg);
+  memcpy(sc, wc + os, sizeof sc);
+  CHECK(sg[0] == C * cgas && sg[1] == tile * cgas,
+        "%s: GPU plan num_ctas %d permuted_size %d, expected %lld and %lld", what, sg[0], sg[1],
+        (long long)(C * cgas), (long long)(tile * cgas));
+  CHECK(sc[0] == sg[0] && sc[1] == sg[1], "%s: CPU plan num_ctas %d permuted_size %d, GPU %d %d",
+        what, sc[0], sc[1], sg[0], sg[1]);
+  if (sg[0] != C * cgas || sg[1] != tile * cgas || sc[0] != sg[0] || sc[1] != sg[1]) return;
+  CHECK(memcmp(wg, wc, 4 * (size_t)sg[1]) == 0, "%s: permuted_to_token differs from the CPU's",
+        what);
+  CHECK(memcmp(wg + ob, wc + ob, 4 * (size_t)sg[0]) == 0, "%s: cta_to_batch differs", what);
+  CHECK(memcmp(wg + om, wc + om, 4 * (size_t)sg[0]) == 0, "%s: cta_to_mn_limit differs", what);
+}
+
+/* Is @p cfg valid for the routed problem of the fixture (its reference run)? */
+static int valid_for_routed(const fx *f, int32_t cfg) {
+  moe_problem p;
+  t_problem(&p, f->E, f->T, f->K, f->o, f->El, f->H, f->I);
+  int32_t cfgs[64], n = 0;
+  if (CHECK_OK(moe_runner_get_valid_configs(f->r, &p, cfgs, 64, &n))) return 0;
+  for (int32_t i = 0; i < n && i < 64; ++i)
+    if (cfgs[i] == cfg) return 1;
+  return 0;
+}
+
+/* One call on the GPU fixture @p g and the CPU fixture @p cpu (same data) with @p counts on the
+ * GPU and @p expect (= counts, or their clamped form) on the CPU: the CPU's count status 0, the
+ * GPU's @p want_status; the plans bit for bit; the rows within the bound; nothing outside the
+ * rows written (g->ref bitwise too when @p bitwise). c->cfg < 0: the default config. */
+static void gpu_vs_cpu(fx *g, fx *cpu, grouped_call c, const int32_t *expect, int32_t want_status,
+                       int bitwise, const char *what) {
+  const int64_t H = g->H;
+  if (c.cfg < 0) {
     moe_problem p;
-    t_problem(&p, 8, 16, 1, 0, 8, 128, 128);
-    int32_t cfg = 0;
-    size_t bytes = 0;
-    CHECK_OK(moe_runner_get_default_config(r, &p, &cfg));
-    CHECK_OK(moe_runner_get_grouped_workspace_size(r, &p, cfg, &bytes));
-    moe_grouped_args a;
-    moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
-    moe_status_t s = moe_runner_run_grouped(r, &p, &a, cfg, NULL, bytes, NULL);
-    CHECK(s == MOE_STATUS_NOT_SUPPORTED, "CUDA runner: expected NOT_SUPPORTED, given %d", s);
-    CHECK(strstr(moe_get_last_error(), "CUDA backend") != NULL, "CUDA message: '%s'",
-          moe_get_last_error());
-    moe_runner_destroy(r);
-  } else {
-    printf("test_grouped: no CUDA runner in this build; CUDA NOT_SUPPORTED case skipped\n");
+    t_problem(&p, g->E, c.N, 1, g->o, g->El, H, g->I);
+    if (CHECK_OK(moe_runner_get_default_config(g->r, &p, &c.cfg))) return;
+  }
+  uint16_t *og = t_xmalloc(sizeof(uint16_t) * (size_t)(c.N * H + 1));
+  uint16_t *oc = t_xmalloc(sizeof(uint16_t) * (size_t)(c.N * H + 1));
+  uint8_t *wg = NULL, *wc = NULL;
+  int32_t status = -1, status_cpu = -1;
+  grouped_call cc = c;
+  c.status = &status;
+  c.ws_copy = &wg;
+  cc.counts = expect;
+  cc.status = &status_cpu;
+  cc.ws_copy = &wc;
+  if (!CHECK_OK(run_grouped(g, &c, og)) && !CHECK_OK(run_grouped(cpu, &cc, oc))) {
+    CHECK(status == want_status, "%s: count status %d, expected %d", what, status, want_status);
+    CHECK(status_cpu == 0, "%s: CPU count status %d", what, status_cpu);
+    compare_plans(g, &c, expect, wg, wc, what);
+    compare_gpu_cpu(g, &cc, og, oc, what);
+    if (bitwise) {
+      check_rows(g, &c, og, what);
+    } else { /* rows outside the expected rows untouched */
+      int64_t touched = 0, src = 0;
+      for (int32_t e = 0; e < g->El; ++e) {
+        const int64_t first = c.layout == MOE_LAYOUT_MASKED ? e * c.capacity : src;
+        const int64_t end = c.layout == MOE_LAYOUT_MASKED ? (e + 1) * c.capacity
+                            : e + 1 == g->El              ? c.N
+                                                          : first + expect[e];
+        for (int64_t r = first + expect[e]; r < end; ++r)
+          for (int64_t h = 0; h < H; ++h) touched += og[r * H + h] != POISON;
+        src += expect[e];
+      }
+      CHECK(touched == 0, "%s: %lld elements written outside the rows", what, (long long)touched);
+    }
+  }
+  free(og), free(oc), free(wg), free(wc);
+}
+
+/* Both layouts on the GPU for one config (-1: the routed default): rows bitwise against the GPU's
+ * routed rows of the same config (g->ref), plans bitwise and rows within the bound against the
+ * CPU's (cpu: same seed and grouping). */
+static void gpu_layouts(fx *g, fx *cpu, int32_t cfg, const char *tag) {
+  char what[200];
+  if (cfg < 0) { /* the routed problem's default, for the reference and the grouped calls */
+    moe_problem p;
+    t_problem(&p, g->E, g->T, g->K, g->o, g->El, g->H, g->I);
+    if (CHECK_OK(moe_runner_get_default_config(g->r, &p, &cfg))) return;
+  }
+  if (fx_reference(g, cfg)) return;
+  int32_t maxc = 0;
+  for (int32_t e = 0; e < g->El; ++e) maxc = g->counts[e] > maxc ? g->counts[e] : maxc;
+  const int64_t Nc = g->nlocal + 5, cap = maxc; /* the largest count == capacity */
+  for (int l = 0; l < 2; ++l) {
+    const int masked = l == 1;
+    const int64_t N = masked ? g->El * cap : Nc;
+    uint16_t *hid = masked ? masked_hidden(g, cap) : contiguous_hidden(g, Nc);
+    grouped_call c = {masked ? MOE_LAYOUT_MASKED : MOE_LAYOUT_CONTIGUOUS,
+                      masked ? cap : 0,
+                      N,
+                      g->counts,
+                      hid,
+                      cfg,
+                      NULL,
+                      NULL};
+    snprintf(what, sizeof what, "GPU %s %s cfg %d", masked ? "masked" : "contiguous", tag, cfg);
+    gpu_vs_cpu(g, cpu, c, g->counts, 0, 1, what);
+    free(hid);
   }
 }
+
+/* The clamping rule of the device plan builder (kernels/routing/grouped_plan.cu), on the host. */
+static void clamp_counts(const int32_t *in, int32_t El, int masked, int64_t cap, int64_t N,
+                         int32_t *out) {
+  int64_t P = 0;
+  for (int32_t e = 0; e < El; ++e) {
+    const int64_t q = in[e] < 0 ? 0 : in[e];
+    if (masked) {
+      out[e] = (int32_t)(q < cap ? q : cap);
+    } else {
+      const int64_t lo = P < N ? P : N, hi = P + q < N ? P + q : N;
+      out[e] = (int32_t)(hi - lo);
+      P += q;
+    }
+  }
+}
+
+/* Invalid device counts: clamped on the device, reported in the status word; the plan equals
+ * the CPU's for the clamped counts, the rows are within the bound of its rows, nothing outside
+ * the clamped rows is written. */
+static void gpu_bad_counts(fx *g, fx *cpu) {
+  const int64_t H = g->H, El = g->El, N = g->nlocal + 2, cap = 3;
+  int32_t cnt[64], clamped[64];
+  memcpy(cnt, g->counts, sizeof cnt);
+  cnt[1] = -5;
+  cnt[El - 1] += 1000;
+  uint16_t *hc = contiguous_hidden(g, N);
+  for (int64_t i = g->nlocal * H; i < N * H; ++i) /* the rows the clamped counts reach */
+    hc[i] = f32_to_bf16(0.25f + (float)(i % 7) / 16.0f);
+  clamp_counts(cnt, g->El, 0, 0, N, clamped);
+  const grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL};
+  gpu_vs_cpu(g, cpu, c, clamped, MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_SUM_OVER_ROWS, 0,
+             "contiguous bad counts");
+  uint16_t *hm = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H + 1));
+  t_rng rng = {77};
+  for (int64_t i = 0; i < El * cap * H; ++i)
+    hm[i] = f32_to_bf16((float)t_rng_range(&rng, -64, 64) / 64.0f + 0.01f);
+  int32_t mc[64] = {0};
+  mc[0] = -1;
+  mc[1] = cap + 7;
+  mc[2] = cap;
+  clamp_counts(mc, g->El, 1, cap, El * cap, clamped);
+  const grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL};
+  gpu_vs_cpu(g, cpu, m, clamped, MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_OVER_CAPACITY, 0,
+             "masked bad counts");
+  free(hc);
+  free(hm);
+}
+
+/* The routed forward (finalized) of the fixture's data on runner @p r. */
+static int routed_output(fx *f, moe_runner *r, int32_t cfg, uint16_t *out) {
+  moe_problem p;
+  t_problem(&p, f->E, f->T, f->K, f->o, f->El, f->H, f->I);
+  const t_route in = fx_route(f);
+  t_ws ws = {0};
+  moe_plan plan;
+  int bad = CHECK_OK(t_ws_alloc(r, f->b, &p, cfg, &ws)) ||
+            CHECK_OK(t_prepare(r, f->b, &p, &in, cfg, &ws, &plan)) ||
+            CHECK_OK(t_run(r, f->b, &p, f->activation, &f->in, &f->w, cfg, &plan, &ws, 1, out));
+  t_ws_free(&ws);
+  return bad;
+}
+
+/* An SM budget never changes results: grouped (contiguous) and routed outputs bitwise equal
+ * with budgets of 1 and 8 SMs, for a config of each cluster size. */
+static void gpu_sm_budget(fx *g) {
+  const int32_t budgets[] = {1, 8};
+  moe_problem p;
+  const int64_t H = g->H, N = g->nlocal + 3;
+  t_problem(&p, g->E, N, 1, g->o, g->El, H, g->I);
+  int32_t cfgs[64], n = 0;
+  CHECK_OK(moe_runner_get_valid_configs(g->r, &p, cfgs, 64, &n));
+  int seen[5] = {0};
+  uint16_t *hc = contiguous_hidden(g, N);
+  uint16_t *o0 = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
+  uint16_t *o1 = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
+  uint16_t *r0 = t_xmalloc(sizeof(uint16_t) * (size_t)(g->T * H + 1));
+  uint16_t *r1 = t_xmalloc(sizeof(uint16_t) * (size_t)(g->T * H + 1));
+  for (int32_t i = 0; i < n && i < 64; ++i) {
+    int32_t C = 0;
+    CHECK_OK(moe_runner_get_cluster_size(g->r, cfgs[i], &C));
+    if (C < 1 || C > 4 || seen[C] || !valid_for_routed(g, cfgs[i])) continue;
+    seen[C] = 1;
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, g->counts, hc, cfgs[i], NULL, NULL};
+    if (CHECK_OK(run_grouped(g, &c, o0)) || routed_output(g, g->r, cfgs[i], r0)) continue;
+    for (size_t k = 0; k < sizeof budgets / sizeof budgets[0]; ++k) {
+      moe_runner_options o;
+      moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION);
+      o.backend = MOE_BACKEND_CUDA;
+      o.activation = g->activation;
+      o.sm_budget = budgets[k];
+      moe_runner *rb = NULL;
+      if (CHECK_OK(moe_runner_create(&o, &rb))) continue;
+      moe_runner *keep = g->r;
+      g->r = rb;
+      if (!CHECK_OK(run_grouped(g, &c, o1)))
+        CHECK(memcmp(o0, o1, sizeof(uint16_t) * (size_t)(N * H)) == 0,
+              "grouped cfg %d: sm_budget %d changed the output", cfgs[i], budgets[k]);
+      if (!routed_output(g, rb, cfgs[i], r1))
+        CHECK(memcmp(r0, r1, sizeof(uint16_t) * (size_t)(g->T * H)) == 0,
+              "routed cfg %d: sm_budget %d changed the output", cfgs[i], budgets[k]);
+      g->r = keep;
+      moe_runner_destroy(rb);
+    }
+  }
+  free(hc), free(o0), free(o1), free(r0), free(r1);
+}
+
+/* CUDA graph: capture one masked call, change the device counts, replay: equal to a direct call
+ * with the new counts (so nothing read the counts on the host at capture). */
+static void gpu_graph(fx *g) {
+  int32_t maxc = 0;
+  for (int32_t e = 0; e < g->El; ++e) maxc = g->counts[e] > maxc ? g->counts[e] : maxc;
+  const int64_t H = g->H, El = g->El, cap = maxc, N = El * cap;
+  moe_problem p;
+  t_problem(&p, g->E, N, 1, g->o, g->El, H, g->I);
+  int32_t cfg = 0;
+  size_t bytes = 0;
+  if (CHECK_OK(moe_runner_get_default_config(g->r, &p, &cfg)) ||
+      CHECK_OK(moe_runner_get_grouped_workspace_size(g->r, &p, cfg, &bytes)))
+    return;
+  uint16_t *hm = masked_hidden(g, cap);
+  int32_t c2[64];
+  memcpy(c2, g->counts, sizeof c2);
+  c2[0] /= 2;
+  c2[El - 1] = 0;
+  uint16_t *direct = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
+  uint16_t *replay = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
+  grouped_call c = {MOE_LAYOUT_MASKED, cap, N, c2, hm, cfg, NULL, NULL};
+  CHECK_OK(run_grouped(g, &c, direct));
+
+  const int64_t dm[3] = {El, cap, H};
+  ttensor *hid = tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 3, dm, hm);
+  ttensor *out = tt_new(MOE_BACKEND_CUDA, DT_BF16, 3, dm);
+  ttensor *cnt = tt_from_host(MOE_BACKEND_CUDA, DT_I32, 1, (int64_t[]){El}, g->counts);
+  const int64_t fI = (t_gated(g->activation) ? 2 : 1) * g->I;
+  ttensor *b1 = tt_from_host(MOE_BACKEND_CUDA, DT_F32, 2, (int64_t[]){El, fI}, g->in.bias1);
+  ttensor *b2 = tt_from_host(MOE_BACKEND_CUDA, DT_F32, 2, (int64_t[]){El, H}, g->in.bias2);
+  void *ws = tmem_alloc(MOE_BACKEND_CUDA, bytes);
+  moe_grouped_args a;
+  moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
+  a.layout = MOE_LAYOUT_MASKED;
+  a.capacity = cap;
+  a.hidden_states = &hid->t;
+  a.expert_counts = &cnt->t;
+  a.gemm1_weights = &g->w.w1->t;
+  a.gemm2_weights = &g->w.w2->t;
+  a.gemm1_bias = &b1->t;
+  a.gemm2_bias = &b2->t;
+  a.output = &out->t;
+  if (g->in.alpha) {
+    CHECK(0, "gpu_graph: expects a fixture without SwiGLU parameters");
+  }
+  cudaStream_t st = NULL;
+  cudaGraph_t graph = NULL;
+  cudaGraphExec_t exec = NULL;
+  int ok = cudaStreamCreate(&st) == cudaSuccess;
+  ok = ok && cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+  if (ok) {
+    moe_status_t s = moe_runner_run_grouped(g->r, &p, &a, cfg, ws, bytes, (moe_cuda_stream_t)st);
+    CHECK(s == MOE_STATUS_SUCCESS, "graph capture: status %d (%s)", s, moe_get_last_error());
+    ok = cudaStreamEndCapture(st, &graph) == cudaSuccess && s == MOE_STATUS_SUCCESS;
+  }
+  ok = ok && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+  CHECK(ok, "graph capture / instantiate failed: %s", cudaGetErrorString(cudaGetLastError()));
+  if (ok) {
+    tmem_upload(MOE_BACKEND_CUDA, cnt->t.data, c2, sizeof(int32_t) * (size_t)El);
+    tmem_poison(MOE_BACKEND_CUDA, out->t.data, out->bytes);
+    CHECK(cudaGraphLaunch(exec, st) == cudaSuccess && cudaStreamSynchronize(st) == cudaSuccess,
+          "graph replay failed");
+    tmem_download(MOE_BACKEND_CUDA, replay, out->t.data, out->bytes);
+    CHECK(memcmp(direct, replay, sizeof(uint16_t) * (size_t)(N * H)) == 0,
+          "graph replay with new device counts differs from a direct call");
+  }
+  if (exec) cudaGraphExecDestroy(exec);
+  if (graph) cudaGraphDestroy(graph);
+  if (st) cudaStreamDestroy(st);
+  tmem_free(MOE_BACKEND_CUDA, ws);
+  tt_free(hid), tt_free(out), tt_free(cnt), tt_free(b1), tt_free(b2);
+  free(hm), free(direct), free(replay);
+}
+
+static void gpu_suite(void) {
+  long cases = 0;
+  /* MOE_TEST_GPU_CASES=n: every n-th valid config (scripts/gpu-check.sh's sanitizer steps) */
+  const char *every_env = getenv("MOE_TEST_GPU_CASES");
+  const int every = every_env && atoi(every_env) > 0 ? atoi(every_env) : 1;
+  for (int ai = 0; ai < 4; ++ai) {
+    const int act = k_acts[ai];
+    fx g, c;
+    /* an EP slice, local experts [4, 12) of 16, K = 4, skewed: local expert 1 gets no token */
+    const uint64_t seed = 100 + (uint64_t)ai;
+    if (fx_init_on(&g, MOE_BACKEND_CUDA, act, 1, seed, 16, 4, 8, 150, 4, 256, 128) ||
+        fx_init_on(&c, MOE_BACKEND_CPU, act, 1, seed, 16, 4, 8, 150, 4, 256, 128)) {
+      CHECK(0, "GPU fixture failed (activation %d)", act);
+      fx_free(&g);
+      fx_free(&c);
+      continue;
+    }
+    CHECK(g.counts[1] == 0 && c.counts[1] == 0, "skewed fixture: local expert 1 has %d rows",
+          g.counts[1]);
+    moe_problem p;
+    t_problem(&p, g.E, g.nlocal + 5, 1, g.o, g.El, g.H, g.I);
+    int32_t cfgs[64], n = 0;
+    CHECK_OK(moe_runner_get_valid_configs(g.r, &p, cfgs, 64, &n));
+    char tag[64];
+    snprintf(tag, sizeof tag, "act %d T 150", act);
+    for (int32_t i = ai % every; i < n && i < 64; i += every) {
+      if (!valid_for_routed(&g, cfgs[i])) continue;
+      gpu_layouts(&g, &c, cfgs[i], tag);
+      ++cases;
+    }
+    if (act == MOE_ACTIVATION_SWIGLU) {
+      gpu_bad_counts(&g, &c);
+      gpu_sm_budget(&g);
+    }
+    if (act == MOE_ACTIVATION_RELU2) gpu_graph(&g);
+    fx_free(&g);
+    fx_free(&c);
+  }
+  /* T = 1 and T = 0 (N = 0 in both layouts) */
+  for (int64_t T = 0; T <= 1; ++T) {
+    fx g, c;
+    if (fx_init_on(&g, MOE_BACKEND_CUDA, MOE_ACTIVATION_SWIGLU, 0, 7 + (uint64_t)T, 8, 0, 8, T, 1,
+                   128, 64) ||
+        fx_init_on(&c, MOE_BACKEND_CPU, MOE_ACTIVATION_SWIGLU, 0, 7 + (uint64_t)T, 8, 0, 8, T, 1,
+                   128, 64)) {
+      CHECK(0, "GPU T = %lld fixture failed", (long long)T);
+    } else {
+      char tag[32];
+      snprintf(tag, sizeof tag, "T %lld", (long long)T);
+      gpu_layouts(&g, &c, -1, tag);
+      int32_t zeros[64] = {0}, status = -1;
+      uint16_t dummy[1];
+      grouped_call z = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, &status, NULL};
+      CHECK_OK(run_grouped(&g, &z, dummy));
+      CHECK(status == 0, "N = 0: status %d", status);
+      ++cases;
+    }
+    fx_free(&g);
+    fx_free(&c);
+  }
+  printf("GPU: %ld grouped cases (both layouts each) checked\n", cases);
+}
+#endif
 
 int main(void) {
   /* an EP slice: local experts [2, 6) of 8; K = 2; H, I with SwiGLU and biases */
@@ -543,5 +1108,15 @@ int main(void) {
   test_misuse();
   test_sizing_monotone();
   test_not_supported();
+  test_cuda_host_checks();
+  test_sm_budget_option();
+#ifdef MOE_TEST_WITH_CUDA
+  if (!t_have_cuda())
+    printf("SKIP: GPU grouped suite: no CUDA device\n");
+  else
+    gpu_suite();
+#else
+  printf("SKIP: GPU grouped suite: CPU-only build\n");
+#endif
   return tc_summary("test_grouped");
 }

@@ -1,10 +1,16 @@
 /*
  * launch.cu - moe_cuda_run: GEMM1 (+ fused activation) -> GEMM2 -> finalize on one stream, for
- * the runner's config catalogue (configs.cuh).
+ * the runner's config catalogue (configs.cuh); moe_cuda_run_grouped: the grouped run's plan
+ * (kernels/routing/grouped_plan.cu) -> GEMM1 -> GEMM2 -> its rows to the caller's positions.
  *
  * With enable_pdl, every kernel is launched with programmatic stream serialisation and waits
  * (griddepcontrol.wait) before it reads anything its predecessor wrote.
- * Order: [permute] -> GEMM1 -> GEMM2 -> [finalize].
+ * Order: [permute] -> GEMM1 -> GEMM2 -> [finalize]; grouped: plan -> GEMM1 (gathering) -> GEMM2
+ * -> unpermute.
+ *
+ * SM budget (moe_runner_options.sm_budget): core passes num_sms = min(device SMs, budget). Below
+ * the device's count, GEMM2 runs its persistent kernel wherever the config has one (C = 1), with
+ * at most num_sms x (CTAs per SM) CTAs; the one-tile kernels keep one CTA per tile.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -16,6 +22,7 @@
 #include "kernels/gemm/common/tensor_map.cuh"
 #include "kernels/gemm/configs.cuh"
 #include "kernels/kernels.h"
+#include "kernels/routing/grouped_plan.cuh"
 #include "moe_trtllm.h"
 
 namespace moe {
@@ -47,12 +54,11 @@ constexpr int64_t kPermuteFromTokensPerExpert = 256;
  */
 constexpr int64_t kPersistentGemm2MaxKBlocks = 32;
 
-}  // namespace
-}  // namespace sm90
-}  // namespace moe
-
-extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *stream_ptr) {
-  using namespace moe::sm90;
+/* GEMM1 -> GEMM2 (-> finalize). grouped: GEMM1 always gathers hidden's rows through
+ * permuted_to_token (a grouped plan has no expanded_to_permuted for the permute pass), and
+ * GEMM2's valid rows are then copied to output[permuted_to_token[r]]. */
+cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
+                      cudaStream_t stream) {
   if (a == nullptr || plan == nullptr) return cudaErrorInvalidValue;
   const Catalogue *cat = find_catalogue(a->catalogue);
   if (cat == nullptr || a->config < 0 || a->config >= cat->count) return cudaErrorInvalidValue;
@@ -60,11 +66,11 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   if (a->tile != cfg.tile || a->cluster_size != cfg.cluster) return cudaErrorInvalidValue;
   if (a->num_tokens <= 0) return cudaSuccess;
   if (a->launch_ctas <= 0 || a->launch_ctas % cfg.cluster != 0) return cudaErrorInvalidValue;
-  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
 
   /* The operand element: bf16, or e4m3 (FP8 per-tensor: hidden quantized with the static s1,
    * GEMM1's output with s2, the weights' per-expert scales after their values). */
   const bool fp8 = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_TENSOR;
+  if (fp8 && grouped) return cudaErrorInvalidValue; /* BF16 only (core/grouped.c) */
   if (fp8 && (a->scaling_mode != MOE_K_SCALING_PER_TENSOR || a->input_scale1 == nullptr ||
               a->input_scale2 == nullptr || a->act_scratch == nullptr)) {
     return cudaErrorInvalidValue;
@@ -108,7 +114,7 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
       (e = map(&tx2s, a->gemm1_out, I, rows_t, slice)) != cudaSuccess) {
     return e;
   }
-  const bool gather = a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * E;
+  const bool gather = grouped || a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * E;
   const GemmKernel &g1 = gather ? cfg.gemm1_gather : cfg.gemm1;
   const bool permuted = g1.permuted_input != 0;
   /* GEMM1's token rows: hidden as given (bf16, or e4m3 already quantized), or e4m3 quantized
@@ -132,10 +138,15 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
   } else {
     tx1 = tx1s = tw1; /* unused by the gathering kernels */
   }
-  const GemmKernel &g2 =
-      cfg.gemm2_persistent.func != nullptr && I / kBK <= kPersistentGemm2MaxKBlocks
-          ? cfg.gemm2_persistent
-          : cfg.gemm2;
+  /* Under an SM budget (num_sms below the device's), the persistent GEMM2 whatever K is: its
+   * grid is the one kernel of the forward the budget can cap. */
+  bool persistent2 = cfg.gemm2_persistent.func != nullptr;
+  if (persistent2 && I / kBK > kPersistentGemm2MaxKBlocks) {
+    int32_t device_num_sms = 0;
+    if ((e = device_sms(0, &device_num_sms)) != cudaSuccess) return e;
+    persistent2 = num_sms < device_num_sms;
+  }
+  const GemmKernel &g2 = persistent2 ? cfg.gemm2_persistent : cfg.gemm2;
   int64_t resident1 = 0, resident2 = 0;
   if ((e = prepare_gemm_kernel(g1, num_sms, &resident1)) != cudaSuccess ||
       (e = prepare_gemm_kernel(g2, num_sms, &resident2)) != cudaSuccess) {
@@ -207,9 +218,36 @@ extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *st
       cudaSuccess) {
     return e;
   }
-  if (a->do_finalize && a->output != nullptr) {
+  if (grouped) {
+    e = launch_unpermute(a->output, a->gemm2_out, plan->permuted_to_token, plan->permuted_size,
+                         rows_t, H * static_cast<int64_t>(sizeof(uint16_t)), num_sms, pdl, stream);
+  } else if (a->do_finalize && a->output != nullptr) {
     e = moe::launch_finalize(a->output, a->gemm2_out, plan->expert_weights,
                              plan->expanded_to_permuted, a->num_tokens, a->top_k, H, pdl, stream);
   }
   return e;
+}
+
+}  // namespace
+}  // namespace sm90
+}  // namespace moe
+
+extern "C" int moe_cuda_run(const moe_k_run *a, const moe_k_plan *plan, void *stream) {
+  return moe::sm90::run_gemms(a, plan, false, static_cast<cudaStream_t>(stream));
+}
+
+extern "C" int moe_cuda_run_grouped(const moe_k_run *a, const moe_k_plan *plan,
+                                    const moe_k_grouped *g, void *stream_ptr) {
+  if (a == nullptr || plan == nullptr || g == nullptr || a->do_finalize != 0 ||
+      a->output == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  /* The plan kernel runs even for N = 0: it writes the status word and an empty plan. */
+  cudaError_t e =
+      moe::routing::launch_grouped_plan(*g, *plan, a->num_tokens, a->local_num_experts, a->tile,
+                                        a->cluster_size, a->enable_pdl != 0, stream);
+  if (e == cudaSuccess) e = moe::sm90::run_gemms(a, plan, true, stream);
+  if (e == cudaSuccess) e = cudaGetLastError();
+  return static_cast<int>(e);
 }

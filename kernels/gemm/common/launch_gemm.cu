@@ -13,12 +13,13 @@ namespace {
 /* M tiles per rasterisation group: ~132 resident CTAs cover group_m M tiles x a few token CTAs. */
 constexpr int64_t kGroupM = 16;
 
-/* Residency per (device, kernel), filled on first use: a small open-addressed table keyed by
- * the kernel's address (the catalogues hold a few hundred kernels). 0 = empty. */
+/* Resident CTAs per SM per (device, kernel), filled on first use: a small open-addressed table
+ * keyed by the kernel's address (the catalogues hold a few hundred kernels). 0 = empty. Per
+ * SM, not per device: the SM count of a call may be capped (moe_runner_options.sm_budget). */
 constexpr int kMaxDevices = 64;
 constexpr int kSlots = 1024;
 std::atomic<const void *> g_func[kMaxDevices][kSlots];
-std::atomic<int64_t> g_resident[kMaxDevices][kSlots];
+std::atomic<int64_t> g_per_sm[kMaxDevices][kSlots];
 
 }  // namespace
 
@@ -37,6 +38,8 @@ cudaError_t prepare_gemm_kernel(const GemmKernel &k, int32_t num_sms, int64_t *r
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return e;
+  int32_t sms = 0;
+  if ((e = device_sms(num_sms, &sms)) != cudaSuccess) return e;
   const bool cache = dev >= 0 && dev < kMaxDevices;
   int slot = -1;
   if (cache) {
@@ -45,9 +48,9 @@ cudaError_t prepare_gemm_kernel(const GemmKernel &k, int32_t num_sms, int64_t *r
       const int j = static_cast<int>((h / 16 + i) % kSlots);
       const void *f = g_func[dev][j].load(std::memory_order_acquire);
       if (f == k.func) {
-        const int64_t r = g_resident[dev][j].load(std::memory_order_acquire);
+        const int64_t r = g_per_sm[dev][j].load(std::memory_order_acquire);
         if (r > 0) {
-          *resident = r;
+          *resident = r * sms;
           return cudaSuccess;
         }
         slot = j;
@@ -64,14 +67,13 @@ cudaError_t prepare_gemm_kernel(const GemmKernel &k, int32_t num_sms, int64_t *r
   }
   e = cudaFuncSetAttribute(k.func, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem_bytes);
   if (e != cudaSuccess) return e;
-  int32_t sms = 0;
-  if ((e = device_sms(num_sms, &sms)) != cudaSuccess) return e;
   int per_sm = 0;
   e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.func, k.threads,
                                                     static_cast<size_t>(k.smem_bytes));
   if (e != cudaSuccess) return e;
-  *resident = static_cast<int64_t>(per_sm > 0 ? per_sm : 1) * sms;
-  if (slot >= 0) g_resident[dev][slot].store(*resident, std::memory_order_release);
+  if (per_sm < 1) per_sm = 1;
+  *resident = static_cast<int64_t>(per_sm) * sms;
+  if (slot >= 0) g_per_sm[dev][slot].store(per_sm, std::memory_order_release);
   return cudaSuccess;
 }
 

@@ -47,7 +47,7 @@ pub const MOE_PLAN_CTA_TO_MN_LIMIT: i32 = 6;
 pub const MOE_PLAN_NUM_CTAS: i32 = 7;
 pub const MOE_PLAN_PERMUTED_SIZE: i32 = 8;
 pub const MOE_PLAN_EXPERT_COUNTS: i32 = 9;
-pub const MOE_RUNNER_OPTIONS_VERSION: i32 = 2;
+pub const MOE_RUNNER_OPTIONS_VERSION: i32 = 3;
 pub const MOE_PROBLEM_VERSION: i32 = 1;
 pub const MOE_ROUTING_ARGS_VERSION: i32 = 1;
 pub const MOE_RUN_ARGS_VERSION: i32 = 2;
@@ -55,7 +55,10 @@ pub const MOE_PLAN_VERSION: i32 = 1;
 pub const MOE_CONFIG_INFO_VERSION: i32 = 1;
 pub const MOE_LAYOUT_CONTIGUOUS: i32 = 0;
 pub const MOE_LAYOUT_MASKED: i32 = 1;
-pub const MOE_GROUPED_ARGS_VERSION: i32 = 1;
+pub const MOE_GROUPED_COUNTS_NEGATIVE: i32 = 1;
+pub const MOE_GROUPED_COUNTS_OVER_CAPACITY: i32 = 2;
+pub const MOE_GROUPED_COUNTS_SUM_OVER_ROWS: i32 = 4;
+pub const MOE_GROUPED_ARGS_VERSION: i32 = 2;
 pub type __uint8_t = ::std::os::raw::c_uchar;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
@@ -454,12 +457,13 @@ pub struct moe_runner_options {
     pub num_threads: i32,
     pub reserved: [i32; 8usize],
     pub scaling_mode: i32,
+    pub sm_budget: i32,
 }
 #[test]
 fn bindgen_test_layout_moe_runner_options() {
     assert_eq!(
         ::std::mem::size_of::<moe_runner_options>(),
-        68usize,
+        72usize,
         concat!("Size of: ", stringify!(moe_runner_options))
     );
     assert_eq!(
@@ -637,6 +641,23 @@ fn bindgen_test_layout_moe_runner_options() {
         );
     }
     test_field_scaling_mode();
+    fn test_field_sm_budget() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_runner_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).sm_budget) as usize - ptr as usize
+            },
+            68usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_runner_options),
+                "::",
+                stringify!(sm_budget)
+            )
+        );
+    }
+    test_field_sm_budget();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2489,12 +2510,13 @@ pub struct moe_grouped_args {
     pub output: *const DLTensor,
     pub enable_pdl: i32,
     pub reserved: [i32; 7usize],
+    pub count_status: *const DLTensor,
 }
 #[test]
 fn bindgen_test_layout_moe_grouped_args() {
     assert_eq!(
         ::std::mem::size_of::<moe_grouped_args>(),
-        128usize,
+        136usize,
         concat!("Size of: ", stringify!(moe_grouped_args))
     );
     assert_eq!(
@@ -2757,6 +2779,23 @@ fn bindgen_test_layout_moe_grouped_args() {
         );
     }
     test_field_reserved();
+    fn test_field_count_status() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).count_status) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(count_status)
+            )
+        );
+    }
+    test_field_count_status();
 }
 extern "C" {
     pub fn moe_grouped_args_init(args: *mut moe_grouped_args, version: u32) -> moe_status_t;
