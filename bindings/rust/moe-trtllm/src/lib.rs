@@ -6,8 +6,10 @@
 //! tensors, device workspaces and CUDA streams go through `unsafe` entry points that take raw
 //! pointers ([`Tensor::from_raw`], [`Runner::prepare_routing_raw`], ...). Every failure is an
 //! [`Error`] carrying the library's [`Status`] and message. The enums ([`Status`],
-//! [`Backend`], [`RoutingMethod`], [`Activation`], [`Weights`], [`PlanTable`]) take their
-//! values from the `MOE_*` constants of `moe-trtllm-sys` (bindgen output of the C header).
+//! [`Backend`], [`RoutingMethod`], [`Activation`], [`Layout`], [`Weights`], [`PlanTable`])
+//! take their values from the `MOE_*` constants of `moe-trtllm-sys` (bindgen output of the C
+//! header). [`Runner::run_grouped`] runs the local experts on tokens a dispatcher already
+//! grouped ([`GroupedArgs`], docs/ep.md).
 //!
 //! A [`Runner`] is `Send + Sync`: threads may share `&Runner`, each call with its own
 //! workspace and outputs (the borrow checker and `TensorMut: !Sync` keep those unshared).
