@@ -67,6 +67,15 @@ func (c confCase) exactF32(k string) (float32, error) {
 	return float32(d), nil
 }
 
+// activation is the case's activation and f, the factor of I in W1's rows (2 when gated).
+func (c confCase) activation() (int, int64) {
+	act := int(c.n("act", 3))
+	if act == ActivationSwiGLU || act == ActivationGeGLU {
+		return act, 2
+	}
+	return act, 1
+}
+
 // grouped is a grouped case (layout=): moe_runner_run_grouped instead of routing + run.
 func (c confCase) grouped() bool { _, ok := c.f["layout"]; return ok }
 
@@ -418,11 +427,7 @@ func runCaseOn(c confCase, gpu bool) (outcome, error) {
 	if el == 0 {
 		el = E
 	}
-	act := int(c.n("act", 3))
-	f := int64(1)
-	if act == ActivationSwiGLU || act == ActivationGeGLU {
-		f = 2
-	}
+	act, f := c.activation()
 	seed, err := strconv.ParseUint(c.s("seed", "0"), 10, 64)
 	if err != nil {
 		return outcome{}, err
@@ -661,11 +666,7 @@ func runCaseOn(c confCase, gpu bool) (outcome, error) {
 func runGroupedOn(c confCase, pl *placer) (outcome, error) {
 	T, E, H, I, el := c.n("T", 0), c.n("E", 0), c.n("H", 0), c.n("I", 0), c.n("local", 0)
 	capacity, offset := c.n("capacity", 0), int(c.n("offset", 0))
-	act := int(c.n("act", 3))
-	f := int64(1)
-	if act == ActivationSwiGLU || act == ActivationGeGLU {
-		f = 2
-	}
+	act, f := c.activation()
 	seed, err := strconv.ParseUint(c.s("seed", "0"), 10, 64)
 	if err != nil {
 		return outcome{}, err

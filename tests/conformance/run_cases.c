@@ -405,12 +405,32 @@ static moe_status_t fp8_weights_prepare(moe_runner *r, int backend, const moe_pr
   return s;
 }
 
+/* The optional expert tensors of a case on a backend: x[0..4] = gemm1_bias [E_l, f*I],
+ * gemm2_bias [E_l, H], alpha, beta, clamp_limit [E_l]; NULL where the case has none. */
+static void expert_extras(int backend, const ccase *c, const cdata *d, ttensor *x[5]) {
+  const int64_t El = c->local, f = t_gated(c->act) ? 2 : 1;
+  memset(x, 0, 5 * sizeof x[0]);
+  if (d->x.b1) {
+    x[0] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, f * c->I}, d->x.b1);
+    x[1] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, c->H}, d->x.b2);
+  }
+  if (d->x.alpha) {
+    x[2] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.alpha);
+    x[3] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.beta);
+    x[4] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.clamp);
+  }
+}
+
+static const DLTensor *tt_dl(const ttensor *t) {
+  return t ? &t->t : NULL;
+}
+
 /* Run an FP8 case: bf16 or e4m3 hidden states (+ [T, H/128] scales in BLOCK), the static
  * scales s1, s2 in PER_TENSOR, the rest as t_run. */
 static moe_status_t fp8_run(moe_runner *r, int backend, const moe_problem *p, const ccase *c,
                             const cdata *d, const t_weights *w, int32_t cfg, const moe_plan *plan,
                             const t_ws *ws, uint16_t *out_host) {
-  const int64_t El = c->local, T = c->T, H = c->H, I = c->I, f = t_gated(c->act) ? 2 : 1;
+  const int64_t T = c->T, H = c->H;
   moe_run_args a;
   moe_run_args_init(&a, MOE_RUN_ARGS_VERSION);
   a.do_finalize = c->finalize;
@@ -430,20 +450,12 @@ static moe_status_t fp8_run(moe_runner *r, int backend, const moe_problem *p, co
   }
   a.gemm1_weights = &w->w1->t;
   a.gemm2_weights = &w->w2->t;
-  if (d->x.b1) {
-    t[4] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, f * I}, d->x.b1);
-    t[5] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, H}, d->x.b2);
-    a.gemm1_bias = &t[4]->t;
-    a.gemm2_bias = &t[5]->t;
-  }
-  if (d->x.alpha) {
-    t[6] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.alpha);
-    t[7] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.beta);
-    t[8] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.clamp);
-    a.gemm1_alpha = &t[6]->t;
-    a.gemm1_beta = &t[7]->t;
-    a.gemm1_clamp_limit = &t[8]->t;
-  }
+  expert_extras(backend, c, d, &t[4]);
+  a.gemm1_bias = tt_dl(t[4]);
+  a.gemm2_bias = tt_dl(t[5]);
+  a.gemm1_alpha = tt_dl(t[6]);
+  a.gemm1_beta = tt_dl(t[7]);
+  a.gemm1_clamp_limit = tt_dl(t[8]);
   const int64_t rows = c->finalize ? T : plan->max_padded_rows;
   t[9] = tt_new(backend, DT_BF16, 2, (int64_t[]){rows, H});
   tmem_poison(backend, t[9]->t.data, t[9]->bytes);
@@ -666,7 +678,7 @@ static void grouped_cross_check(int backend, moe_runner *r, const ccase *c, cons
 static void run_grouped_on(int backend, moe_runner *r, const ccase *c, const cdata *d,
                            cresult *res) {
   memset(res, 0, sizeof *res);
-  const int64_t T = c->T, H = c->H, El = c->local, f = t_gated(c->act) ? 2 : 1;
+  const int64_t T = c->T, H = c->H, El = c->local;
   const int masked = c->layout == MOE_LAYOUT_MASKED;
   moe_problem p;
   t_problem(&p, c->E, T, 1, c->offset, c->local, H, c->I);
@@ -697,20 +709,12 @@ static void run_grouped_on(int backend, moe_runner *r, const ccase *c, const cda
     a.output = &t[7]->t;
     a.gemm1_weights = &w.w1->t;
     a.gemm2_weights = &w.w2->t;
-    if (d->x.b1) {
-      t[2] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, f * c->I}, d->x.b1);
-      t[3] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, H}, d->x.b2);
-      a.gemm1_bias = &t[2]->t;
-      a.gemm2_bias = &t[3]->t;
-    }
-    if (d->x.alpha) {
-      t[4] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.alpha);
-      t[5] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.beta);
-      t[6] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.clamp);
-      a.gemm1_alpha = &t[4]->t;
-      a.gemm1_beta = &t[5]->t;
-      a.gemm1_clamp_limit = &t[6]->t;
-    }
+    expert_extras(backend, c, d, &t[2]);
+    a.gemm1_bias = tt_dl(t[2]);
+    a.gemm2_bias = tt_dl(t[3]);
+    a.gemm1_alpha = tt_dl(t[4]);
+    a.gemm1_beta = tt_dl(t[5]);
+    a.gemm1_clamp_limit = tt_dl(t[6]);
     s = moe_runner_run_grouped(r, &p, &a, cfg, ws.ptr, ws.bytes, NULL);
   }
   res->status = s;

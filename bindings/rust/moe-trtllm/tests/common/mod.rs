@@ -381,6 +381,26 @@ impl Extras {
         }
         x
     }
+
+    /// Run args of the GEMM stages with these tensors.
+    pub fn run_args<'a>(
+        &'a self,
+        hidden: &'a Tensor<'a>,
+        w1: &'a Tensor<'a>,
+        w2: &'a Tensor<'a>,
+    ) -> RunArgs<'a> {
+        RunArgs {
+            hidden_states: Some(hidden),
+            gemm1_weights: Some(w1),
+            gemm2_weights: Some(w2),
+            gemm1_bias: self.b1.as_ref(),
+            gemm2_bias: self.b2.as_ref(),
+            gemm1_alpha: self.alpha.as_ref(),
+            gemm1_beta: self.beta.as_ref(),
+            gemm1_clamp_limit: self.clamp.as_ref(),
+            ..RunArgs::default()
+        }
+    }
 }
 
 pub fn choose_config(r: &Runner, p: &Problem, tile: i32, cluster: i32) -> Result<i32> {
@@ -553,6 +573,35 @@ impl<'c> Placer<'c> {
     }
 }
 
+/// The case's bf16 canonical W1 `[E_l, f*I, H]` and W2 `[E_l, H, I]` (streams 4, 5) prepared on
+/// `r` where the backend reads them.
+pub fn prepare_bf16_weights(
+    r: &Runner,
+    p: &Problem,
+    pl: &Placer,
+    seed: u64,
+    f: i64,
+) -> Result<(Tensor<'static>, Tensor<'static>)> {
+    let el = if p.local_num_experts == 0 {
+        p.num_experts as i64
+    } else {
+        p.local_num_experts as i64
+    };
+    let (h, i) = (p.hidden_size, p.intermediate_size);
+    let prep = |which: Weights, stream: u64, shape: [i64; 3]| -> Result<Tensor<'static>> {
+        let n = r.weights_prepared_size(p, which)?;
+        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
+        let canon = gen_bf16(seed, stream, 8, shape.iter().product::<i64>() as usize);
+        let src = pl.tensor(pl.put(&canon), DType::BF16, &shape);
+        unsafe { r.prepare_weights_on(p, which, &src, &dst, ptr::null_mut())? };
+        Ok(dst.into_input())
+    };
+    Ok((
+        prep(Weights::Gemm1, 4, [el, f * i, h])?,
+        prep(Weights::Gemm2, 5, [el, h, i])?,
+    ))
+}
+
 /// Runs a case through the safe API's raw-pointer entry points: on the CPU backend (`cuda`
 /// None) or on the CUDA backend with device tensors.
 pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
@@ -613,14 +662,6 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let ws_bytes = r.workspace_size(&p, cfg)?;
     let ws = pl.zeros(ws_bytes);
 
-    // Weights.
-    let prep = |which: Weights, canon: Vec<u16>, shape: &[i64]| -> Result<Tensor<'static>> {
-        let n = r.weights_prepared_size(&p, which)?;
-        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
-        let src = pl.tensor(pl.put(&canon), DType::BF16, shape);
-        unsafe { r.prepare_weights_on(&p, which, &src, &dst, stream)? };
-        Ok(dst.into_input())
-    };
     // e4m3 weights [E_l, R, C] with their scales ([E_l] or [E_l, R/128, C/128])
     let prep_e4m3 = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
         let n = r.weights_prepared_size(&p, which)?;
@@ -643,18 +684,7 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
             prep_e4m3(Weights::Gemm2, 5, 13, h, i)?,
         )
     } else {
-        (
-            prep(
-                Weights::Gemm1,
-                gen_bf16(seed, 4, 8, (el * f * i * h) as usize),
-                &[el, f * i, h],
-            )?,
-            prep(
-                Weights::Gemm2,
-                gen_bf16(seed, 5, 8, (el * h * i) as usize),
-                &[el, h, i],
-            )?,
-        )
+        prepare_bf16_weights(&r, &p, &pl, seed, f)?
     };
 
     // Routing inputs.
@@ -739,21 +769,13 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     });
     let x = Extras::new(c, &pl, el, f);
     let a = RunArgs {
-        hidden_states: Some(&hidden),
-        gemm1_weights: Some(&w1),
-        gemm2_weights: Some(&w2),
-        gemm1_bias: x.b1.as_ref(),
-        gemm2_bias: x.b2.as_ref(),
-        gemm1_alpha: x.alpha.as_ref(),
-        gemm1_beta: x.beta.as_ref(),
-        gemm1_clamp_limit: x.clamp.as_ref(),
         output: if fin { Some(&out) } else { None },
         permuted_output: if fin { None } else { Some(&out) },
         do_finalize: Some(fin),
         hidden_states_scale: hs.as_ref(),
         gemm1_input_scale: s12.as_ref().map(|s| &s[0]),
         gemm2_input_scale: s12.as_ref().map(|s| &s[1]),
-        ..RunArgs::default()
+        ..x.run_args(&hidden, &w1, &w2)
     };
     unsafe { r.run_on(&p, cfg, &plan, &a, stream)? };
 
@@ -835,23 +857,7 @@ pub fn run_grouped_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     })?;
     let (tile, cluster) = (c.n("tile", 0) as i32, c.n("cluster", 0) as i32);
     let cfg = choose_config(&r, &p, tile, cluster)?;
-    let prep = |which: Weights, canon: Vec<u16>, shape: &[i64]| -> Result<Tensor<'static>> {
-        let n = r.weights_prepared_size(&p, which)?;
-        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
-        let src = pl.tensor(pl.put(&canon), DType::BF16, shape);
-        unsafe { r.prepare_weights_on(&p, which, &src, &dst, stream)? };
-        Ok(dst.into_input())
-    };
-    let w1 = prep(
-        Weights::Gemm1,
-        gen_bf16(seed, 4, 8, (el * f * i * h) as usize),
-        &[el, f * i, h],
-    )?;
-    let w2 = prep(
-        Weights::Gemm2,
-        gen_bf16(seed, 5, 8, (el * h * i) as usize),
-        &[el, h, i],
-    )?;
+    let (w1, w2) = prepare_bf16_weights(&r, &p, &pl, seed, f)?;
     let x = Extras::new(c, &pl, el, f);
     let shape: Vec<i64> = if c.layout() == Layout::Masked {
         vec![el, cap, h]
@@ -927,17 +933,9 @@ pub fn run_grouped_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let perm_p = pl.zeros((prows * h) as usize * 2);
     let perm = pl.tensor_mut(perm_p, DType::BF16, &[prows, h]);
     let ra2 = RunArgs {
-        hidden_states: Some(&rows_t),
-        gemm1_weights: Some(&w1),
-        gemm2_weights: Some(&w2),
-        gemm1_bias: x.b1.as_ref(),
-        gemm2_bias: x.b2.as_ref(),
-        gemm1_alpha: x.alpha.as_ref(),
-        gemm1_beta: x.beta.as_ref(),
-        gemm1_clamp_limit: x.clamp.as_ref(),
         permuted_output: Some(&perm),
         do_finalize: Some(false),
-        ..RunArgs::default()
+        ..x.run_args(&rows_t, &w1, &w2)
     };
     unsafe { r.run_on(&pr, cfg2, &plan, &ra2, stream)? };
     let e2p = plan.read_i32(PlanTable::ExpandedToPermuted)?;
