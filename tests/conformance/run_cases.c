@@ -6,9 +6,12 @@
  * The case file is MOE_CONFORMANCE_CASES if set, else the argument, else the source tree's
  * tests/conformance/cases.txt. Each case is run on the CPU backend and its plan and output
  * digests compared with the file; error cases check the status of config selection / prepare
- * and that the library left a message. With a CUDA device (CUDA builds) each case also runs
- * on the GPU: the plan digest must match exactly and the output must be within
- * ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite.
+ * and that the library left a message. Grouped cases (layout=) run moe_runner_run_grouped: the
+ * output digest, the sentinel rows past the counts, and a bitwise cross-check of every row
+ * against moe_runner_run (docs/conformance.md "Grouped cases"). With a CUDA device (CUDA
+ * builds) each case also runs on the GPU: the plan digest must match exactly and the output
+ * must be within ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite; FP8
+ * and grouped cases the CUDA backend answers NOT_SUPPORTED for print "SKIP GPU <name>: <why>".
  * --regen prints the case file with the digests recomputed by the CPU backend (the backend
  * verified by test_moe / test_routing), leaving every other line as it was.
  */
@@ -234,8 +237,9 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
     }
   if (c->layout >= 0) {
     /* a grouped case: no routing, no FP8, no plan digest; counts for every local expert */
-    if (c->ncounts != c->local || c->fp8 != MOE_SCALING_NONE || c->has_plan ||
-        (seen & (key_bit("method") | key_bit("input") | key_bit("logits_dtype") | key_bit("K")))) {
+    if (c->ncounts != c->local ||
+        (seen & (key_bit("method") | key_bit("input") | key_bit("logits_dtype") | key_bit("K") |
+                 key_bit("fp8") | key_bit("plan")))) {
       fprintf(stderr,
               "line %d: a grouped case (layout=) takes counts= with one value per local expert, "
               "no method/input/logits_dtype/K/fp8/plan\n",
