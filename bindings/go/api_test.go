@@ -2,6 +2,7 @@ package moe
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -207,6 +208,94 @@ func TestAutotune(t *testing.T) {
 	for i := 1; i < len(res); i++ {
 		if res[i-1].TimeUs > res[i].TimeUs {
 			t.Fatal("not fastest first")
+		}
+	}
+}
+
+// ---- grouped run (moe_runner_run_grouped) -----------------------------------------------------
+
+var groupedP = Problem{NumExperts: 8, NumTokens: 12, TopK: 1, HiddenSize: 64,
+	IntermediateSize: 32, LocalExpertOffset: 4, LocalNumExperts: 4}
+
+// groupedArgs are contiguous grouped args over 12 hidden rows with the given counts.
+func groupedArgs(t *testing.T, r *Runner, counts ...int32) *GroupedArgs {
+	w1, w2 := prepareWeights(t, r, groupedP, genBF16(11, 4, 8, 4, 64, 64),
+		genBF16(11, 5, 8, 4, 64, 32))
+	cnt := NewHostTensor(I32, int64(len(counts)))
+	copy(cnt.Buffer().Int32s(), counts)
+	return &GroupedArgs{Layout: LayoutContiguous, HiddenStates: genBF16(11, 3, 6, 12, 64),
+		ExpertCounts: cnt, Gemm1Weights: w1, Gemm2Weights: w2}
+}
+
+func TestRunGroupedBothLayouts(t *testing.T) {
+	r := cpuRunner(t)
+	defer r.Close()
+	cfg, err := r.DefaultConfig(groupedP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := groupedArgs(t, r, 3, 0, 5, 2)
+	out, err := r.RunGrouped(groupedP, cfg, a, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contig := out.Buffer().Uint16s()
+	for _, v := range contig[10*64:] {
+		if v != 0 {
+			t.Fatal("a row past the sum of the counts was written")
+		}
+	}
+	m := *a
+	m.Layout, m.Capacity = LayoutMasked, 3
+	m.HiddenStates, _ = HostTensor(a.HiddenStates.Buffer(), BF16, 4, 3, 64)
+	m.ExpertCounts = NewHostTensor(I32, 4)
+	copy(m.ExpertCounts.Buffer().Int32s(), []int32{3, 0, 1, 2})
+	out, err = r.RunGrouped(groupedP, cfg, &m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masked := out.Buffer().Uint16s()
+	for i := 0; i < 3*64; i++ {
+		if masked[i] != contig[i] {
+			t.Fatalf("masked row %d differs from the contiguous one", i/64)
+		}
+	}
+}
+
+func TestRunGroupedMisuseIsTheLibraryError(t *testing.T) {
+	r := cpuRunner(t)
+	defer r.Close()
+	cfg, err := r.DefaultConfig(groupedP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := groupedArgs(t, r, 3, 0, 5, 2)
+	cases := []struct {
+		name   string
+		edit   func(a *GroupedArgs)
+		needle string
+	}{
+		{"layout", func(a *GroupedArgs) { a.Layout = 7 }, "args->layout"},
+		{"counts dtype", func(a *GroupedArgs) { a.ExpertCounts = NewHostTensor(F32, 4) }, "args->expert_counts"},
+		{"counts length", func(a *GroupedArgs) { a.ExpertCounts = NewHostTensor(I32, 3) }, "args->expert_counts"},
+		{"masked capacity", func(a *GroupedArgs) {
+			a.Layout, a.Capacity = LayoutMasked, 4
+			a.HiddenStates, _ = HostTensor(good.HiddenStates.Buffer(), BF16, 4, 3, 64)
+		}, "args->capacity"},
+		{"contiguous capacity", func(a *GroupedArgs) { a.Capacity = 3 }, "args->capacity"},
+		{"count past the rows", func(a *GroupedArgs) {
+			a.ExpertCounts = NewHostTensor(I32, 4)
+			a.ExpertCounts.Buffer().Int32s()[0] = 13
+		}, "args->expert_counts"},
+	}
+	for _, c := range cases {
+		a := *good
+		c.edit(&a)
+		_, err := r.RunGrouped(groupedP, cfg, &a, nil)
+		var e *Error
+		if !errors.As(err, &e) || e.Status != StatusInvalidArgument ||
+			!strings.Contains(e.Message, c.needle) {
+			t.Errorf("%s: expected INVALID_ARGUMENT naming %s, got %v", c.name, c.needle, err)
 		}
 	}
 }

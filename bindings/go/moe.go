@@ -27,7 +27,8 @@ static inline moe_cuda_stream_t moe_go_stream(uintptr_t p) { return (moe_cuda_st
 enum { MOE_GO_SLOTS = 24 };
 enum {
   MOE_GO_WEIGHTS_PREPARE = 1, MOE_GO_ROUTING_PREPARE, MOE_GO_RUN, MOE_GO_FORWARD,
-  MOE_GO_AUTOTUNE, MOE_GO_PLAN_READ_COUNT, MOE_GO_PLAN_READ, MOE_GO_WEIGHTS_PREPARE_SCALED
+  MOE_GO_AUTOTUNE, MOE_GO_PLAN_READ_COUNT, MOE_GO_PLAN_READ, MOE_GO_WEIGHTS_PREPARE_SCALED,
+  MOE_GO_RUN_GROUPED
 };
 typedef struct moe_go_call {
   int32_t op;
@@ -35,6 +36,7 @@ typedef struct moe_go_call {
   moe_problem problem;
   moe_routing_args routing;
   moe_run_args run;
+  moe_grouped_args grouped;
   moe_plan plan;
   const DLTensor *canonical, *canonical_scales, *prepared;
   int32_t config, which, table, iterations, capacity, count;
@@ -63,6 +65,9 @@ static moe_status_t moe_go_dispatch(moe_go_call *c) {
     case MOE_GO_RUN:
       return moe_runner_run(c->runner, &c->problem, &c->run, c->config, &c->plan, c->workspace,
                             c->workspace_bytes, c->stream);
+    case MOE_GO_RUN_GROUPED:
+      return moe_runner_run_grouped(c->runner, &c->problem, &c->grouped, c->config, c->workspace,
+                                    c->workspace_bytes, c->stream);
     case MOE_GO_FORWARD:
       return moe_forward(c->runner, &c->problem, &c->routing, &c->run, c->workspace,
                          c->workspace_bytes, c->stream);
@@ -930,6 +935,107 @@ func (r *Runner) Run(p Problem, config int, plan *Plan, args *RunArgs) error {
 	err := r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
 	runtime.KeepAlive(args)
 	runtime.KeepAlive(plan)
+	return err
+}
+
+// GroupedArgs are the inputs and outputs of the grouped run (C moe_runner_run_grouped;
+// docs/ep.md): tokens a dispatcher already grouped by local expert. LayoutContiguous:
+// HiddenStates [N, H], the rows of local expert e after those of e-1, Capacity 0; LayoutMasked:
+// HiddenStates [E_l, Capacity, H], count[e] valid rows per expert. ExpertCounts is int32 [E_l]
+// on the runner's device. The output rows are unweighted (no routing, no finalize); rows past
+// the counts are not written.
+type GroupedArgs struct {
+	Layout                                 int   // LayoutContiguous (the zero value) or LayoutMasked
+	Capacity                               int64 // LayoutMasked: rows per expert; contiguous: 0
+	HiddenStates, ExpertCounts             *Tensor
+	Gemm1Weights, Gemm2Weights             *Tensor
+	Gemm1Bias, Gemm2Bias                   *Tensor
+	Gemm1Alpha, Gemm1Beta, Gemm1ClampLimit *Tensor
+	Output                                 *Tensor // bf16, the shape of HiddenStates
+	DisablePDL                             bool
+}
+
+// fill writes the arguments into g (C memory) with their DLTensors in the arena.
+func (ga *GroupedArgs) fill(a *arena, g *C.moe_grouped_args) {
+	C.moe_grouped_args_init(g, C.MOE_GROUPED_ARGS_VERSION)
+	g.layout = C.int32_t(ga.Layout)
+	g.capacity = C.int64_t(ga.Capacity)
+	g.hidden_states = a.dl(ga.HiddenStates)
+	g.expert_counts = a.dl(ga.ExpertCounts)
+	g.gemm1_weights = a.dl(ga.Gemm1Weights)
+	g.gemm2_weights = a.dl(ga.Gemm2Weights)
+	g.gemm1_bias = a.dl(ga.Gemm1Bias)
+	g.gemm2_bias = a.dl(ga.Gemm2Bias)
+	g.gemm1_alpha = a.dl(ga.Gemm1Alpha)
+	g.gemm1_beta = a.dl(ga.Gemm1Beta)
+	g.gemm1_clamp_limit = a.dl(ga.Gemm1ClampLimit)
+	g.output = a.dl(ga.Output)
+	if ga.DisablePDL {
+		g.enable_pdl = 0
+	}
+}
+
+// GroupedWorkspaceSize is the workspace bytes of the grouped run for the problem (NumTokens =
+// the largest N; masked: E_l * capacity) and config.
+func (r *Runner) GroupedWorkspaceSize(p Problem, config int) (int, error) {
+	cp := p.c()
+	var b C.size_t
+	err := r.use(func(h *C.moe_runner) error {
+		return call(func() C.moe_status_t {
+			return C.moe_runner_get_grouped_workspace_size(h, cp, C.int32_t(config), &b)
+		})
+	})
+	return int(b), err
+}
+
+// RunGrouped runs GEMM1 (+activation) and GEMM2 on tokens already grouped by local expert with
+// host tensors (CPU backend). With ws nil a host workspace is allocated; with args.Output nil a
+// zeroed host bf16 output in the shape of args.HiddenStates is allocated. Returns the output
+// tensor. args is not modified.
+func (r *Runner) RunGrouped(p Problem, config int, args *GroupedArgs, ws *HostBuffer) (*Tensor, error) {
+	if ws == nil {
+		n, err := r.GroupedWorkspaceSize(p, config)
+		if err != nil {
+			return nil, err
+		}
+		ws = NewHostBuffer(n)
+	}
+	if ws.buf == nil {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "workspace: its HostBuffer is closed"}
+	}
+	g := *args
+	if g.Output == nil && g.HiddenStates != nil {
+		g.Output = NewHostTensor(BF16, g.HiddenStates.Shape...)
+	}
+	a := newArena(C.MOE_GO_RUN_GROUPED)
+	defer a.free()
+	a.bind(&a.c.workspace, ws.ptr())
+	a.c.workspace_bytes = C.size_t(ws.Len())
+	err := r.runGrouped(a, p, config, &g)
+	runtime.KeepAlive(ws)
+	if err != nil {
+		return nil, err
+	}
+	return g.Output, nil
+}
+
+// RunGroupedDevice is RunGrouped with device tensors, a device workspace and a stream (CUDA
+// backend); the tensors stay valid until the stream work completes.
+func (r *Runner) RunGroupedDevice(p Problem, config int, args *GroupedArgs, ws uintptr, wsBytes int, stream uintptr) error {
+	a := newArena(C.MOE_GO_RUN_GROUPED)
+	defer a.free()
+	a.c.workspace = C.moe_go_ptr(C.uintptr_t(ws))
+	a.c.workspace_bytes = C.size_t(wsBytes)
+	a.c.stream = C.moe_go_stream(C.uintptr_t(stream))
+	return r.runGrouped(a, p, config, args)
+}
+
+func (r *Runner) runGrouped(a *arena, p Problem, config int, args *GroupedArgs) error {
+	a.c.problem = *p.c()
+	a.c.config = C.int32_t(config)
+	args.fill(a, &a.c.grouped)
+	err := r.use(func(h *C.moe_runner) error { a.c.runner = h; return a.run() })
+	runtime.KeepAlive(args)
 	return err
 }
 

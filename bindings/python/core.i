@@ -268,6 +268,7 @@ typedef struct moe_plan {} moe_plan;
 %thread moe_b_weights_prepare_scaled;
 %thread moe_b_routing_prepare;
 %thread moe_b_run;
+%thread moe_b_run_grouped;
 %thread moe_b_forward;
 %thread moe_b_autotune;
 %thread moe_b_plan_read;

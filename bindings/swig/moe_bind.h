@@ -430,6 +430,52 @@ static inline int32_t moe_b_autotune(
   return count;
 }
 
+/* ---- grouped run (external token layouts, docs/ep.md) ------------------------------------ */
+
+/* Workspace bytes of moe_runner_run_grouped (num_tokens = the largest N). */
+static inline int64_t moe_b_grouped_workspace_size(const moe_runner *r, MOE_B_PROBLEM_ARGS,
+                                                   int32_t config) {
+  moe_problem p = MOE_B_PROBLEM;
+  size_t b = 0;
+  if (moe_b_check(moe_runner_get_grouped_workspace_size(r, &p, config, &b))) return 0;
+  return (int64_t)b;
+}
+
+/* moe_runner_run_grouped: layout MOE_LAYOUT_*, capacity (MASKED: rows per expert; CONTIGUOUS:
+ * 0), hidden states / output in the layout's shape, expert_counts int32 [E_l]. */
+static inline void moe_b_run_grouped(moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config,
+                                     int32_t layout, int64_t capacity,
+                                     const DLTensor *hidden_states, const DLTensor *expert_counts,
+                                     const DLTensor *gemm1_weights, const DLTensor *gemm2_weights,
+                                     const DLTensor *gemm1_bias, const DLTensor *gemm2_bias,
+                                     const DLTensor *gemm1_alpha, const DLTensor *gemm1_beta,
+                                     const DLTensor *gemm1_clamp_limit, const DLTensor *output,
+                                     int32_t enable_pdl, const DLTensor *workspace,
+                                     moe_cuda_stream_t stream) {
+  moe_problem p = MOE_B_PROBLEM;
+  moe_grouped_args a;
+  if (!workspace) {
+    moe_b_fail(MOE_STATUS_INVALID_ARGUMENT, "workspace: expected a tensor, got None/null");
+    return;
+  }
+  if (moe_b_check(moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION))) return;
+  a.layout = layout;
+  a.capacity = capacity;
+  a.hidden_states = hidden_states;
+  a.expert_counts = expert_counts;
+  a.gemm1_weights = gemm1_weights;
+  a.gemm2_weights = gemm2_weights;
+  a.gemm1_bias = gemm1_bias;
+  a.gemm2_bias = gemm2_bias;
+  a.gemm1_alpha = gemm1_alpha;
+  a.gemm1_beta = gemm1_beta;
+  a.gemm1_clamp_limit = gemm1_clamp_limit;
+  a.output = output;
+  a.enable_pdl = enable_pdl;
+  moe_b_check(moe_runner_run_grouped(r, &p, &a, config, moe_b_tensor_ptr(workspace),
+                                     (size_t)moe_b_tensor_bytes(workspace), stream));
+}
+
 /* ---- plan ------------------------------------------------------------------------------- */
 
 /* Field of a plan descriptor: 0 config, 1 tile, 2 cluster_size, 3 num_tokens, 4 max_padded_rows,

@@ -146,6 +146,21 @@ int32_t moe_b_autotune(moe_runner *r, int32_t num_experts, int64_t num_tokens, i
                        const DLTensor *workspace, int32_t iterations,
                        const DLTensor *configs_out, const DLTensor *times_out,
                        moe_cuda_stream_t stream);
+int64_t moe_b_grouped_workspace_size(const moe_runner *r, int32_t num_experts,
+                                     int64_t num_tokens, int32_t top_k,
+                                     int32_t local_expert_offset, int32_t local_num_experts,
+                                     int64_t hidden_size, int64_t intermediate_size,
+                                     int32_t config);
+void moe_b_run_grouped(moe_runner *r, int32_t num_experts, int64_t num_tokens, int32_t top_k,
+                       int32_t local_expert_offset, int32_t local_num_experts,
+                       int64_t hidden_size, int64_t intermediate_size, int32_t config,
+                       int32_t layout, int64_t capacity, const DLTensor *hidden_states,
+                       const DLTensor *expert_counts, const DLTensor *gemm1_weights,
+                       const DLTensor *gemm2_weights, const DLTensor *gemm1_bias,
+                       const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
+                       const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit,
+                       const DLTensor *output, int32_t enable_pdl, const DLTensor *workspace,
+                       moe_cuda_stream_t stream);
 int64_t moe_b_plan_field(const moe_plan *plan, int32_t field);
 int64_t moe_b_plan_read_count(const moe_runner *r, const moe_plan *plan,
                               const DLTensor *workspace, int32_t table,

@@ -6,9 +6,12 @@
  * The case file is MOE_CONFORMANCE_CASES if set, else the argument, else the source tree's
  * tests/conformance/cases.txt. Each case is run on the CPU backend and its plan and output
  * digests compared with the file; error cases check the status of config selection / prepare
- * and that the library left a message. With a CUDA device (CUDA builds) each case also runs
- * on the GPU: the plan digest must match exactly and the output must be within
- * ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite.
+ * and that the library left a message. Grouped cases (layout=) run moe_runner_run_grouped: the
+ * output digest, the sentinel rows past the counts, and a bitwise cross-check of every row
+ * against moe_runner_run (docs/conformance.md "Grouped cases"). With a CUDA device (CUDA
+ * builds) each case also runs on the GPU: the plan digest must match exactly and the output
+ * must be within ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite; FP8
+ * and grouped cases the CUDA backend answers NOT_SUPPORTED for print "SKIP GPU <name>: <why>".
  * --regen prints the case file with the digests recomputed by the CPU backend (the backend
  * verified by test_moe / test_routing), leaving every other line as it was.
  */
@@ -25,6 +28,7 @@
 #endif
 
 #define MAX_FIELDS 40
+#define MAX_COUNTS 256 /* local experts of a grouped case */
 
 typedef struct ccase {
   char name[64];
@@ -38,6 +42,11 @@ typedef struct ccase {
   uint64_t seed, plan, output;
   int has_plan, has_output;
   int status; /* expected */
+  /* grouped cases (moe_runner_run_grouped): layout MOE_LAYOUT_* or -1 (a routed case) */
+  int layout;
+  int64_t capacity;
+  int32_t counts[MAX_COUNTS];
+  int ncounts;
 } ccase;
 
 static const char *k_keys[] = {"name",     "method",  "input",     "logits_dtype",
@@ -47,8 +56,16 @@ static const char *k_keys[] = {"name",     "method",  "input",     "logits_dtype
                                "scale",    "bias",    "gemm_bias", "swiglu_params",
                                "finalize", "seed",    "plan",      "output",
                                "status",   "fp8",     "hidden",    "weights",
-                               "s1",       "s2"};
+                               "s1",       "s2",      "layout",    "counts",
+                               "capacity"};
 #define NKEYS (sizeof k_keys / sizeof k_keys[0])
+
+/* The bit of key k in a parsed line's set of keys. */
+static uint64_t key_bit(const char *k) {
+  size_t ki = 0;
+  while (ki < NKEYS && strcmp(k_keys[ki], k)) ++ki;
+  return 1ull << ki;
+}
 
 static int status_from_name(const char *s) {
   if (!strcmp(s, "ok")) return MOE_STATUS_SUCCESS;
@@ -73,7 +90,8 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
   c->scale = 1.0;
   c->n_group = c->topk_group = 1;
   c->finalize = 1;
-  unsigned seen = 0;
+  c->layout = -1;
+  uint64_t seen = 0;
   for (int i = 0; i < n; ++i) {
     char *eq = strchr(fields[i], '=');
     if (!eq) {
@@ -89,7 +107,7 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
       *eq = '=';
       return 1;
     }
-    seen |= 1u << ki;
+    seen |= 1ull << ki;
     int64_t x = 0;
     int bad = 0;
     if (!strcmp(k, "name")) {
@@ -137,6 +155,27 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
       float f = (float)d;
       bad = *end != 0 || end == v || (double)f != d || !(f > 0.0f);
       *(!strcmp(k, "s1") ? &c->s1 : &c->s2) = f;
+    } else if (!strcmp(k, "layout")) {
+      c->layout = !strcmp(v, "contiguous") ? MOE_LAYOUT_CONTIGUOUS
+                  : !strcmp(v, "masked")   ? MOE_LAYOUT_MASKED
+                                           : -1;
+      bad = c->layout < 0;
+    } else if (!strcmp(k, "counts")) {
+      /* comma-separated non-negative decimals, one per local expert */
+      const char *q = v;
+      c->ncounts = 0;
+      while (!bad) {
+        char *end;
+        errno = 0;
+        long x = strtol(q, &end, 10);
+        bad = errno || end == q || x < 0 || x > INT32_MAX || c->ncounts == MAX_COUNTS ||
+              (*end != ',' && *end != 0);
+        if (!bad) c->counts[c->ncounts++] = (int32_t)x;
+        if (bad || *end == 0) break;
+        q = end + 1;
+      }
+    } else if (!strcmp(k, "capacity")) {
+      bad = parse_i64(v, &c->capacity) || c->capacity < 0;
     } else if (!strcmp(k, "seed")) {
       char *end;
       c->seed = strtoull(v, &end, 10);
@@ -184,17 +223,46 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
       return 1;
     }
   }
-  static const char *required[] = {"name", "method", "input", "T",   "E",    "K",       "H",
-                                   "I",    "offset", "local", "act", "tile", "cluster", "seed"};
-  for (size_t r = 0; r < sizeof required / sizeof required[0]; ++r) {
-    size_t ki = 0;
-    while (strcmp(k_keys[ki], required[r])) ++ki;
-    if (!(seen & (1u << ki))) {
-      fprintf(stderr, "line %d: missing key '%s'\n", lineno, required[r]);
+  static const char *required[] = {"name",  "T",   "E",    "H",       "I",    "offset",
+                                   "local", "act", "tile", "cluster", "seed", NULL};
+  static const char *routed[] = {"method", "input", "K", NULL};
+  static const char *grouped[] = {"counts", NULL};
+  const char **lists[2] = {required, c->layout < 0 ? routed : grouped};
+  for (int li = 0; li < 2; ++li)
+    for (const char **r = lists[li]; *r; ++r) {
+      if (!(seen & key_bit(*r))) {
+        fprintf(stderr, "line %d: missing key '%s'\n", lineno, *r);
+        return 1;
+      }
+    }
+  if (c->layout >= 0) {
+    /* a grouped case: no routing, no FP8, no plan digest; counts for every local expert */
+    if (c->ncounts != c->local ||
+        (seen & (key_bit("method") | key_bit("input") | key_bit("logits_dtype") | key_bit("K") |
+                 key_bit("fp8") | key_bit("plan")))) {
+      fprintf(stderr,
+              "line %d: a grouped case (layout=) takes counts= with one value per local expert, "
+              "no method/input/logits_dtype/K/fp8/plan\n",
+              lineno);
       return 1;
     }
+    if (c->layout == MOE_LAYOUT_MASKED
+            ? !(seen & key_bit("capacity")) || c->T != c->local * c->capacity
+            : c->capacity != 0) {
+      fprintf(stderr,
+              "line %d: layout=masked needs capacity= with T = local * capacity; "
+              "layout=contiguous takes no capacity\n",
+              lineno);
+      return 1;
+    }
+    c->K = 1; /* the grouped problem's top_k (unused by the grouped path) */
+    return 0;
   }
-  if (c->input == T_INPUT_LOGITS && !(seen & (1u << 3))) {
+  if (seen & (key_bit("counts") | key_bit("capacity"))) {
+    fprintf(stderr, "line %d: counts= and capacity= need layout=\n", lineno);
+    return 1;
+  }
+  if (c->input == T_INPUT_LOGITS && !(seen & key_bit("logits_dtype"))) {
     fprintf(stderr, "line %d: input=logits needs logits_dtype\n", lineno);
     return 1;
   }
@@ -225,7 +293,9 @@ static void make_cdata(const ccase *c, cdata *d) {
   const int64_t T = c->T, E = c->E, K = c->K, H = c->H, I = c->I, El = c->local;
   const int64_t f = t_gated(c->act) ? 2 : 1;
   memset(d, 0, sizeof *d);
-  if (c->input == T_INPUT_LOGITS) {
+  if (c->layout >= 0) {
+    /* grouped: no routing inputs */
+  } else if (c->input == T_INPUT_LOGITS) {
     if (c->logits_f32) {
       d->logits = t_xmalloc((size_t)(T * E) * 4);
       gen_fill_f32(c->seed, GEN_STREAM_LOGITS, GEN_SCALE_LOGITS_F32, d->logits, T * E);
@@ -339,12 +409,32 @@ static moe_status_t fp8_weights_prepare(moe_runner *r, int backend, const moe_pr
   return s;
 }
 
+/* The optional expert tensors of a case on a backend: x[0..4] = gemm1_bias [E_l, f*I],
+ * gemm2_bias [E_l, H], alpha, beta, clamp_limit [E_l]; NULL where the case has none. */
+static void expert_extras(int backend, const ccase *c, const cdata *d, ttensor *x[5]) {
+  const int64_t El = c->local, f = t_gated(c->act) ? 2 : 1;
+  memset(x, 0, 5 * sizeof x[0]);
+  if (d->x.b1) {
+    x[0] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, f * c->I}, d->x.b1);
+    x[1] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, c->H}, d->x.b2);
+  }
+  if (d->x.alpha) {
+    x[2] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.alpha);
+    x[3] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.beta);
+    x[4] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.clamp);
+  }
+}
+
+static const DLTensor *tt_dl(const ttensor *t) {
+  return t ? &t->t : NULL;
+}
+
 /* Run an FP8 case: bf16 or e4m3 hidden states (+ [T, H/128] scales in BLOCK), the static
  * scales s1, s2 in PER_TENSOR, the rest as t_run. */
 static moe_status_t fp8_run(moe_runner *r, int backend, const moe_problem *p, const ccase *c,
                             const cdata *d, const t_weights *w, int32_t cfg, const moe_plan *plan,
                             const t_ws *ws, uint16_t *out_host) {
-  const int64_t El = c->local, T = c->T, H = c->H, I = c->I, f = t_gated(c->act) ? 2 : 1;
+  const int64_t T = c->T, H = c->H;
   moe_run_args a;
   moe_run_args_init(&a, MOE_RUN_ARGS_VERSION);
   a.do_finalize = c->finalize;
@@ -364,20 +454,12 @@ static moe_status_t fp8_run(moe_runner *r, int backend, const moe_problem *p, co
   }
   a.gemm1_weights = &w->w1->t;
   a.gemm2_weights = &w->w2->t;
-  if (d->x.b1) {
-    t[4] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, f * I}, d->x.b1);
-    t[5] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, H}, d->x.b2);
-    a.gemm1_bias = &t[4]->t;
-    a.gemm2_bias = &t[5]->t;
-  }
-  if (d->x.alpha) {
-    t[6] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.alpha);
-    t[7] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.beta);
-    t[8] = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, d->x.clamp);
-    a.gemm1_alpha = &t[6]->t;
-    a.gemm1_beta = &t[7]->t;
-    a.gemm1_clamp_limit = &t[8]->t;
-  }
+  expert_extras(backend, c, d, &t[4]);
+  a.gemm1_bias = tt_dl(t[4]);
+  a.gemm2_bias = tt_dl(t[5]);
+  a.gemm1_alpha = tt_dl(t[6]);
+  a.gemm1_beta = tt_dl(t[7]);
+  a.gemm1_clamp_limit = tt_dl(t[8]);
   const int64_t rows = c->finalize ? T : plan->max_padded_rows;
   t[9] = tt_new(backend, DT_BF16, 2, (int64_t[]){rows, H});
   tmem_poison(backend, t[9]->t.data, t[9]->bytes);
@@ -428,8 +510,10 @@ typedef struct cresult {
   moe_status_t status;
   char message[256];
   uint64_t plan, output;
-  uint16_t *out; /* the digested output values (finalize: [T,H]; else valid rows) */
+  uint16_t *out; /* the output values compared with the GPU (finalize: [T,H]; else and
+                    grouped: the valid rows) */
   int64_t out_n;
+  char check[256]; /* grouped: the first failed in-case check (sentinel rows, cross-check) */
 } cresult;
 
 static void run_on(int backend, moe_runner *r, const ccase *c, const cdata *d, cresult *res) {
@@ -514,6 +598,162 @@ done:
   t_ws_free(&ws);
 }
 
+/* ---- grouped cases (moe_runner_run_grouped, docs/conformance.md "Grouped cases") ---------- */
+#define GROUPED_SENTINEL 0xFFFFu /* the bf16 pre-filled into the output (tmem_poison) */
+
+/* Output row of the i-th row of local expert e in the case's layout. */
+static int64_t grouped_row(const ccase *c, int32_t e, int64_t i) {
+  int64_t s = 0;
+  if (c->layout == MOE_LAYOUT_MASKED) return e * c->capacity + i;
+  for (int32_t j = 0; j < e; ++j) s += c->counts[j];
+  return s + i;
+}
+
+/* The cross-check: the same rows through moe_routing_prepare (pre-routed ids, K = 1, token t
+ * = the t-th valid row, experts ascending) and moe_runner_run with do_finalize = 0; each
+ * permuted row must equal the grouped output row bit for bit. Returns 0 or fills res->check. */
+static void grouped_cross_check(int backend, moe_runner *r, const ccase *c, const cdata *d,
+                                const t_weights *w, const uint16_t *grouped, cresult *res) {
+  int64_t T = 0;
+  for (int32_t e = 0; e < c->local; ++e) T += c->counts[e];
+  const int64_t H = c->H;
+  moe_problem p;
+  t_problem(&p, c->E, T, 1, c->offset, c->local, H, c->I);
+  int32_t *ids = t_xmalloc(sizeof(int32_t) * (size_t)(T + 1));
+  uint16_t *wts = t_xmalloc(sizeof(uint16_t) * (size_t)(T + 1));
+  uint16_t *hid = t_xmalloc(sizeof(uint16_t) * (size_t)((T + 1) * H));
+  int64_t *pos = t_xmalloc(sizeof(int64_t) * (size_t)(T + 1));
+  int64_t t = 0;
+  for (int32_t e = 0; e < c->local; ++e)
+    for (int64_t i = 0; i < c->counts[e]; ++i, ++t) {
+      ids[t] = c->offset + e;
+      wts[t] = 0x3F80; /* 1.0 */
+      pos[t] = grouped_row(c, e, i);
+      memcpy(hid + t * H, d->x.hidden + pos[t] * H, sizeof(uint16_t) * (size_t)H);
+    }
+  t_expert_data x = d->x;
+  x.hidden = hid;
+  t_moe_in in = t_expert_data_in(&x);
+  int32_t cfg = -1;
+  t_ws ws = {backend, NULL, 0};
+  moe_plan plan;
+  host_plan hp;
+  memset(&hp, 0, sizeof hp);
+  uint16_t *perm = NULL;
+  t_route rt;
+  t_route_init(&rt);
+  rt.method = MOE_ROUTING_TOPK;
+  rt.input = T_INPUT_IDS;
+  rt.ids = ids;
+  rt.weights = wts;
+  moe_status_t s = select_config(r, &p, c, &cfg);
+  if (!s) s = t_ws_alloc(r, backend, &p, cfg, &ws);
+  if (!s) s = t_prepare(r, backend, &p, &rt, cfg, &ws, &plan);
+  if (!s) {
+    perm = t_xmalloc(sizeof(uint16_t) * (size_t)((plan.max_padded_rows + 1) * H));
+    s = t_run(r, backend, &p, c->act, &in, w, cfg, &plan, &ws, 0, perm);
+  }
+  if (s) {
+    snprintf(res->check, sizeof res->check, "cross-check run: %s", moe_get_last_error());
+  } else if (t_read_plan(r, &plan, &ws, c->E, &hp)) {
+    snprintf(res->check, sizeof res->check, "cross-check: reading the plan failed");
+  } else {
+    for (t = 0; t < T; ++t)
+      if (hp.e2p[t] < 0 || memcmp(perm + (int64_t)hp.e2p[t] * H, grouped + pos[t] * H,
+                                  sizeof(uint16_t) * (size_t)H)) {
+        snprintf(res->check, sizeof res->check,
+                 "output row %lld differs from moe_runner_run's unweighted row (slot %lld)",
+                 (long long)pos[t], (long long)t);
+        break;
+      }
+  }
+  t_free_plan(&hp);
+  t_ws_free(&ws);
+  free(perm);
+  free(pos);
+  free(hid);
+  free(wts);
+  free(ids);
+}
+
+/* A grouped case: moe_runner_run_grouped on the case's layout and counts, hidden states [T, H]
+ * (MASKED: [E_l, capacity, H]) from stream 3, the output pre-filled with GROUPED_SENTINEL and
+ * digested whole; rows past the counts must keep the sentinel. */
+static void run_grouped_on(int backend, moe_runner *r, const ccase *c, const cdata *d,
+                           cresult *res) {
+  memset(res, 0, sizeof *res);
+  const int64_t T = c->T, H = c->H, El = c->local;
+  const int masked = c->layout == MOE_LAYOUT_MASKED;
+  moe_problem p;
+  t_problem(&p, c->E, T, 1, c->offset, c->local, H, c->I);
+  int32_t cfg = -1;
+  size_t bytes = 0;
+  t_ws ws = {backend, NULL, 0};
+  t_weights w = {NULL, NULL};
+  ttensor *t[8] = {0}; /* hidden, counts, b1, b2, alpha, beta, clamp, output */
+  t_moe_in in = t_expert_data_in(&d->x);
+  moe_status_t s = select_config(r, &p, c, &cfg);
+  if (!s && moe_runner_get_grouped_workspace_size(r, &p, cfg, &bytes) == MOE_STATUS_SUCCESS)
+    ws.ptr = tmem_alloc(backend, ws.bytes = bytes);
+  else if (!s) /* let the run report the problem */
+    ws.ptr = tmem_alloc(backend, ws.bytes = 1 << 16);
+  if (!s) s = t_weights_prepare(r, backend, &p, c->act, &in, &w);
+  if (!s) {
+    const int64_t dm[3] = {El, c->capacity, H}, dc[2] = {T, H};
+    moe_grouped_args a;
+    moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
+    a.layout = c->layout;
+    a.capacity = c->capacity;
+    t[0] = tt_from_host(backend, DT_BF16, masked ? 3 : 2, masked ? dm : dc, d->x.hidden);
+    t[1] = tt_from_host(backend, DT_I32, 1, (int64_t[]){El}, c->counts);
+    t[7] = tt_new(backend, DT_BF16, masked ? 3 : 2, masked ? dm : dc);
+    tmem_poison(backend, t[7]->t.data, t[7]->bytes);
+    a.hidden_states = &t[0]->t;
+    a.expert_counts = &t[1]->t;
+    a.output = &t[7]->t;
+    a.gemm1_weights = &w.w1->t;
+    a.gemm2_weights = &w.w2->t;
+    expert_extras(backend, c, d, &t[2]);
+    a.gemm1_bias = tt_dl(t[2]);
+    a.gemm2_bias = tt_dl(t[3]);
+    a.gemm1_alpha = tt_dl(t[4]);
+    a.gemm1_beta = tt_dl(t[5]);
+    a.gemm1_clamp_limit = tt_dl(t[6]);
+    s = moe_runner_run_grouped(r, &p, &a, cfg, ws.ptr, ws.bytes, NULL);
+  }
+  res->status = s;
+  snprintf(res->message, sizeof res->message, "%s", s ? moe_get_last_error() : "");
+  if (!s) {
+    res->out_n = T * H;
+    res->out = t_xmalloc(sizeof(uint16_t) * (size_t)(res->out_n + 1));
+    tmem_download(backend, res->out, t[7]->t.data, t[7]->bytes);
+    res->output = gen_fnv_u16(GEN_FNV_OFFSET, res->out, res->out_n);
+    /* rows past the counts keep the sentinel */
+    for (int64_t row = 0; row < T && !res->check[0]; ++row) {
+      int covered = 0;
+      for (int32_t e = 0; e < El && !covered; ++e)
+        covered = row >= grouped_row(c, e, 0) && row < grouped_row(c, e, c->counts[e]);
+      for (int64_t h = 0; h < H && !covered; ++h)
+        if (res->out[row * H + h] != GROUPED_SENTINEL) {
+          snprintf(res->check, sizeof res->check,
+                   "output row %lld (past the counts) was written: [%lld] = 0x%04x", (long long)row,
+                   (long long)h, res->out[row * H + h]);
+          break;
+        }
+    }
+    if (!res->check[0]) grouped_cross_check(backend, r, c, d, &w, res->out, res);
+    /* keep the valid rows only (the GPU comparison) */
+    int64_t n = 0;
+    for (int32_t e = 0; e < El; ++e)
+      for (int64_t i = 0; i < c->counts[e]; ++i, ++n)
+        memmove(res->out + n * H, res->out + grouped_row(c, e, i) * H, sizeof(uint16_t) * H);
+    res->out_n = n * H;
+  }
+  for (int i = 0; i < 8; ++i) tt_free(t[i]);
+  t_weights_free(&w);
+  t_ws_free(&ws);
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 static int split(char *line, char **fields) {
   int n = 0;
@@ -571,7 +811,8 @@ int main(int argc, char **argv) {
     cdata d;
     make_cdata(&c, &d);
     cresult rc;
-    run_on(MOE_BACKEND_CPU, cpu[c.fp8][c.act], &c, &d, &rc);
+    const int grouped = c.layout >= 0;
+    (grouped ? run_grouped_on : run_on)(MOE_BACKEND_CPU, cpu[c.fp8][c.act], &c, &d, &rc);
     int ok = 1;
     char why[512] = "";
     if (c.status != MOE_STATUS_SUCCESS) {
@@ -584,8 +825,11 @@ int main(int argc, char **argv) {
     } else if (rc.status != MOE_STATUS_SUCCESS) {
       ok = 0;
       snprintf(why, sizeof why, "status %d: %s", (int)rc.status, rc.message);
+    } else if (rc.check[0]) {
+      ok = 0;
+      snprintf(why, sizeof why, "%s", rc.check);
     } else if (!regen) {
-      if (!c.has_plan || c.plan != rc.plan) {
+      if (!grouped && (!c.has_plan || c.plan != rc.plan)) {
         ok = 0;
         snprintf(why + strlen(why), sizeof why - strlen(why), "plan %016llx expected %016llx; ",
                  (unsigned long long)rc.plan, (unsigned long long)c.plan);
@@ -607,8 +851,11 @@ int main(int argc, char **argv) {
           if (!strncmp(fields[i], "plan=", 5) || !strncmp(fields[i], "output=", 7)) continue;
           snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "", fields[i]);
         }
-        printf("%s plan=%016llx output=%016llx\n", out, (unsigned long long)rc.plan,
-               (unsigned long long)rc.output);
+        if (grouped)
+          printf("%s output=%016llx\n", out, (unsigned long long)rc.output);
+        else
+          printf("%s plan=%016llx output=%016llx\n", out, (unsigned long long)rc.plan,
+                 (unsigned long long)rc.output);
       }
     }
 #ifdef MOE_TEST_WITH_CUDA
@@ -616,16 +863,20 @@ int main(int argc, char **argv) {
       if (!gpu[c.fp8][c.act]) gpu[c.fp8][c.act] = case_runner(MOE_BACKEND_CUDA, c.act, c.fp8);
       cresult rg;
       if (gpu[c.fp8][c.act]) {
-        run_on(MOE_BACKEND_CUDA, gpu[c.fp8][c.act], &c, &d, &rg);
-        if (rg.status == MOE_STATUS_NOT_SUPPORTED && c.fp8 != MOE_SCALING_NONE) {
-          /* FP8 the CUDA backend does not run yet (its message says why): the CPU result
-           * stands, the GPU skips */
+        (grouped ? run_grouped_on : run_on)(MOE_BACKEND_CUDA, gpu[c.fp8][c.act], &c, &d, &rg);
+        if (rg.status == MOE_STATUS_NOT_SUPPORTED && (c.fp8 != MOE_SCALING_NONE || grouped)) {
+          /* FP8 or a grouped run the CUDA backend does not run yet (its message says why): the
+           * CPU result stands, the GPU skips */
           printf("SKIP GPU %s: %s\n", c.name, rg.message);
         } else if (rg.status) {
           ok = 0;
           snprintf(why + strlen(why), sizeof why - strlen(why), "GPU status %d: %s", (int)rg.status,
                    rg.message);
         } else {
+          if (rg.check[0]) {
+            ok = 0;
+            snprintf(why + strlen(why), sizeof why - strlen(why), "GPU: %s; ", rg.check);
+          }
           if (rg.plan != rc.plan) {
             ok = 0;
             snprintf(why + strlen(why), sizeof why - strlen(why),

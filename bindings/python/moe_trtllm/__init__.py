@@ -515,6 +515,52 @@ class Runner:
                             hidden_states_scale, gemm1_input_scale, gemm2_input_scale,
                             int(bool(enable_pdl)), workspace, _stream(stream))
 
+    def grouped_workspace_size(self, problem, config):
+        """Workspace bytes of run_grouped for `problem` (num_tokens = the largest N; MASKED:
+        E_l * capacity) with `config` (moe_runner_get_grouped_workspace_size)."""
+        with self._use() as r:
+            return int(_core.moe_b_grouped_workspace_size(r, *problem._args(), int(config)))
+
+    def run_grouped(self, problem, config, workspace=None, *, layout, hidden_states,
+                    expert_counts, gemm1_weights, gemm2_weights, output=None, capacity=None,
+                    gemm1_bias=None, gemm2_bias=None, gemm1_alpha=None, gemm1_beta=None,
+                    gemm1_clamp_limit=None, enable_pdl=True, stream=None):
+        """GEMM1 (+activation) and GEMM2 on tokens a dispatcher already grouped by local expert
+        (moe_runner_run_grouped; docs/ep.md); returns `output`.
+
+        layout: LAYOUT_CONTIGUOUS (hidden_states [N, H], the rows of local expert e after those
+        of e-1; N = problem.num_tokens) or LAYOUT_MASKED (hidden_states [E_l, capacity, H],
+        N = E_l * capacity). expert_counts: int32 [E_l] on the runner's device (numpy / torch;
+        a list is converted to an int32 numpy array); other dtypes are the library's
+        InvalidArgumentError. capacity: MASKED rows per expert (None: hidden_states.shape[1]);
+        CONTIGUOUS takes 0 (the default). output: bfloat16 in the shape of hidden_states;
+        allocated (zeroed, numpy or torch like hidden_states) when None. Rows past the counts
+        are not written. The output rows are unweighted (no routing, no finalize). workspace:
+        grouped_workspace_size() bytes, allocated when None."""
+        if isinstance(expert_counts, (list, tuple)):
+            expert_counts = _np.asarray(expert_counts, dtype=_np.int32)
+        shape = tuple(_unwrap(hidden_states).shape)
+        if capacity is None:
+            capacity = shape[1] if int(layout) == LAYOUT_MASKED and len(shape) == 3 else 0
+        torch_mode = _is_torch(hidden_states)
+        if workspace is None:
+            n = self.grouped_workspace_size(problem, config)
+            workspace = (_torch_aligned_bytes(n, _unwrap(hidden_states).device) if torch_mode
+                         else _aligned_host_bytes(n))
+        if output is None:
+            if torch_mode:
+                import torch
+                output = _torch_empty(shape, torch.bfloat16, hidden_states).zero_()
+            else:
+                output = _np.zeros(shape, dtype=bfloat16)
+        with self._use() as r:
+            _core.moe_b_run_grouped(r, *problem._args(), int(config), int(layout),
+                                    int(capacity), hidden_states, expert_counts, gemm1_weights,
+                                    gemm2_weights, gemm1_bias, gemm2_bias, gemm1_alpha,
+                                    gemm1_beta, gemm1_clamp_limit, output,
+                                    int(bool(enable_pdl)), workspace, _stream(stream))
+        return output
+
     def forward(self, problem, hidden_states, gemm1_weights, gemm2_weights, *, method=1,
                 logits=None, bias=None, topk_ids=None, topk_weights=None, topk_packed=None,
                 n_group=1, topk_group=0, routed_scaling_factor=1.0, gemm1_bias=None,

@@ -12,9 +12,15 @@ DEFAULT_CASES = os.path.normpath(os.path.join(HERE, "..", "..", "..", "tests", "
 KEYS = {"name", "method", "input", "logits_dtype", "T", "E", "K", "H", "I", "offset", "local",
         "act", "tile", "cluster", "n_group", "topk_group", "scale", "bias", "gemm_bias",
         "swiglu_params", "finalize", "seed", "plan", "output", "status", "fp8", "hidden",
-        "weights", "s1", "s2"}
+        "weights", "s1", "s2", "layout", "counts", "capacity"}
 INT_KEYS = {"method", "T", "E", "K", "H", "I", "offset", "local", "act", "tile", "cluster",
-            "n_group", "topk_group", "bias", "gemm_bias", "swiglu_params", "finalize", "seed"}
+            "n_group", "topk_group", "bias", "gemm_bias", "swiglu_params", "finalize", "seed",
+            "capacity"}
+ROUTED_KEYS = {"method", "input", "K"}
+GROUPED_KEYS = {"counts"}
+REQUIRED = {"name", "T", "E", "H", "I", "offset", "local", "act", "tile", "cluster", "seed"}
+#: bf16 bits pre-filled into a grouped case's output: rows past the counts must keep them.
+GROUPED_SENTINEL = 0xFFFF
 
 
 def cases_path():
@@ -37,6 +43,14 @@ def parse_cases(path=None):
                 if not sep or k not in KEYS:
                     raise ValueError(f"{path}:{lineno}: bad field {field!r}")
                 c[k] = int(v) if k in INT_KEYS else v
+            missing = REQUIRED - c.keys()
+            missing |= (GROUPED_KEYS if "layout" in c else ROUTED_KEYS) - c.keys()
+            if missing:
+                raise ValueError(f"{path}:{lineno}: missing keys {sorted(missing)}")
+            if "layout" in c:
+                _check_grouped(c, f"{path}:{lineno}")
+            elif "counts" in c or "capacity" in c:
+                raise ValueError(f"{path}:{lineno}: counts= and capacity= need layout=")
             c.setdefault("status", "ok")
             c.setdefault("fp8", "none")
             c.setdefault("hidden", "bf16")
@@ -57,6 +71,29 @@ def parse_cases(path=None):
             c["_line"] = lineno
             cases.append(c)
     return cases
+
+
+def _check_grouped(c, where):
+    """A grouped case (docs/conformance.md "Grouped cases"): converts layout and counts."""
+    layouts = {"contiguous": moe.LAYOUT_CONTIGUOUS, "masked": moe.LAYOUT_MASKED}
+    if c["layout"] not in layouts:
+        raise ValueError(f"{where}: bad layout {c['layout']!r}")
+    c["layout"] = layouts[c["layout"]]
+    try:
+        c["counts"] = [int(x) for x in c["counts"].split(",")]
+    except ValueError:
+        raise ValueError(f"{where}: counts= takes comma-separated integers") from None
+    if len(c["counts"]) != c["local"] or min(c["counts"]) < 0:
+        raise ValueError(f"{where}: counts= needs one value >= 0 per local expert")
+    if {"method", "input", "logits_dtype", "K", "fp8", "plan"} & c.keys():
+        raise ValueError(f"{where}: a grouped case takes no routing, fp8 or plan keys")
+    if c["layout"] == moe.LAYOUT_MASKED:
+        if "capacity" not in c or c["T"] != c["local"] * c["capacity"]:
+            raise ValueError(f"{where}: layout=masked needs capacity= with T = local*capacity")
+    elif c.get("capacity", 0) != 0:
+        raise ValueError(f"{where}: layout=contiguous takes no capacity")
+    c.setdefault("capacity", 0)
+    c["K"] = 1  # the grouped problem's top_k (unused by the grouped path)
 
 
 # -- the portable generator -----------------------------------------------------------------
@@ -248,7 +285,8 @@ def prepared_inputs(r, p, seed):
     """Inputs of problem p (logits, routing method 1, r's activation) drawn from seed, and
     their W1 and W2 prepared on r: (inputs, w1, w2)."""
     case = dict(T=p.num_tokens, E=p.num_experts, K=p.top_k, H=p.hidden_size,
-                I=p.intermediate_size, act=r.activation, seed=seed, method=1)
+                I=p.intermediate_size, local=p.local_num_experts, act=r.activation, seed=seed,
+                method=1)
     x = Inputs(case)
     w1 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM1, x.w1)
     w2 = r.prepare_weights_host(p, moe.WEIGHTS_GEMM2, x.w2)
@@ -295,6 +333,11 @@ class Device:
             return t.view(torch.float8_e4m3fn)
         return t.view(torch.bfloat16) if bf16 else t
 
+    def sentinel(self, shape):
+        """A bf16 tensor filled with GROUPED_SENTINEL."""
+        bits = np.full(shape, GROUPED_SENTINEL, dtype=np.uint16)
+        return self.put(moe.bf16(bits))
+
     def zeros(self, shape, dtype):
         if self.backend == moe.BACKEND_CPU:
             if dtype == "u8":
@@ -308,6 +351,8 @@ class Device:
                            device="cuda")
 
     def host_bf16_bits(self, t):
+        if isinstance(t, moe.View):
+            t = t.base
         if self.backend == moe.BACKEND_CPU:
             return t
         self.torch.cuda.synchronize()
@@ -365,10 +410,91 @@ def run_case(c, backend=moe.BACKEND_CPU):
         return t, output_rows(c, t, dev.host_bf16_bits(out))
 
 
+def run_any(c, backend=moe.BACKEND_CPU):
+    """Runs a routed or grouped case: (plan tables, None for a grouped case; the output rows
+    digested (routed) or the whole output (grouped); failed in-case checks)."""
+    if "layout" in c:
+        out, checks = run_grouped_case(c, backend)
+        return None, out, checks
+    t, out = run_case(c, backend)
+    return t, out, []
+
+
 def run_error_case(c, backend=moe.BACKEND_CPU):
-    """An error case: returns the MoeError raised by config selection or prepare (or None)."""
+    """An error case: returns the MoeError raised by config selection, prepare or the run (or
+    None)."""
     try:
-        run_case(c, backend)
+        run_any(c, backend)
     except moe.MoeError as e:
         return e
     return None
+
+
+# -- grouped cases -------------------------------------------------------------------------------
+def grouped_rows(c):
+    """Output rows of the valid rows, in order (local experts ascending)."""
+    rows = []
+    start = 0
+    for e, n in enumerate(c["counts"]):
+        first = e * c["capacity"] if c["layout"] == moe.LAYOUT_MASKED else start
+        rows.extend(range(first, first + n))
+        start += n
+    return rows
+
+
+def run_grouped_case(c, backend=moe.BACKEND_CPU):
+    """Runs a grouped case: moe_runner_run_grouped on the case's layout and counts with the
+    output pre-filled with GROUPED_SENTINEL. Returns (the whole output as uint16 [T, H],
+    failed in-case checks): rows past the counts keep the sentinel, and each valid row equals
+    the unweighted row moe_runner_run (pre-routed ids, K = 1, do_finalize = 0) computes for it.
+    Raises MoeError on a library failure."""
+    dev = Device(backend)
+    stream = dev.stream if backend == moe.BACKEND_CUDA else None
+    x = Inputs(c)
+    p = problem_of(c)
+    T, H, el = c["T"], c["H"], c["local"]
+    shape = (el, c["capacity"], H) if c["layout"] == moe.LAYOUT_MASKED else (T, H)
+    with moe.Runner(backend=backend, activation=c["act"]) as r:
+        cfg = choose_config(r, p, c)
+        w1 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM1),), "u8")
+        w2 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM2),), "u8")
+        r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
+        r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
+        experts = dict(gemm1_weights=w1, gemm2_weights=w2, gemm1_bias=dev.put(x.b1),
+                       gemm2_bias=dev.put(x.b2), gemm1_alpha=dev.put(x.alpha),
+                       gemm1_beta=dev.put(x.beta), gemm1_clamp_limit=dev.put(x.clamp))
+        out = dev.sentinel(shape)
+        ws = dev.zeros((r.grouped_workspace_size(p, cfg),), "u8")
+        r.run_grouped(p, cfg, ws, layout=c["layout"], capacity=c["capacity"],
+                      hidden_states=dev.put(moe.bf16(x.hidden.reshape(shape))),
+                      expert_counts=dev.put(np.array(c["counts"], dtype=np.int32)),
+                      output=out, stream=stream, **experts)
+        got = dev.host_bf16_bits(out).reshape(T, H)
+        checks = []
+        rows = grouped_rows(c)
+        past = np.ones(T, dtype=bool)
+        past[rows] = False
+        if np.any(got[past] != GROUPED_SENTINEL):
+            checks.append("rows past the counts were written")
+        # the cross-check: the same rows through routing (ids = their experts) + run
+        n = len(rows)
+        pr = moe.Problem(num_experts=c["E"], num_tokens=n, top_k=1, hidden_size=H,
+                         intermediate_size=c["I"], local_expert_offset=c["offset"],
+                         local_num_experts=el)
+        ids = np.repeat(np.arange(el, dtype=np.int32) + c["offset"], c["counts"]).reshape(n, 1)
+        ones = np.full((n, 1), 0x3F80, dtype=np.uint16)
+        cfg2 = choose_config(r, pr, c)
+        ws2 = dev.zeros((r.workspace_size(pr, cfg2),), "u8")
+        plan = r.prepare_routing(pr, cfg2, ws2, method=moe.ROUTING_TOPK, topk_ids=dev.put(ids),
+                                 topk_weights=dev.put(moe.bf16(ones)), stream=stream)
+        perm = dev.zeros((plan.max_padded_rows, H), "bf16")
+        r.run(pr, cfg2, plan, ws2, hidden_states=dev.put(moe.bf16(x.hidden[rows])),
+              permuted_output=dev.wrap_out(perm), do_finalize=False, stream=stream, **experts)
+        e2p = plan.read(moe.PLAN_EXPANDED_TO_PERMUTED)
+        perm = dev.host_bf16_bits(perm)
+        for t, row in enumerate(rows):
+            if e2p[t] < 0 or not np.array_equal(perm[e2p[t]], got[row]):
+                checks.append(f"output row {row} differs from moe_runner_run's unweighted row "
+                              f"(slot {t})")
+                break
+        return got, checks

@@ -349,3 +349,55 @@ def test_plan_table_views(runner):
     assert plan.table(moe.PLAN_CTA_TO_BATCH).size == plan.max_ctas
     with pytest.raises(moe.InvalidArgumentError):
         plan.table(42)
+
+
+# -- grouped run (moe_runner_run_grouped) ---------------------------------------------------------
+GP = moe.Problem(num_experts=8, num_tokens=12, top_k=1, hidden_size=64, intermediate_size=32,
+                 local_expert_offset=4, local_num_experts=4)
+
+
+def _grouped_setup(r):
+    x, w1, w2 = cl.prepared_inputs(r, GP, 11)
+    cfg = r.default_config(GP)
+    return x, w1, w2, cfg, r.grouped_workspace_size(GP, cfg)
+
+
+def test_run_grouped_both_layouts(runner):
+    x, w1, w2, cfg, nbytes = _grouped_setup(runner)
+    assert nbytes > 0
+    hidden = moe.bf16(x.hidden)
+    # CONTIGUOUS, counts as a list; workspace and output allocated by the call
+    out = runner.run_grouped(GP, cfg, layout=moe.LAYOUT_CONTIGUOUS, hidden_states=hidden,
+                             expert_counts=[3, 0, 5, 2], gemm1_weights=w1, gemm2_weights=w2)
+    assert out.dtype == moe.bfloat16 and out.shape == (12, 64)
+    assert np.all(out[10:].view(np.uint16) == 0)  # rows past the sum are not written
+    # MASKED [E_l, capacity, H] over the same rows: expert e's rows at e * 3
+    masked = runner.run_grouped(GP, cfg, runner.allocate_workspace(GP, cfg),
+                                layout=moe.LAYOUT_MASKED,
+                                hidden_states=moe.bf16(x.hidden.reshape(4, 3, 64)),
+                                expert_counts=np.array([3, 0, 1, 2], dtype=np.int32),
+                                gemm1_weights=w1, gemm2_weights=w2)
+    assert masked.shape == (4, 3, 64)
+    assert np.array_equal(masked[0].view(np.uint16), out[0:3].view(np.uint16))
+    assert np.all(masked[1].view(np.uint16) == 0)
+
+
+@pytest.mark.parametrize("bad, needle", [
+    (dict(layout=7), "args->layout"),
+    (dict(expert_counts=np.array([3, 0, 5, 2], dtype=np.int64)), "args->expert_counts"),
+    (dict(expert_counts=np.array([3, 0, 5], dtype=np.int32)), "args->expert_counts"),
+    (dict(layout=moe.LAYOUT_MASKED, capacity=4), "args->capacity"),
+    (dict(capacity=3), "args->capacity"),
+    (dict(expert_counts=[13, 0, 0, 0]), "args->expert_counts"),
+])
+def test_run_grouped_misuse_raises_the_library_error(runner, bad, needle):
+    x, w1, w2, cfg, _ = _grouped_setup(runner)
+    kw = dict(layout=moe.LAYOUT_CONTIGUOUS, hidden_states=moe.bf16(x.hidden),
+              expert_counts=[3, 0, 5, 2], gemm1_weights=w1, gemm2_weights=w2)
+    if bad.get("layout") == moe.LAYOUT_MASKED:
+        kw["hidden_states"] = moe.bf16(x.hidden.reshape(4, 3, 64))
+    kw.update(bad)
+    with pytest.raises(moe.InvalidArgumentError) as e:
+        runner.run_grouped(GP, cfg, **kw)
+    assert e.value.status == moe.STATUS_INVALID_ARGUMENT
+    assert needle in e.value.message and needle in str(e.value)

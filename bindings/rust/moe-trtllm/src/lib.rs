@@ -6,8 +6,10 @@
 //! tensors, device workspaces and CUDA streams go through `unsafe` entry points that take raw
 //! pointers ([`Tensor::from_raw`], [`Runner::prepare_routing_raw`], ...). Every failure is an
 //! [`Error`] carrying the library's [`Status`] and message. The enums ([`Status`],
-//! [`Backend`], [`RoutingMethod`], [`Activation`], [`Weights`], [`PlanTable`]) take their
-//! values from the `MOE_*` constants of `moe-trtllm-sys` (bindgen output of the C header).
+//! [`Backend`], [`RoutingMethod`], [`Activation`], [`Layout`], [`Weights`], [`PlanTable`])
+//! take their values from the `MOE_*` constants of `moe-trtllm-sys` (bindgen output of the C
+//! header). [`Runner::run_grouped`] runs the local experts on tokens a dispatcher already
+//! grouped ([`GroupedArgs`], docs/ep.md).
 //!
 //! A [`Runner`] is `Send + Sync`: threads may share `&Runner`, each call with its own
 //! workspace and outputs (the borrow checker and `TensorMut: !Sync` keep those unshared).
@@ -915,6 +917,94 @@ impl<'t> RunArgs<'t> {
     }
 }
 
+/// Inputs and outputs of the grouped run (`moe_grouped_args`; docs/ep.md): tokens a
+/// dispatcher already grouped by local expert. [`Layout::Contiguous`]: hidden `[N, H]`, the rows
+/// of local expert e after those of e - 1, `capacity` 0; [`Layout::Masked`]: hidden
+/// `[E_l, capacity, H]`, `count[e]` valid rows per expert. The output rows are unweighted (no
+/// routing, no finalize); rows past the counts are not written.
+#[derive(Clone, Copy)]
+pub struct GroupedArgs<'t> {
+    /// Token layout.
+    pub layout: Layout,
+    /// Masked: rows per expert (N = E_l * capacity); contiguous: 0.
+    pub capacity: i64,
+    /// bf16 hidden states in the layout's shape.
+    pub hidden_states: Option<&'t Tensor<'t>>,
+    /// `[E_l]` int32 rows per local expert, on the runner's device.
+    pub expert_counts: Option<&'t Tensor<'t>>,
+    /// Prepared W1 (u8).
+    pub gemm1_weights: Option<&'t Tensor<'t>>,
+    /// Prepared W2 (u8).
+    pub gemm2_weights: Option<&'t Tensor<'t>>,
+    /// `[E_l, f*I]` fp32.
+    pub gemm1_bias: Option<&'t Tensor<'t>>,
+    /// `[E_l, H]` fp32.
+    pub gemm2_bias: Option<&'t Tensor<'t>>,
+    /// `[E_l]` fp32 SwiGLU alpha.
+    pub gemm1_alpha: Option<&'t Tensor<'t>>,
+    /// `[E_l]` fp32 SwiGLU beta.
+    pub gemm1_beta: Option<&'t Tensor<'t>>,
+    /// `[E_l]` fp32 SwiGLU clamp limit.
+    pub gemm1_clamp_limit: Option<&'t Tensor<'t>>,
+    /// bf16 output in the shape of the hidden states.
+    pub output: Option<&'t TensorMut<'t>>,
+    /// Programmatic dependent launch (default on).
+    pub disable_pdl: bool,
+}
+
+impl Default for GroupedArgs<'_> {
+    fn default() -> Self {
+        GroupedArgs {
+            layout: Layout::Contiguous,
+            capacity: 0,
+            hidden_states: None,
+            expert_counts: None,
+            gemm1_weights: None,
+            gemm2_weights: None,
+            gemm1_bias: None,
+            gemm2_bias: None,
+            gemm1_alpha: None,
+            gemm1_beta: None,
+            gemm1_clamp_limit: None,
+            output: None,
+            disable_pdl: false,
+        }
+    }
+}
+
+impl<'t> GroupedArgs<'t> {
+    fn with_raw<R>(&self, f: impl FnOnce(&sys::moe_grouped_args) -> Result<R>) -> Result<R> {
+        let ts = [
+            opt(self.hidden_states),
+            opt(self.expert_counts),
+            opt(self.gemm1_weights),
+            opt(self.gemm2_weights),
+            opt(self.gemm1_bias),
+            opt(self.gemm2_bias),
+            opt(self.gemm1_alpha),
+            opt(self.gemm1_beta),
+            opt(self.gemm1_clamp_limit),
+            self.output.map(TensorMut::dl),
+        ];
+        let mut a: sys::moe_grouped_args = unsafe { std::mem::zeroed() };
+        check(unsafe { sys::moe_grouped_args_init(&mut a, sys::MOE_GROUPED_ARGS_VERSION as u32) })?;
+        a.layout = self.layout.raw();
+        a.capacity = self.capacity;
+        a.hidden_states = optp(&ts[0]);
+        a.expert_counts = optp(&ts[1]);
+        a.gemm1_weights = optp(&ts[2]);
+        a.gemm2_weights = optp(&ts[3]);
+        a.gemm1_bias = optp(&ts[4]);
+        a.gemm2_bias = optp(&ts[5]);
+        a.gemm1_alpha = optp(&ts[6]);
+        a.gemm1_beta = optp(&ts[7]);
+        a.gemm1_clamp_limit = optp(&ts[8]);
+        a.output = optp(&ts[9]);
+        a.enable_pdl = (!self.disable_pdl) as i32;
+        f(&a)
+    }
+}
+
 /// A prepared routing plan: the `moe_plan` descriptor, tied to its runner and workspace.
 pub struct Plan<'a> {
     raw: Box<sys::moe_plan>,
@@ -1333,6 +1423,68 @@ impl Runner {
                 &*plan.raw,
                 plan.ws,
                 plan.ws_len,
+                stream,
+            ))
+        })
+    }
+
+    /// Workspace bytes of the grouped run for the problem (num_tokens = the largest N; masked:
+    /// E_l * capacity) and config (`moe_runner_get_grouped_workspace_size`).
+    pub fn grouped_workspace_size(&self, p: &Problem, config: i32) -> Result<usize> {
+        let raw = p.raw();
+        let mut b = 0usize;
+        check(unsafe {
+            sys::moe_runner_get_grouped_workspace_size(self.ptr.as_ptr(), &raw, config, &mut b)
+        })?;
+        Ok(b)
+    }
+
+    /// GEMM1 (+activation) and GEMM2 on tokens already grouped by local expert
+    /// (`moe_runner_run_grouped`; docs/ep.md) with host tensors and a host workspace of
+    /// [`Runner::grouped_workspace_size`] bytes (CPU backend).
+    pub fn run_grouped(
+        &self,
+        p: &Problem,
+        config: i32,
+        args: &GroupedArgs,
+        workspace: &mut [u8],
+    ) -> Result<()> {
+        unsafe {
+            self.run_grouped_raw(
+                p,
+                config,
+                args,
+                workspace.as_mut_ptr() as *mut c_void,
+                workspace.len(),
+                ptr::null_mut(),
+            )
+        }
+    }
+
+    /// `run_grouped` with a raw (device) workspace on a stream.
+    ///
+    /// # Safety
+    /// As [`Runner::prepare_routing_raw`]: `workspace` points to `workspace_bytes` bytes on the
+    /// runner's device; the tensors (counts included) stay valid until the stream work
+    /// completes.
+    pub unsafe fn run_grouped_raw(
+        &self,
+        p: &Problem,
+        config: i32,
+        args: &GroupedArgs,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: Stream,
+    ) -> Result<()> {
+        let raw = p.raw();
+        args.with_raw(|a| {
+            check(sys::moe_runner_run_grouped(
+                self.ptr.as_ptr(),
+                &raw,
+                a,
+                config,
+                workspace,
+                workspace_bytes,
                 stream,
             ))
         })

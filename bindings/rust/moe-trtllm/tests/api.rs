@@ -335,3 +335,149 @@ fn autotune() {
     assert_eq!(res.len(), cfgs.len());
     assert!(res.windows(2).all(|w| w[0].1 <= w[1].1));
 }
+
+// ---- grouped run (moe_runner_run_grouped) ------------------------------------------------------
+fn gp() -> Problem {
+    Problem {
+        local_expert_offset: 4,
+        local_num_experts: 4,
+        ..Problem::new(8, 12, 1, 64, 32)
+    }
+}
+
+struct Grouped {
+    hidden: Vec<u16>,
+    w1: AlignedBuffer,
+    w2: AlignedBuffer,
+    cfg: i32,
+}
+
+fn grouped_setup(r: &Runner) -> Grouped {
+    let p = gp();
+    let w1c = gen_bf16(11, 4, 8, 4 * 64 * 64);
+    let w2c = gen_bf16(11, 5, 8, 4 * 64 * 32);
+    let t1 = Tensor::bf16(&w1c, &[4, 64, 64]).unwrap();
+    let t2 = Tensor::bf16(&w2c, &[4, 64, 32]).unwrap();
+    Grouped {
+        hidden: gen_bf16(11, 3, 6, 12 * 64),
+        w1: r.prepare_weights_host(&p, Weights::Gemm1, &t1).unwrap(),
+        w2: r.prepare_weights_host(&p, Weights::Gemm2, &t2).unwrap(),
+        cfg: r.default_config(&p).unwrap(),
+    }
+}
+
+/// Runs the grouped layer on host tensors; returns the output (zeroed before the call).
+fn run_grouped(
+    r: &Runner,
+    g: &Grouped,
+    layout: Layout,
+    capacity: i64,
+    shape: &[i64],
+    counts: &Tensor,
+) -> Result<Vec<u16>> {
+    let p = gp();
+    let mut ws = AlignedBuffer::new(r.grouped_workspace_size(&p, g.cfg)?);
+    let mut out = vec![0u16; 12 * 64];
+    let hidden = Tensor::bf16(&g.hidden, shape)?;
+    let w1 = Tensor::u8(g.w1.as_slice(), &[g.w1.len() as i64])?;
+    let w2 = Tensor::u8(g.w2.as_slice(), &[g.w2.len() as i64])?;
+    {
+        let o = TensorMut::bf16(&mut out, shape)?;
+        let a = GroupedArgs {
+            layout,
+            capacity,
+            hidden_states: Some(&hidden),
+            expert_counts: Some(counts),
+            gemm1_weights: Some(&w1),
+            gemm2_weights: Some(&w2),
+            output: Some(&o),
+            ..GroupedArgs::default()
+        };
+        r.run_grouped(&p, g.cfg, &a, ws.as_mut_slice())?;
+    }
+    Ok(out)
+}
+
+#[test]
+fn run_grouped_both_layouts() {
+    let r = cpu();
+    let g = grouped_setup(&r);
+    let c = [3, 0, 5, 2];
+    let contig = run_grouped(
+        &r,
+        &g,
+        Layout::Contiguous,
+        0,
+        &[12, 64],
+        &Tensor::i32(&c, &[4]).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        contig[10 * 64..].iter().all(|&v| v == 0),
+        "rows past the sum"
+    );
+    let m = [3, 0, 1, 2];
+    let masked = run_grouped(
+        &r,
+        &g,
+        Layout::Masked,
+        3,
+        &[4, 3, 64],
+        &Tensor::i32(&m, &[4]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(masked[..3 * 64], contig[..3 * 64]);
+    assert!(masked[3 * 64..6 * 64].iter().all(|&v| v == 0));
+}
+
+#[test]
+fn run_grouped_misuse_is_the_library_error() {
+    let r = cpu();
+    let g = grouped_setup(&r);
+    // A layout outside the header's values cannot be built: Layout only has the MOE_LAYOUT_*.
+    assert_eq!(Layout::from_raw(7), None);
+    let (ok, short, big) = ([3, 0, 5, 2], [3, 0, 5], [13, 0, 0, 0]);
+    let f = [3.0f32, 0.0, 5.0, 2.0];
+    let cases: Vec<(Layout, i64, Vec<i64>, Tensor, &str)> = vec![
+        (
+            Layout::Contiguous,
+            0,
+            vec![12, 64],
+            Tensor::f32(&f, &[4]).unwrap(),
+            "args->expert_counts",
+        ),
+        (
+            Layout::Contiguous,
+            0,
+            vec![12, 64],
+            Tensor::i32(&short, &[3]).unwrap(),
+            "args->expert_counts",
+        ),
+        (
+            Layout::Masked,
+            4,
+            vec![4, 3, 64],
+            Tensor::i32(&ok, &[4]).unwrap(),
+            "args->capacity",
+        ),
+        (
+            Layout::Contiguous,
+            3,
+            vec![12, 64],
+            Tensor::i32(&ok, &[4]).unwrap(),
+            "args->capacity",
+        ),
+        (
+            Layout::Contiguous,
+            0,
+            vec![12, 64],
+            Tensor::i32(&big, &[4]).unwrap(),
+            "args->expert_counts",
+        ),
+    ];
+    for (layout, cap, shape, counts, needle) in cases {
+        let e = run_grouped(&r, &g, layout, cap, &shape, &counts).unwrap_err();
+        assert_eq!(e.status(), Some(Status::InvalidArgument), "{e}");
+        assert!(e.message().contains(needle), "{e}");
+    }
+}

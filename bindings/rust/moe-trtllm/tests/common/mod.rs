@@ -41,7 +41,16 @@ pub const KEYS: &[&str] = &[
     "weights",
     "s1",
     "s2",
+    "layout",
+    "counts",
+    "capacity",
 ];
+const REQUIRED: &[&str] = &[
+    "name", "T", "E", "H", "I", "offset", "local", "act", "tile", "cluster", "seed",
+];
+const ROUTED_ONLY: &[&str] = &["method", "input", "logits_dtype", "K", "fp8", "plan"];
+/// bf16 bits pre-filled into a grouped case's output: rows past the counts keep them.
+pub const GROUPED_SENTINEL: u16 = 0xFFFF;
 
 pub struct Case {
     pub f: HashMap<String, String>,
@@ -79,6 +88,86 @@ impl Case {
             self.name()
         );
         x
+    }
+    /// A grouped case (`layout=`): `moe_runner_run_grouped` instead of routing + run.
+    pub fn grouped(&self) -> bool {
+        self.f.contains_key("layout")
+    }
+    /// The grouped case's layout.
+    pub fn layout(&self) -> Layout {
+        if self.s("layout", "") == "masked" {
+            Layout::Masked
+        } else {
+            Layout::Contiguous
+        }
+    }
+    /// The grouped case's counts (one per local expert).
+    pub fn counts(&self) -> Vec<i32> {
+        self.s("counts", "")
+            .split(',')
+            .map(|v| v.parse().expect("counts= takes comma-separated integers"))
+            .collect()
+    }
+    /// Output rows of the valid rows, local experts ascending.
+    pub fn grouped_rows(&self) -> Vec<usize> {
+        let (mut rows, mut start) = (Vec::new(), 0usize);
+        let cap = self.n("capacity", 0) as usize;
+        for (e, &n) in self.counts().iter().enumerate() {
+            let first = if self.layout() == Layout::Masked {
+                e * cap
+            } else {
+                start
+            };
+            rows.extend(first..first + n as usize);
+            start += n as usize;
+        }
+        rows
+    }
+    /// Checks the keys of the case's kind (docs/conformance.md "Grouped cases").
+    fn check_kind(&self) -> std::result::Result<(), String> {
+        let own: &[&str] = if self.grouped() {
+            &["counts"]
+        } else {
+            &["method", "input", "K"]
+        };
+        if let Some(k) = REQUIRED
+            .iter()
+            .chain(own)
+            .find(|k| !self.f.contains_key(**k))
+        {
+            return Err(format!("missing key {k}"));
+        }
+        if !self.grouped() {
+            if self.f.contains_key("counts") || self.f.contains_key("capacity") {
+                return Err("counts= and capacity= need layout=".into());
+            }
+            return Ok(());
+        }
+        if !["contiguous", "masked"].contains(&self.s("layout", "").as_str()) {
+            return Err("bad layout".into());
+        }
+        let counts: Vec<std::result::Result<i64, _>> =
+            self.s("counts", "").split(',').map(str::parse).collect();
+        if counts.len() as i64 != self.n("local", 0)
+            || counts.iter().any(|c| !matches!(c, Ok(x) if *x >= 0))
+        {
+            return Err("counts= needs one value >= 0 per local expert".into());
+        }
+        if let Some(k) = ROUTED_ONLY.iter().find(|k| self.f.contains_key(**k)) {
+            return Err(format!("a grouped case takes no {k}="));
+        }
+        let ok = if self.layout() == Layout::Masked {
+            self.f.contains_key("capacity")
+                && self.n("T", 0) == self.n("local", 0) * self.n("capacity", 0)
+        } else {
+            self.n("capacity", 0) == 0
+        };
+        if !ok {
+            return Err("layout=masked needs capacity= with T = local * capacity; \
+                        contiguous takes none"
+                .into());
+        }
+        Ok(())
     }
     /// Checks the FP8 keys (docs/conformance.md "FP8 cases").
     fn check_fp8(&self) -> std::result::Result<(), String> {
@@ -136,7 +225,7 @@ pub fn parse_cases() -> Vec<Case> {
             f.insert(k.to_string(), v.to_string());
         }
         let c = Case { f, line: i + 1 };
-        if let Err(m) = c.check_fp8() {
+        if let Err(m) = c.check_kind().and_then(|_| c.check_fp8()) {
             panic!("{}:{}: {m}", path.display(), i + 1);
         }
         out.push(c);
@@ -243,9 +332,75 @@ impl Fnv {
 }
 
 pub struct Outcome {
+    /// Empty for a grouped case (no routing).
     pub plan_digest: String,
     pub output_digest: String,
+    /// The output compared with the GPU (grouped: the valid rows).
     pub output: Vec<u16>,
+    /// Failed in-case checks (grouped cases: sentinel rows, the cross-check).
+    pub checks: Vec<String>,
+}
+
+/// The optional expert tensors of a case: GEMM biases (streams 8, 9), SwiGLU parameters (10).
+pub struct Extras {
+    pub b1: Option<Tensor<'static>>,
+    pub b2: Option<Tensor<'static>>,
+    pub alpha: Option<Tensor<'static>>,
+    pub beta: Option<Tensor<'static>>,
+    pub clamp: Option<Tensor<'static>>,
+}
+
+impl Extras {
+    pub fn new(c: &Case, pl: &Placer, el: i64, f: i64) -> Extras {
+        let (h, i) = (c.n("H", 0), c.n("I", 0));
+        let seed: u64 = c.s("seed", "0").parse().expect("seed");
+        let mut x = Extras {
+            b1: None,
+            b2: None,
+            alpha: None,
+            beta: None,
+            clamp: None,
+        };
+        if c.n("gemm_bias", 0) != 0 {
+            let b1 = gen_f32(seed, 8, 26, (el * f * i) as usize);
+            x.b1 = Some(pl.tensor(pl.put(&b1), DType::F32, &[el, f * i]));
+            let b2 = gen_f32(seed, 9, 26, (el * h) as usize);
+            x.b2 = Some(pl.tensor(pl.put(&b2), DType::F32, &[el, h]));
+        }
+        if c.n("swiglu_params", 0) != 0 {
+            let (mut al, mut be, mut cl) = (vec![], vec![], vec![]);
+            let mut g = SplitMix::new(seed, 10);
+            for _ in 0..el {
+                al.push(1.0 + (g.next() >> 60) as f32 / 16.0);
+                be.push((g.next() >> 60) as f32 / 16.0);
+                cl.push(4.0 + (g.next() >> 60) as f32 / 4.0);
+            }
+            x.alpha = Some(pl.tensor(pl.put(&al), DType::F32, &[el]));
+            x.beta = Some(pl.tensor(pl.put(&be), DType::F32, &[el]));
+            x.clamp = Some(pl.tensor(pl.put(&cl), DType::F32, &[el]));
+        }
+        x
+    }
+
+    /// Run args of the GEMM stages with these tensors.
+    pub fn run_args<'a>(
+        &'a self,
+        hidden: &'a Tensor<'a>,
+        w1: &'a Tensor<'a>,
+        w2: &'a Tensor<'a>,
+    ) -> RunArgs<'a> {
+        RunArgs {
+            hidden_states: Some(hidden),
+            gemm1_weights: Some(w1),
+            gemm2_weights: Some(w2),
+            gemm1_bias: self.b1.as_ref(),
+            gemm2_bias: self.b2.as_ref(),
+            gemm1_alpha: self.alpha.as_ref(),
+            gemm1_beta: self.beta.as_ref(),
+            gemm1_clamp_limit: self.clamp.as_ref(),
+            ..RunArgs::default()
+        }
+    }
 }
 
 pub fn choose_config(r: &Runner, p: &Problem, tile: i32, cluster: i32) -> Result<i32> {
@@ -418,9 +573,41 @@ impl<'c> Placer<'c> {
     }
 }
 
+/// The case's bf16 canonical W1 `[E_l, f*I, H]` and W2 `[E_l, H, I]` (streams 4, 5) prepared on
+/// `r` where the backend reads them.
+pub fn prepare_bf16_weights(
+    r: &Runner,
+    p: &Problem,
+    pl: &Placer,
+    seed: u64,
+    f: i64,
+) -> Result<(Tensor<'static>, Tensor<'static>)> {
+    let el = if p.local_num_experts == 0 {
+        p.num_experts as i64
+    } else {
+        p.local_num_experts as i64
+    };
+    let (h, i) = (p.hidden_size, p.intermediate_size);
+    let prep = |which: Weights, stream: u64, shape: [i64; 3]| -> Result<Tensor<'static>> {
+        let n = r.weights_prepared_size(p, which)?;
+        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
+        let canon = gen_bf16(seed, stream, 8, shape.iter().product::<i64>() as usize);
+        let src = pl.tensor(pl.put(&canon), DType::BF16, &shape);
+        unsafe { r.prepare_weights_on(p, which, &src, &dst, ptr::null_mut())? };
+        Ok(dst.into_input())
+    };
+    Ok((
+        prep(Weights::Gemm1, 4, [el, f * i, h])?,
+        prep(Weights::Gemm2, 5, [el, h, i])?,
+    ))
+}
+
 /// Runs a case through the safe API's raw-pointer entry points: on the CPU backend (`cuda`
 /// None) or on the CUDA backend with device tensors.
 pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
+    if c.grouped() {
+        return run_grouped_on(c, cuda);
+    }
     let (t, e, k, h, i) = (
         c.n("T", 0),
         c.n("E", 0),
@@ -475,14 +662,6 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let ws_bytes = r.workspace_size(&p, cfg)?;
     let ws = pl.zeros(ws_bytes);
 
-    // Weights.
-    let prep = |which: Weights, canon: Vec<u16>, shape: &[i64]| -> Result<Tensor<'static>> {
-        let n = r.weights_prepared_size(&p, which)?;
-        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
-        let src = pl.tensor(pl.put(&canon), DType::BF16, shape);
-        unsafe { r.prepare_weights_on(&p, which, &src, &dst, stream)? };
-        Ok(dst.into_input())
-    };
     // e4m3 weights [E_l, R, C] with their scales ([E_l] or [E_l, R/128, C/128])
     let prep_e4m3 = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
         let n = r.weights_prepared_size(&p, which)?;
@@ -505,18 +684,7 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
             prep_e4m3(Weights::Gemm2, 5, 13, h, i)?,
         )
     } else {
-        (
-            prep(
-                Weights::Gemm1,
-                gen_bf16(seed, 4, 8, (el * f * i * h) as usize),
-                &[el, f * i, h],
-            )?,
-            prep(
-                Weights::Gemm2,
-                gen_bf16(seed, 5, 8, (el * h * i) as usize),
-                &[el, h, i],
-            )?,
-        )
+        prepare_bf16_weights(&r, &p, &pl, seed, f)?
     };
 
     // Routing inputs.
@@ -599,50 +767,15 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let s12 = (fp8 == "tensor").then(|| {
         [c.exact_f32("s1"), c.exact_f32("s2")].map(|v| pl.tensor(pl.put(&[v]), DType::F32, &[1]))
     });
-    let gb = c.n("gemm_bias", 0) != 0;
-    let mut extra: Vec<Tensor<'static>> = Vec::new();
-    if gb {
-        extra.push(pl.tensor(
-            pl.put(&gen_f32(seed, 8, 26, (el * f * i) as usize)),
-            DType::F32,
-            &[el, f * i],
-        ));
-        extra.push(pl.tensor(
-            pl.put(&gen_f32(seed, 9, 26, (el * h) as usize)),
-            DType::F32,
-            &[el, h],
-        ));
-    }
-    let sw = c.n("swiglu_params", 0) != 0;
-    if sw {
-        let (mut al, mut be, mut cl) = (vec![], vec![], vec![]);
-        let mut g = SplitMix::new(seed, 10);
-        for _ in 0..el {
-            al.push(1.0 + (g.next() >> 60) as f32 / 16.0);
-            be.push((g.next() >> 60) as f32 / 16.0);
-            cl.push(4.0 + (g.next() >> 60) as f32 / 4.0);
-        }
-        for v in [al, be, cl] {
-            extra.push(pl.tensor(pl.put(&v), DType::F32, &[el]));
-        }
-    }
-    let off = if gb { 2 } else { 0 };
+    let x = Extras::new(c, &pl, el, f);
     let a = RunArgs {
-        hidden_states: Some(&hidden),
-        gemm1_weights: Some(&w1),
-        gemm2_weights: Some(&w2),
-        gemm1_bias: if gb { Some(&extra[0]) } else { None },
-        gemm2_bias: if gb { Some(&extra[1]) } else { None },
-        gemm1_alpha: if sw { Some(&extra[off]) } else { None },
-        gemm1_beta: if sw { Some(&extra[off + 1]) } else { None },
-        gemm1_clamp_limit: if sw { Some(&extra[off + 2]) } else { None },
         output: if fin { Some(&out) } else { None },
         permuted_output: if fin { None } else { Some(&out) },
         do_finalize: Some(fin),
         hidden_states_scale: hs.as_ref(),
         gemm1_input_scale: s12.as_ref().map(|s| &s[0]),
         gemm2_input_scale: s12.as_ref().map(|s| &s[1]),
-        ..RunArgs::default()
+        ..x.run_args(&hidden, &w1, &w2)
     };
     unsafe { r.run_on(&p, cfg, &plan, &a, stream)? };
 
@@ -674,10 +807,157 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         plan_digest: d.hex(),
         output_digest: o.hex(),
         output: digested,
+        checks: vec![],
     })
 }
 
 /// Runs a case on the CPU backend.
 pub fn run_case(c: &Case) -> Result<Outcome> {
     run_case_on(c, None)
+}
+
+/// A grouped case: `moe_runner_run_grouped` on the case's layout and counts, the output
+/// pre-filled with GROUPED_SENTINEL and digested whole. Checks that rows past the counts keep
+/// the sentinel and that each valid row equals, bit for bit, the unweighted row
+/// `moe_runner_run` (pre-routed ids, K = 1, do_finalize = 0) computes for it.
+pub fn run_grouped_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
+    let (t, e, h, i, el) = (
+        c.n("T", 0),
+        c.n("E", 0),
+        c.n("H", 0),
+        c.n("I", 0),
+        c.n("local", 0),
+    );
+    let cap = c.n("capacity", 0);
+    let act = Activation::from_raw(c.n("act", 3) as i32).expect("act");
+    let f = if matches!(act, Activation::SwiGlu | Activation::GeGlu) {
+        2
+    } else {
+        1
+    };
+    let seed: u64 = c.s("seed", "0").parse().expect("seed");
+    let offset = c.n("offset", 0) as i32;
+    let problem = |n: i64| Problem {
+        local_expert_offset: offset,
+        local_num_experts: el as i32,
+        ..Problem::new(e as i32, n, 1, h, i)
+    };
+    let p = problem(t);
+    let pl = Placer::new(cuda);
+    let backend = if cuda.is_some() {
+        Backend::Cuda
+    } else {
+        Backend::Cpu
+    };
+    let stream: Stream = ptr::null_mut();
+    let r = Runner::new(&Options {
+        backend,
+        activation: act,
+        ..Options::default()
+    })?;
+    let (tile, cluster) = (c.n("tile", 0) as i32, c.n("cluster", 0) as i32);
+    let cfg = choose_config(&r, &p, tile, cluster)?;
+    let (w1, w2) = prepare_bf16_weights(&r, &p, &pl, seed, f)?;
+    let x = Extras::new(c, &pl, el, f);
+    let shape: Vec<i64> = if c.layout() == Layout::Masked {
+        vec![el, cap, h]
+    } else {
+        vec![t, h]
+    };
+    let hid = gen_bf16(seed, 3, 6, (t * h) as usize);
+    let counts = c.counts();
+    let hidden = pl.tensor(pl.put(&hid), DType::BF16, &shape);
+    let cnt = pl.tensor(pl.put(&counts), DType::I32, &[el]);
+    let out_p = pl.put(&vec![GROUPED_SENTINEL; (t * h) as usize]);
+    let out = pl.tensor_mut(out_p, DType::BF16, &shape);
+    let ws_bytes = r.grouped_workspace_size(&p, cfg)?;
+    let ws = pl.zeros(ws_bytes);
+    let a = GroupedArgs {
+        layout: c.layout(),
+        capacity: cap,
+        hidden_states: Some(&hidden),
+        expert_counts: Some(&cnt),
+        gemm1_weights: Some(&w1),
+        gemm2_weights: Some(&w2),
+        gemm1_bias: x.b1.as_ref(),
+        gemm2_bias: x.b2.as_ref(),
+        gemm1_alpha: x.alpha.as_ref(),
+        gemm1_beta: x.beta.as_ref(),
+        gemm1_clamp_limit: x.clamp.as_ref(),
+        output: Some(&out),
+        ..GroupedArgs::default()
+    };
+    unsafe { r.run_grouped_raw(&p, cfg, &a, ws, ws_bytes, stream)? };
+    let got = pl.get_u16(out_p, (t * h) as usize);
+    let mut o = Fnv::new();
+    o.u16s(&got);
+    let hu = h as usize;
+    let rows = c.grouped_rows();
+    let mut checks = Vec::new();
+    let mut valid = vec![false; t as usize];
+    for &row in &rows {
+        valid[row] = true;
+    }
+    if let Some(row) = (0..t as usize).find(|&row| {
+        !valid[row]
+            && got[row * hu..(row + 1) * hu]
+                .iter()
+                .any(|&v| v != GROUPED_SENTINEL)
+    }) {
+        checks.push(format!("output row {row} (past the counts) was written"));
+    }
+    // the cross-check: the same rows through routing (ids = their experts) + run
+    let n = rows.len();
+    let pr = problem(n as i64);
+    let ids: Vec<i32> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(e, &k)| std::iter::repeat(offset + e as i32).take(k as usize))
+        .collect();
+    let ones = vec![0x3F80u16; n];
+    let rows_in: Vec<u16> = rows
+        .iter()
+        .flat_map(|&row| hid[row * hu..(row + 1) * hu].to_vec())
+        .collect();
+    let ids_t = pl.tensor(pl.put(&ids), DType::I32, &[n as i64, 1]);
+    let ones_t = pl.tensor(pl.put(&ones), DType::BF16, &[n as i64, 1]);
+    let rows_t = pl.tensor(pl.put(&rows_in), DType::BF16, &[n as i64, h]);
+    let cfg2 = choose_config(&r, &pr, tile, cluster)?;
+    let ws2_bytes = r.workspace_size(&pr, cfg2)?;
+    let ws2 = pl.zeros(ws2_bytes);
+    let mut ra = RoutingArgs::new().method(RoutingMethod::TopK);
+    ra.topk_ids = Some(&ids_t);
+    ra.topk_weights = Some(&ones_t);
+    let plan = unsafe { r.prepare_routing_raw(&pr, cfg2, &ra, ws2, ws2_bytes, stream)? };
+    let prows = plan.max_padded_rows();
+    let perm_p = pl.zeros((prows * h) as usize * 2);
+    let perm = pl.tensor_mut(perm_p, DType::BF16, &[prows, h]);
+    let ra2 = RunArgs {
+        permuted_output: Some(&perm),
+        do_finalize: Some(false),
+        ..x.run_args(&rows_t, &w1, &w2)
+    };
+    unsafe { r.run_on(&pr, cfg2, &plan, &ra2, stream)? };
+    let e2p = plan.read_i32(PlanTable::ExpandedToPermuted)?;
+    let pv = pl.get_u16(perm_p, (prows * h) as usize);
+    for (slot, &row) in rows.iter().enumerate() {
+        let pr_row = e2p[slot];
+        if pr_row < 0
+            || pv[pr_row as usize * hu..(pr_row as usize + 1) * hu] != got[row * hu..(row + 1) * hu]
+        {
+            checks.push(format!(
+                "output row {row} differs from moe_runner_run's unweighted row (slot {slot})"
+            ));
+            break;
+        }
+    }
+    Ok(Outcome {
+        plan_digest: String::new(),
+        output_digest: o.hex(),
+        output: rows
+            .iter()
+            .flat_map(|&row| got[row * hu..(row + 1) * hu].to_vec())
+            .collect(),
+        checks,
+    })
 }

@@ -306,6 +306,51 @@ public final class Runner implements AutoCloseable {
   }
 
   /**
+   * Workspace bytes of the grouped run for the problem (numTokens = the largest N; MASKED:
+   * E_l * capacity) with the config (moe_runner_get_grouped_workspace_size).
+   */
+  public long groupedWorkspaceSize(Problem p, int config) {
+    long h = acquire();
+    try {
+      return MoeNative.moe_b_grouped_workspace_size(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          config);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * GEMM1 (+activation) and GEMM2 on tokens already grouped by local expert
+   * (moe_runner_run_grouped; docs/ep.md). With workspace null a host workspace is allocated;
+   * with no output in the args a zeroed host bf16 output in the shape of the hidden states is
+   * allocated for this call (the args are not modified). Returns the output tensor.
+   */
+  public Tensor runGrouped(Problem p, int config, GroupedArgs a, Tensor workspace,
+      long stream) {
+    if (workspace == null) {
+      workspace = Tensor.allocateHost(DType.U8, groupedWorkspaceSize(p, config));
+    }
+    Tensor out = a.output != null || a.hiddenStates == null ? a.output
+        : Tensor.allocateHost(DType.BF16, a.hiddenStates.shape());
+    long h = acquire();
+    try {
+      MoeNative.moe_b_run_grouped(h, p.numExperts(), p.numTokens(), p.topK(),
+          p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
+          config, a.layout, a.capacity, d(a.hiddenStates), d(a.expertCounts),
+          d(a.gemm1Weights), d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias),
+          d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(out), a.enablePdl ? 1 : 0,
+          d(workspace), stream);
+    } finally {
+      release();
+    }
+    Reference.reachabilityFence(a);
+    Reference.reachabilityFence(out);
+    Reference.reachabilityFence(workspace);
+    return out;
+  }
+
+  /**
    * One-shot forward with the default config. With workspace null a host workspace is
    * allocated; with no output in the run args a new host bf16 [T, H] output is allocated for
    * this call (the run args are not modified, so one RunArgs may be reused and shared by

@@ -150,4 +150,80 @@ class ApiTest {
       }
     }
   }
+
+  // ---- grouped run (moe_runner_run_grouped) ----------------------------------------------
+  static final Problem GP = new Problem(8, 12, 1, 64, 32, 4, 4);
+
+  static final class Grouped {
+    final Tensor hidden = Conformance.genBf16(11, 3, 6, 12, 64);
+    final Tensor w1;
+    final Tensor w2;
+    final int cfg;
+
+    Grouped(Runner r) {
+      w1 = r.prepareWeightsHost(GP, Moe.WEIGHTS_GEMM1, Conformance.genBf16(11, 4, 8, 4, 64, 64));
+      w2 = r.prepareWeightsHost(GP, Moe.WEIGHTS_GEMM2, Conformance.genBf16(11, 5, 8, 4, 64, 32));
+      cfg = r.defaultConfig(GP);
+    }
+
+    Tensor counts(DType d, int... v) {
+      Tensor t = Tensor.allocateHost(d, v.length);
+      for (int i = 0; i < v.length; i++) {
+        if (d == DType.I32) {
+          t.buffer().putInt(4 * i, v[i]);
+        } else {
+          t.buffer().put(i, (byte) v[i]);
+        }
+      }
+      return t;
+    }
+  }
+
+  @Test
+  void runGroupedBothLayouts() {
+    try (Runner r = new Runner(Moe.BACKEND_CPU, Moe.ACTIVATION_SWIGLU)) {
+      Grouped g = new Grouped(r);
+      assertTrue(r.groupedWorkspaceSize(GP, g.cfg) > 0);
+      Tensor out = r.runGrouped(GP, g.cfg, new GroupedArgs()
+          .inputs(g.hidden, g.counts(DType.I32, 3, 0, 5, 2), g.w1, g.w2), null, 0);
+      assertArrayEquals(new long[] {12, 64}, out.shape());
+      for (int i = 10 * 64; i < 12 * 64; i++) {
+        assertEquals(0, out.buffer().getShort(2 * i), "rows past the sum are not written");
+      }
+      Tensor masked = r.runGrouped(GP, g.cfg, new GroupedArgs().layout(Moe.LAYOUT_MASKED, 3)
+          .inputs(Tensor.host(g.hidden.buffer(), DType.BF16, 4, 3, 64),
+              g.counts(DType.I32, 3, 0, 1, 2), g.w1, g.w2), null, 0);
+      for (int i = 0; i < 3 * 64; i++) {
+        assertEquals(out.buffer().getShort(2 * i), masked.buffer().getShort(2 * i));
+      }
+    }
+  }
+
+  @Test
+  void runGroupedMisuseThrowsTheLibraryError() {
+    try (Runner r = new Runner(Moe.BACKEND_CPU, Moe.ACTIVATION_SWIGLU)) {
+      Grouped g = new Grouped(r);
+      Tensor masked = Tensor.host(g.hidden.buffer(), DType.BF16, 4, 3, 64);
+      Object[][] bad = {
+          {new GroupedArgs().layout(7, 0)
+              .inputs(g.hidden, g.counts(DType.I32, 3, 0, 5, 2), g.w1, g.w2), "args->layout"},
+          {new GroupedArgs().inputs(g.hidden, g.counts(DType.U8, 3, 0, 5, 2), g.w1, g.w2),
+              "args->expert_counts"},
+          {new GroupedArgs().inputs(g.hidden, g.counts(DType.I32, 3, 0, 5), g.w1, g.w2),
+              "args->expert_counts"},
+          {new GroupedArgs().layout(Moe.LAYOUT_MASKED, 4)
+              .inputs(masked, g.counts(DType.I32, 3, 0, 1, 2), g.w1, g.w2), "args->capacity"},
+          {new GroupedArgs().layout(Moe.LAYOUT_CONTIGUOUS, 3)
+              .inputs(g.hidden, g.counts(DType.I32, 3, 0, 5, 2), g.w1, g.w2), "args->capacity"},
+          {new GroupedArgs().inputs(g.hidden, g.counts(DType.I32, 13, 0, 0, 0), g.w1, g.w2),
+              "args->expert_counts"},
+      };
+      for (Object[] b : bad) {
+        MoeException e = assertThrows(MoeException.class,
+            () -> r.runGrouped(GP, g.cfg, (GroupedArgs) b[0], null, 0));
+        assertEquals(Moe.STATUS_INVALID_ARGUMENT, e.status());
+        assertTrue(e.libraryMessage().contains((String) b[1]), e.libraryMessage());
+      }
+    }
+  }
 }

@@ -20,7 +20,13 @@ final class Conformance {
   static final Set<String> KEYS = Set.of("name", "method", "input", "logits_dtype", "T", "E",
       "K", "H", "I", "offset", "local", "act", "tile", "cluster", "n_group", "topk_group",
       "scale", "bias", "gemm_bias", "swiglu_params", "finalize", "seed", "plan", "output",
-      "status", "fp8", "hidden", "weights", "s1", "s2");
+      "status", "fp8", "hidden", "weights", "s1", "s2", "layout", "counts", "capacity");
+  static final Set<String> REQUIRED = Set.of("name", "T", "E", "H", "I", "offset", "local", "act",
+      "tile", "cluster", "seed");
+  static final Set<String> ROUTED_ONLY = Set.of("method", "input", "logits_dtype", "K", "fp8",
+      "plan");
+  /** bf16 bits pre-filled into a grouped case's output: rows past the counts keep them. */
+  static final short GROUPED_SENTINEL = (short) 0xFFFF;
 
   /** One case: its fields as strings. */
   static final class Case {
@@ -56,6 +62,39 @@ final class Conformance {
     /** "none" (BF16), "tensor" or "block". */
     String fp8() {
       return str("fp8", "none");
+    }
+
+    /** A grouped case (layout=): moe_runner_run_grouped instead of routing + run. */
+    boolean grouped() {
+      return f.containsKey("layout");
+    }
+
+    int layout() {
+      return str("layout", "").equals("masked") ? Moe.LAYOUT_MASKED : Moe.LAYOUT_CONTIGUOUS;
+    }
+
+    int[] counts() {
+      String[] v = f.get("counts").split(",");
+      int[] out = new int[v.length];
+      for (int i = 0; i < v.length; i++) {
+        out[i] = Integer.parseInt(v[i]);
+      }
+      return out;
+    }
+
+    /** Output rows of the valid rows, local experts ascending. */
+    int[] groupedRows() {
+      int[] cnt = counts();
+      List<Integer> rows = new ArrayList<>();
+      int start = 0;
+      for (int e = 0; e < cnt.length; e++) {
+        int first = layout() == Moe.LAYOUT_MASKED ? e * (int) num("capacity", 0) : start;
+        for (int i = 0; i < cnt[e]; i++) {
+          rows.add(first + i);
+        }
+        start += cnt[e];
+      }
+      return rows.stream().mapToInt(Integer::intValue).toArray();
     }
 
     /** A static scale s1 / s2: an fp32 value written exactly as a decimal. */
@@ -108,6 +147,17 @@ final class Conformance {
         f.put(field.substring(0, eq), field.substring(eq + 1));
       }
       Case c = new Case(f, lineno);
+      Set<String> need = new java.util.HashSet<>(REQUIRED);
+      need.addAll(c.grouped() ? Set.of("counts") : Set.of("method", "input", "K"));
+      need.removeAll(f.keySet());
+      if (!need.isEmpty()) {
+        throw new IOException(p + ":" + lineno + ": missing keys " + need);
+      }
+      if (c.grouped()) {
+        checkGrouped(c, p + ":" + lineno);
+      } else if (f.containsKey("counts") || f.containsKey("capacity")) {
+        throw new IOException(p + ":" + lineno + ": counts= and capacity= need layout=");
+      }
       String fp8 = c.fp8(), hid = c.str("hidden", "bf16"), wts = c.str("weights", "bf16");
       boolean bad = !Set.of("none", "tensor", "block").contains(fp8)
           || !Set.of("bf16", "e4m3").contains(hid) || !Set.of("bf16", "e4m3").contains(wts)
@@ -120,6 +170,34 @@ final class Conformance {
       out.add(c);
     }
     return out;
+  }
+
+  /** docs/conformance.md "Grouped cases". */
+  private static void checkGrouped(Case c, String where) throws IOException {
+    String layout = c.f.get("layout");
+    if (!layout.equals("contiguous") && !layout.equals("masked")) {
+      throw new IOException(where + ": bad layout " + layout);
+    }
+    int[] cnt;
+    try {
+      cnt = c.counts();
+    } catch (NumberFormatException e) {
+      throw new IOException(where + ": counts= takes comma-separated integers");
+    }
+    if (cnt.length != c.i("local") || java.util.Arrays.stream(cnt).anyMatch(x -> x < 0)) {
+      throw new IOException(where + ": counts= needs one value >= 0 per local expert");
+    }
+    for (String k : ROUTED_ONLY) {
+      if (c.f.containsKey(k)) {
+        throw new IOException(where + ": a grouped case takes no " + k + "=");
+      }
+    }
+    boolean masked = layout.equals("masked");
+    if (masked ? !c.f.containsKey("capacity") || c.num("T", 0) != c.i("local") * c.num(
+            "capacity", 0) : c.num("capacity", 0) != 0) {
+      throw new IOException(where
+          + ": layout=masked needs capacity= with T = local * capacity; contiguous takes none");
+    }
   }
 
   // ---- generator ---------------------------------------------------------------------------
@@ -232,9 +310,10 @@ final class Conformance {
 
   /** The results of a case: plan tables, digests and the digested output as floats. */
   static final class Result {
-    String planDigest;
+    String planDigest; // null for a grouped case
     String outputDigest;
     float[] output;
+    final List<String> checks = new ArrayList<>(); // failed in-case checks (grouped cases)
   }
 
   static float bf16ToFloat(short s) {
@@ -272,6 +351,15 @@ final class Conformance {
       long p = alloc(host.bytes());
       CudaRuntime.copyToDevice(p, host.buffer(), host.bytes());
       return Tensor.device(p, 0, host.dtype(), host.shape());
+    }
+
+    /** A bf16 tensor filled with GROUPED_SENTINEL where the backend writes it. */
+    Tensor sentinel(long... shape) {
+      Tensor h = Tensor.allocateHost(DType.BF16, shape);
+      for (long i = 0, n = count(shape); i < n; i++) {
+        h.buffer().putShort((int) (2 * i), GROUPED_SENTINEL);
+      }
+      return place(h);
     }
 
     /** A zeroed tensor where the backend writes it. */
@@ -326,10 +414,13 @@ final class Conformance {
   }
 
   private static Result run(Case c, Placer pl) {
+    if (c.grouped()) {
+      return runGrouped(c, pl);
+    }
     int T = c.i("T"), E = c.i("E"), K = c.i("K"), H = c.i("H"), I = c.i("I");
     int el = c.i("local") == 0 ? E : c.i("local");
     int act = c.i("act");
-    int f = (act == Moe.ACTIVATION_SWIGLU || act == Moe.ACTIVATION_GEGLU) ? 2 : 1;
+    long f = gatedFactor(c);
     long seed = Long.parseLong(c.f.get("seed"));
     Problem p = new Problem(E, T, K, H, I, c.i("offset"), c.i("local"));
     RoutingArgs ra = new RoutingArgs().method(c.i("method"));
@@ -375,23 +466,8 @@ final class Conformance {
     }
     ra.groups((int) c.num("n_group", 1), (int) c.num("topk_group", 0));
     ra.routedScalingFactor(Float.parseFloat(c.str("scale", "1")));
-    RunArgs a = new RunArgs();
-    if (c.num("gemm_bias", 0) != 0) {
-      a.gemmBias(pl.place(genF32(seed, 8, 26, el, (long) f * I)),
-          pl.place(genF32(seed, 9, 26, el, H)));
-    }
-    if (c.num("swiglu_params", 0) != 0) {
-      Tensor al = Tensor.allocateHost(DType.F32, el);
-      Tensor be = Tensor.allocateHost(DType.F32, el);
-      Tensor cl = Tensor.allocateHost(DType.F32, el);
-      SplitMix g = new SplitMix(seed, 10);
-      for (int e = 0; e < el; e++) {
-        al.buffer().putFloat(4 * e, 1 + (g.next() >>> 60) / 16.0f);
-        be.buffer().putFloat(4 * e, (g.next() >>> 60) / 16.0f);
-        cl.buffer().putFloat(4 * e, 4 + (g.next() >>> 60) / 4.0f);
-      }
-      a.swiglu(pl.place(al), pl.place(be), pl.place(cl));
-    }
+    Experts x = new Experts(c, pl);
+    RunArgs a = new RunArgs().gemmBias(x.b1, x.b2).swiglu(x.alpha, x.beta, x.clamp);
     boolean fin = c.num("finalize", 1) != 0;
     int backend = pl.gpu ? Moe.BACKEND_CUDA : Moe.BACKEND_CPU;
     // FP8 (docs/conformance.md "FP8 cases")
@@ -413,18 +489,16 @@ final class Conformance {
       Tensor ws = pl.zeros(DType.U8, r.workspaceSize(p, cfg));
       Tensor w1 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM1));
       Tensor w2 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM2));
-      if (wE4m3) { // e4m3 weights with their scales
-        long r1 = (long) f * I;
+      if (!wE4m3) {
+        x.prepareBf16(r, p, w1, w2);
+      } else { // e4m3 weights with their scales
+        long r1 = f * I;
         r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM1, pl.place(genE4m3(seed, 4, el, r1, H)),
             pl.place(block ? genFp8Scale(seed, 12, 6, el, r1 / 128, H / 128)
                            : genFp8Scale(seed, 12, 6, el)), w1, 0);
         r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM2, pl.place(genE4m3(seed, 5, el, H, I)),
             pl.place(block ? genFp8Scale(seed, 13, 6, el, H / 128, I / 128)
                            : genFp8Scale(seed, 13, 6, el)), w2, 0);
-      } else {
-        r.prepareWeights(p, Moe.WEIGHTS_GEMM1,
-            pl.place(genBf16(seed, 4, 8, el, (long) f * I, H)), w1, 0);
-        r.prepareWeights(p, Moe.WEIGHTS_GEMM2, pl.place(genBf16(seed, 5, 8, el, H, I)), w2, 0);
       }
       Plan plan = r.prepareRouting(p, cfg, ws, ra, 0);
       if (plan.config() != cfg || plan.tile() != c.i("tile")
@@ -479,6 +553,155 @@ final class Conformance {
       res.output = new float[vals.size()];
       for (int i = 0; i < vals.size(); i++) {
         res.output[i] = vals.get(i);
+      }
+      return res;
+    }
+  }
+
+  /** The expert tensors of a case: GEMM biases (streams 8, 9), SwiGLU parameters (10). */
+  static final class Experts {
+    final Case c;
+    final Placer pl;
+    Tensor b1;
+    Tensor b2;
+    Tensor alpha;
+    Tensor beta;
+    Tensor clamp;
+
+    Experts(Case c, Placer pl) {
+      this.c = c;
+      this.pl = pl;
+      int el = c.i("local") == 0 ? c.i("E") : c.i("local"), H = c.i("H"), I = c.i("I");
+      long f = gatedFactor(c);
+      long seed = Long.parseLong(c.f.get("seed"));
+      if (c.num("gemm_bias", 0) != 0) {
+        b1 = pl.place(genF32(seed, 8, 26, el, f * I));
+        b2 = pl.place(genF32(seed, 9, 26, el, H));
+      }
+      if (c.num("swiglu_params", 0) != 0) {
+        Tensor al = Tensor.allocateHost(DType.F32, el);
+        Tensor be = Tensor.allocateHost(DType.F32, el);
+        Tensor cl = Tensor.allocateHost(DType.F32, el);
+        SplitMix g = new SplitMix(seed, 10);
+        for (int e = 0; e < el; e++) {
+          al.buffer().putFloat(4 * e, 1 + (g.next() >>> 60) / 16.0f);
+          be.buffer().putFloat(4 * e, (g.next() >>> 60) / 16.0f);
+          cl.buffer().putFloat(4 * e, 4 + (g.next() >>> 60) / 4.0f);
+        }
+        alpha = pl.place(al);
+        beta = pl.place(be);
+        clamp = pl.place(cl);
+      }
+    }
+
+    /** Prepares the case's bf16 canonical W1, W2 (streams 4, 5) into w1, w2. */
+    void prepareBf16(Runner r, Problem p, Tensor w1, Tensor w2) {
+      int el = c.i("local") == 0 ? c.i("E") : c.i("local"), H = c.i("H"), I = c.i("I");
+      long seed = Long.parseLong(c.f.get("seed"));
+      r.prepareWeights(p, Moe.WEIGHTS_GEMM1,
+          pl.place(genBf16(seed, 4, 8, el, gatedFactor(c) * I, H)), w1, 0);
+      r.prepareWeights(p, Moe.WEIGHTS_GEMM2, pl.place(genBf16(seed, 5, 8, el, H, I)), w2, 0);
+    }
+  }
+
+  /** f: 2 for the gated activations (W1 is [E_l, 2I, H]), else 1. */
+  static long gatedFactor(Case c) {
+    int act = c.i("act");
+    return (act == Moe.ACTIVATION_SWIGLU || act == Moe.ACTIVATION_GEGLU) ? 2 : 1;
+  }
+
+  /**
+   * A grouped case: moe_runner_run_grouped on the case's layout and counts, the output
+   * pre-filled with GROUPED_SENTINEL and digested whole. Checks that rows past the counts keep
+   * the sentinel and that each valid row equals, bit for bit, the unweighted row moe_runner_run
+   * (pre-routed ids, K = 1, do_finalize = 0) computes for it.
+   */
+  private static Result runGrouped(Case c, Placer pl) {
+    int T = c.i("T"), E = c.i("E"), H = c.i("H"), I = c.i("I"), el = c.i("local");
+    long cap = c.num("capacity", 0);
+    long seed = Long.parseLong(c.f.get("seed"));
+    boolean masked = c.layout() == Moe.LAYOUT_MASKED;
+    long[] shape = masked ? new long[] {el, cap, H} : new long[] {T, H};
+    Problem p = new Problem(E, T, 1, H, I, c.i("offset"), el);
+    int backend = pl.gpu ? Moe.BACKEND_CUDA : Moe.BACKEND_CPU;
+    int[] cnt = c.counts();
+    Tensor counts = Tensor.allocateHost(DType.I32, el);
+    for (int e = 0; e < el; e++) {
+      counts.buffer().putInt(4 * e, cnt[e]);
+    }
+    Tensor hidden = genBf16(seed, 3, 6, T, H);
+    try (Runner r = new Runner(new Runner.Options().backend(backend).activation(c.i("act")))) {
+      int cfg = chooseConfig(r, p, c.i("tile"), c.i("cluster"));
+      Experts x = new Experts(c, pl);
+      Tensor w1 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM1));
+      Tensor w2 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM2));
+      x.prepareBf16(r, p, w1, w2);
+      Tensor out = pl.sentinel(shape);
+      Tensor hid = Tensor.host(hidden.buffer(), DType.BF16, shape);
+      r.runGrouped(p, cfg, new GroupedArgs().layout(c.layout(), cap)
+          .inputs(pl.place(hid), pl.place(counts), w1, w2).gemmBias(x.b1, x.b2)
+          .swiglu(x.alpha, x.beta, x.clamp).output(out),
+          pl.zeros(DType.U8, r.groupedWorkspaceSize(p, cfg)), 0);
+      ByteBuffer ob = pl.download(out).order(ByteOrder.LITTLE_ENDIAN);
+      Result res = new Result();
+      Fnv o = new Fnv();
+      o.bytes(ob, 0, 2 * T * H);
+      res.outputDigest = o.hex();
+      int[] rows = c.groupedRows();
+      boolean[] valid = new boolean[T];
+      for (int row : rows) {
+        valid[row] = true;
+      }
+      for (int row = 0; row < T && res.checks.isEmpty(); row++) {
+        for (int h = 0; h < H && !valid[row]; h++) {
+          if (ob.getShort(2 * (row * H + h)) != GROUPED_SENTINEL) {
+            res.checks.add("output row " + row + " (past the counts) was written");
+            break;
+          }
+        }
+      }
+      res.output = new float[rows.length * H];
+      for (int t = 0; t < rows.length; t++) {
+        for (int h = 0; h < H; h++) {
+          res.output[t * H + h] = bf16ToFloat(ob.getShort(2 * (rows[t] * H + h)));
+        }
+      }
+      // the cross-check: the same rows through routing (ids = their experts) + run
+      int n = rows.length;
+      Problem pr = new Problem(E, n, 1, H, I, c.i("offset"), el);
+      Tensor ids = Tensor.allocateHost(DType.I32, n, 1);
+      Tensor ones = Tensor.allocateHost(DType.BF16, n, 1);
+      Tensor rowsIn = Tensor.allocateHost(DType.BF16, n, H);
+      for (int e = 0, t = 0; e < el; e++) {
+        for (int i = 0; i < cnt[e]; i++, t++) {
+          ids.buffer().putInt(4 * t, c.i("offset") + e);
+          ones.buffer().putShort(2 * t, (short) 0x3F80);
+          for (int h = 0; h < H; h++) {
+            rowsIn.buffer().putShort(2 * (t * H + h),
+                hidden.buffer().getShort(2 * (rows[t] * H + h)));
+          }
+        }
+      }
+      int cfg2 = chooseConfig(r, pr, c.i("tile"), c.i("cluster"));
+      Tensor ws2 = pl.zeros(DType.U8, r.workspaceSize(pr, cfg2));
+      Plan plan = r.prepareRouting(pr, cfg2, ws2, new RoutingArgs().method(Moe.ROUTING_TOPK)
+          .topk(pl.place(ids), pl.place(ones)), 0);
+      Tensor perm = pl.zeros(DType.BF16, plan.maxPaddedRows(), H);
+      r.run(pr, cfg2, plan, ws2, new RunArgs().inputs(pl.place(rowsIn), w1, w2)
+          .gemmBias(x.b1, x.b2).swiglu(x.alpha, x.beta, x.clamp).permutedOutput(perm)
+          .doFinalize(false), 0);
+      int[] e2p = plan.readInts(Moe.PLAN_EXPANDED_TO_PERMUTED);
+      ByteBuffer pb = pl.download(perm).order(ByteOrder.LITTLE_ENDIAN);
+      for (int t = 0; t < n; t++) {
+        boolean same = e2p[t] >= 0;
+        for (int h = 0; h < H && same; h++) {
+          same = pb.getShort(2 * (e2p[t] * H + h)) == ob.getShort(2 * (rows[t] * H + h));
+        }
+        if (!same) {
+          res.checks.add("output row " + rows[t]
+              + " differs from moe_runner_run's unweighted row (slot " + t + ")");
+          break;
+        }
       }
       return res;
     }
