@@ -84,8 +84,8 @@ static double now_us(void) {
 }
 
 #ifndef MOE_WITH_NCCL
-moe_status_t moe_ep_nccl_open(void *comm, int32_t rank, const moe_runner *r,
-                              moe_ep_transport **out, const moe_ep_mem_ops **mem) {
+moe_status_t moe_ep_nccl_open(void *comm, const moe_runner *r, moe_ep_transport **out,
+                              const moe_ep_mem_ops **mem) {
   *out = NULL;
   return moe_fail(MOE_STATUS_NOT_SUPPORTED,
                   "options->transport: MOE_EP_TRANSPORT_NCCL is not built in this library (CMake "
@@ -130,6 +130,15 @@ static moe_status_t check_options(moe_ep *ep, const moe_ep_options *o) {
     if (o->reserved[i])
       return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "options->reserved[%d]: expected 0, given %d",
                       i, o->reserved[i]);
+  if (o->transport == MOE_EP_TRANSPORT_NCCL && o->rank != -1 && o->rank != ep->rank)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "options->rank: expected -1 or the communicator's rank %d, given %d", ep->rank,
+                    o->rank);
+  if (ep->tp->device >= 0 && r->backend == MOE_BACKEND_CUDA && ep->tp->device != r->device_id)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "options->comm: expected a communicator on the runner's CUDA device %d, "
+                    "given one on device %d",
+                    r->device_id, ep->tp->device);
   if (o->local_num_experts < 1)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "options->local_num_experts: expected >= 1, given %d", o->local_num_experts);
@@ -315,7 +324,7 @@ MOE_API moe_status_t moe_ep_create(moe_runner *runner, const moe_ep_options *o, 
                    "runner: the NCCL transport needs a CUDA runner, given a CPU runner (use "
                    "MOE_EP_TRANSPORT_LOOPBACK for CPU runners)");
     else
-      s = moe_ep_nccl_open(o->comm, o->rank, runner, &ep->tp, &ep->mem);
+      s = moe_ep_nccl_open(o->comm, runner, &ep->tp, &ep->mem);
   } else {
     s = moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                  "options->transport: expected MOE_EP_TRANSPORT_NCCL (%d) or "

@@ -17,6 +17,7 @@
 typedef struct moe_ep_transport moe_ep_transport;
 struct moe_ep_transport {
   int32_t rank, world;
+  int32_t device; /* CUDA device of the communicator; -1 for host transports */
   /* Every rank gives @p bytes of host memory; @p recv (host, world * bytes) gets them in rank
    * order. Synchronous (on CUDA it synchronises @p stream). */
   moe_status_t (*allgather_host)(moe_ep_transport *t, const void *send, void *recv, size_t bytes,
@@ -60,11 +61,12 @@ extern const moe_ep_mem_ops moe_ep_host_mem_ops;
 /* Loopback transport (ep_loopback.c): rank @p rank of @p group. */
 moe_status_t moe_ep_loopback_open(moe_ep_loopback *group, int32_t rank, moe_ep_transport **out);
 
-/* NCCL transport and the CUDA memory operations (ep_nccl.c). @p comm is an ncclComm_t;
- * @p rank -1 or the communicator's rank; the communicator's device must be the runner's.
+/* NCCL transport and the CUDA memory operations (ep_nccl.c). @p comm is an ncclComm_t. Fails
+ * only when the communicator cannot be queried; the rank option and the device are checked by
+ * ep.c with the other options (so that every rank fails together).
  * allgather_host stages through a small device buffer the transport owns (grown on demand:
  * (world + 1) x the largest exchange, a few KiB). Builds without NCCL answer NOT_SUPPORTED. */
-moe_status_t moe_ep_nccl_open(void *comm, int32_t rank, const moe_runner *r,
+moe_status_t moe_ep_nccl_open(void *comm, const moe_runner *r,
                               moe_ep_transport **out, const moe_ep_mem_ops **mem);
 
 #endif /* MOE_CORE_EP_INTERNAL_H_ */

@@ -190,6 +190,7 @@ moe_status_t moe_ep_loopback_open(moe_ep_loopback *g, int32_t rank, moe_ep_trans
   l->g = g;
   l->base.rank = rank;
   l->base.world = g->world;
+  l->base.device = -1;
   l->base.allgather_host = lb_allgather;
   l->base.group_start = lb_group_start;
   l->base.send = lb_send;
