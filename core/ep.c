@@ -630,8 +630,10 @@ MOE_API moe_status_t moe_ep_forward(moe_ep *ep, const moe_ep_forward_args *a, vo
       !(s = m->gather_rows(r, in_rows, recv_buf, d_expert_map, N, H, stream)))
     s = phase_end(ep, stream, &t0, &tm.dispatch_us);
 
-  /* Local experts. */
-  if (!s && N > 0) {
+  /* Local experts. Called on every rank, also with N = 0, so that a status of the grouped
+   * path (NOT_SUPPORTED on a backend, a weight check) is the same on every rank and no rank
+   * goes on to exchange C alone. */
+  if (!s) {
     moe_problem gp = ep->gp;
     gp.num_tokens = N;
     const DLDevice dev = a->hidden_states->device;
