@@ -87,10 +87,11 @@ int main(int argc, char **argv) {
   char tokens[256];
   snprintf(tokens, sizeof tokens, "%s", opt(argc, argv, "--tokens", "1,128,4096"));
   if (w.rank == 0)
-    printf("# moe-ep-bench: R=%d E_l=%d K=%d H=%lld I=%lld iters=%d (per rank: payload = T*K "
-           "rows of H bf16)\n# rank T route | dispatch us GB/s | experts us | combine us GB/s "
-           "| nccl all-to-all us GB/s\n",
-           w.world, base.El, base.K, (long long)base.H, (long long)base.I, iters);
+    printf(
+        "# moe-ep-bench: R=%d E_l=%d K=%d H=%lld I=%lld iters=%d (per rank: payload = T*K "
+        "rows of H bf16)\n# rank T route | dispatch us GB/s | experts us | combine us GB/s "
+        "| nccl all-to-all us GB/s\n",
+        w.world, base.El, base.K, (long long)base.H, (long long)base.I, iters);
   double *td = (double *)malloc(sizeof(double) * (size_t)(iters + 1) * 3);
   for (char *tok = strtok(tokens, ","); tok && !rc; tok = strtok(NULL, ","))
     for (int route = 0; route < 2 && !rc; ++route) {
@@ -107,8 +108,9 @@ int main(int argc, char **argv) {
       ep_options(&w, &d, &o);
       moe_ep *ep = NULL;
       size_t bytes = 0;
-      if (!rc) rc = ep_reference(&w, &d, ref) || CHECK_OK(moe_ep_create(w.r, &o, &ep)) ||
-                    CHECK_OK(moe_ep_get_workspace_size(ep, &bytes));
+      if (!rc)
+        rc = ep_reference(&w, &d, ref) || CHECK_OK(moe_ep_create(w.r, &o, &ep)) ||
+             CHECK_OK(moe_ep_get_workspace_size(ep, &bytes));
       void *ws = rc ? NULL : tmem_alloc(MOE_BACKEND_CUDA, bytes);
       moe_ep_forward_args a;
       ep_args(&d, &a);

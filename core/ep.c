@@ -50,12 +50,12 @@ struct moe_ep {
   moe_problem gp; /* the grouped problem (num_tokens = N_max) */
   size_t grouped_bytes;
   ep_layout l;
-  char *h_tables;           /* host staging of the tables, l.tables_bytes */
-  int32_t *h_ids;           /* [S_max] */
-  void *h_w;                /* [S_max] fp32 or bf16 as given */
-  int32_t *h_hdr, *h_all;   /* [2 + E], [R * (2 + E)] */
-  int64_t *h_off;           /* [R]: receive offset per source; [R] send offset per dest */
-  int64_t *h_send_off;      /* [R] */
+  char *h_tables;         /* host staging of the tables, l.tables_bytes */
+  int32_t *h_ids;         /* [S_max] */
+  void *h_w;              /* [S_max] fp32 or bf16 as given */
+  int32_t *h_hdr, *h_all; /* [2 + E], [R * (2 + E)] */
+  int64_t *h_off;         /* [R]: receive offset per source; [R] send offset per dest */
+  int64_t *h_send_off;    /* [R] */
   int32_t sync_phases;
   moe_ep_timings timings;
 };
@@ -128,8 +128,8 @@ static moe_status_t check_options(moe_ep *ep, const moe_ep_options *o) {
   const moe_runner *r = ep->runner;
   for (int i = 0; i < 7; ++i)
     if (o->reserved[i])
-      return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "options->reserved[%d]: expected 0, given %d",
-                      i, o->reserved[i]);
+      return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "options->reserved[%d]: expected 0, given %d", i,
+                      o->reserved[i]);
   if (o->transport == MOE_EP_TRANSPORT_NCCL && o->rank != -1 && o->rank != ep->rank)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "options->rank: expected -1 or the communicator's rank %d, given %d", ep->rank,
@@ -146,8 +146,7 @@ static moe_status_t check_options(moe_ep *ep, const moe_ep_options *o) {
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "options->num_experts: expected world size %d x local_num_experts %d = %lld "
                     "(equal expert slices: rank r owns [r * E_l, (r + 1) * E_l)), given %d",
-                    R, o->local_num_experts, (long long)R * o->local_num_experts,
-                    o->num_experts);
+                    R, o->local_num_experts, (long long)R * o->local_num_experts, o->num_experts);
   const int32_t kmax = o->num_experts < MOE_MAX_TOP_K ? o->num_experts : MOE_MAX_TOP_K;
   if (o->top_k < 1 || o->top_k > kmax)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "options->top_k: expected 1..%d, given %d", kmax,
@@ -165,7 +164,8 @@ static moe_status_t check_options(moe_ep *ep, const moe_ep_options *o) {
                     "given %lld",
                     INT32_MAX / o->top_k, o->top_k, (long long)o->max_tokens);
   const int64_t worst = (int64_t)R * o->max_tokens * o->top_k;
-  if (o->max_recv_rows < 0 || o->max_recv_rows > INT32_MAX || (!o->max_recv_rows && worst > INT32_MAX))
+  if (o->max_recv_rows < 0 || o->max_recv_rows > INT32_MAX ||
+      (!o->max_recv_rows && worst > INT32_MAX))
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "options->max_recv_rows: expected 0..%d (0 = world size x max_tokens x top_k "
                     "= %lld, which must fit int32 too), given %lld",
@@ -176,11 +176,10 @@ static moe_status_t check_options(moe_ep *ep, const moe_ep_options *o) {
                     o->config);
   const int32_t want = o->transport == MOE_EP_TRANSPORT_NCCL ? MOE_BACKEND_CUDA : MOE_BACKEND_CPU;
   if (r->backend != want)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "runner: the %s transport needs a %s runner, given a %s runner",
-                    o->transport == MOE_EP_TRANSPORT_NCCL ? "NCCL" : "loopback",
-                    want == MOE_BACKEND_CUDA ? "CUDA" : "CPU",
-                    r->backend == MOE_BACKEND_CUDA ? "CUDA" : "CPU");
+    return moe_fail(
+        MOE_STATUS_NOT_SUPPORTED, "runner: the %s transport needs a %s runner, given a %s runner",
+        o->transport == MOE_EP_TRANSPORT_NCCL ? "NCCL" : "loopback",
+        want == MOE_BACKEND_CUDA ? "CUDA" : "CPU", r->backend == MOE_BACKEND_CUDA ? "CUDA" : "CPU");
   if (r->opts.activation_dtype != MOE_DTYPE_BF16 || r->opts.weight_dtype != MOE_DTYPE_BF16)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
                     "runner: moe_ep supports BF16 runners only (moe_runner_run_grouped), given "
@@ -279,8 +278,8 @@ static moe_status_t check_peers(const moe_ep *ep, const int64_t *all) {
             MOE_STATUS_INVALID_ARGUMENT,
             "options->%s: every rank must pass the same value%s; expected %lld (rank 0), given "
             "%lld by rank %d (this is rank %d)",
-            fp_names[f], f == FP_EL || f == FP_E ? " (equal expert slices)" : "",
-            (long long)all[f], (long long)all[j * FP_COUNT + f], j, ep->rank);
+            fp_names[f], f == FP_EL || f == FP_E ? " (equal expert slices)" : "", (long long)all[f],
+            (long long)all[j * FP_COUNT + f], j, ep->rank);
   }
   return MOE_STATUS_SUCCESS;
 }
@@ -339,9 +338,16 @@ MOE_API moe_status_t moe_ep_create(moe_runner *runner, const moe_ep_options *o, 
   ep->world = ep->tp->world;
   /* Local checks; their status travels in the exchange so that every rank fails together. */
   const moe_status_t local = check_options(ep, o);
-  int64_t mine[FP_COUNT] = {local,     EP_MAGIC,   o->local_num_experts, o->num_experts,
-                            o->top_k,  o->hidden_size, o->intermediate_size, o->max_tokens,
-                            o->max_recv_rows, o->config};
+  int64_t mine[FP_COUNT] = {local,
+                            EP_MAGIC,
+                            o->local_num_experts,
+                            o->num_experts,
+                            o->top_k,
+                            o->hidden_size,
+                            o->intermediate_size,
+                            o->max_tokens,
+                            o->max_recv_rows,
+                            o->config};
   int64_t *all = (int64_t *)malloc(sizeof(int64_t) * FP_COUNT * (size_t)ep->world);
   if (!all) {
     moe_ep_destroy(ep);
@@ -458,9 +464,10 @@ static moe_status_t read_routing(moe_ep *ep, const moe_ep_forward_args *a, int64
   for (int64_t x = 0; x < S; ++x) {
     const int32_t id = ep->h_ids[x];
     if (id < 0 || id >= E)
-      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                      "args->topk_ids[%lld, %lld]: expected a global expert id in [0, %d), given %d",
-                      (long long)(x / ep->K), (long long)(x % ep->K), E, id);
+      return moe_fail(
+          MOE_STATUS_INVALID_ARGUMENT,
+          "args->topk_ids[%lld, %lld]: expected a global expert id in [0, %d), given %d",
+          (long long)(x / ep->K), (long long)(x % ep->K), E, id);
     cnt[id]++;
   }
   /* Send order: by global expert id (destination rank, then local expert), slots ascending. */
@@ -663,8 +670,8 @@ MOE_API moe_status_t moe_ep_forward(moe_ep *ep, const moe_ep_forward_args *a, vo
   if (!s && !(s = m->gather_rows(r, recv_buf, out_rows, d_back_map, N, H, stream)) &&
       !(s = exchange(ep, recv_buf, ep->h_off, recv_rows, send_buf, ep->h_send_off, send_rows,
                      stream)) &&
-      !(s = m->combine(r, (uint16_t *)moe_tensor_data(a->output), send_buf, d_pos, d_wts, T,
-                       ep->K, H, stream)))
+      !(s = m->combine(r, (uint16_t *)moe_tensor_data(a->output), send_buf, d_pos, d_wts, T, ep->K,
+                       H, stream)))
     s = phase_end(ep, stream, &t0, &tm.combine_us);
   free(send_rows);
   if (s) return s;

@@ -66,7 +66,7 @@ moe_status_t moe_ep_loopback_open(moe_ep_loopback *group, int32_t rank, moe_ep_t
  * ep.c with the other options (so that every rank fails together).
  * allgather_host stages through a small device buffer the transport owns (grown on demand:
  * (world + 1) x the largest exchange, a few KiB). Builds without NCCL answer NOT_SUPPORTED. */
-moe_status_t moe_ep_nccl_open(void *comm, const moe_runner *r,
-                              moe_ep_transport **out, const moe_ep_mem_ops **mem);
+moe_status_t moe_ep_nccl_open(void *comm, const moe_runner *r, moe_ep_transport **out,
+                              const moe_ep_mem_ops **mem);
 
 #endif /* MOE_CORE_EP_INTERNAL_H_ */

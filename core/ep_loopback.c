@@ -100,8 +100,8 @@ static moe_status_t lb_allgather(moe_ep_transport *t, const void *send, void *re
     const lb_msg m = g->post[(size_t)src * R + src];
     if (m.bytes != bytes)
       s = moe_fail(MOE_STATUS_INTERNAL,
-                   "loopback allgather: rank %d gave %zu bytes, rank %d expected %zu", src,
-                   m.bytes, me, bytes);
+                   "loopback allgather: rank %d gave %zu bytes, rank %d expected %zu", src, m.bytes,
+                   me, bytes);
     else if (bytes)
       memcpy((char *)recv + (size_t)src * bytes, m.buf, bytes);
   }
@@ -150,8 +150,8 @@ static moe_status_t lb_group_end(moe_ep_transport *t, moe_cuda_stream_t stream) 
     const size_t want = l->recv_posted[src] ? l->recvs[src].bytes : 0;
     if (m.bytes != want)
       s = moe_fail(MOE_STATUS_INTERNAL,
-                   "loopback exchange: rank %d sends %zu bytes to rank %d, which receives %zu",
-                   src, m.bytes, me, want);
+                   "loopback exchange: rank %d sends %zu bytes to rank %d, which receives %zu", src,
+                   m.bytes, me, want);
     else if (want)
       memcpy(l->recvs[src].buf, m.buf, want);
   }

@@ -52,7 +52,8 @@ static void leave(dev_guard *g) {
   if (g->switched) cudaSetDevice(g->prev);
 }
 
-/* ---- transport -------------------------------------------------------------------------------- */
+/* ---- transport --------------------------------------------------------------------------------
+ */
 
 static moe_status_t tp_allgather(moe_ep_transport *t, const void *send, void *recv, size_t bytes,
                                  moe_cuda_stream_t stream) {
@@ -158,8 +159,7 @@ static moe_status_t cu_download(const moe_runner *r, void *dst, const void *src,
 }
 
 static moe_status_t cu_gather(const moe_runner *r, uint16_t *dst, const uint16_t *src,
-                              const int32_t *map, int64_t n, int64_t H,
-                              moe_cuda_stream_t stream) {
+                              const int32_t *map, int64_t n, int64_t H, moe_cuda_stream_t stream) {
   dev_guard g;
   moe_status_t s = enter(r->device_id, &g);
   if (s) return s;
@@ -188,11 +188,10 @@ static moe_status_t cu_sync(const moe_runner *r, moe_cuda_stream_t stream) {
   return e ? cuda_fail(e, "cudaStreamSynchronize") : MOE_STATUS_SUCCESS;
 }
 
-static const moe_ep_mem_ops cuda_mem_ops = {cu_upload, cu_download, cu_gather, cu_combine,
-                                            cu_sync};
+static const moe_ep_mem_ops cuda_mem_ops = {cu_upload, cu_download, cu_gather, cu_combine, cu_sync};
 
-moe_status_t moe_ep_nccl_open(void *comm, const moe_runner *r,
-                              moe_ep_transport **out, const moe_ep_mem_ops **mem) {
+moe_status_t moe_ep_nccl_open(void *comm, const moe_runner *r, moe_ep_transport **out,
+                              const moe_ep_mem_ops **mem) {
   *out = NULL;
   ncclComm_t c = (ncclComm_t)comm;
   int count = 0, me = 0, dev = -1;

@@ -154,9 +154,8 @@ typedef struct moe_ep_timings {
  *         MOE_STATUS_NOT_SUPPORTED (moe_runner_run_grouped on this backend), the statuses of
  *         moe_runner_run_grouped, MOE_STATUS_CUDA_ERROR.
  */
-MOE_API moe_status_t moe_ep_forward(moe_ep *ep, const moe_ep_forward_args *args,
-                                    void *workspace, size_t workspace_bytes,
-                                    moe_cuda_stream_t stream);
+MOE_API moe_status_t moe_ep_forward(moe_ep *ep, const moe_ep_forward_args *args, void *workspace,
+                                    size_t workspace_bytes, moe_cuda_stream_t stream);
 
 /**
  * @brief Timings of the last successful forward (host wall clock; on CUDA each phase ends with

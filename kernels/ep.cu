@@ -67,8 +67,8 @@ extern "C" int moe_cuda_ep_gather_rows(uint16_t *dst, const uint16_t *src, const
   const bool vec = H % 8 == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(src) % 16 == 0;
   if (vec)
-    moe::gather_rows<true><<<moe::blocks_for(n * (H / 8)), moe::kThreads, 0, st>>>(dst, src, map,
-                                                                                    n, H);
+    moe::gather_rows<true>
+        <<<moe::blocks_for(n * (H / 8)), moe::kThreads, 0, st>>>(dst, src, map, n, H);
   else
     moe::gather_rows<false><<<moe::blocks_for(n * H), moe::kThreads, 0, st>>>(dst, src, map, n, H);
   return (int)cudaGetLastError();

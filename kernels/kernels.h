@@ -224,8 +224,8 @@ int moe_cuda_run(const moe_k_run *args, const moe_k_plan *plan, void *stream);
  * rows[pos[t*K+k], :]) in fp32, slot order, mul and add each rounded. */
 int moe_cuda_ep_gather_rows(uint16_t *dst, const uint16_t *src, const int32_t *map, int64_t n,
                             int64_t H, void *stream);
-int moe_cuda_ep_combine(uint16_t *out, const uint16_t *rows, const int32_t *pos,
-                        const uint16_t *w, int64_t T, int32_t K, int64_t H, void *stream);
+int moe_cuda_ep_combine(uint16_t *out, const uint16_t *rows, const int32_t *pos, const uint16_t *w,
+                        int64_t T, int32_t K, int64_t H, void *stream);
 
 /* Device probing, device set/restore and error text live in core/backend_cuda.c (it calls
  * the CUDA runtime directly); kernels/ needs no device helpers of its own. */

@@ -43,9 +43,12 @@ int ep_world_init(ep_world *w, int argc, char **argv) {
   w->world = 1;
   const char *id_file = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--world")) w->world = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--rank")) w->rank = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--id-file")) id_file = argv[i + 1];
+    if (!strcmp(argv[i], "--world"))
+      w->world = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--rank"))
+      w->rank = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--id-file"))
+      id_file = argv[i + 1];
   }
   if (w->world < 1 || w->rank < 0 || w->rank >= w->world || (w->world > 1 && !id_file)) {
     fprintf(stderr, "usage: %s [--world R --rank r --id-file F] (R > 1 needs --id-file)\n",
@@ -124,7 +127,8 @@ int ep_data_make(const ep_world *w, const ep_layer *L, ep_data *d) {
   li.w1 = in.w1 + e0 * 2 * I * H;
   li.w2 = in.w2 + e0 * H * I;
   t_problem(&p, d->E, T, K, (int32_t)e0, El, H, I);
-  if (CHECK_OK(t_weights_prepare(w->r, MOE_BACKEND_CUDA, &p, MOE_ACTIVATION_SWIGLU, &li, &d->local)))
+  if (CHECK_OK(
+          t_weights_prepare(w->r, MOE_BACKEND_CUDA, &p, MOE_ACTIVATION_SWIGLU, &li, &d->local)))
     return 1;
   const int C = MOE_BACKEND_CUDA;
   d->hid = tt_from_host(C, DT_BF16, 2, (int64_t[]){T, H}, d->d.hidden + (int64_t)w->rank * T * H);

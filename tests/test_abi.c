@@ -124,17 +124,20 @@ SA(MOE_EP_TRANSPORT_NCCL == 0 && MOE_EP_TRANSPORT_LOOPBACK == 1);
 SA(MOE_EP_OPTIONS_VERSION == 1 && MOE_EP_FORWARD_ARGS_VERSION == 1);
 SA(sizeof(moe_ep_options) == 96 && offsetof(moe_ep_options, transport) == 4);
 SA(offsetof(moe_ep_options, comm) == 8 && offsetof(moe_ep_options, rank) == 16);
-SA(offsetof(moe_ep_options, num_experts) == 20 && offsetof(moe_ep_options, local_num_experts) == 24);
+SA(offsetof(moe_ep_options, num_experts) == 20 &&
+   offsetof(moe_ep_options, local_num_experts) == 24);
 SA(offsetof(moe_ep_options, top_k) == 28 && offsetof(moe_ep_options, hidden_size) == 32);
 SA(offsetof(moe_ep_options, intermediate_size) == 40 && offsetof(moe_ep_options, max_tokens) == 48);
 SA(offsetof(moe_ep_options, max_recv_rows) == 56 && offsetof(moe_ep_options, config) == 64);
 SA(offsetof(moe_ep_options, reserved) == 68);
 SA(sizeof(moe_ep_forward_args) == 128 && offsetof(moe_ep_forward_args, reserved0) == 4);
-SA(offsetof(moe_ep_forward_args, hidden_states) == 8 && offsetof(moe_ep_forward_args, topk_ids) == 16);
+SA(offsetof(moe_ep_forward_args, hidden_states) == 8 &&
+   offsetof(moe_ep_forward_args, topk_ids) == 16);
 SA(offsetof(moe_ep_forward_args, topk_weights) == 24);
 SA(offsetof(moe_ep_forward_args, gemm1_weights) == 32);
 SA(offsetof(moe_ep_forward_args, gemm2_weights) == 40);
-SA(offsetof(moe_ep_forward_args, gemm1_bias) == 48 && offsetof(moe_ep_forward_args, gemm2_bias) == 56);
+SA(offsetof(moe_ep_forward_args, gemm1_bias) == 48 &&
+   offsetof(moe_ep_forward_args, gemm2_bias) == 56);
 SA(offsetof(moe_ep_forward_args, gemm1_alpha) == 64);
 SA(offsetof(moe_ep_forward_args, gemm1_beta) == 72);
 SA(offsetof(moe_ep_forward_args, gemm1_clamp_limit) == 80);

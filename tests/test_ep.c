@@ -217,8 +217,8 @@ static void *rank_main(void *p) {
         __atomic_add_fetch(&w->mismatched, bad, __ATOMIC_RELAXED);
         moe_ep_timings tm;
         CHECK_OK(moe_ep_get_timings(ep, &tm));
-        CHECK(tm.sent_rows == w->c.T[rank] * w->c.K, "rank %d: sent_rows %lld, expected %lld",
-              rank, (long long)tm.sent_rows, (long long)(w->c.T[rank] * w->c.K));
+        CHECK(tm.sent_rows == w->c.T[rank] * w->c.K, "rank %d: sent_rows %lld, expected %lld", rank,
+              (long long)tm.sent_rows, (long long)(w->c.T[rank] * w->c.K));
       }
       rank_tensors_free(&t);
     }
@@ -315,14 +315,16 @@ static void test_forward_equals_single(void) {
 
 /* ---- misuse ---------------------------------------------------------------------------------- */
 
-static void expect(moe_status_t s, moe_status_t want, const char *const *needles, const char *what) {
+static void expect(moe_status_t s, moe_status_t want, const char *const *needles,
+                   const char *what) {
   const char *m = moe_get_last_error();
   CHECK(s == want, "%s: expected status %d, given %d (%s)", what, want, s, m);
   for (int i = 0; needles[i]; ++i)
     CHECK(strstr(m, needles[i]) != NULL, "%s: message '%s' does not contain '%s'", what, m,
           needles[i]);
 }
-#define EXPECT(s, want, what, ...) expect((s), (want), (const char *const[]){__VA_ARGS__, NULL}, what)
+#define EXPECT(s, want, what, ...) \
+  expect((s), (want), (const char *const[]){__VA_ARGS__, NULL}, what)
 
 static void test_create_misuse(void) {
   moe_runner *r = t_runner(B, MOE_ACTIVATION_SWIGLU);
@@ -344,8 +346,8 @@ static void test_create_misuse(void) {
   EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_VERSION_MISMATCH, "version", "options->version",
          "99");
   b = o, b.transport = 7;
-  EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "transport",
-         "options->transport", "given 7");
+  EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "transport", "options->transport",
+         "given 7");
   b = o, b.comm = NULL;
   EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "loopback comm NULL",
          "options->comm", "NULL");
@@ -364,8 +366,8 @@ static void test_create_misuse(void) {
   b = o, b.hidden_size = 0;
   EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "H 0", "options->hidden_size");
   b = o, b.max_tokens = -1;
-  EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "T_max < 0",
-         "options->max_tokens", "given -1");
+  EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "T_max < 0", "options->max_tokens",
+         "given -1");
   b = o, b.max_recv_rows = -3;
   EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "max_recv_rows < 0",
          "options->max_recv_rows", "given -3");
@@ -381,8 +383,8 @@ static void test_create_misuse(void) {
   EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_NOT_SUPPORTED, "NCCL with a CPU runner", "runner",
          "CUDA runner");
   b = o, b.transport = MOE_EP_TRANSPORT_NCCL, b.comm = NULL;
-  EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "NCCL comm NULL",
-         "options->comm", "ncclComm_t");
+  EXPECT(moe_ep_create(r, &b, &ep), MOE_STATUS_INVALID_ARGUMENT, "NCCL comm NULL", "options->comm",
+         "ncclComm_t");
   EXPECT(moe_ep_options_init(NULL, 1), MOE_STATUS_INVALID_ARGUMENT, "init NULL", "opts");
   EXPECT(moe_ep_options_init(&b, 2), MOE_STATUS_VERSION_MISMATCH, "init version", "given 2");
   moe_ep_loopback *g0 = g;
@@ -453,8 +455,9 @@ static void test_mismatched_slices(void) {
   o1 = o, o1.local_num_experts = 3;
   create_pair(r, g, &o, &o1, a);
   CHECK(a[1].s == MOE_STATUS_INVALID_ARGUMENT &&
-            strstr(a[1].msg, "options->num_experts: expected world size 2 x local_num_experts 3 "
-                             "= 6") &&
+            strstr(a[1].msg,
+                   "options->num_experts: expected world size 2 x local_num_experts 3 "
+                   "= 6") &&
             strstr(a[1].msg, "given 4"),
         "rank 1 slice: %d '%s'", a[1].s, a[1].msg);
   CHECK(a[0].s == MOE_STATUS_INVALID_ARGUMENT && strstr(a[0].msg, "rank 1 of 2"),
@@ -511,13 +514,13 @@ static void test_forward_misuse(void) {
   memcpy(badids, w.ids, sizeof badids);
   badids[7] = 9;
   ttensor *idsbad = tt_from_host(B, DT_I32, 2, (int64_t[]){6, 2}, badids);
-#define MISUSE(args, wsb, stream, want, what, ...)                                          \
-  do {                                                                                      \
-    tmem_poison(B, t.out->t.data, t.out->bytes);                                            \
-    EXPECT(moe_ep_forward(ep, (args), ws, (wsb), (stream)), want, what, __VA_ARGS__);       \
-    int64_t touched = 0;                                                                    \
-    for (size_t i = 0; i < t.out->bytes / 2; ++i)                                           \
-      touched += ((const uint16_t *)t.out->t.data)[i] != POISON;                            \
+#define MISUSE(args, wsb, stream, want, what, ...)                                                \
+  do {                                                                                            \
+    tmem_poison(B, t.out->t.data, t.out->bytes);                                                  \
+    EXPECT(moe_ep_forward(ep, (args), ws, (wsb), (stream)), want, what, __VA_ARGS__);             \
+    int64_t touched = 0;                                                                          \
+    for (size_t i = 0; i < t.out->bytes / 2; ++i)                                                 \
+      touched += ((const uint16_t *)t.out->t.data)[i] != POISON;                                  \
     CHECK(touched == 0, "%s: %lld output elements written on failure", what, (long long)touched); \
   } while (0)
   EXPECT(moe_ep_forward(NULL, &a, ws, bytes, NULL), MOE_STATUS_INVALID_ARGUMENT, "NULL ep", "ep");

@@ -46,9 +46,10 @@ static int run_layer(const ep_world *w, const ep_layer *L) {
       tmem_download(MOE_BACKEND_CUDA, got, d.out->t.data, sizeof(uint16_t) * (size_t)n);
       int64_t bad = 0;
       for (int64_t i = 0; i < n; ++i) bad += got[i] != ref[i];
-      CHECK(bad == 0, "rank %d/%d T=%lld route=%d: %lld of %lld elements differ from the "
-            "single-GPU forward", w->rank, w->world, (long long)L->T, L->route, (long long)bad,
-            (long long)n);
+      CHECK(bad == 0,
+            "rank %d/%d T=%lld route=%d: %lld of %lld elements differ from the "
+            "single-GPU forward",
+            w->rank, w->world, (long long)L->T, L->route, (long long)bad, (long long)n);
       printf("rank %d/%d T=%lld route=%s: %s\n", w->rank, w->world, (long long)L->T,
              L->route == EP_ROUTE_SKEWED ? "skewed" : "balanced",
              bad ? "DIFFERS" : "bit-identical to the single-GPU forward");
@@ -93,8 +94,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nT && !skipped; ++i) {
       const ep_layer L = {8, 4, 1024, 512, Ts[i], route, 100 + (uint64_t)i * 10 + route};
       const int r = run_layer(&w, &L);
-      if (r == EP_SKIP) skipped = 1;
-      else if (r) CHECK(0, "rank %d: layer T=%lld route=%d failed", w.rank, (long long)Ts[i], route);
+      if (r == EP_SKIP)
+        skipped = 1;
+      else if (r)
+        CHECK(0, "rank %d: layer T=%lld route=%d failed", w.rank, (long long)Ts[i], route);
     }
   if (w.world == 1) misuse(&w);
   ep_world_free(&w);
