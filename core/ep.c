@@ -286,7 +286,7 @@ static moe_status_t check_peers(const moe_ep *ep, const int64_t *all) {
 
 MOE_API void moe_ep_destroy(moe_ep *ep) {
   if (!ep) return;
-  if (ep->tp) ep->tp->destroy(ep->tp);
+  if (ep->tp) ep->tp->ops->destroy(ep->tp);
   free(ep->h_tables);
   free(ep->h_ids);
   free(ep->h_w);
@@ -353,7 +353,7 @@ MOE_API moe_status_t moe_ep_create(moe_runner *runner, const moe_ep_options *o, 
     moe_ep_destroy(ep);
     return moe_fail(MOE_STATUS_OUT_OF_MEMORY, "moe_ep_create: out of host memory");
   }
-  s = ep->tp->allgather_host(ep->tp, mine, all, sizeof mine, NULL);
+  s = ep->tp->ops->allgather_host(ep->tp, mine, all, sizeof mine, NULL);
   if (!s && !local) s = check_peers(ep, all);
   if (local) s = local; /* this rank's own message is still the thread's last error */
   free(all);
@@ -547,14 +547,14 @@ static moe_status_t exchange(moe_ep *ep, const uint16_t *send, const int64_t *se
                              const int64_t *recv_rows, moe_cuda_stream_t stream) {
   moe_ep_transport *tp = ep->tp;
   const size_t row = sizeof(uint16_t) * (size_t)ep->H;
-  moe_status_t s = tp->group_start(tp);
+  moe_status_t s = tp->ops->group_start(tp);
   for (int32_t p = 0; p < ep->world && !s; ++p) {
     if (send_rows[p])
-      s = tp->send(tp, send + send_off[p] * ep->H, row * (size_t)send_rows[p], p, stream);
+      s = tp->ops->send(tp, send + send_off[p] * ep->H, row * (size_t)send_rows[p], p, stream);
     if (!s && recv_rows[p])
-      s = tp->recv(tp, recv + recv_off[p] * ep->H, row * (size_t)recv_rows[p], p, stream);
+      s = tp->ops->recv(tp, recv + recv_off[p] * ep->H, row * (size_t)recv_rows[p], p, stream);
   }
-  const moe_status_t e = tp->group_end(tp, stream); /* always close the group */
+  const moe_status_t e = tp->ops->group_end(tp, stream); /* always close the group */
   return s ? s : e;
 }
 
@@ -584,8 +584,8 @@ MOE_API moe_status_t moe_ep_forward(moe_ep *ep, const moe_ep_forward_args *a, vo
   if (local) memset(ep->h_hdr + 2, 0, sizeof(int32_t) * (size_t)ep->E);
 
   /* Exchange A: status, T and counts of every rank. */
-  moe_status_t s = ep->tp->allgather_host(ep->tp, ep->h_hdr, ep->h_all,
-                                          sizeof(int32_t) * (size_t)stride, stream);
+  moe_status_t s = ep->tp->ops->allgather_host(ep->tp, ep->h_hdr, ep->h_all,
+                                               sizeof(int32_t) * (size_t)stride, stream);
   if (s) return s;
   if (local) return local; /* the message of this rank's check is the thread's last error */
   for (int32_t j = 0; j < R; ++j)

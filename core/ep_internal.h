@@ -15,9 +15,9 @@
 #include "moe_trtllm_ep.h"
 
 typedef struct moe_ep_transport moe_ep_transport;
-struct moe_ep_transport {
-  int32_t rank, world;
-  int32_t device; /* CUDA device of the communicator; -1 for host transports */
+
+/* The operations of a transport (one const table per implementation). */
+typedef struct moe_ep_transport_ops {
   /* Every rank gives @p bytes of host memory; @p recv (host, world * bytes) gets them in rank
    * order. Synchronous (on CUDA it synchronises @p stream). */
   moe_status_t (*allgather_host)(moe_ep_transport *t, const void *send, void *recv, size_t bytes,
@@ -33,6 +33,13 @@ struct moe_ep_transport {
                        moe_cuda_stream_t stream);
   moe_status_t (*group_end)(moe_ep_transport *t, moe_cuda_stream_t stream);
   void (*destroy)(moe_ep_transport *t);
+} moe_ep_transport_ops;
+
+/* The common head of every transport's state. */
+struct moe_ep_transport {
+  const moe_ep_transport_ops *ops;
+  int32_t rank, world;
+  int32_t device; /* CUDA device of the communicator; -1 for host transports */
 };
 
 /* Row and table operations on the runner's memory (host for CPU runners, device for CUDA). */

@@ -168,6 +168,9 @@ static void lb_destroy(moe_ep_transport *t) {
   free(l);
 }
 
+static const moe_ep_transport_ops lb_ops = {lb_allgather, lb_group_start, lb_send,
+                                            lb_recv,      lb_group_end,   lb_destroy};
+
 moe_status_t moe_ep_loopback_open(moe_ep_loopback *g, int32_t rank, moe_ep_transport **out) {
   *out = NULL;
   if (!g)
@@ -188,15 +191,10 @@ moe_status_t moe_ep_loopback_open(moe_ep_loopback *g, int32_t rank, moe_ep_trans
     return moe_fail(MOE_STATUS_OUT_OF_MEMORY, "moe_ep_create: out of host memory");
   }
   l->g = g;
+  l->base.ops = &lb_ops;
   l->base.rank = rank;
   l->base.world = g->world;
   l->base.device = -1;
-  l->base.allgather_host = lb_allgather;
-  l->base.group_start = lb_group_start;
-  l->base.send = lb_send;
-  l->base.recv = lb_recv;
-  l->base.group_end = lb_group_end;
-  l->base.destroy = lb_destroy;
   *out = &l->base;
   return MOE_STATUS_SUCCESS;
 }

@@ -94,26 +94,27 @@ static moe_status_t tp_group_start(moe_ep_transport *t) {
   return r ? nccl_fail(r, ((nccl_tp *)t)->comm, "ncclGroupStart") : MOE_STATUS_SUCCESS;
 }
 
-static moe_status_t tp_send(moe_ep_transport *t, const void *buf, size_t bytes, int32_t peer,
-                            moe_cuda_stream_t stream) {
+/* ncclSend (@p is_send) or ncclRecv of @p bytes with @p peer. */
+static moe_status_t p2p(moe_ep_transport *t, void *buf, size_t bytes, int32_t peer,
+                        moe_cuda_stream_t stream, int is_send) {
   nccl_tp *n = (nccl_tp *)t;
   dev_guard g;
   moe_status_t s = enter(n->device, &g);
   if (s) return s;
-  ncclResult_t r = ncclSend(buf, bytes, ncclUint8, peer, n->comm, (cudaStream_t)stream);
+  ncclResult_t r = is_send ? ncclSend(buf, bytes, ncclUint8, peer, n->comm, (cudaStream_t)stream)
+                           : ncclRecv(buf, bytes, ncclUint8, peer, n->comm, (cudaStream_t)stream);
   leave(&g);
-  return r ? nccl_fail(r, n->comm, "ncclSend") : MOE_STATUS_SUCCESS;
+  return r ? nccl_fail(r, n->comm, is_send ? "ncclSend" : "ncclRecv") : MOE_STATUS_SUCCESS;
+}
+
+static moe_status_t tp_send(moe_ep_transport *t, const void *buf, size_t bytes, int32_t peer,
+                            moe_cuda_stream_t stream) {
+  return p2p(t, (void *)buf, bytes, peer, stream, 1);
 }
 
 static moe_status_t tp_recv(moe_ep_transport *t, void *buf, size_t bytes, int32_t peer,
                             moe_cuda_stream_t stream) {
-  nccl_tp *n = (nccl_tp *)t;
-  dev_guard g;
-  moe_status_t s = enter(n->device, &g);
-  if (s) return s;
-  ncclResult_t r = ncclRecv(buf, bytes, ncclUint8, peer, n->comm, (cudaStream_t)stream);
-  leave(&g);
-  return r ? nccl_fail(r, n->comm, "ncclRecv") : MOE_STATUS_SUCCESS;
+  return p2p(t, buf, bytes, peer, stream, 0);
 }
 
 static moe_status_t tp_group_end(moe_ep_transport *t, moe_cuda_stream_t stream) {
@@ -188,6 +189,9 @@ static moe_status_t cu_sync(const moe_runner *r, moe_cuda_stream_t stream) {
   return e ? cuda_fail(e, "cudaStreamSynchronize") : MOE_STATUS_SUCCESS;
 }
 
+static const moe_ep_transport_ops tp_ops = {tp_allgather, tp_group_start, tp_send,
+                                            tp_recv,      tp_group_end,   tp_destroy};
+
 static const moe_ep_mem_ops cuda_mem_ops = {cu_upload, cu_download, cu_gather, cu_combine, cu_sync};
 
 moe_status_t moe_ep_nccl_open(void *comm, const moe_runner *r, moe_ep_transport **out,
@@ -204,15 +208,10 @@ moe_status_t moe_ep_nccl_open(void *comm, const moe_runner *r, moe_ep_transport 
   if (!n) return moe_fail(MOE_STATUS_OUT_OF_MEMORY, "moe_ep_create: out of host memory");
   n->comm = c;
   n->device = dev;
+  n->base.ops = &tp_ops;
   n->base.rank = me;
   n->base.world = count;
   n->base.device = dev;
-  n->base.allgather_host = tp_allgather;
-  n->base.group_start = tp_group_start;
-  n->base.send = tp_send;
-  n->base.recv = tp_recv;
-  n->base.group_end = tp_group_end;
-  n->base.destroy = tp_destroy;
   *out = &n->base;
   *mem = &cuda_mem_ops;
   return MOE_STATUS_SUCCESS;

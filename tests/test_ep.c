@@ -229,38 +229,53 @@ static void *rank_main(void *p) {
   return NULL;
 }
 
-static void run_case(const ep_case *c, const char *what) {
-  world w;
-  memset(&w, 0, sizeof w);
-  w.c = *c;
-  w.E = c->R * c->El;
-  if (!w.c.repeats) w.c.repeats = 1;
-  for (int32_t r = 0; r < c->R; ++r) w.off[r + 1] = w.off[r] + c->T[r];
-  const int64_t Ts = w.off[c->R];
-  w.r = t_runner(B, MOE_ACTIVATION_SWIGLU);
-  if (!w.r || CHECK_OK(moe_ep_loopback_create(c->R, &w.g))) {
-    CHECK(0, "%s: setup failed", what);
-    return;
-  }
-  t_expert_data_gen(c->seed, Ts, w.E, c->H, c->I, 1, 1, 1, &w.d);
-  w.ids = t_xmalloc(sizeof(int32_t) * (size_t)(Ts * c->K + 1));
-  w.wf = t_xmalloc(sizeof(float) * (size_t)(Ts * c->K + 1));
-  w.wb = t_xmalloc(sizeof(uint16_t) * (size_t)(Ts * c->K + 1));
-  w.ref = t_xmalloc(sizeof(uint16_t) * (size_t)(Ts * c->H + 1));
-  t_weights full = {0};
-  const t_moe_in in = t_expert_data_in(&w.d);
+/* The world of a case: runner, loopback group, seeded data of E experts and sum(T) tokens, the
+ * routing of repeat 0, every rank's prepared local weights, and (with_full) all E experts
+ * prepared for the reference. Returns 0 on success. */
+static int world_init(world *w, const ep_case *c, t_weights *full) {
+  memset(w, 0, sizeof *w);
+  w->c = *c;
+  w->E = c->R * c->El;
+  if (!w->c.repeats) w->c.repeats = 1;
+  for (int32_t r = 0; r < c->R; ++r) w->off[r + 1] = w->off[r] + c->T[r];
+  const int64_t Ts = w->off[c->R];
+  w->r = t_runner(B, MOE_ACTIVATION_SWIGLU);
+  if (!w->r || CHECK_OK(moe_ep_loopback_create(c->R, &w->g))) return 1;
+  t_expert_data_gen(c->seed, Ts, w->E, c->H, c->I, 1, 1, 1, &w->d);
+  w->ids = t_xmalloc(sizeof(int32_t) * (size_t)(Ts * c->K + 1));
+  w->wf = t_xmalloc(sizeof(float) * (size_t)(Ts * c->K + 1));
+  w->wb = t_xmalloc(sizeof(uint16_t) * (size_t)(Ts * c->K + 1));
+  w->ref = t_xmalloc(sizeof(uint16_t) * (size_t)(Ts * c->H + 1));
+  gen_routing(w, 0);
+  const t_moe_in in = t_expert_data_in(&w->d);
   moe_problem p;
-  t_problem(&p, w.E, Ts, c->K, 0, w.E, c->H, c->I);
-  int bad = CHECK_OK(t_weights_prepare(w.r, B, &p, MOE_ACTIVATION_SWIGLU, &in, &full));
+  t_problem(&p, w->E, Ts, c->K, 0, w->E, c->H, c->I);
+  int bad = full && CHECK_OK(t_weights_prepare(w->r, B, &p, MOE_ACTIVATION_SWIGLU, &in, full));
   for (int32_t r = 0; r < c->R && !bad; ++r) {
     const int64_t e0 = (int64_t)r * c->El;
     t_moe_in li = in;
     li.w1 = in.w1 + e0 * 2 * c->I * c->H;
     li.w2 = in.w2 + e0 * c->H * c->I;
-    t_problem(&p, w.E, c->T[r], c->K, (int32_t)e0, c->El, c->H, c->I);
-    bad = CHECK_OK(t_weights_prepare(w.r, B, &p, MOE_ACTIVATION_SWIGLU, &li, &w.lw[r]));
+    t_problem(&p, w->E, c->T[r], c->K, (int32_t)e0, c->El, c->H, c->I);
+    bad = CHECK_OK(t_weights_prepare(w->r, B, &p, MOE_ACTIVATION_SWIGLU, &li, &w->lw[r]));
   }
-  if (!bad) {
+  return bad;
+}
+
+static void world_free(world *w) {
+  for (int32_t r = 0; r < w->c.R; ++r) t_weights_free(&w->lw[r]);
+  t_expert_data_free(&w->d);
+  free(w->ids), free(w->wf), free(w->wb), free(w->ref);
+  moe_ep_loopback_destroy(w->g);
+  moe_runner_destroy(w->r);
+}
+
+static void run_case(const ep_case *c, const char *what) {
+  world w;
+  t_weights full = {0};
+  if (world_init(&w, c, &full)) {
+    CHECK(0, "%s: setup failed", what);
+  } else {
     pthread_barrier_init(&g_bar, NULL, (unsigned)c->R + 1);
     pthread_t th[MAXR];
     rank_arg ra[MAXR];
@@ -280,12 +295,8 @@ static void run_case(const ep_case *c, const char *what) {
           "%s: %lld output elements differ from the single-process forward", what,
           (long long)w.mismatched);
   }
-  for (int32_t r = 0; r < c->R; ++r) t_weights_free(&w.lw[r]);
   t_weights_free(&full);
-  t_expert_data_free(&w.d);
-  free(w.ids), free(w.wf), free(w.wb), free(w.ref);
-  moe_ep_loopback_destroy(w.g);
-  moe_runner_destroy(w.r);
+  world_free(&w);
 }
 
 static void test_forward_equals_single(void) {
@@ -480,20 +491,13 @@ static void test_mismatched_slices(void) {
 /* Forward misuse on one rank (R = 1): each case returns its status, names the argument and
  * leaves the output untouched. */
 static void test_forward_misuse(void) {
-  ep_case c = {1, 4, 2, 64, 64, {6}, ROUTE_BALANCED, 0, 31, 1};
+  const ep_case c = {1, 4, 2, 64, 64, {6}, ROUTE_BALANCED, 0, 31, 1};
   world w;
-  memset(&w, 0, sizeof w);
-  w.c = c, w.E = 4, w.off[1] = 6;
-  w.r = t_runner(B, MOE_ACTIVATION_SWIGLU);
-  CHECK_OK(moe_ep_loopback_create(1, &w.g));
-  t_expert_data_gen(c.seed, 6, 4, c.H, c.I, 1, 1, 1, &w.d);
-  w.ids = t_xmalloc(sizeof(int32_t) * 12), w.wf = t_xmalloc(sizeof(float) * 12);
-  w.wb = t_xmalloc(sizeof(uint16_t) * 12);
-  gen_routing(&w, 0);
-  const t_moe_in in = t_expert_data_in(&w.d);
-  moe_problem p;
-  t_problem(&p, 4, 6, 2, 0, 4, c.H, c.I);
-  CHECK_OK(t_weights_prepare(w.r, B, &p, MOE_ACTIVATION_SWIGLU, &in, &w.lw[0]));
+  if (world_init(&w, &c, NULL)) {
+    CHECK(0, "misuse world setup failed");
+    world_free(&w);
+    return;
+  }
   moe_ep_options o;
   ep_options(&w, 0, &o);
   o.max_tokens = 6;
@@ -569,11 +573,7 @@ static void test_forward_misuse(void) {
   rank_tensors_free(&t);
   tmem_free(B, ws);
   moe_ep_destroy(ep);
-  t_weights_free(&w.lw[0]);
-  t_expert_data_free(&w.d);
-  free(w.ids), free(w.wf), free(w.wb);
-  moe_ep_loopback_destroy(w.g);
-  moe_runner_destroy(w.r);
+  world_free(&w);
 }
 
 /* R = 2: rank 1 passes an id out of range; both ranks fail (no rank waits forever). */
@@ -613,24 +613,12 @@ static void *bad_rank_main(void *p) {
 }
 
 static void test_bad_rank(void) {
-  ep_case c = {2, 2, 2, 64, 64, {5, 4}, ROUTE_BALANCED, 0, 41, 1};
+  const ep_case c = {2, 2, 2, 64, 64, {5, 4}, ROUTE_BALANCED, 0, 41, 1};
   world w;
-  memset(&w, 0, sizeof w);
-  w.c = c, w.E = 4, w.off[1] = 5, w.off[2] = 9;
-  w.r = t_runner(B, MOE_ACTIVATION_SWIGLU);
-  CHECK_OK(moe_ep_loopback_create(2, &w.g));
-  t_expert_data_gen(c.seed, 9, 4, c.H, c.I, 1, 1, 1, &w.d);
-  w.ids = t_xmalloc(sizeof(int32_t) * 18), w.wf = t_xmalloc(sizeof(float) * 18);
-  w.wb = t_xmalloc(sizeof(uint16_t) * 18);
-  gen_routing(&w, 0);
-  const t_moe_in in = t_expert_data_in(&w.d);
-  for (int32_t r = 0; r < 2; ++r) {
-    moe_problem p;
-    t_moe_in li = in;
-    li.w1 = in.w1 + r * 2 * 2 * c.I * c.H;
-    li.w2 = in.w2 + r * 2 * c.H * c.I;
-    t_problem(&p, 4, c.T[r], 2, 2 * r, 2, c.H, c.I);
-    CHECK_OK(t_weights_prepare(w.r, B, &p, MOE_ACTIVATION_SWIGLU, &li, &w.lw[r]));
+  if (world_init(&w, &c, NULL)) {
+    CHECK(0, "bad-rank world setup failed");
+    world_free(&w);
+    return;
   }
   bad_rank_arg ra[2] = {{&w, 0, 0, ""}, {&w, 1, 0, ""}};
   pthread_t th[2];
@@ -641,11 +629,7 @@ static void test_bad_rank(void) {
         "bad rank: %d '%s'", ra[1].s, ra[1].msg);
   CHECK(ra[0].s == MOE_STATUS_INVALID_ARGUMENT && strstr(ra[0].msg, "rank 1 of 2 reported"),
         "good rank: %d '%s'", ra[0].s, ra[0].msg);
-  for (int32_t r = 0; r < 2; ++r) t_weights_free(&w.lw[r]);
-  t_expert_data_free(&w.d);
-  free(w.ids), free(w.wf), free(w.wb);
-  moe_ep_loopback_destroy(w.g);
-  moe_runner_destroy(w.r);
+  world_free(&w);
 }
 
 int main(void) {
