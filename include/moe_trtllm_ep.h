@@ -146,8 +146,8 @@ typedef struct moe_ep_timings {
 
 /**
  * @brief Dispatch -> local experts -> combine (collective). Reads the routing (ids and
- * weights) and the exchanged counts on the host: on CUDA this synchronises @p stream twice
- * (routing, counts), so a forward is not CUDA-graph capturable.
+ * weights) and the exchanged counts on the host: on CUDA this synchronises @p stream three times
+ * (ids, weights, counts), so a forward is not CUDA-graph capturable.
  * @param stream CUDA stream (NCCL transport) or NULL (LOOPBACK).
  * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT (this rank's arguments, or "rank j
  *         reported invalid arguments" on the others), MOE_STATUS_INSUFFICIENT_WORKSPACE,
