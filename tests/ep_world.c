@@ -102,12 +102,13 @@ int ep_data_make(const ep_world *w, const ep_layer *L, ep_data *d) {
   d->ids = t_xmalloc(sizeof(int32_t) * (size_t)(T * K + 1));
   d->wts = t_xmalloc(sizeof(float) * (size_t)(T * K + 1));
   t_rng rng = {L->seed * 1000003u + 7u};
-  for (int64_t t = 0; t < Ts; ++t) /* the whole world's routing; this rank keeps its slice */
-    for (int32_t k = 0; k < K; ++k) {
+  /* The whole world's routing (distinct ids per token); this rank keeps its slice. T = 0 has
+   * no tokens anywhere. */
+  for (int64_t t = 0; t < Ts; ++t) {
+    const int mine = t / T == w->rank;
+    int32_t prev[64];
+    for (int32_t k = 0; k < K && k < 64; ++k) {
       int32_t id, dup;
-      const int mine = t / T == w->rank;
-      const int64_t x = (t - (int64_t)w->rank * T) * K + k; /* used only when mine */
-      int32_t prev[64];
       do {
         id = (int32_t)(L->route == EP_ROUTE_SKEWED ? t_rng_range(&rng, 0, El - 1)
                                                    : t_rng_range(&rng, 0, d->E - 1));
@@ -116,8 +117,12 @@ int ep_data_make(const ep_world *w, const ep_layer *L, ep_data *d) {
       } while (dup);
       prev[k] = id;
       const float v = (float)(t_rng_next(&rng) % 100000) / 50000.0f - 0.5f;
-      if (mine) d->ids[x] = id, d->wts[x] = v;
+      if (mine) {
+        const int64_t x = (t - (int64_t)w->rank * T) * K + k;
+        d->ids[x] = id, d->wts[x] = v;
+      }
     }
+  }
   const t_moe_in in = t_expert_data_in(&d->d);
   moe_problem p;
   t_problem(&p, d->E, T, K, 0, d->E, H, I);
