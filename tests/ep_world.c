@@ -98,6 +98,10 @@ int ep_data_make(const ep_world *w, const ep_layer *L, ep_data *d) {
   const int32_t R = w->world, El = L->El, K = L->K;
   const int64_t T = L->T, H = L->H, I = L->I, Ts = (int64_t)R * T, e0 = (int64_t)w->rank * El;
   d->E = R * El;
+  if (K > 64 || (L->route == EP_ROUTE_SKEWED && K > El)) {
+    fprintf(stderr, "ep_data_make: K = %d needs K <= 64 and, skewed, K <= E_l = %d\n", K, El);
+    return 1;
+  }
   t_expert_data_gen(L->seed, Ts, d->E, H, I, 1, 1, 1, &d->d);
   d->ids = t_xmalloc(sizeof(int32_t) * (size_t)(T * K + 1));
   d->wts = t_xmalloc(sizeof(float) * (size_t)(T * K + 1));
