@@ -14,6 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,21 @@ static void forward_args(const world *w, int32_t rank, const rank_tensors *t,
  * the routing and the reference). */
 static pthread_barrier_t g_bar;
 
+/* Checks inside rank threads: the harness counters (common.c) are not thread-safe, so a rank
+ * thread prints its failure and raises @p failed; the main thread checks the flag. */
+static void rank_fail(int *failed, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  __atomic_store_n(failed, 1, __ATOMIC_RELAXED);
+}
+#define RANK_CHECK(failed, cond, ...)              \
+  do {                                             \
+    if (!(cond)) rank_fail((failed), __VA_ARGS__); \
+  } while (0)
+
 static void *rank_main(void *p) {
   rank_arg *ra = (rank_arg *)p;
   world *w = ra->w;
@@ -190,12 +206,10 @@ static void *rank_main(void *p) {
   ep_options(w, rank, &o);
   moe_ep *ep = NULL;
   moe_status_t s = moe_ep_create(w->r, &o, &ep);
-  if (s) {
-    CHECK(0, "rank %d: moe_ep_create: %d %s", rank, s, moe_get_last_error());
-    w->failed = 1;
-  }
+  RANK_CHECK(&w->failed, !s, "rank %d: moe_ep_create: %d %s", rank, s, moe_get_last_error());
   size_t bytes = 0;
-  if (ep) CHECK_OK(moe_ep_get_workspace_size(ep, &bytes));
+  if (ep) s = moe_ep_get_workspace_size(ep, &bytes);
+  RANK_CHECK(&w->failed, !s, "rank %d: workspace size: %s", rank, moe_get_last_error());
   void *ws = tmem_alloc(B, bytes);
   for (int rep = 0; rep < w->c.repeats; ++rep) {
     pthread_barrier_wait(&g_bar); /* routing and reference of this repeat are ready */
@@ -205,20 +219,20 @@ static void *rank_main(void *p) {
       moe_ep_forward_args a;
       forward_args(w, rank, &t, &a);
       s = moe_ep_forward(ep, &a, ws, bytes, NULL);
-      if (s) {
-        CHECK(0, "rank %d repeat %d: moe_ep_forward: %d %s", rank, rep, s, moe_get_last_error());
-        w->failed = 1;
-      } else {
+      RANK_CHECK(&w->failed, !s, "rank %d repeat %d: moe_ep_forward: %d %s", rank, rep, s,
+                 moe_get_last_error());
+      if (!s) {
         const int64_t n = w->c.T[rank] * w->c.H;
         const uint16_t *got = (const uint16_t *)t.out->t.data;
         const uint16_t *ref = w->ref + w->off[rank] * w->c.H;
         int64_t bad = 0;
         for (int64_t i = 0; i < n; ++i) bad += got[i] != ref[i];
         __atomic_add_fetch(&w->mismatched, bad, __ATOMIC_RELAXED);
-        moe_ep_timings tm;
-        CHECK_OK(moe_ep_get_timings(ep, &tm));
-        CHECK(tm.sent_rows == w->c.T[rank] * w->c.K, "rank %d: sent_rows %lld, expected %lld", rank,
-              (long long)tm.sent_rows, (long long)(w->c.T[rank] * w->c.K));
+        moe_ep_timings tm = {0};
+        moe_ep_get_timings(ep, &tm);
+        RANK_CHECK(&w->failed, tm.sent_rows == w->c.T[rank] * w->c.K,
+                   "rank %d: sent_rows %lld, expected %lld", rank, (long long)tm.sent_rows,
+                   (long long)(w->c.T[rank] * w->c.K));
       }
       rank_tensors_free(&t);
     }
@@ -582,6 +596,7 @@ typedef struct bad_rank_arg {
   int32_t rank;
   moe_status_t s;
   char msg[1024];
+  int failed; /* a setup step failed, or the output was written */
 } bad_rank_arg;
 
 static void *bad_rank_main(void *p) {
@@ -590,9 +605,10 @@ static void *bad_rank_main(void *p) {
   moe_ep_options o;
   ep_options(w, ra->rank, &o);
   moe_ep *ep = NULL;
-  CHECK_OK(moe_ep_create(w->r, &o, &ep));
   size_t bytes = 0;
-  CHECK_OK(moe_ep_get_workspace_size(ep, &bytes));
+  const moe_status_t s = moe_ep_create(w->r, &o, &ep);
+  RANK_CHECK(&ra->failed, !s && !moe_ep_get_workspace_size(ep, &bytes), "rank %d: setup: %s",
+             ra->rank, moe_get_last_error());
   void *ws = tmem_alloc(B, bytes);
   rank_tensors t;
   rank_tensors_make(w, ra->rank, &t);
@@ -604,8 +620,8 @@ static void *bad_rank_main(void *p) {
   int64_t touched = 0;
   for (size_t i = 0; i < t.out->bytes / 2; ++i)
     touched += ((const uint16_t *)t.out->t.data)[i] != POISON;
-  CHECK(touched == 0, "rank %d: %lld output elements written on failure", ra->rank,
-        (long long)touched);
+  RANK_CHECK(&ra->failed, touched == 0, "rank %d: %lld output elements written on failure",
+             ra->rank, (long long)touched);
   rank_tensors_free(&t);
   tmem_free(B, ws);
   moe_ep_destroy(ep);
@@ -620,13 +636,14 @@ static void test_bad_rank(void) {
     world_free(&w);
     return;
   }
-  bad_rank_arg ra[2] = {{&w, 0, 0, ""}, {&w, 1, 0, ""}};
+  bad_rank_arg ra[2] = {{&w, 0, 0, "", 0}, {&w, 1, 0, "", 0}};
   pthread_t th[2];
   for (int i = 0; i < 2; ++i) pthread_create(&th[i], NULL, bad_rank_main, &ra[i]);
   for (int i = 0; i < 2; ++i) pthread_join(th[i], NULL);
   CHECK(ra[1].s == MOE_STATUS_INVALID_ARGUMENT && strstr(ra[1].msg, "args->topk_ids[1, 1]") &&
             strstr(ra[1].msg, "given -2"),
         "bad rank: %d '%s'", ra[1].s, ra[1].msg);
+  CHECK(!ra[0].failed && !ra[1].failed, "bad rank: a rank thread failed (see above)");
   CHECK(ra[0].s == MOE_STATUS_INVALID_ARGUMENT && strstr(ra[0].msg, "rank 1 of 2 reported"),
         "good rank: %d '%s'", ra[0].s, ra[0].msg);
   world_free(&w);
