@@ -248,6 +248,14 @@ typedef struct moe_k_grouped {
 int moe_cuda_run_grouped(const moe_k_run *args, const moe_k_plan *plan, const moe_k_grouped *g,
                          void *stream);
 
+/* moe_ep row kernels (kernels/ep.cu; core/ep_internal.h): dst[i, :] = src[map[i], :] for
+ * i < n (rows of H bf16); and out[t, :] = bf16(sum over k = 0..K-1 of w[t*K+k] *
+ * rows[pos[t*K+k], :]) in fp32, slot order, mul and add each rounded. */
+int moe_cuda_ep_gather_rows(uint16_t *dst, const uint16_t *src, const int32_t *map, int64_t n,
+                            int64_t H, void *stream);
+int moe_cuda_ep_combine(uint16_t *out, const uint16_t *rows, const int32_t *pos, const uint16_t *w,
+                        int64_t T, int32_t K, int64_t H, void *stream);
+
 /* Device probing, device set/restore and error text live in core/backend_cuda.c (it calls
  * the CUDA runtime directly); kernels/ needs no device helpers of its own. */
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "moe_trtllm_ep.h"
 
 #define SA(cond) _Static_assert(cond, #cond)
 
@@ -125,6 +126,32 @@ SA(offsetof(moe_plan_view, permuted_to_expanded) == 80);
 SA(offsetof(moe_plan_view, cta_to_batch) == 88 && offsetof(moe_plan_view, cta_to_mn_limit) == 96);
 SA(offsetof(moe_plan_view, num_ctas) == 104 && offsetof(moe_plan_view, permuted_size) == 112);
 SA(offsetof(moe_plan_view, expert_counts) == 120);
+
+/* moe_trtllm_ep.h */
+SA(MOE_EP_TRANSPORT_NCCL == 0 && MOE_EP_TRANSPORT_LOOPBACK == 1);
+SA(MOE_EP_OPTIONS_VERSION == 1 && MOE_EP_FORWARD_ARGS_VERSION == 1);
+SA(sizeof(moe_ep_options) == 96 && offsetof(moe_ep_options, transport) == 4);
+SA(offsetof(moe_ep_options, comm) == 8 && offsetof(moe_ep_options, rank) == 16);
+SA(offsetof(moe_ep_options, num_experts) == 20 &&
+   offsetof(moe_ep_options, local_num_experts) == 24);
+SA(offsetof(moe_ep_options, top_k) == 28 && offsetof(moe_ep_options, hidden_size) == 32);
+SA(offsetof(moe_ep_options, intermediate_size) == 40 && offsetof(moe_ep_options, max_tokens) == 48);
+SA(offsetof(moe_ep_options, max_recv_rows) == 56 && offsetof(moe_ep_options, config) == 64);
+SA(offsetof(moe_ep_options, reserved) == 68);
+SA(sizeof(moe_ep_forward_args) == 128 && offsetof(moe_ep_forward_args, reserved0) == 4);
+SA(offsetof(moe_ep_forward_args, hidden_states) == 8 &&
+   offsetof(moe_ep_forward_args, topk_ids) == 16);
+SA(offsetof(moe_ep_forward_args, topk_weights) == 24);
+SA(offsetof(moe_ep_forward_args, gemm1_weights) == 32);
+SA(offsetof(moe_ep_forward_args, gemm2_weights) == 40);
+SA(offsetof(moe_ep_forward_args, gemm1_bias) == 48 &&
+   offsetof(moe_ep_forward_args, gemm2_bias) == 56);
+SA(offsetof(moe_ep_forward_args, gemm1_alpha) == 64);
+SA(offsetof(moe_ep_forward_args, gemm1_beta) == 72);
+SA(offsetof(moe_ep_forward_args, gemm1_clamp_limit) == 80);
+SA(offsetof(moe_ep_forward_args, output) == 88 && offsetof(moe_ep_forward_args, reserved) == 96);
+SA(sizeof(moe_ep_timings) == 40 && offsetof(moe_ep_timings, sent_rows) == 24);
+SA(offsetof(moe_ep_timings, recv_rows) == 32);
 #endif
 
 /* The *_INIT macros and the *_init functions agree. */
@@ -192,6 +219,22 @@ static void check_inits(void) {
   memset(&pl, 0x5A, sizeof pl);
   CHECK_OK(moe_plan_init(&pl, MOE_PLAN_VERSION));
   CHECK(pl.state == 0, "moe_plan_init leaves the plan unprepared");
+
+  moe_ep_options eo;
+  memset(&eo, 0x5A, sizeof eo);
+  CHECK_OK(moe_ep_options_init(&eo, MOE_EP_OPTIONS_VERSION));
+  CHECK(eo.version == MOE_EP_OPTIONS_VERSION && eo.transport == MOE_EP_TRANSPORT_NCCL &&
+            eo.comm == NULL && eo.rank == -1 && eo.num_experts == 0 && eo.top_k == 0 &&
+            eo.max_tokens == 0 && eo.max_recv_rows == 0 && eo.config == -1,
+        "moe_ep_options_init defaults");
+  for (int i = 0; i < 7; ++i) CHECK(eo.reserved[i] == 0, "ep options reserved[%d]", i);
+  moe_ep_forward_args ea;
+  memset(&ea, 0x5A, sizeof ea);
+  CHECK_OK(moe_ep_forward_args_init(&ea, MOE_EP_FORWARD_ARGS_VERSION));
+  CHECK(ea.version == MOE_EP_FORWARD_ARGS_VERSION && ea.reserved0 == 0 &&
+            ea.hidden_states == NULL && ea.topk_ids == NULL && ea.topk_weights == NULL &&
+            ea.output == NULL,
+        "moe_ep_forward_args_init defaults");
 
   for (int s = -2; s < 102; ++s) CHECK(moe_status_string(s) != NULL, "status string %d NULL", s);
   CHECK(moe_get_last_error() != NULL, "moe_get_last_error NULL");
