@@ -72,9 +72,9 @@ typedef struct moe_k_routing {
   int32_t logits_dtype;
   const void *bias; /* [E] or NULL */
   int32_t bias_dtype;
-  const int32_t *topk_ids_in;    /* [T, K] */
-  const void *topk_weights_in;   /* [T, K] */
-  int32_t topk_weights_dtype;    /* MOE_K_F32 or MOE_K_BF16 */
+  const int32_t *topk_ids_in;   /* [T, K] */
+  const void *topk_weights_in;  /* [T, K] */
+  int32_t topk_weights_dtype;   /* MOE_K_F32 or MOE_K_BF16 */
   const int32_t *topk_packed_in; /* [T, K] */
   int32_t num_tokens;
   int32_t num_experts;
@@ -92,17 +92,17 @@ typedef struct moe_k_routing {
 
 /* Everything the GEMM stages need. */
 typedef struct moe_k_run {
-  const uint16_t *hidden;   /* [T, H] bf16 */
-  const uint16_t *w1;       /* prepared W1 */
-  const uint16_t *w2;       /* prepared W2 */
-  const float *bias1;       /* [E_l, f*I] canonical order, or NULL */
-  const float *bias2;       /* [E_l, H] or NULL */
-  const float *alpha;       /* [E_l] or NULL */
-  const float *beta;        /* [E_l] or NULL */
+  const uint16_t *hidden; /* [T, H] bf16 */
+  const uint16_t *w1;     /* prepared W1 */
+  const uint16_t *w2;     /* prepared W2 */
+  const float *bias1;     /* [E_l, f*I] canonical order, or NULL */
+  const float *bias2;     /* [E_l, H] or NULL */
+  const float *alpha;     /* [E_l] or NULL */
+  const float *beta;      /* [E_l] or NULL */
   const float *clamp_limit; /* [E_l] or NULL */
-  uint16_t *gemm1_out;      /* [max_rows, I] bf16 (workspace) */
-  uint16_t *gemm2_out;      /* [max_rows, H] bf16 (workspace or caller's permuted_output) */
-  uint16_t *output;         /* [T, H] bf16 or NULL when !do_finalize */
+  uint16_t *gemm1_out;    /* [max_rows, I] bf16 (workspace) */
+  uint16_t *gemm2_out;    /* [max_rows, H] bf16 (workspace or caller's permuted_output) */
+  uint16_t *output;       /* [T, H] bf16 or NULL when !do_finalize */
   int64_t num_tokens;
   int64_t hidden_size;
   int64_t intermediate_size;
@@ -153,29 +153,29 @@ typedef struct moe_k_run {
  * Index = position in this list (stable within a library version). core/ builds the
  * backend-independent descriptions from it; kernels/gemm/ instantiates one kernel pair each.
  */
-#define MOE_SM90_BF16_CONFIGS(X) \
-  X(8, 1, 128, 128, 64, 13)      \
-  X(16, 1, 128, 128, 64, 12)     \
-  X(32, 1, 128, 128, 64, 11)     \
-  X(64, 1, 128, 128, 64, 9)      \
-  X(128, 1, 128, 128, 64, 7)     \
-  X(256, 1, 128, 128, 64, 4)     \
-  X(16, 2, 128, 128, 64, 13)     \
-  X(32, 2, 128, 128, 64, 12)     \
-  X(64, 2, 128, 128, 64, 11)     \
-  X(128, 2, 128, 128, 64, 9)     \
-  X(256, 2, 128, 128, 64, 7)     \
-  X(32, 4, 128, 128, 64, 13)     \
-  X(64, 4, 128, 128, 64, 12)     \
-  X(128, 4, 128, 128, 64, 11)    \
-  X(256, 4, 128, 128, 64, 9)     \
-  X(16, 1, 64, 64, 64, 8)        \
-  X(64, 1, 128, 128, 64, 4)      \
-  X(128, 1, 256, 256, 64, 4)     \
-  X(256, 2, 256, 256, 64, 4)     \
-  X(192, 1, 256, 256, 64, 4)     \
-  X(144, 1, 256, 256, 64, 4)     \
-  X(160, 1, 256, 256, 64, 4)     \
+#define MOE_SM90_BF16_CONFIGS(X)                                                               \
+  X(8, 1, 128, 128, 64, 13)                                                                    \
+  X(16, 1, 128, 128, 64, 12)                                                                   \
+  X(32, 1, 128, 128, 64, 11)                                                                   \
+  X(64, 1, 128, 128, 64, 9)                                                                    \
+  X(128, 1, 128, 128, 64, 7)                                                                   \
+  X(256, 1, 128, 128, 64, 4)                                                                   \
+  X(16, 2, 128, 128, 64, 13)                                                                   \
+  X(32, 2, 128, 128, 64, 12)                                                                   \
+  X(64, 2, 128, 128, 64, 11)                                                                   \
+  X(128, 2, 128, 128, 64, 9)                                                                   \
+  X(256, 2, 128, 128, 64, 7)                                                                   \
+  X(32, 4, 128, 128, 64, 13)                                                                   \
+  X(64, 4, 128, 128, 64, 12)                                                                   \
+  X(128, 4, 128, 128, 64, 11)                                                                  \
+  X(256, 4, 128, 128, 64, 9)                                                                   \
+  X(16, 1, 64, 64, 64, 8)                                                                      \
+  X(64, 1, 128, 128, 64, 4)                                                                    \
+  X(128, 1, 256, 256, 64, 4)                                                                   \
+  X(256, 2, 256, 256, 64, 4)                                                                   \
+  X(192, 1, 256, 256, 64, 4)                                                                   \
+  X(144, 1, 256, 256, 64, 4)                                                                   \
+  X(160, 1, 256, 256, 64, 4)                                                                   \
   X(176, 1, 256, 256, 64, 4)
 
 /*
