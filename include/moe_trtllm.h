@@ -541,7 +541,8 @@ MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *runner, const m
 
 /**
  * @brief Convert canonical weights into the kernels' layout (once, at load time). On an FP8
- * runner this is moe_weights_prepare_scaled() with canonical_scales NULL (bf16 quantized).
+ * runner this is moe_weights_prepare_scaled() with canonical_scales NULL (bf16 quantized); an
+ * MXFP4 runner needs the scales (moe_weights_prepare_scaled), so this is INVALID_ARGUMENT.
  * @param[in] canonical bf16 W1 [E_l, f*I, H] (up rows, then gate rows) or W2 [E_l, H, I],
  *            on the runner's device. Borrowed until the stream work completes.
  * @param[in] prepared uint8 1-D tensor of at least moe_weights_prepared_size() bytes on the
@@ -672,8 +673,8 @@ typedef struct moe_grouped_args {
   const DLTensor *expert_counts;     /**< [E_l] int32 */
   const DLTensor *gemm1_weights;     /**< prepared W1 (moe_weights_prepare), uint8 [bytes] */
   const DLTensor *gemm2_weights;     /**< prepared W2 (moe_weights_prepare), uint8 [bytes] */
-  const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32, optional */
-  const DLTensor *gemm2_bias;        /**< [E_l, H] fp32, optional */
+  const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32 or bf16 (CPU), optional */
+  const DLTensor *gemm2_bias;        /**< [E_l, H] fp32 or bf16 (CPU), optional */
   const DLTensor *gemm1_alpha;       /**< [E_l] fp32 SwiGLU alpha, optional */
   const DLTensor *gemm1_beta;        /**< [E_l] fp32 SwiGLU beta, optional */
   const DLTensor *gemm1_clamp_limit; /**< [E_l] fp32 SwiGLU clamp limit, optional */
