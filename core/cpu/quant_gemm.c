@@ -68,9 +68,10 @@ typedef struct quant_job {
   float lut[256]; /* decode of every e4m3 code */
   float lut4[16]; /* decode of every e2m1 code */
   int64_t cta_tile, slices, slice;
-  int block;   /* FP8 BLOCK mode (dynamic activation scales) */
-  int mx;      /* MXFP4 weights (else e4m3) */
-  int act_fp8; /* e4m3 activations (else bf16: W4A16) */
+  int block;        /* FP8 BLOCK mode (dynamic activation scales) */
+  int mx;           /* MXFP4 weights (else e4m3) */
+  int act_fp8;      /* e4m3 activations (else bf16: W4A16) */
+  int xkind, wkind; /* KIND_* of the activation and the weight operands */
   /* GEMM1 input: e4m3 [T, H]; scale of token t, column block b = xs[t*xs_row + b*xs_blk] */
   const uint8_t *x;
   const float *xs;
@@ -120,15 +121,15 @@ static void decode_block(const quant_job *g, int kind, const qrow *r, int64_t b,
  * rows, the activations by WC weight rows); each (r, q) accumulates in its own eight lanes, k
  * ascending, so the result is the order described at the top, whatever the tiling.
  */
-static void dot_tile(const quant_job *g, int xkind, const qrow *x, int nr, int wkind, const qrow *w,
-                     int nw, int64_t n, float *out) {
+static void dot_tile(const quant_job *g, const qrow *x, int nr, const qrow *w, int nw, int64_t n,
+                     float *out) {
   float l[RC][WC][LANES];
   float wv[WC][SB], xv[SB];
   memset(l, 0, sizeof l);
   for (int64_t b = 0; b < n / SB; ++b) {
-    for (int q = 0; q < nw; ++q) decode_block(g, wkind, &w[q], b, wv[q]);
+    for (int q = 0; q < nw; ++q) decode_block(g, g->wkind, &w[q], b, wv[q]);
     for (int r = 0; r < nr; ++r) {
-      decode_block(g, xkind, &x[r], b, xv);
+      decode_block(g, g->xkind, &x[r], b, xv);
       for (int q = 0; q < nw; ++q)
         for (int k = 0; k < SB; k += LANES)
           for (int j = 0; j < LANES; ++j)
@@ -247,7 +248,6 @@ static void gemm1_body(void *ctx, int64_t begin, int64_t end) {
   const int gated = act == MOE_ACTIVATION_SWIGLU || act == MOE_ACTIVATION_GEGLU;
   const int64_t w1_rows = gated ? 2 * I : I;
   const int fpt = gated ? WC / 2 : WC; /* features per tile: up + gate rows when gated */
-  const int xkind = g->act_fp8 ? KIND_E4M3 : KIND_BF16, wkind = g->mx ? KIND_E2M1 : KIND_E4M3;
   float yv[RC][B], acc[RC * WC];
   int64_t rows[RC];
   int32_t tokens[RC];
@@ -274,7 +274,7 @@ static void gemm1_body(void *ctx, int64_t begin, int64_t end) {
           const int64_t prow = gated ? moe_cpu_w1_row(I, ff, (int32_t)half) : ff;
           wr[q] = weight_row(g, g->w1, g->w1s, e, w1_rows, H, prow, crow[q]);
         }
-        dot_tile(g, xkind, xr, nr, wkind, wr, WC, H, acc);
+        dot_tile(g, xr, nr, wr, WC, H, acc);
         for (int i = 0; i < nr; ++i)
           for (int q = 0; q < fpt; ++q) {
             float up = acc[i * WC + q];
@@ -298,7 +298,6 @@ static void gemm2_body(void *ctx, int64_t begin, int64_t end) {
   const quant_job *g = (const quant_job *)ctx;
   const moe_k_run *a = g->a;
   const int64_t H = a->hidden_size, I = a->intermediate_size;
-  const int xkind = g->act_fp8 ? KIND_E4M3 : KIND_BF16, wkind = g->mx ? KIND_E2M1 : KIND_E4M3;
   float acc[RC * WC];
   int64_t rows[RC];
   int32_t tokens[RC];
@@ -314,7 +313,7 @@ static void gemm2_body(void *ctx, int64_t begin, int64_t end) {
                            : act_row(g->g1h + rows[i] * I, NULL, 0);
       for (int64_t h = h0; h < h0 + g->slice; h += WC) {
         for (int q = 0; q < WC; ++q) wr[q] = weight_row(g, g->w2, g->w2s, e, H, I, h + q, h + q);
-        dot_tile(g, xkind, xr, nr, wkind, wr, WC, I, acc);
+        dot_tile(g, xr, nr, wr, WC, I, acc);
         for (int i = 0; i < nr; ++i)
           for (int q = 0; q < WC; ++q) {
             const float v = acc[i * WC + q];
@@ -341,6 +340,8 @@ void moe_cpu_quant_gemms(const moe_k_run *a, const moe_k_plan *p, int32_t num_th
   g.block = a->scaling_mode == MOE_K_SCALING_BLOCK;
   g.mx = a->scaling_mode == MOE_K_SCALING_MX;
   g.act_fp8 = a->act_fp8;
+  g.xkind = g.act_fp8 ? KIND_E4M3 : KIND_BF16;
+  g.wkind = g.mx ? KIND_E2M1 : KIND_E4M3;
   g.slice = g.mx ? SB : B;
   g.w1 = (const uint8_t *)a->w1;
   g.w2 = (const uint8_t *)a->w2;
