@@ -199,6 +199,12 @@ moe_status_t moe_backend_weights_prepare_fp8(const moe_runner *r, int32_t which,
                                              int64_t rows, int64_t cols, const void *canonical,
                                              const float *canonical_scales, uint8_t *prepared,
                                              moe_cuda_stream_t stream);
+/* MXFP4 preparation (kernels.h moe_cuda_weights_prepare_mx for the arguments). */
+moe_status_t moe_backend_weights_prepare_mx(const moe_runner *r, int32_t gated_w1,
+                                            int32_t interleaved, int64_t experts, int64_t rows,
+                                            int64_t cols, const uint8_t *values,
+                                            const uint8_t *scales, uint8_t *prepared,
+                                            moe_cuda_stream_t stream);
 /* Copy device (or host) memory of the runner's backend to host; synchronises the stream. */
 moe_status_t moe_backend_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                               moe_cuda_stream_t stream);
@@ -217,6 +223,9 @@ moe_status_t moe_gpu_prepare_fp8(const moe_runner *r, int32_t which, int32_t gat
                                  int64_t rows, int64_t cols, const void *canonical,
                                  const float *canonical_scales, uint8_t *prepared,
                                  moe_cuda_stream_t stream);
+moe_status_t moe_gpu_prepare_mx(const moe_runner *r, int32_t gated_w1, int32_t interleaved,
+                                int64_t experts, int64_t rows, int64_t cols, const uint8_t *values,
+                                const uint8_t *scales, uint8_t *prepared, moe_cuda_stream_t stream);
 moe_status_t moe_gpu_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                           moe_cuda_stream_t stream);
 int64_t moe_gpu_scratch_bytes(int64_t max_tokens, int32_t num_experts);

@@ -8,7 +8,6 @@
 #include <stddef.h>
 
 #include "internal.h"
-#include "cpu/cpu_backend.h"
 #include "kernels/mxfp4_math.h"
 
 moe_status_t moe_check_mx_problem(const moe_problem *p) {
@@ -103,18 +102,11 @@ moe_status_t moe_mx_weights_prepare(const moe_runner *r, const moe_problem *p, i
                       "supported), given %p overlapping %p",
                       i == 0 ? "canonical" : "canonical_scales", (void *)dst, (const void *)s0);
   }
-  if (r->backend != MOE_BACKEND_CPU)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "runner: MXFP4 weight preparation on the CUDA backend is not implemented yet; "
-                    "prepare with a CPU runner of the same options (the prepared bytes do not "
-                    "depend on the backend) and copy the %lld bytes to the device",
-                    (long long)bytes);
-  if (stream)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "stream: expected NULL on the CPU backend, given %p", (void *)stream);
-  /* ue8m0 0xFF is NaN (OCP MX): refused, so a prepared tensor never holds a NaN scale */
+  /* ue8m0 0xFF is NaN (OCP MX): refused where the scales are host memory (CPU backend), so a
+   * prepared tensor never holds a NaN scale there; device scales cannot be read without a
+   * synchronisation, and a NaN scale decodes as NaN (docs/formats.md). */
   const uint8_t *scales = (const uint8_t *)moe_tensor_data(sc);
-  for (int64_t i = 0; i < el * rows * nb; ++i)
+  for (int64_t i = 0; r->backend == MOE_BACKEND_CPU && i < el * rows * nb; ++i)
     if (scales[i] == MOE_MX_SCALE_NAN)
       return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                       "canonical_scales: expected ue8m0 codes 0..254, given 0xFF (NaN) at "
@@ -122,7 +114,7 @@ moe_status_t moe_mx_weights_prepare(const moe_runner *r, const moe_problem *p, i
                       (long long)(i / (rows * nb)), (long long)(i / nb % rows),
                       (long long)(i % nb));
   const int32_t gated_w1 = which != MOE_WEIGHTS_GEMM2 && r->gated;
-  moe_cpu_weights_prepare_mx(gated_w1, which == MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED, el, rows,
-                             cols, (const uint8_t *)moe_tensor_data(v), scales, dst);
-  return MOE_STATUS_SUCCESS;
+  return moe_backend_weights_prepare_mx(r, gated_w1, which == MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED,
+                                        el, rows, cols, (const uint8_t *)moe_tensor_data(v), scales,
+                                        dst, stream);
 }

@@ -568,10 +568,9 @@ MOE_API moe_status_t moe_weights_prepare(const moe_runner *runner, const moe_pro
  *    [E_l, R, C/2] (or float4_e2m1fn with 4 bits x 2 lanes, same shape), low nibble = even
  *    column; @p canonical_scales (required) ue8m0, uint8 or float8_e8m0fnu [E_l, R, C/32];
  *    weight = e2m1 * 2^(s - 127). C % 32 == 0. Scale code 0xFF (NaN in OCP MX) is refused on
- *    the CPU backend. @p which MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED takes gpt-oss's
- *    interleaved gate/up rows. The CUDA backend does not prepare MXFP4 yet (NOT_SUPPORTED):
- *    the prepared bytes do not depend on the backend, so prepare with a CPU runner of the
- *    same options and copy them.
+ *    the CPU backend (the GPU copies it; it decodes as NaN). @p which
+ *    MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED takes gpt-oss's interleaved gate/up rows. The
+ *    prepared bytes do not depend on the backend.
  * @param[in] prepared uint8 1-D tensor of at least moe_weights_prepared_size() bytes, 16-byte
  *            aligned, on the runner's device; written by the call (nothing on failure).
  * @param stream CUDA stream (NULL = legacy default) or NULL on the CPU backend.

@@ -217,6 +217,18 @@ int moe_cuda_weights_prepare_fp8(int32_t which, int32_t gated, int32_t scaling_m
                                  uint8_t *prepared, void *stream);
 
 /*
+ * Checkpoint MXFP4 -> prepared weights on the GPU (docs/formats.md "MXFP4", prepared layout
+ * version 3, kernels/mxfp4_math.h): packed e2m1 values [E_l, rows, cols/2] and ue8m0 scales
+ * [E_l, rows, cols/32] relaid per expert into values, pad, scales, pad; gated_w1: the 8-row
+ * up/gate interleave of W1; gate_up_interleaved: the source W1 rows are gpt-oss's (2f = gate f,
+ * 2f + 1 = up f). cols % 32 == 0. The bytes of the CPU backend's (core/cpu/mxfp4_weights.c).
+ */
+int moe_cuda_weights_prepare_mx(int32_t gated_w1, int32_t gate_up_interleaved,
+                                int64_t local_experts, int64_t rows, int64_t cols,
+                                const uint8_t *values, const uint8_t *scales, uint8_t *prepared,
+                                void *stream);
+
+/*
  * bf16 [rows, cols] -> e4m3 [rows, cols] (+ fp32 scales [rows, cols/128] in BLOCK mode, one per
  * row per 128 columns; PER_TENSOR: q = e4m3(x / *static_scale), scales unused) with the rule
  * of kernels/fp8_math.h: the hidden-state quantization point of an FP8 run, as one pass
