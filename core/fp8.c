@@ -158,28 +158,15 @@ moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, 
     if ((s = moe_check_tensor(r, canonical, "canonical", 0, MOE_T_BF16, 3, cshape))) return s;
   }
   if ((s = moe_check_tensor(r, prepared, "prepared", 0, MOE_T_U8, 1, pshape))) return s;
-  uint8_t *dst = (uint8_t *)moe_tensor_data(prepared);
-  if ((uintptr_t)dst % 16)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "prepared: expected 16-byte aligned data, given %p", (void *)dst);
   /* In place is not supported (as for BF16: gated W1's rows move, and the scales land after the
    * values): the prepared bytes may overlap neither the canonical values nor their scales. */
-  const uint64_t d0 = (uint64_t)(uintptr_t)dst, n = (uint64_t)bytes;
-  const DLTensor *srcs[2] = {canonical, canonical_scales};
+  const DLTensor *const srcs[2] = {canonical, canonical_scales};
   /* both were checked above: compact, of exactly these shapes */
   const uint64_t src_bytes[2] = {
       (uint64_t)(el * rows * cols) * (canonical->dtype.bits / 8u),
       (uint64_t)(block ? el * (rows / MOE_FP8_BLOCK) * (cols / MOE_FP8_BLOCK) : el) * 4u};
-  for (int i = 0; i < 2; ++i) {
-    if (!srcs[i]) continue;
-    const uint64_t s0 = (uint64_t)(uintptr_t)moe_tensor_data(srcs[i]);
-    const uint64_t sn = src_bytes[i];
-    if (n > 0 && sn > 0 && s0 < d0 + n && d0 < s0 + sn)
-      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                      "prepared: expected memory disjoint from %s (in-place preparation is not "
-                      "supported), given %p overlapping %p",
-                      i == 0 ? "canonical" : "canonical_scales", (void *)dst, (const void *)s0);
-  }
+  uint8_t *dst = NULL;
+  if ((s = moe_check_prepared_out(prepared, (uint64_t)bytes, srcs, src_bytes, &dst))) return s;
   return moe_backend_weights_prepare_fp8(r, which, el, rows, cols, moe_tensor_data(canonical),
                                          (const float *)moe_tensor_data(canonical_scales), dst,
                                          stream);

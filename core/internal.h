@@ -46,6 +46,14 @@ moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, 
 /* NOT_SUPPORTED for an FP8 runner on the CUDA backend until the FP8 GEMM kernels land (the
  * one place to remove then; moe_runner_run calls it first). */
 moe_status_t moe_check_fp8_backend(const moe_runner *r);
+/* The output of a scaled weight preparation (weights.c): @p prepared (checked: uint8, at
+ * least @p bytes) 16-byte aligned and disjoint from the sources srcs[0] ("canonical") and
+ * srcs[1] ("canonical_scales", may be NULL) of src_bytes bytes (no in-place preparation: rows
+ * move, and scales land after the values). Sets *dst. */
+moe_status_t moe_check_prepared_out(const DLTensor *prepared, uint64_t bytes,
+                                    const DLTensor *const srcs[2], const uint64_t src_bytes[2],
+                                    uint8_t **dst);
+
 /* ---- MXFP4 (mxfp4.c; docs/formats.md "MXFP4") ---- */
 /* H and I multiples of 32 (INVALID_ARGUMENT naming the field). */
 moe_status_t moe_check_mx_problem(const moe_problem *p);

@@ -11,16 +11,14 @@
 #include "kernels/mxfp4_math.h"
 
 moe_status_t moe_check_mx_problem(const moe_problem *p) {
-  if (p->hidden_size % MOE_MX_BLOCK)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "problem->hidden_size: MXFP4 needs a multiple of %d (one ue8m0 scale per %d "
-                    "values along K), given %lld",
-                    MOE_MX_BLOCK, MOE_MX_BLOCK, (long long)p->hidden_size);
-  if (p->intermediate_size % MOE_MX_BLOCK)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "problem->intermediate_size: MXFP4 needs a multiple of %d (one ue8m0 scale "
-                    "per %d values along K), given %lld",
-                    MOE_MX_BLOCK, MOE_MX_BLOCK, (long long)p->intermediate_size);
+  const int64_t k[2] = {p->hidden_size, p->intermediate_size};
+  static const char *const names[2] = {"hidden_size", "intermediate_size"};
+  for (int i = 0; i < 2; ++i)
+    if (k[i] % MOE_MX_BLOCK)
+      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                      "problem->%s: MXFP4 needs a multiple of %d (one ue8m0 scale per %d values "
+                      "along K), given %lld",
+                      names[i], MOE_MX_BLOCK, MOE_MX_BLOCK, (long long)k[i]);
   return MOE_STATUS_SUCCESS;
 }
 
@@ -87,21 +85,10 @@ moe_status_t moe_mx_weights_prepare(const moe_runner *r, const moe_problem *p, i
       (s = moe_check_tensor(r, sc, "canonical_scales", 0, MOE_T_U8, 3, sshape)) ||
       (s = moe_check_tensor(r, prepared, "prepared", 0, MOE_T_U8, 1, pshape)))
     return s;
-  uint8_t *dst = (uint8_t *)moe_tensor_data(prepared);
-  if ((uintptr_t)dst % 16)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "prepared: expected 16-byte aligned data, given %p", (void *)dst);
-  const uint64_t d0 = (uint64_t)(uintptr_t)dst, n = (uint64_t)bytes;
-  const DLTensor *srcs[2] = {v, sc};
+  const DLTensor *const srcs[2] = {v, sc};
   const uint64_t src_bytes[2] = {(uint64_t)(el * rows * (cols / 2)), (uint64_t)(el * rows * nb)};
-  for (int i = 0; i < 2; ++i) {
-    const uint64_t s0 = (uint64_t)(uintptr_t)moe_tensor_data(srcs[i]), sn = src_bytes[i];
-    if (n > 0 && sn > 0 && s0 < d0 + n && d0 < s0 + sn)
-      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                      "prepared: expected memory disjoint from %s (in-place preparation is not "
-                      "supported), given %p overlapping %p",
-                      i == 0 ? "canonical" : "canonical_scales", (void *)dst, (const void *)s0);
-  }
+  uint8_t *dst = NULL;
+  if ((s = moe_check_prepared_out(prepared, (uint64_t)bytes, srcs, src_bytes, &dst))) return s;
   /* ue8m0 0xFF is NaN (OCP MX): refused where the scales are host memory (CPU backend), so a
    * prepared tensor never holds a NaN scale there; device scales cannot be read without a
    * synchronisation, and a NaN scale decodes as NaN (docs/formats.md). */

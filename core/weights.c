@@ -48,6 +48,27 @@ static moe_status_t check_which(const moe_runner *r, const moe_problem *p, int32
   return MOE_STATUS_SUCCESS;
 }
 
+moe_status_t moe_check_prepared_out(const DLTensor *prepared, uint64_t bytes,
+                                    const DLTensor *const srcs[2], const uint64_t src_bytes[2],
+                                    uint8_t **dst) {
+  uint8_t *d = (uint8_t *)moe_tensor_data(prepared);
+  if ((uintptr_t)d % 16)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "prepared: expected 16-byte aligned data, given %p", (void *)d);
+  const uint64_t d0 = (uint64_t)(uintptr_t)d;
+  for (int i = 0; i < 2; ++i) {
+    if (!srcs[i]) continue;
+    const uint64_t s0 = (uint64_t)(uintptr_t)moe_tensor_data(srcs[i]), sn = src_bytes[i];
+    if (bytes > 0 && sn > 0 && s0 < d0 + bytes && d0 < s0 + sn)
+      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                      "prepared: expected memory disjoint from %s (in-place preparation is not "
+                      "supported), given %p overlapping %p",
+                      i == 0 ? "canonical" : "canonical_scales", (void *)d, (const void *)s0);
+  }
+  *dst = d;
+  return MOE_STATUS_SUCCESS;
+}
+
 MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *r, const moe_problem *p,
                                                int32_t which, size_t *bytes) {
   moe_clear_error();

@@ -291,13 +291,14 @@ static void interleave_rows(const mxw *w, uint8_t *q, uint8_t *s) {
       }
 }
 
-/* Prepare @p w (interleaved: from the checkpoint order) into a new prepared tensor. */
-static ttensor *prepare_mx(moe_runner *r, const moe_problem *p, int32_t which, const mxw *w,
-                           int interleaved) {
+/* Prepare @p w (interleaved: from the checkpoint order) into a new prepared tensor on
+ * @p backend (the runner's). */
+static ttensor *prepare_on(int backend, moe_runner *r, const moe_problem *p, int32_t which,
+                           const mxw *w, int interleaved) {
   size_t bytes = 0;
   if (CHECK_OK(moe_weights_prepared_size(r, p, which, &bytes))) return NULL;
-  ttensor *out = tt_new(MOE_BACKEND_CPU, DT_U8, 1, (int64_t[]){(int64_t)bytes});
-  memset(out->t.data, 0xAB, bytes); /* the pads must come out zero */
+  ttensor *out = tt_new(backend, DT_U8, 1, (int64_t[]){(int64_t)bytes});
+  tmem_poison(backend, out->t.data, bytes); /* the pads must come out zero */
   const uint8_t *q = w->q, *s = w->s;
   uint8_t *iq = NULL, *is = NULL;
   if (interleaved) {
@@ -308,14 +309,20 @@ static ttensor *prepare_mx(moe_runner *r, const moe_problem *p, int32_t which, c
     s = is;
     which = MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED;
   }
-  ttensor *tq = tt_from_host(MOE_BACKEND_CPU, DT_U8, 3, (int64_t[]){w->El, w->R, w->C / 2}, q);
-  ttensor *ts = tt_from_host(MOE_BACKEND_CPU, DT_U8, 3, (int64_t[]){w->El, w->R, w->C / 32}, s);
+  ttensor *tq = tt_from_host(backend, DT_U8, 3, (int64_t[]){w->El, w->R, w->C / 2}, q);
+  ttensor *ts = tt_from_host(backend, DT_U8, 3, (int64_t[]){w->El, w->R, w->C / 32}, s);
   CHECK_OK(moe_weights_prepare_scaled(r, p, which, &tq->t, &ts->t, &out->t, NULL));
+  tmem_sync(backend);
   tt_free(tq);
   tt_free(ts);
   free(iq);
   free(is);
   return out;
+}
+
+static ttensor *prepare_mx(moe_runner *r, const moe_problem *p, int32_t which, const mxw *w,
+                           int interleaved) {
+  return prepare_on(MOE_BACKEND_CPU, r, p, which, w, interleaved);
 }
 
 /* ---- 3. prepared layout ------------------------------------------------------------------ */
@@ -412,30 +419,14 @@ static void test_prepare_gpu(void) {
       const mxw *w = k == 1 ? &w2 : &w1;
       const int32_t which = k == 1 ? MOE_WEIGHTS_GEMM2 : MOE_WEIGHTS_GEMM1;
       ttensor *cpu = prepare_mx(rc, &p, which, w, k == 2);
-      uint8_t *iq = (uint8_t *)t_xmalloc((size_t)(w->El * w->R * w->C / 2));
-      uint8_t *is = (uint8_t *)t_xmalloc((size_t)(w->El * w->R * w->C / 32));
-      if (k == 2) interleave_rows(w, iq, is);
-      ttensor *q = tt_from_host(MOE_BACKEND_CUDA, DT_U8, 3, (int64_t[]){w->El, w->R, w->C / 2},
-                                k == 2 ? iq : w->q);
-      ttensor *sc = tt_from_host(MOE_BACKEND_CUDA, DT_U8, 3, (int64_t[]){w->El, w->R, w->C / 32},
-                                 k == 2 ? is : w->s);
-      ttensor *gp = tt_new(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){(int64_t)cpu->bytes});
-      tmem_poison(MOE_BACKEND_CUDA, gp->t.data, gp->bytes);
-      CHECK_OK(moe_weights_prepare_scaled(rg, &p,
-                                          k == 2 ? MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED : which,
-                                          &q->t, &sc->t, &gp->t, NULL));
-      tmem_sync(MOE_BACKEND_CUDA);
+      ttensor *gp = prepare_on(MOE_BACKEND_CUDA, rg, &p, which, w, k == 2);
       uint8_t *back = (uint8_t *)t_xmalloc(cpu->bytes + 1);
       tmem_download(MOE_BACKEND_CUDA, back, gp->t.data, gp->bytes);
-      CHECK(memcmp(back, cpu->t.data, cpu->bytes) == 0,
+      CHECK(gp->bytes == cpu->bytes && memcmp(back, cpu->t.data, cpu->bytes) == 0,
             "GPU MXFP4 prepare differs from the CPU (act %d, case %d)", act, k);
       ++cases;
       free(back);
-      free(iq);
-      free(is);
       tt_free(cpu);
-      tt_free(q);
-      tt_free(sc);
       tt_free(gp);
     }
     mxw_free(&w1);
@@ -923,6 +914,15 @@ static void test_misuse(void) {
   PREP_BAD(&q->t, &s->t, IA, "0xFF (NaN) at [1, 5, 0]");
   ((uint8_t *)s->t.data)[1 * H * (I / 32) + 5] = 0x7F;
   CHECK_OK(moe_weights_prepare_scaled(r, &p, W2, &q->t, &s->t, &prep->t, NULL));
+  { /* in place: refused */
+    DLTensor over = prep->t;
+    over.data = q->t.data;
+    EXPECT_ERR(moe_weights_prepare_scaled(r, &p, W2, &q->t, &s->t, &over, NULL), IA,
+               "prepared: expected memory disjoint from canonical");
+    over.data = s->t.data;
+    EXPECT_ERR(moe_weights_prepare_scaled(r, &p, W2, &q->t, &s->t, &over, NULL), IA,
+               "disjoint from canonical_scales");
+  }
 #undef PREP_BAD
   /* options */
   {
