@@ -5,29 +5,7 @@
 # 2. --dry-run --backend cuda: both are reported as skipped with the library's reason (the MXFP4
 #    kernels are not implemented yet), and a run of only them exits non-zero.
 # Usage: cmake -DBENCH=<moe-bench> -P mxfp4.cmake
-function(bench out_var err_var rc_var)
-  execute_process(COMMAND ${BENCH} ${ARGN} OUTPUT_VARIABLE out ERROR_VARIABLE err
-                  RESULT_VARIABLE rc)
-  set(${out_var} "${out}" PARENT_SCOPE)
-  set(${err_var} "${err}" PARENT_SCOPE)
-  set(${rc_var} "${rc}" PARENT_SCOPE)
-endfunction()
-
-function(row_of text p t out_var)
-  string(REGEX MATCHALL "{\"preset\":\"${p}\"[^\n]*\"tokens\":${t},[^\n]*}" rows "${text}")
-  list(LENGTH rows n)
-  if(NOT n EQUAL 1)
-    message(FATAL_ERROR "expected one JSON row of ${p} at T = ${t}, got ${n}:\n${text}")
-  endif()
-  set(${out_var} "${rows}" PARENT_SCOPE)
-endfunction()
-
-function(field row key out_var)
-  if(NOT row MATCHES "\"${key}\":\"?([^,\"}]*)")
-    message(FATAL_ERROR "no '${key}' in ${row}")
-  endif()
-  set(${out_var} "${CMAKE_MATCH_1}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/json_rows.cmake)
 
 # ---- 1. on the CPU ----
 bench(out err rc --backend cpu --iters 1 --cpu-weight-gb 0.05 --json --tokens 1,3
