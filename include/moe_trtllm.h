@@ -707,8 +707,8 @@ MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *run
  * @param[in] config a config valid for @p problem.
  * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT (shapes, dtypes, counts negative, past
  *         capacity or summing past N), MOE_STATUS_INVALID_CONFIG,
- *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (CUDA backend and FP8
- *         runners: not implemented yet), MOE_STATUS_VERSION_MISMATCH.
+ *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (CUDA backend, FP8 and
+ *         MXFP4 runners: not implemented yet), MOE_STATUS_VERSION_MISMATCH.
  */
 MOE_API moe_status_t moe_runner_run_grouped(moe_runner *runner, const moe_problem *problem,
                                             const moe_grouped_args *args, int32_t config,
