@@ -10,9 +10,11 @@
  * preset's dtype) and t/floor as a % of limit.
  * FP8 presets (-fp8) take bf16 hidden states (the library quantizes them) and bf16 weights that
  * moe_weights_prepare quantizes; per-tensor ones get static input scales calibrated as
- * amax / 448 of a sample (calibrate_scales). A preset whose scaling mode the backend cannot run
- * is reported on one line ("NAME: skipped: <library message>") and gets no rows.
- * GPU timing: CUDA events around CUDA-graph replays (routing + GEMMs + finalize), weights
+ * amax / 448 of a sample (calibrate_scales). MXFP4 presets (-mxfp4, W4A16) take random packed
+ * e2m1 blocks and ue8m0 scales (the checkpoint layout) through moe_weights_prepare_scaled; the
+ * byte model counts 4.25 bits a weight (4 + one 8-bit scale per 32). A preset whose scaling mode
+ * the backend cannot run is reported on one line ("NAME: skipped: <library message>") and gets no
+ * rows. GPU timing: CUDA events around CUDA-graph replays (routing + GEMMs + finalize), weights
  * rotated over several copies so L2 stays cold; NVTX ranges around the timed region. µs is the
  * steady state of 8 forwards per graph for forwards under 1 ms (the graph launch amortised, as
  * in a model's graph), the JSON's us_single one forward per graph launch.
@@ -35,26 +37,33 @@ typedef struct {
   int32_t E, K, method, n_group, topk_group;
   int64_t H, I;
   float scale;
-  int32_t scaling;  /* MOE_SCALING_NONE: bf16; PER_TENSOR or BLOCK: e4m3 weights and activations */
+  int32_t scaling;  /* MOE_SCALING_NONE: bf16; PER_TENSOR or BLOCK: e4m3 weights and activations;
+                       MX: MXFP4 weights, bf16 activations (W4A16) */
   const char *base; /* FP8: the BF16 preset whose shape, routing and inputs it shares */
+  int gpt_oss;      /* biases on both GEMMs (fp32) and gpt-oss's clamped SwiGLU (alpha 1.702,
+                       beta 1, limit 7) */
 } preset;
 
 #define DS3 MOE_ROUTING_DEEPSEEK_V3
 #define RENORM MOE_ROUTING_RENORMALIZE
 static const preset k_presets[] = {
-    {"deepseek-v3", 256, 8, DS3, 8, 4, 7168, 2048, 2.5f, MOE_SCALING_NONE, NULL},
-    {"qwen3-235b", 128, 8, RENORM, 1, 1, 4096, 1536, 1.0f, MOE_SCALING_NONE, NULL},
-    {"qwen3-30b", 128, 8, RENORM, 1, 1, 2048, 768, 1.0f, MOE_SCALING_NONE, NULL},
-    {"mixtral-8x7b", 8, 2, RENORM, 1, 1, 4096, 14336, 1.0f, MOE_SCALING_NONE, NULL},
-    {"gpt-oss-120b", 128, 4, RENORM, 1, 1, 2880, 2880, 1.0f, MOE_SCALING_NONE, NULL},
-    {"llama4-maverick", 128, 1, MOE_ROUTING_LLAMA4, 1, 1, 5120, 8192, 1.0f, MOE_SCALING_NONE, NULL},
-    {"deepseek-v3-fp8", 256, 8, DS3, 8, 4, 7168, 2048, 2.5f, MOE_SCALING_BLOCK, "deepseek-v3"},
-    {"qwen3-235b-fp8", 128, 8, RENORM, 1, 1, 4096, 1536, 1.0f, MOE_SCALING_BLOCK, "qwen3-235b"},
-    {"qwen3-30b-fp8", 128, 8, RENORM, 1, 1, 2048, 768, 1.0f, MOE_SCALING_BLOCK, "qwen3-30b"},
+    {"deepseek-v3", 256, 8, DS3, 8, 4, 7168, 2048, 2.5f, MOE_SCALING_NONE, NULL, 0},
+    {"qwen3-235b", 128, 8, RENORM, 1, 1, 4096, 1536, 1.0f, MOE_SCALING_NONE, NULL, 0},
+    {"qwen3-30b", 128, 8, RENORM, 1, 1, 2048, 768, 1.0f, MOE_SCALING_NONE, NULL, 0},
+    {"mixtral-8x7b", 8, 2, RENORM, 1, 1, 4096, 14336, 1.0f, MOE_SCALING_NONE, NULL, 0},
+    {"gpt-oss-120b", 128, 4, RENORM, 1, 1, 2880, 2880, 1.0f, MOE_SCALING_NONE, NULL, 0},
+    {"llama4-maverick", 128, 1, MOE_ROUTING_LLAMA4, 1, 1, 5120, 8192, 1.0f, MOE_SCALING_NONE, NULL,
+     0},
+    {"deepseek-v3-fp8", 256, 8, DS3, 8, 4, 7168, 2048, 2.5f, MOE_SCALING_BLOCK, "deepseek-v3", 0},
+    {"qwen3-235b-fp8", 128, 8, RENORM, 1, 1, 4096, 1536, 1.0f, MOE_SCALING_BLOCK, "qwen3-235b", 0},
+    {"qwen3-30b-fp8", 128, 8, RENORM, 1, 1, 2048, 768, 1.0f, MOE_SCALING_BLOCK, "qwen3-30b", 0},
     {"mixtral-8x7b-fp8", 8, 2, RENORM, 1, 1, 4096, 14336, 1.0f, MOE_SCALING_PER_TENSOR,
-     "mixtral-8x7b"},
+     "mixtral-8x7b", 0},
     {"llama4-maverick-fp8", 128, 1, MOE_ROUTING_LLAMA4, 1, 1, 5120, 8192, 1.0f,
-     MOE_SCALING_PER_TENSOR, "llama4-maverick"},
+     MOE_SCALING_PER_TENSOR, "llama4-maverick", 0},
+    {"gpt-oss-120b-mxfp4", 128, 4, RENORM, 1, 1, 2880, 2880, 1.0f, MOE_SCALING_MX, "gpt-oss-120b",
+     1},
+    {"gpt-oss-20b-mxfp4", 32, 4, RENORM, 1, 1, 2880, 2880, 1.0f, MOE_SCALING_MX, NULL, 0},
 };
 #define N_PRESETS ((int)(sizeof k_presets / sizeof k_presets[0]))
 
@@ -73,11 +82,14 @@ typedef struct {
 } options;
 
 static const char *dtype_name(const preset *p) {
-  return p->scaling == MOE_SCALING_NONE ? "bf16" : "fp8_e4m3";
+  return p->scaling == MOE_SCALING_NONE ? "bf16"
+         : p->scaling == MOE_SCALING_MX ? "mxfp4"
+                                        : "fp8_e4m3";
 }
 static const char *scaling_name(const preset *p) {
   return p->scaling == MOE_SCALING_PER_TENSOR ? "per_tensor"
          : p->scaling == MOE_SCALING_BLOCK    ? "block"
+         : p->scaling == MOE_SCALING_MX       ? "mx"
                                               : "none";
 }
 
@@ -108,9 +120,14 @@ static void help(void) {
       "activation output for 16 tokens x 64 rows of expert 0). A preset whose scaling mode the\n"
       "backend cannot run prints 'NAME: skipped: <the library's reason>' (stderr with --json)\n"
       "and gets no rows; a run in which every preset was skipped exits 1.\n"
+      "\nMXFP4 presets (NAME-mxfp4, W4A16): gpt-oss-120b-mxfp4 (with fp32 biases on both GEMMs\n"
+      "and gpt-oss's clamped SwiGLU: alpha 1.702, beta 1, limit 7; gpt-oss-120b's routing and\n"
+      "hidden states) and gpt-oss-20b-mxfp4; random packed e2m1 weights with ue8m0 scales (the\n"
+      "checkpoint layout) prepared by moe_weights_prepare_scaled; bf16 hidden states.\n"
       "\ncolumns (and JSON keys):\n"
       "  preset    model shape: E experts, top-K, hidden H, intermediate I, routing method,\n"
-      "            dtype and scaling (JSON: dtype bf16|fp8_e4m3, scaling none|per_tensor|block)\n"
+      "            dtype and scaling (JSON: dtype bf16|fp8_e4m3|mxfp4, scaling\n"
+      "            none|per_tensor|block|mx)\n"
       "  T         tokens of the forward (tokens)\n"
       "  H, I      (CPU) hidden and intermediate size run; smaller than the model's when scaled\n"
       "  slots     routed (token, expert) pairs on this rank, sum of cnt_e (local_slots)\n"
@@ -119,7 +136,8 @@ static void help(void) {
       "  TFLOP/s   2*slots*(2I*H + I*H) / us: the GEMMs' useful FLOPs per second (tflops)\n"
       "  TB/s      bytes that must move / us: each active expert's W1 and W2 once (bf16: 2 bytes\n"
       "            a weight; fp8: 1 byte a weight + its fp32 scales: 4 bytes per expert and\n"
-      "            tensor per-tensor, 4 per 128x128 block), hidden states in, output out (tbps)\n"
+      "            tensor per-tensor, 4 per 128x128 block; mxfp4: 4.25 bits a weight, + the fp32\n"
+      "            biases of gpt-oss-120b-mxfp4), hidden states in, output out (tbps)\n"
       "  floor_us  (GPU) max(bytes / read-only bandwidth, FLOPs / dense GEMM rate of the\n"
       "            preset's dtype), ceilings measured in the same run: the fastest this forward\n"
       "            could be (floor_us; the ceilings used: floor_tbps, floor_tflops)\n"
@@ -273,6 +291,17 @@ typedef struct {
   size_t n;
 } host_block;
 
+/* Fill @p bytes of (device) memory with repeats of a random block of bytes in [lo, lo + span). */
+static int fill_bytes(bench_dev *d, void *dst, size_t bytes, int lo, int span) {
+  size_t block = bytes < ((size_t)16 << 20) ? bytes : ((size_t)16 << 20);
+  uint8_t *h = (uint8_t *)malloc(block + 1);
+  if (!h) return 1;
+  for (size_t i = 0; i < block; ++i) h[i] = (uint8_t)(lo + (int)(rnd() % (uint64_t)span));
+  int rc = bench_fill_repeat(d, dst, bytes, h, block);
+  free(h);
+  return rc;
+}
+
 /* Fill @p bytes of (device) memory with repeats of a random host block; with @p keep the block
  * is handed to the caller (free keep->h), else freed. */
 static int fill_random_keep(bench_dev *d, void *dst, size_t bytes, int shift, host_block *keep) {
@@ -394,12 +423,15 @@ static int resolve_configs(moe_runner *r, const moe_problem *prob, const char *s
   return n;
 }
 
-/* Bytes of one expert's prepared W1 and W2 that a forward must read: bf16 2 bytes a weight;
- * FP8 1 byte a weight + the fp32 scales (per-tensor: one per expert and tensor; block: one per
- * 128x128 block). */
+/* Bytes of one expert's prepared W1 and W2 (and biases) that a forward must read: bf16 2 bytes a
+ * weight; FP8 1 byte a weight + the fp32 scales (per-tensor: one per expert and tensor; block:
+ * one per 128x128 block); MXFP4 4.25 bits a weight (a 4-bit value + an 8-bit scale per 32);
+ * gpt-oss presets also their fp32 biases (2I + H). */
 static double expert_weight_bytes(const preset *p, int64_t H, int64_t I) {
   const double f = 2.0, weights = f * I * H + (double)H * I; /* gated presets */
-  if (p->scaling == MOE_SCALING_NONE) return 2.0 * weights;
+  const double biases = p->gpt_oss ? 4.0 * (f * I + (double)H) : 0.0;
+  if (p->scaling == MOE_SCALING_NONE) return 2.0 * weights + biases;
+  if (p->scaling == MOE_SCALING_MX) return weights * 4.25 / 8.0 + biases; /* e2m1 + ue8m0 / 32 */
   if (p->scaling == MOE_SCALING_PER_TENSOR) return weights + 2 * 4.0;
   const double b = 128.0;
   return weights + 4.0 * ((f * I / b) * (H / b) + (H / b) * (I / b));
@@ -424,7 +456,8 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
                     row_result *results) {
   const int gpu = bench_is_gpu(d);
   const int dev = gpu ? kDLCUDA : kDLCPU;
-  const int fp8 = p->scaling != MOE_SCALING_NONE, per_tensor = p->scaling == MOE_SCALING_PER_TENSOR;
+  const int per_tensor = p->scaling == MOE_SCALING_PER_TENSOR, mx = p->scaling == MOE_SCALING_MX;
+  const int fp8 = per_tensor || p->scaling == MOE_SCALING_BLOCK;
   seed_cell(p->base ? p->base : p->name, T); /* an FP8 preset: its BF16 preset's inputs */
   moe_problem prob = preset_problem(p, T);
   /* Routing does not depend on H and I; the routing stage sizes its workspace with H = I = 64
@@ -462,9 +495,10 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     }
     return ncfg;
   }
-  /* Canonical bf16 weights (the source of moe_weights_prepare): W1 [E, 2I, H], W2 [E, H, I]. */
-  const size_t c1_bytes = (size_t)p->E * (size_t)(2 * I) * (size_t)H * 2,
-               c2_bytes = (size_t)p->E * (size_t)H * (size_t)I * 2,
+  /* Canonical bf16 weights (the source of moe_weights_prepare): W1 [E, 2I, H], W2 [E, H, I];
+   * MXFP4: the packed e2m1 blocks [E, R, C/2] (+ ue8m0 scales [E, R, C/32] in mx_scales). */
+  const size_t c1_bytes = (size_t)p->E * (size_t)(2 * I) * (size_t)H * (mx ? 1 : 4) / 2,
+               c2_bytes = (size_t)p->E * (size_t)H * (size_t)I * (mx ? 1 : 4) / 2,
                canon_bytes = c1_bytes > c2_bytes ? c1_bytes : c2_bytes;
   /* Rotating weight copies keep L2 cold on the GPU (enough that one pass exceeds it 4x). */
   int copies = 1;
@@ -481,7 +515,9 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
   }
   const int ds = p->method == MOE_ROUTING_DEEPSEEK_V3;
   int64_t sh_logits[2] = {T, p->E}, sh_bias[1] = {p->E}, sh_x[2] = {T, H};
-  int64_t sh_w1[3] = {p->E, 2 * I, H}, sh_w2[3] = {p->E, H, I};
+  int64_t sh_w1[3] = {p->E, 2 * I, mx ? H / 2 : H}, sh_w2[3] = {p->E, H, mx ? I / 2 : I};
+  int64_t sh_s1[3] = {p->E, 2 * I, H / 32}, sh_s2[3] = {p->E, H, I / 32};
+  int64_t sh_b1[2] = {p->E, 2 * I}, sh_b2[2] = {p->E, H}, sh_e[1] = {p->E};
   int64_t sh_p1[1] = {(int64_t)w1_bytes}, sh_p2[1] = {(int64_t)w2_bytes}, sh_s[1] = {1};
   size_t logit_bytes = (size_t)(T * p->E * (ds ? 4 : 2));
   void *logits = bench_alloc(d, logit_bytes + 16), *bias = bench_alloc(d, (size_t)p->E * 2 + 16);
@@ -489,11 +525,30 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
        *out = bench_alloc(d, (size_t)(T * H * 2) + 16);
   void *ws = bench_alloc(d, ws_bytes);
   void *scales = per_tensor ? bench_alloc(d, 256) : NULL; /* s1, s2 (fp32) */
+  /* gpt-oss: fp32 biases [E, 2I] and [E, H], then alpha, beta, limit [E] each */
+  const size_t gb1 = (size_t)p->E * (size_t)(2 * I) * 4, gb2 = (size_t)p->E * (size_t)H * 4;
+  void *gpt = p->gpt_oss && !o->routing_only ? bench_alloc(d, gb1 + gb2 + 12 * (size_t)p->E) : NULL;
   void *w1[4] = {0}, *w2[4] = {0};
   host_block xb = {NULL, 0}, w1b = {NULL, 0};
   float s1 = 0.0f, s2 = 0.0f;
   int rc = -2;
-  if (!logits || !bias || !x || !out || !ws || (per_tensor && !scales)) goto done;
+  if (!logits || !bias || !x || !out || !ws || (per_tensor && !scales) ||
+      (p->gpt_oss && !o->routing_only && !gpt))
+    goto done;
+  if (gpt) { /* biases in [-0.25, 0.25), then alpha 1.702, beta 1, limit 7 per expert */
+    const size_t nb = (gb1 + gb2) / 4, ne = (size_t)p->E;
+    float *h = (float *)malloc((nb + 3 * ne) * sizeof(float));
+    if (!h) goto done;
+    for (size_t i = 0; i < nb; ++i) h[i] = ldexpf((float)((int)(rnd() >> 56) - 128), -9);
+    for (size_t i = 0; i < ne; ++i) {
+      h[nb + i] = 1.702f;
+      h[nb + ne + i] = 1.0f;
+      h[nb + 2 * ne + i] = 7.0f;
+    }
+    const int e = bench_upload(d, gpt, h, (nb + 3 * ne) * sizeof(float));
+    free(h);
+    if (e) goto done;
+  }
   {
     /* logits: exact random values (fp32 for DeepSeekV3, bf16 otherwise) */
     size_t n = (size_t)(T * p->E);
@@ -511,7 +566,36 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     free(h);
     if (e || fill_random_keep(d, x, (size_t)(T * H * 2), 6, per_tensor ? &xb : NULL)) goto done;
   }
-  for (int c = 0; c < copies; ++c) {
+  for (int c = 0; c < copies && mx; ++c) { /* MXFP4: the checkpoint layout */
+    void *canon = bench_alloc(d, canon_bytes), *cs = bench_alloc(d, canon_bytes / 16 + 16);
+    w1[c] = bench_alloc(d, w1_bytes);
+    w2[c] = bench_alloc(d, w2_bytes);
+    if (!canon || !cs || !w1[c] || !w2[c]) {
+      bench_free(d, canon);
+      bench_free(d, cs);
+      goto done;
+    }
+    DLTensor tc1 = tensor(canon, dev, kDLUInt, 8, 3, sh_w1);
+    DLTensor tc2 = tensor(canon, dev, kDLUInt, 8, 3, sh_w2);
+    DLTensor ts1 = tensor(cs, dev, kDLFloat8_e8m0fnu, 8, 3, sh_s1);
+    DLTensor ts2 = tensor(cs, dev, kDLFloat8_e8m0fnu, 8, 3, sh_s2);
+    DLTensor tp1 = tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
+    DLTensor tp2 = tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
+    /* random e2m1 pairs; scales 2^-7 .. 2^-4 (codes 120..123) */
+    int e = fill_bytes(d, canon, c1_bytes, 0, 256) || fill_bytes(d, cs, c1_bytes / 16, 120, 4) ||
+            check(moe_weights_prepare_scaled(r, &prob, MOE_WEIGHTS_GEMM1, &tc1, &ts1, &tp1,
+                                             bench_stream(d)),
+                  "prepare W1") ||
+            fill_bytes(d, canon, c2_bytes, 0, 256) || fill_bytes(d, cs, c2_bytes / 16, 120, 4) ||
+            check(moe_weights_prepare_scaled(r, &prob, MOE_WEIGHTS_GEMM2, &tc2, &ts2, &tp2,
+                                             bench_stream(d)),
+                  "prepare W2");
+    bench_sync(d);
+    bench_free(d, canon);
+    bench_free(d, cs);
+    if (e) goto done;
+  }
+  for (int c = 0; c < copies && !mx; ++c) {
     void *canon = bench_alloc(d, canon_bytes);
     w1[c] = bench_alloc(d, w1_bytes);
     w2[c] = bench_alloc(d, w2_bytes);
@@ -548,6 +632,12 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     DLTensor t_s1 = tensor(scales, dev, kDLFloat, 32, 1, sh_s);
     DLTensor t_s2 = tensor(scales ? (char *)scales + 4 : NULL, dev, kDLFloat, 32, 1, sh_s);
     DLTensor t_w1[4], t_w2[4];
+    char *g = (char *)gpt;
+    DLTensor t_b1 = tensor(g, dev, kDLFloat, 32, 2, sh_b1);
+    DLTensor t_b2 = tensor(g ? g + gb1 : NULL, dev, kDLFloat, 32, 2, sh_b2);
+    DLTensor t_al = tensor(g ? g + gb1 + gb2 : NULL, dev, kDLFloat, 32, 1, sh_e);
+    DLTensor t_be = tensor(g ? g + gb1 + gb2 + 4 * (size_t)p->E : NULL, dev, kDLFloat, 32, 1, sh_e);
+    DLTensor t_li = tensor(g ? g + gb1 + gb2 + 8 * (size_t)p->E : NULL, dev, kDLFloat, 32, 1, sh_e);
     moe_routing_args ra;
     moe_routing_args_init(&ra, MOE_ROUTING_ARGS_VERSION);
     ra.method = p->method;
@@ -568,6 +658,13 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
       if (per_tensor) {
         runs[c].gemm1_input_scale = &t_s1;
         runs[c].gemm2_input_scale = &t_s2;
+      }
+      if (gpt) {
+        runs[c].gemm1_bias = &t_b1;
+        runs[c].gemm2_bias = &t_b2;
+        runs[c].gemm1_alpha = &t_al;
+        runs[c].gemm1_beta = &t_be;
+        runs[c].gemm1_clamp_limit = &t_li;
       }
     }
     /* Routed counts for the FLOP / byte model: one untimed routing (they do not depend on the
@@ -677,6 +774,7 @@ done:
   bench_free(d, out);
   bench_free(d, ws);
   bench_free(d, scales);
+  bench_free(d, gpt);
   return rc;
 }
 
@@ -701,7 +799,7 @@ static int64_t half_to(int64_t v, int64_t q) {
  * scaled, 0 if it fits as it is, -1 if it cannot fit or on failure (with a message); @p full_gb
  * gets the size at the preset's own H and I. */
 static int scale_to_budget(moe_runner *r, preset *q, double budget_gb, double *full_gb) {
-  const int64_t quantum = q->scaling == MOE_SCALING_NONE ? 64 : 128;
+  const int64_t quantum = q->scaling == MOE_SCALING_NONE || q->scaling == MOE_SCALING_MX ? 64 : 128;
   double gb = *full_gb = weight_gb(r, q);
   int scaled = 0;
   while (gb > budget_gb && (q->H > quantum || q->I > quantum)) {
@@ -730,7 +828,10 @@ static moe_status_t open_runner(const preset *p, int32_t backend, int query_only
   ro.backend = backend;
   ro.sm_budget = sm_budget;
   ro.sm_version = query_only ? 90 : 0;
-  if (p->scaling != MOE_SCALING_NONE) {
+  if (p->scaling == MOE_SCALING_MX) { /* W4A16 */
+    ro.weight_dtype = MOE_DTYPE_MXFP4;
+    ro.scaling_mode = MOE_SCALING_MX;
+  } else if (p->scaling != MOE_SCALING_NONE) {
     ro.activation_dtype = MOE_DTYPE_FP8_E4M3;
     ro.weight_dtype = MOE_DTYPE_FP8_E4M3;
     ro.scaling_mode = p->scaling;

@@ -89,6 +89,23 @@ moe_status_t moe_backend_weights_prepare_fp8(const moe_runner *r, int32_t which,
                              prepared, stream);
 }
 
+moe_status_t moe_backend_weights_prepare_mx(const moe_runner *r, int32_t gated_w1,
+                                            int32_t interleaved, int64_t experts, int64_t rows,
+                                            int64_t cols, const uint8_t *values,
+                                            const uint8_t *scales, uint8_t *prepared,
+                                            moe_cuda_stream_t stream) {
+  moe_status_t s;
+  if (r->backend == MOE_BACKEND_CPU) {
+    if ((s = need_null_stream(r, stream))) return s;
+    moe_cpu_weights_prepare_mx(gated_w1, interleaved, experts, rows, cols, values, scales,
+                               prepared);
+    return MOE_STATUS_SUCCESS;
+  }
+  if ((s = need_device(r))) return s;
+  return moe_gpu_prepare_mx(r, gated_w1, interleaved, experts, rows, cols, values, scales, prepared,
+                            stream);
+}
+
 moe_status_t moe_backend_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                               moe_cuda_stream_t stream) {
   moe_status_t s;

@@ -142,6 +142,19 @@ moe_status_t moe_gpu_prepare_fp8(const moe_runner *r, int32_t which, int32_t gat
   return e ? cuda_fail((cudaError_t)e, "FP8 weight preparation") : MOE_STATUS_SUCCESS;
 }
 
+moe_status_t moe_gpu_prepare_mx(const moe_runner *r, int32_t gated_w1, int32_t interleaved,
+                                int64_t experts, int64_t rows, int64_t cols, const uint8_t *values,
+                                const uint8_t *scales, uint8_t *prepared,
+                                moe_cuda_stream_t stream) {
+  device_guard g;
+  moe_status_t s = guard_enter(r, &g);
+  if (s) return s;
+  int e = moe_cuda_weights_prepare_mx(gated_w1, interleaved, experts, rows, cols, values, scales,
+                                      prepared, (void *)stream);
+  guard_exit(&g);
+  return e ? cuda_fail((cudaError_t)e, "MXFP4 weight preparation") : MOE_STATUS_SUCCESS;
+}
+
 moe_status_t moe_gpu_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                           moe_cuda_stream_t stream) {
   device_guard g;
@@ -227,6 +240,11 @@ moe_status_t moe_gpu_read(const moe_runner *r, void *d, const void *s, size_t b,
 moe_status_t moe_gpu_prepare_fp8(const moe_runner *r, int32_t w, int32_t g, int64_t e, int64_t rows,
                                  int64_t cols, const void *c, const float *cs, uint8_t *p,
                                  moe_cuda_stream_t s) {
+  return no_cuda();
+}
+moe_status_t moe_gpu_prepare_mx(const moe_runner *r, int32_t gw, int32_t il, int64_t e,
+                                int64_t rows, int64_t cols, const uint8_t *v, const uint8_t *sc,
+                                uint8_t *p, moe_cuda_stream_t s) {
   return no_cuda();
 }
 moe_status_t moe_gpu_time(const moe_runner *r, moe_timed_fn fn, void *ctx, int32_t iters,

@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "kernels/fp8_math.h"
+#include "kernels/mxfp4_math.h"
 
 static const moe_config_row k_sm90_bf16[] = {
 #define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
@@ -41,8 +42,8 @@ static const moe_catalogue k_catalogues[] = {
 };
 
 const moe_catalogue *moe_catalogue_of(const moe_runner *r) {
-  /* FP8 per-tensor has its catalogue; block-scaled FP8 runs on the CPU backend only so far
-   * (core/fp8.c) and keeps the BF16 rows for its plans. */
+  /* FP8 per-tensor has its catalogue; block-scaled FP8 and MXFP4 run on the CPU backend only
+   * so far (core/fp8.c) and keep the BF16 rows for their plans. */
   if (r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 &&
       r->opts.scaling_mode == MOE_SCALING_PER_TENSOR)
     return &k_catalogues[1];
@@ -72,9 +73,13 @@ static const char *config_unfit(const moe_runner *r, const moe_problem *p,
   }
   /* FP8 on any backend: its 1x128 / 128x128 scale groups (docs/formats.md), so that listing a
    * config agrees with what prepare and run accept */
-  if (r->opts.scaling_mode != MOE_SCALING_NONE &&
-      (p->hidden_size % MOE_FP8_BLOCK || p->intermediate_size % MOE_FP8_BLOCK))
+  if (r->opts.scaling_mode == MOE_SCALING_MX) {
+    if (p->hidden_size % MOE_MX_BLOCK || p->intermediate_size % MOE_MX_BLOCK)
+      return "MXFP4 needs hidden_size and intermediate_size to be multiples of 32";
+  } else if (r->opts.scaling_mode != MOE_SCALING_NONE &&
+             (p->hidden_size % MOE_FP8_BLOCK || p->intermediate_size % MOE_FP8_BLOCK)) {
     return "FP8 needs hidden_size and intermediate_size to be multiples of 128";
+  }
   return moe_layout_unfit(r, p, row->tile, row->cluster, why, why_len);
 }
 

@@ -9,12 +9,17 @@
 #include "internal.h"
 #include "kernels/fp8_math.h"
 
+/* FP8 weights (PER_TENSOR or BLOCK); MXFP4 runners are MX (mxfp4.c). */
 static int is_fp8(const moe_runner *r) {
-  return r->opts.scaling_mode != MOE_SCALING_NONE;
+  return r->opts.scaling_mode == MOE_SCALING_PER_TENSOR ||
+         r->opts.scaling_mode == MOE_SCALING_BLOCK;
 }
 
 static const char *mode_name(int32_t m) {
-  return m == MOE_SCALING_PER_TENSOR ? "PER_TENSOR" : m == MOE_SCALING_BLOCK ? "BLOCK" : "NONE";
+  return m == MOE_SCALING_PER_TENSOR ? "PER_TENSOR"
+         : m == MOE_SCALING_BLOCK    ? "BLOCK"
+         : m == MOE_SCALING_MX       ? "MX"
+                                     : "NONE";
 }
 
 moe_status_t moe_check_precision_options(const moe_runner_options *o) {
@@ -22,13 +27,27 @@ moe_status_t moe_check_precision_options(const moe_runner_options *o) {
   if (ad != MOE_DTYPE_BF16 && ad != MOE_DTYPE_FP8_E4M3)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "opts->activation_dtype: expected 0 (BF16) or 1 (FP8_E4M3), given %d", ad);
-  if (wd != MOE_DTYPE_BF16 && wd != MOE_DTYPE_FP8_E4M3)
+  if (wd != MOE_DTYPE_BF16 && wd != MOE_DTYPE_FP8_E4M3 && wd != MOE_DTYPE_MXFP4)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "opts->weight_dtype: expected 0 (BF16) or 1 (FP8_E4M3), given %d", wd);
-  if (m < MOE_SCALING_NONE || m > MOE_SCALING_BLOCK)
+                    "opts->weight_dtype: expected 0 (BF16), 1 (FP8_E4M3) or 2 (MXFP4), given %d",
+                    wd);
+  if (m < MOE_SCALING_NONE || m > MOE_SCALING_MX)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "opts->scaling_mode: expected 0 (NONE), 1 (PER_TENSOR) or 2 (BLOCK), given %d",
+                    "opts->scaling_mode: expected 0 (NONE), 1 (PER_TENSOR), 2 (BLOCK) or 3 (MX), "
+                    "given %d",
                     m);
+  /* MXFP4 weights and MX scales go together; both activation dtypes (W4A16, W4A8) */
+  if (wd == MOE_DTYPE_MXFP4 && m != MOE_SCALING_MX)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "opts->scaling_mode: MXFP4 weights carry MX scales; expected 3 (MX), given %d "
+                    "(%s)",
+                    m, mode_name(m));
+  if (m == MOE_SCALING_MX && wd != MOE_DTYPE_MXFP4)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "opts->weight_dtype: scaling_mode 3 (MX) is for MXFP4 weights; expected 2 "
+                    "(MXFP4), given %d",
+                    wd);
+  if (wd == MOE_DTYPE_MXFP4) return MOE_STATUS_SUCCESS;
   if (ad == MOE_DTYPE_FP8_E4M3 && wd != MOE_DTYPE_FP8_E4M3)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "opts->weight_dtype: FP8_E4M3 activations need FP8_E4M3 weights; expected 1, "
@@ -52,6 +71,7 @@ moe_status_t moe_check_precision_options(const moe_runner_options *o) {
 }
 
 moe_status_t moe_check_fp8_problem(const moe_runner *r, const moe_problem *p) {
+  if (r->opts.scaling_mode == MOE_SCALING_MX) return moe_check_mx_problem(p);
   if (!is_fp8(r)) return MOE_STATUS_SUCCESS;
   if (p->hidden_size % MOE_FP8_BLOCK)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
@@ -65,17 +85,21 @@ moe_status_t moe_check_fp8_problem(const moe_runner *r, const moe_problem *p) {
 }
 
 /*
- * The CUDA FP8 GEMM kernels are not in this build yet: runner creation, config queries,
- * workspace sizing and weight preparation (kernels/weights_prepare_fp8.cu) work on CUDA, and
+ * Formats whose CUDA GEMM kernels are not in this build (block-scaled FP8, MXFP4): runner
+ * creation, config queries, workspace sizing and weight preparation work on CUDA, and
  * moe_runner_run stops here, before any other check, so that CPU-only CI (sm_version 90, no
- * device) sees it too. Remove this when the kernels land.
+ * device) sees it too.
  */
 moe_status_t moe_check_fp8_backend(const moe_runner *r) {
-  /* Per-tensor FP8 runs on the sm90_fp8pt_* catalogue; block-scaled FP8 has no CUDA kernels
-   * yet. */
-  if (r->backend != MOE_BACKEND_CUDA || !is_fp8(r) ||
-      r->opts.scaling_mode == MOE_SCALING_PER_TENSOR)
-    return MOE_STATUS_SUCCESS;
+  /* Per-tensor FP8 runs on the sm90_fp8pt_* catalogue; block-scaled FP8 and MXFP4 weights have
+   * no CUDA kernels yet. */
+  if (r->backend != MOE_BACKEND_CUDA) return MOE_STATUS_SUCCESS;
+  if (r->opts.scaling_mode == MOE_SCALING_MX)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "runner: MXFP4 weights (%s) run only on the CPU backend in this build; the "
+                    "CUDA MXFP4 kernels are not implemented yet",
+                    r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 ? "W4A8" : "W4A16");
+  if (!is_fp8(r) || r->opts.scaling_mode == MOE_SCALING_PER_TENSOR) return MOE_STATUS_SUCCESS;
   return moe_fail(MOE_STATUS_NOT_SUPPORTED,
                   "runner: FP8 (scaling_mode %d, %s) runs only on the CPU backend in this build; "
                   "%s",
@@ -132,28 +156,15 @@ moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, 
     if ((s = moe_check_tensor(r, canonical, "canonical", 0, MOE_T_BF16, 3, cshape))) return s;
   }
   if ((s = moe_check_tensor(r, prepared, "prepared", 0, MOE_T_U8, 1, pshape))) return s;
-  uint8_t *dst = (uint8_t *)moe_tensor_data(prepared);
-  if ((uintptr_t)dst % 16)
-    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "prepared: expected 16-byte aligned data, given %p", (void *)dst);
   /* In place is not supported (as for BF16: gated W1's rows move, and the scales land after the
    * values): the prepared bytes may overlap neither the canonical values nor their scales. */
-  const uint64_t d0 = (uint64_t)(uintptr_t)dst, n = (uint64_t)bytes;
-  const DLTensor *srcs[2] = {canonical, canonical_scales};
+  const DLTensor *const srcs[2] = {canonical, canonical_scales};
   /* both were checked above: compact, of exactly these shapes */
   const uint64_t src_bytes[2] = {
       (uint64_t)(el * rows * cols) * (canonical->dtype.bits / 8u),
       (uint64_t)(block ? el * (rows / MOE_FP8_BLOCK) * (cols / MOE_FP8_BLOCK) : el) * 4u};
-  for (int i = 0; i < 2; ++i) {
-    if (!srcs[i]) continue;
-    const uint64_t s0 = (uint64_t)(uintptr_t)moe_tensor_data(srcs[i]);
-    const uint64_t sn = src_bytes[i];
-    if (n > 0 && sn > 0 && s0 < d0 + n && d0 < s0 + sn)
-      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                      "prepared: expected memory disjoint from %s (in-place preparation is not "
-                      "supported), given %p overlapping %p",
-                      i == 0 ? "canonical" : "canonical_scales", (void *)dst, (const void *)s0);
-  }
+  uint8_t *dst = NULL;
+  if ((s = moe_check_prepared_out(prepared, (uint64_t)bytes, srcs, src_bytes, &dst))) return s;
   return moe_backend_weights_prepare_fp8(r, which, el, rows, cols, moe_tensor_data(canonical),
                                          (const float *)moe_tensor_data(canonical_scales), dst,
                                          stream);
@@ -184,14 +195,18 @@ moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,
   const int64_t th[2] = {T, H}, one[1] = {1}, ths[2] = {T, H / MOE_FP8_BLOCK};
   const int32_t mode = r->opts.scaling_mode;
   moe_status_t s;
-  if (!is_fp8(r)) {
-    const char *why = "a BF16 runner (scaling_mode NONE) takes no scales";
+  if (r->opts.activation_dtype == MOE_DTYPE_BF16) { /* BF16 runners and W4A16 */
+    if ((s = moe_check_fp8_problem(r, p))) return s;
+    const char *why = mode == MOE_SCALING_MX
+                          ? "MXFP4 weights with BF16 activations (W4A16) take no activation scales"
+                          : "a BF16 runner (scaling_mode NONE) takes no scales";
     if ((s = moe_check_tensor(r, a->hidden_states, "args->hidden_states", 0, MOE_T_BF16, 2, th)) ||
         (s = must_be_null(hs, "args->hidden_states_scale", why)) ||
         (s = must_be_null(s1, "args->gemm1_input_scale", why)) ||
         (s = must_be_null(s2, "args->gemm2_input_scale", why)))
       return s;
     k->hidden = (const uint16_t *)moe_tensor_data(a->hidden_states);
+    k->scaling_mode = mode;
     return MOE_STATUS_SUCCESS;
   }
   if ((s = moe_check_fp8_problem(r, p))) return s;
@@ -205,13 +220,14 @@ moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,
   if ((s = moe_check_tensor(r, x, "args->hidden_states", 0, fp8_in ? MOE_T_E4M3 : MOE_T_BF16, 2,
                             th)))
     return s;
-  if (mode == MOE_SCALING_PER_TENSOR) {
+  if (mode == MOE_SCALING_PER_TENSOR || mode == MOE_SCALING_MX) { /* static scales (W4A8 too) */
     if ((s = must_be_null(hs, "args->hidden_states_scale",
-                          "PER_TENSOR mode reads e4m3 hidden states with gemm1_input_scale")) ||
+                          "static per-tensor scales read e4m3 hidden states with "
+                          "gemm1_input_scale")) ||
         (s = required(r, a, s1, "args->gemm1_input_scale", 1, one,
-                      "a [1] fp32 tensor in PER_TENSOR mode")) ||
+                      "a [1] fp32 tensor with static activation scales (PER_TENSOR, W4A8)")) ||
         (s = required(r, a, s2, "args->gemm2_input_scale", 1, one,
-                      "a [1] fp32 tensor in PER_TENSOR mode")))
+                      "a [1] fp32 tensor with static activation scales (PER_TENSOR, W4A8)")))
       return s;
   } else {
     const char *why = "BLOCK mode computes activation scales per token per 128 columns";
@@ -229,6 +245,7 @@ moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,
   }
   k->hidden = (const uint16_t *)moe_tensor_data(x);
   k->scaling_mode = mode;
+  k->act_fp8 = 1;
   k->hidden_fp8 = fp8_in;
   k->hidden_scale = (const float *)moe_tensor_data(hs);
   k->input_scale1 = (const float *)moe_tensor_data(s1);

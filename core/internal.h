@@ -34,7 +34,8 @@ size_t moe_grouped_args_size(uint32_t version);
 /* ---- FP8 (fp8.c; docs/formats.md "FP8") ---- */
 /* Dtypes and scaling mode of the options: consistent and supported (names the field). */
 moe_status_t moe_check_precision_options(const moe_runner_options *o);
-/* Shape rules of FP8 (H and I multiples of 128); success on a BF16 runner. */
+/* Shape rules of FP8 (H and I multiples of 128) and MXFP4 (multiples of 32,
+ * moe_check_mx_problem); success on a BF16 runner. */
 moe_status_t moe_check_fp8_problem(const moe_runner *r, const moe_problem *p);
 /* Prepared bytes of an FP8 weight tensor of [el, rows, cols] (values, pad, scales). */
 int64_t moe_fp8_prepared_bytes(const moe_runner *r, int64_t el, int64_t rows, int64_t cols);
@@ -46,6 +47,25 @@ moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, 
 /* NOT_SUPPORTED for an FP8 runner on the CUDA backend until the FP8 GEMM kernels land (the
  * one place to remove then; moe_runner_run calls it first). */
 moe_status_t moe_check_fp8_backend(const moe_runner *r);
+/* The output of a scaled weight preparation (weights.c): @p prepared (checked: uint8, at
+ * least @p bytes) 16-byte aligned and disjoint from the sources srcs[0] ("canonical") and
+ * srcs[1] ("canonical_scales", may be NULL) of src_bytes bytes (no in-place preparation: rows
+ * move, and scales land after the values). Sets *dst. */
+moe_status_t moe_check_prepared_out(const DLTensor *prepared, uint64_t bytes,
+                                    const DLTensor *const srcs[2], const uint64_t src_bytes[2],
+                                    uint8_t **dst);
+
+/* ---- MXFP4 (mxfp4.c; docs/formats.md "MXFP4") ---- */
+/* H and I multiples of 32 (INVALID_ARGUMENT naming the field). */
+moe_status_t moe_check_mx_problem(const moe_problem *p);
+/* Prepared bytes of an MXFP4 weight tensor of [el, rows, cols] (kernels/mxfp4_math.h). */
+int64_t moe_mx_prepared_bytes(int64_t el, int64_t rows, int64_t cols);
+/* MXFP4 half of moe_weights_prepare_scaled (the runner is MX; which and problem checked;
+ * which may be MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED). */
+moe_status_t moe_mx_weights_prepare(const moe_runner *r, const moe_problem *p, int32_t which,
+                                    int64_t rows, int64_t cols, const DLTensor *canonical,
+                                    const DLTensor *canonical_scales, const DLTensor *prepared,
+                                    moe_cuda_stream_t stream);
 /* hidden_states and the version-2 scale tensors of run args against the runner's precision;
  * fills the hidden and FP8 fields of @p k. */
 moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,
@@ -192,6 +212,12 @@ moe_status_t moe_backend_weights_prepare_fp8(const moe_runner *r, int32_t which,
                                              int64_t rows, int64_t cols, const void *canonical,
                                              const float *canonical_scales, uint8_t *prepared,
                                              moe_cuda_stream_t stream);
+/* MXFP4 preparation (kernels.h moe_cuda_weights_prepare_mx for the arguments). */
+moe_status_t moe_backend_weights_prepare_mx(const moe_runner *r, int32_t gated_w1,
+                                            int32_t interleaved, int64_t experts, int64_t rows,
+                                            int64_t cols, const uint8_t *values,
+                                            const uint8_t *scales, uint8_t *prepared,
+                                            moe_cuda_stream_t stream);
 /* Copy device (or host) memory of the runner's backend to host; synchronises the stream. */
 moe_status_t moe_backend_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                               moe_cuda_stream_t stream);
@@ -212,6 +238,9 @@ moe_status_t moe_gpu_prepare_fp8(const moe_runner *r, int32_t which, int32_t gat
                                  int64_t rows, int64_t cols, const void *canonical,
                                  const float *canonical_scales, uint8_t *prepared,
                                  moe_cuda_stream_t stream);
+moe_status_t moe_gpu_prepare_mx(const moe_runner *r, int32_t gated_w1, int32_t interleaved,
+                                int64_t experts, int64_t rows, int64_t cols, const uint8_t *values,
+                                const uint8_t *scales, uint8_t *prepared, moe_cuda_stream_t stream);
 moe_status_t moe_gpu_read(const moe_runner *r, void *dst, const void *src, size_t bytes,
                           moe_cuda_stream_t stream);
 int64_t moe_gpu_scratch_bytes(int64_t max_tokens, int32_t num_experts);

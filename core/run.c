@@ -37,8 +37,8 @@ moe_status_t moe_check_expert_tensors(const moe_runner *r, const moe_problem *p,
   const int64_t b1[2] = {El, f * I}, b2[2] = {El, H}, el[1] = {El};
   if ((s = moe_check_tensor(r, t->w1, "args->gemm1_weights", 0, MOE_T_U8, 1, w1s)) ||
       (s = moe_check_tensor(r, t->w2, "args->gemm2_weights", 0, MOE_T_U8, 1, w2s)) ||
-      (s = moe_check_tensor(r, t->bias1, "args->gemm1_bias", 1, MOE_T_F32, 2, b1)) ||
-      (s = moe_check_tensor(r, t->bias2, "args->gemm2_bias", 1, MOE_T_F32, 2, b2)) ||
+      (s = moe_check_tensor(r, t->bias1, "args->gemm1_bias", 1, MOE_T_F32_OR_BF16, 2, b1)) ||
+      (s = moe_check_tensor(r, t->bias2, "args->gemm2_bias", 1, MOE_T_F32_OR_BF16, 2, b2)) ||
       (s = moe_check_tensor(r, t->alpha, "args->gemm1_alpha", 1, MOE_T_F32, 1, el)) ||
       (s = moe_check_tensor(r, t->beta, "args->gemm1_beta", 1, MOE_T_F32, 1, el)) ||
       (s = moe_check_tensor(r, t->clamp_limit, "args->gemm1_clamp_limit", 1, MOE_T_F32, 1, el)) ||
@@ -54,10 +54,23 @@ moe_status_t moe_check_expert_tensors(const moe_runner *r, const moe_problem *p,
                     "args->gemm1_alpha/beta/clamp_limit: only SwiGLU uses them; expected NULL "
                     "for activation %d",
                     r->opts.activation);
+  const DLTensor *bias[2] = {t->bias1, t->bias2};
+  for (int i = 0; i < 2; ++i)
+    if (bias[i] && r->backend != MOE_BACKEND_CPU && moe_tensor_kdtype(bias[i]) == MOE_K_BF16)
+      return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                      "args->gemm%d_bias: bf16 biases are supported on the CPU backend only for "
+                      "now; expected float32 on the CUDA backend, given bfloat16",
+                      i + 1);
   k->w1 = (const uint16_t *)moe_tensor_data(t->w1);
   k->w2 = (const uint16_t *)moe_tensor_data(t->w2);
-  k->bias1 = (const float *)moe_tensor_data(t->bias1);
-  k->bias2 = (const float *)moe_tensor_data(t->bias2);
+  if (t->bias1 && moe_tensor_kdtype(t->bias1) == MOE_K_BF16)
+    k->bias1_bf16 = (const uint16_t *)moe_tensor_data(t->bias1);
+  else
+    k->bias1 = (const float *)moe_tensor_data(t->bias1);
+  if (t->bias2 && moe_tensor_kdtype(t->bias2) == MOE_K_BF16)
+    k->bias2_bf16 = (const uint16_t *)moe_tensor_data(t->bias2);
+  else
+    k->bias2 = (const float *)moe_tensor_data(t->bias2);
   k->alpha = (const float *)moe_tensor_data(t->alpha);
   k->beta = (const float *)moe_tensor_data(t->beta);
   k->clamp_limit = (const float *)moe_tensor_data(t->clamp_limit);

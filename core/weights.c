@@ -9,7 +9,7 @@
 /* Canonical shape of one weight tensor: [E_l, rows, cols]. */
 static void weight_dims(const moe_runner *r, const moe_problem *p, int32_t which, int64_t *rows,
                         int64_t *cols) {
-  if (which == MOE_WEIGHTS_GEMM1) {
+  if (which != MOE_WEIGHTS_GEMM2) { /* GEMM1, or GEMM1 with interleaved gate/up rows */
     *rows = (r->gated ? 2 : 1) * p->intermediate_size;
     *cols = p->hidden_size;
   } else {
@@ -19,11 +19,21 @@ static void weight_dims(const moe_runner *r, const moe_problem *p, int32_t which
 }
 
 static moe_status_t check_which(const moe_runner *r, const moe_problem *p, int32_t which) {
-  if (which != MOE_WEIGHTS_GEMM1 && which != MOE_WEIGHTS_GEMM2)
+  const int mx = r->opts.scaling_mode == MOE_SCALING_MX;
+  if (which != MOE_WEIGHTS_GEMM1 && which != MOE_WEIGHTS_GEMM2 &&
+      which != MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
-                    "which: expected %d (GEMM1) or %d (GEMM2), given %d", MOE_WEIGHTS_GEMM1,
-                    MOE_WEIGHTS_GEMM2, which);
-  if (which == MOE_WEIGHTS_GEMM1 && r->gated && p->intermediate_size % 8)
+                    "which: expected %d (GEMM1), %d (GEMM2) or %d (GEMM1_GATE_UP_INTERLEAVED), "
+                    "given %d",
+                    MOE_WEIGHTS_GEMM1, MOE_WEIGHTS_GEMM2, MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED,
+                    which);
+  if (which == MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED && (!mx || !r->gated))
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "which: %d (GEMM1_GATE_UP_INTERLEAVED, the gpt-oss checkpoint row order) is "
+                    "supported by MXFP4 runners with a gated activation; given weight_dtype %d, "
+                    "activation %d",
+                    which, r->opts.weight_dtype, r->opts.activation);
+  if (which != MOE_WEIGHTS_GEMM2 && r->gated && p->intermediate_size % 8)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "problem->intermediate_size: gated activations need a multiple of 8, given "
                     "%lld",
@@ -38,6 +48,27 @@ static moe_status_t check_which(const moe_runner *r, const moe_problem *p, int32
   return MOE_STATUS_SUCCESS;
 }
 
+moe_status_t moe_check_prepared_out(const DLTensor *prepared, uint64_t bytes,
+                                    const DLTensor *const srcs[2], const uint64_t src_bytes[2],
+                                    uint8_t **dst) {
+  uint8_t *d = (uint8_t *)moe_tensor_data(prepared);
+  if ((uintptr_t)d % 16)
+    return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                    "prepared: expected 16-byte aligned data, given %p", (void *)d);
+  const uint64_t d0 = (uint64_t)(uintptr_t)d;
+  for (int i = 0; i < 2; ++i) {
+    if (!srcs[i]) continue;
+    const uint64_t s0 = (uint64_t)(uintptr_t)moe_tensor_data(srcs[i]), sn = src_bytes[i];
+    if (bytes > 0 && sn > 0 && s0 < d0 + bytes && d0 < s0 + sn)
+      return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
+                      "prepared: expected memory disjoint from %s (in-place preparation is not "
+                      "supported), given %p overlapping %p",
+                      i == 0 ? "canonical" : "canonical_scales", (void *)d, (const void *)s0);
+  }
+  *dst = d;
+  return MOE_STATUS_SUCCESS;
+}
+
 MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *r, const moe_problem *p,
                                                int32_t which, size_t *bytes) {
   moe_clear_error();
@@ -49,9 +80,10 @@ MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *r, const moe_pr
   int64_t rows, cols;
   weight_dims(r, p, which, &rows, &cols);
   const int64_t el = moe_local_experts(p);
-  *bytes =
-      (size_t)(r->opts.scaling_mode != MOE_SCALING_NONE ? moe_fp8_prepared_bytes(r, el, rows, cols)
-                                                        : el * rows * cols * 2);
+  const int32_t mode = r->opts.scaling_mode;
+  *bytes = (size_t)(mode == MOE_SCALING_MX     ? moe_mx_prepared_bytes(el, rows, cols)
+                    : mode != MOE_SCALING_NONE ? moe_fp8_prepared_bytes(r, el, rows, cols)
+                                               : el * rows * cols * 2);
   return MOE_STATUS_SUCCESS;
 }
 
@@ -73,6 +105,9 @@ MOE_API moe_status_t moe_weights_prepare_scaled(const moe_runner *r, const moe_p
   if (s) return s;
   int64_t rows, cols;
   weight_dims(r, p, which, &rows, &cols);
+  if (r->opts.scaling_mode == MOE_SCALING_MX)
+    return moe_mx_weights_prepare(r, p, which, rows, cols, canonical, canonical_scales, prepared,
+                                  stream);
   if (r->opts.scaling_mode != MOE_SCALING_NONE)
     return moe_fp8_weights_prepare(r, p, which, rows, cols, canonical, canonical_scales, prepared,
                                    stream);

@@ -182,6 +182,10 @@ typedef int32_t moe_status_t;
 #define MOE_DTYPE_BF16 0
 /** e4m3fn (DLPack kDLFloat8_e4m3fn, 8 bits); needs a scaling mode */
 #define MOE_DTYPE_FP8_E4M3 1
+/** MXFP4 weights (OCP MX): FP4 e2m1 values (DLPack kDLFloat4_e2m1fn, packed two per byte, low
+ * nibble first) with one ue8m0 scale (DLPack kDLFloat8_e8m0fnu, 2^(s-127)) per 32 values along
+ * K; weight_dtype only, with scaling_mode MOE_SCALING_MX (docs/formats.md, "MXFP4") */
+#define MOE_DTYPE_MXFP4 2
 
 /** Scaling modes of FP8 (docs/formats.md, "FP8"). */
 /** BF16 activations and weights: no scales */
@@ -192,10 +196,18 @@ typedef int32_t moe_status_t;
 /** FP8: fp32 scale per 128x128 weight block; activations: fp32 per token per 128 columns,
  * computed by the library (or given with e4m3 hidden states) */
 #define MOE_SCALING_BLOCK 2
+/** MXFP4 weights: one ue8m0 scale per 32 weights along K (given with the weights). BF16
+ * activations (W4A16) take no scales; FP8_E4M3 activations (W4A8) take the static per-tensor
+ * scales of MOE_SCALING_PER_TENSOR (run args gemm1_input_scale, gemm2_input_scale) */
+#define MOE_SCALING_MX 3
 
 /** Which weight tensor (moe_weights_prepared_size / moe_weights_prepare). */
 #define MOE_WEIGHTS_GEMM1 1 /**< canonical W1 [E_l, f*I, H]: up rows [0,I), then gate rows */
 #define MOE_WEIGHTS_GEMM2 2 /**< canonical W2 [E_l, H, I] */
+/** MXFP4 runners, gated activations: W1 [E_l, 2I, H] with gate and up rows interleaved as the
+ * gpt-oss checkpoints store them (row 2f = gate feature f, row 2f+1 = up ("linear") feature
+ * f); prepared exactly as MOE_WEIGHTS_GEMM1 of the de-interleaved rows (docs/formats.md) */
+#define MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED 3
 
 /** Plan tables (moe_plan_read). All int32 except EXPERT_WEIGHTS (bf16 bit patterns, uint16). */
 #define MOE_PLAN_TOPK_IDS 0             /**< [T*K] expert id per slot (global ids) */
@@ -226,15 +238,17 @@ typedef struct moe_runner_options {
   int32_t sm_version;       /**< 0 = ask the device; e.g. 90 lets config queries and workspace
                                  sizing of the CUDA catalogue run without a GPU */
   int32_t activation_dtype; /**< MOE_DTYPE_BF16 (default) or MOE_DTYPE_FP8_E4M3 (which
-                                 needs weight_dtype FP8_E4M3 and a scaling mode) */
-  int32_t weight_dtype;     /**< MOE_DTYPE_BF16 (default) or MOE_DTYPE_FP8_E4M3 (needs
-                                 activation_dtype FP8_E4M3 for now: no W8A16) */
+                                 needs weight_dtype FP8_E4M3 or MXFP4 and a scaling mode) */
+  int32_t weight_dtype;     /**< MOE_DTYPE_BF16 (default), MOE_DTYPE_FP8_E4M3 (needs
+                                 activation_dtype FP8_E4M3 for now: no W8A16) or
+                                 MOE_DTYPE_MXFP4 (scaling_mode MX; BF16 or FP8_E4M3
+                                 activations) */
   int32_t activation;       /**< MOE_ACTIVATION_*; default SWIGLU. Fixes the weight layout */
   int32_t num_threads;      /**< CPU backend worker threads; 0 = one per core */
   int32_t reserved[8];      /**< must be zero */
   /* version 2 */
   int32_t scaling_mode; /**< MOE_SCALING_*: NONE for BF16 (default), PER_TENSOR or BLOCK for
-                             FP8_E4M3 */
+                             FP8_E4M3, MX for MXFP4 weights */
   /* version 3 */
   int32_t sm_budget; /**< CUDA: most SMs the GEMM kernels of moe_runner_run and
                           moe_runner_run_grouped may occupy at once, so that communication
@@ -316,8 +330,9 @@ typedef struct moe_run_args {
                                           below) */
   const DLTensor *gemm1_weights;     /**< prepared W1 (moe_weights_prepare), uint8 [bytes] */
   const DLTensor *gemm2_weights;     /**< prepared W2 (moe_weights_prepare), uint8 [bytes] */
-  const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32 in canonical row order, optional */
-  const DLTensor *gemm2_bias;        /**< [E_l, H] fp32, optional */
+  const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32 or bf16 (bf16: CPU backend only for
+                                          now) in canonical row order, optional */
+  const DLTensor *gemm2_bias;        /**< [E_l, H] fp32 or bf16 (likewise), optional */
   const DLTensor *gemm1_alpha;       /**< [E_l] fp32 SwiGLU alpha, optional (default 1) */
   const DLTensor *gemm1_beta;        /**< [E_l] fp32 SwiGLU beta, optional (default 0) */
   const DLTensor *gemm1_clamp_limit; /**< [E_l] fp32 SwiGLU clamp limit, optional (none) */
@@ -330,13 +345,14 @@ typedef struct moe_run_args {
   /* version 2: FP8 scales (NULL on a BF16 runner) */
   const DLTensor *hidden_states_scale; /**< BLOCK with e4m3 hidden_states: [T, H/128] fp32,
                                             hidden[t, c] = q[t, c] * scale[t, c/128]; else NULL */
-  const DLTensor *gemm1_input_scale;   /**< PER_TENSOR: [1] fp32 s1 (required): bf16 hidden is
-                                            quantized as e4m3(x / s1), and e4m3 hidden is read
-                                            as q * s1. BLOCK: NULL */
-  const DLTensor *gemm2_input_scale;   /**< PER_TENSOR: [1] fp32 s2 (required): GEMM1's
-                                            activation output y becomes e4m3(y / s2). BLOCK:
-                                            NULL. Scale values must be positive and finite (not
-                                            checked: they may live on the device) */
+  const DLTensor *gemm1_input_scale;   /**< PER_TENSOR and MX with FP8 activations (W4A8): [1]
+                                            fp32 s1 (required): bf16 hidden is quantized as
+                                            e4m3(x / s1), and e4m3 hidden is read as q * s1.
+                                            BLOCK, W4A16: NULL */
+  const DLTensor *gemm2_input_scale;   /**< PER_TENSOR and W4A8: [1] fp32 s2 (required): GEMM1's
+                                            activation output y becomes e4m3(y / s2). BLOCK,
+                                            W4A16: NULL. Scale values must be positive and
+                                            finite (not checked: they may live on the device) */
 } moe_run_args;
 
 #define MOE_PLAN_VERSION 1
@@ -526,15 +542,19 @@ MOE_API moe_status_t moe_runner_get_workspace_size(const moe_runner *runner,
 /**
  * @brief Bytes of a prepared weight tensor (the layout depends on the runner options only:
  * BF16 2 bytes per weight; FP8 1 byte per weight, then at a 256-byte aligned offset the fp32
- * scales, docs/formats.md). FP8 needs hidden_size and intermediate_size multiples of 128.
- * @param[in] which MOE_WEIGHTS_GEMM1 or MOE_WEIGHTS_GEMM2.
+ * scales; MXFP4 per expert the packed values and the ue8m0 scales, each section 128-byte
+ * aligned; docs/formats.md). FP8 needs hidden_size and intermediate_size multiples of 128,
+ * MXFP4 multiples of 32.
+ * @param[in] which MOE_WEIGHTS_GEMM1, MOE_WEIGHTS_GEMM2 or (MXFP4)
+ *            MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED (the size of GEMM1).
  */
 MOE_API moe_status_t moe_weights_prepared_size(const moe_runner *runner, const moe_problem *problem,
                                                int32_t which, size_t *bytes);
 
 /**
  * @brief Convert canonical weights into the kernels' layout (once, at load time). On an FP8
- * runner this is moe_weights_prepare_scaled() with canonical_scales NULL (bf16 quantized).
+ * runner this is moe_weights_prepare_scaled() with canonical_scales NULL (bf16 quantized); an
+ * MXFP4 runner needs the scales (moe_weights_prepare_scaled), so this is INVALID_ARGUMENT.
  * @param[in] canonical bf16 W1 [E_l, f*I, H] (up rows, then gate rows) or W2 [E_l, H, I],
  *            on the runner's device. Borrowed until the stream work completes.
  * @param[in] prepared uint8 1-D tensor of at least moe_weights_prepared_size() bytes on the
@@ -556,6 +576,13 @@ MOE_API moe_status_t moe_weights_prepare(const moe_runner *runner, const moe_pro
  *    weight = q * scale. Copied as they are (no requantization).
  *  - FP8 runner, canonical_scales NULL: @p canonical bf16 [E_l, R, C], quantized by the
  *    library (scale = amax / 448 per expert or per 128x128 block; docs/formats.md).
+ *  - MXFP4 runner (the checkpoint layout): @p canonical the packed e2m1 blocks, uint8
+ *    [E_l, R, C/2] (or float4_e2m1fn with 4 bits x 2 lanes, same shape), low nibble = even
+ *    column; @p canonical_scales (required) ue8m0, uint8 or float8_e8m0fnu [E_l, R, C/32];
+ *    weight = e2m1 * 2^(s - 127). C % 32 == 0. Scale code 0xFF (NaN in OCP MX) is refused on
+ *    the CPU backend (the GPU copies it; it decodes as NaN). @p which
+ *    MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED takes gpt-oss's interleaved gate/up rows. The
+ *    prepared bytes do not depend on the backend.
  * @param[in] prepared uint8 1-D tensor of at least moe_weights_prepared_size() bytes, 16-byte
  *            aligned, on the runner's device; written by the call (nothing on failure).
  * @param stream CUDA stream (NULL = legacy default) or NULL on the CPU backend.
@@ -663,8 +690,8 @@ typedef struct moe_grouped_args {
   const DLTensor *expert_counts;     /**< [E_l] int32 */
   const DLTensor *gemm1_weights;     /**< prepared W1 (moe_weights_prepare), uint8 [bytes] */
   const DLTensor *gemm2_weights;     /**< prepared W2 (moe_weights_prepare), uint8 [bytes] */
-  const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32, optional */
-  const DLTensor *gemm2_bias;        /**< [E_l, H] fp32, optional */
+  const DLTensor *gemm1_bias;        /**< [E_l, f*I] fp32 or bf16 (CPU), optional */
+  const DLTensor *gemm2_bias;        /**< [E_l, H] fp32 or bf16 (CPU), optional */
   const DLTensor *gemm1_alpha;       /**< [E_l] fp32 SwiGLU alpha, optional */
   const DLTensor *gemm1_beta;        /**< [E_l] fp32 SwiGLU beta, optional */
   const DLTensor *gemm1_clamp_limit; /**< [E_l] fp32 SwiGLU clamp limit, optional */
@@ -709,7 +736,7 @@ MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *run
  * @param[in] config a config valid for @p problem.
  * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT (shapes, dtypes; CPU: counts negative,
  *         past capacity or summing past N), MOE_STATUS_INVALID_CONFIG,
- *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (FP8 runners; CUDA:
+ *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (FP8 and MXFP4 runners; CUDA:
  *         E_l > 2048), MOE_STATUS_VERSION_MISMATCH, MOE_STATUS_CUDA_ERROR.
  */
 MOE_API moe_status_t moe_runner_run_grouped(moe_runner *runner, const moe_problem *problem,

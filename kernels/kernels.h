@@ -30,6 +30,7 @@ extern "C" {
 #define MOE_K_SCALING_NONE 0
 #define MOE_K_SCALING_PER_TENSOR 1
 #define MOE_K_SCALING_BLOCK 2
+#define MOE_K_SCALING_MX 3 /* MXFP4 weights (kernels/mxfp4_math.h); activations per act_fp8 */
 
 /*
  * Byte offset of the fp32 scales after @p elems e4m3 values, 256-byte aligned. Used by the
@@ -128,6 +129,14 @@ typedef struct moe_k_run {
   void *act_scratch;         /* 2 * max_rows * H workspace bytes unused until GEMM2 (the
                                 workspace's GEMM2 output region): the CPU backend quantizes
                                 bf16 hidden states into it */
+  /* MXFP4 (scaling_mode MX): w1 and w2 point to MXFP4 prepared bytes (kernels/mxfp4_math.h).
+   * act_fp8 1 = W4A8: e4m3 activations with the PER_TENSOR input scales (hidden_fp8,
+   * input_scale1/2 as above, GEMM1 stores e4m3 [max_rows, I]); 0 = W4A16: bf16 activations,
+   * gemm1_out bf16 as in BF16 runs. Always 1 for the FP8 modes. */
+  int32_t act_fp8;
+  /* bf16 biases (CPU backend only for now): when set, used instead of bias1 / bias2 */
+  const uint16_t *bias1_bf16; /* [E_l, f*I] canonical order, or NULL */
+  const uint16_t *bias2_bf16; /* [E_l, H] or NULL */
 } moe_k_run;
 
 /*
@@ -206,6 +215,18 @@ int moe_cuda_weights_prepare_fp8(int32_t which, int32_t gated, int32_t scaling_m
                                  int64_t local_experts, int64_t rows, int64_t cols,
                                  const void *canonical, const float *canonical_scales,
                                  uint8_t *prepared, void *stream);
+
+/*
+ * Checkpoint MXFP4 -> prepared weights on the GPU (docs/formats.md "MXFP4", prepared layout
+ * version 3, kernels/mxfp4_math.h): packed e2m1 values [E_l, rows, cols/2] and ue8m0 scales
+ * [E_l, rows, cols/32] relaid per expert into values, pad, scales, pad; gated_w1: the 8-row
+ * up/gate interleave of W1; gate_up_interleaved: the source W1 rows are gpt-oss's (2f = gate f,
+ * 2f + 1 = up f). cols % 32 == 0. The bytes of the CPU backend's (core/cpu/mxfp4_weights.c).
+ */
+int moe_cuda_weights_prepare_mx(int32_t gated_w1, int32_t gate_up_interleaved,
+                                int64_t local_experts, int64_t rows, int64_t cols,
+                                const uint8_t *values, const uint8_t *scales, uint8_t *prepared,
+                                void *stream);
 
 /*
  * bf16 [rows, cols] -> e4m3 [rows, cols] (+ fp32 scales [rows, cols/128] in BLOCK mode, one per

@@ -452,11 +452,14 @@ static void test_weights(void) {
   EXPECT(moe_weights_prepared_size(NULL, &P, 1, &b), IA, "runner");
   EXPECT(moe_weights_prepared_size(R, &P, 1, NULL), IA, "bytes");
   EXPECT(moe_weights_prepared_size(R, &P, 0, &b), IA, "which");
-  EXPECT(moe_weights_prepared_size(R, &P, 3, &b), IA, "which");
+  EXPECT(moe_weights_prepared_size(R, &P, 4, &b), IA, "which");
+  /* 3 (GEMM1_GATE_UP_INTERLEAVED) is for MXFP4 runners only */
+  EXPECT(moe_weights_prepared_size(R, &P, 3, &b), NS, "GEMM1_GATE_UP_INTERLEAVED");
   EXPECT(moe_weights_prepare(NULL, &P, 1, &W1C->t, &W1P->t, NULL), IA, "runner");
   EXPECT(moe_weights_prepare(R, NULL, 1, &W1C->t, &W1P->t, NULL), IA, "problem");
   EXPECT(moe_weights_prepare(R, &P, 0, &W1C->t, &W1P->t, NULL), IA, "which");
-  EXPECT(moe_weights_prepare(R, &P, 3, &W1C->t, &W1P->t, NULL), IA, "which");
+  EXPECT(moe_weights_prepare(R, &P, 4, &W1C->t, &W1P->t, NULL), IA, "which");
+  EXPECT(moe_weights_prepare(R, &P, 3, &W1C->t, &W1P->t, NULL), NS, "which");
   EXPECT(moe_weights_prepare(R, &P, 1, NULL, &W1P->t, NULL), IA, "canonical");
   EXPECT(moe_weights_prepare(R, &P, 1, &W1C->t, NULL, NULL), IA, "prepared");
   EXPECT(moe_weights_prepare(R, &P, 1, &W2C->t, &W1P->t, NULL), IA, "canonical"); /* W2 as W1 */

@@ -1198,8 +1198,9 @@ static void test_prepare_and_option_misuse(void) {
   OPT_BAD(0, 1, MOE_SCALING_BLOCK, NS, "W8A16");             /* BF16 acts, FP8 weights */
   OPT_BAD(1, 1, MOE_SCALING_NONE, IA, "scaling_mode");       /* FP8 without a mode */
   OPT_BAD(0, 0, MOE_SCALING_PER_TENSOR, IA, "scaling_mode"); /* BF16 with a mode */
-  OPT_BAD(1, 1, 3, IA, "scaling_mode");
-  OPT_BAD(1, 2, MOE_SCALING_BLOCK, IA, "weight_dtype");
+  OPT_BAD(1, 1, 3, IA, "scaling_mode");                      /* MX scales on FP8 weights */
+  OPT_BAD(1, 1, 4, IA, "scaling_mode");
+  OPT_BAD(1, 3, MOE_SCALING_BLOCK, IA, "weight_dtype");
 #undef OPT_BAD
   /* A version-1 options struct has no scaling_mode: FP8 dtypes in it are rejected, and a
    * version-1 BF16 struct still works (nothing past its 64 bytes is read). */

@@ -36,7 +36,18 @@ void moe_cpu_weights_prepare_fp8(int32_t which, int32_t gated, int32_t scaling_m
                                  const void *canonical, const float *canonical_scales,
                                  uint8_t *prepared);
 
-/* GEMM1 (+activation), GEMM2, finalize (FP8 runs: fp8_gemm.c, then the same finalize). */
+/*
+ * Checkpoint MXFP4 -> prepared weights (docs/formats.md, "MXFP4"): packed e2m1 @p values
+ * [E_l, rows, cols/2] and ue8m0 @p scales [E_l, rows, cols/32] (no 0xFF: core/ refuses it).
+ * gated_w1: W1 of a gated activation (8-row up/gate blocks); gate_up_interleaved: its source
+ * rows are gpt-oss's (2f = gate f, 2f+1 = up f).
+ */
+void moe_cpu_weights_prepare_mx(int32_t gated_w1, int32_t gate_up_interleaved,
+                                int64_t local_experts, int64_t rows, int64_t cols,
+                                const uint8_t *values, const uint8_t *scales, uint8_t *prepared);
+
+/* GEMM1 (+activation), GEMM2, finalize (FP8 and MXFP4 runs: quant_gemm.c, then the same
+ * finalize). */
 void moe_cpu_run(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 
 /* moe_runner_run_grouped (grouped.c): the CTA tables and permuted_to_token of @p plan built

@@ -50,13 +50,32 @@ static inline int64_t moe_cpu_w1_row(int64_t inter, int64_t f, int32_t half) {
   return 2 * full + half * (inter - full) + (f - full);
 }
 
+/* ---- biases: fp32 or bf16 (moe_k_run bias1 / bias1_bf16) -------------------------------- */
+
+/* The bias vector of one expert, at element @p off of the [E_l, n] tensor; none if both NULL. */
+typedef struct moe_cpu_bias {
+  const float *f;
+  const uint16_t *h;
+} moe_cpu_bias;
+static inline moe_cpu_bias moe_cpu_bias_of(const float *f, const uint16_t *h, int64_t off) {
+  moe_cpu_bias b = {f ? f + off : NULL, h ? h + off : NULL};
+  return b;
+}
+static inline int moe_cpu_has_bias(moe_cpu_bias b) {
+  return b.f != NULL || b.h != NULL;
+}
+/* Element i in fp32 (bf16 widened exactly). */
+static inline float moe_cpu_bias_get(moe_cpu_bias b, int64_t i) {
+  return b.f ? b.f[i] : moe_bf16_to_f32(b.h[i]);
+}
+
 /* ---- gemm.c / finalize.c ---------------------------------------------------------------- */
 
 void moe_cpu_gemm1(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 void moe_cpu_gemm2(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 void moe_cpu_finalize(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 
-/* ---- fp8_gemm.c: GEMM1 and GEMM2 of an FP8 run (args->scaling_mode != NONE) ----------- */
-void moe_cpu_fp8_gemms(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
+/* ---- quant_gemm.c: GEMM1 and GEMM2 of an FP8 or MXFP4 run (args->scaling_mode != NONE) -- */
+void moe_cpu_quant_gemms(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads);
 
 #endif /* MOE_CPU_INTERNAL_H_ */

@@ -45,7 +45,7 @@ void moe_cpu_finalize(const moe_k_run *a, const moe_k_plan *p, int32_t num_threa
 
 void moe_cpu_run(const moe_k_run *args, const moe_k_plan *plan, int32_t num_threads) {
   if (args->scaling_mode != MOE_K_SCALING_NONE) {
-    moe_cpu_fp8_gemms(args, plan, num_threads); /* GEMM2 writes bf16 as in BF16 runs */
+    moe_cpu_quant_gemms(args, plan, num_threads); /* GEMM2 writes bf16 as in BF16 runs */
   } else {
     moe_cpu_gemm1(args, plan, num_threads);
     moe_cpu_gemm2(args, plan, num_threads);

@@ -149,7 +149,7 @@ static void gemm1_body(void *ctx, int64_t begin, int64_t end) {
     if (r1 <= r0) continue;
     const int64_t f0 = s * g->slice, f1 = f0 + g->slice < I ? f0 + g->slice : I;
     const uint16_t *w = a->w1 + e * w1_rows * H;
-    const float *b1 = a->bias1 ? a->bias1 + e * w1_rows : NULL;
+    const moe_cpu_bias b1 = moe_cpu_bias_of(a->bias1, a->bias1_bf16, e * w1_rows);
     const float alpha = a->alpha ? a->alpha[e] : 1.0f;
     const float beta = a->beta ? a->beta[e] : 0.0f;
     const int has_limit = a->clamp_limit != NULL;
@@ -176,8 +176,8 @@ static void gemm1_body(void *ctx, int64_t begin, int64_t end) {
         if (t < 0) continue;
         float acc[4];
         dot4(a->hidden + (int64_t)t * H, wp[0], wp[1], wp[2], wp[3], H, acc);
-        if (b1)
-          for (int q = 0; q < 4; ++q) acc[q] = MOE_FADD(acc[q], b1[rows[q]]);
+        if (moe_cpu_has_bias(b1))
+          for (int q = 0; q < 4; ++q) acc[q] = MOE_FADD(acc[q], moe_cpu_bias_get(b1, rows[q]));
         uint16_t *out = a->gemm1_out + r * I + f;
         for (int64_t q = 0; q < nf; ++q) {
           const float y = gated ? moe_cpu_act_gated(act, acc[2 * q], acc[2 * q + 1], alpha, beta,
@@ -202,7 +202,7 @@ static void gemm2_body(void *ctx, int64_t begin, int64_t end) {
     if (r1 <= r0) continue;
     const int64_t h0 = s * g->slice, h1 = h0 + g->slice < H ? h0 + g->slice : H;
     const uint16_t *w = a->w2 + e * H * I;
-    const float *b2 = a->bias2 ? a->bias2 + e * H : NULL;
+    const moe_cpu_bias b2 = moe_cpu_bias_of(a->bias2, a->bias2_bf16, e * H);
     for (int64_t h = h0; h < h1; h += 4) {
       const int64_t nh = h1 - h < 4 ? h1 - h : 4;
       const uint16_t *wp[4];
@@ -213,7 +213,8 @@ static void gemm2_body(void *ctx, int64_t begin, int64_t end) {
         dot4(a->gemm1_out + r * I, wp[0], wp[1], wp[2], wp[3], I, acc);
         uint16_t *out = a->gemm2_out + r * H + h;
         for (int64_t q = 0; q < nh; ++q)
-          out[q] = moe_f32_to_bf16(b2 ? MOE_FADD(acc[q], b2[h + q]) : acc[q]);
+          out[q] = moe_f32_to_bf16(
+              moe_cpu_has_bias(b2) ? MOE_FADD(acc[q], moe_cpu_bias_get(b2, h + q)) : acc[q]);
       }
     }
   }

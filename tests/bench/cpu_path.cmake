@@ -5,7 +5,8 @@
 # --help explains every column the table prints. Small budget and T so it takes seconds.
 # Usage: cmake -DBENCH=<moe-bench> -P cpu_path.cmake
 set(presets deepseek-v3 qwen3-235b qwen3-30b mixtral-8x7b gpt-oss-120b llama4-maverick
-            deepseek-v3-fp8 qwen3-235b-fp8 qwen3-30b-fp8 mixtral-8x7b-fp8 llama4-maverick-fp8)
+            deepseek-v3-fp8 qwen3-235b-fp8 qwen3-30b-fp8 mixtral-8x7b-fp8 llama4-maverick-fp8
+            gpt-oss-120b-mxfp4 gpt-oss-20b-mxfp4)
 
 function(bench out_var rc_var)
   execute_process(COMMAND ${BENCH} --backend cpu --iters 1 --cpu-weight-gb 0.2 ${ARGN}

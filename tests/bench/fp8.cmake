@@ -7,30 +7,7 @@
 #    resolved (per-tensor: sm90_fp8pt_ configs) or reported on one line with the library's reason
 #    ("NAME: skipped: ..."), never silently dropped; a run of only skipped presets exits non-zero.
 # Usage: cmake -DBENCH=<moe-bench> -P fp8.cmake
-function(bench out_var err_var rc_var)
-  execute_process(COMMAND ${BENCH} ${ARGN} OUTPUT_VARIABLE out ERROR_VARIABLE err
-                  RESULT_VARIABLE rc)
-  set(${out_var} "${out}" PARENT_SCOPE)
-  set(${err_var} "${err}" PARENT_SCOPE)
-  set(${rc_var} "${rc}" PARENT_SCOPE)
-endfunction()
-
-# The JSON row of preset p at T = t (fails if there is not exactly one).
-function(row_of text p t out_var)
-  string(REGEX MATCHALL "{\"preset\":\"${p}\"[^\n]*\"tokens\":${t},[^\n]*}" rows "${text}")
-  list(LENGTH rows n)
-  if(NOT n EQUAL 1)
-    message(FATAL_ERROR "expected one JSON row of ${p} at T = ${t}, got ${n}:\n${text}")
-  endif()
-  set(${out_var} "${rows}" PARENT_SCOPE)
-endfunction()
-
-function(field row key out_var)
-  if(NOT row MATCHES "\"${key}\":\"?([^,\"}]*)")
-    message(FATAL_ERROR "no '${key}' in ${row}")
-  endif()
-  set(${out_var} "${CMAKE_MATCH_1}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/json_rows.cmake)
 
 # ---- 1. FP8 presets on the CPU ----
 bench(out err rc --backend cpu --iters 1 --cpu-weight-gb 0.1 --json --tokens 1,3
