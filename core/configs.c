@@ -27,7 +27,15 @@ static const moe_config_row k_sm90_fp8_tensor[] = {
 #undef MOE_ROW
 };
 
+/* The block-scaled FP8 rows (kernels/kernels.h, kernels/gemm/sm90_fp8_block_grouped.cuh). */
+static const moe_config_row k_sm90_fp8_block[] = {
+#define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
+    MOE_SM90_FP8_BLOCK_CONFIGS(MOE_ROW)
+#undef MOE_ROW
+};
+
 static int64_t bf16_score(const moe_problem *p, const moe_config_row *row);
+static int64_t fp8_block_score(const moe_problem *p, const moe_config_row *row);
 
 /* One per MOE_K_CATALOGUE_* key. h_align / i_align: what the CUDA kernels need of H and I. The
  * FP8 per-tensor catalogue ranks its rows with the BF16 heuristic: the same mainloop, registers
@@ -39,14 +47,19 @@ static const moe_catalogue k_catalogues[] = {
     {MOE_K_CATALOGUE_SM90_FP8_TENSOR, "fp8pt", k_sm90_fp8_tensor,
      (int32_t)(sizeof k_sm90_fp8_tensor / sizeof k_sm90_fp8_tensor[0]), MOE_FP8_BLOCK,
      MOE_FP8_BLOCK, bf16_score},
+    {MOE_K_CATALOGUE_SM90_FP8_BLOCK, "fp8blk", k_sm90_fp8_block,
+     (int32_t)(sizeof k_sm90_fp8_block / sizeof k_sm90_fp8_block[0]), MOE_FP8_BLOCK, MOE_FP8_BLOCK,
+     fp8_block_score},
 };
 
 const moe_catalogue *moe_catalogue_of(const moe_runner *r) {
-  /* FP8 per-tensor has its catalogue; block-scaled FP8 and MXFP4 run on the CPU backend only
-   * so far (core/fp8.c) and keep the BF16 rows for their plans. */
+  /* FP8 has a catalogue per scaling mode; MXFP4 runs on the CPU backend only so far
+   * (core/fp8.c) and keeps the BF16 rows for its plans. */
   if (r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 &&
       r->opts.scaling_mode == MOE_SCALING_PER_TENSOR)
     return &k_catalogues[1];
+  if (r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 && r->opts.scaling_mode == MOE_SCALING_BLOCK)
+    return &k_catalogues[2];
   return &k_catalogues[0];
 }
 
@@ -168,6 +181,29 @@ static int64_t bf16_score(const moe_problem *p, const moe_config_row *row) {
   }
   const int64_t mpref = row->gemm1_block_m == 256 ? 2 : row->gemm1_block_m == 64 ? 1 : 0;
   return dist * 100000 + cpref * 10000 + mpref * 1000 + row->stages;
+}
+
+/*
+ * Block-scaled FP8 ranking (lower is better): the CTA tile nearest above the tokens per local
+ * expert a = T*K / E_l (8..64: one CTA holds an expert's rows, the decode and small-prefill
+ * case), and from a > 64 the 64-token CTAs in clusters (C = 2, then C = 4 from a >= 256),
+ * whose multicast divides each weight tile's L2 reads by C. Not yet tuned on a GPU: autotune
+ * measures the others.
+ */
+static int64_t fp8_block_score(const moe_problem *p, const moe_config_row *row) {
+  const int64_t el = moe_local_experts(p);
+  const int64_t a = el > 0 ? (int64_t)p->num_tokens * p->top_k / el : 0;
+  int32_t want_tile = 8, want_c = 1;
+  while (want_tile < 64 && want_tile < a) want_tile *= 2;
+  if (a > 64) {
+    want_c = a >= 256 ? 4 : 2;
+    want_tile = 64 * want_c;
+  }
+  int64_t dist = 0;
+  for (int32_t t = row->tile; t < want_tile; t *= 2) ++dist;
+  for (int32_t t = want_tile; t < row->tile; t *= 2) ++dist;
+  const int64_t cdist = row->cluster > want_c ? row->cluster / want_c : want_c / row->cluster;
+  return dist * 100 + cdist * 10 + (row->tile / row->cluster == 64 ? 0 : 1);
 }
 
 static int cmp_ranked(const void *a, const void *b) {

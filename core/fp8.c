@@ -85,29 +85,18 @@ moe_status_t moe_check_fp8_problem(const moe_runner *r, const moe_problem *p) {
 }
 
 /*
- * Formats whose CUDA GEMM kernels are not in this build (block-scaled FP8, MXFP4): runner
- * creation, config queries, workspace sizing and weight preparation work on CUDA, and
- * moe_runner_run stops here, before any other check, so that CPU-only CI (sm_version 90, no
- * device) sees it too.
+ * Formats whose CUDA GEMM kernels are not in this build (MXFP4 weights): runner creation,
+ * config queries, workspace sizing and weight preparation work on CUDA, and moe_runner_run
+ * stops here, before any other check, so that CPU-only CI (sm_version 90, no device) sees it
+ * too. FP8 runs on the sm90_fp8pt_* (per-tensor) and sm90_fp8blk_* (block) catalogues.
  */
 moe_status_t moe_check_fp8_backend(const moe_runner *r) {
-  /* Per-tensor FP8 runs on the sm90_fp8pt_* catalogue; block-scaled FP8 and MXFP4 weights have
-   * no CUDA kernels yet. */
-  if (r->backend != MOE_BACKEND_CUDA) return MOE_STATUS_SUCCESS;
-  if (r->opts.scaling_mode == MOE_SCALING_MX)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "runner: MXFP4 weights (%s) run only on the CPU backend in this build; the "
-                    "CUDA MXFP4 kernels are not implemented yet",
-                    r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 ? "W4A8" : "W4A16");
-  if (!is_fp8(r) || r->opts.scaling_mode == MOE_SCALING_PER_TENSOR) return MOE_STATUS_SUCCESS;
+  if (r->backend != MOE_BACKEND_CUDA || r->opts.scaling_mode != MOE_SCALING_MX)
+    return MOE_STATUS_SUCCESS;
   return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                  "runner: FP8 (scaling_mode %d, %s) runs only on the CPU backend in this build; "
-                  "%s",
-                  r->opts.scaling_mode, mode_name(r->opts.scaling_mode),
-                  r->opts.scaling_mode == MOE_SCALING_BLOCK
-                      ? "the CUDA block-scaled FP8 GEMM kernels are not implemented yet"
-                      : "the CUDA per-tensor FP8 kernels are built but not enabled until they "
-                        "pass the GPU test suite");
+                  "runner: MXFP4 weights (%s) run only on the CPU backend in this build; the "
+                  "CUDA MXFP4 kernels are not implemented yet",
+                  r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 ? "W4A8" : "W4A16");
 }
 
 /* Scales of one weight tensor: [el, rows/128, cols/128] (BLOCK) or [el] (PER_TENSOR). */

@@ -145,6 +145,7 @@ typedef struct moe_k_run {
  */
 #define MOE_K_CATALOGUE_SM90_BF16 0
 #define MOE_K_CATALOGUE_SM90_FP8_TENSOR 1 /* e4m3 x e4m3, per-tensor scales */
+#define MOE_K_CATALOGUE_SM90_FP8_BLOCK 2  /* e4m3 x e4m3, 128 x 128 / 1 x 128 block scales */
 
 /*
  * The sm_90a BF16 x BF16 catalogue, one X(...) per config:
@@ -187,6 +188,25 @@ typedef struct moe_k_run {
  */
 #define MOE_SM90_FP8_TENSOR_CONFIGS(X) MOE_SM90_BF16_CONFIGS(X)
 #define MOE_SM90_FP8_BLOCK_K 128
+/*
+ * The sm_90a block-scaled FP8 catalogue (kernels/gemm/sm90_fp8_block_grouped.cuh): 256-row
+ * weight tiles in both GEMMs (a gated GEMM1 tile is 128 output features, the 1 x 128 group its
+ * epilogue quantizes; a warpgroup's 128 rows with two accumulator sets fit the registers up to
+ * a CTA tile of 64 tokens), stages as many as shared memory holds (one CTA per SM), C = 1, 2, 4.
+ */
+#define MOE_SM90_FP8_BLOCK_CONFIGS(X)                                                          \
+  X(8, 1, 256, 256, 128, 6)                                                                    \
+  X(16, 1, 256, 256, 128, 6)                                                                   \
+  X(32, 1, 256, 256, 128, 6)                                                                   \
+  X(64, 1, 256, 256, 128, 5)                                                                   \
+  X(16, 2, 256, 256, 128, 6)                                                                   \
+  X(32, 2, 256, 256, 128, 6)                                                                   \
+  X(64, 2, 256, 256, 128, 6)                                                                   \
+  X(128, 2, 256, 256, 128, 5)                                                                  \
+  X(32, 4, 256, 256, 128, 6)                                                                   \
+  X(64, 4, 256, 256, 128, 6)                                                                   \
+  X(128, 4, 256, 256, 128, 6)                                                                  \
+  X(256, 4, 256, 256, 128, 5)
 /* Shape constraints every sm_90a BF16 config needs (TMA strides, wgmma tiles). */
 #define MOE_SM90_H_ALIGN 64 /* H % 64 == 0 */
 #define MOE_SM90_I_ALIGN 64 /* I % 64 == 0 */

@@ -1217,8 +1217,8 @@ static void test_prepare_and_option_misuse(void) {
   v1.o.activation_dtype = v1.o.weight_dtype = MOE_DTYPE_FP8_E4M3;
   EXPECT_ERR(moe_runner_create(&v1.o, &x), IA, "scaling_mode");
 
-  /* CUDA catalogue without a GPU (sm_version 90): FP8 runner, sizes and configs work; run
-   * returns NOT_SUPPORTED until the FP8 GEMM kernels land. */
+  /* CUDA catalogue without a GPU (sm_version 90): FP8 runner, sizes and configs work, the
+   * configs are the block catalogue's; run gets past the backend check to the plan check. */
   moe_runner *rc = fp8_runner(MOE_BACKEND_CUDA, MOE_SCALING_BLOCK, MOE_ACTIVATION_SWIGLU, 0);
   if (rc) {
     CHECK_OK(moe_weights_prepared_size(rc, &p, MOE_WEIGHTS_GEMM1, &bytes));
@@ -1229,7 +1229,12 @@ static void test_prepare_and_option_misuse(void) {
     moe_run_args_init(&a, MOE_RUN_ARGS_VERSION);
     moe_plan pl;
     moe_plan_init(&pl, MOE_PLAN_VERSION);
-    EXPECT_ERR(moe_runner_run(rc, &p, &a, 0, &pl, NULL, 0, NULL), NS, "CPU backend");
+    CHECK(n > 0, "CUDA block FP8 runner lists no config");
+    moe_config_info info;
+    memset(&info, 0, sizeof info);
+    CHECK_OK(moe_runner_describe_config(rc, 0, &info));
+    CHECK(strncmp(info.name, "sm90_fp8blk_", 12) == 0, "CUDA block FP8 config 0 is %s", info.name);
+    EXPECT_ERR(moe_runner_run(rc, &p, &a, 0, &pl, NULL, 0, NULL), IA, "plan");
     moe_runner_destroy(rc);
   }
 }

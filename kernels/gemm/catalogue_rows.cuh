@@ -63,6 +63,17 @@ GemmKernel gemm2_persistent_kernel() {
               MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false),                          \
               gemm2_persistent_kernel<FMT, BM2, TILE, CL, ST>()},
 
+/* One row of a block-scaled FP8 catalogue: GEMM1 always reads the permuted copy (the permute
+ * writes the token scales transposed, sm90_fp8_block_grouped.cuh), so its "gathering" entry is
+ * the same kernel; no persistent GEMM2. */
+#define MOE_CONFIG_ENTRY_BLOCK(FMT, TILE, CL, BM1, BM2, ST)          \
+  ConfigEntry{TILE,                                                  \
+              CL,                                                    \
+              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, false),  \
+              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, false),  \
+              MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false), \
+              GemmKernel{nullptr, BM2, 0, 0, 0, 0}},
+
 /* Defines `const Catalogue NAME` from the X-macro LIST with kernels of format FMT, whose
  * operands are DTYPE (one catalogue per .cu file). */
 #define MOE_DEFINE_CATALOGUE(NAME, FMT, DTYPE, LIST)                                   \

@@ -11,6 +11,7 @@ namespace sm90 {
 
 extern const Catalogue kBf16Catalogue;
 extern const Catalogue kFp8TensorCatalogue;
+extern const Catalogue kFp8BlockCatalogue;
 
 const Catalogue *find_catalogue(int32_t key) {
   switch (key) {
@@ -18,6 +19,8 @@ const Catalogue *find_catalogue(int32_t key) {
       return &kBf16Catalogue;
     case MOE_K_CATALOGUE_SM90_FP8_TENSOR:
       return &kFp8TensorCatalogue;
+    case MOE_K_CATALOGUE_SM90_FP8_BLOCK:
+      return &kFp8BlockCatalogue;
     default:
       return nullptr;
   }

@@ -48,6 +48,18 @@ cudaError_t launch_permute(void *dst, const void *hidden, const int32_t *expande
                            cudaStream_t stream);
 
 /*
+ * The permute of block-scaled FP8: dst[e2p[t*K + k], :] = e4m3 row of token t, and its
+ * 128-column groups' scales transposed at dst_scales[g * scale_ld + row]; from bf16 hidden
+ * (hidden_scales NULL: quantized with one dynamic scale per group, kernels/fp8_math.h) or e4m3
+ * hidden with hidden_scales [T, H/128]. H % 128 == 0, top_k <= 32, 16-byte aligned rows.
+ * Waits on the predecessor (PDL) before reading. num_sms sizes the grid.
+ */
+cudaError_t launch_permute_block(void *dst, float *dst_scales, int64_t scale_ld, const void *hidden,
+                                 const float *hidden_scales, const int32_t *expanded_to_permuted,
+                                 int64_t num_tokens, int32_t top_k, int64_t H, int32_t num_sms,
+                                 bool pdl, cudaStream_t stream);
+
+/*
  * The inverse copy, for a grouped run's output: dst[permuted_to_token[r], :] = src[r, :] for
  * every r < *permuted_size whose entry is >= 0 (rows of row_bytes bytes, % 16 == 0, 16-byte
  * aligned); other dst rows are not written. The grid is sized by max_rows (the workspace's

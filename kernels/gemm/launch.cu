@@ -69,10 +69,19 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
 
   /* The operand element: bf16, or e4m3 (FP8 per-tensor: hidden quantized with the static s1,
    * GEMM1's output with s2, the weights' per-expert scales after their values). */
-  const bool fp8 = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_TENSOR;
+  const bool fp8_block = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_BLOCK;
+  const bool fp8 = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_TENSOR || fp8_block;
   if (fp8 && grouped) return cudaErrorInvalidValue; /* BF16 only (core/grouped.c) */
-  if (fp8 && (a->scaling_mode != MOE_K_SCALING_PER_TENSOR || a->input_scale1 == nullptr ||
-              a->input_scale2 == nullptr || a->act_scratch == nullptr)) {
+  if (fp8 && !fp8_block &&
+      (a->scaling_mode != MOE_K_SCALING_PER_TENSOR || a->input_scale1 == nullptr ||
+       a->input_scale2 == nullptr || a->act_scratch == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
+  /* Block scales: the permute writes the token rows' scales transposed, [H/128, max_rows], and
+   * GEMM1 its output's, [I/128, max_rows], each after its e4m3 values (float2 loads: max_rows
+   * is a multiple of the tile, so even). */
+  if (fp8_block && (a->scaling_mode != MOE_K_SCALING_BLOCK || a->act_scratch == nullptr ||
+                    (a->hidden_fp8 && a->hidden_scale == nullptr) || plan->max_rows % 2 != 0)) {
     return cudaErrorInvalidValue;
   }
   const int es = cat->elem_bytes;
@@ -114,13 +123,14 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
       (e = map(&tx2s, a->gemm1_out, I, rows_t, slice)) != cudaSuccess) {
     return e;
   }
-  const bool gather = grouped || a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * E;
+  const bool gather =
+      !fp8_block && (grouped || a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * E);
   const GemmKernel &g1 = gather ? cfg.gemm1_gather : cfg.gemm1;
   const bool permuted = g1.permuted_input != 0;
   /* GEMM1's token rows: hidden as given (bf16, or e4m3 already quantized), or e4m3 quantized
    * from bf16 by the permute (permuted) or by one pass over hidden (gathered) into the
    * workspace's GEMM2 output region, which only GEMM2 (after GEMM1) writes. */
-  const bool quantize = fp8 && !a->hidden_fp8;
+  const bool quantize = fp8 && !fp8_block && !a->hidden_fp8;
   void *const permuted_rows = fp8 ? a->act_scratch : static_cast<void *>(a->gemm2_out);
   const void *gather_rows = a->hidden;
   if (quantize && !permuted) {
@@ -178,7 +188,17 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
     p1.w_scale = reinterpret_cast<const float *>(reinterpret_cast<const uint8_t *>(a->w1) +
                                                  moe_k_fp8_scales_offset(E * rows1 * H));
     p1.x_scale = a->input_scale1;
-    p1.out_scale = a->input_scale2;
+    p1.out_scale = const_cast<float *>(a->input_scale2); /* read only: StoreE4m3Static */
+  }
+  float *const x1_scales = reinterpret_cast<float *>(static_cast<uint8_t *>(a->act_scratch) +
+                                                     moe_k_fp8_scales_offset(plan->max_rows * H));
+  float *const x2_scales = reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(a->gemm1_out) +
+                                                     moe_k_fp8_scales_offset(plan->max_rows * I));
+  if (fp8_block) {
+    p1.x_scale = x1_scales;
+    p1.out_scale = x2_scales;
+    p1.scale_ld = plan->max_rows;
+    p1.w_scale_blocks = static_cast<int32_t>(rows1 / MOE_SM90_FP8_BLOCK_K);
   }
 
   GroupedGemmParams p2 = p1;
@@ -198,18 +218,23 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
   if (fp8) {
     p2.w_scale = reinterpret_cast<const float *>(reinterpret_cast<const uint8_t *>(a->w2) +
                                                  moe_k_fp8_scales_offset(E * H * I));
-    p2.x_scale = a->input_scale2;
+    p2.x_scale = fp8_block ? x2_scales : a->input_scale2;
     p2.out_scale = nullptr;
+    p2.w_scale_blocks = static_cast<int32_t>(H / MOE_SM90_FP8_BLOCK_K);
   }
 
   const int64_t m1 = (rows1 + g1.block_m - 1) / g1.block_m;
   const int64_t m2 = (H + g2.block_m - 1) / g2.block_m;
-  if (permuted &&
-      (e = launch_permute(permuted_rows, a->hidden, plan->expanded_to_permuted, a->num_tokens,
-                          a->top_k, H * es, quantize ? a->input_scale1 : nullptr, num_sms, pdl,
-                          stream)) != cudaSuccess) {
-    return e;
+  if (fp8_block) {
+    e = launch_permute_block(permuted_rows, x1_scales, plan->max_rows, a->hidden,
+                             a->hidden_fp8 ? a->hidden_scale : nullptr, plan->expanded_to_permuted,
+                             a->num_tokens, a->top_k, H, num_sms, pdl, stream);
+  } else if (permuted) {
+    e = launch_permute(permuted_rows, a->hidden, plan->expanded_to_permuted, a->num_tokens,
+                       a->top_k, H * es, quantize ? a->input_scale1 : nullptr, num_sms, pdl,
+                       stream);
   }
+  if (e != cudaSuccess) return e;
   if ((e = launch_gemm(g1, C, a->launch_ctas, m1, resident1, tw1, tx1, tx1s, p1, pdl, stream)) !=
       cudaSuccess) {
     return e;

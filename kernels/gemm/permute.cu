@@ -102,6 +102,68 @@ __global__ void __launch_bounds__(32 * kWarps)
   }
 }
 
+/*
+ * The permute of block-scaled FP8 (launch_permute_block): dst rows e4m3 [H] (vec_per_row
+ * 16-byte vectors of 16 codes) and the rows' scales transposed, dst_scales[g * scale_ld + p]
+ * for 128-column group g of permuted row p. From bf16 hidden states (hidden_scales NULL) each
+ * token's groups are quantized on the way: the 8 lanes holding a group's 8 vectors reduce its
+ * amax (moe_fp8_amax_step), s = moe_fp8_scale(amax), q = e4m3(x / s) (kernels/fp8_math.h, as
+ * the CPU backend); from e4m3 hidden states the codes are copied and hidden_scales [T, H/128]
+ * transposed. Lane l of a warp step holds vector v0 + l, group (v0 + l) / 8 (vec_per_row is a
+ * multiple of 8: groups never straddle a step, and every lane runs every step for the
+ * shuffles).
+ */
+__global__ void __launch_bounds__(32 * kWarps)
+    permute_block_kernel(uint4 *__restrict__ dst, float *__restrict__ dst_scales, int64_t scale_ld,
+                         const uint4 *__restrict__ hidden, const float *__restrict__ hidden_scales,
+                         const int32_t *__restrict__ e2p, int64_t num_tokens, int32_t top_k,
+                         int64_t vec_per_row) {
+  ptx::grid_dependency_wait();
+  ptx::launch_dependents();
+  const int lane = threadIdx.x % 32;
+  const int64_t groups = vec_per_row / 8;
+  for (int64_t t = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32; t < num_tokens;
+       t += (int64_t)gridDim.x * kWarps) {
+    const int32_t my_p = lane < top_k ? __ldg(e2p + t * top_k + lane) : -1;
+    for (int64_t v0 = 0; v0 < vec_per_row; v0 += 32) {
+      const int64_t v = v0 + lane;
+      const bool active = v < vec_per_row;
+      const int64_t g = v / 8;
+      uint4 q = make_uint4(0, 0, 0, 0);
+      float sc = 1.0f;
+      if (hidden_scales != nullptr) {
+        if (active) {
+          q = __ldg(hidden + t * vec_per_row + v);
+          sc = __ldg(hidden_scales + t * groups + g);
+        }
+      } else {
+        uint4 lo = make_uint4(0, 0, 0, 0), hi = lo;
+        if (active) {
+          lo = __ldg(hidden + (t * vec_per_row + v) * 2);
+          hi = __ldg(hidden + (t * vec_per_row + v) * 2 + 1);
+        }
+        const uint32_t w[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+        float amax = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          amax = moe_fp8_amax_step(amax, __uint_as_float(w[i] << 16));
+          amax = moe_fp8_amax_step(amax, __uint_as_float(w[i] & 0xFFFF0000u));
+        }
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
+        sc = moe_fp8_scale(amax);
+        q = quantize16(lo, hi, sc);
+      }
+      for (int k = 0; k < top_k; ++k) {
+        const int32_t p = __shfl_sync(0xFFFFFFFFu, my_p, k);
+        if (p < 0 || !active) continue;
+        dst[(int64_t)p * vec_per_row + v] = q;
+        if ((lane & 7) == 0) dst_scales[g * scale_ld + p] = sc;
+      }
+    }
+  }
+}
+
 /* The inverse copy (launch_unpermute): one warp per permuted row r < min(*permuted_size,
  * max_rows), dst[p2t[r]] = src[r] unless p2t[r] < 0. */
 __global__ void __launch_bounds__(32 * kWarps)
@@ -136,6 +198,24 @@ cudaError_t launch_unpermute(void *dst, const void *src, const int32_t *permuted
   return launch_pdl(unpermute_rows_kernel, blocks, 32 * kWarps, stream, pdl,
                     static_cast<uint4 *>(dst), static_cast<const uint4 *>(src), permuted_to_token,
                     permuted_size, max_rows, row_bytes / 16);
+}
+
+cudaError_t launch_permute_block(void *dst, float *dst_scales, int64_t scale_ld, const void *hidden,
+                                 const float *hidden_scales, const int32_t *expanded_to_permuted,
+                                 int64_t num_tokens, int32_t top_k, int64_t H, int32_t num_sms,
+                                 bool pdl, cudaStream_t stream) {
+  if (num_tokens <= 0) return cudaSuccess;
+  if (top_k < 1 || top_k > 32 || H <= 0 || H % 128 != 0 || num_sms <= 0 || scale_ld <= 0) {
+    return cudaErrorInvalidValue;
+  }
+  int64_t blocks = (num_tokens + kWarps - 1) / kWarps;
+  if (blocks > static_cast<int64_t>(num_sms) * kCtasPerSm) {
+    blocks = static_cast<int64_t>(num_sms) * kCtasPerSm;
+  }
+  return launch_pdl(permute_block_kernel, blocks, 32 * kWarps, stream, pdl,
+                    static_cast<uint4 *>(dst), dst_scales, scale_ld,
+                    static_cast<const uint4 *>(hidden), hidden_scales, expanded_to_permuted,
+                    num_tokens, top_k, H / 16);
 }
 
 cudaError_t launch_permute(void *dst, const void *hidden, const int32_t *expanded_to_permuted,

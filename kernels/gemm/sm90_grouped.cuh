@@ -2,10 +2,10 @@
  * sm90_grouped.cuh - the sm_90a grouped (per-expert) GEMM of the fused MoE with one fp32
  * accumulator over the whole K, swap-AB: the mainloop of BF16 x BF16, and of FP8 e4m3 x e4m3
  * with per-tensor scales (applied once in the epilogue: common/formats.cuh). Block-scaled FP8,
- * whose accumulator is promoted every 128 of K, has its own mainloop
- * (sm90_fp8_block_grouped.cuh). The parts every format shares are in common/: tile order and
- * trimmed tiles (scheduler.cuh), the stage ring (pipeline.cuh), the token operand's loads
- * (token_rows.cuh), the wgmma step (mma.cuh), the epilogue (epilogue.cuh), the CTA shape
+ * whose accumulator is promoted every 128 of K, runs its own mainloop and GEMM1 epilogue
+ * (sm90_fp8_block_grouped.cuh) inside this kernel. The parts every format shares are in common/:
+ * tile order and trimmed tiles (scheduler.cuh), the stage ring (pipeline.cuh), the token operand's
+ * loads (token_rows.cuh), the wgmma step (mma.cuh), the epilogue (epilogue.cuh), the CTA shape
  * (traits.cuh) and the launch parameters (params.cuh).
  *
  * One CTA computes a BLOCK_M x N tile of D^T: BLOCK_M weight rows (output features, the wgmma M
@@ -52,6 +52,7 @@
 #include "kernels/gemm/common/scheduler.cuh"
 #include "kernels/gemm/common/token_rows.cuh"
 #include "kernels/gemm/common/traits.cuh"
+#include "kernels/gemm/sm90_fp8_block_grouped.cuh"
 #include "kernels/ptx/cluster.cuh"
 #include "kernels/ptx/mbarrier.cuh"
 #include "kernels/ptx/pdl.cuh"
@@ -71,6 +72,14 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   using Op = typename Fmt::Op;
   constexpr int kBK = kBlockK<Op>;
   static_assert(GEMM1 || !GATHER, "only GEMM1 gathers token rows");
+  /* Block-scaled FP8 (sm90_fp8_block_grouped.cuh): token rows from the permuted copy (its
+   * transposed scales), 256-row tiles (a gated GEMM1 tile = one 128-feature output group), two
+   * accumulator sets within one CTA's register budget, and the fp32 GEMM1 staging tile in the
+   * drained stages. */
+  static_assert(!Fmt::kBlockScaled || (!GATHER && BLOCK_M == 256 && N <= 64 && T::kMinBlocks == 1),
+                "block-scaled FP8 tiles: permuted rows, BLOCK_M 256, N <= 64, one CTA per SM");
+  static_assert(!Fmt::kBlockScaled || !GEMM1 || N * (BLOCK_M + 4) * 4 <= STAGES * T::kStageBytes,
+                "the fp32 GEMM1 staging tile must fit the stages");
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t *smem = smem_raw + ((1024u - (ptx::smem_u32(smem_raw) & 1023u)) & 1023u);
   uint8_t *smem_a = smem;
@@ -191,7 +200,18 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       mma_drain(d);
       release_stage<C>(empty, prev_s, lane);
     };
-    with_live_columns<N>(mma_cols, main_loop);
+    if constexpr (Fmt::kBlockScaled) {
+      const BlockWeightScales ws =
+          block_weight_scales(p, expert, m0 + wg * T::kWGRows, GEMM1 && p.gated);
+      auto block_loop = [&](auto live) {
+        constexpr int NV = decltype(live)::value;
+        block_scaled_main_loop<NV, kAtoms, N, STAGES, C, T::kABytes, T::kBBytes>(
+            d, p, ws, full, empty, a_base, b_base, row0, lane);
+      };
+      with_live_columns<N>(mma_cols, block_loop);
+    } else {
+      with_live_columns<N>(mma_cols, main_loop);
+    }
 
     /* ---------------- epilogue ---------------- */
     /* All consumer warpgroups finished reading the stages; reuse them for staging. */
@@ -211,7 +231,11 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       store_stage<N, kPitch, BLOCK_M>(stage, p, col0, out_w, row0, live_rows, threadIdx.x,
                                       T::kConsumerThreads);
     };
-    if constexpr (GEMM1) {
+    if constexpr (GEMM1 && Fmt::kBlockScaled) {
+      block_gemm1_epilogue<BLOCK_M, kAtoms, N>(
+          d, smem, p, expert, m0, wg * T::kWGRows, warp % 4, lane, live_rows, row0,
+          T::kConsumerThreads, [] { ptx::named_barrier_sync(1, T::kConsumerThreads); });
+    } else if constexpr (GEMM1) {
       epilogue(Fmt::gemm1_store(p));
     } else {
       epilogue(StoreBf16{});

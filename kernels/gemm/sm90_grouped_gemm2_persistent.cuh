@@ -61,6 +61,7 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, 1, STAGES>::kThr
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = PersistentTraits<BLOCK_M, N, STAGES>;
   using Op = typename Fmt::Op;
+  static_assert(!Fmt::kBlockScaled, "block-scaled FP8 has no persistent GEMM2 (catalogue_rows.cuh)");
   constexpr int kBK = kBlockK<Op>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t *smem = smem_raw + ((1024u - (ptx::smem_u32(smem_raw) & 1023u)) & 1023u);

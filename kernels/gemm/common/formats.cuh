@@ -17,6 +17,7 @@ namespace sm90 {
 struct Bf16Format {
   using Op = Bf16;
   static constexpr bool kTensorScaled = false;
+  static constexpr bool kBlockScaled = false;
   /* GEMM1's output policy and staging element (epilogue.cuh). */
   __device__ __forceinline__ static StoreBf16 gemm1_store(const GroupedGemmParams &) {
     return StoreBf16{};
@@ -32,9 +33,25 @@ struct Bf16Format {
 struct Fp8TensorFormat {
   using Op = E4m3;
   static constexpr bool kTensorScaled = true;
+  static constexpr bool kBlockScaled = false;
   __device__ __forceinline__ static StoreE4m3Static gemm1_store(const GroupedGemmParams &p) {
     return StoreE4m3Static{__ldg(p.out_scale)};
   }
+};
+
+/*
+ * FP8 e4m3 x e4m3 -> fp32 with block scales (DeepSeek-V3 / Qwen3 / Kimi-K2 FP8 checkpoints):
+ * weights one fp32 scale per 128 x 128 block, token rows one per row per 128 of K. Each k-block
+ * (128 of K, one scale group of both operands) accumulates in its own fp32 registers and is
+ * promoted into the tile's accumulator times the product of its two scales
+ * (sm90_fp8_block_grouped.cuh); GEMM1 stores e4m3 with one dynamic scale per row per 128 output
+ * features, GEMM2 bf16. The token operand is always the permuted copy, whose scales the
+ * permute writes transposed ([K/128, rows]) so a thread's scales per k-block are float2 loads.
+ */
+struct Fp8BlockFormat {
+  using Op = E4m3;
+  static constexpr bool kTensorScaled = false;
+  static constexpr bool kBlockScaled = true;
 };
 
 /* The dequantization scale of `expert`'s tile (formats with kTensorScaled), else 1. */

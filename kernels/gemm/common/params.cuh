@@ -37,10 +37,19 @@ struct GroupedGemmParams {
   int32_t m_tiles;        /* ceil(w_rows / BLOCK_M) */
   int32_t token_clusters; /* launch_ctas / C */
   int32_t group_m;        /* M tiles per rasterisation group (1..m_tiles) */
-  /* FP8 per-tensor scales (formats.cuh); NULL for BF16 */
-  const float *w_scale;   /* [E_l] dequantization scale of each expert's weights */
-  const float *x_scale;   /* [1] the token operand's scale (s1 for GEMM1, s2 for GEMM2) */
-  const float *out_scale; /* GEMM1: [1] static scale its e4m3 output is quantized with (s2) */
+  /* FP8 scales (formats.cuh); NULL for BF16.
+   * Per-tensor: w_scale [E_l] dequantization scale of each expert's weights; x_scale [1] the
+   * token operand's (s1 for GEMM1, s2 for GEMM2); out_scale GEMM1: [1] the static scale its
+   * e4m3 output is quantized with (s2).
+   * Block: w_scale [E_l, w_scale_blocks, k_blocks] canonical weight-row blocks of 128 x 128;
+   * x_scale [k_blocks, scale_ld] the token rows' (transposed: row r, k-block kb at
+   * kb * scale_ld + r); out_scale GEMM1: [out_cols / 128, scale_ld] the scales of its e4m3
+   * output, written transposed likewise. */
+  const float *w_scale;
+  const float *x_scale;
+  float *out_scale;
+  int64_t scale_ld;       /* block: row pitch of the transposed token-scale arrays */
+  int32_t w_scale_blocks; /* block: 128-row scale blocks per expert (canonical rows / 128) */
 };
 
 }  // namespace sm90
