@@ -102,6 +102,16 @@ fn conformance_gpu() {
                     skipped += 1;
                     continue;
                 }
+                // MXFP4 the CUDA backend does not run yet (no kernels): likewise
+                (_, Err(e)) if c.mxfp4() != "none" && e.status() == Some(Status::NotSupported) => {
+                    println!(
+                        "SKIP gpu:{}: CUDA backend: MXFP4 {} not supported: {e}",
+                        c.name(),
+                        c.mxfp4()
+                    );
+                    skipped += 1;
+                    continue;
+                }
                 // the grouped run the CUDA backend does not implement yet: likewise
                 (_, Err(e)) if c.grouped() && e.status() == Some(Status::NotSupported) => {
                     println!(
