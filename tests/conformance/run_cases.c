@@ -655,15 +655,16 @@ static void run_on(int backend, moe_runner *r, const ccase *c, const cdata *d, c
   res->plan = t_plan_digest(&hp);
   t_moe_in in = t_expert_data_in(&d->x);
   if ((s = case_kind(c) ? fp8_weights_prepare(r, backend, &p, c, d, &w)
-                  : t_weights_prepare(r, backend, &p, c->act, &in, &w))) {
+                        : t_weights_prepare(r, backend, &p, c->act, &in, &w))) {
     res->status = s;
     snprintf(res->message, sizeof res->message, "weights: %s", moe_get_last_error());
     goto done;
   }
   int64_t rows = c->finalize ? c->T : plan.max_padded_rows;
   out = t_xmalloc((size_t)(rows * c->H) * 2 + 2);
-  if ((s = case_kind(c) ? fp8_run(r, backend, &p, c, d, &w, cfg, &plan, &ws, out)
-                  : t_run(r, backend, &p, c->act, &in, &w, cfg, &plan, &ws, c->finalize, out))) {
+  if ((s = case_kind(c)
+               ? fp8_run(r, backend, &p, c, d, &w, cfg, &plan, &ws, out)
+               : t_run(r, backend, &p, c->act, &in, &w, cfg, &plan, &ws, c->finalize, out))) {
     res->status = s;
     snprintf(res->message, sizeof res->message, "run: %s", moe_get_last_error());
     goto done;
