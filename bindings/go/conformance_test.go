@@ -21,12 +21,16 @@ var caseKeys = map[string]bool{"name": true, "method": true, "input": true, "log
 	"act": true, "tile": true, "cluster": true, "n_group": true, "topk_group": true,
 	"scale": true, "bias": true, "gemm_bias": true, "swiglu_params": true, "finalize": true,
 	"seed": true, "plan": true, "output": true, "status": true, "fp8": true, "hidden": true,
-	"weights": true, "s1": true, "s2": true, "layout": true, "counts": true, "capacity": true}
+	"weights": true, "s1": true, "s2": true, "layout": true, "counts": true, "capacity": true,
+	"mxfp4": true, "w1_order": true, "gemm_bias_dtype": true, "mx_scales": true}
+
+// mxOnlyKeys are the keys of MXFP4 cases only (docs/conformance.md "MXFP4 cases").
+var mxOnlyKeys = []string{"w1_order", "gemm_bias_dtype", "mx_scales"}
 
 var (
 	requiredKeys = []string{"name", "T", "E", "H", "I", "offset", "local", "act", "tile",
 		"cluster", "seed"}
-	routedOnlyKeys = []string{"method", "input", "logits_dtype", "K", "fp8", "plan"}
+	routedOnlyKeys = []string{"method", "input", "logits_dtype", "K", "fp8", "plan", "mxfp4"}
 )
 
 // groupedSentinel is the bf16 pre-filled into a grouped case's output: rows past the counts
@@ -165,9 +169,23 @@ func (c confCase) checkFP8() error {
 	_, s2 := c.f["s2"]
 	bad := (fp8 != "none" && fp8 != "tensor" && fp8 != "block") ||
 		(hid != "bf16" && hid != "e4m3") || (wts != "bf16" && wts != "e4m3") ||
-		(fp8 == "none" && (hid != "bf16" || wts != "bf16")) || (fp8 == "tensor") != s1 || s1 != s2
+		(fp8 == "none" && (hid != "bf16" || wts != "bf16")) ||
+		(fp8 == "tensor" || c.s("mxfp4", "none") == "w4a8") != s1 || s1 != s2
+	mx, order := c.s("mxfp4", "none"), c.s("w1_order", "canonical")
+	_, f := c.activation()
+	mxKey := false
+	for _, k := range mxOnlyKeys {
+		_, ok := c.f[k]
+		mxKey = mxKey || ok
+	}
+	bias, scales, sw := c.s("gemm_bias_dtype", "f32"), c.s("mx_scales", "given"), c.n("swiglu_params", 0)
+	bad = bad || (mx != "none" && mx != "w4a16" && mx != "w4a8") || (mx != "none" && fp8 != "none") ||
+		(mx == "none" && mxKey) || (order != "canonical" && order != "interleaved") ||
+		(order == "interleaved" && f != 2) || (bias != "f32" && bias != "bf16") ||
+		(scales != "given" && scales != "missing" && scales != "misshaped") || sw < 0 || sw > 2
 	if bad {
-		return fmt.Errorf("line %d: bad fp8 / hidden / weights / s1 / s2", c.line)
+		return fmt.Errorf("line %d: bad fp8 / hidden / weights / s1 / s2 / mxfp4 / w1_order / "+
+			"gemm_bias_dtype / mx_scales / swiglu_params", c.line)
 	}
 	return nil
 }
@@ -262,15 +280,30 @@ func genF32(seed, stream uint64, scale int, shape ...int64) *Tensor {
 	return t
 }
 
-// genE4M3 draws e4m3 codes (next() >> 56) & 0xBF (never NaN, |value| <= 1.875).
-func genE4M3(seed, stream uint64, shape ...int64) *Tensor {
-	t := NewHostTensor(FP8E4M3, shape...)
+// genCodes draws one-byte codes code(next()) of a stream as a tensor of type d.
+func genCodes(seed, stream uint64, d DType, code func(uint64) uint64, shape ...int64) *Tensor {
+	t := NewHostTensor(d, shape...)
 	g := newSplitMix(seed, stream)
 	v := t.Buffer().Bytes()
 	for i := range v {
-		v[i] = byte((g.next() >> 56) & 0xBF)
+		v[i] = byte(code(g.next()))
 	}
 	return t
+}
+
+// genE4M3 draws e4m3 codes (next() >> 56) & 0xBF (never NaN, |value| <= 1.875).
+func genE4M3(seed, stream uint64, shape ...int64) *Tensor {
+	return genCodes(seed, stream, FP8E4M3, func(v uint64) uint64 { return (v >> 56) & 0xBF }, shape...)
+}
+
+// genE2M1x2 draws MXFP4 packed e2m1 pairs: bytes next() >> 56.
+func genE2M1x2(seed, stream uint64, shape ...int64) *Tensor {
+	return genCodes(seed, stream, FP4E2M1x2, func(v uint64) uint64 { return v >> 56 }, shape...)
+}
+
+// genUE8M0 draws MXFP4 ue8m0 scale codes 118 + (next() >> 61).
+func genUE8M0(seed, stream uint64, shape ...int64) *Tensor {
+	return genCodes(seed, stream, E8M0, func(v uint64) uint64 { return 118 + v>>61 }, shape...)
 }
 
 // genFP8Scale draws fp32 scales (1 + (next() >> 60)) * 2^-scale.
@@ -398,11 +431,20 @@ type extras struct{ b1, b2, alpha, beta, clamp *Tensor }
 
 func genExtras(c confCase, pl *placer, seed uint64, el, f int64) extras {
 	var x extras
-	if c.n("gemm_bias", 0) != 0 {
+	if c.n("gemm_bias", 0) != 0 && c.s("gemm_bias_dtype", "f32") == "bf16" {
+		x.b1 = pl.place(genBF16(seed, 8, 10, el, f*c.n("I", 0)))
+		x.b2 = pl.place(genBF16(seed, 9, 10, el, c.n("H", 0)))
+	} else if c.n("gemm_bias", 0) != 0 {
 		x.b1 = pl.place(genF32(seed, 8, 26, el, f*c.n("I", 0)))
 		x.b2 = pl.place(genF32(seed, 9, 26, el, c.n("H", 0)))
 	}
-	if c.n("swiglu_params", 0) != 0 {
+	if c.n("swiglu_params", 0) == 2 { // gpt-oss's constants
+		al, be, cl := NewHostTensor(F32, el), NewHostTensor(F32, el), NewHostTensor(F32, el)
+		for e := int64(0); e < el; e++ {
+			al.Buffer().Float32s()[e], be.Buffer().Float32s()[e], cl.Buffer().Float32s()[e] = 1.702, 1, 7
+		}
+		x.alpha, x.beta, x.clamp = pl.place(al), pl.place(be), pl.place(cl)
+	} else if c.n("swiglu_params", 0) != 0 {
 		al, be, cl := NewHostTensor(F32, el), NewHostTensor(F32, el), NewHostTensor(F32, el)
 		g := newSplitMix(seed, 10)
 		for e := int64(0); e < el; e++ {
@@ -503,7 +545,8 @@ func runCaseOn(c confCase, gpu bool) (outcome, error) {
 	if hidE4M3 && block {
 		run.HiddenStatesScale = pl.place(genFP8Scale(seed, 11, 4, T, H/128))
 	}
-	if fp8 == "tensor" {
+	mx := c.s("mxfp4", "none") // MXFP4 (docs/conformance.md "MXFP4 cases")
+	if _, ok := c.f["s1"]; ok {
 		s1, err := c.exactF32("s1")
 		if err != nil {
 			return outcome{}, err
@@ -525,6 +568,12 @@ func runCaseOn(c confCase, gpu bool) (outcome, error) {
 		o.Dtype, o.ScalingMode = DtypeFP8E4M3, ScalingPerTensor
 	case "block":
 		o.Dtype, o.ScalingMode = DtypeFP8E4M3, ScalingBlock
+	}
+	switch mx { // separate activation and weight dtypes
+	case "w4a16":
+		o.WeightDtype, o.ScalingMode = DtypeMXFP4, ScalingMX
+	case "w4a8":
+		o.ActivationDtype, o.WeightDtype, o.ScalingMode = DtypeFP8E4M3, DtypeMXFP4, ScalingMX
 	}
 	r, err := NewRunner(o)
 	if err != nil {
@@ -561,8 +610,34 @@ func runCaseOn(c confCase, gpu bool) (outcome, error) {
 		return dst, r.PrepareWeightsScaled(p, which, pl.place(genE4M3(seed, streamQ, el, R, C)),
 			pl.place(scales), dst, 0)
 	}
+	// MXFP4: packed e2m1 pairs [E_l, R, C/2] with ue8m0 scales [E_l, R, C/32] (none, or
+	// [E_l, R*C/32], in the mx_scales error cases); W1 interleaved with w1_order=interleaved
+	prepMX := func(which int, streamQ, streamS uint64, R, C int64) (*Tensor, error) {
+		n, err := r.WeightsPreparedSize(p, which)
+		if err != nil {
+			return nil, err
+		}
+		dst := pl.zeros(U8, int64(n))
+		var scales *Tensor
+		switch c.s("mx_scales", "given") {
+		case "given":
+			scales = pl.place(genUE8M0(seed, streamS, el, R, C/32))
+		case "misshaped":
+			scales = pl.place(genUE8M0(seed, streamS, el, R*(C/32)))
+		}
+		return dst, r.PrepareWeightsScaled(p, which, pl.place(genE2M1x2(seed, streamQ, el, R, C/2)),
+			scales, dst, 0)
+	}
+	w1Which := WeightsGemm1
+	if c.s("w1_order", "canonical") == "interleaved" {
+		w1Which = WeightsGemm1GateUpInterleaved
+	}
 	var w1, w2 *Tensor
-	if wE4M3 {
+	if mx != "none" {
+		if w1, err = prepMX(w1Which, 4, 12, f*I, H); err == nil {
+			w2, err = prepMX(WeightsGemm2, 5, 13, H, I)
+		}
+	} else if wE4M3 {
 		if w1, err = prepE4M3(WeightsGemm1, 4, 12, f*I, H); err == nil {
 			w2, err = prepE4M3(WeightsGemm2, 5, 13, H, I)
 		}
@@ -893,6 +968,11 @@ func TestConformanceGPU(t *testing.T) {
 				// FP8 the CUDA backend does not run yet (the message says why): the CPU
 				// digests stand, the GPU skips
 				t.Skipf("CUDA backend: FP8 %s not supported: %v", c.s("fp8", "none"), e)
+			}
+			if e, ok := err.(*Error); ok && c.s("mxfp4", "none") != "none" &&
+				e.Status == StatusNotSupported {
+				// MXFP4 the CUDA backend does not run yet (no kernels): likewise
+				t.Skipf("CUDA backend: MXFP4 %s not supported: %v", c.s("mxfp4", "none"), e)
 			}
 			if e, ok := err.(*Error); ok && c.grouped() && e.Status == StatusNotSupported {
 				// the grouped run the CUDA backend does not implement yet: likewise

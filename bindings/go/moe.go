@@ -145,16 +145,20 @@ const (
 
 	DtypeBF16    = C.MOE_DTYPE_BF16     // runner activation / weight dtype
 	DtypeFP8E4M3 = C.MOE_DTYPE_FP8_E4M3 // FP8 e4m3fn: needs a scaling mode
+	DtypeMXFP4   = C.MOE_DTYPE_MXFP4    // MXFP4 weights (weight dtype only, ScalingMX)
 
 	ScalingNone      = C.MOE_SCALING_NONE       // BF16: no scales
 	ScalingPerTensor = C.MOE_SCALING_PER_TENSOR // FP8: per-expert weight scales, static activation scales
 	ScalingBlock     = C.MOE_SCALING_BLOCK      // FP8: 128x128 weight blocks, 1x128 activation scales
+	ScalingMX        = C.MOE_SCALING_MX         // MXFP4: ue8m0 scales per 32 weights along K
 
 	LayoutContiguous = C.MOE_LAYOUT_CONTIGUOUS // grouped run (C moe_runner_run_grouped): [N, H] grouped by expert
 	LayoutMasked     = C.MOE_LAYOUT_MASKED     // grouped run: [E_l, capacity, H] with per-expert counts
 
 	WeightsGemm1 = C.MOE_WEIGHTS_GEMM1
 	WeightsGemm2 = C.MOE_WEIGHTS_GEMM2
+	// WeightsGemm1GateUpInterleaved is MXFP4 W1 in gpt-oss's row order (2f gate, 2f+1 up).
+	WeightsGemm1GateUpInterleaved = C.MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED
 
 	PlanTopkIDs            = C.MOE_PLAN_TOPK_IDS
 	PlanExpertWeights      = C.MOE_PLAN_EXPERT_WEIGHTS
@@ -324,10 +328,26 @@ const (
 	I32
 	U8
 	FP8E4M3 // float8 e4m3fn codes, one per byte (FP8 hidden states and canonical weights)
+	E8M0    // float8 e8m0fnu codes, one per byte (MXFP4 ue8m0 scales, 2^(s-127))
+	// FP4E2M1x2 is float4 e2m1fn x 2 lanes: one byte holds two MXFP4 values (low nibble = even
+	// column), so W [E_l, R, C] is a tensor of shape [E_l, R, C/2].
+	FP4E2M1x2
 )
+
+// lanes is the DLPack lane count (2 for FP4E2M1x2, else 1).
+func (d DType) lanes() int {
+	if d == FP4E2M1x2 {
+		return 2
+	}
+	return 1
+}
 
 func (d DType) dl() (code, bits int) {
 	switch d {
+	case E8M0:
+		return C.kDLFloat8_e8m0fnu, 8
+	case FP4E2M1x2:
+		return C.kDLFloat4_e2m1fn, 4
 	case BF16:
 		return C.kDLBfloat, 16
 	case F32:
@@ -341,7 +361,7 @@ func (d DType) dl() (code, bits int) {
 }
 
 // Size is the element size in bytes.
-func (d DType) Size() int { _, b := d.dl(); return b / 8 }
+func (d DType) Size() int { _, b := d.dl(); return b * d.lanes() / 8 }
 
 // Tensor is a borrowed, compact row-major tensor: a HostBuffer or a device pointer.
 type Tensor struct {
@@ -473,7 +493,7 @@ func (a *arena) dl(t *Tensor) *C.DLTensor {
 	code, bits := t.DType.dl()
 	d.dtype.code = C.uint8_t(code)
 	d.dtype.bits = C.uint8_t(bits)
-	d.dtype.lanes = 1
+	d.dtype.lanes = C.uint16_t(t.DType.lanes())
 	return d
 }
 
@@ -510,11 +530,24 @@ type Options struct {
 	SMVersion  int // 0 = ask the device
 	Activation int // ActivationSwiGLU ...
 	NumThreads int // CPU workers, 0 = one per core
-	// Dtype is the activation and weight dtype: DtypeBF16 (the zero value) or DtypeFP8E4M3.
+	// Dtype is the activation and weight dtype at once: DtypeBF16 (the zero value) or
+	// DtypeFP8E4M3; ActivationDtype and WeightDtype, when non-zero, override it.
 	Dtype int
+	// ActivationDtype is DtypeFP8E4M3 for FP8 activations (e.g. MXFP4 W4A8); 0 = Dtype.
+	ActivationDtype int
+	// WeightDtype is DtypeFP8E4M3 or DtypeMXFP4 (W4A16 / W4A8 with ScalingMX); 0 = Dtype.
+	WeightDtype int
 	// ScalingMode is ScalingNone (the zero value, BF16), ScalingPerTensor or ScalingBlock (FP8;
-	// docs/formats.md "FP8").
+	// docs/formats.md "FP8"), ScalingMX (MXFP4; docs/formats.md "MXFP4").
 	ScalingMode int
+}
+
+// orDefault is v, or def when v is 0.
+func orDefault(v, def int) int {
+	if v != 0 {
+		return v
+	}
+	return def
 }
 
 // DefaultOptions are the library defaults (AUTO backend, SwiGLU).
@@ -553,8 +586,8 @@ func NewRunner(o Options) (*Runner, error) {
 		opts.sm_version = C.int32_t(o.SMVersion)
 		opts.activation = C.int32_t(o.Activation)
 		opts.num_threads = C.int32_t(o.NumThreads)
-		opts.activation_dtype = C.int32_t(o.Dtype)
-		opts.weight_dtype = C.int32_t(o.Dtype)
+		opts.activation_dtype = C.int32_t(orDefault(o.ActivationDtype, o.Dtype))
+		opts.weight_dtype = C.int32_t(orDefault(o.WeightDtype, o.Dtype))
 		opts.scaling_mode = C.int32_t(o.ScalingMode)
 		return C.moe_runner_create(&opts, &r)
 	})
@@ -709,6 +742,8 @@ func (r *Runner) PrepareWeights(p Problem, which int, canonical, prepared *Tenso
 // PrepareWeightsScaled prepares FP8 weights (moe_weights_prepare_scaled): e4m3 canonical
 // weights [E_l, R, C] with their fp32 scales ([E_l] per tensor, [E_l, R/128, C/128] block),
 // copied as they are; or bf16 weights with canonicalScales nil, quantized by the library.
+// MXFP4 runners: the packed e2m1 blocks [E_l, R, C/2] (U8 or FP4E2M1x2) with their ue8m0
+// scales [E_l, R, C/32] (U8 or E8M0, required); which may be WeightsGemm1GateUpInterleaved.
 func (r *Runner) PrepareWeightsScaled(p Problem, which int, canonical, canonicalScales, prepared *Tensor, stream uintptr) error {
 	a := newArena(C.MOE_GO_WEIGHTS_PREPARE_SCALED)
 	defer a.free()

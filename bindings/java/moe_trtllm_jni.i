@@ -53,7 +53,8 @@ static inline void moe_b_plan_reset(moe_plan *plan) {
 }
 /* desc: a direct buffer of moe_b_tensor_desc_bytes(ndim); shape is stored after the DLTensor. */
 static inline void moe_b_tensor_fill(void *desc, int64_t data, int32_t device_type,
-                                     int32_t device_id, int32_t code, int32_t bits, int32_t ndim,
+                                     int32_t device_id, int32_t code, int32_t bits,
+                                     int32_t lanes, int32_t ndim,
                                      int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
   DLTensor *t = (DLTensor *)desc;
   int64_t *shape = (int64_t *)(t + 1);
@@ -70,7 +71,7 @@ static inline void moe_b_tensor_fill(void *desc, int64_t data, int32_t device_ty
   t->ndim = ndim;
   t->dtype.code = (uint8_t)code;
   t->dtype.bits = (uint8_t)bits;
-  t->dtype.lanes = 1;
+  t->dtype.lanes = (uint16_t)lanes;
   for (int32_t i = 0; i < ndim; ++i) shape[i] = dims[i];
   t->shape = shape;
   t->strides = NULL;
@@ -231,8 +232,8 @@ int32_t moe_b_tensor_desc_bytes(int32_t ndim);
 int32_t moe_b_plan_bytes(void);
 void moe_b_plan_reset(moe_plan *plan);
 void moe_b_tensor_fill(void *BUFFER, int64_t data, int32_t device_type, int32_t device_id,
-                       int32_t code, int32_t bits, int32_t ndim, int64_t d0, int64_t d1,
-                       int64_t d2, int64_t d3);
+                       int32_t code, int32_t bits, int32_t lanes, int32_t ndim, int64_t d0,
+                       int64_t d1, int64_t d2, int64_t d3);
 int64_t moe_b_buffer_address(void *BUFFER);
 void moe_b_cudart_load(const char *path);
 int64_t moe_b_cudart_malloc(int64_t bytes);
@@ -251,48 +252,7 @@ void moe_b_cudart_synchronize(void);
 #define __attribute__(x)
 %import "moe_trtllm.h"
 %javaconst(1);
-%constant int STATUS_SUCCESS = MOE_STATUS_SUCCESS;
-%constant int STATUS_INVALID_ARGUMENT = MOE_STATUS_INVALID_ARGUMENT;
-%constant int STATUS_NOT_SUPPORTED = MOE_STATUS_NOT_SUPPORTED;
-%constant int STATUS_OUT_OF_MEMORY = MOE_STATUS_OUT_OF_MEMORY;
-%constant int STATUS_CUDA_ERROR = MOE_STATUS_CUDA_ERROR;
-%constant int STATUS_NO_DEVICE = MOE_STATUS_NO_DEVICE;
-%constant int STATUS_INSUFFICIENT_WORKSPACE = MOE_STATUS_INSUFFICIENT_WORKSPACE;
-%constant int STATUS_VERSION_MISMATCH = MOE_STATUS_VERSION_MISMATCH;
-%constant int STATUS_INVALID_CONFIG = MOE_STATUS_INVALID_CONFIG;
-%constant int STATUS_INTERNAL = MOE_STATUS_INTERNAL;
-%constant int BACKEND_AUTO = MOE_BACKEND_AUTO;
-%constant int BACKEND_CPU = MOE_BACKEND_CPU;
-%constant int BACKEND_CUDA = MOE_BACKEND_CUDA;
-%constant int ROUTING_DEFAULT = MOE_ROUTING_DEFAULT;
-%constant int ROUTING_RENORMALIZE = MOE_ROUTING_RENORMALIZE;
-%constant int ROUTING_DEEPSEEK_V3 = MOE_ROUTING_DEEPSEEK_V3;
-%constant int ROUTING_LLAMA4 = MOE_ROUTING_LLAMA4;
-%constant int ROUTING_RENORMALIZE_NAIVE = MOE_ROUTING_RENORMALIZE_NAIVE;
-%constant int ROUTING_TOPK = MOE_ROUTING_TOPK;
-%constant int ACTIVATION_SWIGLU = MOE_ACTIVATION_SWIGLU;
-%constant int ACTIVATION_GEGLU = MOE_ACTIVATION_GEGLU;
-%constant int ACTIVATION_RELU2 = MOE_ACTIVATION_RELU2;
-%constant int ACTIVATION_IDENTITY = MOE_ACTIVATION_IDENTITY;
-%constant int DTYPE_BF16 = MOE_DTYPE_BF16;
-%constant int DTYPE_FP8_E4M3 = MOE_DTYPE_FP8_E4M3;
-%constant int SCALING_NONE = MOE_SCALING_NONE;
-%constant int SCALING_PER_TENSOR = MOE_SCALING_PER_TENSOR;
-%constant int SCALING_BLOCK = MOE_SCALING_BLOCK;
-%constant int LAYOUT_CONTIGUOUS = MOE_LAYOUT_CONTIGUOUS;
-%constant int LAYOUT_MASKED = MOE_LAYOUT_MASKED;
-%constant int WEIGHTS_GEMM1 = MOE_WEIGHTS_GEMM1;
-%constant int WEIGHTS_GEMM2 = MOE_WEIGHTS_GEMM2;
-%constant int PLAN_TOPK_IDS = MOE_PLAN_TOPK_IDS;
-%constant int PLAN_EXPERT_WEIGHTS = MOE_PLAN_EXPERT_WEIGHTS;
-%constant int PLAN_EXPANDED_TO_PERMUTED = MOE_PLAN_EXPANDED_TO_PERMUTED;
-%constant int PLAN_PERMUTED_TO_TOKEN = MOE_PLAN_PERMUTED_TO_TOKEN;
-%constant int PLAN_PERMUTED_TO_EXPANDED = MOE_PLAN_PERMUTED_TO_EXPANDED;
-%constant int PLAN_CTA_TO_BATCH = MOE_PLAN_CTA_TO_BATCH;
-%constant int PLAN_CTA_TO_MN_LIMIT = MOE_PLAN_CTA_TO_MN_LIMIT;
-%constant int PLAN_NUM_CTAS = MOE_PLAN_NUM_CTAS;
-%constant int PLAN_PERMUTED_SIZE = MOE_PLAN_PERMUTED_SIZE;
-%constant int PLAN_EXPERT_COUNTS = MOE_PLAN_EXPERT_COUNTS;
+%include "../swig/moe_constants.i"
 %constant int VERSION_MAJOR = MOE_VERSION_MAJOR;
 %constant int VERSION_MINOR = MOE_VERSION_MINOR;
 %constant int VERSION_PATCH = MOE_VERSION_PATCH;
@@ -305,3 +265,5 @@ void moe_b_cudart_synchronize(void);
 %constant int DL_FLOAT = kDLFloat;
 %constant int DL_BFLOAT = kDLBfloat;
 %constant int DL_FLOAT8_E4M3FN = kDLFloat8_e4m3fn;
+%constant int DL_FLOAT8_E8M0FNU = kDLFloat8_e8m0fnu;
+%constant int DL_FLOAT4_E2M1FN = kDLFloat4_e2m1fn;

@@ -34,11 +34,12 @@ typedef struct {
 #define MOE_PY_MAX_DIMS 16
 
 /* Fills *out from a described tensor: the tuple (data, device_type, device_id, code, bits,
-   shape, strides or None, owner) of moe_trtllm._dl_arg. dims holds 2 * MOE_PY_MAX_DIMS. */
+   shape, strides or None[, lanes], owner) of moe_trtllm._dl_arg (lanes: 1 when absent; 2 for
+   torch.float4_e2m1fn_x2). dims holds 2 * MOE_PY_MAX_DIMS. */
 static int moe_py_described(PyObject *d, DLTensor *out, int64_t *dims) {
   PyObject *shape, *strides;
   Py_ssize_t nd;
-  if (PyTuple_GET_SIZE(d) != 8) {
+  if (PyTuple_GET_SIZE(d) != 8 && PyTuple_GET_SIZE(d) != 9) {
     PyErr_SetString(PyExc_TypeError, "moe_trtllm: malformed tensor description");
     return -1;
   }
@@ -48,7 +49,8 @@ static int moe_py_described(PyObject *d, DLTensor *out, int64_t *dims) {
   out->device.device_id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(d, 2));
   out->dtype.code = (uint8_t)PyLong_AsLong(PyTuple_GET_ITEM(d, 3));
   out->dtype.bits = (uint8_t)PyLong_AsLong(PyTuple_GET_ITEM(d, 4));
-  out->dtype.lanes = 1;
+  out->dtype.lanes =
+      PyTuple_GET_SIZE(d) == 9 ? (uint16_t)PyLong_AsLong(PyTuple_GET_ITEM(d, 7)) : 1;
   if (PyErr_Occurred()) return -1;
   shape = PyTuple_GET_ITEM(d, 5);
   strides = PyTuple_GET_ITEM(d, 6);

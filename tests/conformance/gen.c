@@ -50,10 +50,32 @@ float gen_fp8_scale(gen_stream *g, int scale) {
   return scaled((int64_t)(gen_next(g) >> 60) + 1, scale);
 }
 
-void gen_fill_e4m3(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n) {
+uint8_t gen_e2m1x2(gen_stream *g) {
+  return (uint8_t)(gen_next(g) >> 56);
+}
+
+uint8_t gen_ue8m0(gen_stream *g) {
+  return (uint8_t)(GEN_MX_SCALE_BASE + (gen_next(g) >> 61));
+}
+
+/* Fill n one-byte codes of one stream with `code`. */
+static void fill_codes(uint64_t seed, uint64_t stream, uint8_t (*code)(gen_stream *), uint8_t *dst,
+                       int64_t n) {
   gen_stream g;
   gen_init(&g, seed, stream);
-  for (int64_t i = 0; i < n; ++i) dst[i] = gen_e4m3(&g);
+  for (int64_t i = 0; i < n; ++i) dst[i] = code(&g);
+}
+
+void gen_fill_e4m3(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n) {
+  fill_codes(seed, stream, gen_e4m3, dst, n);
+}
+
+void gen_fill_e2m1x2(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n) {
+  fill_codes(seed, stream, gen_e2m1x2, dst, n);
+}
+
+void gen_fill_ue8m0(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n) {
+  fill_codes(seed, stream, gen_ue8m0, dst, n);
 }
 
 void gen_fill_fp8_scale(uint64_t seed, uint64_t stream, int scale, float *dst, int64_t n) {

@@ -28,6 +28,7 @@ extern "C" {
 #define GEN_STREAM_HIDDEN_SCALE 11
 #define GEN_STREAM_W1_SCALE 12
 #define GEN_STREAM_W2_SCALE 13
+/* MXFP4 cases: packed e2m1 W1/W2 bytes reuse streams 4, 5; their ue8m0 scales streams 12, 13. */
 
 /* Scales (value = m * 2^-scale). */
 #define GEN_SCALE_LOGITS_BF16 5
@@ -38,9 +39,13 @@ extern "C" {
 #define GEN_SCALE_WEIGHTS 7
 #define GEN_SCALE_LOGITS_F32 21
 #define GEN_SCALE_GEMM_BIAS 26
+/* bf16 gemm biases (gemm_bias_dtype=bf16, MXFP4 cases): bf16 values with this scale. */
+#define GEN_SCALE_GEMM_BIAS_BF16 10
 /* FP8 scales (value = (1 + (next() >> 60)) * 2^-scale). */
 #define GEN_SCALE_HIDDEN_SCALE 4
 #define GEN_SCALE_WEIGHT_SCALE 6
+/* MXFP4 ue8m0 scale codes: GEN_MX_SCALE_BASE + (next() >> 61), i.e. 2^-9 .. 2^-2. */
+#define GEN_MX_SCALE_BASE 118
 
 typedef struct gen_stream {
   uint64_t state;
@@ -60,11 +65,18 @@ uint8_t gen_e4m3(gen_stream *g);
 /* Positive fp32 scale (1 + (next() >> 60)) * 2^-scale (1..16 times 2^-scale). */
 float gen_fp8_scale(gen_stream *g, int scale);
 
+/* MXFP4: a byte of two e2m1 codes, next() >> 56 (every code is finite); a ue8m0 scale code,
+ * GEN_MX_SCALE_BASE + (next() >> 61). */
+uint8_t gen_e2m1x2(gen_stream *g);
+uint8_t gen_ue8m0(gen_stream *g);
+
 /* Fill n values of one stream in row-major order. */
 void gen_fill_bf16(uint64_t seed, uint64_t stream, int scale, uint16_t *dst, int64_t n);
 void gen_fill_f32(uint64_t seed, uint64_t stream, int scale, float *dst, int64_t n);
 void gen_fill_e4m3(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n);
 void gen_fill_fp8_scale(uint64_t seed, uint64_t stream, int scale, float *dst, int64_t n);
+void gen_fill_e2m1x2(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n);
+void gen_fill_ue8m0(uint64_t seed, uint64_t stream, uint8_t *dst, int64_t n);
 /* Stream 10: per local expert e, alpha, beta, clamp (in that order). */
 void gen_swiglu_params(uint64_t seed, int64_t local_experts, float *alpha, float *beta,
                        float *clamp_limit);

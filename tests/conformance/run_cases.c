@@ -10,8 +10,9 @@
  * output digest, the sentinel rows past the counts, and a bitwise cross-check of every row
  * against moe_runner_run (docs/conformance.md "Grouped cases"). With a CUDA device (CUDA
  * builds) each case also runs on the GPU: the plan digest must match exactly and the output
- * must be within ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite; FP8
- * and grouped cases the CUDA backend answers NOT_SUPPORTED for print "SKIP GPU <name>: <why>".
+ * must be within ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite; FP8,
+ * MXFP4 and grouped cases the CUDA backend answers NOT_SUPPORTED for print
+ * "SKIP GPU <name>: <why>".
  * --regen prints the case file with the digests recomputed by the CPU backend (the backend
  * verified by test_moe / test_routing), leaving every other line as it was.
  */
@@ -35,7 +36,11 @@ typedef struct ccase {
   int method, input, logits_f32, act, bias, gemm_bias, swiglu, finalize;
   int fp8;                       /* MOE_SCALING_NONE (BF16), PER_TENSOR or BLOCK */
   int hidden_e4m3, weights_e4m3; /* FP8 inputs given as e4m3 codes + scales */
-  float s1, s2;                  /* PER_TENSOR static activation scales */
+  float s1, s2;                  /* PER_TENSOR and W4A8 static activation scales */
+  int mx;                        /* MXFP4 weights: 0 none, MX_W4A16, MX_W4A8 */
+  int w1_interleaved;            /* MXFP4: W1 in gpt-oss's interleaved gate/up rows */
+  int bias_bf16;                 /* gemm biases bf16 (MXFP4 cases) */
+  int mx_scales;                 /* MXFP4 scales: MX_SCALES_GIVEN, _MISSING or _MISSHAPED */
   int64_t T, H, I;
   int32_t E, K, offset, local, tile, cluster, n_group, topk_group;
   double scale;
@@ -57,8 +62,20 @@ static const char *k_keys[] = {"name",     "method",  "input",     "logits_dtype
                                "finalize", "seed",    "plan",      "output",
                                "status",   "fp8",     "hidden",    "weights",
                                "s1",       "s2",      "layout",    "counts",
-                               "capacity"};
+                               "capacity", "mxfp4",   "w1_order",  "gemm_bias_dtype",
+                               "mx_scales"};
 #define NKEYS (sizeof k_keys / sizeof k_keys[0])
+
+#define MX_W4A16 1
+#define MX_W4A8 2
+#define MX_SCALES_GIVEN 0
+#define MX_SCALES_MISSING 1
+#define MX_SCALES_MISSHAPED 2
+/* Runners by kind: the FP8 scaling mode (0..2), then MXFP4 W4A16 and W4A8. */
+#define N_KINDS 5
+static int case_kind(const ccase *c) {
+  return c->mx ? 2 + c->mx : c->fp8;
+}
 
 /* The bit of key k in a parsed line's set of keys. */
 static uint64_t key_bit(const char *k) {
@@ -145,6 +162,21 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
                : !strcmp(v, "block")  ? MOE_SCALING_BLOCK
                                       : -1;
       bad = c->fp8 < 0;
+    } else if (!strcmp(k, "mxfp4")) {
+      c->mx = !strcmp(v, "w4a16") ? MX_W4A16 : !strcmp(v, "w4a8") ? MX_W4A8 : -1;
+      bad = c->mx < 0;
+    } else if (!strcmp(k, "w1_order")) {
+      bad = strcmp(v, "canonical") && strcmp(v, "interleaved");
+      c->w1_interleaved = !strcmp(v, "interleaved");
+    } else if (!strcmp(k, "gemm_bias_dtype")) {
+      bad = strcmp(v, "f32") && strcmp(v, "bf16");
+      c->bias_bf16 = !strcmp(v, "bf16");
+    } else if (!strcmp(k, "mx_scales")) {
+      c->mx_scales = !strcmp(v, "given")       ? MX_SCALES_GIVEN
+                     : !strcmp(v, "missing")   ? MX_SCALES_MISSING
+                     : !strcmp(v, "misshaped") ? MX_SCALES_MISSHAPED
+                                               : -1;
+      bad = c->mx_scales < 0;
     } else if (!strcmp(k, "hidden") || !strcmp(k, "weights")) {
       bad = strcmp(v, "bf16") && strcmp(v, "e4m3");
       *(!strcmp(k, "hidden") ? &c->hidden_e4m3 : &c->weights_e4m3) = !strcmp(v, "e4m3");
@@ -271,8 +303,18 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
     return 1;
   }
   const int has_s = (c->s1 > 0.0f) + (c->s2 > 0.0f);
-  if ((c->fp8 == MOE_SCALING_PER_TENSOR) != (has_s == 2) || has_s == 1) {
-    fprintf(stderr, "line %d: s1 and s2 are given with fp8=tensor and only then\n", lineno);
+  if ((c->fp8 == MOE_SCALING_PER_TENSOR || c->mx == MX_W4A8) != (has_s == 2) || has_s == 1) {
+    fprintf(stderr, "line %d: s1 and s2 are given with fp8=tensor or mxfp4=w4a8 and only then\n",
+            lineno);
+    return 1;
+  }
+  const uint64_t mx_keys = key_bit("w1_order") | key_bit("gemm_bias_dtype") | key_bit("mx_scales");
+  if ((c->mx && c->fp8) || (!c->mx && (seen & mx_keys)) ||
+      (c->w1_interleaved && !t_gated(c->act)) || c->swiglu < 0 || c->swiglu > 2) {
+    fprintf(stderr,
+            "line %d: mxfp4= excludes fp8=; w1_order, gemm_bias_dtype and mx_scales need mxfp4=; "
+            "w1_order=interleaved a gated act; swiglu_params is 0, 1 or 2\n",
+            lineno);
     return 1;
   }
   return 0;
@@ -284,9 +326,11 @@ typedef struct cdata {
   uint16_t *bias, *weights;
   int32_t *ids, *packed;
   t_expert_data x; /* hidden, weights, biases, SwiGLU parameters */
-  /* FP8 inputs given as e4m3 (streams 3-5) and their fp32 scales (streams 11-13) */
-  uint8_t *hq, *w1q, *w2q;
+  /* FP8 inputs given as e4m3 (streams 3-5) and their fp32 scales (streams 11-13); MXFP4:
+   * w1q, w2q the packed e2m1 bytes (streams 4, 5), w1e, w2e the ue8m0 scales (12, 13) */
+  uint8_t *hq, *w1q, *w2q, *w1e, *w2e;
   float *hs, *w1s, *w2s;
+  uint16_t *b1h, *b2h; /* bf16 gemm biases (gemm_bias_dtype=bf16; streams 8, 9) */
 } cdata;
 
 static void make_cdata(const ccase *c, cdata *d) {
@@ -315,6 +359,31 @@ static void make_cdata(const ccase *c, cdata *d) {
     gen_fill_bf16(c->seed, GEN_STREAM_ROUTING_BIAS, GEN_SCALE_ROUTING_BIAS, d->bias, E);
   }
   t_expert_data_gen(c->seed, T, El, H, I, f == 2, c->gemm_bias, c->swiglu, &d->x);
+  if (c->swiglu == 2) /* gpt-oss's constants for every local expert */
+    for (int64_t e = 0; e < El; ++e) {
+      d->x.alpha[e] = 1.702f;
+      d->x.beta[e] = 1.0f;
+      d->x.clamp[e] = 7.0f;
+    }
+  if (c->gemm_bias && c->bias_bf16) {
+    d->b1h = t_xmalloc((size_t)(El * f * I) * 2 + 2);
+    d->b2h = t_xmalloc((size_t)(El * H) * 2 + 2);
+    gen_fill_bf16(c->seed, GEN_STREAM_GEMM1_BIAS, GEN_SCALE_GEMM_BIAS_BF16, d->b1h, El * f * I);
+    gen_fill_bf16(c->seed, GEN_STREAM_GEMM2_BIAS, GEN_SCALE_GEMM_BIAS_BF16, d->b2h, El * H);
+  }
+  if (c->mx) {
+    /* W1 [El, f*I, H/2] and W2 [El, H, I/2] packed bytes; scales [El, R, C/32] */
+    const int64_t n1 = El * f * I * (H / 2), n2 = El * H * (I / 2);
+    const int64_t s1 = El * f * I * (H / 32), s2 = El * H * (I / 32);
+    d->w1q = t_xmalloc((size_t)n1 + 1);
+    d->w2q = t_xmalloc((size_t)n2 + 1);
+    d->w1e = t_xmalloc((size_t)s1 + 1);
+    d->w2e = t_xmalloc((size_t)s2 + 1);
+    gen_fill_e2m1x2(c->seed, GEN_STREAM_W1, d->w1q, n1);
+    gen_fill_e2m1x2(c->seed, GEN_STREAM_W2, d->w2q, n2);
+    gen_fill_ue8m0(c->seed, GEN_STREAM_W1_SCALE, d->w1e, s1);
+    gen_fill_ue8m0(c->seed, GEN_STREAM_W2_SCALE, d->w2e, s2);
+  }
   const int block = c->fp8 == MOE_SCALING_BLOCK;
   if (c->hidden_e4m3) {
     d->hq = t_xmalloc((size_t)(T * H) + 1);
@@ -352,29 +421,37 @@ static void free_cdata(cdata *d) {
   free(d->w2q);
   free(d->w1s);
   free(d->w2s);
+  free(d->w1e);
+  free(d->w2e);
+  free(d->b1h);
+  free(d->b2h);
 }
 
 /* ---- FP8 runs (docs/formats.md "FP8") ------------------------------------------------------ */
 #define DT_E4M3 ((DLDataType){kDLFloat8_e4m3fn, 8, 1})
 
-static moe_runner *case_runner(int backend, int activation, int scaling_mode) {
-  if (scaling_mode == MOE_SCALING_NONE) return t_runner(backend, activation);
+/* The runner of a case kind (case_kind): BF16, FP8 per tensor / block, MXFP4 W4A16 / W4A8. */
+static moe_runner *case_runner(int backend, int activation, int kind) {
+  if (kind == MOE_SCALING_NONE) return t_runner(backend, activation);
   moe_runner_options o;
   if (moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION)) return NULL;
   o.backend = backend;
   o.activation = activation;
-  o.activation_dtype = o.weight_dtype = MOE_DTYPE_FP8_E4M3;
-  o.scaling_mode = scaling_mode;
+  o.activation_dtype = kind == 2 + MX_W4A16 ? MOE_DTYPE_BF16 : MOE_DTYPE_FP8_E4M3;
+  o.weight_dtype = kind > MOE_SCALING_BLOCK ? MOE_DTYPE_MXFP4 : MOE_DTYPE_FP8_E4M3;
+  o.scaling_mode = kind > MOE_SCALING_BLOCK ? MOE_SCALING_MX : kind;
   moe_runner *r = NULL;
   if (moe_runner_create(&o, &r)) {
-    fprintf(stderr, "run_cases: FP8 runner: %s\n", moe_get_last_error());
+    fprintf(stderr, "run_cases: FP8/MXFP4 runner: %s\n", moe_get_last_error());
     return NULL;
   }
   return r;
 }
 
 /* FP8 weights: bf16 through moe_weights_prepare (the library quantizes), or e4m3 codes and
- * their scales through moe_weights_prepare_scaled. */
+ * their scales through moe_weights_prepare_scaled. MXFP4: the packed e2m1 bytes [El, R, C/2]
+ * with ue8m0 scales [El, R, C/32] (none, or [El, R*C/32], in the mx_scales error cases); W1
+ * as MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED with w1_order=interleaved. */
 static moe_status_t fp8_weights_prepare(moe_runner *r, int backend, const moe_problem *p,
                                         const ccase *c, const cdata *d, t_weights *w) {
   const int64_t El = c->local, H = c->H, I = c->I, f = t_gated(c->act) ? 2 : 1;
@@ -391,7 +468,18 @@ static moe_status_t fp8_weights_prepare(moe_runner *r, int backend, const moe_pr
     const int64_t C = which == MOE_WEIGHTS_GEMM1 ? H : I;
     ttensor *prep = which == MOE_WEIGHTS_GEMM1 ? w->w1 : w->w2;
     ttensor *canon, *scales = NULL;
-    if (c->weights_e4m3) {
+    int prep_which = which;
+    if (c->mx) {
+      canon = tt_from_host(backend, DT_U8, 3, (int64_t[]){El, R, C / 2},
+                           which == MOE_WEIGHTS_GEMM1 ? d->w1q : d->w2q);
+      const uint8_t *sc = which == MOE_WEIGHTS_GEMM1 ? d->w1e : d->w2e;
+      if (c->mx_scales == MX_SCALES_GIVEN)
+        scales = tt_from_host(backend, DT_U8, 3, (int64_t[]){El, R, C / 32}, sc);
+      else if (c->mx_scales == MX_SCALES_MISSHAPED)
+        scales = tt_from_host(backend, DT_U8, 2, (int64_t[]){El, R * (C / 32)}, sc);
+      if (which == MOE_WEIGHTS_GEMM1 && c->w1_interleaved)
+        prep_which = MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED;
+    } else if (c->weights_e4m3) {
       canon = tt_from_host(backend, DT_E4M3, 3, (int64_t[]){El, R, C},
                            which == MOE_WEIGHTS_GEMM1 ? d->w1q : d->w2q);
       const float *sc = which == MOE_WEIGHTS_GEMM1 ? d->w1s : d->w2s;
@@ -401,8 +489,8 @@ static moe_status_t fp8_weights_prepare(moe_runner *r, int backend, const moe_pr
       canon = tt_from_host(backend, DT_BF16, 3, (int64_t[]){El, R, C},
                            which == MOE_WEIGHTS_GEMM1 ? d->x.w1 : d->x.w2);
     }
-    s = moe_weights_prepare_scaled(r, p, which, &canon->t, scales ? &scales->t : NULL, &prep->t,
-                                   NULL);
+    s = moe_weights_prepare_scaled(r, p, prep_which, &canon->t, scales ? &scales->t : NULL,
+                                   &prep->t, NULL);
     tt_free(canon);
     tt_free(scales);
   }
@@ -414,7 +502,10 @@ static moe_status_t fp8_weights_prepare(moe_runner *r, int backend, const moe_pr
 static void expert_extras(int backend, const ccase *c, const cdata *d, ttensor *x[5]) {
   const int64_t El = c->local, f = t_gated(c->act) ? 2 : 1;
   memset(x, 0, 5 * sizeof x[0]);
-  if (d->x.b1) {
+  if (d->b1h) {
+    x[0] = tt_from_host(backend, DT_BF16, 2, (int64_t[]){El, f * c->I}, d->b1h);
+    x[1] = tt_from_host(backend, DT_BF16, 2, (int64_t[]){El, c->H}, d->b2h);
+  } else if (d->x.b1) {
     x[0] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, f * c->I}, d->x.b1);
     x[1] = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, c->H}, d->x.b2);
   }
@@ -429,8 +520,8 @@ static const DLTensor *tt_dl(const ttensor *t) {
   return t ? &t->t : NULL;
 }
 
-/* Run an FP8 case: bf16 or e4m3 hidden states (+ [T, H/128] scales in BLOCK), the static
- * scales s1, s2 in PER_TENSOR, the rest as t_run. */
+/* Run an FP8 or MXFP4 case: bf16 or e4m3 hidden states (+ [T, H/128] scales in BLOCK), the
+ * static scales s1, s2 in PER_TENSOR and W4A8, the rest as t_run. */
 static moe_status_t fp8_run(moe_runner *r, int backend, const moe_problem *p, const ccase *c,
                             const cdata *d, const t_weights *w, int32_t cfg, const moe_plan *plan,
                             const t_ws *ws, uint16_t *out_host) {
@@ -446,7 +537,7 @@ static moe_status_t fp8_run(moe_runner *r, int backend, const moe_problem *p, co
     t[1] = tt_from_host(backend, DT_F32, 2, (int64_t[]){T, H / 128}, d->hs);
     a.hidden_states_scale = &t[1]->t;
   }
-  if (c->fp8 == MOE_SCALING_PER_TENSOR) {
+  if (c->s1 > 0.0f) {
     t[2] = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &c->s1);
     t[3] = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &c->s2);
     a.gemm1_input_scale = &t[2]->t;
@@ -563,16 +654,17 @@ static void run_on(int backend, moe_runner *r, const ccase *c, const cdata *d, c
   }
   res->plan = t_plan_digest(&hp);
   t_moe_in in = t_expert_data_in(&d->x);
-  if ((s = c->fp8 ? fp8_weights_prepare(r, backend, &p, c, d, &w)
-                  : t_weights_prepare(r, backend, &p, c->act, &in, &w))) {
+  if ((s = case_kind(c) ? fp8_weights_prepare(r, backend, &p, c, d, &w)
+                        : t_weights_prepare(r, backend, &p, c->act, &in, &w))) {
     res->status = s;
     snprintf(res->message, sizeof res->message, "weights: %s", moe_get_last_error());
     goto done;
   }
   int64_t rows = c->finalize ? c->T : plan.max_padded_rows;
   out = t_xmalloc((size_t)(rows * c->H) * 2 + 2);
-  if ((s = c->fp8 ? fp8_run(r, backend, &p, c, d, &w, cfg, &plan, &ws, out)
-                  : t_run(r, backend, &p, c->act, &in, &w, cfg, &plan, &ws, c->finalize, out))) {
+  if ((s = case_kind(c)
+               ? fp8_run(r, backend, &p, c, d, &w, cfg, &plan, &ws, out)
+               : t_run(r, backend, &p, c->act, &in, &w, cfg, &plan, &ws, c->finalize, out))) {
     res->status = s;
     snprintf(res->message, sizeof res->message, "run: %s", moe_get_last_error());
     goto done;
@@ -778,7 +870,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "run_cases: cannot open %s\n", path);
     return 2;
   }
-  moe_runner *cpu[3][8] = {{0}}, *gpu[3][8] = {{0}}; /* [scaling mode][activation] */
+  moe_runner *cpu[N_KINDS][8] = {{0}}, *gpu[N_KINDS][8] = {{0}}; /* [case_kind][activation] */
   int have_gpu = t_have_cuda();
   if (!regen)
     printf("cases: %s%s\n", path, have_gpu ? " (CPU + GPU)" : " (CPU; SKIP GPU: no CUDA device)");
@@ -803,8 +895,9 @@ int main(int argc, char **argv) {
     }
     ++ncases;
     if (c.act < 0 || c.act > 7) c.act = MOE_ACTIVATION_SWIGLU;
-    if (!cpu[c.fp8][c.act]) cpu[c.fp8][c.act] = case_runner(MOE_BACKEND_CPU, c.act, c.fp8);
-    if (!cpu[c.fp8][c.act]) {
+    const int kind = case_kind(&c);
+    if (!cpu[kind][c.act]) cpu[kind][c.act] = case_runner(MOE_BACKEND_CPU, c.act, kind);
+    if (!cpu[kind][c.act]) {
       ++nfail;
       continue;
     }
@@ -812,7 +905,7 @@ int main(int argc, char **argv) {
     make_cdata(&c, &d);
     cresult rc;
     const int grouped = c.layout >= 0;
-    (grouped ? run_grouped_on : run_on)(MOE_BACKEND_CPU, cpu[c.fp8][c.act], &c, &d, &rc);
+    (grouped ? run_grouped_on : run_on)(MOE_BACKEND_CPU, cpu[kind][c.act], &c, &d, &rc);
     int ok = 1;
     char why[512] = "";
     if (c.status != MOE_STATUS_SUCCESS) {
@@ -860,13 +953,13 @@ int main(int argc, char **argv) {
     }
 #ifdef MOE_TEST_WITH_CUDA
     if (have_gpu && c.status == MOE_STATUS_SUCCESS && rc.status == MOE_STATUS_SUCCESS) {
-      if (!gpu[c.fp8][c.act]) gpu[c.fp8][c.act] = case_runner(MOE_BACKEND_CUDA, c.act, c.fp8);
+      if (!gpu[kind][c.act]) gpu[kind][c.act] = case_runner(MOE_BACKEND_CUDA, c.act, kind);
       cresult rg;
-      if (gpu[c.fp8][c.act]) {
-        (grouped ? run_grouped_on : run_on)(MOE_BACKEND_CUDA, gpu[c.fp8][c.act], &c, &d, &rg);
-        if (rg.status == MOE_STATUS_NOT_SUPPORTED && (c.fp8 != MOE_SCALING_NONE || grouped)) {
-          /* FP8 or a grouped run the CUDA backend does not run yet (its message says why): the
-           * CPU result stands, the GPU skips */
+      if (gpu[kind][c.act]) {
+        (grouped ? run_grouped_on : run_on)(MOE_BACKEND_CUDA, gpu[kind][c.act], &c, &d, &rg);
+        if (rg.status == MOE_STATUS_NOT_SUPPORTED && (kind != MOE_SCALING_NONE || grouped)) {
+          /* FP8, MXFP4 or a grouped run the CUDA backend does not run yet (its message says
+           * why): the CPU result stands, the GPU skips */
           printf("SKIP GPU %s: %s\n", c.name, rg.message);
         } else if (rg.status) {
           ok = 0;
@@ -907,7 +1000,7 @@ int main(int argc, char **argv) {
     free_cdata(&d);
   }
   fclose(fp);
-  for (int m = 0; m < 3; ++m)
+  for (int m = 0; m < N_KINDS; ++m)
     for (int a = 0; a < 8; ++a) {
       moe_runner_destroy(cpu[m][a]);
       moe_runner_destroy(gpu[m][a]);

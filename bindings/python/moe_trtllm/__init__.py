@@ -52,6 +52,10 @@ del _n
 bfloat16 = _ml.bfloat16
 #: e4m3 (OCP, finite-only) of ml_dtypes: numpy arrays of FP8 hidden states and weights.
 float8_e4m3fn = _ml.float8_e4m3fn
+#: ue8m0 of ml_dtypes (MXFP4 scales, 2^(s-127)), where this ml_dtypes has it; else None.
+float8_e8m0fnu = getattr(_ml, "float8_e8m0fnu", None)
+#: e2m1 of ml_dtypes (MXFP4 values, one per byte in numpy: pack_e2m1 packs them), or None.
+float4_e2m1fn = getattr(_ml, "float4_e2m1fn", None)
 
 __version__ = "%d.%d.%d" % (_core.moe_b_version_major(), _core.moe_b_version_minor(),
                             _core.moe_b_version_patch())
@@ -136,7 +140,9 @@ _TORCH_CODES = {"float32": (DL_FLOAT, 32), "float64": (DL_FLOAT, 64), "float16":
                 "bool": (DL_BOOL, 8), "float8_e4m3fn": (DL_FLOAT8_E4M3FN, 8),
                 "float8_e4m3fnuz": (DL_FLOAT8_E4M3FNUZ, 8), "float8_e5m2": (DL_FLOAT8_E5M2, 8),
                 "float8_e5m2fnuz": (DL_FLOAT8_E5M2FNUZ, 8),
-                "float8_e8m0fnu": (DL_FLOAT8_E8M0FNU, 8)}
+                "float8_e8m0fnu": (DL_FLOAT8_E8M0FNU, 8),
+                # two e2m1 values per byte (low nibble first): DLPack float4_e2m1fn x 2 lanes
+                "float4_e2m1fn_x2": (DL_FLOAT4_E2M1FN, 4, 2)}
 
 
 def _override(cb, override, what):
@@ -163,7 +169,8 @@ def _dl_arg(obj):
         cb = _TORCH_CODES.get(name)
         if cb is None:
             raise TypeError(f"moe_trtllm: torch dtype {name} has no DLPack equivalent")
-        cb = _override(cb, override, name)
+        lanes = cb[2] if len(cb) > 2 else 1
+        cb = _override(cb[:2], override, name)
         dev = t.device
         if dev.type == "cuda":
             dt, di = DL_CUDA, (dev.index or 0)
@@ -172,7 +179,8 @@ def _dl_arg(obj):
         else:
             raise TypeError(f"moe_trtllm: tensors on device {dev} are not supported "
                             "(cpu or cuda)")
-        return (t.data_ptr(), dt, di, cb[0], cb[1], tuple(t.shape), tuple(t.stride()), t)
+        d = (t.data_ptr(), dt, di, cb[0], cb[1], tuple(t.shape), tuple(t.stride()))
+        return d + (t,) if lanes == 1 else d + (lanes, t)
     if isinstance(t, _np.ndarray) and t.dtype in _ML_CODES:
         cb = _override(_ML_CODES[t.dtype], override, t.dtype.name)
         size = t.dtype.itemsize
@@ -182,6 +190,27 @@ def _dl_arg(obj):
         return (t.__array_interface__["data"][0], DL_CPU, 0, cb[0], cb[1], t.shape,
                 tuple(s // size for s in t.strides), t)
     return obj
+
+
+def pack_e2m1(values):
+    """MXFP4 values [..., C] (an ml_dtypes float4_e2m1fn numpy array, one value per byte, or
+    uint8 e2m1 codes 0..15) -> uint8 [..., C/2], two per byte, the even column in the low
+    nibble: the layout moe_weights_prepare_scaled reads (docs/formats.md "MXFP4")."""
+    a = _np.ascontiguousarray(values)
+    if a.dtype.itemsize != 1:
+        raise TypeError(f"pack_e2m1: expected float4_e2m1fn or uint8 codes, got {a.dtype}")
+    a = a.view(_np.uint8)
+    if a.ndim == 0 or a.shape[-1] % 2:
+        raise ValueError(f"pack_e2m1: the last dimension ({a.shape}) must be even")
+    return ((a[..., 0::2] & 0xF) | ((a[..., 1::2] & 0xF) << 4)).astype(_np.uint8)
+
+
+def _mx_values(t):
+    """numpy float4_e2m1fn arrays (one value per byte) are packed for the library."""
+    if float4_e2m1fn is not None and isinstance(t, _np.ndarray) and \
+            t.dtype == _np.dtype(float4_e2m1fn):
+        return pack_e2m1(t)
+    return t
 
 
 def _stream(s):
@@ -319,23 +348,32 @@ class Runner:
         sm_version: 0 = ask the device; e.g. 90 allows CUDA config queries without a GPU.
         activation: ACTIVATION_SWIGLU (default), _GEGLU, _RELU2 or _IDENTITY.
         num_threads: CPU backend worker threads (0 = one per core).
-        dtype: DTYPE_BF16 (default) or DTYPE_FP8_E4M3: the activation and weight dtype.
+        dtype: the activation and weight dtype at once: DTYPE_BF16 (default) or DTYPE_FP8_E4M3
+            (the convenience when they agree).
+        activation_dtype: DTYPE_BF16 or DTYPE_FP8_E4M3; overrides `dtype` for activations.
+        weight_dtype: DTYPE_BF16, DTYPE_FP8_E4M3 or DTYPE_MXFP4; overrides `dtype` for weights
+            (MXFP4: W4A16 with bf16 activations, W4A8 with e4m3 ones; docs/formats.md "MXFP4").
         scaling_mode: SCALING_NONE (BF16), SCALING_PER_TENSOR or SCALING_BLOCK (FP8; see
-            docs/formats.md "FP8"). An FP8 dtype without a mode, or a mode on BF16, is an
-            InvalidArgumentError from the library.
+            docs/formats.md "FP8"), SCALING_MX (MXFP4). An FP8 dtype without a mode, or a
+            mode on BF16, is an InvalidArgumentError from the library.
     """
 
     def __init__(self, backend=-1, device_id=0, sm_version=0, activation=3, num_threads=0, *,
-                 dtype=DTYPE_BF16, scaling_mode=SCALING_NONE):
+                 dtype=DTYPE_BF16, scaling_mode=SCALING_NONE, activation_dtype=None,
+                 weight_dtype=None):
         self._r = None
         self._cv = threading.Condition(threading.Lock())
         self._inflight = {}  # thread id -> calls it has inside the library
         self._closing = False
+        act_dt = int(dtype if activation_dtype is None else activation_dtype)
+        w_dt = int(dtype if weight_dtype is None else weight_dtype)
         self._r = _core.moe_b_runner_create(int(backend), int(device_id), int(sm_version),
-                                            int(activation), int(num_threads), int(dtype),
-                                            int(dtype), int(scaling_mode))
+                                            int(activation), int(num_threads), act_dt, w_dt,
+                                            int(scaling_mode))
         self.activation = int(activation)
-        self.dtype = int(dtype)
+        self.activation_dtype = act_dt
+        self.weight_dtype = w_dt
+        self.dtype = act_dt if act_dt == w_dt else None  # the single dtype, when there is one
         self.scaling_mode = int(scaling_mode)
         self.device_id = int(device_id)
 
@@ -445,7 +483,8 @@ class Runner:
             return int(_core.moe_b_workspace_size(r, *problem._args(), int(config)))
 
     def weights_prepared_size(self, problem, which):
-        """Bytes of a prepared weight tensor (which = WEIGHTS_GEMM1 or WEIGHTS_GEMM2)."""
+        """Bytes of a prepared weight tensor (which = WEIGHTS_GEMM1 or WEIGHTS_GEMM2; MXFP4
+        also WEIGHTS_GEMM1_GATE_UP_INTERLEAVED, the size of GEMM1)."""
         with self._use() as r:
             return int(_core.moe_b_weights_prepared_size(r, *problem._args(), int(which)))
 
@@ -462,7 +501,15 @@ class Runner:
         """FP8 runners (moe_weights_prepare_scaled): `canonical` e4m3 weights [E_l, R, C]
         (float8_e4m3fn numpy / torch.float8_e4m3fn) with their fp32 `canonical_scales`
         ([E_l] per tensor, [E_l, R/128, C/128] block), copied as they are; or bf16 weights with
-        canonical_scales None, quantized by the library."""
+        canonical_scales None, quantized by the library.
+
+        MXFP4 runners: `canonical` the packed e2m1 blocks [E_l, R, C/2] (uint8,
+        torch.float4_e2m1fn_x2, or an ml_dtypes float4_e2m1fn numpy array [E_l, R, C], packed
+        here by pack_e2m1) and `canonical_scales` (required) ue8m0 [E_l, R, C/32] (uint8,
+        ml_dtypes float8_e8m0fnu or torch.float8_e8m0fnu); `which` WEIGHTS_GEMM1,
+        WEIGHTS_GEMM1_GATE_UP_INTERLEAVED (gpt-oss's interleaved gate/up rows) or
+        WEIGHTS_GEMM2."""
+        canonical = _mx_values(canonical)
         with self._use() as r:
             _core.moe_b_weights_prepare_scaled(r, *problem._args(), int(which), canonical,
                                                canonical_scales, prepared, _stream(stream))

@@ -12,7 +12,9 @@ DEFAULT_CASES = os.path.normpath(os.path.join(HERE, "..", "..", "..", "tests", "
 KEYS = {"name", "method", "input", "logits_dtype", "T", "E", "K", "H", "I", "offset", "local",
         "act", "tile", "cluster", "n_group", "topk_group", "scale", "bias", "gemm_bias",
         "swiglu_params", "finalize", "seed", "plan", "output", "status", "fp8", "hidden",
-        "weights", "s1", "s2", "layout", "counts", "capacity"}
+        "weights", "s1", "s2", "layout", "counts", "capacity", "mxfp4", "w1_order",
+        "gemm_bias_dtype", "mx_scales"}
+MX_KEYS = {"w1_order", "gemm_bias_dtype", "mx_scales"}
 INT_KEYS = {"method", "T", "E", "K", "H", "I", "offset", "local", "act", "tile", "cluster",
             "n_group", "topk_group", "bias", "gemm_bias", "swiglu_params", "finalize", "seed",
             "capacity"}
@@ -60,8 +62,10 @@ def parse_cases(path=None):
                 raise ValueError(f"{path}:{lineno}: bad fp8/hidden/weights value")
             if c["fp8"] == "none" and (c["hidden"] != "bf16" or c["weights"] != "bf16"):
                 raise ValueError(f"{path}:{lineno}: e4m3 inputs need fp8=tensor|block")
-            if (c["fp8"] == "tensor") != ("s1" in c) or ("s1" in c) != ("s2" in c):
-                raise ValueError(f"{path}:{lineno}: s1 and s2 go with fp8=tensor only")
+            _check_mxfp4(c, f"{path}:{lineno}")
+            if (c["fp8"] == "tensor" or c["mxfp4"] == "w4a8") != ("s1" in c) or \
+                    ("s1" in c) != ("s2" in c):
+                raise ValueError(f"{path}:{lineno}: s1 and s2 go with fp8=tensor or mxfp4=w4a8")
             for k in ("s1", "s2"):  # fp32 values written exactly as decimals
                 if k in c:
                     v = float(c[k])
@@ -71,6 +75,24 @@ def parse_cases(path=None):
             c["_line"] = lineno
             cases.append(c)
     return cases
+
+
+def _check_mxfp4(c, where):
+    """MXFP4 keys (docs/conformance.md "MXFP4 cases"): defaults and their combinations."""
+    has_mx, mx_keys = "mxfp4" in c, MX_KEYS & c.keys()
+    c.setdefault("mxfp4", "none")
+    c.setdefault("w1_order", "canonical")
+    c.setdefault("gemm_bias_dtype", "f32")
+    c.setdefault("mx_scales", "given")
+    gated = c["act"] in (moe.ACTIVATION_SWIGLU, moe.ACTIVATION_GEGLU)
+    if c["mxfp4"] not in ("none", "w4a16", "w4a8") or \
+            c["w1_order"] not in ("canonical", "interleaved") or \
+            c["gemm_bias_dtype"] not in ("f32", "bf16") or \
+            c["mx_scales"] not in ("given", "missing", "misshaped") or \
+            (has_mx and c["fp8"] != "none") or (mx_keys and not has_mx) or \
+            (c["w1_order"] == "interleaved" and not gated) or \
+            c.get("swiglu_params", 0) not in (0, 1, 2):
+        raise ValueError(f"{where}: bad mxfp4/w1_order/gemm_bias_dtype/mx_scales/swiglu_params")
 
 
 def _check_grouped(c, where):
@@ -152,6 +174,28 @@ def gen_fp8_scale(seed, stream, shape, scale):
     n = int(np.prod(shape, dtype=np.int64))
     m = (_splitmix(seed, stream, n) >> np.uint64(60)).astype(np.float32) + np.float32(1)
     return (m * np.float32(2.0 ** -scale)).astype(np.float32).reshape(shape)
+
+
+def gen_bytes(seed, stream, shape):
+    """MXFP4 packed e2m1 pairs: bytes next >> 56, as uint8."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return (_splitmix(seed, stream, n) >> np.uint64(56)).astype(np.uint8).reshape(shape)
+
+
+def gen_ue8m0(seed, stream, shape):
+    """MXFP4 ue8m0 scale codes 118 + (next >> 61), as uint8."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return (np.uint64(118) + (_splitmix(seed, stream, n) >> np.uint64(61))).astype(
+        np.uint8).reshape(shape)
+
+
+def unpack_e2m1(packed):
+    """uint8 [..., C/2] -> ml_dtypes float4_e2m1fn [..., C] (one value per byte), the numpy
+    form moe.pack_e2m1 packs back (prepare_weights_scaled does it for such arrays)."""
+    out = np.empty(packed.shape[:-1] + (2 * packed.shape[-1],), dtype=np.uint8)
+    out[..., 0::2] = packed & 0xF
+    out[..., 1::2] = packed >> 4
+    return out.view(moe.float4_e2m1fn)
 
 
 def gen_swiglu(seed, el):
@@ -249,17 +293,29 @@ class Inputs:
         self.w1 = gen_bf16(seed, 4, (el, f * I, H), 8)
         self.w2 = gen_bf16(seed, 5, (el, H, I), 8)
         self.b1 = self.b2 = self.alpha = self.beta = self.clamp = None
-        if c.get("gemm_bias", 0):
+        if c.get("gemm_bias", 0) and c.get("gemm_bias_dtype", "f32") == "bf16":
+            self.b1 = moe.bf16(gen_bf16(seed, 8, (el, f * I), 10))
+            self.b2 = moe.bf16(gen_bf16(seed, 9, (el, H), 10))
+        elif c.get("gemm_bias", 0):
             self.b1 = gen_f32(seed, 8, (el, f * I), 26)
             self.b2 = gen_f32(seed, 9, (el, H), 26)
-        if c.get("swiglu_params", 0):
+        if c.get("swiglu_params", 0) == 2:  # gpt-oss's constants
+            self.alpha, self.beta, self.clamp = (np.full(el, v, dtype=np.float32)
+                                                 for v in (1.702, 1.0, 7.0))
+        elif c.get("swiglu_params", 0):
             self.alpha, self.beta, self.clamp = gen_swiglu(seed, el)
         # FP8 (docs/conformance.md "FP8 cases"): e4m3 inputs and their scales
         fp8 = c.get("fp8", "none")
         block = fp8 == "block"
         self.hidden_q = self.hidden_scale = self.w1q = self.w2q = self.w1s = self.w2s = None
         self.s1 = self.s2 = None
-        if fp8 == "tensor":
+        # MXFP4 (docs/conformance.md "MXFP4 cases"): packed e2m1 bytes and ue8m0 scales
+        self.mx = None
+        if c.get("mxfp4", "none") != "none":
+            self.mx = [(gen_bytes(seed, 4, (el, f * I, H // 2)),
+                        gen_ue8m0(seed, 12, (el, f * I, H // 32))),
+                       (gen_bytes(seed, 5, (el, H, I // 2)), gen_ue8m0(seed, 13, (el, H, I // 32)))]
+        if fp8 == "tensor" or c.get("mxfp4") == "w4a8":
             self.s1 = np.array([c["s1"]], dtype=np.float32)
             self.s2 = np.array([c["s2"]], dtype=np.float32)
         if c.get("hidden", "bf16") == "e4m3":
@@ -324,13 +380,16 @@ class Device:
             a, bf16 = a.base, True
         a = np.ascontiguousarray(a)
         fp8 = a.dtype == np.dtype(moe.float8_e4m3fn)
-        if fp8:  # torch has no numpy float8 import: move the codes, view them as e4m3
+        e8m0 = moe.float8_e8m0fnu is not None and a.dtype == np.dtype(moe.float8_e8m0fnu)
+        if fp8 or e8m0:  # torch has no numpy float8 import: move the codes, view them
             a = a.view(np.uint8)
         if a.dtype == np.uint16:  # int16 is the 16-bit type torch fully supports
             a = a.view(np.int16)
         t = torch.from_numpy(a).cuda()
         if fp8:
             return t.view(torch.float8_e4m3fn)
+        if e8m0:
+            return t.view(torch.float8_e8m0fnu)
         return t.view(torch.bfloat16) if bf16 else t
 
     def sentinel(self, shape):
@@ -373,12 +432,18 @@ def run_case(c, backend=moe.BACKEND_CPU):
     fp8 = {"none": None, "tensor": moe.SCALING_PER_TENSOR,
            "block": moe.SCALING_BLOCK}[c.get("fp8", "none")]
     kind = {} if fp8 is None else dict(dtype=moe.DTYPE_FP8_E4M3, scaling_mode=fp8)
+    mx = c.get("mxfp4", "none")
+    if mx != "none":  # separate activation and weight dtypes
+        kind = dict(activation_dtype=moe.DTYPE_BF16 if mx == "w4a16" else moe.DTYPE_FP8_E4M3,
+                    weight_dtype=moe.DTYPE_MXFP4, scaling_mode=moe.SCALING_MX)
     with moe.Runner(backend=backend, activation=c["act"], num_threads=0, **kind) as r:
         cfg = choose_config(r, p, c)
         ws = dev.zeros((r.workspace_size(p, cfg),), "u8")
         w1 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM1),), "u8")
         w2 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM2),), "u8")
-        if x.w1q is not None:  # e4m3 weights with their scales
+        if x.mx is not None:
+            _prepare_mxfp4(r, p, c, x, dev, (w1, w2), stream)
+        elif x.w1q is not None:  # e4m3 weights with their scales
             r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM1, dev.put(x.w1q), dev.put(x.w1s), w1,
                                      stream=stream)
             r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM2, dev.put(x.w2q), dev.put(x.w2s), w2,
@@ -408,6 +473,31 @@ def run_case(c, backend=moe.BACKEND_CPU):
               gemm2_input_scale=dev.put(x.s2), stream=stream, **kw)
         t = plan_tables(plan)
         return t, output_rows(c, t, dev.host_bf16_bits(out))
+
+
+def _prepare_mxfp4(r, p, c, x, dev, prepared, stream):
+    """MXFP4 weights through prepare_weights_scaled, in the binding's native types: on the CPU
+    W1 as an ml_dtypes float4_e2m1fn array (one value per byte, packed by the binding) and W2
+    as uint8 pairs, the scales as ml_dtypes float8_e8m0fnu; on CUDA torch.float4_e2m1fn_x2 and
+    torch.float8_e8m0fnu (uint8 where this numpy/torch lacks them)."""
+    whiches = (moe.WEIGHTS_GEMM1_GATE_UP_INTERLEAVED if c["w1_order"] == "interleaved"
+               else moe.WEIGHTS_GEMM1, moe.WEIGHTS_GEMM2)
+    for i, ((q, sc), which, out) in enumerate(zip(x.mx, whiches, prepared)):
+        if c["mx_scales"] == "missing":
+            sc = None
+        elif c["mx_scales"] == "misshaped":
+            sc = sc.reshape(sc.shape[0], -1)
+        if sc is not None and moe.float8_e8m0fnu is not None:
+            sc = sc.view(moe.float8_e8m0fnu)
+        if dev.backend == moe.BACKEND_CPU:
+            if i == 0 and moe.float4_e2m1fn is not None:
+                q = unpack_e2m1(q)
+            r.prepare_weights_scaled(p, which, q, sc, out, stream=stream)
+            continue
+        qt = dev.put(q)
+        if hasattr(dev.torch, "float4_e2m1fn_x2"):
+            qt = qt.view(dev.torch.float4_e2m1fn_x2)
+        r.prepare_weights_scaled(p, which, qt, dev.put(sc), out, stream=stream)
 
 
 def run_any(c, backend=moe.BACKEND_CPU):

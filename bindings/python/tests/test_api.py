@@ -28,6 +28,33 @@ def test_version_and_status_strings():
     assert moe.cuda_device_count() >= 0
 
 
+def test_constants_match_header():
+    """Every value macro of the public header's families is exported with its value (the
+    SWIG constants come from the header, so a missing one means moe_constants.i lacks it)."""
+    import os
+    import re
+    header = os.path.join(os.path.dirname(__file__), "..", "..", "..", "include", "moe_trtllm.h")
+    text = open(header).read().replace("\\\n", " ")
+    fams = ("STATUS_", "BACKEND_", "ROUTING_", "ACTIVATION_", "DTYPE_", "SCALING_", "LAYOUT_",
+            "WEIGHTS_", "PLAN_")
+    n = 0
+    for name, val in re.findall(r"(?m)^#define\s+MOE_([A-Z0-9_]+)\s+\(?(-?\d+)\)?", text):
+        if name.startswith(fams) and not name.endswith("_VERSION"):
+            n += 1
+            assert getattr(moe, name, None) == int(val), f"MOE_{name} = {val}"
+    assert n > 40
+
+
+def test_mxfp4_constants_and_pack():
+    assert moe.DTYPE_MXFP4 != moe.DTYPE_FP8_E4M3 and moe.SCALING_MX != moe.SCALING_BLOCK
+    assert moe.WEIGHTS_GEMM1_GATE_UP_INTERLEAVED not in (moe.WEIGHTS_GEMM1, moe.WEIGHTS_GEMM2)
+    codes = np.array([[1, 2, 15, 0]], dtype=np.uint8)
+    assert moe.pack_e2m1(codes).tolist() == [[0x21, 0x0F]]
+    if moe.float4_e2m1fn is not None:
+        v = np.array([[0.5, 1.0, -6.0, 0.0]], dtype=moe.float4_e2m1fn)
+        assert moe.pack_e2m1(v).tolist() == [[0x21, 0x0F]]
+
+
 def test_queries(runner):
     assert runner.backend == moe.BACKEND_CPU
     assert runner.num_configs > 0

@@ -58,6 +58,9 @@ def test_case_gpu(case):
         if "layout" in case:
             # the grouped run the CUDA backend does not implement yet: the CPU digest stands
             pytest.skip(f"CUDA backend: grouped run not supported: {e}")
+        if case.get("mxfp4", "none") != "none":
+            # MXFP4 the CUDA backend does not run yet (no kernels): the CPU digests stand
+            pytest.skip(f"CUDA backend: MXFP4 {case['mxfp4']} not supported: {e}")
         if case.get("fp8", "none") == "none":
             raise
         # FP8 the CUDA backend does not run yet (the message says why): the CPU digests stand

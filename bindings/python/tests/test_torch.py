@@ -274,3 +274,29 @@ def test_errors_name_dtypes_and_closed_layer():
         layer(c.tx, c.tlogits)
     with pytest.raises(TypeError):
         moe._dl_arg(torch.zeros(2, dtype=torch.complex64))
+
+
+@pytest.mark.skipif(not hasattr(torch, "float4_e2m1fn_x2") or not hasattr(torch, "float8_e8m0fnu"),
+                    reason="this torch has no float4_e2m1fn_x2 / float8_e8m0fnu")
+@pytest.mark.parametrize("which", ["GEMM1", "GEMM1_GATE_UP_INTERLEAVED", "GEMM2"])
+def test_mxfp4_prepare_torch_dtypes_match_uint8(which):
+    """MXFP4 weights as torch.float4_e2m1fn_x2 (DLPack float4_e2m1fn x 2 lanes) with
+    torch.float8_e8m0fnu scales prepare to the same bytes as the uint8 forms; W4A8 runner."""
+    H2, I2, el = 64, 32, 2
+    p = moe.Problem(num_experts=el, num_tokens=3, top_k=1, hidden_size=H2, intermediate_size=I2)
+    R, C = (H2, I2) if which == "GEMM2" else (2 * I2, H2)
+    q = cl.gen_bytes(5, 4, (el, R, C // 2))
+    s = cl.gen_ue8m0(5, 12, (el, R, C // 32))
+    w = getattr(moe, "WEIGHTS_" + which)
+    with moe.Runner(backend=moe.BACKEND_CPU, activation_dtype=moe.DTYPE_FP8_E4M3,
+                    weight_dtype=moe.DTYPE_MXFP4, scaling_mode=moe.SCALING_MX) as r:
+        assert r.dtype is None and r.weight_dtype == moe.DTYPE_MXFP4
+        n = r.weights_prepared_size(p, w)
+        a = np.zeros(n, dtype=np.uint8)
+        b = torch.zeros(n, dtype=torch.uint8)
+        r.prepare_weights_scaled(p, w, q, s, a)
+        r.prepare_weights_scaled(p, w, torch.from_numpy(q).view(torch.float4_e2m1fn_x2),
+                                 torch.from_numpy(s).view(torch.float8_e8m0fnu), b)
+        assert np.array_equal(a, b.numpy())
+        with pytest.raises(moe.InvalidArgumentError):  # the scales are required
+            r.prepare_weights_scaled(p, w, q, None, a)

@@ -189,11 +189,13 @@ c_enum! {
         Bf16 = MOE_DTYPE_BF16,
         /// float8 e4m3fn (needs a [`Scaling`] mode; docs/formats.md "FP8").
         Fp8E4m3 = MOE_DTYPE_FP8_E4M3,
+        /// MXFP4 weights (weight dtype only, with [`Scaling::Mx`]; docs/formats.md "MXFP4").
+        Mxfp4 = MOE_DTYPE_MXFP4,
     }
 }
 
 c_enum! {
-    /// Scaling mode of an FP8 runner (docs/formats.md "FP8").
+    /// Scaling mode of an FP8 or MXFP4 runner (docs/formats.md "FP8", "MXFP4").
     Scaling {
         /// BF16: no scales.
         None = MOE_SCALING_NONE,
@@ -202,6 +204,9 @@ c_enum! {
         PerTensor = MOE_SCALING_PER_TENSOR,
         /// fp32 scales per 128x128 weight block; activations per token per 128 columns.
         Block = MOE_SCALING_BLOCK,
+        /// MXFP4 weights: ue8m0 scales per 32 weights along K, given with the weights;
+        /// W4A8 takes the static activation scales of `PerTensor`.
+        Mx = MOE_SCALING_MX,
     }
 }
 
@@ -222,6 +227,8 @@ c_enum! {
         Gemm1 = MOE_WEIGHTS_GEMM1,
         /// Canonical W2 [E_l, H, I].
         Gemm2 = MOE_WEIGHTS_GEMM2,
+        /// MXFP4, gated: W1 [E_l, 2I, H] with gpt-oss's interleaved rows (2f gate, 2f+1 up).
+        Gemm1GateUpInterleaved = MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED,
     }
 }
 
@@ -378,10 +385,27 @@ pub struct Options {
     pub activation: Activation,
     /// CPU worker threads (0 = one per core).
     pub num_threads: i32,
-    /// Activation and weight dtype.
+    /// Activation dtype, and the weight dtype too unless `weight_dtype` is set (the single-dtype
+    /// convenience).
     pub dtype: RunnerDtype,
-    /// Scaling mode: [`Scaling::None`] for BF16, `PerTensor` or `Block` for FP8.
+    /// Weight dtype when it differs from `dtype` (e.g. [`RunnerDtype::Mxfp4`] with `dtype`
+    /// `Bf16` for W4A16 or `Fp8E4m3` for W4A8); `None` = `dtype`.
+    pub weight_dtype: Option<RunnerDtype>,
+    /// Scaling mode: [`Scaling::None`] for BF16, `PerTensor` or `Block` for FP8, `Mx` for
+    /// MXFP4.
     pub scaling: Scaling,
+}
+
+impl Options {
+    /// The activation dtype (`dtype`).
+    pub fn activation_dtype(&self) -> RunnerDtype {
+        self.dtype
+    }
+
+    /// The weight dtype (`weight_dtype`, else `dtype`).
+    pub fn weight_dtype(&self) -> RunnerDtype {
+        self.weight_dtype.unwrap_or(self.dtype)
+    }
 }
 
 impl Default for Options {
@@ -393,6 +417,7 @@ impl Default for Options {
             activation: Activation::SwiGlu,
             num_threads: 0,
             dtype: RunnerDtype::Bf16,
+            weight_dtype: None,
             scaling: Scaling::None,
         }
     }
@@ -483,6 +508,11 @@ pub enum DType {
     U8,
     /// float8 e4m3fn codes in u8 (FP8 hidden states and canonical weights).
     FP8E4M3,
+    /// float8 e8m0fnu codes in u8 (MXFP4 ue8m0 scales, 2^(s-127)).
+    E8M0,
+    /// float4 e2m1fn x 2 lanes: one u8 element holds two MXFP4 values (low nibble = even
+    /// column), so W [E_l, R, C] is a tensor of shape [E_l, R, C/2].
+    FP4E2M1X2,
 }
 
 impl DType {
@@ -493,11 +523,13 @@ impl DType {
             DType::I32 => (sys::DLDataTypeCode::kDLInt, 32),
             DType::U8 => (sys::DLDataTypeCode::kDLUInt, 8),
             DType::FP8E4M3 => (sys::DLDataTypeCode::kDLFloat8_e4m3fn, 8),
+            DType::E8M0 => (sys::DLDataTypeCode::kDLFloat8_e8m0fnu, 8),
+            DType::FP4E2M1X2 => (sys::DLDataTypeCode::kDLFloat4_e2m1fn, 4),
         };
         sys::DLDataType {
             code: code.0 as u8,
             bits,
-            lanes: 1,
+            lanes: if self == DType::FP4E2M1X2 { 2 } else { 1 },
         }
     }
     /// Bytes per element.
@@ -505,7 +537,7 @@ impl DType {
         match self {
             DType::BF16 => 2,
             DType::F32 | DType::I32 => 4,
-            DType::U8 | DType::FP8E4M3 => 1,
+            DType::U8 | DType::FP8E4M3 | DType::E8M0 | DType::FP4E2M1X2 => 1,
         }
     }
 }
@@ -617,6 +649,13 @@ impl<'a> Tensor<'a> {
     host_ctor!(i32, i32, DType::I32, "i32");
     host_ctor!(u8, u8, DType::U8, "u8");
     host_ctor!(e4m3, u8, DType::FP8E4M3, "float8 e4m3fn (codes)");
+    host_ctor!(e8m0, u8, DType::E8M0, "float8 e8m0fnu (ue8m0 scale codes)");
+    host_ctor!(
+        e2m1x2,
+        u8,
+        DType::FP4E2M1X2,
+        "float4 e2m1fn x2 (MXFP4 values, two per byte)"
+    );
 
     /// An input tensor over a raw pointer on any device (e.g. CUDA memory: device_type 2).
     ///
@@ -1129,8 +1168,8 @@ impl Runner {
         opts.sm_version = o.sm_version;
         opts.activation = o.activation.raw();
         opts.num_threads = o.num_threads;
-        opts.activation_dtype = o.dtype.raw();
-        opts.weight_dtype = o.dtype.raw();
+        opts.activation_dtype = o.activation_dtype().raw();
+        opts.weight_dtype = o.weight_dtype().raw();
         opts.scaling_mode = o.scaling.raw();
         let mut r = ptr::null_mut();
         check(unsafe { sys::moe_runner_create(&opts, &mut r) })?;
@@ -1268,8 +1307,11 @@ impl Runner {
 
     /// FP8 runners (`moe_weights_prepare_scaled`): e4m3 canonical weights `[E_l, R, C]` with
     /// their fp32 scales (`[E_l]` per tensor, `[E_l, R/128, C/128]` block), copied as they
-    /// are; or bf16 weights with `canonical_scales` None, quantized by the library. Host
-    /// tensors (CPU backend).
+    /// are; or bf16 weights with `canonical_scales` None, quantized by the library. MXFP4
+    /// runners: the packed e2m1 blocks `[E_l, R, C/2]` ([`DType::U8`] or
+    /// [`DType::FP4E2M1X2`]) with their ue8m0 scales `[E_l, R, C/32]` ([`DType::U8`] or
+    /// [`DType::E8M0`], required); `which` may be [`Weights::Gemm1GateUpInterleaved`]
+    /// (gpt-oss rows). Host tensors (CPU backend).
     pub fn prepare_weights_scaled(
         &self,
         p: &Problem,

@@ -44,11 +44,25 @@ pub const KEYS: &[&str] = &[
     "layout",
     "counts",
     "capacity",
+    "mxfp4",
+    "w1_order",
+    "gemm_bias_dtype",
+    "mx_scales",
 ];
+/// Keys of MXFP4 cases only (docs/conformance.md "MXFP4 cases").
+const MX_ONLY: &[&str] = &["w1_order", "gemm_bias_dtype", "mx_scales"];
 const REQUIRED: &[&str] = &[
     "name", "T", "E", "H", "I", "offset", "local", "act", "tile", "cluster", "seed",
 ];
-const ROUTED_ONLY: &[&str] = &["method", "input", "logits_dtype", "K", "fp8", "plan"];
+const ROUTED_ONLY: &[&str] = &[
+    "method",
+    "input",
+    "logits_dtype",
+    "K",
+    "fp8",
+    "plan",
+    "mxfp4",
+];
 /// bf16 bits pre-filled into a grouped case's output: rows past the counts keep them.
 pub const GROUPED_SENTINEL: u16 = 0xFFFF;
 
@@ -76,6 +90,10 @@ impl Case {
     /// "none" (BF16), "tensor" or "block".
     pub fn fp8(&self) -> String {
         self.s("fp8", "none")
+    }
+    /// "none" (no MXFP4), "w4a16" or "w4a8".
+    pub fn mxfp4(&self) -> String {
+        self.s("mxfp4", "none")
     }
     /// A static scale s1 / s2: an fp32 value written exactly as a decimal.
     pub fn exact_f32(&self, k: &str) -> f32 {
@@ -180,10 +198,25 @@ impl Case {
             || !["bf16", "e4m3"].contains(&hid.as_str())
             || !["bf16", "e4m3"].contains(&wts.as_str())
             || (fp8 == "none" && (hid != "bf16" || wts != "bf16"))
-            || (fp8 == "tensor") != self.f.contains_key("s1")
+            || (fp8 == "tensor" || self.mxfp4() == "w4a8") != self.f.contains_key("s1")
             || self.f.contains_key("s1") != self.f.contains_key("s2");
+        let mx = self.mxfp4();
+        let gated = [3, 4].contains(&self.n("act", 3));
+        let bad = bad
+            || !["none", "w4a16", "w4a8"].contains(&mx.as_str())
+            || (mx != "none" && fp8 != "none")
+            || (mx == "none" && MX_ONLY.iter().any(|k| self.f.contains_key(*k)))
+            || !["canonical", "interleaved"].contains(&self.s("w1_order", "canonical").as_str())
+            || (self.s("w1_order", "canonical") == "interleaved" && !gated)
+            || !["f32", "bf16"].contains(&self.s("gemm_bias_dtype", "f32").as_str())
+            || !["given", "missing", "misshaped"].contains(&self.s("mx_scales", "given").as_str())
+            || !(0..=2).contains(&self.n("swiglu_params", 0));
         if bad {
-            Err("bad fp8 / hidden / weights / s1 / s2".into())
+            Err(
+                "bad fp8 / hidden / weights / s1 / s2 / mxfp4 / w1_order / gemm_bias_dtype / \
+                 mx_scales / swiglu_params"
+                    .into(),
+            )
         } else {
             Ok(())
         }
@@ -275,10 +308,25 @@ pub fn gen_f32(seed: u64, stream: u64, scale: i32, n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// One-byte codes `code(next())` of a stream.
+fn gen_codes(seed: u64, stream: u64, n: usize, code: fn(u64) -> u64) -> Vec<u8> {
+    let mut g = SplitMix::new(seed, stream);
+    (0..n).map(|_| code(g.next()) as u8).collect()
+}
+
 /// e4m3 codes `(next() >> 56) & 0xBF` (never NaN, |value| <= 1.875).
 pub fn gen_e4m3(seed: u64, stream: u64, n: usize) -> Vec<u8> {
-    let mut g = SplitMix::new(seed, stream);
-    (0..n).map(|_| ((g.next() >> 56) & 0xBF) as u8).collect()
+    gen_codes(seed, stream, n, |v| (v >> 56) & 0xBF)
+}
+
+/// MXFP4 packed e2m1 pairs: bytes `next() >> 56`.
+pub fn gen_e2m1x2(seed: u64, stream: u64, n: usize) -> Vec<u8> {
+    gen_codes(seed, stream, n, |v| v >> 56)
+}
+
+/// MXFP4 ue8m0 scale codes `118 + (next() >> 61)`.
+pub fn gen_ue8m0(seed: u64, stream: u64, n: usize) -> Vec<u8> {
+    gen_codes(seed, stream, n, |v| 118 + (v >> 61))
 }
 
 /// fp32 FP8 scales `(1 + (next() >> 60)) * 2^-scale`.
@@ -361,7 +409,12 @@ impl Extras {
             beta: None,
             clamp: None,
         };
-        if c.n("gemm_bias", 0) != 0 {
+        if c.n("gemm_bias", 0) != 0 && c.s("gemm_bias_dtype", "f32") == "bf16" {
+            let b1 = gen_bf16(seed, 8, 10, (el * f * i) as usize);
+            x.b1 = Some(pl.tensor(pl.put(&b1), DType::BF16, &[el, f * i]));
+            let b2 = gen_bf16(seed, 9, 10, (el * h) as usize);
+            x.b2 = Some(pl.tensor(pl.put(&b2), DType::BF16, &[el, h]));
+        } else if c.n("gemm_bias", 0) != 0 {
             let b1 = gen_f32(seed, 8, 26, (el * f * i) as usize);
             x.b1 = Some(pl.tensor(pl.put(&b1), DType::F32, &[el, f * i]));
             let b2 = gen_f32(seed, 9, 26, (el * h) as usize);
@@ -371,6 +424,13 @@ impl Extras {
             let (mut al, mut be, mut cl) = (vec![], vec![], vec![]);
             let mut g = SplitMix::new(seed, 10);
             for _ in 0..el {
+                if c.n("swiglu_params", 0) == 2 {
+                    // gpt-oss's constants
+                    al.push(1.702f32);
+                    be.push(1.0);
+                    cl.push(7.0);
+                    continue;
+                }
                 al.push(1.0 + (g.next() >> 60) as f32 / 16.0);
                 be.push((g.next() >> 60) as f32 / 16.0);
                 cl.push(4.0 + (g.next() >> 60) as f32 / 4.0);
@@ -644,10 +704,14 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     // FP8 (docs/conformance.md "FP8 cases")
     let fp8 = c.fp8();
     let block = fp8 == "block";
-    let (scaling, dtype) = match fp8.as_str() {
-        "tensor" => (Scaling::PerTensor, RunnerDtype::Fp8E4m3),
-        "block" => (Scaling::Block, RunnerDtype::Fp8E4m3),
-        _ => (Scaling::None, RunnerDtype::Bf16),
+    let mx = c.mxfp4();
+    // MXFP4 (docs/conformance.md "MXFP4 cases"): separate activation and weight dtypes
+    let (scaling, dtype, weight_dtype) = match (fp8.as_str(), mx.as_str()) {
+        ("tensor", _) => (Scaling::PerTensor, RunnerDtype::Fp8E4m3, None),
+        ("block", _) => (Scaling::Block, RunnerDtype::Fp8E4m3, None),
+        (_, "w4a16") => (Scaling::Mx, RunnerDtype::Bf16, Some(RunnerDtype::Mxfp4)),
+        (_, "w4a8") => (Scaling::Mx, RunnerDtype::Fp8E4m3, Some(RunnerDtype::Mxfp4)),
+        _ => (Scaling::None, RunnerDtype::Bf16, None),
     };
     let hid_e4m3 = c.s("hidden", "bf16") == "e4m3";
     let w_e4m3 = c.s("weights", "bf16") == "e4m3";
@@ -655,6 +719,7 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         backend,
         activation: act,
         dtype,
+        weight_dtype,
         scaling,
         ..Options::default()
     })?;
@@ -678,7 +743,35 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         unsafe { r.prepare_weights_scaled_on(&p, which, &src, Some(&st), &dst, stream)? };
         Ok::<_, Error>(dst.into_input())
     };
-    let (w1, w2) = if w_e4m3 {
+    // MXFP4: packed e2m1 pairs [E_l, R, C/2] with ue8m0 scales [E_l, R, C/32] (none, or
+    // [E_l, R*C/32], in the mx_scales error cases); W1 interleaved with w1_order=interleaved
+    let mx_scales = c.s("mx_scales", "given");
+    let prep_mx = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
+        let n = r.weights_prepared_size(&p, which)?;
+        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
+        let q = gen_e2m1x2(seed, stream_q, (el * rr * cc / 2) as usize);
+        let src = pl.tensor(pl.put(&q), DType::FP4E2M1X2, &[el, rr, cc / 2]);
+        let sc = gen_ue8m0(seed, stream_s, (el * rr * cc / 32) as usize);
+        let sshape: Vec<i64> = if mx_scales == "misshaped" {
+            vec![el, rr * (cc / 32)]
+        } else {
+            vec![el, rr, cc / 32]
+        };
+        let st = (mx_scales != "missing").then(|| pl.tensor(pl.put(&sc), DType::E8M0, &sshape));
+        unsafe { r.prepare_weights_scaled_on(&p, which, &src, st.as_ref(), &dst, stream)? };
+        Ok::<_, Error>(dst.into_input())
+    };
+    let w1_which = if c.s("w1_order", "canonical") == "interleaved" {
+        Weights::Gemm1GateUpInterleaved
+    } else {
+        Weights::Gemm1
+    };
+    let (w1, w2) = if mx != "none" {
+        (
+            prep_mx(w1_which, 4, 12, f * i, h)?,
+            prep_mx(Weights::Gemm2, 5, 13, h, i)?,
+        )
+    } else if w_e4m3 {
         (
             prep_e4m3(Weights::Gemm1, 4, 12, f * i, h)?,
             prep_e4m3(Weights::Gemm2, 5, 13, h, i)?,
@@ -764,7 +857,7 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         let v = gen_fp8_scale(seed, 11, 4, tu * (h / 128) as usize);
         pl.tensor(pl.put(&v), DType::F32, &[t, h / 128])
     });
-    let s12 = (fp8 == "tensor").then(|| {
+    let s12 = c.f.contains_key("s1").then(|| {
         [c.exact_f32("s1"), c.exact_f32("s2")].map(|v| pl.tensor(pl.put(&[v]), DType::F32, &[1]))
     });
     let x = Extras::new(c, &pl, el, f);

@@ -37,13 +37,17 @@ public final class Moe {
   public static final int ACTIVATION_RELU2 = MoeNativeConstants.ACTIVATION_RELU2;
   public static final int ACTIVATION_IDENTITY = MoeNativeConstants.ACTIVATION_IDENTITY;
 
-  /** Runner activation / weight dtype (the only one now). */
+  /** Runner activation / weight dtypes (Runner.Options activationDtype, weightDtype). */
   public static final int DTYPE_BF16 = MoeNativeConstants.DTYPE_BF16;
   public static final int DTYPE_FP8_E4M3 = MoeNativeConstants.DTYPE_FP8_E4M3;
+  /** MXFP4 weights (weight dtype only, with SCALING_MX; docs/formats.md "MXFP4"). */
+  public static final int DTYPE_MXFP4 = MoeNativeConstants.DTYPE_MXFP4;
 
   public static final int SCALING_NONE = MoeNativeConstants.SCALING_NONE;
   public static final int SCALING_PER_TENSOR = MoeNativeConstants.SCALING_PER_TENSOR;
   public static final int SCALING_BLOCK = MoeNativeConstants.SCALING_BLOCK;
+  /** MXFP4: ue8m0 scales per 32 weights along K, given with the weights. */
+  public static final int SCALING_MX = MoeNativeConstants.SCALING_MX;
 
   /** Token layouts of the grouped run (C moe_runner_run_grouped; docs/ep.md). */
   public static final int LAYOUT_CONTIGUOUS = MoeNativeConstants.LAYOUT_CONTIGUOUS;
@@ -51,6 +55,9 @@ public final class Moe {
 
   public static final int WEIGHTS_GEMM1 = MoeNativeConstants.WEIGHTS_GEMM1;
   public static final int WEIGHTS_GEMM2 = MoeNativeConstants.WEIGHTS_GEMM2;
+  /** MXFP4 W1 with gpt-oss's interleaved gate/up rows (row 2f gate, 2f+1 up). */
+  public static final int WEIGHTS_GEMM1_GATE_UP_INTERLEAVED =
+      MoeNativeConstants.WEIGHTS_GEMM1_GATE_UP_INTERLEAVED;
 
   public static final int PLAN_TOPK_IDS = MoeNativeConstants.PLAN_TOPK_IDS;
   public static final int PLAN_EXPERT_WEIGHTS = MoeNativeConstants.PLAN_EXPERT_WEIGHTS;

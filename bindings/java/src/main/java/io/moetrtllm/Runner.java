@@ -26,7 +26,8 @@ public final class Runner implements AutoCloseable {
     int smVersion = 0;
     int activation = Moe.ACTIVATION_SWIGLU;
     int numThreads = 0;
-    int dtype = Moe.DTYPE_BF16;
+    int activationDtype = Moe.DTYPE_BF16;
+    int weightDtype = Moe.DTYPE_BF16;
     int scalingMode = Moe.SCALING_NONE;
 
     public Options backend(int b) {
@@ -54,15 +55,31 @@ public final class Runner implements AutoCloseable {
       return this;
     }
 
-    /** Activation and weight dtype: Moe.DTYPE_BF16 (default) or Moe.DTYPE_FP8_E4M3. */
+    /**
+     * Activation and weight dtype at once: Moe.DTYPE_BF16 (default) or Moe.DTYPE_FP8_E4M3 (the
+     * convenience for runners whose two dtypes agree).
+     */
     public Options dtype(int d) {
-      dtype = d;
+      activationDtype = d;
+      weightDtype = d;
+      return this;
+    }
+
+    /** Activation dtype: Moe.DTYPE_BF16 (default) or DTYPE_FP8_E4M3 (W4A8 with MXFP4). */
+    public Options activationDtype(int d) {
+      activationDtype = d;
+      return this;
+    }
+
+    /** Weight dtype: Moe.DTYPE_BF16 (default), DTYPE_FP8_E4M3 or DTYPE_MXFP4 (SCALING_MX). */
+    public Options weightDtype(int d) {
+      weightDtype = d;
       return this;
     }
 
     /**
      * Moe.SCALING_NONE (BF16, default), SCALING_PER_TENSOR or SCALING_BLOCK (FP8; see
-     * docs/formats.md "FP8").
+     * docs/formats.md "FP8"), SCALING_MX (MXFP4 weights; docs/formats.md "MXFP4").
      */
     public Options scalingMode(int m) {
       scalingMode = m;
@@ -72,7 +89,7 @@ public final class Runner implements AutoCloseable {
 
   public Runner(Options o) {
     handle = MoeNative.moe_b_runner_create(o.backend, o.deviceId, o.smVersion, o.activation,
-        o.numThreads, o.dtype, o.dtype, o.scalingMode);
+        o.numThreads, o.activationDtype, o.weightDtype, o.scalingMode);
     activation = o.activation;
   }
 
@@ -203,7 +220,10 @@ public final class Runner implements AutoCloseable {
     }
   }
 
-  /** Bytes of a prepared weight tensor (Moe.WEIGHTS_GEMM1 / GEMM2). */
+  /**
+   * Bytes of a prepared weight tensor (Moe.WEIGHTS_GEMM1 / GEMM2; MXFP4 also
+   * WEIGHTS_GEMM1_GATE_UP_INTERLEAVED, the size of GEMM1).
+   */
   public long weightsPreparedSize(Problem p, int which) {
     long h = acquire();
     try {
@@ -234,7 +254,10 @@ public final class Runner implements AutoCloseable {
   /**
    * FP8 runners (moe_weights_prepare_scaled): e4m3 canonical weights [E_l, R, C] with their
    * fp32 scales ([E_l] per tensor, [E_l, R/128, C/128] block), copied as they are; or bf16
-   * weights with canonicalScales null, quantized by the library.
+   * weights with canonicalScales null, quantized by the library. MXFP4 runners: the packed e2m1
+   * blocks (DType.U8 or DType.FP4_E2M1X2 [E_l, R, C/2]) with their ue8m0 scales (DType.U8 or
+   * DType.E8M0 [E_l, R, C/32]), required; which = Moe.WEIGHTS_GEMM1,
+   * WEIGHTS_GEMM1_GATE_UP_INTERLEAVED (gpt-oss rows) or WEIGHTS_GEMM2.
    */
   public void prepareWeightsScaled(Problem p, int which, Tensor canonical,
       Tensor canonicalScales, Tensor prepared, long stream) {

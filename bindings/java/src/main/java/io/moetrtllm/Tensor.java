@@ -30,7 +30,7 @@ public final class Tensor {
     long[] d = new long[4];
     System.arraycopy(shape, 0, d, 0, shape.length);
     MoeNative.moe_b_tensor_fill(desc, address, deviceType, deviceId, dtype.code, dtype.bits,
-        shape.length, d[0], d[1], d[2], d[3]);
+        dtype.lanes, shape.length, d[0], d[1], d[2], d[3]);
   }
 
   /** A host tensor over a direct ByteBuffer (from its start; slice() for an offset). */

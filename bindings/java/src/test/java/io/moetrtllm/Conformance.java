@@ -20,11 +20,14 @@ final class Conformance {
   static final Set<String> KEYS = Set.of("name", "method", "input", "logits_dtype", "T", "E",
       "K", "H", "I", "offset", "local", "act", "tile", "cluster", "n_group", "topk_group",
       "scale", "bias", "gemm_bias", "swiglu_params", "finalize", "seed", "plan", "output",
-      "status", "fp8", "hidden", "weights", "s1", "s2", "layout", "counts", "capacity");
+      "status", "fp8", "hidden", "weights", "s1", "s2", "layout", "counts", "capacity", "mxfp4",
+      "w1_order", "gemm_bias_dtype", "mx_scales");
+  /** Keys of MXFP4 cases only (docs/conformance.md "MXFP4 cases"). */
+  static final Set<String> MX_ONLY = Set.of("w1_order", "gemm_bias_dtype", "mx_scales");
   static final Set<String> REQUIRED = Set.of("name", "T", "E", "H", "I", "offset", "local", "act",
       "tile", "cluster", "seed");
   static final Set<String> ROUTED_ONLY = Set.of("method", "input", "logits_dtype", "K", "fp8",
-      "plan");
+      "plan", "mxfp4");
   /** bf16 bits pre-filled into a grouped case's output: rows past the counts keep them. */
   static final short GROUPED_SENTINEL = (short) 0xFFFF;
 
@@ -62,6 +65,11 @@ final class Conformance {
     /** "none" (BF16), "tensor" or "block". */
     String fp8() {
       return str("fp8", "none");
+    }
+
+    /** "none" (no MXFP4), "w4a16" or "w4a8". */
+    String mxfp4() {
+      return str("mxfp4", "none");
     }
 
     /** A grouped case (layout=): moe_runner_run_grouped instead of routing + run. */
@@ -162,10 +170,21 @@ final class Conformance {
       boolean bad = !Set.of("none", "tensor", "block").contains(fp8)
           || !Set.of("bf16", "e4m3").contains(hid) || !Set.of("bf16", "e4m3").contains(wts)
           || (fp8.equals("none") && !(hid.equals("bf16") && wts.equals("bf16")))
-          || fp8.equals("tensor") != f.containsKey("s1")
+          || (fp8.equals("tensor") || c.mxfp4().equals("w4a8")) != f.containsKey("s1")
           || f.containsKey("s1") != f.containsKey("s2");
+      String mx = c.mxfp4();
+      bad |= !Set.of("none", "w4a16", "w4a8").contains(mx)
+          || (!mx.equals("none") && !fp8.equals("none"))
+          || (mx.equals("none") && MX_ONLY.stream().anyMatch(f::containsKey))
+          || !Set.of("canonical", "interleaved").contains(c.str("w1_order", "canonical"))
+          || (c.str("w1_order", "canonical").equals("interleaved") && gatedFactor(c) != 2)
+          || !Set.of("f32", "bf16").contains(c.str("gemm_bias_dtype", "f32"))
+          || !Set.of("given", "missing", "misshaped").contains(c.str("mx_scales", "given"))
+          || c.num("swiglu_params", 0) < 0 || c.num("swiglu_params", 0) > 2;
       if (bad) {
-        throw new IOException(p + ":" + lineno + ": bad fp8 / hidden / weights / s1 / s2");
+        throw new IOException(p + ":" + lineno
+            + ": bad fp8 / hidden / weights / s1 / s2 / mxfp4 / w1_order / gemm_bias_dtype / "
+            + "mx_scales / swiglu_params");
       }
       out.add(c);
     }
@@ -255,15 +274,31 @@ final class Conformance {
     return t;
   }
 
-  /** e4m3 codes (next() >>> 56) & 0xBF (never NaN) as a float8_e4m3fn tensor. */
-  static Tensor genE4m3(long seed, int stream, long... shape) {
-    Tensor t = Tensor.allocateHost(DType.FP8_E4M3, shape);
+  /** One-byte codes code(next()) of a stream as a tensor of dtype dt. */
+  static Tensor genCodes(long seed, int stream, DType dt, java.util.function.LongUnaryOperator code,
+      long... shape) {
+    Tensor t = Tensor.allocateHost(dt, shape);
     SplitMix g = new SplitMix(seed, stream);
     ByteBuffer b = t.buffer();
     for (long i = 0, n = count(shape); i < n; i++) {
-      b.put((int) i, (byte) ((g.next() >>> 56) & 0xBF));
+      b.put((int) i, (byte) code.applyAsLong(g.next()));
     }
     return t;
+  }
+
+  /** e4m3 codes (next() >>> 56) & 0xBF (never NaN) as a float8_e4m3fn tensor. */
+  static Tensor genE4m3(long seed, int stream, long... shape) {
+    return genCodes(seed, stream, DType.FP8_E4M3, v -> (v >>> 56) & 0xBF, shape);
+  }
+
+  /** MXFP4 packed e2m1 pairs: bytes next() >>> 56, as a float4_e2m1fn x2 tensor. */
+  static Tensor genE2m1x2(long seed, int stream, long... shape) {
+    return genCodes(seed, stream, DType.FP4_E2M1X2, v -> v >>> 56, shape);
+  }
+
+  /** MXFP4 ue8m0 scale codes 118 + (next() >>> 61), as a float8_e8m0fnu tensor. */
+  static Tensor genUe8m0(long seed, int stream, long... shape) {
+    return genCodes(seed, stream, DType.E8M0, v -> 118 + (v >>> 61), shape);
   }
 
   /** fp32 FP8 scales (1 + (next() >>> 60)) * 2^-scale. */
@@ -480,16 +515,25 @@ final class Conformance {
       opts.dtype(Moe.DTYPE_FP8_E4M3)
           .scalingMode(block ? Moe.SCALING_BLOCK : Moe.SCALING_PER_TENSOR);
     }
+    String mx = c.mxfp4(); // MXFP4 (docs/conformance.md "MXFP4 cases")
+    if (!mx.equals("none")) {
+      opts.activationDtype(mx.equals("w4a8") ? Moe.DTYPE_FP8_E4M3 : Moe.DTYPE_BF16)
+          .weightDtype(Moe.DTYPE_MXFP4)
+          .scalingMode(Moe.SCALING_MX);
+    }
+    boolean staticScales = c.f.containsKey("s1");
     Tensor hidden = hidE4m3 ? genE4m3(seed, 3, T, H) : genBf16(seed, 3, 6, T, H);
     a.fp8Scales(hidE4m3 && block ? pl.place(genFp8Scale(seed, 11, 4, T, H / 128)) : null,
-        fp8.equals("tensor") ? pl.place(scalar(c.exactF32("s1"))) : null,
-        fp8.equals("tensor") ? pl.place(scalar(c.exactF32("s2"))) : null);
+        staticScales ? pl.place(scalar(c.exactF32("s1"))) : null,
+        staticScales ? pl.place(scalar(c.exactF32("s2"))) : null);
     try (Runner r = new Runner(opts)) {
       int cfg = chooseConfig(r, p, c.i("tile"), c.i("cluster"));
       Tensor ws = pl.zeros(DType.U8, r.workspaceSize(p, cfg));
       Tensor w1 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM1));
       Tensor w2 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM2));
-      if (!wE4m3) {
+      if (!mx.equals("none")) {
+        x.prepareMxfp4(r, p, w1, w2);
+      } else if (!wE4m3) {
         x.prepareBf16(r, p, w1, w2);
       } else { // e4m3 weights with their scales
         long r1 = f * I;
@@ -574,11 +618,26 @@ final class Conformance {
       int el = c.i("local") == 0 ? c.i("E") : c.i("local"), H = c.i("H"), I = c.i("I");
       long f = gatedFactor(c);
       long seed = Long.parseLong(c.f.get("seed"));
-      if (c.num("gemm_bias", 0) != 0) {
+      if (c.num("gemm_bias", 0) != 0 && c.str("gemm_bias_dtype", "f32").equals("bf16")) {
+        b1 = pl.place(genBf16(seed, 8, 10, el, f * I));
+        b2 = pl.place(genBf16(seed, 9, 10, el, H));
+      } else if (c.num("gemm_bias", 0) != 0) {
         b1 = pl.place(genF32(seed, 8, 26, el, f * I));
         b2 = pl.place(genF32(seed, 9, 26, el, H));
       }
-      if (c.num("swiglu_params", 0) != 0) {
+      if (c.num("swiglu_params", 0) == 2) { // gpt-oss's constants
+        Tensor al = Tensor.allocateHost(DType.F32, el);
+        Tensor be = Tensor.allocateHost(DType.F32, el);
+        Tensor cl = Tensor.allocateHost(DType.F32, el);
+        for (int e = 0; e < el; e++) {
+          al.buffer().putFloat(4 * e, 1.702f);
+          be.buffer().putFloat(4 * e, 1.0f);
+          cl.buffer().putFloat(4 * e, 7.0f);
+        }
+        alpha = pl.place(al);
+        beta = pl.place(be);
+        clamp = pl.place(cl);
+      } else if (c.num("swiglu_params", 0) != 0) {
         Tensor al = Tensor.allocateHost(DType.F32, el);
         Tensor be = Tensor.allocateHost(DType.F32, el);
         Tensor cl = Tensor.allocateHost(DType.F32, el);
@@ -594,6 +653,10 @@ final class Conformance {
       }
     }
 
+    void prepareMxfp4(Runner r, Problem p, Tensor w1, Tensor w2) {
+      prepareMxfp4Weights(c, pl, r, p, w1, w2);
+    }
+
     /** Prepares the case's bf16 canonical W1, W2 (streams 4, 5) into w1, w2. */
     void prepareBf16(Runner r, Problem p, Tensor w1, Tensor w2) {
       int el = c.i("local") == 0 ? c.i("E") : c.i("local"), H = c.i("H"), I = c.i("I");
@@ -601,6 +664,30 @@ final class Conformance {
       r.prepareWeights(p, Moe.WEIGHTS_GEMM1,
           pl.place(genBf16(seed, 4, 8, el, gatedFactor(c) * I, H)), w1, 0);
       r.prepareWeights(p, Moe.WEIGHTS_GEMM2, pl.place(genBf16(seed, 5, 8, el, H, I)), w2, 0);
+    }
+  }
+
+  /**
+   * Prepares the case's MXFP4 W1, W2 into w1, w2: packed e2m1 pairs (streams 4, 5) as
+   * DType.FP4_E2M1X2 with their ue8m0 scales (streams 12, 13) as DType.E8M0; W1 as
+   * WEIGHTS_GEMM1_GATE_UP_INTERLEAVED with w1_order=interleaved; no scales, or 2-D ones, in
+   * the mx_scales error cases.
+   */
+  static void prepareMxfp4Weights(Case c, Placer pl, Runner r, Problem p, Tensor w1, Tensor w2) {
+    int el = c.i("local") == 0 ? c.i("E") : c.i("local"), H = c.i("H"), I = c.i("I");
+    long seed = Long.parseLong(c.f.get("seed"));
+    long[][] dims = {{el, gatedFactor(c) * I, H}, {el, H, I}};
+    int[] which = {c.str("w1_order", "canonical").equals("interleaved")
+            ? Moe.WEIGHTS_GEMM1_GATE_UP_INTERLEAVED : Moe.WEIGHTS_GEMM1, Moe.WEIGHTS_GEMM2};
+    Tensor[] out = {w1, w2};
+    String scales = c.str("mx_scales", "given");
+    for (int k = 0; k < 2; k++) {
+      long rows = dims[k][1], cols = dims[k][2];
+      Tensor q = genE2m1x2(seed, 4 + k, el, rows, cols / 2);
+      Tensor s = scales.equals("missing") ? null
+          : scales.equals("misshaped") ? genUe8m0(seed, 12 + k, el, rows * (cols / 32))
+                                       : genUe8m0(seed, 12 + k, el, rows, cols / 32);
+      r.prepareWeightsScaled(p, which[k], pl.place(q), s == null ? null : pl.place(s), out[k], 0);
     }
   }
 

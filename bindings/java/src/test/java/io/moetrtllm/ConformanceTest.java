@@ -82,13 +82,15 @@ class ConformanceTest {
         try {
           gpu = Conformance.run(c, true);
         } catch (MoeException e) {
-          if (e.status() != Moe.STATUS_NOT_SUPPORTED || !(c.grouped() || !c.fp8().equals("none"))) {
+          boolean mx = !c.mxfp4().equals("none");
+          if (e.status() != Moe.STATUS_NOT_SUPPORTED
+              || !(c.grouped() || mx || !c.fp8().equals("none"))) {
             throw e;
           }
-          // FP8 or a grouped run the CUDA backend does not run yet (the message says why): the
-          // CPU digests stand
-          skipGpu(c, (c.grouped() ? "grouped run" : "FP8 " + c.fp8()) + " not supported: "
-              + e.libraryMessage());
+          // FP8, MXFP4 or a grouped run the CUDA backend does not run yet (the message says
+          // why): the CPU digests stand
+          skipGpu(c, (c.grouped() ? "grouped run" : mx ? "MXFP4 " + c.mxfp4() : "FP8 " + c.fp8())
+              + " not supported: " + e.libraryMessage());
           return;
         }
         assertTrue(gpu.checks.isEmpty(), c.name() + ": GPU: " + gpu.checks);
