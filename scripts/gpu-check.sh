@@ -75,6 +75,10 @@ MOE_TEST_GPU_CONFIGS=sm90_bf16_t192_c1_m256_s4,sm90_bf16_t144_c1_m256_s4,sm90_bf
 # persistent GEMM2 (t64 c1 s4 and t192: one CTA per SM)
 MOE_TEST_GPU_CONFIGS=sm90_fp8pt_t16_c1_m128_s12,sm90_fp8pt_t64_c2_m128_s11,sm90_fp8pt_t64_c4_m128_s12,sm90_fp8pt_t192_c1_m256_s4 \
   step racecheck_fp8 "${san[@]}" racecheck build-gpu/tests/test_fp8
+# the block-scaled FP8 kernels (promotion per k-block, the quantizing GEMM1 epilogue): C = 1, 2,
+# 4 and the 8- and 64-token CTA tiles
+MOE_TEST_GPU_CONFIGS=sm90_fp8blk_t8_c1_m256_s6,sm90_fp8blk_t64_c2_m256_s6,sm90_fp8blk_t256_c4_m256_s5 \
+  step racecheck_fp8_block "${san[@]}" racecheck build-gpu/tests/test_fp8
 fi
 fi
 if [ "$MODE" = ab ]; then
