@@ -40,15 +40,33 @@ def test_case_cpu(case):
     assert cl.fnv1a([out.astype(np.uint16)]) == case["output"], f"{case['name']}: output digest"
 
 
+def _counts_invalid(case):
+    """A grouped case whose counts are negative, past the capacity (masked) or sum past the
+    rows (contiguous)."""
+    n = case["counts"]
+    if any(x < 0 for x in n):
+        return True
+    if case["layout"] == moe.LAYOUT_MASKED:
+        return any(x > case["capacity"] for x in n)
+    return sum(n) > case["T"]
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_case_gpu(case):
     reason = _gpu_reason()
     if reason:
         pytest.skip(reason)
     if case["status"] != "ok":
+        if "layout" in case and _counts_invalid(case):
+            # counts live in device memory there: the CUDA backend clamps them on the device
+            # and reports MOE_GROUPED_COUNTS_* in count_status (tests/test_grouped.c checks it)
+            pytest.skip("CUDA backend: grouped counts are checked on the device (count_status)")
         err = cl.run_error_case(case, moe.BACKEND_CUDA)
         if "layout" in case and isinstance(err, moe.NotSupportedError):
             pytest.skip(f"CUDA backend: grouped run not supported: {err}")
+        if case.get("mxfp4", "none") != "none" and isinstance(err, moe.NotSupportedError):
+            # no CUDA MXFP4 kernels yet: the backend answers NOT_SUPPORTED before the arguments
+            pytest.skip(f"CUDA backend: MXFP4 {case['mxfp4']} not supported: {err}")
         assert err is not None and err.status_name == case["status"] and err.message
         return
     tc, outc, _ = cl.run_any(case)

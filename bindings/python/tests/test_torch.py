@@ -18,7 +18,8 @@ else:
     torch = pytest.importorskip("torch", reason="torch is not installed")
 import moe_trtllm.torch as mt  # noqa: E402  (registers the ops)
 
-E, K, H, I = 8, 2, 64, 32
+# H and I multiples of 64: shapes the CUDA kernels run (MOE_SM90_H_ALIGN / I_ALIGN)
+E, K, H, I = 8, 2, 128, 64
 COMPILE_BACKEND = os.environ.get("MOE_TORCH_COMPILE_BACKEND", "inductor")
 
 
