@@ -19,6 +19,12 @@
 long tc_checks = 0;
 long tc_failures = 0;
 
+/* Line-buffered stdout in every test: a test killed by a timeout (a device run's step limit)
+ * still shows the cases it finished. */
+__attribute__((constructor)) static void tc_line_buffered_stdout(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 void tc_fail(const char *file, int line, const char *fmt, ...) {
   ++tc_failures;
   if (tc_failures > 60) {
