@@ -2,7 +2,8 @@
 # One call on a GPU machine: build (CUDA on), run the whole C test suite on the GPU,
 # compute-sanitizer (memcheck on the GPU tests; racecheck on the routing and GEMM kernels),
 # the benchmarks, the PyTorch comparison, and print a short table last.
-# Usage: scripts/gpu-check.sh [full|tests|bench|ab]
+# Usage: scripts/gpu-check.sh [full|tests|bench|ab]   (with a carried .gpubuild/ of
+# scripts/gpu-bundle.sh: no build here, and the Python binding runs too)
 #   tests: build + ctest + sanitizers; bench: build + benchmarks + PyTorch comparison;
 #   ab: build + a same-run A/B of the whole moe-bench table against BASE_SRC (a source tree of
 #   the baseline, built into build-base) with bench/ab.py.
@@ -27,6 +28,12 @@ step() { # name, command...
   tail -n 25 "$OUT/$name.log"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+# A bundle made by scripts/gpu-bundle.sh (carried .gpubuild/): its builds replace building here.
+if [ -d .gpubuild/build-gpu ]; then
+  rm -rf build-gpu && mv .gpubuild/build-gpu build-gpu
+  PREBUILT=1
+fi
+if [ -d .gpubuild/build-base ]; then rm -rf build-base && mv .gpubuild/build-base build-base; fi
 if [ "${PREBUILT:-0}" != 1 ]; then
   step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
        -DMOE_BUILD_BINDINGS=OFF
@@ -39,6 +46,12 @@ if [ "$MODE" = full ] || [ "$MODE" = tests ]; then
 ctest_skip=()
 [ "${PREBUILT:-0}" = 1 ] && ctest_skip=(-E 'install_package|bench_config_list')
 step ctest ctest --test-dir build-gpu --output-on-failure -j 4 ${ctest_skip[@]+"${ctest_skip[@]}"}
+# The Python binding on the GPU (torch tensors, the torch ops with torch.compile and CUDA graph
+# capture, the conformance cases on CUDA) from a bundle's SWIG wrapper and wheelhouse.
+if [ -f .gpubuild/pywrap/core_wrap.c ]; then
+  PYTEST_ADDOPTS="-rfs --tb=short" MOE_WHEELHOUSE=.gpubuild/whl \
+    step python_gpu sh bindings/python/gpu-check.sh .gpubuild/pywrap build-gpu
+fi
 # compute-sanitizer: memcheck over the conformance runner (routing + GEMMs + finalize for every
 # method and activation), the GPU MoE suite (every config x activation) and a sample of the GPU
 # routing suite (every 7th case, T up to 65537: both routing paths); racecheck on the routing and
@@ -82,9 +95,12 @@ MOE_TEST_GPU_CONFIGS=sm90_fp8blk_t8_c1_m256_s6,sm90_fp8blk_t64_c2_m256_s6,sm90_f
 fi
 fi
 if [ "$MODE" = ab ]; then
-  step configure_base cmake -S "${BASE_SRC:?ab needs BASE_SRC}" -B build-base -G Ninja \
-       -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_TESTS=OFF
+  if [ ! -x build-base/bench/moe-bench ]; then
+  step configure_base cmake -S "${BASE_SRC:?ab needs BASE_SRC or a bundle with build-base}" \
+       -B build-base -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
+       -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_TESTS=OFF
   step build_base cmake --build build-base -j 16
+  fi
   step ab python3 bench/ab.py --a build-base/bench/moe-bench --b build-gpu/bench/moe-bench \
        --rounds "${AB_ROUNDS:-2}" --iters "${AB_ITERS:-20}" --json "$OUT/ab.jsonl"
   cat "$OUT/ab.log"
@@ -109,6 +125,11 @@ for f in "$OUT"/bench_*.log; do
 import json, sys
 for l in sys.stdin:
     r = json.loads(l)
-    print("%-14s %-7s T=%-6d %9.1f us %7.1f TFLOP/s %6.3f TB/s floor %8.1f us %5.1f%%" % (
+    if r.get("floor_us") is None: r["floor_us"], r["pct_floor"] = 0.0, 0.0
+    print("%-20s %-7s T=%-6d %9.1f us %7.1f TFLOP/s %6.3f TB/s floor %8.1f us %5.1f%%" % (
         r["preset"], r["stage"], r["tokens"], r["us"], r["tflops"], r["tbps"], r["floor_us"], r["pct_floor"]))'
 done
+# The device tool returns at most 8 files from $OUT: every step's log goes back in one archive.
+if ls "$OUT"/*.log >/dev/null 2>&1; then
+  (cd "$OUT" && tar czf logs.tgz ./*.log && rm -f ./*.log)
+fi

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds here (nvcc compiles sm_90a without a GPU) everything a GPU call needs, so the GPU
+# machine spends its time on tests and timings, not on nvcc (a full CUDA build there is about
+# 140 s of device time). Writes the ignored folder .gpubuild/ (about 35-55 MiB: under the device
+# tool's 64 MiB carry limit) holding
+#   build-gpu/   the CUDA build's library, test and bench programs and CTest files (built in
+#                build-gpu/ here; no bindings; no NCCL transport, since the GPU machine has no
+#                NCCL library where this machine's build would look for it)
+#   build-base/  with BASE_SRC=<a source tree of the baseline>: its library and moe-bench, for
+#                `scripts/gpu-check.sh ab`
+#   pywrap/      the SWIG-generated Python wrapper (core_wrap.c, core.py) from build/, for
+#                bindings/python/gpu-check.sh (the GPU machine has no SWIG)
+#   whl/         the wheelhouse of bindings/python/wheelhouse.sh (ml_dtypes, pytest)
+# Carry .gpubuild, then on the GPU machine: `bash scripts/gpu-check.sh [mode]` finds it and
+# uses it (PREBUILT). CTest files hold absolute paths: build the bundle in a checkout at the
+# same path as the GPU machine's copy of the repository.
+# Usage: [BASE_SRC=DIR] bash scripts/gpu-bundle.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/cuda/bin:$PATH"
+jobs=${JOBS:-$(nproc)}
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
+  -DMOE_BUILD_BINDINGS=OFF -DMOE_ENABLE_NCCL=OFF >/dev/null
+cmake --build build-gpu -j "$jobs"
+out=.gpubuild
+rm -rf "$out"
+mkdir -p "$out/build-gpu"
+# programs and CTest files only (no object files)
+(cd build-gpu && find . -path ./CMakeFiles -prune -o -path '*/CMakeFiles' -prune -o \
+  \( -name 'CTestTestfile.cmake' -o -name 'libmoe_trtllm.so*' -o -type f -perm -u+x \) -print |
+  grep -v -e '/test_ep_nccl$' | cpio -pdm --quiet "../$out/build-gpu")
+if [ -n "${BASE_SRC:-}" ]; then
+  cmake -S "$BASE_SRC" -B build-base -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
+    -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_TESTS=OFF >/dev/null
+  cmake --build build-base -j "$jobs"
+  mkdir -p "$out/build-base/bench"
+  cp -a build-base/libmoe_trtllm.so* "$out/build-base/"
+  cp -a build-base/bench/moe-bench "$out/build-base/bench/"
+fi
+# The Python wrapper SWIG generates in a CPU build with bindings (build/, scripts/test.sh's).
+if [ -f build/CMakeCache.txt ] && ninja -C build bindings/python/wrap/corePYTHON_wrap.c >/dev/null
+then
+  mkdir -p "$out/pywrap"
+  cp build/bindings/python/wrap/corePYTHON_wrap.c "$out/pywrap/core_wrap.c"
+  cp build/bindings/python/moe_trtllm/core.py "$out/pywrap/core.py"
+else
+  echo "gpu-bundle: no build/ with the Python binding: no pywrap/ (run scripts/test.sh once)" >&2
+fi
+bash bindings/python/wheelhouse.sh "$out/whl" >/dev/null || echo "gpu-bundle: no wheelhouse" >&2
+du -sh "$out"
