@@ -26,9 +26,9 @@ out=.gpubuild
 rm -rf "$out"
 mkdir -p "$out/build-gpu"
 # programs and CTest files only (no object files)
-(cd build-gpu && find . -path ./CMakeFiles -prune -o -path '*/CMakeFiles' -prune -o \
+(cd build-gpu && find . -path '*/CMakeFiles' -prune -o \
   \( -name 'CTestTestfile.cmake' -o -name 'libmoe_trtllm.so*' -o -type f -perm -u+x \) -print |
-  grep -v -e '/test_ep_nccl$' | cpio -pdm --quiet "../$out/build-gpu")
+  grep -v -e '/test_ep_nccl$' | tar cf - -T - | tar xf - -C "../$out/build-gpu")
 if [ -n "${BASE_SRC:-}" ]; then
   cmake -S "$BASE_SRC" -B build-base -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
     -DMOE_BUILD_BINDINGS=OFF -DMOE_BUILD_TESTS=OFF >/dev/null
@@ -47,4 +47,8 @@ else
   echo "gpu-bundle: no build/ with the Python binding: no pywrap/ (run scripts/test.sh once)" >&2
 fi
 bash bindings/python/wheelhouse.sh "$out/whl" >/dev/null || echo "gpu-bundle: no wheelhouse" >&2
+# Only the GPU machine's CPython's binary wheels (3.12 there; MOE_GPU_PY_TAG overrides): the
+# wheelhouse holds four versions, and the bundle must stay under the carry limit.
+tag=${MOE_GPU_PY_TAG:-cp312}
+find "$out/whl" -name '*-cp3*-*.whl' ! -name "*-$tag-*" -delete 2>/dev/null || true
 du -sh "$out"
