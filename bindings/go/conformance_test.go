@@ -103,6 +103,20 @@ func (c confCase) counts() []int32 {
 	return out
 }
 
+// countsInvalid: a grouped case whose counts are negative, past the capacity (masked) or sum
+// past the rows (contiguous).
+func (c confCase) countsInvalid() bool {
+	sum := int64(0)
+	for _, v := range strings.Split(c.s("counts", ""), ",") {
+		x, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || x < 0 || (c.layout() == LayoutMasked && x > c.n("capacity", 0)) {
+			return true
+		}
+		sum += x
+	}
+	return c.layout() != LayoutMasked && sum > c.n("T", 0)
+}
+
 // groupedRows are the output rows of the valid rows, local experts ascending.
 func (c confCase) groupedRows() []int64 {
 	var rows []int64
@@ -948,10 +962,21 @@ func TestConformanceGPU(t *testing.T) {
 		c := c
 		t.Run(c.s("name", "?"), func(t *testing.T) {
 			if st := c.s("status", "ok"); st != "ok" {
+				if c.grouped() && c.countsInvalid() {
+					// counts live in device memory there: the CUDA backend clamps them on the
+					// device and reports MOE_GROUPED_COUNTS_* in count_status
+					// (tests/test_grouped.c checks it)
+					t.Skip("CUDA backend: grouped counts are checked on the device (count_status)")
+				}
 				_, err := runCaseOn(c, true)
 				e, ok := err.(*Error)
 				if ok && c.grouped() && e.Status == StatusNotSupported {
 					t.Skipf("CUDA backend: grouped run not supported: %v", e)
+				}
+				if ok && c.s("mxfp4", "none") != "none" && e.Status == StatusNotSupported {
+					// no CUDA MXFP4 kernels yet: the backend answers NOT_SUPPORTED before the
+					// arguments
+					t.Skipf("CUDA backend: MXFP4 %s not supported: %v", c.s("mxfp4", "none"), e)
 				}
 				if !ok || e.StatusName() != st || e.Message == "" {
 					t.Fatalf("expected %s with a message, got %v", st, err)

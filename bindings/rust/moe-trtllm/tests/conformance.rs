@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use moe_trtllm::Status;
+use moe_trtllm::{Layout, Status};
 
 #[test]
 fn conformance_cpu() {
@@ -56,6 +56,20 @@ fn conformance_cpu() {
     );
 }
 
+/// A grouped case whose counts are negative, past the capacity (masked) or sum past the rows
+/// (contiguous).
+fn counts_invalid(c: &Case) -> bool {
+    let n = c.counts();
+    if n.iter().any(|&x| x < 0) {
+        return true;
+    }
+    if c.layout() == Layout::Masked {
+        n.iter().any(|&x| i64::from(x) > c.n("capacity", 0))
+    } else {
+        n.iter().map(|&x| i64::from(x)).sum::<i64>() > c.n("T", 0)
+    }
+}
+
 #[test]
 fn conformance_gpu() {
     let n = moe_trtllm::cuda_device_count().unwrap_or(0);
@@ -75,11 +89,33 @@ fn conformance_gpu() {
     let mut skipped = 0;
     for c in &cases {
         let verdict = if c.status() != "ok" {
+            if c.grouped() && counts_invalid(c) {
+                // counts live in device memory there: the CUDA backend clamps them on the device
+                // and reports MOE_GROUPED_COUNTS_* in count_status (tests/test_grouped.c checks it)
+                println!(
+                    "SKIP gpu:{}: CUDA backend: grouped counts are checked on the device \
+                     (count_status)",
+                    c.name()
+                );
+                skipped += 1;
+                continue;
+            }
             match run_case_on(c, Some(&cuda)) {
                 Err(e) if c.grouped() && e.status() == Some(Status::NotSupported) => {
                     println!(
                         "SKIP gpu:{}: CUDA backend: grouped run not supported: {e}",
                         c.name()
+                    );
+                    skipped += 1;
+                    continue;
+                }
+                // no CUDA MXFP4 kernels yet: the backend answers NOT_SUPPORTED before the
+                // arguments
+                Err(e) if c.mxfp4() != "none" && e.status() == Some(Status::NotSupported) => {
+                    println!(
+                        "SKIP gpu:{}: CUDA backend: MXFP4 {} not supported: {e}",
+                        c.name(),
+                        c.mxfp4()
                     );
                     skipped += 1;
                     continue;

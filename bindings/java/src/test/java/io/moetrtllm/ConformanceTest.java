@@ -67,10 +67,21 @@ class ConformanceTest {
     for (Conformance.Case c : Conformance.parse(Conformance.casesPath())) {
       tests.add(DynamicTest.dynamicTest("gpu:" + c.name(), () -> {
         if (!c.status().equals("ok")) {
+          if (c.grouped() && countsInvalid(c)) {
+            // counts live in device memory there: the CUDA backend clamps them on the device
+            // and reports MOE_GROUPED_COUNTS_* in count_status (tests/test_grouped.c checks it)
+            skipGpu(c, "grouped counts are checked on the device (count_status)");
+            return;
+          }
           MoeException e = assertThrows(MoeException.class, () -> Conformance.run(c, true),
               c.name() + ": expected " + c.status());
           if (c.grouped() && e.status() == Moe.STATUS_NOT_SUPPORTED) {
             skipGpu(c, "grouped run not supported: " + e.libraryMessage());
+            return;
+          }
+          if (!c.mxfp4().equals("none") && e.status() == Moe.STATUS_NOT_SUPPORTED) {
+            // no CUDA MXFP4 kernels yet: the backend answers NOT_SUPPORTED before the arguments
+            skipGpu(c, "MXFP4 " + c.mxfp4() + " not supported: " + e.libraryMessage());
             return;
           }
           assertEquals(c.status(), e.statusName(), c.name() + ": " + e.getMessage());
@@ -113,6 +124,22 @@ class ConformanceTest {
     }
     assertFalse(tests.isEmpty(), "no cases in " + Conformance.casesPath());
     return tests;
+  }
+
+  /**
+   * A grouped case whose counts are negative, past the capacity (masked) or sum past the rows
+   * (contiguous).
+   */
+  private static boolean countsInvalid(Conformance.Case c) {
+    int[] n = c.counts();
+    long sum = 0;
+    for (int x : n) {
+      if (x < 0 || (c.layout() == Moe.LAYOUT_MASKED && x > c.num("capacity", 0))) {
+        return true;
+      }
+      sum += x;
+    }
+    return c.layout() != Moe.LAYOUT_MASKED && sum > c.num("T", 0);
   }
 
   /** Reports a case the CUDA backend does not run (printed, then a JUnit skip). */
