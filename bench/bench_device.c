@@ -23,6 +23,8 @@
 int bench_read_launch(const void *p, size_t bytes, unsigned *out, int blocks, cudaStream_t stream);
 #endif
 
+const char *bench_prog = "moe-bench";
+
 struct bench_dev {
   int gpu;
   char name[256];
@@ -34,14 +36,15 @@ struct bench_dev {
 #endif
 };
 
-static int forward_once(const bench_case *c, int copy, moe_cuda_stream_t stream) {
+int bench_forward_once(void *ctx, int copy, moe_cuda_stream_t stream) {
+  const bench_case *c = (const bench_case *)ctx;
   moe_status_t s = moe_routing_prepare(c->runner, c->problem, c->routing, c->config, c->workspace,
                                        c->workspace_bytes, c->plan, stream);
   if (!s && !c->routing_only)
     s = moe_runner_run(c->runner, c->problem, &c->runs[copy], c->config, c->plan, c->workspace,
                        c->workspace_bytes, stream);
   if (s)
-    fprintf(stderr, "moe-bench: forward failed: %s: %s\n", moe_status_string(s),
+    fprintf(stderr, "%s: forward failed: %s: %s\n", bench_prog, moe_status_string(s),
             moe_get_last_error());
   return s != 0;
 }
@@ -70,7 +73,7 @@ int bench_open(int backend, bench_dev **out) {
   }
 #endif
   if (backend == MOE_BACKEND_CUDA && !d->gpu) {
-    fprintf(stderr, "moe-bench: --backend cuda: no CUDA device available\n");
+    fprintf(stderr, "%s: --backend cuda: no CUDA device available\n", bench_prog);
     free(d);
     return 1;
   }
@@ -130,11 +133,27 @@ void bench_free(bench_dev *d, void *p) {
   free(p);
 }
 
-int bench_upload(bench_dev *d, void *dst, const void *src, size_t bytes) {
+/* Host <-> device copy (to_device: host src to device dst); plain memcpy on the CPU. */
+static int transfer(bench_dev *d, void *dst, const void *src, size_t bytes, int to_device) {
 #if defined(MOE_BENCH_WITH_CUDA)
-  if (d->gpu) return cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice) != cudaSuccess;
+  if (d->gpu)
+    return cudaMemcpy(dst, src, bytes,
+                      to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost) != cudaSuccess;
 #endif
   memcpy(dst, src, bytes);
+  return 0;
+}
+int bench_download(bench_dev *d, void *dst, const void *src, size_t bytes) {
+  return transfer(d, dst, src, bytes, 0);
+}
+int bench_upload(bench_dev *d, void *dst, const void *src, size_t bytes) {
+  return transfer(d, dst, src, bytes, 1);
+}
+
+int bench_sm_count(const bench_dev *d) {
+#if defined(MOE_BENCH_WITH_CUDA)
+  if (d->gpu) return d->prop.multiProcessorCount;
+#endif
   return 0;
 }
 
@@ -408,25 +427,19 @@ void bench_measure_ceilings(bench_dev *d) {
 #endif
 }
 
-int bench_time(bench_dev *d, const bench_case *c, int per_graph, int iters, double *t_us) {
+int bench_time_fn(bench_dev *d, bench_enqueue_fn fn, void *ctx, int copies, int reps, int graphs,
+                  int iters, double *t_us) {
 #if defined(MOE_BENCH_WITH_CUDA)
   if (d->gpu) {
-    /* Routing alone is a few microseconds: capture kReps back-to-back calls per graph so the
-     * graph launch overhead is amortised (steady-state latency per call, as in a model's
-     * graph). A forward: per_graph == 1 captures one forward per graph (one graph per weight
-     * copy, replayed in turn); per_graph > 1 captures that many back to back in one graph,
-     * forward i on weight copy i % copies, so the weights stay cold in L2 while the launch
-     * of the graph is amortised as in a model's graph of many layers. */
-    const int reps = c->routing_only ? 20 : per_graph;
-    const int graphs = (c->routing_only || per_graph == 1) ? c->copies : 1;
-    cudaGraphExec_t exec[4] = {0};
+    cudaGraphExec_t exec[BENCH_MAX_COPIES] = {0};
+    if (graphs > BENCH_MAX_COPIES) return 1;
     int rc = 0;
     for (int k = 0; k < graphs && !rc; ++k) {
       cudaGraph_t g = NULL;
       if (cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
         return 1;
       for (int i = 0; i < reps && !rc; ++i)
-        rc = forward_once(c, graphs > 1 ? k : i % c->copies, (moe_cuda_stream_t)d->stream);
+        rc = fn(ctx, graphs > 1 ? k : i % copies, (moe_cuda_stream_t)d->stream);
       cudaError_t e = cudaStreamEndCapture(d->stream, &g);
       if (!rc && e == cudaSuccess)
         rc = cudaGraphInstantiate(&exec[k], g, 0) != cudaSuccess;
@@ -457,7 +470,8 @@ int bench_time(bench_dev *d, const bench_case *c, int per_graph, int iters, doub
       t_us[i] = ms * 1e3 / reps;
     }
     nvtxRangePop();
-    if (rc) fprintf(stderr, "moe-bench: CUDA error: %s\n", cudaGetErrorString(cudaGetLastError()));
+    if (rc)
+      fprintf(stderr, "%s: CUDA error: %s\n", bench_prog, cudaGetErrorString(cudaGetLastError()));
     for (int k = 0; k < graphs; ++k)
       if (exec[k]) cudaGraphExecDestroy(exec[k]);
     cudaEventDestroy(e0);
@@ -465,11 +479,23 @@ int bench_time(bench_dev *d, const bench_case *c, int per_graph, int iters, doub
     return rc;
   }
 #endif
-  if (forward_once(c, 0, NULL)) return 1; /* warm-up */
+  if (fn(ctx, 0, NULL)) return 1; /* warm-up */
   for (int i = 0; i < iters; ++i) {
     double a = now_us();
-    if (forward_once(c, i % c->copies, NULL)) return 1;
+    if (fn(ctx, i % copies, NULL)) return 1;
     t_us[i] = now_us() - a;
   }
   return 0;
+}
+
+int bench_time(bench_dev *d, const bench_case *c, int per_graph, int iters, double *t_us) {
+  /* Routing alone is a few microseconds: capture 20 back-to-back calls per graph so the graph
+   * launch overhead is amortised (steady-state latency per call, as in a model's graph). A
+   * forward: per_graph == 1 captures one forward per graph (one graph per weight copy, replayed
+   * in turn); per_graph > 1 captures that many back to back in one graph, forward i on weight
+   * copy i % copies, so the weights stay cold in L2 while the launch of the graph is amortised
+   * as in a model's graph of many layers. */
+  const int reps = c->routing_only ? 20 : per_graph;
+  const int graphs = (c->routing_only || per_graph == 1) ? c->copies : 1;
+  return bench_time_fn(d, bench_forward_once, (void *)c, c->copies, reps, graphs, iters, t_us);
 }

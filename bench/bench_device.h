@@ -11,6 +11,9 @@
 
 typedef struct bench_dev bench_dev;
 
+/* The program name that messages start with ("moe-bench" unless a main sets it). */
+extern const char *bench_prog;
+
 /* One timed case: routing prepare (+ run unless routing_only) over `copies` weight sets. */
 typedef struct {
   moe_runner *runner;
@@ -33,6 +36,9 @@ const char *bench_device_name(const bench_dev *d);
 void *bench_alloc(bench_dev *d, size_t bytes);
 void bench_free(bench_dev *d, void *p);
 int bench_upload(bench_dev *d, void *dst, const void *src, size_t bytes);
+int bench_download(bench_dev *d, void *dst, const void *src, size_t bytes);
+/* The device's SM count (0 on the CPU). */
+int bench_sm_count(const bench_dev *d);
 /* Fill dst with repeats of the host block src (block bytes). */
 int bench_fill_repeat(bench_dev *d, void *dst, size_t bytes, const void *src, size_t block);
 moe_cuda_stream_t bench_stream(bench_dev *d);
@@ -51,5 +57,17 @@ int bench_fp8_gemm_fast_accum(const bench_dev *d);
 /* Time `iters` graph replays of per_graph forwards each (GPU; the CPU times single calls);
  * t_us[i] = microseconds per forward of replay i. */
 int bench_time(bench_dev *d, const bench_case *c, int per_graph, int iters, double *t_us);
+
+/* Weight copies (and so graphs) a timing rotates over, at most. */
+#define BENCH_MAX_COPIES 4
+/* Enqueue one timed call on weight copy @p copy; nonzero (with a message) on failure. */
+typedef int (*bench_enqueue_fn)(void *ctx, int copy, moe_cuda_stream_t stream);
+/* The timing loop of bench_time for any call: on the GPU @p graphs CUDA graphs of @p reps
+ * calls each (graphs == copies: graph k on copy k; graphs == 1: call i on copy i % copies),
+ * t_us[i] = microseconds per call of replay i; on the CPU single calls. */
+/* routing prepare (+ run unless routing_only) of the bench_case @p ctx on weight copy @p copy. */
+int bench_forward_once(void *ctx, int copy, moe_cuda_stream_t stream);
+int bench_time_fn(bench_dev *d, bench_enqueue_fn fn, void *ctx, int copies, int reps, int graphs,
+                  int iters, double *t_us);
 
 #endif

@@ -31,41 +31,7 @@
 
 #include "moe_trtllm.h"
 #include "bench_device.h"
-
-typedef struct {
-  const char *name;
-  int32_t E, K, method, n_group, topk_group;
-  int64_t H, I;
-  float scale;
-  int32_t scaling;  /* MOE_SCALING_NONE: bf16; PER_TENSOR or BLOCK: e4m3 weights and activations;
-                       MX: MXFP4 weights, bf16 activations (W4A16) */
-  const char *base; /* FP8: the BF16 preset whose shape, routing and inputs it shares */
-  int gpt_oss;      /* biases on both GEMMs (fp32) and gpt-oss's clamped SwiGLU (alpha 1.702,
-                       beta 1, limit 7) */
-} preset;
-
-#define DS3 MOE_ROUTING_DEEPSEEK_V3
-#define RENORM MOE_ROUTING_RENORMALIZE
-static const preset k_presets[] = {
-    {"deepseek-v3", 256, 8, DS3, 8, 4, 7168, 2048, 2.5f, MOE_SCALING_NONE, NULL, 0},
-    {"qwen3-235b", 128, 8, RENORM, 1, 1, 4096, 1536, 1.0f, MOE_SCALING_NONE, NULL, 0},
-    {"qwen3-30b", 128, 8, RENORM, 1, 1, 2048, 768, 1.0f, MOE_SCALING_NONE, NULL, 0},
-    {"mixtral-8x7b", 8, 2, RENORM, 1, 1, 4096, 14336, 1.0f, MOE_SCALING_NONE, NULL, 0},
-    {"gpt-oss-120b", 128, 4, RENORM, 1, 1, 2880, 2880, 1.0f, MOE_SCALING_NONE, NULL, 0},
-    {"llama4-maverick", 128, 1, MOE_ROUTING_LLAMA4, 1, 1, 5120, 8192, 1.0f, MOE_SCALING_NONE, NULL,
-     0},
-    {"deepseek-v3-fp8", 256, 8, DS3, 8, 4, 7168, 2048, 2.5f, MOE_SCALING_BLOCK, "deepseek-v3", 0},
-    {"qwen3-235b-fp8", 128, 8, RENORM, 1, 1, 4096, 1536, 1.0f, MOE_SCALING_BLOCK, "qwen3-235b", 0},
-    {"qwen3-30b-fp8", 128, 8, RENORM, 1, 1, 2048, 768, 1.0f, MOE_SCALING_BLOCK, "qwen3-30b", 0},
-    {"mixtral-8x7b-fp8", 8, 2, RENORM, 1, 1, 4096, 14336, 1.0f, MOE_SCALING_PER_TENSOR,
-     "mixtral-8x7b", 0},
-    {"llama4-maverick-fp8", 128, 1, MOE_ROUTING_LLAMA4, 1, 1, 5120, 8192, 1.0f,
-     MOE_SCALING_PER_TENSOR, "llama4-maverick", 0},
-    {"gpt-oss-120b-mxfp4", 128, 4, RENORM, 1, 1, 2880, 2880, 1.0f, MOE_SCALING_MX, "gpt-oss-120b",
-     1},
-    {"gpt-oss-20b-mxfp4", 32, 4, RENORM, 1, 1, 2880, 2880, 1.0f, MOE_SCALING_MX, NULL, 0},
-};
-#define N_PRESETS ((int)(sizeof k_presets / sizeof k_presets[0]))
+#include "bench_preset.h"
 
 typedef struct {
   const char *presets;
@@ -101,7 +67,7 @@ static void usage(FILE *f) {
       "                 [--stage all|routing] [--iters N] [--config N[,N..]|all|tuned] [--json]\n"
       "                 [--cpu-weight-gb G] [--dry-run] [--sm-budget N]\n"
       "presets:");
-  for (int i = 0; i < N_PRESETS; ++i) fprintf(f, " %s", k_presets[i].name);
+  for (int i = 0; i < k_num_presets; ++i) fprintf(f, " %s", k_presets[i].name);
   fprintf(f, "\n");
 }
 
@@ -189,10 +155,7 @@ static int parse(int argc, char **argv, options *o) {
       o->tokens = argv[++i];
     else if (!strcmp(a, "--backend") && v) {
       ++i;
-      o->backend = !strcmp(v, "cpu")    ? MOE_BACKEND_CPU
-                   : !strcmp(v, "cuda") ? MOE_BACKEND_CUDA
-                   : !strcmp(v, "auto") ? MOE_BACKEND_AUTO
-                                        : -2;
+      o->backend = parse_backend(v);
       if (o->backend == -2) {
         fprintf(stderr, "moe-bench: --backend: expected auto, cpu or cuda, given '%s'\n", v);
         return 2;
@@ -241,56 +204,6 @@ static int parse(int argc, char **argv, options *o) {
   return 0;
 }
 
-/* ---- host data ---- */
-static uint64_t g_rng = 0x243F6A8885A308D3ull;
-/* Each cell's inputs depend only on (preset, T), not on the cells a run measured before it (the
- * routing, and with it the active experts and the floor, changed with the command line). */
-static void seed_cell(const char *preset, int64_t T) {
-  uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a of the name */
-  for (const char *c = preset; *c; ++c) h = (h ^ (uint8_t)*c) * 0x100000001B3ull;
-  g_rng = 0x243F6A8885A308D3ull ^ h ^ ((uint64_t)T * 0x9E3779B97F4A7C15ull);
-}
-static uint64_t rnd(void) {
-  uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-static uint16_t rnd_bf16(int shift) { /* exact bf16 value m * 2^-shift, m in [-128, 127] */
-  float f = ldexpf((float)((int)(rnd() >> 56) - 128), -shift);
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  return (uint16_t)(u >> 16);
-}
-
-static int check(moe_status_t s, const char *what) {
-  if (s == MOE_STATUS_SUCCESS) return 0;
-  fprintf(stderr, "moe-bench: %s failed: %s: %s\n", what, moe_status_string(s),
-          moe_get_last_error());
-  return 1;
-}
-
-static DLTensor tensor(void *data, int dev_type, DLDataTypeCode code, int bits, int ndim,
-                       int64_t *shape) {
-  DLTensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.device.device_type = (DLDeviceType)dev_type;
-  t.device.device_id = 0;
-  t.ndim = ndim;
-  t.dtype.code = (uint8_t)code;
-  t.dtype.bits = (uint8_t)bits;
-  t.dtype.lanes = 1;
-  t.shape = shape;
-  return t;
-}
-
-/* A random bf16 host block, repeated to fill a tensor (its element i is h[i % n]). */
-typedef struct {
-  uint16_t *h;
-  size_t n;
-} host_block;
-
 /* Fill @p bytes of (device) memory with repeats of a random block of bytes in [lo, lo + span). */
 static int fill_bytes(bench_dev *d, void *dst, size_t bytes, int lo, int span) {
   size_t block = bytes < ((size_t)16 << 20) ? bytes : ((size_t)16 << 20);
@@ -300,25 +213,6 @@ static int fill_bytes(bench_dev *d, void *dst, size_t bytes, int lo, int span) {
   int rc = bench_fill_repeat(d, dst, bytes, h, block);
   free(h);
   return rc;
-}
-
-/* Fill @p bytes of (device) memory with repeats of a random host block; with @p keep the block
- * is handed to the caller (free keep->h), else freed. */
-static int fill_random_keep(bench_dev *d, void *dst, size_t bytes, int shift, host_block *keep) {
-  size_t block = bytes < ((size_t)16 << 20) ? bytes : ((size_t)16 << 20);
-  uint16_t *h = (uint16_t *)malloc(block + 2);
-  if (!h) return 1;
-  for (size_t i = 0; i < block / 2; ++i) h[i] = rnd_bf16(shift);
-  int rc = bench_fill_repeat(d, dst, bytes, h, block);
-  if (keep && !rc) {
-    keep->h = h;
-    keep->n = block / 2;
-  } else
-    free(h);
-  return rc;
-}
-static int fill_random(bench_dev *d, void *dst, size_t bytes, int shift) {
-  return fill_random_keep(d, dst, bytes, shift, NULL);
 }
 
 static float bf16_at(const host_block *b, int64_t i) {
@@ -367,11 +261,6 @@ typedef struct {
   size_t weight_bytes, workspace_bytes; /* --dry-run: prepared W1 + W2 (one copy), workspace */
 } row_result;
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 #define MAX_CONFIGS 64
 
 /* Steady-state timing (run_case): forwards per graph (rounded up to whole rounds of weight
@@ -387,19 +276,6 @@ static int time_median(bench_dev *d, const bench_case *bc, int per_graph, int it
   qsort(t, (size_t)iters, sizeof *t, cmp_double);
   *us = t[iters / 2];
   return 0;
-}
-
-/* "a,b,c" -> out[0..n); -1 on anything but comma-separated integers (or more than cap). */
-static int parse_list(const char *s, int64_t *out, int cap) {
-  int n = 0;
-  while (s && *s) {
-    char *end = NULL;
-    const long long v = strtoll(s, &end, 10);
-    if (end == s || n == cap || (*end != ',' && *end != '\0')) return -1;
-    out[n++] = v;
-    s = *end == ',' ? end + 1 : end;
-  }
-  return n;
 }
 
 /* The configs --config names for this problem (default: the runner's default config). */
@@ -435,18 +311,6 @@ static double expert_weight_bytes(const preset *p, int64_t H, int64_t I) {
   if (p->scaling == MOE_SCALING_PER_TENSOR) return weights + 2 * 4.0;
   const double b = 128.0;
   return weights + 4.0 * ((f * I / b) * (H / b) + (H / b) * (I / b));
-}
-
-/* The problem of preset @p p at @p T tokens, with its own H and I. */
-static moe_problem preset_problem(const preset *p, int64_t T) {
-  moe_problem prob;
-  moe_problem_init(&prob, MOE_PROBLEM_VERSION);
-  prob.num_tokens = T;
-  prob.num_experts = p->E;
-  prob.top_k = p->K;
-  prob.hidden_size = p->H;
-  prob.intermediate_size = p->I;
-  return prob;
 }
 
 /* One preset at one T: build inputs, prepare weights once, time forwards with each config of
@@ -502,17 +366,8 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
                canon_bytes = c1_bytes > c2_bytes ? c1_bytes : c2_bytes;
   /* Rotating weight copies keep L2 cold on the GPU (enough that one pass exceeds it 4x). */
   int copies = 1;
-  if (gpu && !o->routing_only) {
-    double l2 = (double)bench_l2_bytes(d);
-    copies = (int)ceil(4.0 * l2 / (double)(w1_bytes + w2_bytes)) + 1;
-    if (copies > 4) copies = 4;
-    if (copies < 2) copies = 2;
-    size_t free_b = bench_free_bytes(d);
-    while (copies > 1 &&
-           (double)copies * (w1_bytes + w2_bytes) * 1.0 + ws_bytes + 2.0 * (double)canon_bytes >
-               0.9 * (double)free_b)
-      --copies;
-  }
+  if (gpu && !o->routing_only)
+    copies = weight_copies(d, (double)(w1_bytes + w2_bytes), ws_bytes + 2.0 * (double)canon_bytes);
   const int ds = p->method == MOE_ROUTING_DEEPSEEK_V3;
   int64_t sh_logits[2] = {T, p->E}, sh_bias[1] = {p->E}, sh_x[2] = {T, H};
   int64_t sh_w1[3] = {p->E, 2 * I, mx ? H / 2 : H}, sh_w2[3] = {p->E, H, mx ? I / 2 : I};
@@ -550,20 +405,7 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     if (e) goto done;
   }
   {
-    /* logits: exact random values (fp32 for DeepSeekV3, bf16 otherwise) */
-    size_t n = (size_t)(T * p->E);
-    void *h = malloc(logit_bytes + 16);
-    if (!h) goto done;
-    for (size_t i = 0; i < n; ++i) {
-      if (ds)
-        ((float *)h)[i] = ldexpf((float)((int64_t)(rnd() >> 40) - (1 << 23)), -21);
-      else
-        ((uint16_t *)h)[i] = rnd_bf16(5);
-    }
-    int e = bench_upload(d, logits, h, logit_bytes);
-    for (int i = 0; i < p->E; ++i) ((uint16_t *)h)[i] = rnd_bf16(9);
-    e |= bench_upload(d, bias, h, (size_t)p->E * 2);
-    free(h);
+    const int e = upload_logits(d, p, T, logits, bias);
     if (e || fill_random_keep(d, x, (size_t)(T * H * 2), 6, per_tensor ? &xb : NULL)) goto done;
   }
   for (int c = 0; c < copies && mx; ++c) { /* MXFP4: the checkpoint layout */
@@ -575,12 +417,12 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
       bench_free(d, cs);
       goto done;
     }
-    DLTensor tc1 = tensor(canon, dev, kDLUInt, 8, 3, sh_w1);
-    DLTensor tc2 = tensor(canon, dev, kDLUInt, 8, 3, sh_w2);
-    DLTensor ts1 = tensor(cs, dev, kDLFloat8_e8m0fnu, 8, 3, sh_s1);
-    DLTensor ts2 = tensor(cs, dev, kDLFloat8_e8m0fnu, 8, 3, sh_s2);
-    DLTensor tp1 = tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
-    DLTensor tp2 = tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
+    DLTensor tc1 = bench_tensor(canon, dev, kDLUInt, 8, 3, sh_w1);
+    DLTensor tc2 = bench_tensor(canon, dev, kDLUInt, 8, 3, sh_w2);
+    DLTensor ts1 = bench_tensor(cs, dev, kDLFloat8_e8m0fnu, 8, 3, sh_s1);
+    DLTensor ts2 = bench_tensor(cs, dev, kDLFloat8_e8m0fnu, 8, 3, sh_s2);
+    DLTensor tp1 = bench_tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
+    DLTensor tp2 = bench_tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
     /* random e2m1 pairs; scales 2^-7 .. 2^-4 (codes 120..123) */
     int e = fill_bytes(d, canon, c1_bytes, 0, 256) || fill_bytes(d, cs, c1_bytes / 16, 120, 4) ||
             check(moe_weights_prepare_scaled(r, &prob, MOE_WEIGHTS_GEMM1, &tc1, &ts1, &tp1,
@@ -603,10 +445,10 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
       bench_free(d, canon);
       goto done;
     }
-    DLTensor tc1 = tensor(canon, dev, kDLBfloat, 16, 3, sh_w1);
-    DLTensor tc2 = tensor(canon, dev, kDLBfloat, 16, 3, sh_w2);
-    DLTensor tp1 = tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
-    DLTensor tp2 = tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
+    DLTensor tc1 = bench_tensor(canon, dev, kDLBfloat, 16, 3, sh_w1);
+    DLTensor tc2 = bench_tensor(canon, dev, kDLBfloat, 16, 3, sh_w2);
+    DLTensor tp1 = bench_tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
+    DLTensor tp2 = bench_tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
     /* On an FP8 runner moe_weights_prepare quantizes the bf16 weights (amax / 448 per expert or
      * per 128x128 block, docs/formats.md). */
     int e = fill_random_keep(d, canon, c1_bytes, 8, per_tensor && c == 0 ? &w1b : NULL) ||
@@ -625,31 +467,27 @@ static int run_case(bench_dev *d, moe_runner *r, const preset *p, int64_t T, con
     if (bench_upload(d, scales, sv, sizeof sv)) goto done;
   }
   {
-    DLTensor t_logits = tensor(logits, dev, ds ? kDLFloat : kDLBfloat, ds ? 32 : 16, 2, sh_logits);
-    DLTensor t_bias = tensor(bias, dev, kDLBfloat, 16, 1, sh_bias);
-    DLTensor t_x = tensor(x, dev, kDLBfloat, 16, 2, sh_x);
-    DLTensor t_out = tensor(out, dev, kDLBfloat, 16, 2, sh_x);
-    DLTensor t_s1 = tensor(scales, dev, kDLFloat, 32, 1, sh_s);
-    DLTensor t_s2 = tensor(scales ? (char *)scales + 4 : NULL, dev, kDLFloat, 32, 1, sh_s);
+    DLTensor t_logits =
+        bench_tensor(logits, dev, ds ? kDLFloat : kDLBfloat, ds ? 32 : 16, 2, sh_logits);
+    DLTensor t_bias = bench_tensor(bias, dev, kDLBfloat, 16, 1, sh_bias);
+    DLTensor t_x = bench_tensor(x, dev, kDLBfloat, 16, 2, sh_x);
+    DLTensor t_out = bench_tensor(out, dev, kDLBfloat, 16, 2, sh_x);
+    DLTensor t_s1 = bench_tensor(scales, dev, kDLFloat, 32, 1, sh_s);
+    DLTensor t_s2 = bench_tensor(scales ? (char *)scales + 4 : NULL, dev, kDLFloat, 32, 1, sh_s);
     DLTensor t_w1[4], t_w2[4];
     char *g = (char *)gpt;
-    DLTensor t_b1 = tensor(g, dev, kDLFloat, 32, 2, sh_b1);
-    DLTensor t_b2 = tensor(g ? g + gb1 : NULL, dev, kDLFloat, 32, 2, sh_b2);
-    DLTensor t_al = tensor(g ? g + gb1 + gb2 : NULL, dev, kDLFloat, 32, 1, sh_e);
-    DLTensor t_be = tensor(g ? g + gb1 + gb2 + 4 * (size_t)p->E : NULL, dev, kDLFloat, 32, 1, sh_e);
-    DLTensor t_li = tensor(g ? g + gb1 + gb2 + 8 * (size_t)p->E : NULL, dev, kDLFloat, 32, 1, sh_e);
-    moe_routing_args ra;
-    moe_routing_args_init(&ra, MOE_ROUTING_ARGS_VERSION);
-    ra.method = p->method;
-    ra.logits = &t_logits;
-    ra.bias = ds ? &t_bias : NULL;
-    ra.n_group = p->n_group;
-    ra.topk_group = p->topk_group;
-    ra.routed_scaling_factor = p->scale;
+    DLTensor t_b1 = bench_tensor(g, dev, kDLFloat, 32, 2, sh_b1);
+    DLTensor t_b2 = bench_tensor(g ? g + gb1 : NULL, dev, kDLFloat, 32, 2, sh_b2);
+    DLTensor t_al = bench_tensor(g ? g + gb1 + gb2 : NULL, dev, kDLFloat, 32, 1, sh_e);
+    DLTensor t_be =
+        bench_tensor(g ? g + gb1 + gb2 + 4 * (size_t)p->E : NULL, dev, kDLFloat, 32, 1, sh_e);
+    DLTensor t_li =
+        bench_tensor(g ? g + gb1 + gb2 + 8 * (size_t)p->E : NULL, dev, kDLFloat, 32, 1, sh_e);
+    const moe_routing_args ra = routing_args_of(p, &t_logits, &t_bias);
     moe_run_args runs[4];
     for (int c = 0; c < copies; ++c) {
-      t_w1[c] = tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
-      t_w2[c] = tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
+      t_w1[c] = bench_tensor(w1[c], dev, kDLUInt, 8, 1, sh_p1);
+      t_w2[c] = bench_tensor(w2[c], dev, kDLUInt, 8, 1, sh_p2);
       moe_run_args_init(&runs[c], MOE_RUN_ARGS_VERSION);
       runs[c].hidden_states = &t_x; /* bf16: an FP8 runner quantizes it */
       runs[c].gemm1_weights = &t_w1[c];
@@ -778,67 +616,6 @@ done:
   return rc;
 }
 
-/* Prepared-weight bytes (W1 + W2) of preset @p p at its H and I, in GB; -1 on failure. */
-static double weight_gb(moe_runner *r, const preset *p) {
-  const moe_problem prob = preset_problem(p, 1);
-  size_t w1 = 0, w2 = 0;
-  if (check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM1, &w1), "w1 size") ||
-      check(moe_weights_prepared_size(r, &prob, MOE_WEIGHTS_GEMM2, &w2), "w2 size"))
-    return -1.0;
-  return (double)(w1 + w2) / 1e9;
-}
-
-/* v / 2 rounded down to a multiple of q, at least q */
-static int64_t half_to(int64_t v, int64_t q) {
-  const int64_t h = v / 2 / q * q;
-  return h < q ? q : h;
-}
-
-/* CPU backend: halve H and I of @p q (a copy of a preset) until its prepared weights fit
- * @p budget_gb, keeping them multiples of 64 (of 128 for FP8, which needs them). Returns 1 if
- * scaled, 0 if it fits as it is, -1 if it cannot fit or on failure (with a message); @p full_gb
- * gets the size at the preset's own H and I. */
-static int scale_to_budget(moe_runner *r, preset *q, double budget_gb, double *full_gb) {
-  const int64_t quantum = q->scaling == MOE_SCALING_NONE || q->scaling == MOE_SCALING_MX ? 64 : 128;
-  double gb = *full_gb = weight_gb(r, q);
-  int scaled = 0;
-  while (gb > budget_gb && (q->H > quantum || q->I > quantum)) {
-    q->H = half_to(q->H, quantum);
-    q->I = half_to(q->I, quantum);
-    gb = weight_gb(r, q);
-    scaled = 1;
-  }
-  if (gb < 0) return -1;
-  if (gb > budget_gb) {
-    fprintf(stderr,
-            "moe-bench: %s does not fit --cpu-weight-gb %.3g even at H = I = %lld (%.3g GB of "
-            "prepared weights)\n",
-            q->name, budget_gb, (long long)quantum, gb);
-    return -1;
-  }
-  return scaled;
-}
-
-/* The runner of preset @p p: its dtype and scaling mode on @p backend (sm_version 90 with
- * @p query_only: the CUDA catalogue without a device, for --dry-run). */
-static moe_status_t open_runner(const preset *p, int32_t backend, int query_only, int32_t sm_budget,
-                                moe_runner **r) {
-  moe_runner_options ro;
-  moe_runner_options_init(&ro, MOE_RUNNER_OPTIONS_VERSION);
-  ro.backend = backend;
-  ro.sm_budget = sm_budget;
-  ro.sm_version = query_only ? 90 : 0;
-  if (p->scaling == MOE_SCALING_MX) { /* W4A16 */
-    ro.weight_dtype = MOE_DTYPE_MXFP4;
-    ro.scaling_mode = MOE_SCALING_MX;
-  } else if (p->scaling != MOE_SCALING_NONE) {
-    ro.activation_dtype = MOE_DTYPE_FP8_E4M3;
-    ro.weight_dtype = MOE_DTYPE_FP8_E4M3;
-    ro.scaling_mode = p->scaling;
-  }
-  return moe_runner_create(&ro, r);
-}
-
 /* Whether runner @p r can run forwards of preset @p p. moe_runner_run checks the runner's
  * precision against its backend before its arguments (core/fp8.c, moe_check_fp8_backend): a
  * call with the preset's problem and no plan or tensors answers NOT_SUPPORTED, with the
@@ -852,38 +629,6 @@ static int runner_can_run(moe_runner *r, const preset *p, char *why, size_t why_
   if (s != MOE_STATUS_NOT_SUPPORTED) return 1;
   snprintf(why, why_size, "%s", moe_get_last_error());
   return 0;
-}
-
-/* Whether NAME is in the comma-separated list (or the list is "all"). */
-static int in_list(const char *list, const char *name) {
-  if (!strcmp(list, "all")) return 1;
-  const size_t n = strlen(name);
-  for (const char *s = list; s && *s;) {
-    const char *end = strchr(s, ',');
-    const size_t len = end ? (size_t)(end - s) : strlen(s);
-    if (len == n && !strncmp(s, name, n)) return 1;
-    s = end ? end + 1 : NULL;
-  }
-  return 0;
-}
-
-/* Every name of --preset is a preset (or the list is "all"); else a message and 0. */
-static int presets_known(const char *list) {
-  if (!strcmp(list, "all")) return 1;
-  for (const char *s = list; s && *s;) {
-    const char *end = strchr(s, ',');
-    const size_t len = end ? (size_t)(end - s) : strlen(s);
-    int known = 0;
-    for (int i = 0; i < N_PRESETS; ++i)
-      known |= strlen(k_presets[i].name) == len && !strncmp(s, k_presets[i].name, len);
-    if (!known) {
-      fprintf(stderr, "moe-bench: --preset: unknown preset '%.*s' (moe-bench --help lists them)\n",
-              (int)len, s);
-      return 0;
-    }
-    s = end ? end + 1 : NULL;
-  }
-  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -926,10 +671,10 @@ int main(int argc, char **argv) {
   /* The presets to run, as run: each on a runner of its dtype and scaling; a mode the backend
    * cannot run is said and skipped; on the CPU scaled to the weight budget (routing alone does
    * not depend on H and I). */
-  preset run[N_PRESETS];
-  moe_runner *runners[N_PRESETS];
-  int scaled[N_PRESETS], nrun = 0, nskipped = 0;
-  for (int pi = 0; pi < N_PRESETS; ++pi) {
+  preset run[k_num_presets];
+  moe_runner *runners[k_num_presets];
+  int scaled[k_num_presets], nrun = 0, nskipped = 0;
+  for (int pi = 0; pi < k_num_presets; ++pi) {
     if (!in_list(presets, k_presets[pi].name)) continue;
     run[nrun] = k_presets[pi];
     scaled[nrun] = 0;
