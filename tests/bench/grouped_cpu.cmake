@@ -36,7 +36,10 @@ endif()
 
 # 2. JSON rows.
 bench(out rc --preset mixtral-8x7b --tokens 2 --json)
-string(REGEX MATCHALL "{\"preset\":\"mixtral-8x7b\"[^\n]*\"tokens\":2,[^\n]*\"variant\":\"[a-z_]+\"[^\n]*\"us\":[0-9.]+[^\n]*\"ratio\":[0-9.]+[^\n]*\"config_name\":\"tile[0-9]+_c[0-9]\"}" rows "${out}")
+set(json_row "{\"preset\":\"mixtral-8x7b\"[^\n]*\"tokens\":2,[^\n]*\"variant\":\"[a-z_]+\"")
+string(APPEND json_row "[^\n]*\"us\":[0-9.]+[^\n]*\"ratio\":[0-9.]+")
+string(APPEND json_row "[^\n]*\"config_name\":\"tile[0-9]+_c[0-9]\"}")
+string(REGEX MATCHALL "${json_row}" rows "${out}")
 list(LENGTH rows n)
 if(NOT rc EQUAL 0 OR NOT n EQUAL 5 OR NOT out MATCHES "\"device\":\"host CPU\"")
   message(FATAL_ERROR "--json: expected 5 rows with preset, tokens, variant, us, ratio, device, "
