@@ -113,7 +113,6 @@ if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
   step bench_tuned ./build-gpu/bench/moe-bench --json --config tuned
   # the grouped layouts and the SM budget against the plain forward on the same rows (docs/ep.md)
   step grouped_bench ./build-gpu/bench/moe-grouped-bench
-  tail -n 40 "$OUT/grouped_bench.log"
   if [ -f bench/torch_compare.py ]; then
     step torch_compare python3 bench/torch_compare.py --lib build-gpu/libmoe_trtllm.so ${TORCH_TOKENS:+--tokens $TORCH_TOKENS}
   fi
