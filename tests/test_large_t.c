@@ -16,7 +16,8 @@
  * on the host with kernels/fp8_math.h (the rule both backends use) and reads expert e's codes
  * and scales through the rotation (rot_w1, rot_w2), and the prepared scales of every expert are
  * checked against it. Routing: pre-routed random ids and weights (conformance generator
- * streams 6 and 7); one set of inputs per preset and T serves both dtypes.
+ * streams 6 and 7); one set of inputs per preset and T serves both dtypes, FP8 with
+ * magnitudes that vary per scale group (fp8_magnitudes).
  *
  * MOE_TEST_LARGE_T=T[,T..] overrides the token counts (each applied to every preset);
  * MOE_TEST_LARGE_PRESETS=name[,name..] picks presets; MOE_TEST_LARGE_DTYPES=bf16,fp8 (the
@@ -466,6 +467,45 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
   moe_runner_destroy(r);
 }
 
+/* x * 2^m (m <= 0) for a normal bf16 x that stays normal; other values are kept. */
+static uint16_t bf16_pow2(uint16_t x, int m) {
+  const int ex = (x >> 7) & 0xFF;
+  return ex != 0 && ex != 0xFF && ex + m >= 1 ? (uint16_t)((int)x + m * 128) : x;
+}
+
+/*
+ * FP8 inputs: the BF16 inputs with magnitudes 2^m, m in [-4, 0], that vary where the FP8 path
+ * keeps a scale, so that a scale taken from the wrong place changes the result (uniform random
+ * values give every group nearly the same amax). BLOCK: per 128x128 block of each pool expert
+ * and per token per 128 columns of the hidden states (GEMM1's output groups follow W1's row
+ * blocks). PER_TENSOR: per pool expert (W1: 2^-p, so that expert 0, the calibration sample,
+ * stays the largest) and per token.
+ */
+static void fp8_magnitudes(inputs *in, int mode) {
+  const preset *ps = in->ps;
+  const int64_t H = ps->H, I = ps->I;
+  const int block = mode == MOE_SCALING_BLOCK;
+  if (H % BLK || I % BLK) return; /* no FP8 run */
+  for (int which = 1; which <= 2; ++which) {
+    const int64_t rows = which == 1 ? 2 * I : H, cols = which == 1 ? H : I;
+    uint16_t *w = which == 1 ? in->pool1 : in->pool2;
+    for (int64_t p = 0; p < POOL; ++p)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c0 = 0; c0 < cols; c0 += BLK) {
+          const int m = block ? -(int)((p + r / BLK * 2 + c0 / BLK * 3) % 5)
+                              : (which == 1 ? -(int)p : (int)p - 3);
+          uint16_t *x = w + (p * rows + r) * cols + c0;
+          for (int64_t c = 0; c < BLK; ++c) x[c] = bf16_pow2(x[c], m);
+        }
+  }
+  for (int64_t t = 0; t < in->T; ++t)
+    for (int64_t h0 = 0; h0 < H; h0 += BLK) {
+      const int m = block ? -(int)((t * 3 + h0 / BLK) % 5) : -(int)(t % 4);
+      uint16_t *x = in->hidden + t * H + h0;
+      for (int64_t h = 0; h < BLK; ++h) x[h] = bf16_pow2(x[h], m);
+    }
+}
+
 /* One preset at one T: the host inputs, then the forward of each selected dtype. */
 static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cross, int bf16,
                        int fp8) {
@@ -481,7 +521,10 @@ static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cros
   in.pw = t_xmalloc((size_t)(T * K) * 2);
   gen_routed(seed, T, (int32_t)K, (int32_t)E, in.ids, in.pw);
   if (bf16) run_dtype(&in, MOE_SCALING_NONE, must_cross);
-  if (fp8) run_dtype(&in, ps->fp8_mode, must_cross);
+  if (fp8) { /* after BF16: the magnitudes change the inputs in place */
+    fp8_magnitudes(&in, ps->fp8_mode);
+    run_dtype(&in, ps->fp8_mode, must_cross);
+  }
   free(in.pool1);
   free(in.pool2);
   free(in.hidden);
