@@ -179,8 +179,8 @@ static float pool_scale(const fp8_pool *f, const float *s, int64_t p, int64_t ro
   return s[(p * (rows / BLK) + row / BLK) * (cols / BLK) + col / BLK];
 }
 
-/* sum_c x[c] * W'[row, c] of pool expert p's dequantized row (scales factored per 128 columns:
- * both factors are exact in double, so only the summation order differs). */
+/* sum_c x[c] * W'[row, c] of pool expert p's dequantized row, W' = decode(q) * scale (the
+ * scale factored out per 128 columns: in double that changes only the rounding). */
 static double fp8_row_dot(const fp8_pool *f, const uint8_t *q, const float *s, int64_t p,
                           int64_t rows, int64_t cols, int64_t row, const double *x) {
   const uint8_t *w = q + (p * rows + row) * cols;
