@@ -245,6 +245,20 @@ moe_runner *t_runner(int backend, int activation) {
   return r;
 }
 
+moe_runner *t_fp8_runner(int backend, int mode, int activation, int32_t threads) {
+  moe_runner_options o;
+  if (CHECK_OK(moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION))) return NULL;
+  o.backend = backend;
+  o.activation = activation;
+  o.num_threads = threads;
+  o.activation_dtype = o.weight_dtype = MOE_DTYPE_FP8_E4M3;
+  o.scaling_mode = mode;
+  if (backend == MOE_BACKEND_CUDA) o.sm_version = 90;
+  moe_runner *r = NULL;
+  if (CHECK_OK(moe_runner_create(&o, &r))) return NULL;
+  return r;
+}
+
 void t_problem(moe_problem *p, int32_t E, int64_t T, int32_t K, int32_t offset, int32_t local,
                int64_t H, int64_t I) {
   moe_problem_init(p, MOE_PROBLEM_VERSION);
@@ -505,6 +519,13 @@ void t_weights_free(t_weights *w) {
 moe_status_t t_run(moe_runner *r, int backend, const moe_problem *p, int activation,
                    const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
                    const t_ws *ws, int do_finalize, uint16_t *out_host) {
+  return t_run_scaled(r, backend, p, activation, in, w, cfg, plan, ws, do_finalize, NULL, out_host);
+}
+
+moe_status_t t_run_scaled(moe_runner *r, int backend, const moe_problem *p, int activation,
+                          const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
+                          const t_ws *ws, int do_finalize, const float *input_scales,
+                          uint16_t *out_host) {
   const int64_t El = p->local_num_experts ? p->local_num_experts : p->num_experts;
   const int64_t T = p->num_tokens, H = p->hidden_size, I = p->intermediate_size;
   const int64_t f = t_gated(activation) ? 2 : 1;
@@ -513,6 +534,13 @@ moe_status_t t_run(moe_runner *r, int backend, const moe_problem *p, int activat
   a.do_finalize = do_finalize;
   ttensor *hid = tt_from_host(backend, DT_BF16, 2, (int64_t[]){T, H}, in->hidden);
   ttensor *b1 = NULL, *b2 = NULL, *al = NULL, *be = NULL, *cl = NULL, *out = NULL;
+  ttensor *s1 = NULL, *s2 = NULL;
+  if (input_scales) {
+    s1 = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &input_scales[0]);
+    s2 = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &input_scales[1]);
+    a.gemm1_input_scale = &s1->t;
+    a.gemm2_input_scale = &s2->t;
+  }
   a.hidden_states = &hid->t;
   a.gemm1_weights = &w->w1->t;
   a.gemm2_weights = &w->w2->t;
@@ -551,6 +579,8 @@ moe_status_t t_run(moe_runner *r, int backend, const moe_problem *p, int activat
   tt_free(al);
   tt_free(be);
   tt_free(cl);
+  tt_free(s1);
+  tt_free(s2);
   tt_free(out);
   return s;
 }

@@ -74,6 +74,9 @@ int64_t tt_numel(const ttensor *t);
 
 /* ---- runner, problem, configs, workspace ---------------------------------------------------- */
 moe_runner *t_runner(int backend, int activation);
+/* An FP8 runner: e4m3 activations and weights, scaling @p mode (options version 2+); sm_version
+ * 90 on CUDA, so that sizes and configs answer without a device. */
+moe_runner *t_fp8_runner(int backend, int mode, int activation, int32_t threads);
 void t_problem(moe_problem *p, int32_t E, int64_t T, int32_t K, int32_t offset, int32_t local,
                int64_t H, int64_t I);
 /* DESIGN §4: max_cgas = min(E, T*K) + floor((T*K - min(E, T*K)) / tile), in 64 bits. */
@@ -170,6 +173,12 @@ void t_weights_free(t_weights *w);
 moe_status_t t_run(moe_runner *r, int backend, const moe_problem *p, int activation,
                    const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
                    const t_ws *ws, int do_finalize, uint16_t *out_host);
+/* t_run with the PER_TENSOR FP8 static input scales (host fp32 [2]: gemm1_input_scale,
+ * gemm2_input_scale), or none (NULL). */
+moe_status_t t_run_scaled(moe_runner *r, int backend, const moe_problem *p, int activation,
+                          const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
+                          const t_ws *ws, int do_finalize, const float *input_scales,
+                          uint16_t *out_host);
 
 /* ---- numerics -------------------------------------------------------------------------------- */
 /* ||a - b|| / ||b|| over n bf16 values (a, b bf16) or with b as doubles. */

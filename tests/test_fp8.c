@@ -124,20 +124,6 @@ static void test_scale_rule(void) {
           moe_get_last_error(), needle);                                                          \
   } while (0)
 
-static moe_runner *fp8_runner(int backend, int mode, int activation, int32_t threads) {
-  moe_runner_options o;
-  moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION);
-  o.backend = backend;
-  o.activation = activation;
-  o.num_threads = threads;
-  o.activation_dtype = o.weight_dtype = MOE_DTYPE_FP8_E4M3;
-  o.scaling_mode = mode;
-  if (backend == MOE_BACKEND_CUDA) o.sm_version = 90;
-  moe_runner *r = NULL;
-  if (CHECK_OK(moe_runner_create(&o, &r))) return NULL;
-  return r;
-}
-
 static int64_t w1_rows(int act, int64_t I) {
   return (t_gated(act) ? 2 : 1) * I;
 }
@@ -166,34 +152,6 @@ static uint16_t *gen_weights(t_rng *rng, int64_t El, int64_t R, int64_t C, float
   return w;
 }
 
-/* The test's own quantization of canonical bf16 weights (fp8_ref.h): codes [El, R, C] in
- * canonical order and scales [El, R/128, C/128] (BLOCK) or [El] (PER_TENSOR). */
-static void ref_quantize_weights(int mode, const uint16_t *w, int64_t El, int64_t R, int64_t C,
-                                 uint8_t *q, float *s) {
-  float *g = (float *)t_xmalloc(sizeof(float) * (size_t)(R * C));
-  for (int64_t e = 0; e < El; ++e) {
-    const uint16_t *we = w + e * R * C;
-    if (mode == MOE_SCALING_PER_TENSOR) {
-      for (int64_t i = 0; i < R * C; ++i) g[i] = bf16_to_f32(we[i]);
-      s[e] = ref_fp8_scale_of(g, R * C, 1);
-      for (int64_t i = 0; i < R * C; ++i) q[e * R * C + i] = ref_fp8_quantize(g[i], s[e]);
-      continue;
-    }
-    for (int64_t i = 0; i < R / BLK; ++i)
-      for (int64_t j = 0; j < C / BLK; ++j) {
-        int64_t n = 0;
-        for (int64_t r = i * BLK; r < (i + 1) * BLK; ++r)
-          for (int64_t c = j * BLK; c < (j + 1) * BLK; ++c) g[n++] = bf16_to_f32(we[r * C + c]);
-        const float sc = ref_fp8_scale_of(g, n, 1);
-        s[(e * (R / BLK) + i) * (C / BLK) + j] = sc;
-        for (int64_t r = i * BLK; r < (i + 1) * BLK; ++r)
-          for (int64_t c = j * BLK; c < (j + 1) * BLK; ++c)
-            q[(e * R + r) * C + c] = ref_fp8_quantize(bf16_to_f32(we[r * C + c]), sc);
-      }
-  }
-  free(g);
-}
-
 /* Canonical row of prepared row p (docs/formats.md: gated W1 interleaves 8-row blocks). */
 static int64_t canonical_row(int interleave, int64_t I, int64_t p) {
   if (!interleave) return p;
@@ -218,7 +176,7 @@ static void check_prepare(int mode, int activation, int32_t which, int from_bf16
   const int64_t C = which == MOE_WEIGHTS_GEMM1 ? H : I;
   const int interleave = which == MOE_WEIGHTS_GEMM1 && gated;
   const int64_t nv = El * R * C, ns = mode == MOE_SCALING_BLOCK ? El * (R / BLK) * (C / BLK) : El;
-  moe_runner *r = fp8_runner(MOE_BACKEND_CPU, mode, activation, 2);
+  moe_runner *r = t_fp8_runner(MOE_BACKEND_CPU, mode, activation, 2);
   if (!r) return;
   moe_problem p;
   t_problem(&p, (int32_t)E, 5, 2, 2, (int32_t)El, H, I);
@@ -233,7 +191,7 @@ static void check_prepare(int mode, int activation, int32_t which, int from_bf16
   float *s = (float *)t_xmalloc(sizeof(float) * (size_t)ns);
   ttensor *canon, *scales = NULL;
   if (from_bf16) {
-    ref_quantize_weights(mode, w, El, R, C, q, s);
+    ref_fp8_quantize_weights(mode, w, El, R, C, ref_fp8_quantize, q, s);
     canon = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 3, (int64_t[]){El, R, C}, w);
   } else { /* any codes (NaN codes too: a relayout copies bytes) and any scales */
     for (int64_t i = 0; i < nv; ++i) q[i] = (uint8_t)t_rng_next(&rng);
@@ -299,7 +257,7 @@ static void test_prepare(void) {
   /* The special groups of the rule, through the library's quantization: an all-zero block
    * (scale 1, every code +-0) and a block holding inf and NaN (amax of the finite values;
    * inf saturates, NaN stays NaN). */
-  moe_runner *r = fp8_runner(MOE_BACKEND_CPU, MOE_SCALING_BLOCK, MOE_ACTIVATION_RELU2, 1);
+  moe_runner *r = t_fp8_runner(MOE_BACKEND_CPU, MOE_SCALING_BLOCK, MOE_ACTIVATION_RELU2, 1);
   if (!r) return;
   moe_problem p;
   t_problem(&p, 1, 1, 1, 0, 1, 128, 256);
@@ -333,7 +291,7 @@ static uint8_t *prepare_on(int backend, int mode, int activation, int32_t which,
                            const moe_problem *p, const void *canon, int canon_e4m3,
                            const float *scales, int64_t R, int64_t C, int64_t shift,
                            size_t *bytes) {
-  moe_runner *r = fp8_runner(backend, mode, activation, 2);
+  moe_runner *r = t_fp8_runner(backend, mode, activation, 2);
   if (!r) return NULL;
   const int64_t El = p->local_num_experts;
   uint8_t *host = NULL;
@@ -382,7 +340,7 @@ static void test_prepare_gpu(void) {
           const int64_t ns = modes[m] == MOE_SCALING_BLOCK ? El * (R / BLK) * (C / BLK) : El;
           uint8_t *q = (uint8_t *)t_xmalloc((size_t)(El * R * C));
           float *s = (float *)t_xmalloc(sizeof(float) * (size_t)ns);
-          ref_quantize_weights(modes[m], w, El, R, C, q, s);
+          ref_fp8_quantize_weights(modes[m], w, El, R, C, ref_fp8_quantize, q, s);
           if (kind == 0) w[5] = 0x7FC1; /* a NaN and an inf through the GPU rule */
           if (kind == 0) w[6] = 0xFF80;
           const void *canon = kind ? (const void *)q : (const void *)w;
@@ -475,8 +433,8 @@ static void ref_hidden(const fsetup *f, int64_t t, double *x) {
   for (int64_t b = 0; b < H / BLK; ++b) {
     float g[BLK];
     for (int k = 0; k < BLK; ++k) g[k] = bf16_to_f32(f->x[t * H + b * BLK + k]);
-    const float s = f->c.mode == MOE_SCALING_BLOCK ? ref_fp8_scale_of(g, BLK, 1) : f->in1;
-    for (int k = 0; k < BLK; ++k) x[b * BLK + k] = ref_e4m3_value(ref_fp8_quantize(g[k], s)) * s;
+    ref_fp8_dequantized_group(g, BLK, f->c.mode == MOE_SCALING_BLOCK ? 0.0f : f->in1,
+                              ref_fp8_quantize, x + b * BLK);
   }
 }
 
@@ -520,7 +478,7 @@ static int setup_case(const fcase *c, int backend, int32_t threads, uint64_t see
   f->R1 = w1_rows(c->act, I);
   const int64_t R1 = f->R1;
   const int block = c->mode == MOE_SCALING_BLOCK;
-  f->r = fp8_runner(f->backend, c->mode, c->act, threads);
+  f->r = t_fp8_runner(f->backend, c->mode, c->act, threads);
   if (!f->r) return 0;
   t_problem(&f->p, c->E, T, c->K, c->off, c->El, H, I);
   t_rng rng = {seed};
@@ -546,8 +504,8 @@ static int setup_case(const fcase *c, int backend, int32_t threads, uint64_t see
   f->q2 = (uint8_t *)t_xmalloc((size_t)(El * H * I));
   f->s1w = (float *)t_xmalloc(sizeof(float) * (size_t)ns1);
   f->s2w = (float *)t_xmalloc(sizeof(float) * (size_t)ns2);
-  ref_quantize_weights(c->mode, f->w1, El, R1, H, f->q1, f->s1w);
-  ref_quantize_weights(c->mode, f->w2, El, H, I, f->q2, f->s2w);
+  ref_fp8_quantize_weights(c->mode, f->w1, El, R1, H, ref_fp8_quantize, f->q1, f->s1w);
+  ref_fp8_quantize_weights(c->mode, f->w2, El, H, I, ref_fp8_quantize, f->q2, f->s2w);
   size_t b1 = 0, b2 = 0;
   if (CHECK_OK(moe_weights_prepared_size(f->r, &f->p, MOE_WEIGHTS_GEMM1, &b1)) ||
       CHECK_OK(moe_weights_prepared_size(f->r, &f->p, MOE_WEIGHTS_GEMM2, &b2)))
@@ -696,9 +654,8 @@ static double compare_with_reference(const fsetup *f, long *ulp1, long *worse) {
       for (int64_t b = 0; b < I / BLK; ++b) { /* GEMM1 output quantization point */
         float g[BLK];
         for (int i = 0; i < BLK; ++i) g[i] = (float)y[b * BLK + i];
-        const float s = c->mode == MOE_SCALING_BLOCK ? ref_fp8_scale_of(g, BLK, 1) : f->in2;
-        for (int i = 0; i < BLK; ++i)
-          a[b * BLK + i] = ref_e4m3_value(ref_fp8_quantize(g[i], s)) * s;
+        ref_fp8_dequantized_group(g, BLK, c->mode == MOE_SCALING_BLOCK ? 0.0f : f->in2,
+                                  ref_fp8_quantize, a + b * BLK);
       }
       const double w = bf16_to_f32(f->hp.weights[t * K + k]);
       const int64_t row = f->hp.e2p[t * K + k];
@@ -897,7 +854,7 @@ static moe_status_t forward_gpu_case(const fcase *kc, int32_t cfg, uint64_t seed
 static int config_named(const fcase *kc, int32_t cfg) {
   const char *e = getenv("MOE_TEST_GPU_CONFIGS");
   if (!e || !*e) return 1;
-  moe_runner *r = fp8_runner(MOE_BACKEND_CUDA, kc->mode, kc->act, 0);
+  moe_runner *r = t_fp8_runner(MOE_BACKEND_CUDA, kc->mode, kc->act, 0);
   if (!r) return 0;
   moe_config_info info;
   memset(&info, 0, sizeof info);
@@ -919,7 +876,7 @@ static void test_forward_gpu(void) {
     const fcase *kc = &k_cases[i];
     const uint64_t seed = 1000 + (uint64_t)i;
     /* every config of the GPU catalogue that is valid for the case */
-    moe_runner *r = fp8_runner(MOE_BACKEND_CUDA, kc->mode, kc->act, 0);
+    moe_runner *r = t_fp8_runner(MOE_BACKEND_CUDA, kc->mode, kc->act, 0);
     if (!r) continue;
     moe_problem p;
     t_problem(&p, kc->E, kc->T, kc->K, kc->off, kc->El, kc->H, kc->I);
@@ -1094,8 +1051,8 @@ static void test_run_args_v1(void) {
 }
 
 static void test_prepare_and_option_misuse(void) {
-  moe_runner *r = fp8_runner(MOE_BACKEND_CPU, MOE_SCALING_BLOCK, MOE_ACTIVATION_SWIGLU, 1);
-  moe_runner *rt = fp8_runner(MOE_BACKEND_CPU, MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_SWIGLU, 1);
+  moe_runner *r = t_fp8_runner(MOE_BACKEND_CPU, MOE_SCALING_BLOCK, MOE_ACTIVATION_SWIGLU, 1);
+  moe_runner *rt = t_fp8_runner(MOE_BACKEND_CPU, MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_SWIGLU, 1);
   moe_runner *rb = t_runner(MOE_BACKEND_CPU, MOE_ACTIVATION_SWIGLU);
   if (!r || !rt || !rb) return;
   moe_problem p;
@@ -1219,7 +1176,7 @@ static void test_prepare_and_option_misuse(void) {
 
   /* CUDA catalogue without a GPU (sm_version 90): FP8 runner, sizes and configs work, the
    * configs are the block catalogue's; run gets past the backend check to the plan check. */
-  moe_runner *rc = fp8_runner(MOE_BACKEND_CUDA, MOE_SCALING_BLOCK, MOE_ACTIVATION_SWIGLU, 0);
+  moe_runner *rc = t_fp8_runner(MOE_BACKEND_CUDA, MOE_SCALING_BLOCK, MOE_ACTIVATION_SWIGLU, 0);
   if (rc) {
     CHECK_OK(moe_weights_prepared_size(rc, &p, MOE_WEIGHTS_GEMM1, &bytes));
     CHECK(bytes == 2 * 256 * 128 + 4 * 2 * 2 * 1, "CUDA FP8 W1 prepared size %zu", bytes);

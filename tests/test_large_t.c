@@ -1,18 +1,27 @@
 /*
  * test_large_t.c - every model preset's forward at prefill sizes whose row offsets (rows x H or
  * I elements) pass the int32 range: T = 65536 by default (DeepSeek-V3: 590k padded rows x 7168),
- * and further where memory allows. GPU only (the CPU oracle cannot run these sizes in a test);
- * sampled tokens (the first, the last, and random ones, whose rows sit at the far end of the
- * permuted buffers) are checked against a float64 reference with the library's rounding points,
- * and every output element must be written and finite.
+ * and further where memory allows, in BF16 and in FP8 (e4m3 weights and activations: block
+ * scales for deepseek-v3, qwen3-235b and qwen3-30b, per-tensor scales for mixtral-8x7b and
+ * llama4-maverick, as bench/moe_bench.c runs them; gpt-oss-120b's H = I = 2880 are not
+ * multiples of 128, so it has no FP8 run). GPU only (the CPU oracle cannot run these sizes in a
+ * test); sampled tokens (the first, the last, and random ones, whose rows sit at the far end of
+ * the permuted buffers) are checked against a float64 reference with the library's rounding
+ * and quantization points, and every output element must be written and finite.
  *
  * Weights: each preset's E experts are built on the device from a pool of 4 random experts,
  * expert e being pool expert e % 4 with its rows rotated by an e-dependent amount, so every
  * expert differs (a wrong expert index changes the result) without generating tens of GB on the
- * host. Routing: pre-routed random ids and weights (conformance generator streams 6 and 7).
+ * host. FP8 runners quantize them in moe_weights_prepare; the reference quantizes the pool once
+ * on the host with kernels/fp8_math.h (the rule both backends use) and reads expert e's codes
+ * and scales through the rotation (rot_w1, rot_w2), and the prepared scales of every expert are
+ * checked against it. Routing: pre-routed random ids and weights (conformance generator
+ * streams 6 and 7); one set of inputs per preset and T serves both dtypes, FP8 with
+ * magnitudes that vary per scale group (fp8_magnitudes).
  *
  * MOE_TEST_LARGE_T=T[,T..] overrides the token counts (each applied to every preset);
- * MOE_TEST_LARGE_PRESETS=name[,name..] picks presets.
+ * MOE_TEST_LARGE_PRESETS=name[,name..] picks presets; MOE_TEST_LARGE_DTYPES=bf16,fp8 (the
+ * default: both) picks the dtypes.
  */
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +30,8 @@
 
 #include "common.h"
 #include "conformance/gen.h"
+#include "fp8_ref.h"
+#include "kernels/fp8_math.h"
 
 #ifdef MOE_TEST_WITH_CUDA
 #include <cuda_runtime.h>
@@ -28,7 +39,8 @@
 #define POOL 4
 #define SAMPLE_EDGE 4   /* first and last tokens checked */
 #define SAMPLE_RANDOM 4 /* plus these many random ones */
-#define BOUND_GPU 1e-2
+#define BOUND_GPU 1e-2  /* GPU vs float64 reference, per sampled token (BF16 and FP8) */
+#define BLK REF_FP8_BLOCK
 
 typedef struct preset {
   const char *name;
@@ -37,13 +49,17 @@ typedef struct preset {
   /* a second, larger T (0: none) where T = 65536 keeps the row offsets inside int32: there
    * the offsets pass int32 (checked), and it fits an 80 GB card */
   int64_t extra_t;
+  int32_t fp8_mode; /* the FP8 scaling mode bench/moe_bench.c runs the preset with */
 } preset;
 
 /* The moe-bench presets (bench/moe_bench.c), SwiGLU. */
 static const preset k_presets[] = {
-    {"deepseek-v3", 256, 8, 7168, 2048, 0},       {"qwen3-235b", 128, 8, 4096, 1536, 0},
-    {"qwen3-30b", 128, 8, 2048, 768, 262144},     {"mixtral-8x7b", 8, 2, 4096, 14336, 131072},
-    {"gpt-oss-120b", 128, 4, 2880, 2880, 196608}, {"llama4-maverick", 128, 1, 5120, 8192, 262144},
+    {"deepseek-v3", 256, 8, 7168, 2048, 0, MOE_SCALING_BLOCK},
+    {"qwen3-235b", 128, 8, 4096, 1536, 0, MOE_SCALING_BLOCK},
+    {"qwen3-30b", 128, 8, 2048, 768, 262144, MOE_SCALING_BLOCK},
+    {"mixtral-8x7b", 8, 2, 4096, 14336, 131072, MOE_SCALING_PER_TENSOR},
+    {"gpt-oss-120b", 128, 4, 2880, 2880, 196608, MOE_SCALING_BLOCK}, /* no FP8: H, I % 128 */
+    {"llama4-maverick", 128, 1, 5120, 8192, 262144, MOE_SCALING_PER_TENSOR},
 };
 
 static void cuda_ok(cudaError_t e, const char *what) {
@@ -54,11 +70,30 @@ static void cuda_ok(cudaError_t e, const char *what) {
   }
 }
 
-static int64_t rot_w1(int64_t e, int64_t rows) {
-  return (e * 7 + 3) % rows;
+static const char *mode_name(int mode) {
+  return mode == MOE_SCALING_BLOCK        ? "fp8 block"
+         : mode == MOE_SCALING_PER_TENSOR ? "fp8 tensor"
+                                          : "bf16";
 }
-static int64_t rot_w2(int64_t e, int64_t rows) {
-  return (e * 5 + 1) % rows;
+
+/*
+ * Row rotation of expert e's W1 [2I, H] and W2 [H, I] (@p mode: MOE_SCALING_NONE for BF16).
+ * BF16 and per-tensor FP8: e-dependent amounts; a per-tensor scale is the amax of the whole
+ * matrix, which a rotation keeps, so expert e's scale is its pool expert's. Block-scaled FP8:
+ * whole 128-row blocks, so expert e's 128x128 scale blocks are its pool expert's in rotated
+ * order (a rotation by part of a block would regroup the rows of every block); e / POOL in mixed
+ * radix over the W1 and W2 block-row counts keeps the experts distinct while
+ * E <= POOL * (2I/128) * (H/128) (checked in run_dtype).
+ */
+static int64_t rot_w1(const preset *ps, int64_t e, int mode) {
+  const int64_t rows = 2 * ps->I;
+  if (mode != MOE_SCALING_BLOCK) return (e * 7 + 3) % rows;
+  return BLK * ((e / POOL + 1) % (rows / BLK));
+}
+static int64_t rot_w2(const preset *ps, int64_t e, int mode) {
+  const int64_t rows = ps->H;
+  if (mode != MOE_SCALING_BLOCK) return (e * 5 + 1) % rows;
+  return BLK * ((e / POOL / (2 * ps->I / BLK) + 1) % (rows / BLK));
 }
 
 /* dst rows r = src rows (r + rot) % rows, [rows, cols] bf16 on the device. */
@@ -74,9 +109,16 @@ static void rotated_copy(uint16_t *dst, const uint16_t *src, int64_t rows, int64
             "rotated copy (tail)");
 }
 
-/* Prepared weights of all E experts, one expert at a time from the rotated pool. */
-static void prepare_weights(moe_runner *r, const preset *ps, int which, const uint16_t *pool_dev,
-                            ttensor *prepared) {
+/*
+ * Prepared weights of all E experts, one expert at a time from the rotated pool. BF16: the
+ * prepared tensor is E one-expert layouts in a row, each prepared in place. FP8
+ * (docs/formats.md, "Prepared weight layout (version 2: FP8)"): the codes of all experts, then
+ * (R*C being a multiple of 256, no padding) the scales of all experts; a one-expert layout is
+ * its codes then its scales, so each expert is prepared into a scratch tensor and its two parts
+ * copied to their places.
+ */
+static void prepare_weights(moe_runner *r, const preset *ps, int mode, int which,
+                            const uint16_t *pool_dev, ttensor *prepared) {
   const int64_t H = ps->H, I = ps->I;
   const int64_t rows = which == MOE_WEIGHTS_GEMM1 ? 2 * I : H, cols = which == 1 ? H : I;
   moe_problem p1;
@@ -85,57 +127,233 @@ static void prepare_weights(moe_runner *r, const preset *ps, int which, const ui
   CHECK_OK(moe_weights_prepared_size(r, &p1, which, &per));
   CHECK(per * (size_t)ps->E == prepared->bytes, "%s W%d: per-expert size %zu x %d != %zu", ps->name,
         which, per, ps->E, prepared->bytes);
+  const size_t codes = mode == MOE_SCALING_NONE ? per : (size_t)(rows * cols);
   ttensor *canon = tt_new(MOE_BACKEND_CUDA, DT_BF16, 3, (int64_t[]){1, rows, cols});
+  ttensor *scratch =
+      codes == per ? NULL : tt_new(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){(int64_t)per});
+  uint8_t *base = (uint8_t *)prepared->t.data;
   for (int64_t e = 0; e < ps->E; ++e) {
-    const int64_t rot = which == MOE_WEIGHTS_GEMM1 ? rot_w1(e, rows) : rot_w2(e, rows);
+    const int64_t rot = which == MOE_WEIGHTS_GEMM1 ? rot_w1(ps, e, mode) : rot_w2(ps, e, mode);
     rotated_copy((uint16_t *)canon->t.data, pool_dev + (e % POOL) * rows * cols, rows, cols, rot);
-    DLTensor slice = prepared->t;
+    DLTensor slice = scratch ? scratch->t : prepared->t;
     int64_t shape[1] = {(int64_t)per};
     slice.shape = shape;
-    slice.byte_offset = (uint64_t)(e * (int64_t)per);
+    slice.byte_offset = scratch ? 0 : (uint64_t)(e * (int64_t)per);
     if (CHECK_OK(moe_weights_prepare(r, &p1, which, &canon->t, &slice, NULL))) break;
+    if (!scratch) continue;
+    const uint8_t *sp = (const uint8_t *)scratch->t.data;
+    cuda_ok(cudaMemcpy(base + e * codes, sp, codes, cudaMemcpyDeviceToDevice), "codes copy");
+    cuda_ok(cudaMemcpy(base + ps->E * codes + e * (per - codes), sp + codes, per - codes,
+                       cudaMemcpyDeviceToDevice),
+            "scales copy");
   }
   tmem_sync(MOE_BACKEND_CUDA);
   tt_free(canon);
+  tt_free(scratch);
+}
+
+/* The host inputs of one preset and T, shared by its BF16 and FP8 runs. */
+typedef struct inputs {
+  const preset *ps;
+  int64_t T;
+  uint64_t seed;
+  uint16_t *pool1, *pool2; /* [POOL, 2I, H], [POOL, H, I] */
+  uint16_t *hidden;        /* [T, H] */
+  int32_t *ids;            /* [T, K] */
+  uint16_t *pw;            /* [T, K] */
+} inputs;
+
+/* The pool quantized on the host by the rule of kernels/fp8_math.h (FP8 runs). */
+typedef struct fp8_pool {
+  int mode;
+  uint8_t *q1, *q2;  /* codes [POOL, 2I, H], [POOL, H, I] */
+  float *s1, *s2;    /* scales [POOL, 2I/128, H/128], [POOL, H/128, I/128] (BLOCK) or [POOL] */
+  float in1, in2;    /* PER_TENSOR static input scales */
+  double value[256]; /* e4m3 code -> value */
+} fp8_pool;
+
+/* Scale of pool expert p's weight (row, col) of a [rows, cols] matrix. */
+static float pool_scale(const fp8_pool *f, const float *s, int64_t p, int64_t rows, int64_t cols,
+                        int64_t row, int64_t col) {
+  if (f->mode != MOE_SCALING_BLOCK) return s[p];
+  return s[(p * (rows / BLK) + row / BLK) * (cols / BLK) + col / BLK];
+}
+
+/* sum_c x[c] * W'[row, c] of pool expert p's dequantized row, W' = decode(q) * scale (the
+ * scale factored out per 128 columns: in double that changes only the rounding). */
+static double fp8_row_dot(const fp8_pool *f, const uint8_t *q, const float *s, int64_t p,
+                          int64_t rows, int64_t cols, int64_t row, const double *x) {
+  const uint8_t *w = q + (p * rows + row) * cols;
+  double sum = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += BLK) {
+    double part = 0;
+    for (int64_t c = c0; c < c0 + BLK; ++c) part += x[c] * f->value[w[c]];
+    sum += part * pool_scale(f, s, p, rows, cols, row, c0);
+  }
+  return sum;
 }
 
 static double silu_glu(double up, double gate) {
   return gate / (1.0 + exp(-gate)) * up;
 }
 
-/* out[0..H) for token t, with the library's rounding points (docs/formats.md). */
-static void reference_token(const preset *ps, const uint16_t *hidden, const uint16_t *pool1,
-                            const uint16_t *pool2, const int32_t *ids, const uint16_t *w, int64_t t,
-                            double *h1, double *a, float *acc, double *out) {
+/*
+ * out[0..H) for token t, with the library's rounding points (docs/formats.md). @p f NULL: BF16
+ * (bf16 operands, GEMM1's activation output rounded to bf16). Else FP8: the hidden states and
+ * GEMM1's activation output quantized by the rule (BLOCK: one scale per 128 values of the row;
+ * PER_TENSOR: the static input scales), the weights those of the pool quantized by the rule,
+ * read through the rotation.
+ */
+static void reference_token(const inputs *in, const fp8_pool *f, const int32_t *ids,
+                            const uint16_t *w, int64_t t, double *x, double *h1, double *a,
+                            float *acc, double *out) {
+  const preset *ps = in->ps;
   const int64_t H = ps->H, I = ps->I, K = ps->K;
+  const int mode = f ? f->mode : MOE_SCALING_NONE;
+  float g[BLK];
   for (int64_t h = 0; h < H; ++h) acc[h] = 0.0f;
-  const uint16_t *x = hidden + t * H;
+  for (int64_t h0 = 0; h0 < H; h0 += BLK) { /* the GEMM1 input */
+    for (int64_t h = h0; h < h0 + BLK && h < H; ++h) x[h] = bf16_to_f32(in->hidden[t * H + h]);
+    if (!f) continue;
+    for (int k = 0; k < BLK; ++k) g[k] = (float)x[h0 + k];
+    ref_fp8_dequantized_group(g, BLK, mode == MOE_SCALING_BLOCK ? 0.0f : f->in1, moe_fp8_quantize,
+                              x + h0);
+  }
   for (int64_t k = 0; k < K; ++k) {
-    const int64_t e = ids[t * K + k];
-    const uint16_t *W1 = pool1 + (e % POOL) * 2 * I * H, *W2 = pool2 + (e % POOL) * H * I;
-    const int64_t r1 = rot_w1(e, 2 * I), r2 = rot_w2(e, H);
+    const int64_t e = ids[t * K + k], pe = e % POOL;
+    const int64_t r1 = rot_w1(ps, e, mode), r2 = rot_w2(ps, e, mode);
     for (int64_t r = 0; r < 2 * I; ++r) {
-      const uint16_t *row = W1 + ((r + r1) % (2 * I)) * H;
+      const int64_t pr = (r + r1) % (2 * I);
+      if (f) {
+        h1[r] = fp8_row_dot(f, f->q1, f->s1, pe, 2 * I, H, pr, x);
+        continue;
+      }
+      const uint16_t *row = in->pool1 + (pe * 2 * I + pr) * H;
       double s = 0;
-      for (int64_t h = 0; h < H; ++h) s += (double)bf16_to_f32(x[h]) * bf16_to_f32(row[h]);
+      for (int64_t h = 0; h < H; ++h) s += x[h] * bf16_to_f32(row[h]);
       h1[r] = s;
     }
-    for (int64_t i = 0; i < I; ++i)
-      a[i] = bf16_to_f32(f32_to_bf16((float)silu_glu(h1[i], h1[I + i])));
+    for (int64_t i0 = 0; i0 < I; i0 += BLK) { /* the GEMM1 output (the GEMM2 input) */
+      for (int64_t i = i0; i < i0 + BLK && i < I; ++i) {
+        const float y = (float)silu_glu(h1[i], h1[I + i]);
+        if (f) g[i - i0] = y;
+        a[i] = bf16_to_f32(f32_to_bf16(y));
+      }
+      if (f)
+        ref_fp8_dequantized_group(g, BLK, mode == MOE_SCALING_BLOCK ? 0.0f : f->in2,
+                                  moe_fp8_quantize, a + i0);
+    }
     const float wk = bf16_to_f32(w[t * K + k]);
     for (int64_t h = 0; h < H; ++h) {
-      const uint16_t *row = W2 + ((h + r2) % H) * I;
+      const int64_t pr = (h + r2) % H;
       double s = 0;
-      for (int64_t i = 0; i < I; ++i) s += a[i] * bf16_to_f32(row[i]);
+      if (f) {
+        s = fp8_row_dot(f, f->q2, f->s2, pe, H, I, pr, a);
+      } else {
+        const uint16_t *row = in->pool2 + (pe * H + pr) * I;
+        for (int64_t i = 0; i < I; ++i) s += a[i] * bf16_to_f32(row[i]);
+      }
       acc[h] += wk * bf16_to_f32(f32_to_bf16((float)s));
     }
   }
   for (int64_t h = 0; h < H; ++h) out[h] = bf16_to_f32(f32_to_bf16(acc[h]));
 }
 
-static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cross) {
-  const int64_t H = ps->H, I = ps->I, E = ps->E, K = ps->K;
-  moe_runner *r = t_runner(MOE_BACKEND_CUDA, MOE_ACTIVATION_SWIGLU);
+/*
+ * The FP8 side of the host: the pool quantized by the rule (moe_weights_prepare's rule: one
+ * scale per pool expert, or per 128x128 block), and for PER_TENSOR the static input scales
+ * calibrated as bench/moe_bench.c does (calibrate_scales): s1 = amax / 448 of all hidden
+ * states; s2 = amax / 448 of GEMM1's activation output in fp32 for the first min(T, 16) tokens
+ * x the first min(I, 64) features of expert 0. A sample: larger values saturate, in the GPU
+ * and in the reference alike.
+ */
+static void fp8_pool_init(const inputs *in, int mode, fp8_pool *f) {
+  const preset *ps = in->ps;
+  const int64_t H = ps->H, I = ps->I, T = in->T;
+  const int64_t ns1 = mode == MOE_SCALING_BLOCK ? POOL * (2 * I / BLK) * (H / BLK) : POOL;
+  const int64_t ns2 = mode == MOE_SCALING_BLOCK ? POOL * (H / BLK) * (I / BLK) : POOL;
+  memset(f, 0, sizeof *f);
+  f->mode = mode;
+  for (int c = 0; c < 256; ++c) f->value[c] = ref_e4m3_value((uint8_t)c);
+  f->q1 = t_xmalloc((size_t)(POOL * 2 * I * H));
+  f->q2 = t_xmalloc((size_t)(POOL * H * I));
+  f->s1 = t_xmalloc(sizeof(float) * (size_t)ns1);
+  f->s2 = t_xmalloc(sizeof(float) * (size_t)ns2);
+  ref_fp8_quantize_weights(mode, in->pool1, POOL, 2 * I, H, moe_fp8_quantize, f->q1, f->s1);
+  ref_fp8_quantize_weights(mode, in->pool2, POOL, H, I, moe_fp8_quantize, f->q2, f->s2);
+  if (mode != MOE_SCALING_PER_TENSOR) return;
+  uint16_t amax_bits = 0; /* |bf16| orders as its bits (the inputs are finite) */
+  for (int64_t i = 0; i < T * H; ++i) {
+    const uint16_t m = in->hidden[i] & 0x7FFF;
+    amax_bits = m > amax_bits ? m : amax_bits;
+  }
+  float ay = 0.0f;
+  const int64_t r1 = rot_w1(ps, 0, mode);
+  for (int64_t t = 0; t < (T < 16 ? T : 16); ++t)
+    for (int64_t j = 0; j < (I < 64 ? I : 64); ++j) {
+      const uint16_t *up_row = in->pool1 + ((j + r1) % (2 * I)) * H;
+      const uint16_t *gate_row = in->pool1 + ((I + j + r1) % (2 * I)) * H;
+      float up = 0.0f, gate = 0.0f;
+      for (int64_t c = 0; c < H; ++c) {
+        const float xv = bf16_to_f32(in->hidden[t * H + c]);
+        up += xv * bf16_to_f32(up_row[c]);
+        gate += xv * bf16_to_f32(gate_row[c]);
+      }
+      ay = fmaxf(ay, fabsf(up * gate / (1.0f + expf(-gate))));
+    }
+  f->in1 = moe_fp8_scale(bf16_to_f32(amax_bits));
+  f->in2 = moe_fp8_scale(ay);
+}
+
+static void fp8_pool_free(fp8_pool *f) {
+  free(f->q1);
+  free(f->q2);
+  free(f->s1);
+  free(f->s2);
+}
+
+/* The prepared scales of every expert (after the E * R * C codes) against the pool's, read
+ * through the rotation: the GPU quantized what the reference reads. */
+static void check_prepared_scales(const preset *ps, const fp8_pool *f, int which,
+                                  const ttensor *prepared) {
+  const int64_t rows = which == MOE_WEIGHTS_GEMM1 ? 2 * ps->I : ps->H;
+  const int64_t cols = which == MOE_WEIGHTS_GEMM1 ? ps->H : ps->I;
+  const int64_t per = f->mode == MOE_SCALING_BLOCK ? (rows / BLK) * (cols / BLK) : 1;
+  const float *pool_s = which == MOE_WEIGHTS_GEMM1 ? f->s1 : f->s2;
+  float *got = t_xmalloc(sizeof(float) * (size_t)(ps->E * per));
+  tmem_download(MOE_BACKEND_CUDA, got, (const uint8_t *)prepared->t.data + ps->E * rows * cols,
+                sizeof(float) * (size_t)(ps->E * per));
+  int64_t bad = 0;
+  for (int64_t e = 0; e < ps->E; ++e) {
+    const int64_t rot =
+        which == MOE_WEIGHTS_GEMM1 ? rot_w1(ps, e, f->mode) : rot_w2(ps, e, f->mode);
+    for (int64_t i = 0; i < per; ++i) {
+      const int64_t row = (i / (cols / BLK)) * BLK, col = (i % (cols / BLK)) * BLK;
+      const float want = pool_scale(f, pool_s, e % POOL, rows, cols, (row + rot) % rows, col);
+      bad += memcmp(&want, &got[e * per + i], sizeof want) != 0;
+    }
+  }
+  CHECK(bad == 0, "%s %s W%d: %lld prepared scales differ from the pool's through the rotation",
+        ps->name, mode_name(f->mode), which, (long long)bad);
+  free(got);
+}
+
+/* One dtype's forward of @p in on the GPU: @p mode MOE_SCALING_NONE (BF16) or an FP8 mode. */
+static void run_dtype(const inputs *in, int mode, int must_cross) {
+  const preset *ps = in->ps;
+  const int64_t H = ps->H, I = ps->I, E = ps->E, K = ps->K, T = in->T;
+  const char *dt = mode_name(mode);
+  if (mode != MOE_SCALING_NONE && (H % BLK || I % BLK)) {
+    printf("SKIP %s fp8: H = %lld, I = %lld are not multiples of 128 (FP8 needs them)\n", ps->name,
+           (long long)H, (long long)I);
+    return;
+  }
+  if (mode == MOE_SCALING_BLOCK)
+    CHECK(E <= POOL * (2 * I / BLK) * (H / BLK), "%s: block rotations do not tell %d experts apart",
+          ps->name, ps->E);
+  moe_runner *r = mode == MOE_SCALING_NONE
+                      ? t_runner(MOE_BACKEND_CUDA, MOE_ACTIVATION_SWIGLU)
+                      : t_fp8_runner(MOE_BACKEND_CUDA, mode, MOE_ACTIVATION_SWIGLU, 0);
   if (!r) return;
   moe_problem p;
   t_problem(&p, (int32_t)E, T, (int32_t)K, 0, (int32_t)E, H, I);
@@ -152,32 +370,29 @@ static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cros
   cuda_ok(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
   const size_t need = b1 + b2 + ws_b + (size_t)(2 * T * H * 2) + ((size_t)1 << 30);
   if (need > free_b) {
-    printf("SKIP %s T=%lld: needs %.1f GB, %.1f GB free on this card\n", ps->name, (long long)T,
-           need / 1e9, free_b / 1e9);
+    printf("SKIP %s %s T=%lld: needs %.1f GB, %.1f GB free on this card\n", ps->name, dt,
+           (long long)T, need / 1e9, free_b / 1e9);
     moe_runner_destroy(r);
     return;
   }
-  /* Host inputs: the expert pool, hidden states, routing. */
-  uint16_t *pool1 = t_xmalloc((size_t)(POOL * 2 * I * H) * 2);
-  uint16_t *pool2 = t_xmalloc((size_t)(POOL * H * I) * 2);
-  gen_fill_bf16(seed, GEN_STREAM_W1, GEN_SCALE_W1, pool1, POOL * 2 * I * H);
-  gen_fill_bf16(seed, GEN_STREAM_W2, GEN_SCALE_W2, pool2, POOL * H * I);
-  uint16_t *hidden = t_xmalloc((size_t)(T * H) * 2);
-  gen_fill_bf16(seed, GEN_STREAM_HIDDEN, GEN_SCALE_HIDDEN, hidden, T * H);
-  int32_t *ids = t_xmalloc((size_t)(T * K) * 4);
-  uint16_t *pw = t_xmalloc((size_t)(T * K) * 2);
-  gen_routed(seed, T, (int32_t)K, (int32_t)E, ids, pw);
+  fp8_pool fp = {0};
+  if (mode != MOE_SCALING_NONE) fp8_pool_init(in, mode, &fp);
 
   ttensor *pool1_d =
-      tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 1, (int64_t[]){POOL * 2 * I * H}, pool1);
-  ttensor *pool2_d = tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 1, (int64_t[]){POOL * H * I}, pool2);
+      tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 1, (int64_t[]){POOL * 2 * I * H}, in->pool1);
+  ttensor *pool2_d =
+      tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 1, (int64_t[]){POOL * H * I}, in->pool2);
   t_weights w;
   w.w1 = tt_new(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){(int64_t)b1});
   w.w2 = tt_new(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){(int64_t)b2});
-  prepare_weights(r, ps, MOE_WEIGHTS_GEMM1, (const uint16_t *)pool1_d->t.data, w.w1);
-  prepare_weights(r, ps, MOE_WEIGHTS_GEMM2, (const uint16_t *)pool2_d->t.data, w.w2);
+  prepare_weights(r, ps, mode, MOE_WEIGHTS_GEMM1, (const uint16_t *)pool1_d->t.data, w.w1);
+  prepare_weights(r, ps, mode, MOE_WEIGHTS_GEMM2, (const uint16_t *)pool2_d->t.data, w.w2);
   tt_free(pool1_d);
   tt_free(pool2_d);
+  if (mode != MOE_SCALING_NONE) {
+    check_prepared_scales(ps, &fp, MOE_WEIGHTS_GEMM1, w.w1);
+    check_prepared_scales(ps, &fp, MOE_WEIGHTS_GEMM2, w.w2);
+  }
 
   t_ws ws;
   uint16_t *out = t_xmalloc((size_t)(T * H) * 2);
@@ -186,44 +401,58 @@ static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cros
     t_route_init(&route);
     route.method = MOE_ROUTING_TOPK;
     route.input = T_INPUT_IDS;
-    route.ids = ids;
-    route.weights = pw;
+    route.ids = in->ids;
+    route.weights = in->pw;
     moe_plan plan;
-    t_moe_in in = {hidden, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    t_moe_in tin = {in->hidden, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    const float in_scales[2] = {mode == MOE_SCALING_PER_TENSOR ? fp.in1 : 0.0f,
+                                mode == MOE_SCALING_PER_TENSOR ? fp.in2 : 0.0f};
     host_plan hp;
-    if (!CHECK_OK(t_prepare(r, MOE_BACKEND_CUDA, &p, &route, cfg, &ws, &plan)) &&
-        !CHECK_OK(t_run(r, MOE_BACKEND_CUDA, &p, MOE_ACTIVATION_SWIGLU, &in, &w, cfg, &plan, &ws, 1,
-                        out)) &&
-        t_read_plan(r, &plan, &ws, (int32_t)E, &hp) == 0) {
+    moe_status_t st = MOE_STATUS_INTERNAL;
+    if (!CHECK_OK(t_prepare(r, MOE_BACKEND_CUDA, &p, &route, cfg, &ws, &plan))) {
+      st = t_run_scaled(r, MOE_BACKEND_CUDA, &p, MOE_ACTIVATION_SWIGLU, &tin, &w, cfg, &plan, &ws,
+                        1, mode == MOE_SCALING_PER_TENSOR ? in_scales : NULL, out);
+      if (st == MOE_STATUS_NOT_SUPPORTED && mode != MOE_SCALING_NONE)
+        printf("SKIP %s %s T=%lld: %s\n", ps->name, dt, (long long)T, moe_get_last_error());
+      else
+        CHECK(st == MOE_STATUS_SUCCESS, "%s %s T=%lld: run -> %d: %s", ps->name, dt, (long long)T,
+              (int)st, moe_get_last_error());
+    }
+    if (st == MOE_STATUS_SUCCESS && t_read_plan(r, &plan, &ws, (int32_t)E, &hp) == 0) {
       const int64_t bad = t_count_nonfinite(out, T * H);
-      CHECK(bad == 0, "%s T=%lld: %lld output elements not finite or not written", ps->name,
+      CHECK(bad == 0, "%s %s T=%lld: %lld output elements not finite or not written", ps->name, dt,
             (long long)T, (long long)bad);
       /* the permuted rows reached past 2^31 elements (the point of this test), checked on
        * each preset's largest default T */
       const int crossed =
           (int64_t)hp.permuted_size * (H > I ? H : I) > INT32_MAX || T * H > INT32_MAX;
-      printf("%-16s T=%-7lld row offsets %s the int32 range\n", ps->name, (long long)T,
+      printf("%-16s %-10s T=%-7lld row offsets %s the int32 range\n", ps->name, dt, (long long)T,
              crossed ? "pass" : "stay inside");
-      CHECK(crossed || !must_cross, "%s T=%lld: %d permuted rows stay inside int32 offsets",
-            ps->name, (long long)T, hp.permuted_size);
+      CHECK(crossed || !must_cross, "%s %s T=%lld: %d permuted rows stay inside int32 offsets",
+            ps->name, dt, (long long)T, hp.permuted_size);
+      double *x = t_xmalloc((size_t)H * sizeof(double));
       double *h1 = t_xmalloc((size_t)(2 * I) * sizeof(double));
       double *a = t_xmalloc((size_t)I * sizeof(double));
       float *acc = t_xmalloc((size_t)H * sizeof(float));
       double *ref = t_xmalloc((size_t)H * sizeof(double));
-      t_rng rng = {seed ^ 0x9E3779B97F4A7C15ull};
+      t_rng rng = {in->seed ^ 0x9E3779B97F4A7C15ull};
       double worst = 0;
       for (int i = 0; i < 2 * SAMPLE_EDGE + SAMPLE_RANDOM; ++i) {
         const int64_t t = i < SAMPLE_EDGE       ? i
                           : i < 2 * SAMPLE_EDGE ? T - 2 * SAMPLE_EDGE + i
                                                 : t_rng_range(&rng, 0, T - 1);
-        reference_token(ps, hidden, pool1, pool2, hp.topk_ids, hp.weights, t, h1, a, acc, ref);
+        reference_token(in, mode == MOE_SCALING_NONE ? NULL : &fp, hp.topk_ids, hp.weights, t, x,
+                        h1, a, acc, ref);
         const double err = t_rel_err_ref(out + t * H, ref, H);
         if (err > worst) worst = err;
-        CHECK(err <= BOUND_GPU, "%s T=%lld token %lld: relative L2 %.3g > %.0e", ps->name,
+        CHECK(err <= BOUND_GPU, "%s %s T=%lld token %lld: relative L2 %.3g > %.0e", ps->name, dt,
               (long long)T, (long long)t, err, BOUND_GPU);
       }
-      printf("%-16s T=%-7lld config %d, %d permuted rows: worst sampled-token relative L2 %.2e\n",
-             ps->name, (long long)T, cfg, hp.permuted_size, worst);
+      printf(
+          "%-16s %-10s T=%-7lld config %d, %d permuted rows: worst sampled-token relative L2 "
+          "%.2e\n",
+          ps->name, dt, (long long)T, cfg, hp.permuted_size, worst);
+      free(x);
       free(h1);
       free(a);
       free(acc);
@@ -234,12 +463,73 @@ static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cros
   }
   t_weights_free(&w);
   free(out);
-  free(pool1);
-  free(pool2);
-  free(hidden);
-  free(ids);
-  free(pw);
+  if (mode != MOE_SCALING_NONE) fp8_pool_free(&fp);
   moe_runner_destroy(r);
+}
+
+/* x * 2^m (m <= 0) for a normal bf16 x that stays normal; other values are kept. */
+static uint16_t bf16_pow2(uint16_t x, int m) {
+  const int ex = (x >> 7) & 0xFF;
+  return ex != 0 && ex != 0xFF && ex + m >= 1 ? (uint16_t)((int)x + m * 128) : x;
+}
+
+/*
+ * FP8 inputs: the BF16 inputs with magnitudes 2^m, m in [-4, 0], that vary where the FP8 path
+ * keeps a scale, so that a scale taken from the wrong place changes the result (uniform random
+ * values give every group nearly the same amax). BLOCK: per 128x128 block of each pool expert
+ * and per token per 128 columns of the hidden states (GEMM1's output groups follow W1's row
+ * blocks). PER_TENSOR: per pool expert (W1: 2^-p, so that expert 0, the calibration sample,
+ * stays the largest) and per token.
+ */
+static void fp8_magnitudes(inputs *in, int mode) {
+  const preset *ps = in->ps;
+  const int64_t H = ps->H, I = ps->I;
+  const int block = mode == MOE_SCALING_BLOCK;
+  if (H % BLK || I % BLK) return; /* no FP8 run */
+  for (int which = 1; which <= 2; ++which) {
+    const int64_t rows = which == 1 ? 2 * I : H, cols = which == 1 ? H : I;
+    uint16_t *w = which == 1 ? in->pool1 : in->pool2;
+    for (int64_t p = 0; p < POOL; ++p)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c0 = 0; c0 < cols; c0 += BLK) {
+          const int m = block ? -(int)((p + r / BLK * 2 + c0 / BLK * 3) % 5)
+                              : (which == 1 ? -(int)p : (int)p - 3);
+          uint16_t *x = w + (p * rows + r) * cols + c0;
+          for (int64_t c = 0; c < BLK; ++c) x[c] = bf16_pow2(x[c], m);
+        }
+  }
+  for (int64_t t = 0; t < in->T; ++t)
+    for (int64_t h0 = 0; h0 < H; h0 += BLK) {
+      const int m = block ? -(int)((t * 3 + h0 / BLK) % 5) : -(int)(t % 4);
+      uint16_t *x = in->hidden + t * H + h0;
+      for (int64_t h = 0; h < BLK; ++h) x[h] = bf16_pow2(x[h], m);
+    }
+}
+
+/* One preset at one T: the host inputs, then the forward of each selected dtype. */
+static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cross, int bf16,
+                       int fp8) {
+  const int64_t H = ps->H, I = ps->I, E = ps->E, K = ps->K;
+  inputs in = {ps, T, seed, NULL, NULL, NULL, NULL, NULL};
+  in.pool1 = t_xmalloc((size_t)(POOL * 2 * I * H) * 2);
+  in.pool2 = t_xmalloc((size_t)(POOL * H * I) * 2);
+  gen_fill_bf16(seed, GEN_STREAM_W1, GEN_SCALE_W1, in.pool1, POOL * 2 * I * H);
+  gen_fill_bf16(seed, GEN_STREAM_W2, GEN_SCALE_W2, in.pool2, POOL * H * I);
+  in.hidden = t_xmalloc((size_t)(T * H) * 2);
+  gen_fill_bf16(seed, GEN_STREAM_HIDDEN, GEN_SCALE_HIDDEN, in.hidden, T * H);
+  in.ids = t_xmalloc((size_t)(T * K) * 4);
+  in.pw = t_xmalloc((size_t)(T * K) * 2);
+  gen_routed(seed, T, (int32_t)K, (int32_t)E, in.ids, in.pw);
+  if (bf16) run_dtype(&in, MOE_SCALING_NONE, must_cross);
+  if (fp8) { /* after BF16: the magnitudes change the inputs in place */
+    fp8_magnitudes(&in, ps->fp8_mode);
+    run_dtype(&in, ps->fp8_mode, must_cross);
+  }
+  free(in.pool1);
+  free(in.pool2);
+  free(in.hidden);
+  free(in.ids);
+  free(in.pw);
 }
 
 static int selected(const char *list, const char *name) {
@@ -259,6 +549,8 @@ int main(void) {
   }
   const char *tl = getenv("MOE_TEST_LARGE_T");
   const char *pl = getenv("MOE_TEST_LARGE_PRESETS");
+  const char *dl = getenv("MOE_TEST_LARGE_DTYPES");
+  const int bf16 = selected(dl, "bf16"), fp8 = selected(dl, "fp8");
   for (size_t i = 0; i < sizeof k_presets / sizeof k_presets[0]; ++i) {
     const preset *ps = &k_presets[i];
     if (!selected(pl, ps->name)) continue;
@@ -267,12 +559,12 @@ int main(void) {
         char *end = NULL;
         const long long T = strtoll(c, &end, 10);
         if (end == c || T <= 0) break;
-        run_preset(ps, T, 0x1A46E0000ull + i, 0);
+        run_preset(ps, T, 0x1A46E0000ull + i, 0, bf16, fp8);
         c = *end == ',' ? end + 1 : end;
       }
     } else {
-      run_preset(ps, 65536, 0x1A46E0000ull + i, ps->extra_t == 0);
-      if (ps->extra_t) run_preset(ps, ps->extra_t, 0x1A46E1000ull + i, 1);
+      run_preset(ps, 65536, 0x1A46E0000ull + i, ps->extra_t == 0, bf16, fp8);
+      if (ps->extra_t) run_preset(ps, ps->extra_t, 0x1A46E1000ull + i, 1, bf16, fp8);
     }
   }
 #else
