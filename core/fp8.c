@@ -5,6 +5,7 @@
  * nothing.
  */
 #include <stddef.h>
+#include <stdio.h>
 
 #include "internal.h"
 #include "kernels/fp8_math.h"
@@ -165,57 +166,72 @@ static moe_status_t must_be_null(const DLTensor *t, const char *name, const char
   return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s: expected NULL (%s), given a tensor", name, why);
 }
 
-/* A required scale tensor: NULL gets a message that also covers version-1 run args. */
-static moe_status_t required(const moe_runner *r, const moe_run_args *a, const DLTensor *t,
+/* A required scale tensor: NULL gets a message that also says when the caller's struct version
+ * has no such field. */
+static moe_status_t required(const moe_runner *r, const moe_act_inputs *in, const DLTensor *t,
                              const char *name, int32_t ndim, const int64_t *shape,
                              const char *what) {
   if (!t)
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT, "%s: expected %s, given NULL%s", name, what,
-                    a->version < 2 ? " (run args version 1 has no such field: use version 2)" : "");
+                    in->no_fields ? in->no_fields : "");
   return moe_check_tensor(r, t, name, 0, MOE_T_F32, ndim, shape);
 }
 
 moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,
                                      const moe_run_args *a, moe_k_run *k) {
-  const DLTensor *hs = a->version >= 2 ? a->hidden_states_scale : NULL;
-  const DLTensor *s1 = a->version >= 2 ? a->gemm1_input_scale : NULL;
-  const DLTensor *s2 = a->version >= 2 ? a->gemm2_input_scale : NULL;
-  const int64_t T = p->num_tokens, H = p->hidden_size;
-  const int64_t th[2] = {T, H}, one[1] = {1}, ths[2] = {T, H / MOE_FP8_BLOCK};
-  const int32_t mode = r->opts.scaling_mode;
+  const int v2 = a->version >= 2;
+  const int64_t th[2] = {p->num_tokens, p->hidden_size};
+  const moe_act_inputs in = {a->hidden_states,
+                             v2 ? a->hidden_states_scale : NULL,
+                             v2 ? a->gemm1_input_scale : NULL,
+                             v2 ? a->gemm2_input_scale : NULL,
+                             2,
+                             th,
+                             p->num_tokens,
+                             v2 ? NULL : " (run args version 1 has no such field: use version 2)"};
+  return moe_check_act_precision(r, p, &in, k);
+}
+
+moe_status_t moe_check_act_precision(const moe_runner *r, const moe_problem *p,
+                                     const moe_act_inputs *in, moe_k_run *k) {
+  const DLTensor *hs = in->hidden_scale, *s1 = in->scale1, *s2 = in->scale2;
+  const int64_t H = p->hidden_size;
+  const int64_t one[1] = {1}, ths[2] = {in->rows, H / MOE_FP8_BLOCK};
+  const int32_t mode = r->opts.scaling_mode, nd = in->hidden_ndim;
+  const int64_t *th = in->hidden_shape;
   moe_status_t s;
   if (r->opts.activation_dtype == MOE_DTYPE_BF16) { /* BF16 runners and W4A16 */
     if ((s = moe_check_fp8_problem(r, p))) return s;
     const char *why = mode == MOE_SCALING_MX
                           ? "MXFP4 weights with BF16 activations (W4A16) take no activation scales"
                           : "a BF16 runner (scaling_mode NONE) takes no scales";
-    if ((s = moe_check_tensor(r, a->hidden_states, "args->hidden_states", 0, MOE_T_BF16, 2, th)) ||
+    if ((s = moe_check_tensor(r, in->hidden, "args->hidden_states", 0, MOE_T_BF16, nd, th)) ||
         (s = must_be_null(hs, "args->hidden_states_scale", why)) ||
         (s = must_be_null(s1, "args->gemm1_input_scale", why)) ||
         (s = must_be_null(s2, "args->gemm2_input_scale", why)))
       return s;
-    k->hidden = (const uint16_t *)moe_tensor_data(a->hidden_states);
+    k->hidden = (const uint16_t *)moe_tensor_data(in->hidden);
     k->scaling_mode = mode;
     return MOE_STATUS_SUCCESS;
   }
   if ((s = moe_check_fp8_problem(r, p))) return s;
-  const DLTensor *x = a->hidden_states;
+  const DLTensor *x = in->hidden;
   const int fp8_in = dtype_is(x, kDLFloat8_e4m3fn, 8);
   if (x && !fp8_in && !dtype_is(x, kDLBfloat, 16))
     return moe_fail(MOE_STATUS_INVALID_ARGUMENT,
                     "args->hidden_states: expected dtype bfloat16 or float8_e4m3fn on an FP8 "
                     "runner, given (code %u, bits %u, lanes %u)",
                     x->dtype.code, x->dtype.bits, x->dtype.lanes);
-  if ((s = moe_check_tensor(r, x, "args->hidden_states", 0, fp8_in ? MOE_T_E4M3 : MOE_T_BF16, 2,
+  if ((s = moe_check_tensor(r, x, "args->hidden_states", 0, fp8_in ? MOE_T_E4M3 : MOE_T_BF16, nd,
                             th)))
     return s;
   if (mode == MOE_SCALING_PER_TENSOR || mode == MOE_SCALING_MX) { /* static scales (W4A8 too) */
     if ((s = must_be_null(hs, "args->hidden_states_scale",
                           "static per-tensor scales read e4m3 hidden states with "
                           "gemm1_input_scale")) ||
-        (s = required(r, a, s1, "args->gemm1_input_scale", 1, one,
+        (s = required(r, in, s1, "args->gemm1_input_scale", 1, one,
                       "a [1] fp32 tensor with static activation scales (PER_TENSOR, W4A8)")) ||
-        (s = required(r, a, s2, "args->gemm2_input_scale", 1, one,
+        (s = required(r, in, s2, "args->gemm2_input_scale", 1, one,
                       "a [1] fp32 tensor with static activation scales (PER_TENSOR, W4A8)")))
       return s;
   } else {
@@ -224,9 +240,12 @@ moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,
         (s = must_be_null(s2, "args->gemm2_input_scale", why)))
       return s;
     if (fp8_in) {
-      if ((s = required(r, a, hs, "args->hidden_states_scale", 2, ths,
-                        "[T, H/128] fp32 scales of the float8_e4m3fn hidden states")))
-        return s;
+      char what[128];
+      snprintf(what, sizeof what,
+               "[%lld, %lld] fp32 scales of the float8_e4m3fn hidden states (one per row per 128 "
+               "columns)",
+               (long long)ths[0], (long long)ths[1]);
+      if ((s = required(r, in, hs, "args->hidden_states_scale", 2, ths, what))) return s;
     } else if ((s = must_be_null(hs, "args->hidden_states_scale",
                                  "bf16 hidden states are quantized by the library"))) {
       return s;

@@ -8,6 +8,11 @@
  *   permuted_to_token [max_cgas * tile] int32, cta_to_batch and cta_to_mn_limit
  *   [max_cgas * C] int32, 3 int32 scalars, GEMM1 output [rows, I] bf16, GEMM2 output [rows, H]
  *   bf16, each region 256-byte aligned.
+ * FP8 runners (CPU backend): as in moe_runner_run's layout, the GEMM1 output region holds e4m3
+ * [rows, I] (+ fp32 [rows, I/128] at moe_k_fp8_scales_offset, BLOCK), and the GEMM2 output
+ * region, unused until GEMM2, is act_scratch: bf16 hidden states quantized to e4m3 [N, H]
+ * (+ fp32 [N, H/128], BLOCK). Both fit as in core/cpu/quant_gemm.c, since rows >= N and rows
+ * >= tile >= 8 when N > 0, so the layout does not depend on the precision.
  * The plan tables are built from the counts of each call: CPU from the host counts
  * (core/cpu/grouped.c), after checking them; CUDA by a device kernel from the device counts
  * (kernels/routing/grouped_plan.cu: no host sync, capturable), which clamps invalid counts and
@@ -147,8 +152,19 @@ static moe_status_t check_grouped_args(const moe_runner *r, const moe_problem *p
   const moe_expert_tensors et = {a->gemm1_weights,    a->gemm2_weights, a->gemm1_bias,
                                  a->gemm2_bias,       a->gemm1_alpha,   a->gemm1_beta,
                                  a->gemm1_clamp_limit};
+  const int v3 = a->version >= 3;
+  const moe_act_inputs in = {a->hidden_states,
+                             v3 ? a->hidden_states_scale : NULL,
+                             v3 ? a->gemm1_input_scale : NULL,
+                             v3 ? a->gemm2_input_scale : NULL,
+                             hd,
+                             hs,
+                             N,
+                             v3 ? NULL
+                                : " (grouped args versions 1 and 2 have no such field: use "
+                                  "version 3)"};
   moe_status_t s;
-  if ((s = moe_check_tensor(r, a->hidden_states, "args->hidden_states", 0, MOE_T_BF16, hd, hs)) ||
+  if ((s = moe_check_act_precision(r, p, &in, k)) ||
       (s = moe_check_tensor(r, a->output, "args->output", 0, MOE_T_BF16, hd, hs)) ||
       (s = moe_check_tensor(r, a->expert_counts, "args->expert_counts", 0, MOE_T_I32, 1, el)) ||
       (a->version >= 2 &&
@@ -157,7 +173,6 @@ static moe_status_t check_grouped_args(const moe_runner *r, const moe_problem *p
       (s = moe_check_tensor_vector_aligned(r, a->hidden_states, "args->hidden_states")) ||
       (s = moe_check_tensor_vector_aligned(r, a->output, "args->output")))
     return s;
-  k->hidden = (const uint16_t *)moe_tensor_data(a->hidden_states);
   k->output = (uint16_t *)moe_tensor_data(a->output);
   k->enable_pdl = a->enable_pdl;
   return MOE_STATUS_SUCCESS;
@@ -194,11 +209,16 @@ MOE_API moe_status_t moe_runner_run_grouped(moe_runner *r, const moe_problem *p,
   grouped_layout l = {0};
   moe_status_t s = grouped_setup(r, p, config, &row, &l);
   if (s) return s;
-  if (r->opts.activation_dtype != MOE_DTYPE_BF16 || r->opts.weight_dtype != MOE_DTYPE_BF16)
+  if (r->opts.scaling_mode == MOE_SCALING_MX)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "runner: moe_runner_run_grouped supports BF16 runners only for now (given "
-                    "activation_dtype %d, weight_dtype %d)",
-                    r->opts.activation_dtype, r->opts.weight_dtype);
+                    "runner: moe_runner_run_grouped supports BF16 and FP8 runners only for now "
+                    "(given MXFP4 weights, activation_dtype %d)",
+                    r->opts.activation_dtype);
+  if (r->backend != MOE_BACKEND_CPU && r->opts.scaling_mode != MOE_SCALING_NONE)
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "runner: the CUDA grouped path runs BF16 runners only in this build (given "
+                    "an FP8 runner, scaling_mode %d); FP8 grouped runs need the CPU backend",
+                    r->opts.scaling_mode);
   const int64_t El = moe_local_experts(p);
   if (r->backend != MOE_BACKEND_CPU && El > MOE_K_GROUPED_MAX_LOCAL_EXPERTS)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
@@ -232,6 +252,7 @@ MOE_API moe_status_t moe_runner_run_grouped(moe_runner *r, const moe_problem *p,
   kp.max_ctas = l.max_ctas;
   k.gemm1_out = (uint16_t *)(ws + l.off_gemm1_out);
   k.gemm2_out = (uint16_t *)(ws + l.off_gemm2_out);
+  k.act_scratch = ws + l.off_gemm2_out; /* as moe_runner_run: read by GEMM1 only */
   k.num_tokens = p->num_tokens;
   k.hidden_size = p->hidden_size;
   k.intermediate_size = p->intermediate_size;

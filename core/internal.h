@@ -66,8 +66,21 @@ moe_status_t moe_mx_weights_prepare(const moe_runner *r, const moe_problem *p, i
                                     int64_t rows, int64_t cols, const DLTensor *canonical,
                                     const DLTensor *canonical_scales, const DLTensor *prepared,
                                     moe_cuda_stream_t stream);
-/* hidden_states and the version-2 scale tensors of run args against the runner's precision;
- * fills the hidden and FP8 fields of @p k. */
+/* The activation inputs of a run (moe_run_args, moe_grouped_args): hidden_states of
+ * @p hidden_ndim dims @p hidden_shape (its last dim H), and the FP8 scale tensors (NULL where
+ * the caller's struct version has none). */
+typedef struct moe_act_inputs {
+  const DLTensor *hidden, *hidden_scale, *scale1, *scale2;
+  int32_t hidden_ndim;
+  const int64_t *hidden_shape;
+  int64_t rows;          /* hidden rows: T, or N of a grouped run (rows of hidden_states_scale) */
+  const char *no_fields; /* NULL, or why a required scale is missing (an old struct version) */
+} moe_act_inputs;
+/* hidden_states and the FP8 scale tensors against the runner's precision; fills the hidden and
+ * FP8 fields of @p k. */
+moe_status_t moe_check_act_precision(const moe_runner *r, const moe_problem *p,
+                                     const moe_act_inputs *in, moe_k_run *k);
+/* moe_check_act_precision of run args (version 1 has no scales). */
 moe_status_t moe_check_run_precision(const moe_runner *r, const moe_problem *p,
                                      const moe_run_args *a, moe_k_run *k);
 

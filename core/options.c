@@ -22,7 +22,9 @@ size_t moe_run_args_size(uint32_t version) {
 }
 
 size_t moe_grouped_args_size(uint32_t version) {
-  return version >= 2 ? sizeof(moe_grouped_args) : offsetof(moe_grouped_args, count_status);
+  if (version >= 3) return sizeof(moe_grouped_args);
+  return version == 2 ? offsetof(moe_grouped_args, hidden_states_scale)
+                      : offsetof(moe_grouped_args, count_status);
 }
 
 static moe_status_t check_init(const void *ptr, const char *name, uint32_t version,

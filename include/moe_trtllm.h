@@ -668,7 +668,7 @@ MOE_API moe_status_t moe_runner_autotune(moe_runner *runner, const moe_problem *
 #define MOE_GROUPED_COUNTS_OVER_CAPACITY 2 /**< MASKED: a count > capacity: taken as capacity */
 #define MOE_GROUPED_COUNTS_SUM_OVER_ROWS 4 /**< CONTIGUOUS: sum > N: cut to end at row N */
 
-#define MOE_GROUPED_ARGS_VERSION 2
+#define MOE_GROUPED_ARGS_VERSION 3
 /**
  * Inputs and outputs of moe_runner_run_grouped: tokens a dispatcher already grouped by local
  * expert. No routing, no finalize: the output rows are FFN_e(x) unweighted, and the dispatcher
@@ -679,14 +679,19 @@ MOE_API moe_status_t moe_runner_autotune(moe_runner *runner, const moe_problem *
  *  - MASKED: hidden [E_l, capacity, H] and N = E_l * capacity; rows [0, count[e]) of expert e
  *    are valid, count[e] <= capacity; output [E_l, capacity, H]: the other rows are not written.
  * expert_counts is int32 [E_l] on the runner's device (CUDA: device memory, read on the
- * device only; CPU: host memory). Tensors as moe_run_args (bf16 hidden and output, 16-byte
- * aligned on CUDA). Version 2 appended count_status; a version-1 struct is still accepted.
+ * device only; CPU: host memory). Tensors as moe_run_args (bf16 output; hidden bf16, or on an
+ * FP8 runner bf16 or e4m3 with the version-3 scales; 16-byte aligned on CUDA). Version 2
+ * appended count_status, version 3 the FP8 scales (same meaning and checks as moe_run_args',
+ * with T = N rows: BLOCK e4m3 hidden takes hidden_states_scale [N, H/128], for MASKED
+ * [E_l * capacity, H/128], row e * capacity + i for hidden[e, i]); versions 1 and 2 are still
+ * accepted (BF16 runners only). FP8 grouped runs: CPU backend only in this build.
  */
 typedef struct moe_grouped_args {
   uint32_t version;                  /**< MOE_GROUPED_ARGS_VERSION */
   int32_t layout;                    /**< MOE_LAYOUT_*; default CONTIGUOUS */
   int64_t capacity;                  /**< MASKED: rows per expert (>= 0); CONTIGUOUS: 0 */
-  const DLTensor *hidden_states;     /**< see the layouts above; bf16 */
+  const DLTensor *hidden_states;     /**< see the layouts above; bf16, or on an FP8 runner bf16
+                                          (quantized by the library) or e4m3 (see the scales) */
   const DLTensor *expert_counts;     /**< [E_l] int32 */
   const DLTensor *gemm1_weights;     /**< prepared W1 (moe_weights_prepare), uint8 [bytes] */
   const DLTensor *gemm2_weights;     /**< prepared W2 (moe_weights_prepare), uint8 [bytes] */
@@ -704,6 +709,16 @@ typedef struct moe_grouped_args {
                                      the MOE_GROUPED_COUNTS_* bits of the invalid counts it
                                      clamped; read it after the stream work completes. NULL =
                                      no report (the clamping still happens) */
+  /* version 3: FP8 scales (NULL on a BF16 runner), as in moe_run_args version 2 */
+  const DLTensor *hidden_states_scale; /**< BLOCK with e4m3 hidden_states: [N, H/128] fp32 (one
+                                            row per hidden row; MASKED: [E_l * capacity, H/128]);
+                                            else NULL */
+  const DLTensor *gemm1_input_scale;   /**< PER_TENSOR: [1] fp32 s1 (required): bf16 hidden is
+                                            quantized as e4m3(x / s1), e4m3 hidden is read as
+                                            q * s1. BLOCK: NULL */
+  const DLTensor *gemm2_input_scale;   /**< PER_TENSOR: [1] fp32 s2 (required): GEMM1's
+                                            activation output y becomes e4m3(y / s2). BLOCK:
+                                            NULL. Positive and finite (not checked) */
 } moe_grouped_args;
 
 /** @brief Defaults: layout CONTIGUOUS, capacity 0, enable_pdl 1, every tensor NULL. */
@@ -723,21 +738,21 @@ MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *run
 /**
  * @brief GEMM1 (+activation) and GEMM2 on tokens already grouped by local expert (layouts
  * above). Each output row equals, bit for bit, the unweighted row moe_runner_run computes for
- * the same token and expert. The GEMM plan (CTA tables) is built from the counts: on the CPU
- * from the host counts; on CUDA by a device kernel from the device counts, with no host
- * synchronisation (CUDA-graph capturable; the launch grids depend on N, never on the counts).
- * On failure nothing is written.
- * Invalid counts: the CPU backend checks them on the host (INVALID_ARGUMENT). The CUDA backend
- * cannot read them on the host: it clamps them on the device (see MOE_GROUPED_COUNTS_*), never
- * reads or writes past the buffers, computes the rows of the clamped counts and reports the
- * violation in args->count_status when given.
+ * the same token and expert (FP8 runners, CPU: with the same hidden input and scales; the
+ * quantization points are those of moe_runner_run). The GEMM plan (CTA tables) is built from the
+ * counts: on the CPU from the host counts; on CUDA by a device kernel from the device counts, with
+ * no host synchronisation (CUDA-graph capturable; the launch grids depend on N, never on the
+ * counts). On failure nothing is written. Invalid counts: the CPU backend checks them on the host
+ * (INVALID_ARGUMENT). The CUDA backend cannot read them on the host: it clamps them on the device
+ * (see MOE_GROUPED_COUNTS_*), never reads or writes past the buffers, computes the rows of the
+ * clamped counts and reports the violation in args->count_status when given.
  * @param[in] problem E, o, E_l, H, I of the layer; num_tokens = N of this call (<= the
  *            workspace's). CUDA: E_l <= 2048.
  * @param[in] config a config valid for @p problem.
  * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT (shapes, dtypes; CPU: counts negative,
  *         past capacity or summing past N), MOE_STATUS_INVALID_CONFIG,
- *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (FP8 and MXFP4 runners; CUDA:
- *         E_l > 2048), MOE_STATUS_VERSION_MISMATCH, MOE_STATUS_CUDA_ERROR.
+ *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (MXFP4 runners; CUDA: FP8
+ *         runners and E_l > 2048), MOE_STATUS_VERSION_MISMATCH, MOE_STATUS_CUDA_ERROR.
  */
 MOE_API moe_status_t moe_runner_run_grouped(moe_runner *runner, const moe_problem *problem,
                                             const moe_grouped_args *args, int32_t config,

@@ -48,13 +48,17 @@ SA(offsetof(DLTensor, byte_offset) == 40);
 /* version 1 was the first 64 bytes; version 2 appended scaling_mode, version 3 sm_budget */
 SA(sizeof(moe_runner_options) == 72 && offsetof(moe_runner_options, scaling_mode) == 64);
 SA(offsetof(moe_runner_options, sm_budget) == 68);
-/* moe_grouped_args: version 1 was the first 128 bytes; version 2 appended count_status */
-SA(MOE_GROUPED_ARGS_VERSION == 2 && MOE_LAYOUT_CONTIGUOUS == 0 && MOE_LAYOUT_MASKED == 1);
+/* moe_grouped_args: version 1 was the first 128 bytes; version 2 appended count_status,
+ * version 3 the FP8 scales (hidden_states_scale, gemm1_input_scale, gemm2_input_scale) */
+SA(MOE_GROUPED_ARGS_VERSION == 3 && MOE_LAYOUT_CONTIGUOUS == 0 && MOE_LAYOUT_MASKED == 1);
 SA(MOE_GROUPED_COUNTS_NEGATIVE == 1 && MOE_GROUPED_COUNTS_OVER_CAPACITY == 2);
 SA(MOE_GROUPED_COUNTS_SUM_OVER_ROWS == 4);
 SA(offsetof(moe_grouped_args, capacity) == 8 && offsetof(moe_grouped_args, output) == 88);
 SA(offsetof(moe_grouped_args, enable_pdl) == 96 && offsetof(moe_grouped_args, reserved) == 100);
-SA(offsetof(moe_grouped_args, count_status) == 128 && sizeof(moe_grouped_args) == 136);
+SA(offsetof(moe_grouped_args, count_status) == 128);
+SA(offsetof(moe_grouped_args, hidden_states_scale) == 136);
+SA(offsetof(moe_grouped_args, gemm1_input_scale) == 144);
+SA(offsetof(moe_grouped_args, gemm2_input_scale) == 152 && sizeof(moe_grouped_args) == 160);
 SA(offsetof(moe_runner_options, version) == 0 && offsetof(moe_runner_options, backend) == 4);
 SA(offsetof(moe_runner_options, device_id) == 8);
 SA(offsetof(moe_runner_options, sm_version) == 12);
@@ -213,6 +217,26 @@ static void check_inits(void) {
     for (size_t i = 0; i < sizeof tail; ++i) untouched &= tail[i] == 0x5A;
     CHECK(rn.version == 1 && rn.do_finalize == 1 && untouched,
           "moe_run_args_init(v1) wrote past the version-1 struct");
+  }
+
+  /* moe_grouped_args: version 3 clears the FP8 scales; versions 1 and 2 write no byte past
+   * their structs */
+  moe_grouped_args ga;
+  memset(&ga, 0x5A, sizeof ga);
+  CHECK_OK(moe_grouped_args_init(&ga, MOE_GROUPED_ARGS_VERSION));
+  CHECK(ga.version == MOE_GROUPED_ARGS_VERSION && ga.layout == MOE_LAYOUT_CONTIGUOUS &&
+            ga.enable_pdl == 1 && ga.count_status == NULL && ga.hidden_states_scale == NULL &&
+            ga.gemm1_input_scale == NULL && ga.gemm2_input_scale == NULL,
+        "moe_grouped_args_init defaults");
+  for (uint32_t v = 1; v <= 2; ++v) {
+    const size_t end = v == 1 ? offsetof(moe_grouped_args, count_status)
+                              : offsetof(moe_grouped_args, hidden_states_scale);
+    memset(&ga, 0x5A, sizeof ga);
+    CHECK_OK(moe_grouped_args_init(&ga, v));
+    int untouched = 1;
+    for (size_t i = end; i < sizeof ga; ++i) untouched &= ((const unsigned char *)&ga)[i] == 0x5A;
+    CHECK(ga.version == v && ga.enable_pdl == 1 && untouched,
+          "moe_grouped_args_init(v%u) wrote past the version-%u struct", v, v);
   }
 
   moe_plan pl;

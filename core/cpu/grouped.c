@@ -12,6 +12,9 @@
  * split), so GEMM1 and GEMM2 (gemm.c) compute each row exactly as in moe_runner_run. GEMM2
  * writes the padded rows into the workspace; each valid row r is then copied to output row
  * permuted_to_token[r]. Rows of the output that no count covers are not written.
+ * FP8 runners take the same path: moe_cpu_run quantizes as for moe_runner_run (bf16 hidden per
+ * input row, GEMM1's output per padded row; core/cpu/quant_gemm.c), so each row's bits do not
+ * depend on the grouping either.
  */
 #include <string.h>
 
