@@ -526,15 +526,29 @@ moe_status_t t_run_scaled(moe_runner *r, int backend, const moe_problem *p, int 
                           const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
                           const t_ws *ws, int do_finalize, const float *input_scales,
                           uint16_t *out_host) {
+  return t_run_fp8(r, backend, p, activation, in, w, cfg, plan, ws, do_finalize, input_scales, NULL,
+                   NULL, out_host);
+}
+
+moe_status_t t_run_fp8(moe_runner *r, int backend, const moe_problem *p, int activation,
+                       const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
+                       const t_ws *ws, int do_finalize, const float *input_scales,
+                       const uint8_t *hidden_e4m3, const float *hidden_scales, uint16_t *out_host) {
   const int64_t El = p->local_num_experts ? p->local_num_experts : p->num_experts;
   const int64_t T = p->num_tokens, H = p->hidden_size, I = p->intermediate_size;
   const int64_t f = t_gated(activation) ? 2 : 1;
   moe_run_args a;
   moe_run_args_init(&a, MOE_RUN_ARGS_VERSION);
   a.do_finalize = do_finalize;
-  ttensor *hid = tt_from_host(backend, DT_BF16, 2, (int64_t[]){T, H}, in->hidden);
+  ttensor *hid = hidden_e4m3 ? tt_from_host(backend, (DLDataType){kDLFloat8_e4m3fn, 8, 1}, 2,
+                                            (int64_t[]){T, H}, hidden_e4m3)
+                             : tt_from_host(backend, DT_BF16, 2, (int64_t[]){T, H}, in->hidden);
   ttensor *b1 = NULL, *b2 = NULL, *al = NULL, *be = NULL, *cl = NULL, *out = NULL;
-  ttensor *s1 = NULL, *s2 = NULL;
+  ttensor *s1 = NULL, *s2 = NULL, *hs = NULL;
+  if (hidden_scales) {
+    hs = tt_from_host(backend, DT_F32, 2, (int64_t[]){T, H / 128}, hidden_scales);
+    a.hidden_states_scale = &hs->t;
+  }
   if (input_scales) {
     s1 = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &input_scales[0]);
     s2 = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &input_scales[1]);
@@ -581,6 +595,7 @@ moe_status_t t_run_scaled(moe_runner *r, int backend, const moe_problem *p, int 
   tt_free(cl);
   tt_free(s1);
   tt_free(s2);
+  tt_free(hs);
   tt_free(out);
   return s;
 }

@@ -180,6 +180,13 @@ moe_status_t t_run_scaled(moe_runner *r, int backend, const moe_problem *p, int 
                           const t_ws *ws, int do_finalize, const float *input_scales,
                           uint16_t *out_host);
 
+/* t_run_scaled with e4m3 hidden states: @p hidden_e4m3 host [T, H] codes (NULL: in->hidden,
+ * bf16) and, in BLOCK mode, @p hidden_scales host fp32 [T, H/128] (or NULL). */
+moe_status_t t_run_fp8(moe_runner *r, int backend, const moe_problem *p, int activation,
+                       const t_moe_in *in, const t_weights *w, int32_t cfg, const moe_plan *plan,
+                       const t_ws *ws, int do_finalize, const float *input_scales,
+                       const uint8_t *hidden_e4m3, const float *hidden_scales, uint16_t *out_host);
+
 /* ---- numerics -------------------------------------------------------------------------------- */
 /* ||a - b|| / ||b|| over n bf16 values (a, b bf16) or with b as doubles. */
 double t_rel_err_bf16(const uint16_t *a, const uint16_t *b, int64_t n);

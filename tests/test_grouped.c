@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "fp8_ref.h"
 #ifdef MOE_TEST_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -57,6 +58,12 @@ typedef struct fx {
   int64_t nlocal;     /* sum of counts */
   int64_t *slot;      /* [nlocal] slot x of each grouped row (experts ascending, x ascending) */
   uint16_t *ref;      /* [nlocal, H] the reference rows */
+  /* FP8 runners (mode MOE_SCALING_PER_TENSOR or BLOCK; 0 = the BF16 runner) */
+  int mode;
+  int e4m3_in;  /* the hidden states are given as e4m3 (else bf16, quantized by the library) */
+  uint8_t *xq;  /* [T, H] e4m3 hidden states (e4m3_in) */
+  float *xs;    /* [T, H/128] their scales (e4m3_in, BLOCK) */
+  float s12[2]; /* PER_TENSOR: gemm1_input_scale, gemm2_input_scale */
 } fx;
 
 static void fx_free(fx *f) {
@@ -66,6 +73,8 @@ static void fx_free(fx *f) {
   free(f->wts);
   free(f->slot);
   free(f->ref);
+  free(f->xq);
+  free(f->xs);
   moe_runner_destroy(f->r);
 }
 
@@ -99,7 +108,10 @@ static int fx_reference(fx *f, int32_t cfg) {
   uint16_t *perm = NULL;
   if (!bad) {
     perm = t_xmalloc(sizeof(uint16_t) * (size_t)(plan.max_padded_rows * H + 1));
-    bad = CHECK_OK(t_run(f->r, f->b, &p, f->activation, &f->in, &f->w, cfg, &plan, &ws, 0, perm)) ||
+    const int block_in = f->e4m3_in && f->mode == MOE_SCALING_BLOCK;
+    bad = CHECK_OK(t_run_fp8(f->r, f->b, &p, f->activation, &f->in, &f->w, cfg, &plan, &ws, 0,
+                             f->mode == MOE_SCALING_PER_TENSOR ? f->s12 : NULL,
+                             f->e4m3_in ? f->xq : NULL, block_in ? f->xs : NULL, perm)) ||
           t_read_plan(f->r, &plan, &ws, f->E, &hp);
   }
   if (!bad) {
@@ -124,19 +136,49 @@ static int fx_reference(fx *f, int32_t cfg) {
   return bad;
 }
 
+/* FP8 inputs of the fixture: PER_TENSOR's static scales (s1 from the hidden states' amax, s2 a
+ * fixed guess: the rows are compared bit for bit, whatever saturates) and, with e4m3_in, the
+ * hidden states quantized by the test (BLOCK: per token per 128 columns; PER_TENSOR: s1). */
+static void fx_fp8_inputs(fx *f) {
+  const int64_t T = f->T, H = f->H, n = T * H;
+  float *x = t_xmalloc(sizeof(float) * (size_t)(n + 1));
+  for (int64_t i = 0; i < n; ++i) x[i] = bf16_to_f32(f->in.hidden[i]);
+  f->s12[0] = ref_fp8_scale_of(x, n, 1);
+  f->s12[1] = 1.0f / 64.0f;
+  if (f->e4m3_in) {
+    const int block = f->mode == MOE_SCALING_BLOCK;
+    f->xq = t_xmalloc((size_t)(n + 1));
+    f->xs = t_xmalloc(sizeof(float) * (size_t)(T * (H / REF_FP8_BLOCK) + 1));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t g = 0; g < H / REF_FP8_BLOCK; ++g) {
+        const float *row = x + t * H + g * REF_FP8_BLOCK;
+        const float sc = block ? ref_fp8_scale_of(row, REF_FP8_BLOCK, 1) : f->s12[0];
+        f->xs[t * (H / REF_FP8_BLOCK) + g] = sc;
+        for (int64_t k = 0; k < REF_FP8_BLOCK; ++k)
+          f->xq[t * H + g * REF_FP8_BLOCK + k] = ref_fp8_quantize(row[k], sc);
+      }
+  }
+  free(x);
+}
+
 /* Route T tokens on backend @p b with ids drawn from [0, E) (some not local), run the plain
- * forward with do_finalize = 0 and keep each local slot's permuted row as the reference. */
-static int fx_init_on(fx *f, int b, int activation, int skew, uint64_t seed, int32_t E, int32_t o,
-                      int32_t El, int64_t T, int32_t K, int64_t H, int64_t I) {
+ * forward with do_finalize = 0 and keep each local slot's permuted row as the reference. A BF16
+ * runner (mode 0) or an FP8 runner of scaling @p mode, bf16 or (e4m3_in) e4m3 hidden states. */
+static int fx_init_prec(fx *f, int b, int activation, int skew, int mode, int e4m3_in,
+                        uint64_t seed, int32_t E, int32_t o, int32_t El, int64_t T, int32_t K,
+                        int64_t H, int64_t I) {
   memset(f, 0, sizeof *f);
   f->b = b, f->E = E, f->K = K, f->o = o, f->El = El, f->T = T, f->H = H, f->I = I;
   f->activation = activation;
   f->skew = skew;
-  f->r = t_runner(b, f->activation);
+  f->mode = mode;
+  f->e4m3_in = e4m3_in;
+  f->r = mode ? t_fp8_runner(b, mode, activation, 0) : t_runner(b, f->activation);
   if (!f->r) return 1;
   t_expert_data_gen(seed, T, El, H, I, t_gated(activation), 1, activation == MOE_ACTIVATION_SWIGLU,
                     &f->d);
   f->in = t_expert_data_in(&f->d);
+  if (mode) fx_fp8_inputs(f);
   moe_problem p;
   t_problem(&p, E, T, K, o, El, H, I);
   if (CHECK_OK(t_weights_prepare(f->r, b, &p, f->activation, &f->in, &f->w))) return 1;
@@ -159,6 +201,11 @@ static int fx_init_on(fx *f, int b, int activation, int skew, uint64_t seed, int
   return fx_reference(f, -1);
 }
 
+static int fx_init_on(fx *f, int b, int activation, int skew, uint64_t seed, int32_t E, int32_t o,
+                      int32_t El, int64_t T, int32_t K, int64_t H, int64_t I) {
+  return fx_init_prec(f, b, activation, skew, 0, 0, seed, E, o, El, T, K, H, I);
+}
+
 static int fx_init(fx *f, uint64_t seed, int32_t E, int32_t o, int32_t El, int64_t T, int32_t K,
                    int64_t H, int64_t I) {
   return fx_init_on(f, B, MOE_ACTIVATION_SWIGLU, 0, seed, E, o, El, T, K, H, I);
@@ -168,10 +215,11 @@ typedef struct grouped_call {
   int32_t layout;
   int64_t capacity, N;
   const int32_t *counts;
-  const uint16_t *hidden; /* host, the layout's shape */
-  int32_t cfg;            /* -1 = default */
-  int32_t *status;        /* host copy of args->count_status, or NULL: none passed */
-  uint8_t **ws_copy;      /* NULL, or gets a host copy of the workspace after the call */
+  const void *hidden;  /* host, the layout's shape: bf16, or e4m3 (fixture's e4m3_in) */
+  int32_t cfg;         /* -1 = default */
+  int32_t *status;     /* host copy of args->count_status, or NULL: none passed */
+  uint8_t **ws_copy;   /* NULL, or gets a host copy of the workspace after the call */
+  const float *hscale; /* host [N, H/128] scales of e4m3 hidden (BLOCK), or NULL */
 } grouped_call;
 
 /* Run grouped on the fixture's backend with tensors built from host data; output poisoned
@@ -183,7 +231,14 @@ static moe_status_t run_grouped(fx *f, const grouped_call *c, uint16_t *out_host
   const int64_t H = f->H, El = f->El, fI = (t_gated(f->activation) ? 2 : 1) * f->I;
   const int masked = c->layout == MOE_LAYOUT_MASKED;
   const int64_t dm[3] = {El, c->capacity, H}, dc[2] = {c->N, H};
-  ttensor *hid = tt_from_host(b, DT_BF16, masked ? 3 : 2, masked ? dm : dc, c->hidden);
+  ttensor *hid =
+      tt_from_host(b, f->e4m3_in ? DT_E4M3 : DT_BF16, masked ? 3 : 2, masked ? dm : dc, c->hidden);
+  const int per_tensor = f->mode == MOE_SCALING_PER_TENSOR;
+  ttensor *hs = f->e4m3_in && f->mode == MOE_SCALING_BLOCK
+                    ? tt_from_host(b, DT_F32, 2, (int64_t[]){c->N, H / 128}, c->hscale)
+                    : NULL;
+  ttensor *s1 = per_tensor ? tt_from_host(b, DT_F32, 1, (int64_t[]){1}, &f->s12[0]) : NULL;
+  ttensor *s2 = per_tensor ? tt_from_host(b, DT_F32, 1, (int64_t[]){1}, &f->s12[1]) : NULL;
   ttensor *out = tt_new(b, DT_BF16, masked ? 3 : 2, masked ? dm : dc);
   tmem_poison(b, out->t.data, out->bytes);
   ttensor *cnt = tt_from_host(b, DT_I32, 1, (int64_t[]){El}, c->counts);
@@ -211,6 +266,9 @@ static moe_status_t run_grouped(fx *f, const grouped_call *c, uint16_t *out_host
   a.gemm1_clamp_limit = cl ? &cl->t : NULL;
   a.output = &out->t;
   a.count_status = c->status ? &st->t : NULL;
+  a.hidden_states_scale = hs ? &hs->t : NULL;
+  a.gemm1_input_scale = s1 ? &s1->t : NULL;
+  a.gemm2_input_scale = s2 ? &s2->t : NULL;
   int32_t cfg = c->cfg;
   moe_status_t s = MOE_STATUS_SUCCESS;
   if (cfg < 0) s = CHECK_OK(moe_runner_get_default_config(f->r, &p, &cfg));
@@ -226,7 +284,7 @@ static moe_status_t run_grouped(fx *f, const grouped_call *c, uint16_t *out_host
   }
   tmem_free(b, ws);
   tt_free(hid), tt_free(out), tt_free(cnt), tt_free(st), tt_free(b1), tt_free(b2), tt_free(al),
-      tt_free(be), tt_free(cl);
+      tt_free(be), tt_free(cl), tt_free(hs), tt_free(s1), tt_free(s2);
   return s;
 }
 
@@ -257,95 +315,141 @@ static void check_rows(fx *f, const grouped_call *c, const uint16_t *out, const 
   free(covered);
 }
 
-/* Host hidden of both layouts from the fixture's grouping (slack extra contiguous rows). */
-static uint16_t *contiguous_hidden(fx *f, int64_t N) {
-  uint16_t *h = t_xmalloc(sizeof(uint16_t) * (size_t)(N * f->H + 1));
-  for (int64_t i = 0; i < N * f->H; ++i) h[i] = 0x7fc0; /* NaN in unused rows: never read */
-  for (int64_t g = 0; g < f->nlocal; ++g)
-    memcpy(h + g * f->H, f->in.hidden + (f->slot[g] / f->K) * f->H, sizeof(uint16_t) * f->H);
+/* Host rows of both layouts from the fixture's grouping: row g of the grouping gets row
+ * slot[g] / K of @p src ([T, row_bytes]); the other rows are 0xff bytes (NaN in bf16, e4m3
+ * and fp32: never read). MASKED when cap >= 0 (N = E_l * cap), else CONTIGUOUS. */
+static void *grouped_rows(const fx *f, int64_t cap, int64_t N, const void *src, size_t row_bytes) {
+  uint8_t *h = t_xmalloc(row_bytes * (size_t)N + 1);
+  memset(h, 0xff, row_bytes * (size_t)N);
+  int64_t g = 0;
+  for (int32_t e = 0; e < f->El; ++e)
+    for (int32_t i = 0; i < f->counts[e]; ++i, ++g) {
+      const int64_t at = cap >= 0 ? e * cap + i : g;
+      memcpy(h + (size_t)at * row_bytes,
+             (const uint8_t *)src + (size_t)(f->slot[g] / f->K) * row_bytes, row_bytes);
+    }
   return h;
+}
+
+/* The hidden states (bf16, or the fixture's e4m3) and their BLOCK scales (NULL unless given
+ * with e4m3 hidden) of a layout. */
+static void *layout_hidden(const fx *f, int64_t cap, int64_t N) {
+  return f->e4m3_in ? grouped_rows(f, cap, N, f->xq, (size_t)f->H)
+                    : grouped_rows(f, cap, N, f->in.hidden, sizeof(uint16_t) * (size_t)f->H);
+}
+
+static float *layout_scales(const fx *f, int64_t cap, int64_t N) {
+  if (!f->e4m3_in || f->mode != MOE_SCALING_BLOCK) return NULL;
+  return grouped_rows(f, cap, N, f->xs, sizeof(float) * (size_t)(f->H / REF_FP8_BLOCK));
+}
+
+static uint16_t *contiguous_hidden(fx *f, int64_t N) {
+  return layout_hidden(f, -1, N);
 }
 
 static uint16_t *masked_hidden(fx *f, int64_t cap) {
-  const int64_t N = f->El * cap;
-  uint16_t *h = t_xmalloc(sizeof(uint16_t) * (size_t)(N * f->H + 1));
-  for (int64_t i = 0; i < N * f->H; ++i) h[i] = 0x7fc0; /* NaN in unused rows: never read */
-  int64_t g = 0;
-  for (int32_t e = 0; e < f->El; ++e)
-    for (int32_t i = 0; i < f->counts[e]; ++i, ++g)
-      memcpy(h + (e * cap + i) * f->H, f->in.hidden + (f->slot[g] / f->K) * f->H,
-             sizeof(uint16_t) * f->H);
-  return h;
+  return layout_hidden(f, cap, f->El * cap);
 }
 
-static void test_equal_to_run(uint64_t seed, int32_t E, int32_t o, int32_t El, int64_t T, int32_t K,
-                              int64_t H, int64_t I) {
+/* Both layouts' rows against moe_runner_run's, for up to @p max_cfgs valid configs, on a BF16
+ * runner (mode 0) or an FP8 runner of scaling @p mode with bf16 or (e4m3_in) e4m3 hidden. */
+static void test_equal_prec(int mode, int e4m3_in, int max_cfgs, uint64_t seed, int32_t E,
+                            int32_t o, int32_t El, int64_t T, int32_t K, int64_t H, int64_t I) {
   fx f;
-  char what[160];
-  if (fx_init(&f, seed, E, o, El, T, K, H, I)) {
-    CHECK(0, "fixture T=%lld failed", (long long)T);
+  char what[200], prec[48];
+  snprintf(prec, sizeof prec, "mode %d %s hidden", mode, e4m3_in ? "e4m3" : "bf16");
+  if (fx_init_prec(&f, B, MOE_ACTIVATION_SWIGLU, 0, mode, e4m3_in, seed, E, o, El, T, K, H, I)) {
+    CHECK(0, "fixture T=%lld %s failed", (long long)T, prec);
     fx_free(&f);
     return;
   }
   int32_t maxc = 0;
   for (int32_t e = 0; e < El; ++e) maxc = f.counts[e] > maxc ? f.counts[e] : maxc;
-  /* configs: the default and every other valid config of the grouped problem (up to 6) */
+  /* configs: the default and every other valid config of the grouped problem */
   moe_problem p;
   const int64_t slack = 3, Nc = f.nlocal + slack;
   t_problem(&p, E, Nc, 1, o, El, H, I);
   int32_t cfgs[64], n = 0;
   CHECK_OK(moe_runner_get_valid_configs(f.r, &p, cfgs, 64, &n));
   if (n > 64) n = 64;
-  for (int32_t i = 0; i < n && i < 6; ++i) {
-    uint16_t *hc = contiguous_hidden(&f, Nc);
+  for (int32_t i = 0; i < n && i < max_cfgs; ++i) {
+    void *hc = layout_hidden(&f, -1, Nc);
+    float *sc = layout_scales(&f, -1, Nc);
     uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)(Nc * H + 1));
-    grouped_call c = {MOE_LAYOUT_CONTIGUOUS,         0,    Nc,  f.counts, hc,
-                      cfgs[i * (n > 6 ? n / 6 : 1)], NULL, NULL};
-    snprintf(what, sizeof what, "contiguous T=%lld K=%d E=%d o=%d El=%d cfg=%d", (long long)T, K, E,
-             o, El, c.cfg);
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS,
+                      0,
+                      Nc,
+                      f.counts,
+                      hc,
+                      cfgs[i * (n > max_cfgs ? n / max_cfgs : 1)],
+                      NULL,
+                      NULL,
+                      sc};
+    snprintf(what, sizeof what, "contiguous %s T=%lld K=%d E=%d o=%d El=%d cfg=%d", prec,
+             (long long)T, K, E, o, El, c.cfg);
     if (!CHECK_OK(run_grouped(&f, &c, out))) check_rows(&f, &c, out, what);
     free(hc);
+    free(sc);
     free(out);
     const int64_t cap = maxc + 2;
-    uint16_t *hm = masked_hidden(&f, cap);
+    void *hm = masked_hidden(&f, cap);
+    float *sm = layout_scales(&f, cap, El * cap);
     out = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H + 1));
-    grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, f.counts, hm, -1, NULL, NULL};
-    snprintf(what, sizeof what, "masked T=%lld K=%d E=%d o=%d El=%d cap=%lld", (long long)T, K, E,
-             o, El, (long long)cap);
+    grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, f.counts, hm, c.cfg, NULL, NULL, sm};
+    snprintf(what, sizeof what, "masked %s T=%lld K=%d E=%d o=%d El=%d cap=%lld cfg=%d", prec,
+             (long long)T, K, E, o, El, (long long)cap, m.cfg);
     if (!CHECK_OK(run_grouped(&f, &m, out))) check_rows(&f, &m, out, what);
     free(hm);
+    free(sm);
     free(out);
   }
   fx_free(&f);
 }
 
-/* N = 0 exactly (empty buffers, all counts 0) in both layouts, and N = 1 (one row, no slack). */
-static void test_edge_n(void) {
+static void test_equal_to_run(uint64_t seed, int32_t E, int32_t o, int32_t El, int64_t T, int32_t K,
+                              int64_t H, int64_t I) {
+  test_equal_prec(0, 0, 6, seed, E, o, El, T, K, H, I);
+}
+
+/* N = 0 exactly (empty buffers, all counts 0) in both layouts, and N = 1 (one row, no slack);
+ * BF16 runner (mode 0) or FP8 (bf16 or e4m3 hidden). */
+static void test_edge_n_prec(int mode, int e4m3_in, int64_t I) {
   fx f;
-  if (fx_init(&f, 21, 8, 2, 4, 1, 1, 128, 64)) { /* T = 1, K = 1 */
-    CHECK(0, "edge fixture failed");
+  if (fx_init_prec(&f, B, MOE_ACTIVATION_SWIGLU, 0, mode, e4m3_in, 21, 8, 2, 4, 1, 1, 128, I)) {
+    CHECK(0, "edge fixture (mode %d) failed", mode); /* T = 1, K = 1 */
     fx_free(&f);
     return;
   }
+  char what[96];
   int32_t zeros[64] = {0};
   uint16_t out1[1];
-  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1, NULL, NULL};
+  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1, NULL, NULL, NULL, NULL};
   CHECK_OK(run_grouped(&f, &c0, out1)); /* nothing to compare: no rows */
-  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, NULL, NULL};
+  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, NULL, NULL, NULL, NULL};
   CHECK_OK(run_grouped(&f, &m0, out1));
   /* T = 1, K = 1, a seed whose token is local: N = 1, and a masked capacity 1 */
-  uint16_t *hc = contiguous_hidden(&f, f.nlocal);
+  void *hc = layout_hidden(&f, -1, f.nlocal);
+  float *sc = layout_scales(&f, -1, f.nlocal);
   uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)((f.El + 1) * f.H));
-  grouped_call c1 = {MOE_LAYOUT_CONTIGUOUS, 0, f.nlocal, f.counts, hc, -1, NULL, NULL};
-  if (!CHECK_OK(run_grouped(&f, &c1, out))) check_rows(&f, &c1, out, "contiguous N = T = 1");
-  uint16_t *hm = masked_hidden(&f, 1);
-  grouped_call m1 = {MOE_LAYOUT_MASKED, 1, f.El, f.counts, hm, -1, NULL, NULL};
-  if (!CHECK_OK(run_grouped(&f, &m1, out))) check_rows(&f, &m1, out, "masked capacity 1");
+  grouped_call c1 = {MOE_LAYOUT_CONTIGUOUS, 0, f.nlocal, f.counts, hc, -1, NULL, NULL, sc};
+  snprintf(what, sizeof what, "contiguous N = T = 1, mode %d e4m3 %d", mode, e4m3_in);
+  if (!CHECK_OK(run_grouped(&f, &c1, out))) check_rows(&f, &c1, out, what);
+  void *hm = layout_hidden(&f, 1, f.El);
+  float *sm = layout_scales(&f, 1, f.El);
+  grouped_call m1 = {MOE_LAYOUT_MASKED, 1, f.El, f.counts, hm, -1, NULL, NULL, sm};
+  snprintf(what, sizeof what, "masked capacity 1, mode %d e4m3 %d", mode, e4m3_in);
+  if (!CHECK_OK(run_grouped(&f, &m1, out))) check_rows(&f, &m1, out, what);
   CHECK(f.nlocal == 1, "T = 1, K = 1: %lld local slots, expected 1", (long long)f.nlocal);
   free(hc);
   free(hm);
+  free(sc);
+  free(sm);
   free(out);
   fx_free(&f);
+}
+
+static void test_edge_n(void) {
+  test_edge_n_prec(0, 0, 64);
 }
 
 /* Misuse: status, message naming @p arg, output untouched. */
@@ -385,7 +489,7 @@ static void test_misuse(void) {
   uint16_t *hc = contiguous_hidden(&f, N);
   int32_t cnt[64];
   memcpy(cnt, f.counts, sizeof cnt);
-  grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL};
+  grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL, NULL};
   cnt[1] = -1;
   expect_fail(&f, &c, MOE_STATUS_INVALID_ARGUMENT, "expert_counts[1]", "negative count");
   memcpy(cnt, f.counts, sizeof cnt);
@@ -402,7 +506,7 @@ static void test_misuse(void) {
   uint16_t *hm = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H));
   memset(hm, 0, sizeof(uint16_t) * (size_t)(El * cap * H));
   int32_t mc[64] = {1, 6, 0, 2};
-  grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL};
+  grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL, NULL};
   mc[2] = 7;
   expect_fail(&f, &m, MOE_STATUS_INVALID_ARGUMENT, "expert_counts[2]", "count past capacity");
   mc[2] = -2;
@@ -747,7 +851,7 @@ static void test_sm_budget_option(void) {
     const int64_t N = f.nlocal + 1;
     uint16_t *hc = contiguous_hidden(&f, N);
     uint16_t *out = t_xmalloc(sizeof(uint16_t) * (size_t)(N * f.H + 1));
-    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, f.counts, hc, -1, NULL, NULL};
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, f.counts, hc, -1, NULL, NULL, NULL};
     if (!CHECK_OK(run_grouped(&f, &c, out))) check_rows(&f, &c, out, "CPU, sm_budget 2");
     free(hc);
     free(out);
@@ -904,6 +1008,7 @@ static void gpu_layouts(fx *g, fx *cpu, int32_t cfg, const char *tag) {
                       hid,
                       cfg,
                       NULL,
+                      NULL,
                       NULL};
     snprintf(what, sizeof what, "GPU %s %s cfg %d", masked ? "masked" : "contiguous", tag, cfg);
     gpu_vs_cpu(g, cpu, c, g->counts, 0, 1, what);
@@ -940,7 +1045,7 @@ static void gpu_bad_counts(fx *g, fx *cpu) {
   for (int64_t i = g->nlocal * H; i < N * H; ++i) /* the rows the clamped counts reach */
     hc[i] = f32_to_bf16(0.25f + (float)(i % 7) / 16.0f);
   clamp_counts(cnt, g->El, 0, 0, N, clamped);
-  const grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL};
+  const grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL, NULL};
   gpu_vs_cpu(g, cpu, c, clamped, MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_SUM_OVER_ROWS, 0,
              "contiguous bad counts");
   uint16_t *hm = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H + 1));
@@ -952,7 +1057,7 @@ static void gpu_bad_counts(fx *g, fx *cpu) {
   mc[1] = cap + 7;
   mc[2] = cap;
   clamp_counts(mc, g->El, 1, cap, El * cap, clamped);
-  const grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL};
+  const grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL, NULL};
   gpu_vs_cpu(g, cpu, m, clamped, MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_OVER_CAPACITY, 0,
              "masked bad counts");
   free(hc);
@@ -993,7 +1098,7 @@ static void gpu_sm_budget(fx *g) {
     CHECK_OK(moe_runner_get_cluster_size(g->r, cfgs[i], &C));
     if (C < 1 || C > 4 || seen[C] || !valid_for_routed(g, cfgs[i])) continue;
     seen[C] = 1;
-    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, g->counts, hc, cfgs[i], NULL, NULL};
+    grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, g->counts, hc, cfgs[i], NULL, NULL, NULL};
     if (CHECK_OK(run_grouped(g, &c, o0)) || routed_output(g, g->r, cfgs[i], r0)) continue;
     for (size_t k = 0; k < sizeof budgets / sizeof budgets[0]; ++k) {
       moe_runner_options o;
@@ -1038,7 +1143,7 @@ static void gpu_graph(fx *g) {
   c2[El - 1] = 0;
   uint16_t *direct = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
   uint16_t *replay = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
-  grouped_call c = {MOE_LAYOUT_MASKED, cap, N, c2, hm, cfg, NULL, NULL};
+  grouped_call c = {MOE_LAYOUT_MASKED, cap, N, c2, hm, cfg, NULL, NULL, NULL};
   CHECK_OK(run_grouped(g, &c, direct));
 
   const int64_t dm[3] = {El, cap, H};
@@ -1144,7 +1249,7 @@ static void gpu_suite(void) {
       gpu_layouts(&g, &c, -1, tag);
       int32_t zeros[64] = {0}, status = -1;
       uint16_t dummy[1];
-      grouped_call z = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, &status, NULL};
+      grouped_call z = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, &status, NULL, NULL};
       CHECK_OK(run_grouped(&g, &z, dummy));
       CHECK(status == 0, "N = 0: status %d", status);
       ++cases;
@@ -1164,6 +1269,15 @@ int main(void) {
   test_equal_to_run(4, 8, 2, 4, 1, 2, 128, 64);     /* T = 1 */
   test_equal_to_run(5, 8, 2, 4, 0, 2, 128, 64);     /* T = 0: N = 0 */
   test_edge_n();
+  /* FP8 runners: both scaling modes, bf16 and e4m3 hidden, both layouts */
+  for (int m = 0; m < 2; ++m)
+    for (int e4 = 0; e4 < 2; ++e4) {
+      const int mode = m ? MOE_SCALING_BLOCK : MOE_SCALING_PER_TENSOR;
+      test_equal_prec(mode, e4, 3, 31 + (uint64_t)(2 * m + e4), 8, 2, 4, 40, 2, 256, 128);
+      test_equal_prec(mode, e4, 2, 41 + (uint64_t)(2 * m + e4), 8, 0, 8, 33, 1, 128, 256);
+      test_equal_prec(mode, e4, 1, 51 + (uint64_t)(2 * m + e4), 8, 2, 4, 0, 2, 128, 128);
+      test_edge_n_prec(mode, e4, 128);
+    }
   test_misuse();
   test_sizing_monotone();
   test_not_supported();
