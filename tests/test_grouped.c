@@ -423,9 +423,9 @@ static void test_edge_n_prec(int mode, int e4m3_in, int64_t I) {
   char what[96];
   int32_t zeros[64] = {0};
   uint16_t out1[1];
-  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1, NULL, NULL, NULL, NULL};
+  grouped_call c0 = {MOE_LAYOUT_CONTIGUOUS, 0, 0, zeros, NULL, -1, NULL, NULL, NULL};
   CHECK_OK(run_grouped(&f, &c0, out1)); /* nothing to compare: no rows */
-  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, NULL, NULL, NULL, NULL};
+  grouped_call m0 = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, NULL, NULL, NULL};
   CHECK_OK(run_grouped(&f, &m0, out1));
   /* T = 1, K = 1, a seed whose token is local: N = 1, and a masked capacity 1 */
   void *hc = layout_hidden(&f, -1, f.nlocal);
@@ -624,6 +624,149 @@ static void test_misuse(void) {
   tmem_free(B, ws);
   free(hc);
   fx_free(&f);
+}
+
+/* One misuse call: @p want, a message naming @p arg with "expected" and "given" (and @p also
+ * when not NULL), output untouched. */
+static void fp8_expect(fx *f, const moe_problem *p, const moe_grouped_args *a, int32_t cfg,
+                       void *ws, size_t bytes, ttensor *out, moe_status_t want, const char *arg,
+                       const char *also, const char *what) {
+  tmem_poison(B, out->t.data, out->bytes);
+  const moe_status_t s = moe_runner_run_grouped(f->r, p, a, cfg, ws, bytes, NULL);
+  const char *msg = moe_get_last_error();
+  CHECK(s == want, "%s: expected status %d, given %d (%s)", what, want, s, msg);
+  CHECK(strstr(msg, arg) && strstr(msg, "expected") && strstr(msg, "given") &&
+            (!also || strstr(msg, also)),
+        "%s: message '%s' does not name %s (%s) with the expected and given values", what, msg, arg,
+        also ? also : "");
+  const uint16_t *o = (const uint16_t *)out->t.data;
+  int64_t touched = 0;
+  for (int64_t k = 0; k < tt_numel(out); ++k) touched += o[k] != POISON;
+  CHECK(touched == 0, "%s: %lld output elements written on failure", what, (long long)touched);
+}
+
+/* FP8 misuse on each runner precision: missing scales, wrong scale shapes and dtypes, scales
+ * that the mode or runner does not take, e4m3 hidden without scales, an old args version. */
+static void test_fp8_misuse(void) {
+  const int modes[3] = {MOE_SCALING_BLOCK, MOE_SCALING_PER_TENSOR, 0};
+  for (int mi = 0; mi < 3; ++mi) {
+    const int mode = modes[mi];
+    fx f;
+    if (fx_init_prec(&f, B, MOE_ACTIVATION_SWIGLU, 0, mode, 0, 61, 8, 2, 4, 12, 2, 128, 128)) {
+      CHECK(0, "FP8 misuse fixture (mode %d) failed", mode);
+      fx_free(&f);
+      continue;
+    }
+    const int64_t H = f.H, El = f.El, N = f.nlocal + 2, cap = 5;
+    moe_problem p, pm;
+    t_problem(&p, f.E, N, 1, f.o, El, H, f.I);
+    t_problem(&pm, f.E, El * cap, 1, f.o, El, H, f.I);
+    int32_t cfg = 0;
+    size_t bytes = 0, bm = 0;
+    CHECK_OK(moe_runner_get_default_config(f.r, &p, &cfg));
+    CHECK_OK(moe_runner_get_grouped_workspace_size(f.r, &p, cfg, &bytes));
+    CHECK_OK(moe_runner_get_grouped_workspace_size(f.r, &pm, cfg, &bm));
+    if (bm > bytes) bytes = bm;
+    void *ws = tmem_alloc(B, bytes);
+    float one = 1.0f, two[2] = {1.0f, 1.0f};
+    ttensor *hid = tt_new(B, DT_BF16, 2, (int64_t[]){N, H});
+    ttensor *hq = tt_new(B, DT_E4M3, 2, (int64_t[]){N, H});
+    ttensor *hqm = tt_new(B, DT_E4M3, 3, (int64_t[]){El, cap, H});
+    ttensor *hs = tt_new(B, DT_F32, 2, (int64_t[]){N, H / 128});
+    ttensor *hs_rows = tt_new(B, DT_F32, 2, (int64_t[]){N - 1, H / 128});
+    ttensor *hs_bf16 = tt_new(B, DT_BF16, 2, (int64_t[]){N, H / 128});
+    ttensor *hs_m = tt_new(B, DT_F32, 2, (int64_t[]){El * cap, H / 128});
+    ttensor *hs_m3 = tt_new(B, DT_F32, 3, (int64_t[]){El, cap, H / 128});
+    ttensor *s1 = tt_from_host(B, DT_F32, 1, (int64_t[]){1}, &one);
+    ttensor *s2 = tt_from_host(B, DT_F32, 1, (int64_t[]){1}, &one);
+    ttensor *s_two = tt_from_host(B, DT_F32, 1, (int64_t[]){2}, two);
+    ttensor *out = tt_new(B, DT_BF16, 2, (int64_t[]){N, H});
+    ttensor *outm = tt_new(B, DT_BF16, 3, (int64_t[]){El, cap, H});
+    ttensor *cn = tt_from_host(B, DT_I32, 1, (int64_t[]){El}, f.counts);
+    int32_t zeros[64] = {0};
+    ttensor *cz = tt_from_host(B, DT_I32, 1, (int64_t[]){El}, zeros);
+    memset(hid->t.data, 0, hid->bytes);
+    memset(hq->t.data, 0, hq->bytes);
+    memset(hqm->t.data, 0, hqm->bytes);
+    for (int64_t k = 0; k < tt_numel(hs); ++k) ((float *)hs->t.data)[k] = 1.0f;
+    for (int64_t k = 0; k < tt_numel(hs_m); ++k) ((float *)hs_m->t.data)[k] = 1.0f;
+    char what[96];
+    moe_grouped_args a, base;
+    /* the valid call of the mode: bf16 hidden (+ s1, s2 in PER_TENSOR) */
+    valid_args(&base, hid, cn, &f.w, out);
+    if (mode == MOE_SCALING_PER_TENSOR) base.gemm1_input_scale = &s1->t;
+    if (mode == MOE_SCALING_PER_TENSOR) base.gemm2_input_scale = &s2->t;
+    CHECK_OK(moe_runner_run_grouped(f.r, &p, &base, cfg, ws, bytes, NULL));
+#define FP8_CASE(arg, also, setup)                                                             \
+  do {                                                                                         \
+    a = base;                                                                                  \
+    setup;                                                                                     \
+    snprintf(what, sizeof what, "mode %d: %s", mode, #setup);                                  \
+    fp8_expect(&f, &p, &a, cfg, ws, bytes, out, MOE_STATUS_INVALID_ARGUMENT, arg, also, what); \
+  } while (0)
+    if (mode == MOE_SCALING_BLOCK) {
+      char shape[48];
+      snprintf(shape, sizeof shape, "[%lld, %lld]", (long long)N, (long long)(H / 128));
+      FP8_CASE("args->hidden_states_scale", shape, a.hidden_states = &hq->t);
+      FP8_CASE("args->hidden_states_scale", NULL,
+               (a.hidden_states = &hq->t, a.hidden_states_scale = &hs_rows->t));
+      FP8_CASE("args->hidden_states_scale", NULL,
+               (a.hidden_states = &hq->t, a.hidden_states_scale = &hs_bf16->t));
+      FP8_CASE("args->hidden_states_scale", "quantized by the library",
+               a.hidden_states_scale = &hs->t);
+      FP8_CASE("args->gemm1_input_scale", "BLOCK", a.gemm1_input_scale = &s1->t);
+      FP8_CASE("args->gemm2_input_scale", "BLOCK", a.gemm2_input_scale = &s2->t);
+      /* versions 1 and 2 have no scales: e4m3 hidden cannot be read */
+      FP8_CASE("args->hidden_states_scale", "use version 3",
+               (a.version = 2, a.hidden_states = &hq->t, a.hidden_states_scale = &hs->t));
+      /* MASKED: scales [E_l * capacity, H/128], not [E_l, capacity, H/128] */
+      a = base;
+      a.layout = MOE_LAYOUT_MASKED;
+      a.capacity = cap;
+      a.hidden_states = &hqm->t;
+      a.expert_counts = &cz->t;
+      a.output = &outm->t;
+      a.hidden_states_scale = &hs_m3->t;
+      fp8_expect(&f, &pm, &a, cfg, ws, bytes, outm, MOE_STATUS_INVALID_ARGUMENT,
+                 "args->hidden_states_scale", "2 dimensions", "masked 3-D scales");
+      a.hidden_states_scale = &hs_m->t;
+      CHECK_OK(moe_runner_run_grouped(f.r, &pm, &a, cfg, ws, bytes, NULL));
+      /* the valid e4m3 call */
+      a = base;
+      a.hidden_states = &hq->t;
+      a.hidden_states_scale = &hs->t;
+      CHECK_OK(moe_runner_run_grouped(f.r, &p, &a, cfg, ws, bytes, NULL));
+    } else if (mode == MOE_SCALING_PER_TENSOR) {
+      FP8_CASE("args->gemm1_input_scale", "given NULL", a.gemm1_input_scale = NULL);
+      FP8_CASE("args->gemm2_input_scale", "given NULL", a.gemm2_input_scale = NULL);
+      FP8_CASE("args->gemm2_input_scale", "given NULL",
+               (a.hidden_states = &hq->t, a.gemm2_input_scale = NULL));
+      FP8_CASE("args->gemm1_input_scale", "[1]", a.gemm1_input_scale = &s_two->t);
+      FP8_CASE("args->gemm2_input_scale", "float32", a.gemm2_input_scale = &hs_bf16->t);
+      FP8_CASE("args->hidden_states_scale", "static", a.hidden_states_scale = &hs->t);
+      FP8_CASE("args->gemm1_input_scale", "use version 3", a.version = 1);
+      a = base;
+      a.hidden_states = &hq->t;
+      CHECK_OK(moe_runner_run_grouped(f.r, &p, &a, cfg, ws, bytes, NULL));
+    } else {
+      FP8_CASE("args->hidden_states_scale", "BF16 runner", a.hidden_states_scale = &hs->t);
+      FP8_CASE("args->gemm1_input_scale", "BF16 runner", a.gemm1_input_scale = &s1->t);
+      FP8_CASE("args->gemm2_input_scale", "BF16 runner", a.gemm2_input_scale = &s2->t);
+      FP8_CASE("args->hidden_states", "bfloat16", a.hidden_states = &hq->t);
+      /* older args versions keep working on a BF16 runner */
+      for (uint32_t v = 1; v <= 2; ++v) {
+        a = base;
+        a.version = v;
+        CHECK_OK(moe_runner_run_grouped(f.r, &p, &a, cfg, ws, bytes, NULL));
+      }
+    }
+#undef FP8_CASE
+    tt_free(hid), tt_free(hq), tt_free(hqm), tt_free(hs), tt_free(hs_rows), tt_free(hs_bf16),
+        tt_free(hs_m), tt_free(hs_m3), tt_free(s1), tt_free(s2), tt_free(s_two), tt_free(out),
+        tt_free(outm), tt_free(cn), tt_free(cz);
+    tmem_free(B, ws);
+    fx_free(&f);
+  }
 }
 
 /* The workspace of a smaller N fits in one sized for a larger N (sizing by N_max). */
@@ -1279,6 +1422,7 @@ int main(void) {
       test_edge_n_prec(mode, e4, 128);
     }
   test_misuse();
+  test_fp8_misuse();
   test_sizing_monotone();
   test_not_supported();
   test_cuda_host_checks();
