@@ -684,7 +684,8 @@ MOE_API moe_status_t moe_runner_autotune(moe_runner *runner, const moe_problem *
  * appended count_status, version 3 the FP8 scales (same meaning and checks as moe_run_args',
  * with T = N rows: BLOCK e4m3 hidden takes hidden_states_scale [N, H/128], for MASKED
  * [E_l * capacity, H/128], row e * capacity + i for hidden[e, i]); versions 1 and 2 are still
- * accepted (BF16 runners only). FP8 grouped runs: CPU backend only in this build.
+ * accepted (no scales: BF16 runners, or BLOCK with bf16 hidden). FP8 grouped runs: CPU backend
+ * only in this build (CUDA: NOT_SUPPORTED).
  */
 typedef struct moe_grouped_args {
   uint32_t version;                  /**< MOE_GROUPED_ARGS_VERSION */

@@ -6,15 +6,20 @@
  *    (local experts [o, o + E_l) of E), with gemm biases and SwiGLU parameters, for several
  *    configs; rows the counts do not cover stay untouched;
  *  - T = 0 and T = 1 (N = 0, all counts 0; one token);
+ *  - FP8 runners (PER_TENSOR, BLOCK) with bf16 or e4m3 hidden states (+ 1x128 scales), both
+ *    layouts, N = 0 and 1: the same bit-for-bit comparison with moe_runner_run's rows (same
+ *    runner, config and input);
  *  - misuse: bad counts (negative, past capacity, sum past N), shapes, dtypes, layout,
- *    capacity, version, reserved, workspace, stream -> the status, a message naming the
- *    argument, and nothing written; FP8 runners -> NOT_SUPPORTED;
+ *    capacity, version, reserved, workspace, stream; FP8 scales missing, misshapen, of the
+ *    wrong dtype or not taken (BF16 runner, mode), e4m3 hidden without scales, grouped args
+ *    versions 1-2 -> the status, a message naming the argument (expected and given values),
+ *    and nothing written; MXFP4 runners -> NOT_SUPPORTED;
  *  - moe_runner_options.sm_budget: bad values -> INVALID_ARGUMENT naming opts->sm_budget, the
  *    expected and the given value; version-2 options still accepted; a CPU runner with a
  *    budget gives the same rows;
  *  - a CUDA runner without a device (sm_version 90, where the build has CUDA): the host checks
  *    of the CUDA path (E_l past the plan builder's limit -> NOT_SUPPORTED, host counts ->
- *    INVALID_ARGUMENT), then NO_DEVICE.
+ *    INVALID_ARGUMENT), then NO_DEVICE; FP8 runners -> NOT_SUPPORTED before any tensor is read.
  * GPU (skipped with a printed reason when no device is present):
  *  - both layouts x every activation x every valid config (cluster sizes 1, 2, 4; tiles 8..256;
  *    weight tiles of 64, 128, 256 rows), skewed counts (a zero count, the largest count ==
