@@ -821,74 +821,23 @@ static void test_not_supported(void) {
   }
 }
 
-/* FP8 runners on a CUDA runner without a device (sm_version 90): NOT_SUPPORTED before any
- * tensor is read (the addresses are fake), with valid FP8 arguments of both modes. */
-static void test_cuda_fp8_not_supported(void) {
-  if (t_have_cuda()) return; /* the same check runs in the GPU build's CPU-side suite */
-  const int modes[2] = {MOE_SCALING_PER_TENSOR, MOE_SCALING_BLOCK};
-  for (int m = 0; m < 2; ++m) {
-    moe_runner_options o;
-    moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION);
-    o.backend = MOE_BACKEND_CUDA;
-    o.sm_version = 90;
-    o.activation_dtype = o.weight_dtype = MOE_DTYPE_FP8_E4M3;
-    o.scaling_mode = modes[m];
-    moe_runner *r = NULL;
-    if (moe_runner_create(&o, &r) != MOE_STATUS_SUCCESS) {
-      printf("test_grouped: no CUDA runner in this build; CUDA FP8 check skipped\n");
-      return;
-    }
-    const int64_t H = 128, I = 128, El = 8, N = 16;
-    moe_problem p;
-    t_problem(&p, 8, N, 1, 0, (int32_t)El, H, I);
-    int32_t cfg = 0;
-    size_t bytes = 0, b1 = 0, b2 = 0;
-    CHECK_OK(moe_runner_get_default_config(r, &p, &cfg));
-    CHECK_OK(moe_runner_get_grouped_workspace_size(r, &p, cfg, &bytes));
-    CHECK_OK(moe_weights_prepared_size(r, &p, MOE_WEIGHTS_GEMM1, &b1));
-    CHECK_OK(moe_weights_prepared_size(r, &p, MOE_WEIGHTS_GEMM2, &b2));
-    int64_t sh[2] = {N, H}, sc[1] = {El}, s1[1] = {(int64_t)b1}, s2[1] = {(int64_t)b2};
-    int64_t one[1] = {1}, hs[2] = {N, H / 128};
-    void *fake = (void *)(uintptr_t)0x100000; /* 256-byte aligned, never read */
-    const DLDevice dev = {kDLCUDA, 0};
-    DLTensor hid = {fake, dev, 2, DT_E4M3, sh, NULL, 0}, out = {fake, dev, 2, DT_BF16, sh, NULL, 0};
-    DLTensor cnt = {fake, dev, 1, DT_I32, sc, NULL, 0};
-    DLTensor w1 = {fake, dev, 1, DT_U8, s1, NULL, 0}, w2 = {fake, dev, 1, DT_U8, s2, NULL, 0};
-    DLTensor sc1 = {fake, dev, 1, DT_F32, one, NULL, 0}, sc2 = sc1;
-    DLTensor hsc = {fake, dev, 2, DT_F32, hs, NULL, 0};
-    moe_grouped_args a;
-    moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
-    a.hidden_states = &hid;
-    a.expert_counts = &cnt;
-    a.gemm1_weights = &w1;
-    a.gemm2_weights = &w2;
-    a.output = &out;
-    if (modes[m] == MOE_SCALING_BLOCK) {
-      a.hidden_states_scale = &hsc;
-    } else {
-      a.gemm1_input_scale = &sc1;
-      a.gemm2_input_scale = &sc2;
-    }
-    moe_status_t s = moe_runner_run_grouped(r, &p, &a, cfg, fake, bytes, NULL);
-    CHECK(s == MOE_STATUS_NOT_SUPPORTED,
-          "CUDA FP8 runner (mode %d): expected NOT_SUPPORTED, given %d (%s)", modes[m], s,
-          moe_get_last_error());
-    CHECK(strstr(moe_get_last_error(),
-                 "the CUDA grouped path runs BF16 runners only in this build") != NULL,
-          "CUDA FP8 runner (mode %d): message '%s'", modes[m], moe_get_last_error());
-    moe_runner_destroy(r);
-  }
-}
-
 /* A CUDA runner sized without a device (sm_version 90), where the build has CUDA: the host
  * checks of the CUDA path run before the device is needed. The tensors carry kDLCUDA metadata
  * and aligned addresses that are never dereferenced. */
-static void test_cuda_host_checks(void) {
+static void test_cuda_fp8(moe_runner *r, int mode, const moe_problem *p, int32_t cfg, size_t bytes,
+                          const DLTensor *w1, const DLTensor *w2, const DLTensor *cnt);
+
+/* The same runner and tensors for an FP8 runner of scaling @p mode (0: the BF16 runner). */
+static void test_cuda_host_checks(int mode) {
   if (t_have_cuda()) return; /* the GPU suite runs the CUDA path for real */
   moe_runner_options o;
   moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION);
   o.backend = MOE_BACKEND_CUDA;
   o.sm_version = 90;
+  if (mode) {
+    o.activation_dtype = o.weight_dtype = MOE_DTYPE_FP8_E4M3;
+    o.scaling_mode = mode;
+  }
   moe_runner *r = NULL;
   if (moe_runner_create(&o, &r) != MOE_STATUS_SUCCESS) {
     printf("test_grouped: no CUDA runner in this build; CUDA host checks skipped\n");
@@ -910,6 +859,11 @@ static void test_cuda_host_checks(void) {
   DLTensor cnt = {fake, dev, 1, DT_I32, sc, NULL, 0}, cnt_host = cnt;
   cnt_host.device = host;
   DLTensor w1 = {fake, dev, 1, DT_U8, s1, NULL, 0}, w2 = {fake, dev, 1, DT_U8, s2, NULL, 0};
+  if (mode) {
+    test_cuda_fp8(r, mode, &p, cfg, bytes, &w1, &w2, &cnt);
+    moe_runner_destroy(r);
+    return;
+  }
   moe_grouped_args a;
   moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
   a.hidden_states = &hid;
@@ -940,6 +894,39 @@ static void test_cuda_host_checks(void) {
           "E_l = 4096 on CUDA: message '%s'", moe_get_last_error());
   }
   moe_runner_destroy(r);
+}
+
+/* FP8 runners on CUDA: NOT_SUPPORTED before any tensor is read (the addresses are fake), with
+ * valid FP8 arguments of the mode (e4m3 hidden with its scales). */
+static void test_cuda_fp8(moe_runner *r, int mode, const moe_problem *p, int32_t cfg, size_t bytes,
+                          const DLTensor *w1, const DLTensor *w2, const DLTensor *cnt) {
+  const int64_t N = p->num_tokens, H = p->hidden_size;
+  int64_t sh[2] = {N, H}, one[1] = {1}, hs[2] = {N, H / 128};
+  const DLDevice dev = cnt->device;
+  DLTensor hid = {cnt->data, dev, 2, DT_E4M3, sh, NULL, 0};
+  DLTensor out = {cnt->data, dev, 2, DT_BF16, sh, NULL, 0};
+  DLTensor sc1 = {cnt->data, dev, 1, DT_F32, one, NULL, 0}, sc2 = sc1;
+  DLTensor hsc = {cnt->data, dev, 2, DT_F32, hs, NULL, 0};
+  moe_grouped_args a;
+  moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
+  a.hidden_states = &hid;
+  a.expert_counts = cnt;
+  a.gemm1_weights = w1;
+  a.gemm2_weights = w2;
+  a.output = &out;
+  if (mode == MOE_SCALING_BLOCK) {
+    a.hidden_states_scale = &hsc;
+  } else {
+    a.gemm1_input_scale = &sc1;
+    a.gemm2_input_scale = &sc2;
+  }
+  const moe_status_t s = moe_runner_run_grouped(r, p, &a, cfg, cnt->data, bytes, NULL);
+  CHECK(s == MOE_STATUS_NOT_SUPPORTED,
+        "CUDA FP8 runner (mode %d): expected NOT_SUPPORTED, given %d (%s)", mode, s,
+        moe_get_last_error());
+  CHECK(strstr(moe_get_last_error(),
+               "the CUDA grouped path runs BF16 runners only in this build") != NULL,
+        "CUDA FP8 runner (mode %d): message '%s'", mode, moe_get_last_error());
 }
 
 /* moe_runner_options.sm_budget: validated at creation; version 2 still accepted; no effect on
@@ -1430,8 +1417,9 @@ int main(void) {
   test_fp8_misuse();
   test_sizing_monotone();
   test_not_supported();
-  test_cuda_host_checks();
-  test_cuda_fp8_not_supported();
+  test_cuda_host_checks(0);
+  test_cuda_host_checks(MOE_SCALING_PER_TENSOR);
+  test_cuda_host_checks(MOE_SCALING_BLOCK);
   test_sm_budget_option();
 #ifdef MOE_TEST_WITH_CUDA
   if (!t_have_cuda())
