@@ -48,7 +48,7 @@ endif()
 
 # 3. FP8 presets are skipped with the reason; mistakes fail.
 bench(out rc --preset qwen3-30b-fp8 --tokens 1)
-if(NOT rc EQUAL 1 OR NOT out MATCHES "qwen3-30b-fp8: skipped: the grouped path runs BF16")
+if(NOT rc EQUAL 1 OR NOT out MATCHES "qwen3-30b-fp8: skipped: this bench runs BF16 runners only")
   message(FATAL_ERROR "an FP8 preset: expected a skip with the reason and rc 1 (${rc}):\n${out}")
 endif()
 bench(out rc --sm-budget 70000 --tokens 1)
