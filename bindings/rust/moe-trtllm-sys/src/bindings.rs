@@ -61,7 +61,7 @@ pub const MOE_LAYOUT_MASKED: i32 = 1;
 pub const MOE_GROUPED_COUNTS_NEGATIVE: i32 = 1;
 pub const MOE_GROUPED_COUNTS_OVER_CAPACITY: i32 = 2;
 pub const MOE_GROUPED_COUNTS_SUM_OVER_ROWS: i32 = 4;
-pub const MOE_GROUPED_ARGS_VERSION: i32 = 2;
+pub const MOE_GROUPED_ARGS_VERSION: i32 = 3;
 pub type __uint8_t = ::std::os::raw::c_uchar;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
@@ -2514,12 +2514,15 @@ pub struct moe_grouped_args {
     pub enable_pdl: i32,
     pub reserved: [i32; 7usize],
     pub count_status: *const DLTensor,
+    pub hidden_states_scale: *const DLTensor,
+    pub gemm1_input_scale: *const DLTensor,
+    pub gemm2_input_scale: *const DLTensor,
 }
 #[test]
 fn bindgen_test_layout_moe_grouped_args() {
     assert_eq!(
         ::std::mem::size_of::<moe_grouped_args>(),
-        136usize,
+        160usize,
         concat!("Size of: ", stringify!(moe_grouped_args))
     );
     assert_eq!(
@@ -2799,6 +2802,57 @@ fn bindgen_test_layout_moe_grouped_args() {
         );
     }
     test_field_count_status();
+    fn test_field_hidden_states_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).hidden_states_scale) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(hidden_states_scale)
+            )
+        );
+    }
+    test_field_hidden_states_scale();
+    fn test_field_gemm1_input_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm1_input_scale) as usize - ptr as usize
+            },
+            144usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm1_input_scale)
+            )
+        );
+    }
+    test_field_gemm1_input_scale();
+    fn test_field_gemm2_input_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<moe_grouped_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gemm2_input_scale) as usize - ptr as usize
+            },
+            152usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(moe_grouped_args),
+                "::",
+                stringify!(gemm2_input_scale)
+            )
+        );
+    }
+    test_field_gemm2_input_scale();
 }
 extern "C" {
     pub fn moe_grouped_args_init(args: *mut moe_grouped_args, version: u32) -> moe_status_t;
