@@ -988,6 +988,12 @@ type GroupedArgs struct {
 	Gemm1Alpha, Gemm1Beta, Gemm1ClampLimit *Tensor
 	Output                                 *Tensor // bf16, the shape of HiddenStates
 	DisablePDL                             bool
+	// FP8 scales (moe_grouped_args version 3), as RunArgs': HiddenStatesScale fp32 [N, H/128]
+	// (masked: [E_l*Capacity, H/128]) with e4m3 HiddenStates in BLOCK mode; Gemm1InputScale,
+	// Gemm2InputScale fp32 [1], the static activation scales of PER_TENSOR mode (required
+	// there). nil where the mode or input takes none. FP8 grouped runs: CPU backend only (CUDA:
+	// ErrNotSupported).
+	HiddenStatesScale, Gemm1InputScale, Gemm2InputScale *Tensor
 }
 
 // fill writes the arguments into g (C memory) with their DLTensors in the arena.
@@ -1005,6 +1011,9 @@ func (ga *GroupedArgs) fill(a *arena, g *C.moe_grouped_args) {
 	g.gemm1_beta = a.dl(ga.Gemm1Beta)
 	g.gemm1_clamp_limit = a.dl(ga.Gemm1ClampLimit)
 	g.output = a.dl(ga.Output)
+	g.hidden_states_scale = a.dl(ga.HiddenStatesScale)
+	g.gemm1_input_scale = a.dl(ga.Gemm1InputScale)
+	g.gemm2_input_scale = a.dl(ga.Gemm2InputScale)
 	if ga.DisablePDL {
 		g.enable_pdl = 0
 	}

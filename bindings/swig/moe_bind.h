@@ -442,16 +442,16 @@ static inline int64_t moe_b_grouped_workspace_size(const moe_runner *r, MOE_B_PR
 }
 
 /* moe_runner_run_grouped: layout MOE_LAYOUT_*, capacity (MASKED: rows per expert; CONTIGUOUS:
- * 0), hidden states / output in the layout's shape, expert_counts int32 [E_l]. */
-static inline void moe_b_run_grouped(moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config,
-                                     int32_t layout, int64_t capacity,
-                                     const DLTensor *hidden_states, const DLTensor *expert_counts,
-                                     const DLTensor *gemm1_weights, const DLTensor *gemm2_weights,
-                                     const DLTensor *gemm1_bias, const DLTensor *gemm2_bias,
-                                     const DLTensor *gemm1_alpha, const DLTensor *gemm1_beta,
-                                     const DLTensor *gemm1_clamp_limit, const DLTensor *output,
-                                     int32_t enable_pdl, const DLTensor *workspace,
-                                     moe_cuda_stream_t stream) {
+ * 0), hidden states / output in the layout's shape, expert_counts int32 [E_l]; FP8 runners: the
+ * scales as moe_b_run (hidden_states_scale [N, H/128] in BLOCK with e4m3 hidden). */
+static inline void moe_b_run_grouped(
+    moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t config, int32_t layout, int64_t capacity,
+    const DLTensor *hidden_states, const DLTensor *expert_counts, const DLTensor *gemm1_weights,
+    const DLTensor *gemm2_weights, const DLTensor *gemm1_bias, const DLTensor *gemm2_bias,
+    const DLTensor *gemm1_alpha, const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit,
+    const DLTensor *output, const DLTensor *hidden_states_scale, const DLTensor *gemm1_input_scale,
+    const DLTensor *gemm2_input_scale, int32_t enable_pdl, const DLTensor *workspace,
+    moe_cuda_stream_t stream) {
   moe_problem p = MOE_B_PROBLEM;
   moe_grouped_args a;
   if (!workspace) {
@@ -471,6 +471,9 @@ static inline void moe_b_run_grouped(moe_runner *r, MOE_B_PROBLEM_ARGS, int32_t 
   a.gemm1_beta = gemm1_beta;
   a.gemm1_clamp_limit = gemm1_clamp_limit;
   a.output = output;
+  a.hidden_states_scale = hidden_states_scale;
+  a.gemm1_input_scale = gemm1_input_scale;
+  a.gemm2_input_scale = gemm2_input_scale;
   a.enable_pdl = enable_pdl;
   moe_b_check(moe_runner_run_grouped(r, &p, &a, config, moe_b_tensor_ptr(workspace),
                                      (size_t)moe_b_tensor_bytes(workspace), stream));

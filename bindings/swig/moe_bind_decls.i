@@ -118,8 +118,9 @@ void moe_b_run_grouped(moe_runner *r, int32_t num_experts, int64_t num_tokens, i
                        const DLTensor *gemm2_weights, const DLTensor *gemm1_bias,
                        const DLTensor *gemm2_bias, const DLTensor *gemm1_alpha,
                        const DLTensor *gemm1_beta, const DLTensor *gemm1_clamp_limit,
-                       const DLTensor *output, int32_t enable_pdl, const DLTensor *workspace,
-                       moe_cuda_stream_t stream);
+                       const DLTensor *output, const DLTensor *hidden_states_scale,
+                       const DLTensor *gemm1_input_scale, const DLTensor *gemm2_input_scale,
+                       int32_t enable_pdl, const DLTensor *workspace, moe_cuda_stream_t stream);
 int64_t moe_b_plan_field(const moe_plan *plan, int32_t field);
 int64_t moe_b_plan_read_count(const moe_runner *r, const moe_plan *plan,
                               const DLTensor *workspace, int32_t table,

@@ -268,13 +268,22 @@ static int parse_case(char **fields, int n, ccase *c, int lineno) {
       }
     }
   if (c->layout >= 0) {
-    /* a grouped case: no routing, no FP8, no plan digest; counts for every local expert */
-    if (c->ncounts != c->local ||
+    /* a grouped case: no routing, no MXFP4, no plan digest; counts for every local expert;
+       fp8= (hidden=, weights=, s1, s2) as a routed case */
+    if (c->ncounts != c->local || c->mx ||
         (seen & (key_bit("method") | key_bit("input") | key_bit("logits_dtype") | key_bit("K") |
-                 key_bit("fp8") | key_bit("plan")))) {
+                 key_bit("plan")))) {
       fprintf(stderr,
               "line %d: a grouped case (layout=) takes counts= with one value per local expert, "
-              "no method/input/logits_dtype/K/fp8/plan\n",
+              "no method/input/logits_dtype/K/mxfp4/plan\n",
+              lineno);
+      return 1;
+    }
+    const int has_s = (c->s1 > 0.0f) + (c->s2 > 0.0f);
+    if ((c->fp8 == MOE_SCALING_NONE && (c->hidden_e4m3 || c->weights_e4m3)) ||
+        (c->fp8 == MOE_SCALING_PER_TENSOR) != (has_s == 2) || has_s == 1) {
+      fprintf(stderr,
+              "line %d: hidden=e4m3 / weights=e4m3 need fp8=; s1 and s2 go with fp8=tensor only\n",
               lineno);
       return 1;
     }
@@ -726,6 +735,25 @@ static void grouped_cross_check(int backend, moe_runner *r, const ccase *c, cons
   t_expert_data x = d->x;
   x.hidden = hid;
   t_moe_in in = t_expert_data_in(&x);
+  /* FP8: the same rows of the e4m3 hidden states and their BLOCK scales; the routed FP8 run
+     (fp8_run) on the case with T valid rows and no finalize */
+  ccase cc = *c;
+  cc.T = T;
+  cc.finalize = 0;
+  cdata dd = *d;
+  dd.x = x;
+  dd.hq = NULL;
+  dd.hs = NULL;
+  const int64_t HB = H / 128;
+  if (d->hq) {
+    dd.hq = t_xmalloc((size_t)((T + 1) * H));
+    for (int64_t j = 0; j < T; ++j) memcpy(dd.hq + j * H, d->hq + pos[j] * H, (size_t)H);
+  }
+  if (d->hs) {
+    dd.hs = t_xmalloc(sizeof(float) * (size_t)((T + 1) * HB));
+    for (int64_t j = 0; j < T; ++j)
+      memcpy(dd.hs + j * HB, d->hs + pos[j] * HB, sizeof(float) * (size_t)HB);
+  }
   int32_t cfg = -1;
   t_ws ws = {backend, NULL, 0};
   moe_plan plan;
@@ -743,7 +771,8 @@ static void grouped_cross_check(int backend, moe_runner *r, const ccase *c, cons
   if (!s) s = t_prepare(r, backend, &p, &rt, cfg, &ws, &plan);
   if (!s) {
     perm = t_xmalloc(sizeof(uint16_t) * (size_t)((plan.max_padded_rows + 1) * H));
-    s = t_run(r, backend, &p, c->act, &in, w, cfg, &plan, &ws, 0, perm);
+    s = case_kind(c) ? fp8_run(r, backend, &p, &cc, &dd, w, cfg, &plan, &ws, perm)
+                     : t_run(r, backend, &p, c->act, &in, w, cfg, &plan, &ws, 0, perm);
   }
   if (s) {
     snprintf(res->check, sizeof res->check, "cross-check run: %s", moe_get_last_error());
@@ -762,6 +791,8 @@ static void grouped_cross_check(int backend, moe_runner *r, const ccase *c, cons
   t_free_plan(&hp);
   t_ws_free(&ws);
   free(perm);
+  free(dd.hq);
+  free(dd.hs);
   free(pos);
   free(hid);
   free(wts);
@@ -782,21 +813,34 @@ static void run_grouped_on(int backend, moe_runner *r, const ccase *c, const cda
   size_t bytes = 0;
   t_ws ws = {backend, NULL, 0};
   t_weights w = {NULL, NULL};
-  ttensor *t[8] = {0}; /* hidden, counts, b1, b2, alpha, beta, clamp, output */
+  ttensor *t[11] = {0}; /* hidden, counts, b1, b2, alpha, beta, clamp, output, FP8 scales */
   t_moe_in in = t_expert_data_in(&d->x);
   moe_status_t s = select_config(r, &p, c, &cfg);
   if (!s && moe_runner_get_grouped_workspace_size(r, &p, cfg, &bytes) == MOE_STATUS_SUCCESS)
     ws.ptr = tmem_alloc(backend, ws.bytes = bytes);
   else if (!s) /* let the run report the problem */
     ws.ptr = tmem_alloc(backend, ws.bytes = 1 << 16);
-  if (!s) s = t_weights_prepare(r, backend, &p, c->act, &in, &w);
+  if (!s)
+    s = case_kind(c) ? fp8_weights_prepare(r, backend, &p, c, d, &w)
+                     : t_weights_prepare(r, backend, &p, c->act, &in, &w);
   if (!s) {
     const int64_t dm[3] = {El, c->capacity, H}, dc[2] = {T, H};
     moe_grouped_args a;
     moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
     a.layout = c->layout;
     a.capacity = c->capacity;
-    t[0] = tt_from_host(backend, DT_BF16, masked ? 3 : 2, masked ? dm : dc, d->x.hidden);
+    t[0] = d->hq ? tt_from_host(backend, DT_E4M3, masked ? 3 : 2, masked ? dm : dc, d->hq)
+                 : tt_from_host(backend, DT_BF16, masked ? 3 : 2, masked ? dm : dc, d->x.hidden);
+    if (d->hs) { /* BLOCK, e4m3 hidden: [N, H/128], row e * capacity + i for MASKED */
+      t[8] = tt_from_host(backend, DT_F32, 2, (int64_t[]){T, H / 128}, d->hs);
+      a.hidden_states_scale = &t[8]->t;
+    }
+    if (c->s1 > 0.0f) {
+      t[9] = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &c->s1);
+      t[10] = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &c->s2);
+      a.gemm1_input_scale = &t[9]->t;
+      a.gemm2_input_scale = &t[10]->t;
+    }
     t[1] = tt_from_host(backend, DT_I32, 1, (int64_t[]){El}, c->counts);
     t[7] = tt_new(backend, DT_BF16, masked ? 3 : 2, masked ? dm : dc);
     tmem_poison(backend, t[7]->t.data, t[7]->bytes);
@@ -841,7 +885,7 @@ static void run_grouped_on(int backend, moe_runner *r, const ccase *c, const cda
         memmove(res->out + n * H, res->out + grouped_row(c, e, i) * H, sizeof(uint16_t) * H);
     res->out_n = n * H;
   }
-  for (int i = 0; i < 8; ++i) tt_free(t[i]);
+  for (int i = 0; i < 11; ++i) tt_free(t[i]);
   t_weights_free(&w);
   t_ws_free(&ws);
 }

@@ -571,7 +571,8 @@ class Runner:
     def run_grouped(self, problem, config, workspace=None, *, layout, hidden_states,
                     expert_counts, gemm1_weights, gemm2_weights, output=None, capacity=None,
                     gemm1_bias=None, gemm2_bias=None, gemm1_alpha=None, gemm1_beta=None,
-                    gemm1_clamp_limit=None, enable_pdl=True, stream=None):
+                    gemm1_clamp_limit=None, hidden_states_scale=None, gemm1_input_scale=None,
+                    gemm2_input_scale=None, enable_pdl=True, stream=None):
         """GEMM1 (+activation) and GEMM2 on tokens a dispatcher already grouped by local expert
         (moe_runner_run_grouped; docs/ep.md); returns `output`.
 
@@ -583,7 +584,10 @@ class Runner:
         CONTIGUOUS takes 0 (the default). output: bfloat16 in the shape of hidden_states;
         allocated (zeroed, numpy or torch like hidden_states) when None. Rows past the counts
         are not written. The output rows are unweighted (no routing, no finalize). workspace:
-        grouped_workspace_size() bytes, allocated when None."""
+        grouped_workspace_size() bytes, allocated when None. FP8 runners (CPU backend; CUDA
+        answers NotSupportedError): hidden_states bf16 or e4m3; hidden_states_scale fp32
+        [N, H/128] (BLOCK with e4m3 hidden states; MASKED: [E_l * capacity, H/128]);
+        gemm1_input_scale and gemm2_input_scale fp32 [1] (PER_TENSOR, required), as run()."""
         if isinstance(expert_counts, (list, tuple)):
             expert_counts = _np.asarray(expert_counts, dtype=_np.int32)
         shape = tuple(_unwrap(hidden_states).shape)
@@ -604,7 +608,8 @@ class Runner:
             _core.moe_b_run_grouped(r, *problem._args(), int(config), int(layout),
                                     int(capacity), hidden_states, expert_counts, gemm1_weights,
                                     gemm2_weights, gemm1_bias, gemm2_bias, gemm1_alpha,
-                                    gemm1_beta, gemm1_clamp_limit, output,
+                                    gemm1_beta, gemm1_clamp_limit, output, hidden_states_scale,
+                                    gemm1_input_scale, gemm2_input_scale,
                                     int(bool(enable_pdl)), workspace, _stream(stream))
         return output
 

@@ -967,7 +967,7 @@ pub struct GroupedArgs<'t> {
     pub layout: Layout,
     /// Masked: rows per expert (N = E_l * capacity); contiguous: 0.
     pub capacity: i64,
-    /// bf16 hidden states in the layout's shape.
+    /// bf16 hidden states in the layout's shape (FP8 runners: bf16 or e4m3).
     pub hidden_states: Option<&'t Tensor<'t>>,
     /// `[E_l]` int32 rows per local expert, on the runner's device.
     pub expert_counts: Option<&'t Tensor<'t>>,
@@ -987,6 +987,13 @@ pub struct GroupedArgs<'t> {
     pub gemm1_clamp_limit: Option<&'t Tensor<'t>>,
     /// bf16 output in the shape of the hidden states.
     pub output: Option<&'t TensorMut<'t>>,
+    /// FP8 BLOCK with e4m3 hidden states: `[N, H/128]` fp32 scales (masked:
+    /// `[E_l * capacity, H/128]`). FP8 grouped runs: CPU backend (CUDA: NotSupported).
+    pub hidden_states_scale: Option<&'t Tensor<'t>>,
+    /// FP8 PER_TENSOR: `[1]` fp32 static scale of GEMM1's input (required there).
+    pub gemm1_input_scale: Option<&'t Tensor<'t>>,
+    /// FP8 PER_TENSOR: `[1]` fp32 static scale of GEMM2's input (required there).
+    pub gemm2_input_scale: Option<&'t Tensor<'t>>,
     /// Programmatic dependent launch (default on).
     pub disable_pdl: bool,
 }
@@ -1006,6 +1013,9 @@ impl Default for GroupedArgs<'_> {
             gemm1_beta: None,
             gemm1_clamp_limit: None,
             output: None,
+            hidden_states_scale: None,
+            gemm1_input_scale: None,
+            gemm2_input_scale: None,
             disable_pdl: false,
         }
     }
@@ -1024,6 +1034,9 @@ impl<'t> GroupedArgs<'t> {
             opt(self.gemm1_beta),
             opt(self.gemm1_clamp_limit),
             self.output.map(TensorMut::dl),
+            opt(self.hidden_states_scale),
+            opt(self.gemm1_input_scale),
+            opt(self.gemm2_input_scale),
         ];
         let mut a: sys::moe_grouped_args = unsafe { std::mem::zeroed() };
         check(unsafe { sys::moe_grouped_args_init(&mut a, sys::MOE_GROUPED_ARGS_VERSION as u32) })?;
@@ -1039,6 +1052,9 @@ impl<'t> GroupedArgs<'t> {
         a.gemm1_beta = optp(&ts[7]);
         a.gemm1_clamp_limit = optp(&ts[8]);
         a.output = optp(&ts[9]);
+        a.hidden_states_scale = optp(&ts[10]);
+        a.gemm1_input_scale = optp(&ts[11]);
+        a.gemm2_input_scale = optp(&ts[12]);
         a.enable_pdl = (!self.disable_pdl) as i32;
         f(&a)
     }

@@ -20,6 +20,9 @@ public final class GroupedArgs {
   Tensor gemm1Beta;
   Tensor gemm1ClampLimit;
   Tensor output;
+  Tensor hiddenStatesScale;
+  Tensor gemm1InputScale;
+  Tensor gemm2InputScale;
   boolean enablePdl = true;
 
   /** Moe.LAYOUT_CONTIGUOUS (default, capacity 0) or Moe.LAYOUT_MASKED with its capacity. */
@@ -30,7 +33,7 @@ public final class GroupedArgs {
   }
 
   /**
-   * bf16 hidden states in the layout's shape, int32 [E_l] expert counts (on the runner's
+   * bf16 (FP8 runners: bf16 or e4m3) hidden states in the layout's shape, int32 [E_l] expert counts (on the runner's
    * device) and the prepared weights (uint8).
    */
   public GroupedArgs inputs(Tensor hidden, Tensor expertCounts, Tensor gemm1Weights,
@@ -54,6 +57,21 @@ public final class GroupedArgs {
     gemm1Alpha = alpha;
     gemm1Beta = beta;
     gemm1ClampLimit = clampLimit;
+    return this;
+  }
+
+  /**
+   * FP8 scales (moe_grouped_args version 3; docs/formats.md "FP8"), as RunArgs.fp8Scales:
+   * hiddenStatesScale fp32 [N, H/128] (MASKED: [E_l * capacity, H/128]) with e4m3 hidden states
+   * in BLOCK mode; gemm1InputScale and gemm2InputScale fp32 [1], the static activation scales of
+   * PER_TENSOR mode (required there). Null where the mode or input takes none. FP8 grouped runs:
+   * CPU backend only (CUDA: NOT_SUPPORTED).
+   */
+  public GroupedArgs fp8Scales(Tensor hiddenStatesScale, Tensor gemm1InputScale,
+      Tensor gemm2InputScale) {
+    this.hiddenStatesScale = hiddenStatesScale;
+    this.gemm1InputScale = gemm1InputScale;
+    this.gemm2InputScale = gemm2InputScale;
     return this;
   }
 

@@ -362,8 +362,9 @@ public final class Runner implements AutoCloseable {
           p.localExpertOffset(), p.localNumExperts(), p.hiddenSize(), p.intermediateSize(),
           config, a.layout, a.capacity, d(a.hiddenStates), d(a.expertCounts),
           d(a.gemm1Weights), d(a.gemm2Weights), d(a.gemm1Bias), d(a.gemm2Bias),
-          d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(out), a.enablePdl ? 1 : 0,
-          d(workspace), stream);
+          d(a.gemm1Alpha), d(a.gemm1Beta), d(a.gemm1ClampLimit), d(out),
+          d(a.hiddenStatesScale), d(a.gemm1InputScale), d(a.gemm2InputScale),
+          a.enablePdl ? 1 : 0, d(workspace), stream);
     } finally {
       release();
     }
