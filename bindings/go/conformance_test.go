@@ -30,7 +30,7 @@ var mxOnlyKeys = []string{"w1_order", "gemm_bias_dtype", "mx_scales"}
 var (
 	requiredKeys = []string{"name", "T", "E", "H", "I", "offset", "local", "act", "tile",
 		"cluster", "seed"}
-	routedOnlyKeys = []string{"method", "input", "logits_dtype", "K", "fp8", "plan", "mxfp4"}
+	routedOnlyKeys = []string{"method", "input", "logits_dtype", "K", "plan", "mxfp4"}
 )
 
 // groupedSentinel is the bf16 pre-filled into a grouped case's output: rows past the counts
@@ -765,10 +765,33 @@ func runGroupedOn(c confCase, pl *placer) (outcome, error) {
 			IntermediateSize: I, LocalExpertOffset: offset, LocalNumExperts: int(el)}
 	}
 	p := problem(T)
+	// FP8 (docs/conformance.md "Grouped FP8 cases"): bf16 or e4m3 [T, H] hidden states, BLOCK
+	// e4m3 with [T, H/128] scales (masked: row e*capacity+i), s1 / s2 in PER_TENSOR
+	fp8 := c.s("fp8", "none")
+	block := fp8 == "block"
+	hidE4M3, wE4M3 := c.s("hidden", "bf16") == "e4m3", c.s("weights", "bf16") == "e4m3"
 	o := DefaultOptions()
 	o.Backend, o.Activation = BackendCPU, act
 	if pl.gpu {
 		o.Backend = BackendCUDA
+	}
+	switch fp8 {
+	case "tensor":
+		o.Dtype, o.ScalingMode = DtypeFP8E4M3, ScalingPerTensor
+	case "block":
+		o.Dtype, o.ScalingMode = DtypeFP8E4M3, ScalingBlock
+	}
+	var s1, s2 *Tensor
+	if _, ok := c.f["s1"]; ok {
+		v1, err := c.exactF32("s1")
+		if err != nil {
+			return outcome{}, err
+		}
+		v2, err := c.exactF32("s2")
+		if err != nil {
+			return outcome{}, err
+		}
+		s1, s2 = pl.place(scalarF32(v1)), pl.place(scalarF32(v2))
 	}
 	r, err := NewRunner(o)
 	if err != nil {
@@ -786,12 +809,26 @@ func runGroupedOn(c confCase, pl *placer) (outcome, error) {
 		if err != nil {
 			return outcome{}, err
 		}
-		canon := genBF16(seed, 4, 8, el, f*I, H)
-		if which == WeightsGemm2 {
-			canon = genBF16(seed, 5, 8, el, H, I)
-		}
 		w[j] = pl.zeros(U8, int64(n))
-		if err := r.PrepareWeights(p, which, pl.place(canon), w[j], 0); err != nil {
+		if wE4M3 { // e4m3 weights [E_l, R, C] with their scales ([E_l] or [E_l, R/128, C/128])
+			R, C := f*I, H
+			if which == WeightsGemm2 {
+				R, C = H, I
+			}
+			scales := genFP8Scale(seed, uint64(12+j), 6, el)
+			if block {
+				scales = genFP8Scale(seed, uint64(12+j), 6, el, R/128, C/128)
+			}
+			err = r.PrepareWeightsScaled(p, which, pl.place(genE4M3(seed, uint64(4+j), el, R, C)),
+				pl.place(scales), w[j], 0)
+		} else {
+			canon := genBF16(seed, 4, 8, el, f*I, H)
+			if which == WeightsGemm2 {
+				canon = genBF16(seed, 5, 8, el, H, I)
+			}
+			err = r.PrepareWeights(p, which, pl.place(canon), w[j], 0)
+		}
+		if err != nil {
 			return outcome{}, err
 		}
 	}
@@ -800,8 +837,17 @@ func runGroupedOn(c confCase, pl *placer) (outcome, error) {
 	if c.layout() == LayoutMasked {
 		shape = []int64{el, capacity, H}
 	}
+	hdt, eb := BF16, int64(2) // the hidden states' dtype and bytes an element
 	hidden := genBF16(seed, 3, 6, T, H)
-	hid := hidden.Buffer().Uint16s()
+	if hidE4M3 {
+		hdt, eb, hidden = FP8E4M3, 1, genE4M3(seed, 3, T, H)
+	}
+	hid := hidden.Buffer().Bytes()
+	hb := H / 128
+	var hscale *Tensor
+	if hidE4M3 && block {
+		hscale = genFP8Scale(seed, 11, 4, T, hb)
+	}
 	counts := c.counts()
 	cnt := NewHostTensor(I32, el)
 	copy(cnt.Buffer().Int32s(), counts)
@@ -810,11 +856,11 @@ func runGroupedOn(c confCase, pl *placer) (outcome, error) {
 		sentinel.Buffer().Uint16s()[i] = groupedSentinel
 	}
 	out := pl.place(sentinel)
-	hidShaped, _ := HostTensor(hidden.Buffer(), BF16, shape...)
+	hidShaped, _ := HostTensor(hidden.Buffer(), hdt, shape...)
 	ga := &GroupedArgs{Layout: c.layout(), Capacity: capacity, HiddenStates: pl.place(hidShaped),
 		ExpertCounts: pl.place(cnt), Gemm1Weights: w[0], Gemm2Weights: w[1], Gemm1Bias: x.b1,
 		Gemm2Bias: x.b2, Gemm1Alpha: x.alpha, Gemm1Beta: x.beta, Gemm1ClampLimit: x.clamp,
-		Output: out}
+		Output: out, HiddenStatesScale: pl.place(hscale), Gemm1InputScale: s1, Gemm2InputScale: s2}
 	wsBytes, err := r.GroupedWorkspaceSize(p, cfg)
 	if err != nil {
 		return outcome{}, err
@@ -853,13 +899,21 @@ func runGroupedOn(c confCase, pl *placer) (outcome, error) {
 	// the cross-check: the same rows through routing (ids = their experts) + run
 	n := int64(len(rows))
 	pr := problem(n)
-	ids, ones, rowsIn := NewHostTensor(I32, n, 1), NewHostTensor(BF16, n, 1), NewHostTensor(BF16, n, H)
+	ids, ones, rowsIn := NewHostTensor(I32, n, 1), NewHostTensor(BF16, n, 1), NewHostTensor(hdt, n, H)
+	var rowsScale *Tensor
+	if hscale != nil {
+		rowsScale = NewHostTensor(F32, n, hb)
+	}
 	t := int64(0)
 	for e, k := range counts {
 		for i := int32(0); i < k; i, t = i+1, t+1 {
 			ids.Buffer().Int32s()[t] = int32(offset + e)
 			ones.Buffer().Uint16s()[t] = 0x3F80
-			copy(rowsIn.Buffer().Uint16s()[t*H:(t+1)*H], hid[rows[t]*H:(rows[t]+1)*H])
+			copy(rowsIn.Buffer().Bytes()[t*H*eb:(t+1)*H*eb], hid[rows[t]*H*eb:(rows[t]+1)*H*eb])
+			if rowsScale != nil {
+				copy(rowsScale.Buffer().Float32s()[t*hb:(t+1)*hb],
+					hscale.Buffer().Float32s()[rows[t]*hb:(rows[t]+1)*hb])
+			}
 		}
 	}
 	cfg2, err := chooseConfig(r, pr, tile, cluster)
@@ -884,7 +938,8 @@ func runGroupedOn(c confCase, pl *placer) (outcome, error) {
 	perm := pl.zeros(BF16, plan.MaxPaddedRows(), H)
 	run := &RunArgs{HiddenStates: pl.place(rowsIn), Gemm1Weights: w[0], Gemm2Weights: w[1],
 		Gemm1Bias: x.b1, Gemm2Bias: x.b2, Gemm1Alpha: x.alpha, Gemm1Beta: x.beta,
-		Gemm1ClampLimit: x.clamp, PermutedOutput: perm, NoFinalize: true}
+		Gemm1ClampLimit: x.clamp, PermutedOutput: perm, NoFinalize: true,
+		HiddenStatesScale: pl.place(rowsScale), Gemm1InputScale: s1, Gemm2InputScale: s2}
 	if err := r.Run(pr, cfg2, plan, run); err != nil {
 		return outcome{}, err
 	}

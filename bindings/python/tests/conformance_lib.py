@@ -107,8 +107,8 @@ def _check_grouped(c, where):
         raise ValueError(f"{where}: counts= takes comma-separated integers") from None
     if len(c["counts"]) != c["local"] or min(c["counts"]) < 0:
         raise ValueError(f"{where}: counts= needs one value >= 0 per local expert")
-    if {"method", "input", "logits_dtype", "K", "fp8", "plan"} & c.keys():
-        raise ValueError(f"{where}: a grouped case takes no routing, fp8 or plan keys")
+    if {"method", "input", "logits_dtype", "K", "mxfp4", "plan"} & c.keys():
+        raise ValueError(f"{where}: a grouped case takes no routing, mxfp4 or plan keys")
     if c["layout"] == moe.LAYOUT_MASKED:
         if "capacity" not in c or c["T"] != c["local"] * c["capacity"]:
             raise ValueError(f"{where}: layout=masked needs capacity= with T = local*capacity")
@@ -544,19 +544,34 @@ def run_grouped_case(c, backend=moe.BACKEND_CPU):
     p = problem_of(c)
     T, H, el = c["T"], c["H"], c["local"]
     shape = (el, c["capacity"], H) if c["layout"] == moe.LAYOUT_MASKED else (T, H)
-    with moe.Runner(backend=backend, activation=c["act"]) as r:
+    fp8 = {"none": None, "tensor": moe.SCALING_PER_TENSOR,
+           "block": moe.SCALING_BLOCK}[c["fp8"]]
+    kind = {} if fp8 is None else dict(dtype=moe.DTYPE_FP8_E4M3, scaling_mode=fp8)
+    # FP8 (docs/conformance.md "Grouped FP8 cases"): bf16 or e4m3 [T, H] hidden states (BLOCK
+    # e4m3: [T, H/128] scales, row e * capacity + i for MASKED), s1 / s2 in PER_TENSOR
+    hidden, as_hidden = ((x.hidden_q, lambda a: a) if x.hidden_q is not None
+                         else (x.hidden, moe.bf16))
+    with moe.Runner(backend=backend, activation=c["act"], **kind) as r:
         cfg = choose_config(r, p, c)
         w1 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM1),), "u8")
         w2 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM2),), "u8")
-        r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
-        r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
+        if x.w1q is not None:  # e4m3 weights with their scales
+            r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM1, dev.put(x.w1q), dev.put(x.w1s), w1,
+                                     stream=stream)
+            r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM2, dev.put(x.w2q), dev.put(x.w2s), w2,
+                                     stream=stream)
+        else:
+            r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
+            r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
         experts = dict(gemm1_weights=w1, gemm2_weights=w2, gemm1_bias=dev.put(x.b1),
                        gemm2_bias=dev.put(x.b2), gemm1_alpha=dev.put(x.alpha),
-                       gemm1_beta=dev.put(x.beta), gemm1_clamp_limit=dev.put(x.clamp))
+                       gemm1_beta=dev.put(x.beta), gemm1_clamp_limit=dev.put(x.clamp),
+                       gemm1_input_scale=dev.put(x.s1), gemm2_input_scale=dev.put(x.s2))
         out = dev.sentinel(shape)
         ws = dev.zeros((r.grouped_workspace_size(p, cfg),), "u8")
         r.run_grouped(p, cfg, ws, layout=c["layout"], capacity=c["capacity"],
-                      hidden_states=dev.put(moe.bf16(x.hidden.reshape(shape))),
+                      hidden_states=dev.put(as_hidden(hidden.reshape(shape))),
+                      hidden_states_scale=dev.put(x.hidden_scale),
                       expert_counts=dev.put(np.array(c["counts"], dtype=np.int32)),
                       output=out, stream=stream, **experts)
         got = dev.host_bf16_bits(out).reshape(T, H)
@@ -578,7 +593,9 @@ def run_grouped_case(c, backend=moe.BACKEND_CPU):
         plan = r.prepare_routing(pr, cfg2, ws2, method=moe.ROUTING_TOPK, topk_ids=dev.put(ids),
                                  topk_weights=dev.put(moe.bf16(ones)), stream=stream)
         perm = dev.zeros((plan.max_padded_rows, H), "bf16")
-        r.run(pr, cfg2, plan, ws2, hidden_states=dev.put(moe.bf16(x.hidden[rows])),
+        r.run(pr, cfg2, plan, ws2, hidden_states=dev.put(as_hidden(hidden[rows])),
+              hidden_states_scale=(None if x.hidden_scale is None
+                                   else dev.put(x.hidden_scale[rows])),
               permuted_output=dev.wrap_out(perm), do_finalize=False, stream=stream, **experts)
         e2p = plan.read(moe.PLAN_EXPANDED_TO_PERMUTED)
         perm = dev.host_bf16_bits(perm)

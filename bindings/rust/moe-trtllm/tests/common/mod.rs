@@ -54,15 +54,7 @@ const MX_ONLY: &[&str] = &["w1_order", "gemm_bias_dtype", "mx_scales"];
 const REQUIRED: &[&str] = &[
     "name", "T", "E", "H", "I", "offset", "local", "act", "tile", "cluster", "seed",
 ];
-const ROUTED_ONLY: &[&str] = &[
-    "method",
-    "input",
-    "logits_dtype",
-    "K",
-    "fp8",
-    "plan",
-    "mxfp4",
-];
+const ROUTED_ONLY: &[&str] = &["method", "input", "logits_dtype", "K", "plan", "mxfp4"];
 /// bf16 bits pre-filled into a grouped case's output: rows past the counts keep them.
 pub const GROUPED_SENTINEL: u16 = 0xFFFF;
 
@@ -943,23 +935,76 @@ pub fn run_grouped_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         Backend::Cpu
     };
     let stream: Stream = ptr::null_mut();
+    // FP8 (docs/conformance.md "Grouped FP8 cases"): bf16 or e4m3 [T, H] hidden states, BLOCK
+    // e4m3 with [T, H/128] scales (masked: row e * capacity + i), s1 / s2 in PER_TENSOR
+    let block = c.fp8() == "block";
+    let (scaling, dtype) = match c.fp8().as_str() {
+        "tensor" => (Scaling::PerTensor, RunnerDtype::Fp8E4m3),
+        "block" => (Scaling::Block, RunnerDtype::Fp8E4m3),
+        _ => (Scaling::None, RunnerDtype::Bf16),
+    };
+    let hid_e4m3 = c.s("hidden", "bf16") == "e4m3";
+    let w_e4m3 = c.s("weights", "bf16") == "e4m3";
     let r = Runner::new(&Options {
         backend,
         activation: act,
+        dtype,
+        scaling,
         ..Options::default()
     })?;
     let (tile, cluster) = (c.n("tile", 0) as i32, c.n("cluster", 0) as i32);
     let cfg = choose_config(&r, &p, tile, cluster)?;
-    let (w1, w2) = prepare_bf16_weights(&r, &p, &pl, seed, f)?;
+    // e4m3 weights [E_l, R, C] with their scales ([E_l] or [E_l, R/128, C/128])
+    let prep_e4m3 = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
+        let n = r.weights_prepared_size(&p, which)?;
+        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
+        let q = gen_e4m3(seed, stream_q, (el * rr * cc) as usize);
+        let src = pl.tensor(pl.put(&q), DType::FP8E4M3, &[el, rr, cc]);
+        let sshape: Vec<i64> = if block {
+            vec![el, rr / 128, cc / 128]
+        } else {
+            vec![el]
+        };
+        let sc = gen_fp8_scale(seed, stream_s, 6, sshape.iter().product::<i64>() as usize);
+        let st = pl.tensor(pl.put(&sc), DType::F32, &sshape);
+        unsafe { r.prepare_weights_scaled_on(&p, which, &src, Some(&st), &dst, stream)? };
+        Ok::<_, Error>(dst.into_input())
+    };
+    let (w1, w2) = if w_e4m3 {
+        (
+            prep_e4m3(Weights::Gemm1, 4, 12, f * i, h)?,
+            prep_e4m3(Weights::Gemm2, 5, 13, h, i)?,
+        )
+    } else {
+        prepare_bf16_weights(&r, &p, &pl, seed, f)?
+    };
     let x = Extras::new(c, &pl, el, f);
     let shape: Vec<i64> = if c.layout() == Layout::Masked {
         vec![el, cap, h]
     } else {
         vec![t, h]
     };
-    let hid = gen_bf16(seed, 3, 6, (t * h) as usize);
+    // the hidden states as bytes (bf16 little-endian or e4m3 codes), eb bytes an element
+    let (hid, hdt, eb): (Vec<u8>, DType, usize) = if hid_e4m3 {
+        (gen_e4m3(seed, 3, (t * h) as usize), DType::FP8E4M3, 1)
+    } else {
+        let v = gen_bf16(seed, 3, 6, (t * h) as usize);
+        (
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DType::BF16,
+            2,
+        )
+    };
+    let hb = (h / 128) as usize;
+    let hsv = (hid_e4m3 && block).then(|| gen_fp8_scale(seed, 11, 4, t as usize * hb));
+    let hs = hsv
+        .as_ref()
+        .map(|v| pl.tensor(pl.put(v), DType::F32, &[t, h / 128]));
+    let s12 = c.f.contains_key("s1").then(|| {
+        [c.exact_f32("s1"), c.exact_f32("s2")].map(|v| pl.tensor(pl.put(&[v]), DType::F32, &[1]))
+    });
     let counts = c.counts();
-    let hidden = pl.tensor(pl.put(&hid), DType::BF16, &shape);
+    let hidden = pl.tensor(pl.put(&hid), hdt, &shape);
     let cnt = pl.tensor(pl.put(&counts), DType::I32, &[el]);
     let out_p = pl.put(&vec![GROUPED_SENTINEL; (t * h) as usize]);
     let out = pl.tensor_mut(out_p, DType::BF16, &shape);
@@ -978,6 +1023,9 @@ pub fn run_grouped_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         gemm1_beta: x.beta.as_ref(),
         gemm1_clamp_limit: x.clamp.as_ref(),
         output: Some(&out),
+        hidden_states_scale: hs.as_ref(),
+        gemm1_input_scale: s12.as_ref().map(|s| &s[0]),
+        gemm2_input_scale: s12.as_ref().map(|s| &s[1]),
         ..GroupedArgs::default()
     };
     unsafe { r.run_grouped_raw(&p, cfg, &a, ws, ws_bytes, stream)? };
@@ -1008,13 +1056,21 @@ pub fn run_grouped_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
         .flat_map(|(e, &k)| std::iter::repeat(offset + e as i32).take(k as usize))
         .collect();
     let ones = vec![0x3F80u16; n];
-    let rows_in: Vec<u16> = rows
+    let rows_in: Vec<u8> = rows
         .iter()
-        .flat_map(|&row| hid[row * hu..(row + 1) * hu].to_vec())
+        .flat_map(|&row| hid[row * hu * eb..(row + 1) * hu * eb].to_vec())
         .collect();
+    let rows_hs: Option<Vec<f32>> = hsv.as_ref().map(|v| {
+        rows.iter()
+            .flat_map(|&row| v[row * hb..(row + 1) * hb].to_vec())
+            .collect()
+    });
     let ids_t = pl.tensor(pl.put(&ids), DType::I32, &[n as i64, 1]);
     let ones_t = pl.tensor(pl.put(&ones), DType::BF16, &[n as i64, 1]);
-    let rows_t = pl.tensor(pl.put(&rows_in), DType::BF16, &[n as i64, h]);
+    let rows_t = pl.tensor(pl.put(&rows_in), hdt, &[n as i64, h]);
+    let rows_hs_t = rows_hs
+        .as_ref()
+        .map(|v| pl.tensor(pl.put(v), DType::F32, &[n as i64, h / 128]));
     let cfg2 = choose_config(&r, &pr, tile, cluster)?;
     let ws2_bytes = r.workspace_size(&pr, cfg2)?;
     let ws2 = pl.zeros(ws2_bytes);
@@ -1028,6 +1084,9 @@ pub fn run_grouped_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let ra2 = RunArgs {
         permuted_output: Some(&perm),
         do_finalize: Some(false),
+        hidden_states_scale: rows_hs_t.as_ref(),
+        gemm1_input_scale: s12.as_ref().map(|s| &s[0]),
+        gemm2_input_scale: s12.as_ref().map(|s| &s[1]),
         ..x.run_args(&rows_t, &w1, &w2)
     };
     unsafe { r.run_on(&pr, cfg2, &plan, &ra2, stream)? };

@@ -26,8 +26,8 @@ final class Conformance {
   static final Set<String> MX_ONLY = Set.of("w1_order", "gemm_bias_dtype", "mx_scales");
   static final Set<String> REQUIRED = Set.of("name", "T", "E", "H", "I", "offset", "local", "act",
       "tile", "cluster", "seed");
-  static final Set<String> ROUTED_ONLY = Set.of("method", "input", "logits_dtype", "K", "fp8",
-      "plan", "mxfp4");
+  static final Set<String> ROUTED_ONLY = Set.of("method", "input", "logits_dtype", "K", "plan",
+      "mxfp4");
   /** bf16 bits pre-filled into a grouped case's output: rows past the counts keep them. */
   static final short GROUPED_SENTINEL = (short) 0xFFFF;
 
@@ -716,18 +716,46 @@ final class Conformance {
     for (int e = 0; e < el; e++) {
       counts.buffer().putInt(4 * e, cnt[e]);
     }
-    Tensor hidden = genBf16(seed, 3, 6, T, H);
-    try (Runner r = new Runner(new Runner.Options().backend(backend).activation(c.i("act")))) {
+    // FP8 (docs/conformance.md "Grouped FP8 cases"): bf16 or e4m3 [T, H] hidden states, BLOCK
+    // e4m3 with [T, H/128] scales (MASKED: row e * capacity + i), s1 / s2 in PER_TENSOR
+    String fp8 = c.fp8();
+    boolean block = fp8.equals("block");
+    boolean hidE4m3 = c.str("hidden", "bf16").equals("e4m3");
+    boolean wE4m3 = c.str("weights", "bf16").equals("e4m3");
+    DType hdt = hidE4m3 ? DType.FP8_E4M3 : DType.BF16;
+    int hb = hidE4m3 ? 1 : 2; // bytes per hidden element
+    Tensor hidden = hidE4m3 ? genE4m3(seed, 3, T, H) : genBf16(seed, 3, 6, T, H);
+    Tensor hscale = hidE4m3 && block ? genFp8Scale(seed, 11, 4, T, H / 128) : null;
+    boolean staticScales = c.f.containsKey("s1");
+    Tensor s1 = staticScales ? pl.place(scalar(c.exactF32("s1"))) : null;
+    Tensor s2 = staticScales ? pl.place(scalar(c.exactF32("s2"))) : null;
+    Runner.Options opts = new Runner.Options().backend(backend).activation(c.i("act"));
+    if (!fp8.equals("none")) {
+      opts.dtype(Moe.DTYPE_FP8_E4M3)
+          .scalingMode(block ? Moe.SCALING_BLOCK : Moe.SCALING_PER_TENSOR);
+    }
+    try (Runner r = new Runner(opts)) {
       int cfg = chooseConfig(r, p, c.i("tile"), c.i("cluster"));
       Experts x = new Experts(c, pl);
       Tensor w1 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM1));
       Tensor w2 = pl.zeros(DType.U8, r.weightsPreparedSize(p, Moe.WEIGHTS_GEMM2));
-      x.prepareBf16(r, p, w1, w2);
+      if (!wE4m3) {
+        x.prepareBf16(r, p, w1, w2);
+      } else { // e4m3 weights with their scales
+        long r1 = gatedFactor(c) * I;
+        r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM1, pl.place(genE4m3(seed, 4, el, r1, H)),
+            pl.place(block ? genFp8Scale(seed, 12, 6, el, r1 / 128, H / 128)
+                           : genFp8Scale(seed, 12, 6, el)), w1, 0);
+        r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM2, pl.place(genE4m3(seed, 5, el, H, I)),
+            pl.place(block ? genFp8Scale(seed, 13, 6, el, H / 128, I / 128)
+                           : genFp8Scale(seed, 13, 6, el)), w2, 0);
+      }
       Tensor out = pl.sentinel(shape);
-      Tensor hid = Tensor.host(hidden.buffer(), DType.BF16, shape);
+      Tensor hid = Tensor.host(hidden.buffer(), hdt, shape);
       r.runGrouped(p, cfg, new GroupedArgs().layout(c.layout(), cap)
           .inputs(pl.place(hid), pl.place(counts), w1, w2).gemmBias(x.b1, x.b2)
-          .swiglu(x.alpha, x.beta, x.clamp).output(out),
+          .swiglu(x.alpha, x.beta, x.clamp)
+          .fp8Scales(hscale == null ? null : pl.place(hscale), s1, s2).output(out),
           pl.zeros(DType.U8, r.groupedWorkspaceSize(p, cfg)), 0);
       ByteBuffer ob = pl.download(out).order(ByteOrder.LITTLE_ENDIAN);
       Result res = new Result();
@@ -758,14 +786,18 @@ final class Conformance {
       Problem pr = new Problem(E, n, 1, H, I, c.i("offset"), el);
       Tensor ids = Tensor.allocateHost(DType.I32, n, 1);
       Tensor ones = Tensor.allocateHost(DType.BF16, n, 1);
-      Tensor rowsIn = Tensor.allocateHost(DType.BF16, n, H);
+      Tensor rowsIn = Tensor.allocateHost(hdt, n, H);
+      Tensor rowsScale = hscale == null ? null : Tensor.allocateHost(DType.F32, n, H / 128);
       for (int e = 0, t = 0; e < el; e++) {
         for (int i = 0; i < cnt[e]; i++, t++) {
           ids.buffer().putInt(4 * t, c.i("offset") + e);
           ones.buffer().putShort(2 * t, (short) 0x3F80);
-          for (int h = 0; h < H; h++) {
-            rowsIn.buffer().putShort(2 * (t * H + h),
-                hidden.buffer().getShort(2 * (rows[t] * H + h)));
+          for (int b = 0; b < hb * H; b++) {
+            rowsIn.buffer().put(hb * t * H + b, hidden.buffer().get(hb * rows[t] * H + b));
+          }
+          for (int b = 0; rowsScale != null && b < 4 * (H / 128); b++) {
+            rowsScale.buffer().put(4 * t * (H / 128) + b,
+                hscale.buffer().get(4 * rows[t] * (H / 128) + b));
           }
         }
       }
@@ -775,8 +807,9 @@ final class Conformance {
           .topk(pl.place(ids), pl.place(ones)), 0);
       Tensor perm = pl.zeros(DType.BF16, plan.maxPaddedRows(), H);
       r.run(pr, cfg2, plan, ws2, new RunArgs().inputs(pl.place(rowsIn), w1, w2)
-          .gemmBias(x.b1, x.b2).swiglu(x.alpha, x.beta, x.clamp).permutedOutput(perm)
-          .doFinalize(false), 0);
+          .gemmBias(x.b1, x.b2).swiglu(x.alpha, x.beta, x.clamp)
+          .fp8Scales(rowsScale == null ? null : pl.place(rowsScale), s1, s2)
+          .permutedOutput(perm).doFinalize(false), 0);
       int[] e2p = plan.readInts(Moe.PLAN_EXPANDED_TO_PERMUTED);
       ByteBuffer pb = pl.download(perm).order(ByteOrder.LITTLE_ENDIAN);
       for (int t = 0; t < n; t++) {
