@@ -8,7 +8,8 @@
  * digests compared with the file; error cases check the status of config selection / prepare
  * and that the library left a message. Grouped cases (layout=) run moe_runner_run_grouped: the
  * output digest, the sentinel rows past the counts, and a bitwise cross-check of every row
- * against moe_runner_run (docs/conformance.md "Grouped cases"). With a CUDA device (CUDA
+ * against moe_runner_run (docs/conformance.md "Grouped cases"; with fp8= on an FP8 runner with
+ * the moe_grouped_args v3 scales, "Grouped FP8 cases"). With a CUDA device (CUDA
  * builds) each case also runs on the GPU: the plan digest must match exactly and the output
  * must be within ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite; FP8,
  * MXFP4 and grouped cases the CUDA backend answers NOT_SUPPORTED for print
