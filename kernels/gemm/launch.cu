@@ -190,10 +190,15 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
     p1.x_scale = a->input_scale1;
     p1.out_scale = const_cast<float *>(a->input_scale2); /* read only: StoreE4m3Static */
   }
-  float *const x1_scales = reinterpret_cast<float *>(static_cast<uint8_t *>(a->act_scratch) +
-                                                     moe_k_fp8_scales_offset(plan->max_rows * H));
-  float *const x2_scales = reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(a->gemm1_out) +
-                                                     moe_k_fp8_scales_offset(plan->max_rows * I));
+  /* block scales of the token operands (after their e4m3 values): only block-scaled runs */
+  float *const x1_scales =
+      fp8_block ? reinterpret_cast<float *>(static_cast<uint8_t *>(a->act_scratch) +
+                                            moe_k_fp8_scales_offset(plan->max_rows * H))
+                : nullptr;
+  float *const x2_scales =
+      fp8_block ? reinterpret_cast<float *>(reinterpret_cast<uint8_t *>(a->gemm1_out) +
+                                            moe_k_fp8_scales_offset(plan->max_rows * I))
+                : nullptr;
   if (fp8_block) {
     p1.x_scale = x1_scales;
     p1.out_scale = x2_scales;
