@@ -34,8 +34,16 @@ static const moe_config_row k_sm90_fp8_block[] = {
 #undef MOE_ROW
 };
 
+/* The MXFP4 x BF16 (W4A16) rows (kernels/kernels.h, kernels/gemm/sm90_w4a16_mxfp4_grouped.cuh). */
+static const moe_config_row k_sm90_mxfp4_w4a16[] = {
+#define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
+    MOE_SM90_MXFP4_W4A16_CONFIGS(MOE_ROW)
+#undef MOE_ROW
+};
+
 static int64_t bf16_score(const moe_problem *p, const moe_config_row *row);
 static int64_t fp8_block_score(const moe_problem *p, const moe_config_row *row);
+static int64_t mxfp4_score(const moe_problem *p, const moe_config_row *row);
 
 /* One per MOE_K_CATALOGUE_* key. h_align / i_align: what the CUDA kernels need of H and I. The
  * FP8 per-tensor catalogue ranks its rows with the BF16 heuristic: the same mainloop, registers
@@ -50,11 +58,16 @@ static const moe_catalogue k_catalogues[] = {
     {MOE_K_CATALOGUE_SM90_FP8_BLOCK, "fp8blk", k_sm90_fp8_block,
      (int32_t)(sizeof k_sm90_fp8_block / sizeof k_sm90_fp8_block[0]), MOE_FP8_BLOCK, MOE_FP8_BLOCK,
      fp8_block_score},
+    {MOE_K_CATALOGUE_SM90_MXFP4_W4A16, "w4a16", k_sm90_mxfp4_w4a16,
+     (int32_t)(sizeof k_sm90_mxfp4_w4a16 / sizeof k_sm90_mxfp4_w4a16[0]), MOE_SM90_MX_K_ALIGN,
+     MOE_SM90_MX_K_ALIGN, mxfp4_score},
 };
 
 const moe_catalogue *moe_catalogue_of(const moe_runner *r) {
-  /* FP8 has a catalogue per scaling mode; MXFP4 runs on the CPU backend only so far
-   * (core/fp8.c) and keeps the BF16 rows for its plans. */
+  /* FP8 has a catalogue per scaling mode, MXFP4 with BF16 activations its own; W4A8 runs on
+   * the CPU backend only so far (core/fp8.c) and keeps the BF16 rows for its plans. */
+  if (r->opts.scaling_mode == MOE_SCALING_MX && r->opts.activation_dtype == MOE_DTYPE_BF16)
+    return &k_catalogues[3];
   if (r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 &&
       r->opts.scaling_mode == MOE_SCALING_PER_TENSOR)
     return &k_catalogues[1];
@@ -89,6 +102,10 @@ static const char *config_unfit(const moe_runner *r, const moe_problem *p,
   if (r->opts.scaling_mode == MOE_SCALING_MX) {
     if (p->hidden_size % MOE_MX_BLOCK || p->intermediate_size % MOE_MX_BLOCK)
       return "MXFP4 needs hidden_size and intermediate_size to be multiples of 32";
+    if (r->backend == MOE_BACKEND_CUDA &&
+        (p->hidden_size > MOE_SM90_MX_MAX_K || p->intermediate_size > MOE_SM90_MX_MAX_K))
+      return "the CUDA MXFP4 kernels need hidden_size and intermediate_size <= 8192 (a tile "
+             "keeps its weight scales in shared memory)";
   } else if (r->opts.scaling_mode != MOE_SCALING_NONE &&
              (p->hidden_size % MOE_FP8_BLOCK || p->intermediate_size % MOE_FP8_BLOCK)) {
     return "FP8 needs hidden_size and intermediate_size to be multiples of 128";
@@ -204,6 +221,24 @@ static int64_t fp8_block_score(const moe_problem *p, const moe_config_row *row) 
   for (int32_t t = want_tile; t < row->tile; t *= 2) ++dist;
   const int64_t cdist = row->cluster > want_c ? row->cluster / want_c : want_c / row->cluster;
   return dist * 100 + cdist * 10 + (row->tile / row->cluster == 64 ? 0 : 1);
+}
+
+/*
+ * MXFP4 W4A16 ranking (lower is better), with a = T*K / E_l: pure decode (a < 1) the 64-row
+ * tile-8 config (two CTAs per SM over few experts' rows: the weight stream is the whole cost);
+ * else the cluster tile nearest the next power of two >= 2a within [16, 256], C = 1 first,
+ * 128-row tiles first. Not yet tuned on a GPU: autotune measures the others.
+ */
+static int64_t mxfp4_score(const moe_problem *p, const moe_config_row *row) {
+  const int64_t el = moe_local_experts(p), slots = p->num_tokens * p->top_k;
+  int64_t target = 16;
+  while (target < 256 && target * el < 2 * slots) target *= 2;
+  if (slots < el) target = 8;
+  const int d = ilog2(row->tile) - ilog2(target);
+  const int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
+  const int64_t cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;
+  const int64_t mpref = (row->gemm1_block_m == 64) == (slots < el) ? 0 : 1;
+  return dist * 1000 + cpref * 100 + mpref * 10;
 }
 
 static int cmp_ranked(const void *a, const void *b) {

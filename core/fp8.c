@@ -92,12 +92,13 @@ moe_status_t moe_check_fp8_problem(const moe_runner *r, const moe_problem *p) {
  * too. FP8 runs on the sm90_fp8pt_* (per-tensor) and sm90_fp8blk_* (block) catalogues.
  */
 moe_status_t moe_check_fp8_backend(const moe_runner *r) {
-  if (r->backend != MOE_BACKEND_CUDA || r->opts.scaling_mode != MOE_SCALING_MX)
+  if (r->backend != MOE_BACKEND_CUDA || r->opts.scaling_mode != MOE_SCALING_MX ||
+      r->opts.activation_dtype == MOE_DTYPE_BF16)
     return MOE_STATUS_SUCCESS;
   return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                  "runner: MXFP4 weights (%s) run only on the CPU backend in this build; the "
-                  "CUDA MXFP4 kernels are not implemented yet",
-                  r->opts.activation_dtype == MOE_DTYPE_FP8_E4M3 ? "W4A8" : "W4A16");
+                  "runner: MXFP4 weights with FP8_E4M3 activations (W4A8) run only on the CPU "
+                  "backend in this build; the CUDA backend runs MXFP4 with BF16 activations "
+                  "(W4A16)");
 }
 
 /* Scales of one weight tensor: [el, rows/128, cols/128] (BLOCK) or [el] (PER_TENSOR). */

@@ -146,6 +146,7 @@ typedef struct moe_k_run {
 #define MOE_K_CATALOGUE_SM90_BF16 0
 #define MOE_K_CATALOGUE_SM90_FP8_TENSOR 1 /* e4m3 x e4m3, per-tensor scales */
 #define MOE_K_CATALOGUE_SM90_FP8_BLOCK 2  /* e4m3 x e4m3, 128 x 128 / 1 x 128 block scales */
+#define MOE_K_CATALOGUE_SM90_MXFP4_W4A16 3 /* MXFP4 weights x bf16 token rows */
 
 /*
  * The sm_90a BF16 x BF16 catalogue, one X(...) per config:
@@ -207,6 +208,31 @@ typedef struct moe_k_run {
   X(64, 4, 256, 256, 128, 6)                                                                   \
   X(128, 4, 256, 256, 128, 6)                                                                  \
   X(256, 4, 256, 256, 128, 5)
+/*
+ * The sm_90a MXFP4 x BF16 (W4A16) catalogue (kernels/gemm/sm90_w4a16_mxfp4_grouped.cuh): the
+ * weights stream packed (32 bytes a row per 64-K stage) and are expanded in registers, so a
+ * stage is a quarter of BF16's weight bytes and the rings run deeper. 64-row tiles for decode
+ * (more CTAs over a few experts' rows, two per SM), 128-row ones (two consumer warpgroups of one
+ * m64 atom each: the expansion of one overlaps the other's wgmma) elsewhere; C = 1, 2, 4.
+ * Every config keeps its tile's scales for K <= MOE_SM90_MX_MAX_K in shared memory.
+ */
+#define MOE_SM90_MXFP4_W4A16_CONFIGS(X)                                                        \
+  X(8, 1, 64, 64, 64, 16)                                                                      \
+  X(16, 1, 64, 64, 64, 16)                                                                     \
+  X(8, 1, 128, 128, 64, 16)                                                                    \
+  X(16, 1, 128, 128, 64, 14)                                                                   \
+  X(32, 1, 128, 128, 64, 12)                                                                   \
+  X(64, 1, 128, 128, 64, 10)                                                                   \
+  X(128, 1, 128, 128, 64, 8)                                                                   \
+  X(256, 1, 128, 128, 64, 5)                                                                   \
+  X(64, 2, 128, 128, 64, 12)                                                                   \
+  X(128, 2, 128, 128, 64, 10)                                                                  \
+  X(256, 2, 128, 128, 64, 8)                                                                   \
+  X(128, 4, 128, 128, 64, 12)                                                                  \
+  X(256, 4, 128, 128, 64, 10)
+#define MOE_SM90_MX_K_ALIGN 64  /* H % 64 == 0 and I % 64 == 0 (whole 64-K stages) */
+#define MOE_SM90_MX_MAX_K 8192  /* H, I <= 8192: a tile's scales fit shared memory */
+
 /* Shape constraints every sm_90a BF16 config needs (TMA strides, wgmma tiles). */
 #define MOE_SM90_H_ALIGN 64 /* H % 64 == 0 */
 #define MOE_SM90_I_ALIGN 64 /* I % 64 == 0 */

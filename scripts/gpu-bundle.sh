@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds here (nvcc compiles sm_90a without a GPU) everything a GPU call needs, so the GPU
 # machine spends its time on tests and timings, not on nvcc (a full CUDA build there is about
-# 140 s of device time). Writes the ignored folder .gpubuild/ (about 35-55 MiB: under the device
-# tool's 64 MiB carry limit) holding
+# 140 s of device time). Writes the ignored folder .gpubuild/ (about 20 MiB: under the device
+# tool's 64 MiB carry limit) holding, the builds packed in builds.tar.xz,
 #   build-gpu/   the CUDA build's library, test and bench programs and CTest files (built in
 #                build-gpu/ here; no bindings; no NCCL transport, since the GPU machine has no
 #                NCCL library where this machine's build would look for it)
@@ -37,6 +37,19 @@ if [ -n "${BASE_SRC:-}" ]; then
   cp -a build-base/libmoe_trtllm.so* "$out/build-base/"
   cp -a build-base/bench/moe-bench "$out/build-base/bench/"
 fi
+# MOE_BUNDLE_NCCL=1: build-nccl/, the library with moe_ep's NCCL transport (linked against the
+# CUDA toolkit's libnccl.so.2, or MOE_NCCL_ROOT's) and test_ep_nccl / moe-ep-bench, for
+# `scripts/gpu-check.sh ep` (which points the loader at the GPU machine's NCCL).
+if [ "${MOE_BUNDLE_NCCL:-0}" = 1 ]; then
+  cmake -S . -B build-nccl -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=ON \
+    -DMOE_BUILD_BINDINGS=OFF -DMOE_ENABLE_NCCL=ON \
+    -DMOE_NCCL_ROOT="${MOE_NCCL_ROOT:-/usr/local/cuda}" >/dev/null
+  cmake --build build-nccl -j "$jobs" --target moe_trtllm test_ep_nccl moe-ep-bench
+  mkdir -p "$out/build-nccl/tests" "$out/build-nccl/bench"
+  cp -a build-nccl/libmoe_trtllm.so* "$out/build-nccl/"
+  cp -a build-nccl/tests/test_ep_nccl "$out/build-nccl/tests/"
+  cp -a build-nccl/bench/moe-ep-bench "$out/build-nccl/bench/"
+fi
 # The Python wrapper SWIG generates in a CPU build with bindings (build/, scripts/test.sh's).
 if [ -f build/CMakeCache.txt ] && ninja -C build bindings/python/wrap/corePYTHON_wrap.c >/dev/null
 then
@@ -51,4 +64,10 @@ bash bindings/python/wheelhouse.sh "$out/whl" >/dev/null || echo "gpu-bundle: no
 # wheelhouse holds four versions, and the bundle must stay under the carry limit.
 tag=${MOE_GPU_PY_TAG:-cp312}
 find "$out/whl" -name '*-cp3*-*.whl' ! -name "*-$tag-*" -delete 2>/dev/null || true
+# The builds compress about 5x (mostly sm_90a cubins): one xz archive keeps the bundle far under
+# the carry limit; scripts/gpu-check.sh unpacks it.
+builds=$(cd "$out" && ls -d build-* 2>/dev/null || true)
+if [ -n "$builds" ]; then
+  (cd "$out" && tar cf - $builds | xz -T0 -6 >builds.tar.xz && rm -rf $builds)
+fi
 du -sh "$out"

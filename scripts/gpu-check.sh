@@ -2,7 +2,7 @@
 # One call on a GPU machine: build (CUDA on), run the whole C test suite on the GPU,
 # compute-sanitizer (memcheck on the GPU tests; racecheck on the routing and GEMM kernels),
 # the benchmarks, the PyTorch comparison, and print a short table last.
-# Usage: scripts/gpu-check.sh [full|tests|bench|ab]   (with a carried .gpubuild/ of
+# Usage: scripts/gpu-check.sh [full|tests|bench|ab|ep]   (with a carried .gpubuild/ of
 # scripts/gpu-bundle.sh: no build here, and the Python binding runs too)
 #   tests: build + ctest + sanitizers; bench: build + benchmarks + PyTorch comparison;
 #   ab: build + a same-run A/B of the whole moe-bench table against BASE_SRC (a source tree of
@@ -29,6 +29,10 @@ step() { # name, command...
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 # A bundle made by scripts/gpu-bundle.sh (carried .gpubuild/): its builds replace building here.
+if [ -f .gpubuild/builds.tar.xz ]; then
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+    .gpubuild/builds.tar.xz .gpubuild && rm -f .gpubuild/builds.tar.xz
+fi
 if [ -d .gpubuild/build-gpu ]; then
   rm -rf build-gpu && mv .gpubuild/build-gpu build-gpu
   PREBUILT=1
@@ -93,6 +97,16 @@ MOE_TEST_GPU_CONFIGS=sm90_fp8pt_t16_c1_m128_s12,sm90_fp8pt_t64_c2_m128_s11,sm90_
 MOE_TEST_GPU_CONFIGS=sm90_fp8blk_t8_c1_m256_s6,sm90_fp8blk_t64_c2_m256_s6,sm90_fp8blk_t256_c4_m256_s5 \
   step racecheck_fp8_block "${san[@]}" racecheck build-gpu/tests/test_fp8
 fi
+fi
+# moe_ep over NCCL with a one-rank communicator (the full dispatch -> experts -> combine path,
+# bit-identical to the plain forward) and its benchmark, from a bundle's build-nccl/ (NCCL
+# found here: the CUDA toolkit's, else the nvidia-nccl wheel's beside PyTorch).
+if [ "$MODE" = ep ] || { [ "$MODE" = full ] && [ -d .gpubuild/build-nccl ]; }; then
+  [ -d .gpubuild/build-nccl ] && rm -rf build-nccl && mv .gpubuild/build-nccl build-nccl
+  nccl_dir=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(nvidia.nccl.__path__[0], "lib"))' 2>/dev/null)
+  export LD_LIBRARY_PATH="${nccl_dir:+$nccl_dir:}/usr/local/cuda/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  step ep_nccl_1rank build-nccl/tests/test_ep_nccl
+  step ep_nccl_bench bash scripts/ep-nccl-run.sh 1 build-nccl/bench/moe-ep-bench
 fi
 if [ "$MODE" = ab ]; then
   if [ ! -x build-base/bench/moe-bench ]; then

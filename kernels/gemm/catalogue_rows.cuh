@@ -24,8 +24,8 @@ constexpr int kPermuteFromN = 64;
 #define MOE_GEMM_KERNEL(FMT, BM, TILE, CL, ST, G1, GA)                                          \
   GemmKernel {                                                                                  \
     reinterpret_cast<const void *>(&sm90_grouped_gemm<FMT, BM, (TILE) / (CL), CL, ST, G1, GA>), \
-        BM, GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kThreads,                             \
-        GroupedGemmTraits<BM, (TILE) / (CL), CL, ST>::kSmemBytes, (G1) && !(GA), 0              \
+        BM, FormatTraits<FMT, BM, (TILE) / (CL), CL, ST>::kThreads,                             \
+        FormatTraits<FMT, BM, (TILE) / (CL), CL, ST>::kSmemBytes, (G1) && !(GA), 0              \
   }
 
 /* GEMM2's persistent form (sm90_grouped_gemm2_persistent.cuh) for the configs with C = 1 and
@@ -72,6 +72,16 @@ GemmKernel gemm2_persistent_kernel() {
               MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, false),  \
               MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, false),  \
               MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false), \
+              GemmKernel{nullptr, BM2, 0, 0, 0, 0}},
+
+/* One row of an MXFP4 catalogue: BF16's token paths (gathering and permuted GEMM1); no
+ * persistent GEMM2 (its tile loop would reload a tile's scales per tile: not written yet). */
+#define MOE_CONFIG_ENTRY_MX(FMT, TILE, CL, BM1, BM2, ST)                                      \
+  ConfigEntry{TILE,                                                                           \
+              CL,                                                                             \
+              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN), \
+              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, true),                            \
+              MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false),                          \
               GemmKernel{nullptr, BM2, 0, 0, 0, 0}},
 
 /* Defines `const Catalogue NAME` from the X-macro LIST with kernels of format FMT, whose

@@ -12,6 +12,7 @@ namespace sm90 {
 extern const Catalogue kBf16Catalogue;
 extern const Catalogue kFp8TensorCatalogue;
 extern const Catalogue kFp8BlockCatalogue;
+extern const Catalogue kMxfp4W4A16Catalogue;
 
 const Catalogue *find_catalogue(int32_t key) {
   switch (key) {
@@ -21,6 +22,8 @@ const Catalogue *find_catalogue(int32_t key) {
       return &kFp8TensorCatalogue;
     case MOE_K_CATALOGUE_SM90_FP8_BLOCK:
       return &kFp8BlockCatalogue;
+    case MOE_K_CATALOGUE_SM90_MXFP4_W4A16:
+      return &kMxfp4W4A16Catalogue;
     default:
       return nullptr;
   }

@@ -22,6 +22,7 @@
 #include "kernels/gemm/common/tensor_map.cuh"
 #include "kernels/gemm/configs.cuh"
 #include "kernels/kernels.h"
+#include "kernels/mxfp4_math.h"
 #include "kernels/routing/grouped_plan.cuh"
 #include "moe_trtllm.h"
 
@@ -84,6 +85,13 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
                     (a->hidden_fp8 && a->hidden_scale == nullptr) || plan->max_rows % 2 != 0)) {
     return cudaErrorInvalidValue;
   }
+  /* MXFP4 weights (W4A16): packed values by a 3-D map, their scales by the kernels' bulk copy;
+   * bf16 token rows as BF16 runs. K <= MOE_SM90_MX_MAX_K: a tile's scales in shared memory. */
+  const bool mx = a->catalogue == MOE_K_CATALOGUE_SM90_MXFP4_W4A16;
+  if (mx && (a->scaling_mode != MOE_K_SCALING_MX || a->act_fp8 != 0 ||
+             a->hidden_size > MOE_SM90_MX_MAX_K || a->intermediate_size > MOE_SM90_MX_MAX_K)) {
+    return cudaErrorInvalidValue;
+  }
   const int es = cat->elem_bytes;
   const CUtensorMapDataType tma_type = cat->tma_type;
   const int64_t kBK = kStageRowBytes / es;
@@ -117,9 +125,18 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
   auto map = [&](CUtensorMap *m, const void *ptr, int64_t inner, int64_t outer, int32_t box) {
     return encode_stage_map(m, tma_type, es, ptr, inner, outer, box);
   };
-  if ((e = map(&tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) != cudaSuccess ||
-      (e = map(&tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess ||
-      (e = map(&tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess ||
+  if (mx) {
+    if ((e = encode_mx_weight_map(&tw1, a->w1, rows1, H, E, moe_mx_expert_bytes(rows1, H),
+                                  kStageRowBytes / 4, cfg.gemm1.block_m / C)) != cudaSuccess ||
+        (e = encode_mx_weight_map(&tw2, a->w2, H, I, E, moe_mx_expert_bytes(H, I),
+                                  kStageRowBytes / 4, cfg.gemm2.block_m / C)) != cudaSuccess) {
+      return e;
+    }
+  } else if ((e = map(&tw1, a->w1, H, E * rows1, cfg.gemm1.block_m / C)) != cudaSuccess ||
+             (e = map(&tw2, a->w2, I, E * H, cfg.gemm2.block_m / C)) != cudaSuccess) {
+    return e;
+  }
+  if ((e = map(&tx2, a->gemm1_out, I, rows_t, cfg.tile / C)) != cudaSuccess ||
       (e = map(&tx2s, a->gemm1_out, I, rows_t, slice)) != cudaSuccess) {
     return e;
   }
@@ -206,6 +223,12 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
     p1.w_scale_blocks = static_cast<int32_t>(rows1 / MOE_SM90_FP8_BLOCK_K);
   }
 
+  if (mx) {
+    p1.w_mx = reinterpret_cast<const uint8_t *>(a->w1);
+    p1.w_expert_bytes = moe_mx_expert_bytes(rows1, H);
+    p1.w_scales_offset = moe_mx_scales_offset(rows1, H);
+  }
+
   GroupedGemmParams p2 = p1;
   p2.out = a->gemm2_out;
   p2.bias = a->bias2;
@@ -226,6 +249,12 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
     p2.x_scale = fp8_block ? x2_scales : a->input_scale2;
     p2.out_scale = nullptr;
     p2.w_scale_blocks = static_cast<int32_t>(H / MOE_SM90_FP8_BLOCK_K);
+  }
+
+  if (mx) {
+    p2.w_mx = reinterpret_cast<const uint8_t *>(a->w2);
+    p2.w_expert_bytes = moe_mx_expert_bytes(H, I);
+    p2.w_scales_offset = moe_mx_scales_offset(H, I);
   }
 
   const int64_t m1 = (rows1 + g1.block_m - 1) / g1.block_m;

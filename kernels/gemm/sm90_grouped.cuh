@@ -3,7 +3,8 @@
  * accumulator over the whole K, swap-AB: the mainloop of BF16 x BF16, and of FP8 e4m3 x e4m3
  * with per-tensor scales (applied once in the epilogue: common/formats.cuh). Block-scaled FP8,
  * whose accumulator is promoted every 128 of K, runs its own mainloop and GEMM1 epilogue
- * (sm90_fp8_block_grouped.cuh) inside this kernel. The parts every format shares are in common/:
+ * (sm90_fp8_block_grouped.cuh) inside this kernel, and MXFP4 weights, expanded to bf16 in
+ * registers, theirs (sm90_w4a16_mxfp4_grouped.cuh). The parts every format shares are in common/:
  * tile order and trimmed tiles (scheduler.cuh), the stage ring (pipeline.cuh), the token operand's
  * loads (token_rows.cuh), the wgmma step (mma.cuh), the epilogue (epilogue.cuh), the CTA shape
  * (traits.cuh) and the launch parameters (params.cuh).
@@ -53,6 +54,7 @@
 #include "kernels/gemm/common/token_rows.cuh"
 #include "kernels/gemm/common/traits.cuh"
 #include "kernels/gemm/sm90_fp8_block_grouped.cuh"
+#include "kernels/gemm/sm90_w4a16_mxfp4_grouped.cuh"
 #include "kernels/ptx/cluster.cuh"
 #include "kernels/ptx/mbarrier.cuh"
 #include "kernels/ptx/pdl.cuh"
@@ -62,13 +64,13 @@ namespace moe {
 namespace sm90 {
 
 template <class Fmt, int BLOCK_M, int N, int C, int STAGES, bool GEMM1, bool GATHER>
-__global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThreads,
-                                  GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kMinBlocks)
+__global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThreads,
+                                  FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kMinBlocks)
     sm90_grouped_gemm(const __grid_constant__ CUtensorMap tmap_w,
                       const __grid_constant__ CUtensorMap tmap_x,
                       const __grid_constant__ CUtensorMap tmap_xs, const GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using T = GroupedGemmTraits<BLOCK_M, N, C, STAGES>;
+  using T = FormatTraits<Fmt, BLOCK_M, N, C, STAGES>;
   using Op = typename Fmt::Op;
   constexpr int kBK = kBlockK<Op>;
   static_assert(GEMM1 || !GATHER, "only GEMM1 gathers token rows");
@@ -86,6 +88,12 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   uint8_t *smem_b = smem + STAGES * T::kABytes;
   uint64_t *full = reinterpret_cast<uint64_t *>(smem + STAGES * T::kStageBytes);
   uint64_t *empty = full + STAGES;
+  /* MXFP4: the tile's weight scales and their barrier, past the ring (kFormatSmemBytes) */
+  uint8_t *const mx_region = smem + ((T::kRingBytes + 127) & ~127);
+  uint64_t *const mx_bar = reinterpret_cast<uint64_t *>(mx_region);
+  uint8_t *const mx_scales = mx_region + 128;
+  static_assert(!Fmt::kMxWeights || (BLOCK_M == 64 || BLOCK_M == 128),
+                "MXFP4 tiles: one m64 atom per consumer warpgroup");
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -93,6 +101,12 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   const bool producer_warp = (warp == T::kConsumerWGs * 4);
 
   init_stage_ring<STAGES>(full, empty, GATHER ? 1 + 128 : 1, C * T::kConsumerWGs * 4);
+  if constexpr (Fmt::kMxWeights) {
+    if (threadIdx.x == 0) {
+      ptx::mbar_init(mx_bar, 1);
+      ptx::mbar_init_fence();
+    }
+  }
   if (producer_warp && lane == 0) prefetch_tensor_maps(&tmap_w, &tmap_x, &tmap_xs);
   __syncthreads();
 
@@ -124,19 +138,35 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
   const int mma_cols = main_loop_columns<N>(live_rows, k_blocks);
   const uint32_t stage_tx = T::kABytes + static_cast<uint32_t>(mma_cols) * kStageRowBytes;
 
-  /* Weights: a 2-D TMA of BLOCK_M/C rows per cluster rank, multicast to all C CTAs. */
+  /* Weights: a TMA of BLOCK_M/C rows per cluster rank, multicast to all C CTAs: 2-D over every
+   * expert's rows, or for MXFP4 3-D {K/2 bytes, rows, expert} (the experts' sections hold their
+   * scales between them). */
   const uint32_t rank = (C > 1) ? ptx::cluster_ctarank() : 0u;
   constexpr int kSlice = BLOCK_M / C;
+  constexpr int kARow = kWeightRowBytes<Fmt>;
   const int w_row = expert * p.w_rows + m0 + static_cast<int>(rank) * kSlice;
-  uint8_t *const a_dst = smem_a + rank * (kSlice * kStageRowBytes);
+  const int w_row_in_expert = m0 + static_cast<int>(rank) * kSlice;
+  uint8_t *const a_dst = smem_a + rank * (kSlice * kARow);
   auto load_weights = [&](int kb, int s) {
-    if constexpr (C > 1) {
+    constexpr uint16_t kMask = static_cast<uint16_t>((1u << C) - 1u);
+    if constexpr (Fmt::kMxWeights && C > 1) {
+      ptx::tma_load_3d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * kARow,
+                                 w_row_in_expert, expert, kMask);
+    } else if constexpr (Fmt::kMxWeights) {
+      ptx::tma_load_3d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * kARow, w_row_in_expert,
+                       expert);
+    } else if constexpr (C > 1) {
       ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * kBK, w_row,
-                                 static_cast<uint16_t>((1u << C) - 1u));
+                                 kMask);
     } else {
       ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * kBK, w_row);
     }
   };
+  /* MXFP4 scales: no kernel of the forward writes weights, so like the early weight loads they
+   * may go out before the grid-dependency wait. */
+  if constexpr (Fmt::kMxWeights) {
+    if (threadIdx.x == T::kConsumerThreads) load_mx_scales<BLOCK_M>(p, expert, m0, mx_scales, mx_bar);
+  }
   const int early_stages = kEarlyWeights ? min(STAGES, k_blocks) : 0;
   if constexpr (kEarlyWeights) {
     if (threadIdx.x == T::kConsumerThreads) {
@@ -200,7 +230,18 @@ __global__ void __launch_bounds__(GroupedGemmTraits<BLOCK_M, N, C, STAGES>::kThr
       mma_drain(d);
       release_stage<C>(empty, prev_s, lane);
     };
-    if constexpr (Fmt::kBlockScaled) {
+    if constexpr (Fmt::kMxWeights) {
+      ptx::mbar_wait(mx_bar, 0);
+      const int wg_row0 = wg * T::kWGRows;
+      auto mx_loop = [&](auto live) {
+        constexpr int NV = decltype(live)::value;
+        mx_main_loop<NV, kAtoms, N, STAGES, C, T::kABytes, T::kBBytes>(
+            d, full, empty, smem_a + wg_row0 * kARow, b_base,
+            mx_scales + wg_row0 * (2 * k_blocks), min(p.w_rows - m0, BLOCK_M) - wg_row0,
+            k_blocks, warp % 4, lane);
+      };
+      with_live_columns<N>(mma_cols, mx_loop);
+    } else if constexpr (Fmt::kBlockScaled) {
       const BlockWeightScales ws =
           block_weight_scales(p, expert, m0 + wg * T::kWGRows, GEMM1 && p.gated);
       auto block_loop = [&](auto live) {

@@ -1,7 +1,7 @@
 /*
- * tma.cuh - thin wrappers for the sm_90 asynchronous copies: TMA 2-D tiled loads into shared
- * memory completing on an mbarrier (optionally multicast to CTAs of the cluster), descriptor
- * prefetch, and the 16-byte cp.async used for row gathers.
+ * tma.cuh - thin wrappers for the sm_90 asynchronous copies: TMA 2-D and 3-D tiled loads into
+ * shared memory completing on an mbarrier (optionally multicast to CTAs of the cluster), the
+ * 1-D bulk copy, descriptor prefetch, and the 16-byte cp.async used for row gathers.
  */
 #ifndef MOE_PTX_TMA_CUH_
 #define MOE_PTX_TMA_CUH_
@@ -39,6 +39,42 @@ __device__ __forceinline__ void tma_load_2d_multicast(void *dst, const CUtensorM
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
       ".multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(smem_u32(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "h"(mask)
+      : "memory");
+}
+
+/* 3-D box at {c0 (innermost), c1, c2}; as tma_load_2d. */
+__device__ __forceinline__ void tma_load_3d(void *dst, const CUtensorMap *map, uint64_t *bar,
+                                            int32_t c0, int32_t c1, int32_t c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5}], [%2];\n" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+/* 3-D box multicast to the CTAs of `mask`; as tma_load_2d_multicast. */
+__device__ __forceinline__ void tma_load_3d_multicast(void *dst, const CUtensorMap *map,
+                                                      uint64_t *bar, int32_t c0, int32_t c1,
+                                                      int32_t c2, uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%3, %4, %5}], [%2], %6;\n" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2),
+      "h"(mask)
+      : "memory");
+}
+
+/*
+ * 1-D bulk copy of `bytes` contiguous bytes global -> this CTA's shared memory, complete_tx on
+ * `bar` (no tensor map: for arrays whose row pitch is not a legal TMA stride). dst and src
+ * 16-byte aligned, bytes % 16 == 0.
+ */
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, uint32_t bytes,
+                                          uint64_t *bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::
+          "r"(smem_u32(dst)),
+      "l"(src), "r"(bytes), "r"(smem_u32(bar))
       : "memory");
 }
 

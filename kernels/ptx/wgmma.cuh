@@ -1,6 +1,7 @@
 /*
  * wgmma.cuh - thin wrappers for the sm_90a warpgroup MMA: bf16 x bf16 -> f32 (m64nNk16) and
- * e4m3 x e4m3 -> f32 (m64nNk32).
+ * e4m3 x e4m3 -> f32 (m64nNk32), and bf16 x bf16 with A in registers (WgmmaBf16Rs: the
+ * weights of a mainloop that expands them on chip, sm90_w4a16_mxfp4_grouped.cuh).
  *
  * wgmma.mma_async with both operands in shared memory (K-major, 128-byte swizzle descriptors:
  * one k-step is 32 bytes of K in either dtype), for the N the config catalogues use: CTA tiles 8,
@@ -173,6 +174,50 @@ struct WgmmaE4m3 {
 
 MOE_WGMMA_ALL_N(MOE_WGMMA_BF16)
 MOE_WGMMA_ALL_N(MOE_WGMMA_E4M3)
+
+/*
+ * bf16 m64nNk16 with A from registers (K-major; no transpose flag for A): a[4] holds the
+ * thread's 8 bf16 of the 64 x 16 A slice, as mma.m16n8k16's A fragment per warp (warp w: rows
+ * 16w..16w+15; g = lane/4, q = lane%4): a[0] row g, k 2q..2q+1 (low half the even k); a[1] row
+ * g+8, same k; a[2] row g, k 2q+8..2q+9; a[3] row g+8, k 2q+8..2q+9. The hardware reads a[]
+ * asynchronously: the registers must stay unchanged until the wgmma's group has completed
+ * (wgmma_wait), which the caller keeps by fencing them after the wait (wgmma_fence_operand).
+ * Operands: R accumulators, a[0..3] = R..R+3, the B descriptor R+4, scale-d R+5.
+ */
+template <int N>
+struct WgmmaBf16Rs {
+  static_assert(N < 0, "kernels/ptx/wgmma.cuh: no register-A bf16 m64nNk16 wrapper for this N");
+};
+#define MOE_WGMMA_RS(N, R, A0, A1, A2, A3, B, SCALE)                                              \
+  template <>                                                                                     \
+  struct WgmmaBf16Rs<N> {                                                                         \
+    static constexpr int kRegs = R;                                                               \
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t db, float (&d)[R], \
+                                               int scale_d) {                                     \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #SCALE                                    \
+                   ", 0;\n"                                                                       \
+                   "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.bf16.bf16 {" MOE_WGMMA_S_##R    \
+                   "}, {%" #A0 ", %" #A1 ", %" #A2 ", %" #A3 "}, %" #B ", p, 1, 1, 0;\n}\n"      \
+                   : MOE_WGMMA_D_##R                                                              \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));          \
+    }                                                                                             \
+  };
+MOE_WGMMA_RS(8, 4, 4, 5, 6, 7, 8, 9)
+MOE_WGMMA_RS(16, 8, 8, 9, 10, 11, 12, 13)
+MOE_WGMMA_RS(32, 16, 16, 17, 18, 19, 20, 21)
+MOE_WGMMA_RS(64, 32, 32, 33, 34, 35, 36, 37)
+MOE_WGMMA_RS(96, 48, 48, 49, 50, 51, 52, 53)
+MOE_WGMMA_RS(128, 64, 64, 65, 66, 67, 68, 69)
+MOE_WGMMA_RS(160, 80, 80, 81, 82, 83, 84, 85)
+MOE_WGMMA_RS(192, 96, 96, 97, 98, 99, 100, 101)
+MOE_WGMMA_RS(224, 112, 112, 113, 114, 115, 116, 117)
+MOE_WGMMA_RS(256, 128, 128, 129, 130, 131, 132, 133)
+
+/* Keep the compiler from reusing register-A operands before their wgmma group completed. */
+__device__ __forceinline__ void wgmma_fence_operand(uint32_t (&a)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[i])::"memory");
+}
 
 }  // namespace ptx
 }  // namespace moe

@@ -9,6 +9,8 @@
 #include "kernels/gemm/common/dtypes.cuh"
 #include "kernels/gemm/common/epilogue.cuh"
 #include "kernels/gemm/common/params.cuh"
+#include "kernels/gemm/common/traits.cuh"
+#include "kernels/kernels.h"
 
 namespace moe {
 namespace sm90 {
@@ -18,6 +20,7 @@ struct Bf16Format {
   using Op = Bf16;
   static constexpr bool kTensorScaled = false;
   static constexpr bool kBlockScaled = false;
+  static constexpr bool kMxWeights = false;
   /* GEMM1's output policy and staging element (epilogue.cuh). */
   __device__ __forceinline__ static StoreBf16 gemm1_store(const GroupedGemmParams &) {
     return StoreBf16{};
@@ -34,6 +37,7 @@ struct Fp8TensorFormat {
   using Op = E4m3;
   static constexpr bool kTensorScaled = true;
   static constexpr bool kBlockScaled = false;
+  static constexpr bool kMxWeights = false;
   __device__ __forceinline__ static StoreE4m3Static gemm1_store(const GroupedGemmParams &p) {
     return StoreE4m3Static{__ldg(p.out_scale)};
   }
@@ -52,7 +56,44 @@ struct Fp8BlockFormat {
   using Op = E4m3;
   static constexpr bool kTensorScaled = false;
   static constexpr bool kBlockScaled = true;
+  static constexpr bool kMxWeights = false;
 };
+
+/*
+ * MXFP4 weights x BF16 token rows -> fp32 (W4A16, gpt-oss): the weights arrive packed (e2m1
+ * pairs, 32 bytes per row per stage of 64 K) with their ue8m0 scales, and the consumers expand
+ * them to bf16 in registers, times the scale (exact), as the wgmma A operand
+ * (sm90_w4a16_mxfp4_grouped.cuh); the token operand, both GEMMs' outputs and the epilogue are
+ * BF16's.
+ */
+struct Mxfp4W4A16Format {
+  using Op = Bf16; /* the token operand, and the expanded weights */
+  static constexpr bool kTensorScaled = false;
+  static constexpr bool kBlockScaled = false;
+  static constexpr bool kMxWeights = true;
+  __device__ __forceinline__ static StoreBf16 gemm1_store(const GroupedGemmParams &) {
+    return StoreBf16{};
+  }
+};
+
+/* Bytes of one weight row per stage: 128 (one swizzle row), or 32 for packed MXFP4 (64 e2m1). */
+template <class Fmt>
+constexpr int kWeightRowBytes = Fmt::kMxWeights ? kStageRowBytes / 4 : kStageRowBytes;
+
+/* Longest K an MXFP4 tile's scales cover: a tile keeps all its rows' scales in shared memory
+ * (the scale row pitch K/32, 90 bytes for gpt-oss, is no legal TMA stride, so they arrive as
+ * one bulk copy per tile). */
+constexpr int kMxMaxK = MOE_SM90_MX_MAX_K;
+
+/* Shared memory past the stage ring a format needs: MXFP4's tile scales (BLOCK_M rows of
+ * kMxMaxK / 32 bytes) behind their barrier and alignment. */
+template <class Fmt, int BLOCK_M>
+constexpr int kFormatSmemBytes = Fmt::kMxWeights ? BLOCK_M * (kMxMaxK / 32) + 256 : 0;
+
+/* The CTA shape of a format's kernel (traits.cuh with the format's weight rows and smem). */
+template <class Fmt, int BLOCK_M, int N, int C, int STAGES>
+using FormatTraits = GroupedGemmTraits<BLOCK_M, N, C, STAGES, kWeightRowBytes<Fmt>,
+                                       kFormatSmemBytes<Fmt, BLOCK_M>>;
 
 /* The dequantization scale of `expert`'s tile (formats with kTensorScaled), else 1. */
 template <class Fmt>

@@ -57,5 +57,30 @@ cudaError_t encode_stage_map(CUtensorMap *map, CUtensorMapDataType type, int ele
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
+cudaError_t encode_mx_weight_map(CUtensorMap *map, const void *ptr, int64_t rows, int64_t k,
+                                 int64_t experts, int64_t expert_bytes, int32_t row_bytes,
+                                 int32_t box_rows) {
+  const int64_t pitch = k / 2;
+  /* TMA: 16-byte aligned base and strides, dimensions below 2^32, strides below 2^40 bytes. */
+  if (ptr == nullptr || k <= 0 || k % 32 != 0 || rows <= 0 || experts <= 0 ||
+      rows > 0xFFFFFFFFLL || experts > 0xFFFFFFFFLL || (reinterpret_cast<uintptr_t>(ptr) & 15u) ||
+      pitch % 16 != 0 || expert_bytes % 16 != 0 || expert_bytes >= (int64_t{1} << 40) ||
+      row_bytes <= 0 || row_bytes % 16 != 0 || box_rows <= 0 || box_rows > 256) {
+    return cudaErrorInvalidValue;
+  }
+  PFN_cuTensorMapEncodeTiled_v12000 enc = nullptr;
+  cudaError_t e = get_encode(&enc);
+  if (e != cudaSuccess) return e;
+  cuuint64_t dims[3] = {static_cast<cuuint64_t>(pitch), static_cast<cuuint64_t>(rows),
+                        static_cast<cuuint64_t>(experts)};
+  cuuint64_t strides[2] = {static_cast<cuuint64_t>(pitch), static_cast<cuuint64_t>(expert_bytes)};
+  cuuint32_t box[3] = {static_cast<cuuint32_t>(row_bytes), static_cast<cuuint32_t>(box_rows), 1u};
+  cuuint32_t estr[3] = {1u, 1u, 1u};
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, const_cast<void *>(ptr), dims, strides,
+                   box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
 }  // namespace sm90
 }  // namespace moe

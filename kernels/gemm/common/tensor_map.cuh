@@ -25,6 +25,15 @@ namespace sm90 {
 cudaError_t encode_stage_map(CUtensorMap *map, CUtensorMapDataType type, int elem_bytes,
                              const void *ptr, int64_t inner, int64_t outer, int32_t box_rows);
 
+/*
+ * 3-D map over prepared MXFP4 values (kernels/mxfp4_math.h, layout v3): {K/2 bytes, rows,
+ * experts}, expert e's section at e * expert_bytes; box {row_bytes bytes, box_rows, 1}, no
+ * swizzle (the consumers read whole packed rows). Rows past `rows` read as zeros.
+ */
+cudaError_t encode_mx_weight_map(CUtensorMap *map, const void *ptr, int64_t rows, int64_t k,
+                                 int64_t experts, int64_t expert_bytes, int32_t row_bytes,
+                                 int32_t box_rows);
+
 }  // namespace sm90
 }  // namespace moe
 

@@ -16,7 +16,9 @@
 namespace moe {
 namespace sm90 {
 
-template <int BLOCK_M, int N, int C, int STAGES>
+/* A_ROW: bytes of a weight row per stage (kWeightRowBytes: 128, or 32 for packed 4-bit
+ * weights); EXTRA: shared memory a format keeps past the ring (kFormatSmemBytes). */
+template <int BLOCK_M, int N, int C, int STAGES, int A_ROW = kStageRowBytes, int EXTRA = 0>
 struct GroupedGemmTraits {
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256,
                 "BLOCK_M must be 64, 128 or 256");
@@ -31,13 +33,14 @@ struct GroupedGemmTraits {
   static constexpr int kConsumerWGs = BLOCK_M / kWGRows;
   static constexpr int kConsumerThreads = 128 * kConsumerWGs;
   static constexpr int kThreads = kConsumerThreads + 128;
-  static constexpr int kABytes = BLOCK_M * kStageRowBytes;
+  static constexpr int kABytes = BLOCK_M * A_ROW;
   static constexpr int kBBytes = N * kStageRowBytes;
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kStagePitch = BLOCK_M + 8; /* epilogue staging row, 2-byte elements */
   static_assert(N * kStagePitch * 2 <= STAGES * kStageBytes, "epilogue staging must fit");
-  /* stages, full/empty barriers, GEMM1 gather row table, alignment slack */
-  static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + N * 4 + 1024;
+  /* stages, full/empty barriers, GEMM1 gather row table, alignment slack, the format's part */
+  static constexpr int kRingBytes = STAGES * kStageBytes + 2 * STAGES * 8 + N * 4;
+  static constexpr int kSmemBytes = kRingBytes + 1024 + EXTRA;
   /* cp.async groups a gathering thread keeps in flight before it arrives on a stage. */
   static constexpr int kGatherLag = STAGES > 2 ? STAGES - 2 : 1;
   static_assert(kSmemBytes <= 232448, "shared memory budget exceeded");
