@@ -823,7 +823,8 @@ static const mcase k_cases[] = {
  * gpt-oss clamp with both orders of W1, EP slices with a local offset, T = 0 and 1, permuted
  * outputs, and enough rows per expert (T = 600) for several CTA tiles of every tile size. The
  * CPU backend runs them too (test_forward), so CPU-only CI checks their reference side. The
- * tile and cluster are the CPU forward's; the GPU runs every valid config.
+ * tile and cluster are the CPU forward's (pairs of both the BF16 and the W4A16 catalogue: 8 / 1,
+ * 128 / 1, 256 / 4); the GPU runs every valid config.
  */
 #define GE MOE_ACTIVATION_GEGLU
 #define R2 MOE_ACTIVATION_RELU2
@@ -832,15 +833,15 @@ static const mcase k_gpu_cases[] = {
     /* name                       w4a8 hfp8 act bias gpt il  E  El off K  T    H     I  tile C fin
      */
     {"gpu gpt-oss 2880 EP", 0, 0, SW, 1, 1, 1, 8, 4, 4, 4, 3, 2880, 2880, 8, 1, 1},
-    {"gpu gpt-oss H192 I320", 0, 0, SW, 1, 1, 1, 16, 16, 0, 4, 33, 192, 320, 16, 1, 1},
-    {"gpu gpt-oss EP permuted", 0, 0, SW, 1, 1, 0, 16, 5, 3, 4, 41, 320, 192, 16, 2, 0},
+    {"gpu gpt-oss H192 I320", 0, 0, SW, 1, 1, 1, 16, 16, 0, 4, 33, 192, 320, 8, 1, 1},
+    {"gpu gpt-oss EP permuted", 0, 0, SW, 1, 1, 0, 16, 5, 3, 4, 41, 320, 192, 128, 1, 0},
     {"gpu swiglu plain T=1", 0, 0, SW, 0, 0, 0, 8, 8, 0, 2, 1, 128, 192, 8, 1, 1},
-    {"gpu geglu fp32-bias", 0, 0, GE, 1, 0, 0, 6, 6, 0, 2, 24, 192, 128, 16, 1, 1},
-    {"gpu relu2 EP permuted", 0, 0, R2, 1, 0, 0, 6, 3, 3, 2, 20, 256, 192, 16, 1, 0},
+    {"gpu geglu fp32-bias", 0, 0, GE, 1, 0, 0, 6, 6, 0, 2, 24, 192, 128, 8, 1, 1},
+    {"gpu relu2 EP permuted", 0, 0, R2, 1, 0, 0, 6, 3, 3, 2, 20, 256, 192, 128, 1, 0},
     {"gpu identity EP", 0, 0, ID, 1, 0, 0, 8, 4, 2, 2, 16, 128, 320, 8, 1, 1},
     {"gpu relu2 T=1 EP", 0, 0, R2, 0, 0, 0, 8, 4, 4, 4, 1, 64, 128, 8, 1, 1},
     {"gpu gpt-oss T=0", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 0, 128, 128, 8, 1, 1},
-    {"gpu gpt-oss T=600", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 600, 256, 192, 64, 1, 1},
+    {"gpu gpt-oss T=600", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 600, 256, 192, 256, 4, 1},
 };
 #define NUM_GPU_CASES ((int)(sizeof k_gpu_cases / sizeof k_gpu_cases[0]))
 
@@ -1307,32 +1308,32 @@ static void test_cuda_backend(void) {
     moe_runner_destroy(r);
   }
   if (t_have_cuda()) {
-    /* a complete W4A8 run on the GPU: NOT_SUPPORTED, the output unwritten */
-    mcase c8 = k_gpu_cases[1];
-    c8.w4a8 = 1;
-    moe_runner *r8 = mx_runner(MOE_BACKEND_CUDA, MOE_DTYPE_FP8_E4M3, c8.act, 0);
-    moe_problem p8;
-    t_problem(&p8, c8.E, c8.T, c8.K, c8.off, c8.El, c8.H, c8.I);
-    int32_t cfg8 = -1;
-    const moe_status_t q8 = r8 ? moe_runner_get_default_config(r8, &p8, &cfg8) : NS;
-    moe_runner_destroy(r8);
-    msetup f;
-    memset(&f, 0, sizeof f);
-    g_force_cfg = cfg8;
-    if (q8 == MOE_STATUS_SUCCESS && setup_case(&c8, MOE_BACKEND_CUDA, 0, 31, &f)) {
-      EXPECT_ERR(run_args(&f, &f.args), NS, "W4A8");
-      CHECK(still_poisoned(f.out, f.tout->bytes, 0xFF), "CUDA W4A8: output written on failure");
+    /* complete runs on the GPU (the default config): W4A8 is NOT_SUPPORTED; a W4A16 run with
+     * bf16 biases is refused as in BF16 runs; both leave the output unwritten */
+    for (int i = 0; i < 2; ++i) {
+      mcase c = k_gpu_cases[1];
+      c.w4a8 = i == 0;
+      c.bias = i == 0 ? 1 : 2;
+      moe_runner *rd =
+          mx_runner(MOE_BACKEND_CUDA, c.w4a8 ? MOE_DTYPE_FP8_E4M3 : MOE_DTYPE_BF16, c.act, 0);
+      moe_problem pd;
+      t_problem(&pd, c.E, c.T, c.K, c.off, c.El, c.H, c.I);
+      int32_t cfg = -1;
+      const moe_status_t q = rd ? moe_runner_get_default_config(rd, &pd, &cfg) : NS;
+      moe_runner_destroy(rd);
+      CHECK(q == MOE_STATUS_SUCCESS || c.w4a8, "CUDA W4A16 default config: %s",
+            moe_get_last_error());
+      msetup f;
+      memset(&f, 0, sizeof f);
+      g_force_cfg = cfg; /* W4A8 may list no config on CUDA: then its queries refused it */
+      if (q == MOE_STATUS_SUCCESS && setup_case(&c, MOE_BACKEND_CUDA, 0, 31 + (uint64_t)i, &f)) {
+        EXPECT_ERR(run_args(&f, &f.args), NS, c.w4a8 ? "W4A8" : "bf16 biases");
+        CHECK(still_poisoned(f.out, f.tout->bytes, 0xFF), "CUDA %s: output written on failure",
+              c.w4a8 ? "W4A8" : "bf16 biases");
+      }
+      g_force_cfg = -1;
+      setup_free(&f);
     }
-    g_force_cfg = -1;
-    setup_free(&f);
-    /* bf16 biases: refused on CUDA as in BF16 runs */
-    mcase cb = k_gpu_cases[1];
-    cb.bias = 2;
-    if (setup_case(&cb, MOE_BACKEND_CUDA, 0, 32, &f)) {
-      EXPECT_ERR(run_args(&f, &f.args), NS, "bf16 biases");
-      CHECK(still_poisoned(f.out, f.tout->bytes, 0xFF), "CUDA bf16 bias: output written");
-    }
-    setup_free(&f);
   }
   printf(
       "CUDA backend (sm_version 90): W4A16 configs sm90_w4a16_*, none outside H, I %% 64 == 0 "
