@@ -56,6 +56,10 @@ if [ -f .gpubuild/pywrap/core_wrap.c ]; then
   PYTEST_ADDOPTS="-rfs --tb=short" MOE_WHEELHOUSE=.gpubuild/whl \
     step python_gpu sh bindings/python/gpu-check.sh .gpubuild/pywrap build-gpu
 fi
+# gpt-oss-120b in MXFP4 W4A16 at T = 65536 and 196608 on its own (ctest's test_large_t runs it
+# among every preset and dtype): its log is the MXFP4 large-T result.
+MOE_TEST_LARGE_DTYPES=mxfp4 MOE_TEST_LARGE_PRESETS=gpt-oss-120b \
+  step large_t_mxfp4 build-gpu/tests/test_large_t
 # compute-sanitizer: memcheck over the conformance runner (routing + GEMMs + finalize for every
 # method and activation), the GPU MoE suite (every config x activation) and a sample of the GPU
 # routing suite (every 7th case, T up to 65537: both routing paths); racecheck on the routing and
@@ -66,6 +70,11 @@ if [ "$SANITIZERS" = all ] || [ "$SANITIZERS" = memcheck ]; then
 step memcheck_conformance "${san[@]}" memcheck build-gpu/tests/run_cases
 step memcheck_moe "${san[@]}" memcheck build-gpu/tests/test_moe
 step memcheck_fp8 "${san[@]}" memcheck build-gpu/tests/test_fp8
+# the MXFP4 W4A16 kernels on test_mxfp4's ten GPU cases (gpt-oss's 2880 included): a decode, a
+# prefill and a C = 4 config, so the step stays within STEP_TIMEOUT (test_mxfp4 fails on a name
+# that is not in the catalogue)
+MOE_TEST_GPU_CONFIGS=sm90_w4a16_t8_c1_m64_s16,sm90_w4a16_t128_c1_m128_s8,sm90_w4a16_t256_c4_m128_s5 \
+  step memcheck_mxfp4 "${san[@]}" memcheck build-gpu/tests/test_mxfp4
 [ -x build-gpu/tests/test_gpu_errors ] && step memcheck_gpu_errors "${san[@]}" memcheck build-gpu/tests/test_gpu_errors
 MOE_TEST_GPU_CASES=7 step memcheck_routing "${san[@]}" memcheck build-gpu/tests/test_routing
 # the grouped run (device plan builder from device counts, invalid counts clamped, SM budget,
@@ -96,6 +105,12 @@ MOE_TEST_GPU_CONFIGS=sm90_fp8pt_t16_c1_m128_s12,sm90_fp8pt_t64_c2_m128_s11,sm90_
 # 4 and the 8- and 64-token CTA tiles
 MOE_TEST_GPU_CONFIGS=sm90_fp8blk_t8_c1_m256_s6,sm90_fp8blk_t64_c2_m256_s6,sm90_fp8blk_t256_c4_m256_s5 \
   step racecheck_fp8_block "${san[@]}" racecheck build-gpu/tests/test_fp8
+# the MXFP4 W4A16 kernels: C = 1, 2 and 4
+# (the pattern picks the catalogue's first C = 2 config), the GPU cases with H, I <= 1024 (the
+# 2880 case runs the same code many more times)
+MOE_TEST_GPU_MAX_K=1024 \
+MOE_TEST_GPU_CONFIGS='sm90_w4a16_t8_c1_m64_s16,sm90_w4a16_*_c2_*,sm90_w4a16_t256_c4_m128_s5' \
+  step racecheck_mxfp4 "${san[@]}" racecheck build-gpu/tests/test_mxfp4
 fi
 fi
 # moe_ep over NCCL with a one-rank communicator (the full dispatch -> experts -> combine path,

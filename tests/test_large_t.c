@@ -4,10 +4,11 @@
  * and further where memory allows, in BF16 and in FP8 (e4m3 weights and activations: block
  * scales for deepseek-v3, qwen3-235b and qwen3-30b, per-tensor scales for mixtral-8x7b and
  * llama4-maverick, as bench/moe_bench.c runs them; gpt-oss-120b's H = I = 2880 are not
- * multiples of 128, so it has no FP8 run). GPU only (the CPU oracle cannot run these sizes in a
- * test); sampled tokens (the first, the last, and random ones, whose rows sit at the far end of
- * the permuted buffers) are checked against a float64 reference with the library's rounding
- * and quantization points, and every output element must be written and finite.
+ * multiples of 128, so it has no FP8 run), and gpt-oss-120b in MXFP4 W4A16 (as moe-bench's
+ * gpt-oss-120b-mxfp4: fp32 biases, gpt-oss's clamped SwiGLU). GPU only (the CPU oracle cannot run
+ * these sizes in a test); sampled tokens (the first, the last, and random ones, whose rows sit at
+ * the far end of the permuted buffers) are checked against a float64 reference with the library's
+ * rounding and quantization points, and every output element must be written and finite.
  *
  * Weights: each preset's E experts are built on the device from a pool of 4 random experts,
  * expert e being pool expert e % 4 with its rows rotated by an e-dependent amount, so every
@@ -15,13 +16,18 @@
  * host. FP8 runners quantize them in moe_weights_prepare; the reference quantizes the pool once
  * on the host with kernels/fp8_math.h (the rule both backends use) and reads expert e's codes
  * and scales through the rotation (rot_w1, rot_w2), and the prepared scales of every expert are
- * checked against it. Routing: pre-routed random ids and weights (conformance generator
- * streams 6 and 7); one set of inputs per preset and T serves both dtypes, FP8 with
- * magnitudes that vary per scale group (fp8_magnitudes).
+ * checked against it. MXFP4: the pool is random packed e2m1 bytes with ue8m0 scales
+ * (conformance generator streams 4, 5, 12, 13), each row's scales moving with its values under
+ * the rotation, prepared by moe_weights_prepare_scaled one expert at a time into its section of
+ * the prepared tensor (docs/formats.md, version 3: expert e at e times the per-expert size); the
+ * last expert's prepared bytes are checked against the pool's through the rotation. Routing:
+ * pre-routed random ids and weights (conformance generator streams 6 and 7); one set of inputs
+ * per preset and T serves every dtype, FP8 with magnitudes that vary per scale group
+ * (fp8_magnitudes).
  *
  * MOE_TEST_LARGE_T=T[,T..] overrides the token counts (each applied to every preset);
- * MOE_TEST_LARGE_PRESETS=name[,name..] picks presets; MOE_TEST_LARGE_DTYPES=bf16,fp8 (the
- * default: both) picks the dtypes.
+ * MOE_TEST_LARGE_PRESETS=name[,name..] picks presets; MOE_TEST_LARGE_DTYPES=bf16,fp8,mxfp4
+ * (the default: all three) picks the dtypes.
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +38,7 @@
 #include "conformance/gen.h"
 #include "fp8_ref.h"
 #include "kernels/fp8_math.h"
+#include "kernels/mxfp4_math.h"
 
 #ifdef MOE_TEST_WITH_CUDA
 #include <cuda_runtime.h>
@@ -50,16 +57,17 @@ typedef struct preset {
    * the offsets pass int32 (checked), and it fits an 80 GB card */
   int64_t extra_t;
   int32_t fp8_mode; /* the FP8 scaling mode bench/moe_bench.c runs the preset with */
+  int mxfp4;        /* an MXFP4 W4A16 run too (moe-bench's NAME-mxfp4 preset) */
 } preset;
 
 /* The moe-bench presets (bench/moe_bench.c), SwiGLU. */
 static const preset k_presets[] = {
-    {"deepseek-v3", 256, 8, 7168, 2048, 0, MOE_SCALING_BLOCK},
-    {"qwen3-235b", 128, 8, 4096, 1536, 0, MOE_SCALING_BLOCK},
-    {"qwen3-30b", 128, 8, 2048, 768, 262144, MOE_SCALING_BLOCK},
-    {"mixtral-8x7b", 8, 2, 4096, 14336, 131072, MOE_SCALING_PER_TENSOR},
-    {"gpt-oss-120b", 128, 4, 2880, 2880, 196608, MOE_SCALING_BLOCK}, /* no FP8: H, I % 128 */
-    {"llama4-maverick", 128, 1, 5120, 8192, 262144, MOE_SCALING_PER_TENSOR},
+    {"deepseek-v3", 256, 8, 7168, 2048, 0, MOE_SCALING_BLOCK, 0},
+    {"qwen3-235b", 128, 8, 4096, 1536, 0, MOE_SCALING_BLOCK, 0},
+    {"qwen3-30b", 128, 8, 2048, 768, 262144, MOE_SCALING_BLOCK, 0},
+    {"mixtral-8x7b", 8, 2, 4096, 14336, 131072, MOE_SCALING_PER_TENSOR, 0},
+    {"gpt-oss-120b", 128, 4, 2880, 2880, 196608, MOE_SCALING_BLOCK, 1}, /* no FP8: H, I % 128 */
+    {"llama4-maverick", 128, 1, 5120, 8192, 262144, MOE_SCALING_PER_TENSOR, 0},
 };
 
 static void cuda_ok(cudaError_t e, const char *what) {
@@ -73,6 +81,7 @@ static void cuda_ok(cudaError_t e, const char *what) {
 static const char *mode_name(int mode) {
   return mode == MOE_SCALING_BLOCK        ? "fp8 block"
          : mode == MOE_SCALING_PER_TENSOR ? "fp8 tensor"
+         : mode == MOE_SCALING_MX         ? "mxfp4"
                                           : "bf16";
 }
 
@@ -152,7 +161,17 @@ static void prepare_weights(moe_runner *r, const preset *ps, int mode, int which
   tt_free(scratch);
 }
 
-/* The host inputs of one preset and T, shared by its BF16 and FP8 runs. */
+/* The MXFP4 weights of one preset: the pool in the checkpoint layout (library row order) and
+ * the gpt-oss extras, one per expert. */
+typedef struct mx_pool {
+  uint8_t *q1, *q2;            /* packed e2m1 [POOL, 2I, H/2], [POOL, H, I/2] */
+  uint8_t *s1, *s2;            /* ue8m0 [POOL, 2I, H/32], [POOL, H, I/32] */
+  float *b1, *b2;              /* fp32 biases [E, 2I], [E, H] */
+  float *alpha, *beta, *limit; /* [E]: 1.702, 1, 7 */
+  double value[256][16];       /* [scale][code] -> e2m1 * 2^(scale - 127) */
+} mx_pool;
+
+/* The host inputs of one preset and T, shared by its BF16, MXFP4 and FP8 runs. */
 typedef struct inputs {
   const preset *ps;
   int64_t T;
@@ -161,6 +180,7 @@ typedef struct inputs {
   uint16_t *hidden;        /* [T, H] */
   int32_t *ids;            /* [T, K] */
   uint16_t *pw;            /* [T, K] */
+  mx_pool *mx;             /* MXFP4 runs only */
 } inputs;
 
 /* The pool quantized on the host by the rule of kernels/fp8_math.h (FP8 runs). */
@@ -338,12 +358,210 @@ static void check_prepared_scales(const preset *ps, const fp8_pool *f, int which
   free(got);
 }
 
-/* One dtype's forward of @p in on the GPU: @p mode MOE_SCALING_NONE (BF16) or an FP8 mode. */
+/* ---- MXFP4 (W4A16) ------------------------------------------------------------------------- */
+
+#define GPT_OSS_ALPHA 1.702f
+#define GPT_OSS_LIMIT 7.0f
+
+/*
+ * The MXFP4 pool and extras of @p in (conformance generator streams of the preset's seed):
+ * packed e2m1 bytes (streams 4, 5) and ue8m0 scales (12, 13: codes 118..125); W1's scales
+ * lowered by 2^-3 so that GEMM1's outputs (sums of 2880 products) straddle gpt-oss's clamp at 7
+ * instead of saturating it. fp32 biases (streams 8, 9, |b| < 2^-3), alpha 1.702, beta 1, limit 7.
+ */
+static mx_pool *mx_pool_new(const inputs *in) {
+  const preset *ps = in->ps;
+  const int64_t H = ps->H, I = ps->I, E = ps->E;
+  mx_pool *m = t_xmalloc(sizeof *m);
+  m->q1 = t_xmalloc((size_t)(POOL * 2 * I * H / 2));
+  m->q2 = t_xmalloc((size_t)(POOL * H * I / 2));
+  m->s1 = t_xmalloc((size_t)(POOL * 2 * I * H / MOE_MX_BLOCK));
+  m->s2 = t_xmalloc((size_t)(POOL * H * I / MOE_MX_BLOCK));
+  gen_fill_e2m1x2(in->seed, GEN_STREAM_W1, m->q1, POOL * 2 * I * H / 2);
+  gen_fill_e2m1x2(in->seed, GEN_STREAM_W2, m->q2, POOL * H * I / 2);
+  gen_fill_ue8m0(in->seed, GEN_STREAM_W1_SCALE, m->s1, POOL * 2 * I * H / MOE_MX_BLOCK);
+  gen_fill_ue8m0(in->seed, GEN_STREAM_W2_SCALE, m->s2, POOL * H * I / MOE_MX_BLOCK);
+  for (int64_t i = 0; i < POOL * 2 * I * H / MOE_MX_BLOCK; ++i) m->s1[i] -= 3;
+  m->b1 = t_xmalloc(sizeof(float) * (size_t)(E * 2 * I));
+  m->b2 = t_xmalloc(sizeof(float) * (size_t)(E * H));
+  gen_fill_f32(in->seed, GEN_STREAM_GEMM1_BIAS, GEN_SCALE_GEMM_BIAS, m->b1, E * 2 * I);
+  gen_fill_f32(in->seed, GEN_STREAM_GEMM2_BIAS, GEN_SCALE_GEMM_BIAS, m->b2, E * H);
+  m->alpha = t_xmalloc(sizeof(float) * (size_t)E);
+  m->beta = t_xmalloc(sizeof(float) * (size_t)E);
+  m->limit = t_xmalloc(sizeof(float) * (size_t)E);
+  for (int64_t e = 0; e < E; ++e) {
+    m->alpha[e] = GPT_OSS_ALPHA;
+    m->beta[e] = 1.0f;
+    m->limit[e] = GPT_OSS_LIMIT;
+  }
+  for (uint32_t sc = 0; sc < 256; ++sc)
+    for (uint32_t c = 0; c < 16; ++c)
+      m->value[sc][c] = (double)moe_e2m1_to_f32(c) * ldexp(1.0, (int)sc - 127);
+  return m;
+}
+
+static void mx_pool_free(mx_pool *m) {
+  if (!m) return;
+  free(m->q1);
+  free(m->q2);
+  free(m->s1);
+  free(m->s2);
+  free(m->b1);
+  free(m->b2);
+  free(m->alpha);
+  free(m->beta);
+  free(m->limit);
+  free(m);
+}
+
+static moe_runner *mx_runner(void) {
+  moe_runner_options o;
+  if (CHECK_OK(moe_runner_options_init(&o, MOE_RUNNER_OPTIONS_VERSION))) return NULL;
+  o.backend = MOE_BACKEND_CUDA;
+  o.activation = MOE_ACTIVATION_SWIGLU;
+  o.activation_dtype = MOE_DTYPE_BF16;
+  o.weight_dtype = MOE_DTYPE_MXFP4;
+  o.scaling_mode = MOE_SCALING_MX;
+  o.sm_version = 90;
+  moe_runner *r = NULL;
+  if (CHECK_OK(moe_runner_create(&o, &r))) return NULL;
+  return r;
+}
+
+/* dst rows r = src rows (r + rot) % rows, [rows, row_bytes] bytes on the device. */
+static void rotated_copy_bytes(uint8_t *dst, const uint8_t *src, int64_t rows, int64_t row_bytes,
+                               int64_t rot) {
+  cuda_ok(cudaMemcpy(dst, src + rot * row_bytes, (size_t)((rows - rot) * row_bytes),
+                     cudaMemcpyDeviceToDevice),
+          "rotated byte copy (head)");
+  if (rot > 0)
+    cuda_ok(cudaMemcpy(dst + (rows - rot) * row_bytes, src, (size_t)(rot * row_bytes),
+                       cudaMemcpyDeviceToDevice),
+            "rotated byte copy (tail)");
+}
+
+/*
+ * MXFP4 prepared weights of all E experts: expert e's checkpoint tensors (pool expert e % 4,
+ * rows rotated by rot_w1 / rot_w2 with their scales) prepared by moe_weights_prepare_scaled
+ * into its section [e * S_e, (e + 1) * S_e) of @p prepared (S_e 128-byte aligned).
+ */
+static void prepare_mx_weights(moe_runner *r, const preset *ps, int which, const uint8_t *q_dev,
+                               const uint8_t *s_dev, ttensor *prepared) {
+  const int64_t H = ps->H, I = ps->I;
+  const int64_t rows = which == MOE_WEIGHTS_GEMM1 ? 2 * I : H, cols = which == 1 ? H : I;
+  const int64_t vb = cols / 2, sb = cols / MOE_MX_BLOCK;
+  moe_problem p1;
+  t_problem(&p1, 1, 1, 1, 0, 1, H, I);
+  size_t per = 0;
+  CHECK_OK(moe_weights_prepared_size(r, &p1, which, &per));
+  CHECK(per == (size_t)moe_mx_expert_bytes(rows, cols) && per * (size_t)ps->E == prepared->bytes,
+        "%s mxfp4 W%d: per-expert size %zu x %d != %zu", ps->name, which, per, ps->E,
+        prepared->bytes);
+  ttensor *cq = tt_new(MOE_BACKEND_CUDA, DT_U8, 3, (int64_t[]){1, rows, vb});
+  ttensor *cs = tt_new(MOE_BACKEND_CUDA, DT_U8, 3, (int64_t[]){1, rows, sb});
+  for (int64_t e = 0; e < ps->E; ++e) {
+    const int64_t rot =
+        which == MOE_WEIGHTS_GEMM1 ? rot_w1(ps, e, MOE_SCALING_MX) : rot_w2(ps, e, MOE_SCALING_MX);
+    rotated_copy_bytes((uint8_t *)cq->t.data, q_dev + (e % POOL) * rows * vb, rows, vb, rot);
+    rotated_copy_bytes((uint8_t *)cs->t.data, s_dev + (e % POOL) * rows * sb, rows, sb, rot);
+    DLTensor slice = prepared->t;
+    int64_t shape[1] = {(int64_t)per};
+    slice.shape = shape;
+    slice.byte_offset = (uint64_t)(e * (int64_t)per);
+    if (CHECK_OK(moe_weights_prepare_scaled(r, &p1, which, &cq->t, &cs->t, &slice, NULL))) break;
+  }
+  tmem_sync(MOE_BACKEND_CUDA);
+  tt_free(cq);
+  tt_free(cs);
+}
+
+/* The last expert's prepared section (the far end of the tensor) against the pool through the
+ * rotation and the prepared row order (docs/formats.md, version 3), pads zero. */
+static void check_mx_prepared(const preset *ps, const mx_pool *m, int which,
+                              const ttensor *prepared) {
+  const int64_t I = ps->I, rows = which == MOE_WEIGHTS_GEMM1 ? 2 * I : ps->H;
+  const int64_t cols = which == MOE_WEIGHTS_GEMM1 ? ps->H : I;
+  const int64_t vb = cols / 2, sb = cols / MOE_MX_BLOCK, e = ps->E - 1;
+  const int64_t per = moe_mx_expert_bytes(rows, cols), soff = moe_mx_scales_offset(rows, cols);
+  const int64_t rot =
+      which == MOE_WEIGHTS_GEMM1 ? rot_w1(ps, e, MOE_SCALING_MX) : rot_w2(ps, e, MOE_SCALING_MX);
+  const uint8_t *q = which == MOE_WEIGHTS_GEMM1 ? m->q1 : m->q2;
+  const uint8_t *s = which == MOE_WEIGHTS_GEMM1 ? m->s1 : m->s2;
+  uint8_t *got = t_xmalloc((size_t)per);
+  tmem_download(MOE_BACKEND_CUDA, got, (const uint8_t *)prepared->t.data + e * per, (size_t)per);
+  int64_t bad = 0;
+  for (int64_t p = 0; p < rows; ++p) {
+    /* gated W1: 8-row blocks of up and gate */
+    const int64_t c = which == MOE_WEIGHTS_GEMM1 ? ((p / 8) % 2 ? I : 0) + 8 * (p / 16) + p % 8 : p;
+    const int64_t src = (e % POOL) * rows + (c + rot) % rows;
+    bad += memcmp(got + p * vb, q + src * vb, (size_t)vb) != 0;
+    bad += memcmp(got + soff + p * sb, s + src * sb, (size_t)sb) != 0;
+  }
+  for (int64_t i = rows * vb; i < soff; ++i) bad += got[i] != 0;
+  for (int64_t i = soff + rows * sb; i < per; ++i) bad += got[i] != 0;
+  CHECK(bad == 0, "%s mxfp4 W%d: %lld prepared rows or pads of expert %lld differ from the pool's",
+        ps->name, which, (long long)bad, (long long)e);
+  free(got);
+}
+
+/* sum_c x[c] * W[row, c] of pool expert p's dequantized MXFP4 row (exact weights, double). */
+static double mx_row_dot(const mx_pool *m, const uint8_t *q, const uint8_t *s, int64_t p,
+                         int64_t rows, int64_t cols, int64_t row, const double *x) {
+  const uint8_t *qr = q + (p * rows + row) * (cols / 2);
+  const uint8_t *sr = s + (p * rows + row) * (cols / MOE_MX_BLOCK);
+  double sum = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += MOE_MX_BLOCK) {
+    const double *v = m->value[sr[c0 / MOE_MX_BLOCK]];
+    for (int64_t c = c0; c < c0 + MOE_MX_BLOCK; c += 2) {
+      const uint8_t b = qr[c / 2];
+      sum += x[c] * v[b & 15u] + x[c + 1] * v[b >> 4];
+    }
+  }
+  return sum;
+}
+
+/* out[0..H) for token t of an MXFP4 W4A16 run, with the rounding points of a BF16 run
+ * (docs/formats.md): GEMM1 + bias and gpt-oss's clamped SwiGLU in double, rounded to bf16;
+ * GEMM2 + bias rounded to bf16; finalize in fp32, rounded to bf16. */
+static void reference_token_mx(const inputs *in, const int32_t *ids, const uint16_t *w, int64_t t,
+                               double *x, double *h1, double *a, float *acc, double *out) {
+  const preset *ps = in->ps;
+  const mx_pool *m = in->mx;
+  const int64_t H = ps->H, I = ps->I, K = ps->K;
+  for (int64_t h = 0; h < H; ++h) {
+    x[h] = bf16_to_f32(in->hidden[t * H + h]);
+    acc[h] = 0.0f;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t e = ids[t * K + k], pe = e % POOL;
+    const int64_t r1 = rot_w1(ps, e, MOE_SCALING_MX), r2 = rot_w2(ps, e, MOE_SCALING_MX);
+    for (int64_t r = 0; r < 2 * I; ++r)
+      h1[r] =
+          mx_row_dot(m, m->q1, m->s1, pe, 2 * I, H, (r + r1) % (2 * I), x) + m->b1[e * 2 * I + r];
+    for (int64_t i = 0; i < I; ++i) {
+      const double lim = GPT_OSS_LIMIT;
+      const double up = h1[i] < -lim ? -lim : h1[i] > lim ? lim : h1[i];
+      const double gate = h1[I + i] > lim ? lim : h1[I + i];
+      const double y = gate / (1.0 + exp(-(double)GPT_OSS_ALPHA * gate)) * (up + 1.0);
+      a[i] = bf16_to_f32(f32_to_bf16((float)y));
+    }
+    const float wk = bf16_to_f32(w[t * K + k]);
+    for (int64_t h = 0; h < H; ++h) {
+      const double v = mx_row_dot(m, m->q2, m->s2, pe, H, I, (h + r2) % H, a) + m->b2[e * H + h];
+      acc[h] += wk * bf16_to_f32(f32_to_bf16((float)v));
+    }
+  }
+  for (int64_t h = 0; h < H; ++h) out[h] = bf16_to_f32(f32_to_bf16(acc[h]));
+}
+
+/* One dtype's forward of @p in on the GPU: @p mode MOE_SCALING_NONE (BF16), an FP8 mode, or
+ * MOE_SCALING_MX (MXFP4 W4A16, the gpt-oss extras of in->mx). */
 static void run_dtype(const inputs *in, int mode, int must_cross) {
   const preset *ps = in->ps;
   const int64_t H = ps->H, I = ps->I, E = ps->E, K = ps->K, T = in->T;
   const char *dt = mode_name(mode);
-  if (mode != MOE_SCALING_NONE && (H % BLK || I % BLK)) {
+  const int mx = mode == MOE_SCALING_MX, fp8 = mode != MOE_SCALING_NONE && !mx;
+  if (fp8 && (H % BLK || I % BLK)) {
     printf("SKIP %s fp8: H = %lld, I = %lld are not multiples of 128 (FP8 needs them)\n", ps->name,
            (long long)H, (long long)I);
     return;
@@ -351,7 +569,8 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
   if (mode == MOE_SCALING_BLOCK)
     CHECK(E <= POOL * (2 * I / BLK) * (H / BLK), "%s: block rotations do not tell %d experts apart",
           ps->name, ps->E);
-  moe_runner *r = mode == MOE_SCALING_NONE
+  moe_runner *r = mx ? mx_runner()
+                  : mode == MOE_SCALING_NONE
                       ? t_runner(MOE_BACKEND_CUDA, MOE_ACTIVATION_SWIGLU)
                       : t_fp8_runner(MOE_BACKEND_CUDA, mode, MOE_ACTIVATION_SWIGLU, 0);
   if (!r) return;
@@ -376,20 +595,41 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
     return;
   }
   fp8_pool fp = {0};
-  if (mode != MOE_SCALING_NONE) fp8_pool_init(in, mode, &fp);
+  if (fp8) fp8_pool_init(in, mode, &fp);
 
-  ttensor *pool1_d =
-      tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 1, (int64_t[]){POOL * 2 * I * H}, in->pool1);
-  ttensor *pool2_d =
-      tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 1, (int64_t[]){POOL * H * I}, in->pool2);
   t_weights w;
   w.w1 = tt_new(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){(int64_t)b1});
   w.w2 = tt_new(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){(int64_t)b2});
-  prepare_weights(r, ps, mode, MOE_WEIGHTS_GEMM1, (const uint16_t *)pool1_d->t.data, w.w1);
-  prepare_weights(r, ps, mode, MOE_WEIGHTS_GEMM2, (const uint16_t *)pool2_d->t.data, w.w2);
-  tt_free(pool1_d);
-  tt_free(pool2_d);
-  if (mode != MOE_SCALING_NONE) {
+  if (mx) {
+    const mx_pool *m = in->mx;
+    ttensor *q1 =
+        tt_from_host(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){POOL * 2 * I * H / 2}, m->q1);
+    ttensor *s1 = tt_from_host(MOE_BACKEND_CUDA, DT_U8, 1,
+                               (int64_t[]){POOL * 2 * I * H / MOE_MX_BLOCK}, m->s1);
+    ttensor *q2 = tt_from_host(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){POOL * H * I / 2}, m->q2);
+    ttensor *s2 =
+        tt_from_host(MOE_BACKEND_CUDA, DT_U8, 1, (int64_t[]){POOL * H * I / MOE_MX_BLOCK}, m->s2);
+    prepare_mx_weights(r, ps, MOE_WEIGHTS_GEMM1, (const uint8_t *)q1->t.data,
+                       (const uint8_t *)s1->t.data, w.w1);
+    prepare_mx_weights(r, ps, MOE_WEIGHTS_GEMM2, (const uint8_t *)q2->t.data,
+                       (const uint8_t *)s2->t.data, w.w2);
+    tt_free(q1);
+    tt_free(s1);
+    tt_free(q2);
+    tt_free(s2);
+    check_mx_prepared(ps, m, MOE_WEIGHTS_GEMM1, w.w1);
+    check_mx_prepared(ps, m, MOE_WEIGHTS_GEMM2, w.w2);
+  } else {
+    ttensor *pool1_d =
+        tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 1, (int64_t[]){POOL * 2 * I * H}, in->pool1);
+    ttensor *pool2_d =
+        tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 1, (int64_t[]){POOL * H * I}, in->pool2);
+    prepare_weights(r, ps, mode, MOE_WEIGHTS_GEMM1, (const uint16_t *)pool1_d->t.data, w.w1);
+    prepare_weights(r, ps, mode, MOE_WEIGHTS_GEMM2, (const uint16_t *)pool2_d->t.data, w.w2);
+    tt_free(pool1_d);
+    tt_free(pool2_d);
+  }
+  if (fp8) {
     check_prepared_scales(ps, &fp, MOE_WEIGHTS_GEMM1, w.w1);
     check_prepared_scales(ps, &fp, MOE_WEIGHTS_GEMM2, w.w2);
   }
@@ -405,6 +645,13 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
     route.weights = in->pw;
     moe_plan plan;
     t_moe_in tin = {in->hidden, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    if (mx) { /* gpt-oss-120b-mxfp4: fp32 biases, alpha 1.702, beta 1, limit 7 */
+      tin.bias1 = in->mx->b1;
+      tin.bias2 = in->mx->b2;
+      tin.alpha = in->mx->alpha;
+      tin.beta = in->mx->beta;
+      tin.clamp_limit = in->mx->limit;
+    }
     const float in_scales[2] = {mode == MOE_SCALING_PER_TENSOR ? fp.in1 : 0.0f,
                                 mode == MOE_SCALING_PER_TENSOR ? fp.in2 : 0.0f};
     host_plan hp;
@@ -412,7 +659,7 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
     if (!CHECK_OK(t_prepare(r, MOE_BACKEND_CUDA, &p, &route, cfg, &ws, &plan))) {
       st = t_run_scaled(r, MOE_BACKEND_CUDA, &p, MOE_ACTIVATION_SWIGLU, &tin, &w, cfg, &plan, &ws,
                         1, mode == MOE_SCALING_PER_TENSOR ? in_scales : NULL, out);
-      if (st == MOE_STATUS_NOT_SUPPORTED && mode != MOE_SCALING_NONE)
+      if (st == MOE_STATUS_NOT_SUPPORTED && fp8)
         printf("SKIP %s %s T=%lld: %s\n", ps->name, dt, (long long)T, moe_get_last_error());
       else
         CHECK(st == MOE_STATUS_SUCCESS, "%s %s T=%lld: run -> %d: %s", ps->name, dt, (long long)T,
@@ -441,8 +688,10 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
         const int64_t t = i < SAMPLE_EDGE       ? i
                           : i < 2 * SAMPLE_EDGE ? T - 2 * SAMPLE_EDGE + i
                                                 : t_rng_range(&rng, 0, T - 1);
-        reference_token(in, mode == MOE_SCALING_NONE ? NULL : &fp, hp.topk_ids, hp.weights, t, x,
-                        h1, a, acc, ref);
+        if (mx)
+          reference_token_mx(in, hp.topk_ids, hp.weights, t, x, h1, a, acc, ref);
+        else
+          reference_token(in, fp8 ? &fp : NULL, hp.topk_ids, hp.weights, t, x, h1, a, acc, ref);
         const double err = t_rel_err_ref(out + t * H, ref, H);
         if (err > worst) worst = err;
         CHECK(err <= BOUND_GPU, "%s %s T=%lld token %lld: relative L2 %.3g > %.0e", ps->name, dt,
@@ -463,7 +712,7 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
   }
   t_weights_free(&w);
   free(out);
-  if (mode != MOE_SCALING_NONE) fp8_pool_free(&fp);
+  if (fp8) fp8_pool_free(&fp);
   moe_runner_destroy(r);
 }
 
@@ -508,9 +757,10 @@ static void fp8_magnitudes(inputs *in, int mode) {
 
 /* One preset at one T: the host inputs, then the forward of each selected dtype. */
 static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cross, int bf16,
-                       int fp8) {
+                       int fp8, int mxfp4) {
   const int64_t H = ps->H, I = ps->I, E = ps->E, K = ps->K;
-  inputs in = {ps, T, seed, NULL, NULL, NULL, NULL, NULL};
+  if (!bf16 && !fp8 && !(mxfp4 && ps->mxfp4)) return; /* nothing selected runs this preset */
+  inputs in = {ps, T, seed, NULL, NULL, NULL, NULL, NULL, NULL};
   in.pool1 = t_xmalloc((size_t)(POOL * 2 * I * H) * 2);
   in.pool2 = t_xmalloc((size_t)(POOL * H * I) * 2);
   gen_fill_bf16(seed, GEN_STREAM_W1, GEN_SCALE_W1, in.pool1, POOL * 2 * I * H);
@@ -521,6 +771,12 @@ static void run_preset(const preset *ps, int64_t T, uint64_t seed, int must_cros
   in.pw = t_xmalloc((size_t)(T * K) * 2);
   gen_routed(seed, T, (int32_t)K, (int32_t)E, in.ids, in.pw);
   if (bf16) run_dtype(&in, MOE_SCALING_NONE, must_cross);
+  if (mxfp4 && ps->mxfp4) { /* before FP8's magnitudes change the hidden states */
+    in.mx = mx_pool_new(&in);
+    run_dtype(&in, MOE_SCALING_MX, must_cross);
+    mx_pool_free(in.mx);
+    in.mx = NULL;
+  }
   if (fp8) { /* after BF16: the magnitudes change the inputs in place */
     fp8_magnitudes(&in, ps->fp8_mode);
     run_dtype(&in, ps->fp8_mode, must_cross);
@@ -550,7 +806,7 @@ int main(void) {
   const char *tl = getenv("MOE_TEST_LARGE_T");
   const char *pl = getenv("MOE_TEST_LARGE_PRESETS");
   const char *dl = getenv("MOE_TEST_LARGE_DTYPES");
-  const int bf16 = selected(dl, "bf16"), fp8 = selected(dl, "fp8");
+  const int bf16 = selected(dl, "bf16"), fp8 = selected(dl, "fp8"), mx = selected(dl, "mxfp4");
   for (size_t i = 0; i < sizeof k_presets / sizeof k_presets[0]; ++i) {
     const preset *ps = &k_presets[i];
     if (!selected(pl, ps->name)) continue;
@@ -559,12 +815,12 @@ int main(void) {
         char *end = NULL;
         const long long T = strtoll(c, &end, 10);
         if (end == c || T <= 0) break;
-        run_preset(ps, T, 0x1A46E0000ull + i, 0, bf16, fp8);
+        run_preset(ps, T, 0x1A46E0000ull + i, 0, bf16, fp8, mx);
         c = *end == ',' ? end + 1 : end;
       }
     } else {
-      run_preset(ps, 65536, 0x1A46E0000ull + i, ps->extra_t == 0, bf16, fp8);
-      if (ps->extra_t) run_preset(ps, ps->extra_t, 0x1A46E1000ull + i, 1, bf16, fp8);
+      run_preset(ps, 65536, 0x1A46E0000ull + i, ps->extra_t == 0, bf16, fp8, mx);
+      if (ps->extra_t) run_preset(ps, ps->extra_t, 0x1A46E1000ull + i, 1, bf16, fp8, mx);
     }
   }
 #else

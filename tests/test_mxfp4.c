@@ -12,9 +12,14 @@
  *   4. forward W4A16 and W4A8 against a float64 reference on the dequantized weights, with
  *      biases (fp32, bf16), the clamp, EP slices, T = 0 and 1, H = I = 2880 and K not a
  *      multiple of 128; W4A16 equals a BF16 runner on the dequantized weights bit for bit.
+ *      With a GPU: the CUDA W4A16 kernels on the GPU cases (weights prepared on the GPU from
+ *      the same checkpoint bytes), every valid config (MOE_TEST_GPU_CONFIGS picks some),
+ *      against the CPU backend (relative L2 <= 1e-2) and float64, bitwise run to run.
  *   5. run-to-run and thread-count determinism.
- *   6. misuse: clear errors naming the argument, nothing written; the CUDA backend's answers.
+ *   6. misuse: clear errors naming the argument, nothing written; the CUDA backend's answers
+ *      (the sm90_w4a16_* catalogue and its shape rule, W4A8 and bf16 biases NOT_SUPPORTED).
  */
+#include <fnmatch.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -274,10 +279,22 @@ static void mxw_free(mxw *w) {
   free(w->s);
 }
 
+/* ref_mx of every (scale, code), so that the float64 references (run once per GPU config)
+ * read a weight with one load. */
+static double g_mx_value[256][16];
+
+static void mx_value_init(void) {
+  static int done;
+  if (done) return;
+  for (uint32_t s = 0; s < 256; ++s)
+    for (uint32_t c = 0; c < 16; ++c) g_mx_value[s][c] = ref_mx(c, s);
+  done = 1;
+}
+
 /* Weight [e, r, k] in double. */
 static double mxw_at(const mxw *w, int64_t e, int64_t r, int64_t k) {
   const uint8_t b = w->q[(e * w->R + r) * (w->C / 2) + k / 2];
-  return ref_mx(k % 2 ? b >> 4 : b & 15u, w->s[(e * w->R + r) * (w->C / 32) + k / 32]);
+  return g_mx_value[w->s[(e * w->R + r) * (w->C / 32) + k / 32]][k % 2 ? b >> 4 : b & 15u];
 }
 
 /* The checkpoint (gpt-oss interleaved) rows of a gated W1: row 2f = gate f, 2f+1 = up f. */
@@ -446,6 +463,7 @@ typedef struct mcase {
 
 typedef struct msetup {
   mcase c;
+  int backend; /* MOE_BACKEND_CPU or MOE_BACKEND_CUDA: where the tensors and the run are */
   moe_runner *r;
   moe_problem p;
   int32_t cfg;
@@ -463,7 +481,7 @@ typedef struct msetup {
   uint8_t *xq;
   ttensor *pw1, *pw2, *thid, *tin1, *tin2, *tb1, *tb2, *ta, *tb, *tl, *tout;
   moe_run_args args;
-  uint16_t *out;
+  uint16_t *out; /* host copy of the output after run_args */
 } msetup;
 
 static int gated_act(int act) {
@@ -479,6 +497,8 @@ static double ref_act(const msetup *f, double up, double gate) {
         return gate / (1.0 + exp(-(double)f->alpha * gate)) * (up + f->beta);
       }
       return gate / (1.0 + exp(-gate)) * up;
+    case MOE_ACTIVATION_GEGLU:
+      return up * 0.5 * gate * (1.0 + erf(gate / sqrt(2.0)));
     case MOE_ACTIVATION_RELU2:
       return up > 0 ? up * up : 0.0;
     default:
@@ -527,13 +547,20 @@ static void setup_free(msetup *f) {
   memset(f, 0, sizeof *f);
 }
 
-static int setup_case(const mcase *c, int32_t threads, uint64_t seed, msetup *f) {
+/* A config index that setup_case uses instead of the case's (tile, cluster), or -1: the GPU
+ * suite runs every valid config of the CUDA catalogue on each case. */
+static int32_t g_force_cfg = -1;
+
+/* Everything one forward needs on @p backend: the runner, the checkpoint bytes prepared on that
+ * backend (the same bytes for the same seed), routing through the public API, the run args. */
+static int setup_case(const mcase *c, int backend, int32_t threads, uint64_t seed, msetup *f) {
   memset(f, 0, sizeof *f);
   f->c = *c;
+  f->backend = backend;
   const int64_t T = c->T, H = c->H, I = c->I, El = c->El, E = c->E;
   f->R1 = gated_act(c->act) ? 2 * I : I;
   const int64_t R1 = f->R1;
-  f->r = mx_runner(MOE_BACKEND_CPU, c->w4a8 ? MOE_DTYPE_FP8_E4M3 : MOE_DTYPE_BF16, c->act, threads);
+  f->r = mx_runner(backend, c->w4a8 ? MOE_DTYPE_FP8_E4M3 : MOE_DTYPE_BF16, c->act, threads);
   if (!f->r) return 0;
   t_problem(&f->p, c->E, T, c->K, c->off, c->El, H, I);
   t_rng rng = {seed};
@@ -554,28 +581,28 @@ static int setup_case(const mcase *c, int32_t threads, uint64_t seed, msetup *f)
       uint16_t *h2 = (uint16_t *)t_xmalloc(2 * (size_t)(El * H));
       for (int64_t i = 0; i < El * R1; ++i) f->b1[i] = bf16_to_f32(h1[i] = f32_to_bf16(f->b1[i]));
       for (int64_t i = 0; i < El * H; ++i) f->b2[i] = bf16_to_f32(h2[i] = f32_to_bf16(f->b2[i]));
-      f->tb1 = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){El, R1}, h1);
-      f->tb2 = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){El, H}, h2);
+      f->tb1 = tt_from_host(backend, DT_BF16, 2, (int64_t[]){El, R1}, h1);
+      f->tb2 = tt_from_host(backend, DT_BF16, 2, (int64_t[]){El, H}, h2);
       free(h1);
       free(h2);
     } else {
-      f->tb1 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){El, R1}, f->b1);
-      f->tb2 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 2, (int64_t[]){El, H}, f->b2);
+      f->tb1 = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, R1}, f->b1);
+      f->tb2 = tt_from_host(backend, DT_F32, 2, (int64_t[]){El, H}, f->b2);
     }
   }
-  f->pw1 = prepare_mx(f->r, &f->p, MOE_WEIGHTS_GEMM1, &f->w1, c->interleaved);
-  f->pw2 = prepare_mx(f->r, &f->p, MOE_WEIGHTS_GEMM2, &f->w2, 0);
+  f->pw1 = prepare_on(backend, f->r, &f->p, MOE_WEIGHTS_GEMM1, &f->w1, c->interleaved);
+  f->pw2 = prepare_on(backend, f->r, &f->p, MOE_WEIGHTS_GEMM2, &f->w2, 0);
   if (!f->pw1 || !f->pw2) return 0;
-  f->cfg = t_find_config(f->r, &f->p, c->tile, c->cluster);
+  f->cfg = g_force_cfg >= 0 ? g_force_cfg : t_find_config(f->r, &f->p, c->tile, c->cluster);
   CHECK(f->cfg >= 0, "%s: no config with tile %d, cluster %d", c->name, c->tile, c->cluster);
-  if (f->cfg < 0 || CHECK_OK(t_ws_alloc(f->r, MOE_BACKEND_CPU, &f->p, f->cfg, &f->ws))) return 0;
+  if (f->cfg < 0 || CHECK_OK(t_ws_alloc(f->r, backend, &f->p, f->cfg, &f->ws))) return 0;
   f->logits = (float *)t_xmalloc(sizeof(float) * (size_t)(T * E) + 4);
   for (int64_t i = 0; i < T * E; ++i) f->logits[i] = rnd_sym(&rng, 3.0f);
   t_route rt;
   t_route_init(&rt);
   rt.logits_f32 = 1;
   rt.logits = f->logits;
-  if (CHECK_OK(t_prepare(f->r, MOE_BACKEND_CPU, &f->p, &rt, f->cfg, &f->ws, &f->plan)) ||
+  if (CHECK_OK(t_prepare(f->r, backend, &f->p, &rt, f->cfg, &f->ws, &f->plan)) ||
       t_read_plan(f->r, &f->plan, &f->ws, c->E, &f->hp))
     return 0;
   f->ok = 1;
@@ -598,15 +625,15 @@ static int setup_case(const mcase *c, int32_t threads, uint64_t seed, msetup *f)
     f->in2 = yamax > 0 ? (float)(0.9 * yamax / 448.0) : 1.0f;
     free(xd);
     free(y);
-    f->tin1 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 1, (int64_t[]){1}, &f->in1);
-    f->tin2 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 1, (int64_t[]){1}, &f->in2);
+    f->tin1 = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &f->in1);
+    f->tin2 = tt_from_host(backend, DT_F32, 1, (int64_t[]){1}, &f->in2);
   }
   if (c->hidden_fp8) {
     f->xq = (uint8_t *)t_xmalloc((size_t)(T * H) + 1);
     for (int64_t i = 0; i < T * H; ++i) f->xq[i] = ref_fp8_quantize(bf16_to_f32(f->x[i]), f->in1);
-    f->thid = tt_from_host(MOE_BACKEND_CPU, DT_E4M3, 2, (int64_t[]){T, H}, f->xq);
+    f->thid = tt_from_host(backend, DT_E4M3, 2, (int64_t[]){T, H}, f->xq);
   } else {
-    f->thid = tt_from_host(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){T, H}, f->x);
+    f->thid = tt_from_host(backend, DT_BF16, 2, (int64_t[]){T, H}, f->x);
   }
   moe_run_args *a = &f->args;
   moe_run_args_init(a, MOE_RUN_ARGS_VERSION);
@@ -625,7 +652,7 @@ static int setup_case(const mcase *c, int32_t threads, uint64_t seed, msetup *f)
     for (int i = 0; i < 3; ++i) {
       const float x = i == 0 ? f->alpha : i == 1 ? f->beta : f->limit;
       for (int64_t e = 0; e < El; ++e) v[e] = x;
-      ttensor *t = tt_from_host(MOE_BACKEND_CPU, DT_F32, 1, (int64_t[]){El}, v);
+      ttensor *t = tt_from_host(backend, DT_F32, 1, (int64_t[]){El}, v);
       if (i == 0) f->ta = t, a->gemm1_alpha = &t->t;
       if (i == 1) f->tb = t, a->gemm1_beta = &t->t;
       if (i == 2) f->tl = t, a->gemm1_clamp_limit = &t->t;
@@ -633,7 +660,7 @@ static int setup_case(const mcase *c, int32_t threads, uint64_t seed, msetup *f)
     free(v);
   }
   const int64_t out_rows = c->finalize ? T : f->plan.max_padded_rows;
-  f->tout = tt_new(MOE_BACKEND_CPU, DT_BF16, 2, (int64_t[]){out_rows, H});
+  f->tout = tt_new(backend, DT_BF16, 2, (int64_t[]){out_rows, H});
   f->out = (uint16_t *)t_xmalloc(f->tout->bytes + 2);
   if (c->finalize)
     a->output = &f->tout->t;
@@ -642,10 +669,12 @@ static int setup_case(const mcase *c, int32_t threads, uint64_t seed, msetup *f)
   return 1;
 }
 
+/* Run with @p a on a poisoned output (0xFF bytes: bf16 NaN) and copy the output to f->out. */
 static moe_status_t run_args(msetup *f, const moe_run_args *a) {
-  tmem_poison(MOE_BACKEND_CPU, f->tout->t.data, f->tout->bytes);
+  tmem_poison(f->backend, f->tout->t.data, f->tout->bytes);
   moe_status_t s = moe_runner_run(f->r, &f->p, a, f->cfg, &f->plan, f->ws.ptr, f->ws.bytes, NULL);
-  memcpy(f->out, f->tout->t.data, f->tout->bytes);
+  tmem_sync(f->backend);
+  tmem_download(f->backend, f->out, f->tout->t.data, f->tout->bytes);
   return s;
 }
 
@@ -788,6 +817,34 @@ static const mcase k_cases[] = {
 };
 #define NUM_CASES ((int)(sizeof k_cases / sizeof k_cases[0]))
 
+/*
+ * The GPU cases (W4A16, fp32 or no biases): the CUDA shape rule (H % 64 == 0, I % 64 == 0,
+ * both <= 8192) with K = H or I not a multiple of 128 (192, 320, 2880); every activation, the
+ * gpt-oss clamp with both orders of W1, EP slices with a local offset, T = 0 and 1, permuted
+ * outputs, and enough rows per expert (T = 600) for several CTA tiles of every tile size. The
+ * CPU backend runs them too (test_forward), so CPU-only CI checks their reference side. The
+ * tile and cluster are the CPU forward's (pairs of both the BF16 and the W4A16 catalogue: 8 / 1,
+ * 128 / 1, 256 / 4); the GPU runs every valid config.
+ */
+#define GE MOE_ACTIVATION_GEGLU
+#define R2 MOE_ACTIVATION_RELU2
+#define ID MOE_ACTIVATION_IDENTITY
+static const mcase k_gpu_cases[] = {
+    /* name                       w4a8 hfp8 act bias gpt il  E  El off K  T    H     I  tile C fin
+     */
+    {"gpu gpt-oss 2880 EP", 0, 0, SW, 1, 1, 1, 8, 4, 4, 4, 3, 2880, 2880, 8, 1, 1},
+    {"gpu gpt-oss H192 I320", 0, 0, SW, 1, 1, 1, 16, 16, 0, 4, 33, 192, 320, 8, 1, 1},
+    {"gpu gpt-oss EP permuted", 0, 0, SW, 1, 1, 0, 16, 5, 3, 4, 41, 320, 192, 128, 1, 0},
+    {"gpu swiglu plain T=1", 0, 0, SW, 0, 0, 0, 8, 8, 0, 2, 1, 128, 192, 8, 1, 1},
+    {"gpu geglu fp32-bias", 0, 0, GE, 1, 0, 0, 6, 6, 0, 2, 24, 192, 128, 8, 1, 1},
+    {"gpu relu2 EP permuted", 0, 0, R2, 1, 0, 0, 6, 3, 3, 2, 20, 256, 192, 128, 1, 0},
+    {"gpu identity EP", 0, 0, ID, 1, 0, 0, 8, 4, 2, 2, 16, 128, 320, 8, 1, 1},
+    {"gpu relu2 T=1 EP", 0, 0, R2, 0, 0, 0, 8, 4, 4, 4, 1, 64, 128, 8, 1, 1},
+    {"gpu gpt-oss T=0", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 0, 128, 128, 8, 1, 1},
+    {"gpu gpt-oss T=600", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 600, 256, 192, 256, 4, 1},
+};
+#define NUM_GPU_CASES ((int)(sizeof k_gpu_cases / sizeof k_gpu_cases[0]))
+
 static uint64_t output_digest(const msetup *f) {
   uint64_t h = 0xcbf29ce484222325ull;
   const uint8_t *o = (const uint8_t *)f->out;
@@ -799,11 +856,18 @@ static uint64_t output_digest(const msetup *f) {
   return h;
 }
 
+/* Case i of the CPU cases, then of the GPU cases; its seed (the GPU forward uses the same). */
+static const mcase *forward_case(int i, uint64_t *seed) {
+  *seed = i < NUM_CASES ? 500 + (uint64_t)i : 700 + (uint64_t)(i - NUM_CASES);
+  return i < NUM_CASES ? &k_cases[i] : &k_gpu_cases[i - NUM_CASES];
+}
+
 static void test_forward(void) {
-  for (int i = 0; i < NUM_CASES; ++i) {
+  for (int i = 0; i < NUM_CASES + NUM_GPU_CASES; ++i) {
     msetup f;
-    const mcase *c = &k_cases[i];
-    if (setup_case(c, 2, 500 + (uint64_t)i, &f) && !CHECK_OK(run_args(&f, &f.args))) {
+    uint64_t seed;
+    const mcase *c = forward_case(i, &seed);
+    if (setup_case(c, MOE_BACKEND_CPU, 2, seed, &f) && !CHECK_OK(run_args(&f, &f.args))) {
       long ulp1 = 0, worse = 0, local = 0;
       const double rel = compare_with_reference(&f, &ulp1, &worse);
       for (int64_t x = 0; x < f.hp.tk; ++x) local += f.hp.e2p[x] >= 0;
@@ -825,6 +889,165 @@ static void test_forward(void) {
   }
 }
 
+/* ---- 4b. the CUDA backend against the CPU backend ----------------------------------------- */
+
+/* Relative L2 of a against b over the output rows the plan defines; counts non-finite a. */
+static double rel_defined(const msetup *f, const uint16_t *a, const uint16_t *b, long *nonfinite) {
+  const int64_t rows = f->c.finalize ? f->c.T : f->plan.max_padded_rows, H = f->c.H;
+  double num = 0, den = 0;
+  *nonfinite = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!f->c.finalize && (r >= f->hp.permuted_size || f->hp.p2t[r] < 0)) continue;
+    for (int64_t h = 0; h < H; ++h) {
+      const double x = bf16_to_f32(a[r * H + h]), y = bf16_to_f32(b[r * H + h]);
+      *nonfinite += !bf16_isfinite(a[r * H + h]);
+      num += (x - y) * (x - y);
+      den += y * y;
+    }
+  }
+  return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+}
+
+/*
+ * The CUDA W4A16 kernels on the GPU cases (same seeds, so the same inputs, checkpoint bytes and
+ * routing as the CPU forward): the weights prepared on the GPU from the checkpoint bytes, every
+ * valid config of the CUDA catalogue, each against the CPU backend with the same plan tile:
+ * relative L2 <= 1e-2 (the GPU sums in another order: DESIGN §8), against the float64 reference
+ * <= 1e-2, every defined output element written and finite, two GPU runs bitwise equal. A
+ * NOT_SUPPORTED answer is a failure: W4A16 runs on CUDA.
+ */
+#define MX_GPU_BOUND 1e-2
+static double g_worst_cpu, g_worst_ref; /* the current case's largest errors over its configs */
+
+static moe_status_t forward_gpu_case(const mcase *kc, int32_t cfg, uint64_t seed) {
+  msetup g, c;
+  moe_status_t s = MOE_STATUS_INTERNAL;
+  g_force_cfg = cfg;
+  const int ok_g = setup_case(kc, MOE_BACKEND_CUDA, 0, seed, &g);
+  g_force_cfg = -1;
+  mcase kcpu = *kc;
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  if (ok_g) { /* the CPU builds the same plan: the GPU config's tile and cluster */
+    CHECK_OK(moe_runner_describe_config(g.r, g.cfg, &info));
+    kcpu.tile = info.tile;
+    kcpu.cluster = info.cluster_size;
+  }
+  memset(&c, 0, sizeof c);
+  if (ok_g && setup_case(&kcpu, MOE_BACKEND_CPU, 2, seed, &c)) {
+    s = run_args(&g, &g.args);
+    CHECK(s == MOE_STATUS_SUCCESS, "%s config %s on the GPU -> %d: %s", kc->name, info.name, (int)s,
+          moe_get_last_error());
+    if (s == MOE_STATUS_SUCCESS && !CHECK_OK(run_args(&c, &c.args))) {
+      long nonfinite = 0, ulp1 = 0, worse = 0;
+      const double vs_cpu = rel_defined(&g, g.out, c.out, &nonfinite);
+      const double vs_ref = compare_with_reference(&g, &ulp1, &worse);
+      const uint64_t first = output_digest(&g);
+      if (vs_cpu > g_worst_cpu) g_worst_cpu = vs_cpu;
+      if (vs_ref > g_worst_ref) g_worst_ref = vs_ref;
+      CHECK(vs_cpu <= MX_GPU_BOUND && vs_ref <= MX_GPU_BOUND && nonfinite == 0,
+            "%s config %s: GPU vs CPU %.3e, vs float64 %.3e, %ld non-finite (bound %.0e)", kc->name,
+            info.name, vs_cpu, vs_ref, nonfinite, MX_GPU_BOUND);
+      CHECK_OK(run_args(&g, &g.args));
+      CHECK(output_digest(&g) == first, "%s config %s: two GPU runs differ bitwise", kc->name,
+            info.name);
+    }
+  }
+  if (ok_g) setup_free(&c);
+  setup_free(&g);
+  return s;
+}
+
+/*
+ * MOE_TEST_GPU_CONFIGS="name,..." restricts the GPU forward to those configs (as
+ * moe_runner_describe_config names them; scripts/gpu-check.sh keeps its sanitizer steps short
+ * with it). An entry may be a pattern (fnmatch: sm90_w4a16_*_c2_*): it picks the first config of
+ * the catalogue, in index order, whose name matches. An entry that matches no config of the
+ * CUDA W4A16 catalogue fails the test (a stale name would otherwise run nothing).
+ */
+#define MAX_CFG 128
+static int g_cfg_pick[MAX_CFG]; /* by catalogue index: 1 = run it */
+
+static int config_name_of(const moe_runner *r, int32_t cfg, char *name, size_t n) {
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  if (moe_runner_describe_config(r, cfg, &info) != MOE_STATUS_SUCCESS) return 0;
+  snprintf(name, n, "%s", info.name);
+  return 1;
+}
+
+/* Fills g_cfg_pick from MOE_TEST_GPU_CONFIGS (all configs when unset). Returns the count. */
+static int pick_configs(void) {
+  moe_runner *r = mx_runner(MOE_BACKEND_CUDA, MOE_DTYPE_BF16, MOE_ACTIVATION_SWIGLU, 0);
+  int32_t total = 0, picked = 0;
+  if (!r || CHECK_OK(moe_runner_get_num_configs(r, &total))) {
+    moe_runner_destroy(r);
+    return 0;
+  }
+  CHECK(total > 0 && total <= MAX_CFG, "CUDA W4A16 catalogue of %d configs", total);
+  if (total > MAX_CFG) total = MAX_CFG;
+  const char *env = getenv("MOE_TEST_GPU_CONFIGS");
+  for (int32_t i = 0; i < total; ++i) g_cfg_pick[i] = !env || !*env;
+  for (const char *q = env; q && *q;) {
+    const char *end = strchr(q, ',');
+    const size_t len = end ? (size_t)(end - q) : strlen(q);
+    char pat[96], name[96];
+    snprintf(pat, sizeof pat, "%.*s", (int)(len < sizeof pat ? len : sizeof pat - 1), q);
+    int found = 0;
+    for (int32_t i = 0; i < total && !found && *pat; ++i)
+      if (config_name_of(r, i, name, sizeof name) && fnmatch(pat, name, 0) == 0)
+        found = g_cfg_pick[i] = 1;
+    CHECK(found || !*pat,
+          "MOE_TEST_GPU_CONFIGS: \"%s\" names no config of the CUDA W4A16 catalogue", pat);
+    q = end ? end + 1 : q + len;
+  }
+  for (int32_t i = 0; i < total; ++i) picked += g_cfg_pick[i];
+  moe_runner_destroy(r);
+  return picked;
+}
+
+static void test_forward_gpu(void) {
+  if (!t_have_cuda()) {
+    printf("forward on the GPU: skipped (no CUDA device, or a CPU-only build)\n");
+    return;
+  }
+  const int picked = pick_configs();
+  /* MOE_TEST_GPU_MAX_K=N skips the cases with H or I above N (scripts/gpu-check.sh's racecheck
+   * step: gpt-oss's 2880 runs the same kernel code as the others, many more times) */
+  const char *mk = getenv("MOE_TEST_GPU_MAX_K");
+  const long long max_k = mk && *mk ? atoll(mk) : 0;
+  for (int i = 0; i < NUM_GPU_CASES; ++i) {
+    const mcase *kc = &k_gpu_cases[i];
+    const uint64_t seed = 700 + (uint64_t)i; /* forward_case's: the CPU forward's inputs */
+    if (max_k > 0 && (kc->H > max_k || kc->I > max_k)) {
+      printf("forward GPU %-26s skipped: H or I above MOE_TEST_GPU_MAX_K=%lld\n", kc->name, max_k);
+      continue;
+    }
+    moe_runner *r = mx_runner(MOE_BACKEND_CUDA, MOE_DTYPE_BF16, kc->act, 0);
+    if (!r) continue;
+    moe_problem p;
+    t_problem(&p, kc->E, kc->T, kc->K, kc->off, kc->El, kc->H, kc->I);
+    int32_t cfgs[MAX_CFG], n = 0;
+    CHECK_OK(moe_runner_get_valid_configs(r, &p, cfgs, MAX_CFG, &n));
+    CHECK(n > 0, "%s: no valid CUDA config", kc->name);
+    moe_runner_destroy(r);
+    int ran = 0;
+    g_worst_cpu = g_worst_ref = 0;
+    for (int32_t j = 0; j < n && j < MAX_CFG; ++j) {
+      if (cfgs[j] < 0 || cfgs[j] >= MAX_CFG || !g_cfg_pick[cfgs[j]]) continue;
+      forward_gpu_case(kc, cfgs[j], seed);
+      ++ran;
+    }
+    printf(
+        "forward GPU %-26s T=%-3lld H=%-4lld I=%-4lld %2d of %d valid configs (%d picked), worst "
+        "rel L2 vs CPU %.3e, vs float64 %.3e (bound %.0e)\n",
+        kc->name, (long long)kc->T, (long long)kc->H, (long long)kc->I, ran, n, picked, g_worst_cpu,
+        g_worst_ref, MX_GPU_BOUND);
+  }
+}
+
 /* ---- 5. determinism ------------------------------------------------------------------------- */
 
 static void test_determinism(void) {
@@ -832,7 +1055,7 @@ static void test_determinism(void) {
   for (int i = 0; i < 2; ++i) {
     msetup a, b;
     const mcase *c = &k_cases[pick[i]];
-    if (setup_case(c, 2, 900, &a) && setup_case(c, 1, 900, &b) &&
+    if (setup_case(c, MOE_BACKEND_CPU, 2, 900, &a) && setup_case(c, MOE_BACKEND_CPU, 1, 900, &b) &&
         !CHECK_OK(run_args(&a, &a.args))) {
       uint16_t *first = (uint16_t *)t_xmalloc(a.tout->bytes + 2);
       memcpy(first, a.out, a.tout->bytes);
@@ -935,7 +1158,7 @@ static void test_misuse(void) {
   {
     msetup f;
     mcase c16 = k_cases[6], c8 = k_cases[5];
-    if (setup_case(&c16, 1, 3, &f)) {
+    if (setup_case(&c16, MOE_BACKEND_CPU, 1, 3, &f)) {
       float one = 1.0f;
       ttensor *t1 = tt_from_host(MOE_BACKEND_CPU, DT_F32, 1, (int64_t[]){1}, &one);
       moe_run_args a = f.args;
@@ -950,7 +1173,7 @@ static void test_misuse(void) {
       tt_free(t1);
     }
     setup_free(&f);
-    if (setup_case(&c8, 1, 3, &f)) {
+    if (setup_case(&c8, MOE_BACKEND_CPU, 1, 3, &f)) {
       moe_run_args a = f.args;
       a.gemm2_input_scale = NULL;
       EXPECT_ERR(run_args(&f, &a), IA, "args->gemm2_input_scale: expected a [1] fp32 tensor");
@@ -976,8 +1199,29 @@ static void test_misuse(void) {
   printf("misuse: errors name the argument, nothing written\n");
 }
 
-/* The CUDA backend without MXFP4 GEMM kernels: creation, config queries and sizes work; run
- * answers NOT_SUPPORTED. (sm_version 90 lets this run without a GPU.) */
+/* Config queries of a CUDA runner for @p p: NOT_SUPPORTED naming the shape with no config
+ * (H or I outside the CUDA shape rule), and the same for run. */
+static void expect_no_cuda_config(moe_runner *r, const moe_problem *p, const char *field) {
+  int32_t n = -1, cfg = -1;
+  EXPECT_ERR(moe_runner_get_valid_configs(r, p, NULL, 0, &n), NS, "");
+  CHECK(n == 0, "CUDA W4A16 H=%lld I=%lld: %d configs, expected none", (long long)p->hidden_size,
+        (long long)p->intermediate_size, n);
+  EXPECT_ERR(moe_runner_get_default_config(r, p, &cfg), NS, "");
+  moe_plan plan;
+  memset(&plan, 0, sizeof plan);
+  moe_run_args args;
+  moe_run_args_init(&args, MOE_RUN_ARGS_VERSION);
+  EXPECT_ERR(moe_runner_run(r, p, &args, 0, &plan, NULL, 0, NULL), NS, field);
+}
+
+/*
+ * The CUDA backend's answers for MXFP4 runners. Without a device (sm_version 90): W4A16 lists
+ * the sm90_w4a16_* catalogue, none of it for H or I not a multiple of 64 or past 8192 (the CPU
+ * backend keeps % 32), and its run passes the backend's gate; W4A8 runs answer NOT_SUPPORTED
+ * before any other check; sizes and preparation's argument checks. With a device: a complete
+ * W4A8 run is NOT_SUPPORTED and a W4A16 run with bf16 biases is refused as in BF16 runs, both
+ * leaving the output unwritten (test_forward_gpu runs the W4A16 forwards).
+ */
 static void test_cuda_backend(void) {
   for (int a8 = 0; a8 < 2; ++a8) {
     moe_runner *r = mx_runner(MOE_BACKEND_CUDA, a8 ? MOE_DTYPE_FP8_E4M3 : MOE_DTYPE_BF16,
@@ -987,21 +1231,68 @@ static void test_cuda_backend(void) {
     t_problem(&p, 128, 16, 4, 0, 128, 2880, 2880);
     int32_t n = 0, cfg = -1;
     size_t ws = 0, b1 = 0, b2 = 0;
-    CHECK_OK(moe_runner_get_valid_configs(r, &p, NULL, 0, &n));
-    CHECK_OK(moe_runner_get_default_config(r, &p, &cfg));
-    CHECK_OK(moe_runner_get_workspace_size(r, &p, cfg, &ws));
-    CHECK_OK(moe_weights_prepared_size(r, &p, MOE_WEIGHTS_GEMM1, &b1));
-    CHECK_OK(moe_weights_prepared_size(r, &p, MOE_WEIGHTS_GEMM2, &b2));
-    CHECK(n > 0 && ws > 0, "CUDA MXFP4: %d configs, workspace %zu", n, ws);
-    CHECK(b1 == (size_t)128 * (5760 * 1440 + align128(5760 * 90)) &&
-              b2 == (size_t)128 * (2880 * 1440 + align128(2880 * 90)),
-          "CUDA MXFP4 prepared sizes %zu, %zu", b1, b2);
     moe_plan plan;
     memset(&plan, 0, sizeof plan);
     moe_run_args args;
     moe_run_args_init(&args, MOE_RUN_ARGS_VERSION);
-    EXPECT_ERR(moe_runner_run(r, &p, &args, cfg, &plan, NULL, 0, NULL), NS,
-               "MXFP4 kernels are not implemented yet");
+    CHECK_OK(moe_weights_prepared_size(r, &p, MOE_WEIGHTS_GEMM1, &b1));
+    CHECK_OK(moe_weights_prepared_size(r, &p, MOE_WEIGHTS_GEMM2, &b2));
+    CHECK(b1 == (size_t)128 * (5760 * 1440 + align128(5760 * 90)) &&
+              b2 == (size_t)128 * (2880 * 1440 + align128(2880 * 90)),
+          "CUDA MXFP4 prepared sizes %zu, %zu", b1, b2);
+    if (!a8) {
+      int32_t cfgs[MAX_CFG], total = 0;
+      char name[96];
+      CHECK_OK(moe_runner_get_valid_configs(r, &p, cfgs, MAX_CFG, &n));
+      CHECK_OK(moe_runner_get_default_config(r, &p, &cfg));
+      CHECK_OK(moe_runner_get_workspace_size(r, &p, cfg, &ws));
+      CHECK(n > 0 && ws > 0, "CUDA W4A16: %d configs, workspace %zu", n, ws);
+      CHECK_OK(moe_runner_get_num_configs(r, &total));
+      int bad = 0;
+      for (int32_t i = 0; i < total; ++i)
+        bad += !config_name_of(r, i, name, sizeof name) || strncmp(name, "sm90_w4a16_t", 12) != 0;
+      CHECK(total > 0 && bad == 0, "CUDA W4A16 catalogue: %d of %d configs not named sm90_w4a16_*",
+            bad, total);
+      if (config_name_of(r, cfg, name, sizeof name))
+        printf(
+            "CUDA W4A16 (sm_version 90): %d configs, %d valid for gpt-oss-120b T=16, default %s\n",
+            total, n, name);
+      /* the run passes the backend's gate (then fails on the empty plan) */
+      const moe_status_t s = moe_runner_run(r, &p, &args, cfg, &plan, NULL, 0, NULL);
+      CHECK(s != NS, "CUDA W4A16 run -> NOT_SUPPORTED: %s", moe_get_last_error());
+      /* the CUDA shape rule: H, I % 64 == 0 and <= 8192 */
+      moe_problem q = p;
+      q.hidden_size = 2912; /* 91 x 32 */
+      expect_no_cuda_config(r, &q, "hidden_size");
+      q = p;
+      q.intermediate_size = 2912;
+      expect_no_cuda_config(r, &q, "intermediate_size");
+      q = p;
+      q.hidden_size = 8256; /* 129 x 64 */
+      expect_no_cuda_config(r, &q, "hidden_size");
+      q = p;
+      q.intermediate_size = 8256;
+      expect_no_cuda_config(r, &q, "intermediate_size");
+      q = p;
+      q.hidden_size = q.intermediate_size = 8192;
+      CHECK_OK(moe_runner_get_valid_configs(r, &q, NULL, 0, &n));
+      CHECK(n > 0, "CUDA W4A16 H = I = 8192: no config");
+      /* the CPU backend keeps % 32 */
+      moe_runner *rc = mx_runner(MOE_BACKEND_CPU, MOE_DTYPE_BF16, MOE_ACTIVATION_SWIGLU, 1);
+      q = p;
+      q.hidden_size = 2912;
+      q.intermediate_size = 8256;
+      if (rc) CHECK_OK(moe_runner_get_valid_configs(rc, &q, NULL, 0, &n));
+      CHECK(n > 0, "CPU W4A16 H=2912 I=8256: no config");
+      moe_runner_destroy(rc);
+    } else {
+      /* W4A8 is not on CUDA: its config queries may answer (n > 0) or refuse; its run answers
+       * NOT_SUPPORTED before any other check, so CPU-only CI sees it */
+      const moe_status_t s = moe_runner_get_valid_configs(r, &p, NULL, 0, &n);
+      CHECK(s == MOE_STATUS_SUCCESS ? n > 0 : s == NS, "CUDA W4A8 config query -> %d (%d): %s",
+            (int)s, n, moe_get_last_error());
+      EXPECT_ERR(moe_runner_run(r, &p, &args, 0, &plan, NULL, 0, NULL), NS, "W4A8");
+    }
     /* preparation checks its arguments first (host tensors on a CUDA runner: the device) */
     moe_problem s;
     t_problem(&s, 2, 1, 1, 0, 1, 64, 32);
@@ -1016,15 +1307,48 @@ static void test_cuda_backend(void) {
     tt_free(pp);
     moe_runner_destroy(r);
   }
-  printf("CUDA backend (sm_version 90): configs and sizes answer; run is NOT_SUPPORTED\n");
+  if (t_have_cuda()) {
+    /* complete runs on the GPU (the default config): W4A8 is NOT_SUPPORTED; a W4A16 run with
+     * bf16 biases is refused as in BF16 runs; both leave the output unwritten */
+    for (int i = 0; i < 2; ++i) {
+      mcase c = k_gpu_cases[1];
+      c.w4a8 = i == 0;
+      c.bias = i == 0 ? 1 : 2;
+      moe_runner *rd =
+          mx_runner(MOE_BACKEND_CUDA, c.w4a8 ? MOE_DTYPE_FP8_E4M3 : MOE_DTYPE_BF16, c.act, 0);
+      moe_problem pd;
+      t_problem(&pd, c.E, c.T, c.K, c.off, c.El, c.H, c.I);
+      int32_t cfg = -1;
+      const moe_status_t q = rd ? moe_runner_get_default_config(rd, &pd, &cfg) : NS;
+      moe_runner_destroy(rd);
+      CHECK(q == MOE_STATUS_SUCCESS || c.w4a8, "CUDA W4A16 default config: %s",
+            moe_get_last_error());
+      msetup f;
+      memset(&f, 0, sizeof f);
+      g_force_cfg = cfg; /* W4A8 may list no config on CUDA: then its queries refused it */
+      if (q == MOE_STATUS_SUCCESS && setup_case(&c, MOE_BACKEND_CUDA, 0, 31 + (uint64_t)i, &f)) {
+        EXPECT_ERR(run_args(&f, &f.args), NS, c.w4a8 ? "W4A8" : "bf16 biases");
+        CHECK(still_poisoned(f.out, f.tout->bytes, 0xFF), "CUDA %s: output written on failure",
+              c.w4a8 ? "W4A8" : "bf16 biases");
+      }
+      g_force_cfg = -1;
+      setup_free(&f);
+    }
+  }
+  printf(
+      "CUDA backend (sm_version 90): W4A16 configs sm90_w4a16_*, none outside H, I %% 64 == 0 "
+      "and <= 8192; W4A8 run NOT_SUPPORTED%s\n",
+      t_have_cuda() ? "; on the GPU: W4A8 and bf16 biases refused, output unwritten" : "");
 }
 
 int main(void) {
+  mx_value_init();
   test_decode();
   test_swiglu_formula();
   test_swiglu_end_to_end();
   test_layout();
   test_forward();
+  test_forward_gpu();
   test_determinism();
   test_misuse();
   test_cuda_backend();
