@@ -771,10 +771,20 @@ static int compare_with_bf16_runner(const msetup *f) {
   rt.logits = f->logits;
   uint16_t *out = (uint16_t *)t_xmalloc(f->tout->bytes + 2);
   int diff = 1;
-  if (!CHECK_OK(t_weights_prepare(rb, MOE_BACKEND_CPU, &f->p, c->act, &in, &tw)) &&
-      !CHECK_OK(t_ws_alloc(rb, MOE_BACKEND_CPU, &f->p, f->cfg, &ws)) &&
-      !CHECK_OK(t_prepare(rb, MOE_BACKEND_CPU, &f->p, &rt, f->cfg, &ws, &plan)) &&
-      !CHECK_OK(t_run(rb, MOE_BACKEND_CPU, &f->p, c->act, &in, &tw, f->cfg, &plan, &ws, c->finalize,
+  /* the BF16 catalogue's config of the same tile and cluster (the catalogues differ: the same
+   * plan, and so the same rows, needs the same pair) */
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  const int32_t bcfg = CHECK_OK(moe_runner_describe_config(f->r, f->cfg, &info))
+                           ? -1
+                           : t_find_config(rb, &f->p, info.tile, info.cluster_size);
+  CHECK(bcfg >= 0, "%s: the BF16 catalogue has no config of tile %d, cluster %d", c->name,
+        info.tile, info.cluster_size);
+  if (bcfg >= 0 && !CHECK_OK(t_weights_prepare(rb, MOE_BACKEND_CPU, &f->p, c->act, &in, &tw)) &&
+      !CHECK_OK(t_ws_alloc(rb, MOE_BACKEND_CPU, &f->p, bcfg, &ws)) &&
+      !CHECK_OK(t_prepare(rb, MOE_BACKEND_CPU, &f->p, &rt, bcfg, &ws, &plan)) &&
+      !CHECK_OK(t_run(rb, MOE_BACKEND_CPU, &f->p, c->act, &in, &tw, bcfg, &plan, &ws, c->finalize,
                       out))) {
     const int64_t rows = c->finalize ? c->T : f->plan.max_padded_rows;
     diff = 0;
@@ -806,7 +816,7 @@ static const mcase k_cases[] = {
     {"w4a16 gpt-oss 2880", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 3, 2880, 2880, 8, 1, 1},
     {"w4a8 gpt-oss 2880 EP", 1, 0, SW, 2, 1, 1, 6, 2, 2, 3, 4, 2880, 2880, 8, 1, 1},
     {"w4a16 bf16-bias T=1", 0, 0, SW, 2, 1, 0, 8, 8, 0, 4, 1, 96, 160, 8, 1, 1},
-    {"w4a16 EP permuted K%128", 0, 0, SW, 1, 1, 1, 16, 5, 3, 4, 33, 224, 96, 16, 2, 0},
+    {"w4a16 EP permuted K%128", 0, 0, SW, 1, 1, 1, 16, 5, 3, 4, 33, 224, 96, 64, 2, 0},
     {"w4a8 e4m3-in K%128", 1, 1, SW, 1, 1, 0, 8, 8, 0, 2, 29, 160, 224, 16, 1, 1},
     {"w4a8 T=1 EP", 1, 0, SW, 0, 1, 1, 8, 4, 4, 3, 1, 96, 64, 8, 1, 1},
     {"w4a16 swiglu plain", 0, 0, SW, 0, 0, 0, 4, 4, 0, 2, 20, 64, 96, 8, 1, 1},
@@ -1199,8 +1209,8 @@ static void test_misuse(void) {
   printf("misuse: errors name the argument, nothing written\n");
 }
 
-/* Config queries of a CUDA runner for @p p: NOT_SUPPORTED naming the shape with no config
- * (H or I outside the CUDA shape rule), and the same for run. */
+/* Config queries of a CUDA runner for @p p: NOT_SUPPORTED with no config (H or I outside the
+ * CUDA shape rule); run with any config: INVALID_CONFIG naming the shape (as for BF16). */
 static void expect_no_cuda_config(moe_runner *r, const moe_problem *p, const char *field) {
   int32_t n = -1, cfg = -1;
   EXPECT_ERR(moe_runner_get_valid_configs(r, p, NULL, 0, &n), NS, "");
@@ -1211,7 +1221,8 @@ static void expect_no_cuda_config(moe_runner *r, const moe_problem *p, const cha
   memset(&plan, 0, sizeof plan);
   moe_run_args args;
   moe_run_args_init(&args, MOE_RUN_ARGS_VERSION);
-  EXPECT_ERR(moe_runner_run(r, p, &args, 0, &plan, NULL, 0, NULL), NS, field);
+  EXPECT_ERR(moe_runner_run(r, p, &args, 0, &plan, NULL, 0, NULL), MOE_STATUS_INVALID_CONFIG,
+             field);
 }
 
 /*
