@@ -101,14 +101,6 @@ fn conformance_gpu() {
                 continue;
             }
             match run_case_on(c, Some(&cuda)) {
-                Err(e) if c.grouped() && e.status() == Some(Status::NotSupported) => {
-                    println!(
-                        "SKIP gpu:{}: CUDA backend: grouped run not supported: {e}",
-                        c.name()
-                    );
-                    skipped += 1;
-                    continue;
-                }
                 // no CUDA MXFP4 kernels yet: the backend answers NOT_SUPPORTED before the
                 // arguments
                 Err(e)
@@ -131,10 +123,11 @@ fn conformance_gpu() {
         } else {
             match (run_case(c), run_case_on(c, Some(&cuda))) {
                 (Err(e), _) => Err(format!("cpu failed: {e}")),
-                // FP8 or MXFP4 the CUDA backend does not run yet (the message says why): the
-                // CPU digests stand, the GPU skips
+                // MXFP4 or a routed FP8 run the CUDA backend does not run (the message says
+                // why): the CPU digests stand, the GPU skips; BF16 and grouped runs (BF16 and
+                // FP8) run on CUDA
                 (_, Err(e))
-                    if (c.fp8() != "none" || c.mxfp4() != "none")
+                    if ((c.fp8() != "none" && !c.grouped()) || c.mxfp4() != "none")
                         && e.status() == Some(Status::NotSupported) =>
                 {
                     let what = if c.fp8() != "none" {
@@ -144,15 +137,6 @@ fn conformance_gpu() {
                     };
                     println!(
                         "SKIP gpu:{}: CUDA backend: {what} not supported: {e}",
-                        c.name()
-                    );
-                    skipped += 1;
-                    continue;
-                }
-                // the grouped run the CUDA backend does not implement yet: likewise
-                (_, Err(e)) if c.grouped() && e.status() == Some(Status::NotSupported) => {
-                    println!(
-                        "SKIP gpu:{}: CUDA backend: grouped run not supported: {e}",
                         c.name()
                     );
                     skipped += 1;

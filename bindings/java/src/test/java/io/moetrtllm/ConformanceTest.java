@@ -75,10 +75,6 @@ class ConformanceTest {
           }
           MoeException e = assertThrows(MoeException.class, () -> Conformance.run(c, true),
               c.name() + ": expected " + c.status());
-          if (c.grouped() && e.status() == Moe.STATUS_NOT_SUPPORTED) {
-            skipGpu(c, "grouped run not supported: " + e.libraryMessage());
-            return;
-          }
           if (!c.mxfp4().equals("none") && !c.status().equals("NOT_SUPPORTED")
               && e.status() == Moe.STATUS_NOT_SUPPORTED) {
             // no CUDA MXFP4 kernels yet: the backend answers NOT_SUPPORTED before the arguments
@@ -95,14 +91,14 @@ class ConformanceTest {
           gpu = Conformance.run(c, true);
         } catch (MoeException e) {
           boolean mx = !c.mxfp4().equals("none");
-          if (e.status() != Moe.STATUS_NOT_SUPPORTED
-              || !(c.grouped() || mx || !c.fp8().equals("none"))) {
-            throw e;
+          boolean routedFp8 = !c.fp8().equals("none") && !c.grouped();
+          if (e.status() != Moe.STATUS_NOT_SUPPORTED || !(mx || routedFp8)) {
+            throw e; // BF16 and grouped runs (BF16 and FP8) run on CUDA
           }
-          // FP8, MXFP4 or a grouped run the CUDA backend does not run yet (the message says
-          // why): the CPU digests stand
-          skipGpu(c, (c.grouped() ? "grouped run" : mx ? "MXFP4 " + c.mxfp4() : "FP8 " + c.fp8())
-              + " not supported: " + e.libraryMessage());
+          // MXFP4 or a routed FP8 run the CUDA backend does not run (the message says why):
+          // the CPU digests stand
+          skipGpu(c, (mx ? "MXFP4 " + c.mxfp4() : "FP8 " + c.fp8()) + " not supported: "
+              + e.libraryMessage());
           return;
         }
         assertTrue(gpu.checks.isEmpty(), c.name() + ": GPU: " + gpu.checks);
