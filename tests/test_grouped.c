@@ -1456,6 +1456,7 @@ static long gpu_suite_fp8(int every) {
   long cases = 0;
   for (size_t ci = 0; ci < sizeof k / sizeof k[0]; ++ci) {
     fx g, c;
+    memset(&c, 0, sizeof c); /* freed even when g's fixture fails first */
     const uint64_t seed = 300 + (uint64_t)ci;
     if (fx_init_prec(&g, MOE_BACKEND_CUDA, k[ci].act, k[ci].skew, k[ci].mode, k[ci].e4m3_in, seed,
                      k[ci].E, k[ci].o, k[ci].El, k[ci].T, k[ci].K, k[ci].H, k[ci].I) ||
@@ -1516,6 +1517,7 @@ static long gpu_suite_fp8(int every) {
       const int mode = m < 2 ? MOE_SCALING_PER_TENSOR : MOE_SCALING_BLOCK, e4 = m % 2;
       const uint64_t seed = 400 + (uint64_t)(2 * m + T);
       fx g, c;
+      memset(&c, 0, sizeof c);
       if (fx_init_prec(&g, MOE_BACKEND_CUDA, MOE_ACTIVATION_SWIGLU, 0, mode, e4, seed, 8, 0, 8, T,
                        1, 128, 128) ||
           fx_init_prec(&c, MOE_BACKEND_CPU, MOE_ACTIVATION_SWIGLU, 0, mode, e4, seed, 8, 0, 8, T, 1,
