@@ -511,8 +511,7 @@ int main(int argc, char **argv) {
     preset p = k_presets[pi];
     if (!in_list(presets, p.name)) continue;
     if (p.scaling != MOE_SCALING_NONE) {
-      fprintf(notes, "%s: skipped: this bench runs BF16 runners only (FP8 grouped: CPU only)\n",
-              p.name);
+      fprintf(notes, "%s: skipped: this bench runs BF16 runners only\n", p.name);
       continue;
     }
     moe_runner *r = NULL, *br[MAX_BUDGETS] = {0};

@@ -6,13 +6,18 @@
  * config's tile and cluster size C,
  *   max_cgas = min(E_l, N) + floor((N - min(E_l, N)) / tile)   (moe_max_cgas(N, 1, E_l, tile))
  *   permuted_to_token [max_cgas * tile] int32, cta_to_batch and cta_to_mn_limit
- *   [max_cgas * C] int32, 3 int32 scalars, GEMM1 output [rows, I] bf16, GEMM2 output [rows, H]
- *   bf16, each region 256-byte aligned.
- * FP8 runners (CPU backend): as in moe_runner_run's layout, the GEMM1 output region holds e4m3
- * [rows, I] (+ fp32 [rows, I/128] at moe_k_fp8_scales_offset, BLOCK), and the GEMM2 output
- * region, unused until GEMM2, is act_scratch: bf16 hidden states quantized to e4m3 [N, H]
- * (+ fp32 [N, H/128], BLOCK). Both fit as in core/cpu/quant_gemm.c, since rows >= N and rows
- * >= tile >= 8 when N > 0, so the layout does not depend on the precision.
+ *   [max_cgas * C] int32, 3 int32 scalars, row_to_permuted [N] int32 (the inverse row map:
+ *   the plan's expanded_to_permuted with K = 1), GEMM1 output [rows, I] bf16, GEMM2 output
+ *   [rows, H] bf16, each region 256-byte aligned.
+ * FP8 runners: as in moe_runner_run's layout, the GEMM1 output region holds e4m3 [rows, I]
+ * (+ fp32 scales at moe_k_fp8_scales_offset, BLOCK), and the GEMM2 output region, unused until
+ * GEMM2, is act_scratch: the e4m3 token rows GEMM1 reads (CPU: bf16 hidden states quantized,
+ * [N, H]; CUDA: hidden quantized [N, H] for the gathering GEMM1, or the permuted copy [rows, H]
+ * of the permute kernels), + fp32 scales (BLOCK). Both fit as in core/cpu/quant_gemm.c and
+ * kernels/gemm/launch.cu, since rows >= N and rows >= tile >= 8 when N > 0, so the layout does
+ * not depend on the precision. row_to_permuted is written by the CUDA plan kernel only where
+ * GEMM1 reads a permuted copy (the permute kernels' map; FP8 runners); the CPU backend does not
+ * use it.
  * The plan tables are built from the counts of each call: CPU from the host counts
  * (core/cpu/grouped.c), after checking them; CUDA by a device kernel from the device counts
  * (kernels/routing/grouped_plan.cu: no host sync, capturable), which clamps invalid counts and
@@ -31,8 +36,8 @@ _Static_assert(MOE_GROUPED_COUNTS_NEGATIVE == MOE_K_GROUPED_COUNT_NEGATIVE &&
 
 typedef struct grouped_layout {
   int64_t max_rows, max_ctas;
-  int64_t off_permuted_to_token, off_cta_to_batch, off_cta_to_mn_limit, off_scalars, off_gemm1_out,
-      off_gemm2_out, total_bytes;
+  int64_t off_permuted_to_token, off_cta_to_batch, off_cta_to_mn_limit, off_scalars,
+      off_row_to_permuted, off_gemm1_out, off_gemm2_out, total_bytes;
 } grouped_layout;
 
 static int64_t align_up(int64_t x) {
@@ -68,6 +73,7 @@ static moe_status_t grouped_layout_of(const moe_problem *p, const moe_config_row
   l->off_cta_to_batch = region(&at, 4 * l->max_ctas);
   l->off_cta_to_mn_limit = region(&at, 4 * l->max_ctas);
   l->off_scalars = region(&at, 4 * 3);
+  l->off_row_to_permuted = region(&at, 4 * N); /* N <= max_rows <= INT32_MAX (above) */
   l->off_gemm1_out = region(&at, 2 * l->max_rows * I);
   l->off_gemm2_out = region(&at, 2 * l->max_rows * H);
   l->total_bytes = at;
@@ -214,11 +220,6 @@ MOE_API moe_status_t moe_runner_run_grouped(moe_runner *r, const moe_problem *p,
                     "runner: moe_runner_run_grouped supports BF16 and FP8 runners only for now "
                     "(given MXFP4 weights, activation_dtype %d)",
                     r->opts.activation_dtype);
-  if (r->backend != MOE_BACKEND_CPU && r->opts.scaling_mode != MOE_SCALING_NONE)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
-                    "runner: the CUDA grouped path runs BF16 runners only in this build (given "
-                    "an FP8 runner, scaling_mode %d); FP8 grouped runs need the CPU backend",
-                    r->opts.scaling_mode);
   const int64_t El = moe_local_experts(p);
   if (r->backend != MOE_BACKEND_CPU && El > MOE_K_GROUPED_MAX_LOCAL_EXPERTS)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
@@ -248,6 +249,7 @@ MOE_API moe_status_t moe_runner_run_grouped(moe_runner *r, const moe_problem *p,
   kp.num_ctas = (int32_t *)(ws + l.off_scalars);
   kp.permuted_size = (int32_t *)(ws + l.off_scalars + 4);
   kp.gemm_tile_counter = (int32_t *)(ws + l.off_scalars + 8);
+  kp.expanded_to_permuted = (int32_t *)(ws + l.off_row_to_permuted); /* K = 1: input rows */
   kp.max_rows = l.max_rows;
   kp.max_ctas = l.max_ctas;
   k.gemm1_out = (uint16_t *)(ws + l.off_gemm1_out);

@@ -684,8 +684,8 @@ MOE_API moe_status_t moe_runner_autotune(moe_runner *runner, const moe_problem *
  * appended count_status, version 3 the FP8 scales (same meaning and checks as moe_run_args',
  * with T = N rows: BLOCK e4m3 hidden takes hidden_states_scale [N, H/128], for MASKED
  * [E_l * capacity, H/128], row e * capacity + i for hidden[e, i]); versions 1 and 2 are still
- * accepted (no scales: BF16 runners, or BLOCK with bf16 hidden). FP8 grouped runs: CPU backend
- * only in this build (CUDA: NOT_SUPPORTED).
+ * accepted (no scales: BF16 runners, or BLOCK with bf16 hidden). FP8 grouped runs (PER_TENSOR,
+ * BLOCK) on the CPU and CUDA backends.
  */
 typedef struct moe_grouped_args {
   uint32_t version;                  /**< MOE_GROUPED_ARGS_VERSION */
@@ -739,8 +739,8 @@ MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *run
 /**
  * @brief GEMM1 (+activation) and GEMM2 on tokens already grouped by local expert (layouts
  * above). Each output row equals, bit for bit, the unweighted row moe_runner_run computes for
- * the same token and expert (FP8 runners, CPU: with the same hidden input and scales; the
- * quantization points are those of moe_runner_run). The GEMM plan (CTA tables) is built from the
+ * the same token and expert on the same backend (FP8 runners: with the same config, hidden input
+ * and scales; the quantization points are those of moe_runner_run). The GEMM plan (CTA tables) is built from the
  * counts: on the CPU from the host counts; on CUDA by a device kernel from the device counts, with
  * no host synchronisation (CUDA-graph capturable; the launch grids depend on N, never on the
  * counts). On failure nothing is written. Invalid counts: the CPU backend checks them on the host
@@ -752,8 +752,8 @@ MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *run
  * @param[in] config a config valid for @p problem.
  * @retval MOE_STATUS_SUCCESS, MOE_STATUS_INVALID_ARGUMENT (shapes, dtypes; CPU: counts negative,
  *         past capacity or summing past N), MOE_STATUS_INVALID_CONFIG,
- *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (MXFP4 runners; CUDA: FP8
- *         runners and E_l > 2048), MOE_STATUS_VERSION_MISMATCH, MOE_STATUS_CUDA_ERROR.
+ *         MOE_STATUS_INSUFFICIENT_WORKSPACE, MOE_STATUS_NOT_SUPPORTED (MXFP4 runners; CUDA:
+ *         E_l > 2048), MOE_STATUS_VERSION_MISMATCH, MOE_STATUS_CUDA_ERROR.
  */
 MOE_API moe_status_t moe_runner_run_grouped(moe_runner *runner, const moe_problem *problem,
                                             const moe_grouped_args *args, int32_t config,

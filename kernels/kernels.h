@@ -308,8 +308,10 @@ typedef struct moe_k_grouped {
 
 /*
  * Grouped run on the GPU: the plan from the device counts (kernels/routing/grouped_plan.cu),
- * GEMM1 (+ activation, rows gathered through permuted_to_token), GEMM2 into args->gemm2_out,
- * then the valid rows copied to args->output[permuted_to_token[r]]. args->do_finalize is 0 and
+ * GEMM1 (+ activation; rows gathered through permuted_to_token, or, FP8 runs, read from the
+ * permuted copy made through plan->expanded_to_permuted, the inverse row map [N] the plan kernel
+ * writes), GEMM2 into args->gemm2_out, then the valid rows copied to
+ * args->output[permuted_to_token[r]]. args->do_finalize is 0, args->top_k 1 and
  * args->launch_ctas the capacity-sized grid (max_cgas(N, 1, E_l, tile) * C). No host sync.
  */
 int moe_cuda_run_grouped(const moe_k_run *args, const moe_k_plan *plan, const moe_k_grouped *g,

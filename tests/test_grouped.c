@@ -19,7 +19,7 @@
  *    budget gives the same rows;
  *  - a CUDA runner without a device (sm_version 90, where the build has CUDA): the host checks
  *    of the CUDA path (E_l past the plan builder's limit -> NOT_SUPPORTED, host counts ->
- *    INVALID_ARGUMENT), then NO_DEVICE; FP8 runners -> NOT_SUPPORTED before any tensor is read.
+ *    INVALID_ARGUMENT, FP8 runners: a missing scale -> INVALID_ARGUMENT), then NO_DEVICE.
  * GPU (skipped with a printed reason when no device is present):
  *  - both layouts x every activation x every valid config (cluster sizes 1, 2, 4; tiles 8..256;
  *    weight tiles of 64, 128, 256 rows), skewed counts (a zero count, the largest count ==
@@ -29,7 +29,15 @@
  *  - T = 0 and T = 1; invalid device counts -> clamped, their status bits, nothing written
  *    outside the clamped rows (compute-sanitizer memcheck: scripts/gpu-check.sh);
  *  - an SM budget (1 and 8 SMs) leaves grouped and routed outputs bit-identical;
- *  - CUDA graph: a captured call replayed after new device counts equals a direct call.
+ *  - CUDA graph: a captured call replayed after new device counts equals a direct call;
+ *  - FP8 runners (PER_TENSOR and BLOCK, bf16 and e4m3 hidden states with their scales, both
+ *    layouts, every valid config: C = 1, 2, 4; PER_TENSOR with its gathering GEMM1 (N < 256
+ *    rows per local expert) and, at N >= 256 rows per local expert, every config with a
+ *    permuted-input GEMM1 (CTA tile >= 64)): rows bit-identical to the GPU's moe_runner_run
+ *    (same runner, config and input), within test_fp8's FP8 GPU bound (relative L2 <= 1e-2, all
+ *    finite) of the CPU backend's grouped rows, plans bit for bit, a second call bitwise equal,
+ *    rows past the counts untouched; T = 0 and 1; clamped invalid counts; graph replay.
+ * MOE_TEST_GPU_CASES=n runs every n-th valid config of each GPU case.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -896,8 +904,9 @@ static void test_cuda_host_checks(int mode) {
   moe_runner_destroy(r);
 }
 
-/* FP8 runners on CUDA: NOT_SUPPORTED before any tensor is read (the addresses are fake), with
- * valid FP8 arguments of the mode (e4m3 hidden with its scales). */
+/* FP8 runners on CUDA without a device: the host checks run before the device is needed (the
+ * addresses are fake, never read): valid FP8 arguments of the mode (e4m3 hidden with its
+ * scales) -> NO_DEVICE; a missing scale -> INVALID_ARGUMENT naming it. */
 static void test_cuda_fp8(moe_runner *r, int mode, const moe_problem *p, int32_t cfg, size_t bytes,
                           const DLTensor *w1, const DLTensor *w2, const DLTensor *cnt) {
   const int64_t N = p->num_tokens, H = p->hidden_size;
@@ -920,13 +929,22 @@ static void test_cuda_fp8(moe_runner *r, int mode, const moe_problem *p, int32_t
     a.gemm1_input_scale = &sc1;
     a.gemm2_input_scale = &sc2;
   }
-  const moe_status_t s = moe_runner_run_grouped(r, p, &a, cfg, cnt->data, bytes, NULL);
-  CHECK(s == MOE_STATUS_NOT_SUPPORTED,
-        "CUDA FP8 runner (mode %d): expected NOT_SUPPORTED, given %d (%s)", mode, s,
-        moe_get_last_error());
-  CHECK(strstr(moe_get_last_error(),
-               "the CUDA grouped path runs BF16 runners only in this build") != NULL,
-        "CUDA FP8 runner (mode %d): message '%s'", mode, moe_get_last_error());
+  moe_status_t s = moe_runner_run_grouped(r, p, &a, cfg, cnt->data, bytes, NULL);
+  CHECK(s == MOE_STATUS_NO_DEVICE, "CUDA FP8 runner (mode %d): expected NO_DEVICE, given %d (%s)",
+        mode, s, moe_get_last_error());
+  const char *arg;
+  if (mode == MOE_SCALING_BLOCK) {
+    a.hidden_states_scale = NULL;
+    arg = "args->hidden_states_scale";
+  } else {
+    a.gemm1_input_scale = NULL;
+    arg = "args->gemm1_input_scale";
+  }
+  s = moe_runner_run_grouped(r, p, &a, cfg, cnt->data, bytes, NULL);
+  const char *m = moe_get_last_error();
+  CHECK(s == MOE_STATUS_INVALID_ARGUMENT && strstr(m, arg) && strstr(m, "expected") &&
+            strstr(m, "given"),
+        "CUDA FP8 runner (mode %d) without %s: status %d, message '%s'", mode, arg, s, m);
 }
 
 /* moe_runner_options.sm_budget: validated at creation; version 2 still accepted; no effect on
@@ -999,7 +1017,10 @@ static void test_sm_budget_option(void) {
 #ifdef MOE_TEST_WITH_CUDA
 static const int k_acts[] = {MOE_ACTIVATION_SWIGLU, MOE_ACTIVATION_GEGLU, MOE_ACTIVATION_RELU2,
                              MOE_ACTIVATION_IDENTITY};
-#define BOUND_GPU 1e-2 /* test_moe's GPU-vs-CPU bound for bf16 outputs */
+#define BOUND_GPU 1e-2     /* test_moe's GPU-vs-CPU bound for bf16 outputs */
+#define FP8_GPU_BOUND 1e-2 /* test_fp8's GPU-vs-CPU bound for FP8 runners */
+
+static double g_worst_err; /* the largest GPU-vs-CPU error of compare_gpu_cpu so far */
 
 /* GPU grouped rows against the CPU backend's (same grouping): relative L2 and finiteness over
  * the rows the counts cover. */
@@ -1020,8 +1041,9 @@ static void compare_gpu_cpu(const fx *g, const grouped_call *c, const uint16_t *
   }
   CHECK(t_count_nonfinite(a, n * H) == 0, "%s: %lld GPU elements not finite", what,
         (long long)t_count_nonfinite(a, n * H));
-  const double err = t_rel_err_bf16(a, b, n * H);
-  CHECK(err <= BOUND_GPU, "%s: ||gpu - cpu|| / ||cpu|| = %.3g", what, err);
+  const double err = t_rel_err_bf16(a, b, n * H), bound = g->mode ? FP8_GPU_BOUND : BOUND_GPU;
+  CHECK(err <= bound, "%s: ||gpu - cpu|| / ||cpu|| = %.3g (bound %.0e)", what, err, bound);
+  if (err > g_worst_err) g_worst_err = err;
   free(a);
   free(b);
 }
@@ -1075,7 +1097,8 @@ static int valid_for_routed(const fx *f, int32_t cfg) {
 /* One call on the GPU fixture @p g and the CPU fixture @p cpu (same data) with @p counts on the
  * GPU and @p expect (= counts, or their clamped form) on the CPU: the CPU's count status 0, the
  * GPU's @p want_status; the plans bit for bit; the rows within the bound; nothing outside the
- * rows written (g->ref bitwise too when @p bitwise). c->cfg < 0: the default config. */
+ * rows written (g->ref bitwise too when @p bitwise); FP8 runners: a second GPU call gives the
+ * same output bit for bit. c->cfg < 0: the default config. */
 static void gpu_vs_cpu(fx *g, fx *cpu, grouped_call c, const int32_t *expect, int32_t want_status,
                        int bitwise, const char *what) {
   const int64_t H = g->H;
@@ -1099,6 +1122,16 @@ static void gpu_vs_cpu(fx *g, fx *cpu, grouped_call c, const int32_t *expect, in
     CHECK(status_cpu == 0, "%s: CPU count status %d", what, status_cpu);
     compare_plans(g, &c, expect, wg, wc, what);
     compare_gpu_cpu(g, &cc, og, oc, what);
+    if (g->mode) { /* run to run: the whole output, poisoned rows included */
+      uint16_t *o2 = t_xmalloc(sizeof(uint16_t) * (size_t)(c.N * H + 1));
+      grouped_call again = c;
+      again.status = NULL;
+      again.ws_copy = NULL;
+      if (!CHECK_OK(run_grouped(g, &again, o2)))
+        CHECK(memcmp(og, o2, sizeof(uint16_t) * (size_t)(c.N * H)) == 0,
+              "%s: a second GPU call differs bitwise", what);
+      free(o2);
+    }
     if (bitwise) {
       check_rows(g, &c, og, what);
     } else { /* rows outside the expected rows untouched */
@@ -1136,6 +1169,7 @@ static void gpu_layouts(fx *g, fx *cpu, int32_t cfg, const char *tag) {
     const int masked = l == 1;
     const int64_t N = masked ? g->El * cap : Nc;
     uint16_t *hid = masked ? masked_hidden(g, cap) : contiguous_hidden(g, Nc);
+    float *sc = layout_scales(g, masked ? cap : -1, N);
     grouped_call c = {masked ? MOE_LAYOUT_MASKED : MOE_LAYOUT_CONTIGUOUS,
                       masked ? cap : 0,
                       N,
@@ -1144,10 +1178,11 @@ static void gpu_layouts(fx *g, fx *cpu, int32_t cfg, const char *tag) {
                       cfg,
                       NULL,
                       NULL,
-                      NULL};
+                      sc};
     snprintf(what, sizeof what, "GPU %s %s cfg %d", masked ? "masked" : "contiguous", tag, cfg);
     gpu_vs_cpu(g, cpu, c, g->counts, 0, 1, what);
     free(hid);
+    free(sc);
   }
 }
 
@@ -1167,36 +1202,64 @@ static void clamp_counts(const int32_t *in, int32_t El, int masked, int64_t cap,
   }
 }
 
+/* Rows [from, to) of layout hidden states in the fixture's dtype (bf16, or e4m3 codes of
+ * seeded values; BLOCK: with their scales in @p scales, [rows, H/128]). */
+static void fill_rows(const fx *f, void *hidden, float *scales, int64_t from, int64_t to,
+                      uint64_t seed) {
+  const int64_t H = f->H, G = H / REF_FP8_BLOCK;
+  const float s = f->mode == MOE_SCALING_BLOCK ? 1.0f / 256.0f : f->s12[0];
+  t_rng rng = {seed};
+  for (int64_t r = from; r < to; ++r) {
+    for (int64_t h = 0; h < H; ++h) {
+      const float x = (float)t_rng_range(&rng, -64, 64) / 64.0f + 0.01f;
+      if (f->e4m3_in)
+        ((uint8_t *)hidden)[r * H + h] = ref_fp8_quantize(x, s);
+      else
+        ((uint16_t *)hidden)[r * H + h] = f32_to_bf16(x);
+    }
+    if (scales)
+      for (int64_t gi = 0; gi < G; ++gi) scales[r * G + gi] = s;
+  }
+}
+
 /* Invalid device counts: clamped on the device, reported in the status word; the plan equals
  * the CPU's for the clamped counts, the rows are within the bound of its rows, nothing outside
  * the clamped rows is written. */
-static void gpu_bad_counts(fx *g, fx *cpu) {
+static void gpu_bad_counts(fx *g, fx *cpu, const char *tag) {
+  char what[160];
   const int64_t H = g->H, El = g->El, N = g->nlocal + 2, cap = 3;
   int32_t cnt[64], clamped[64];
   memcpy(cnt, g->counts, sizeof cnt);
   cnt[1] = -5;
   cnt[El - 1] += 1000;
-  uint16_t *hc = contiguous_hidden(g, N);
-  for (int64_t i = g->nlocal * H; i < N * H; ++i) /* the rows the clamped counts reach */
-    hc[i] = f32_to_bf16(0.25f + (float)(i % 7) / 16.0f);
+  void *hc = contiguous_hidden(g, N);
+  float *sc = layout_scales(g, -1, N);
+  fill_rows(g, hc, sc, g->nlocal, N, 5); /* the rows the clamped counts reach */
   clamp_counts(cnt, g->El, 0, 0, N, clamped);
-  const grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL, NULL};
+  const grouped_call c = {MOE_LAYOUT_CONTIGUOUS, 0, N, cnt, hc, -1, NULL, NULL, sc};
+  snprintf(what, sizeof what, "%s contiguous bad counts", tag);
   gpu_vs_cpu(g, cpu, c, clamped, MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_SUM_OVER_ROWS, 0,
-             "contiguous bad counts");
-  uint16_t *hm = t_xmalloc(sizeof(uint16_t) * (size_t)(El * cap * H + 1));
-  t_rng rng = {77};
-  for (int64_t i = 0; i < El * cap * H; ++i)
-    hm[i] = f32_to_bf16((float)t_rng_range(&rng, -64, 64) / 64.0f + 0.01f);
+             what);
+  /* every row of the masked buffer (the fixture's counts exceed this capacity) */
+  const size_t eb = g->e4m3_in ? 1 : sizeof(uint16_t);
+  void *hm = t_xmalloc(eb * (size_t)(El * cap * H) + 1);
+  float *sm = g->e4m3_in && g->mode == MOE_SCALING_BLOCK
+                  ? t_xmalloc(sizeof(float) * (size_t)(El * cap * (H / REF_FP8_BLOCK)) + 1)
+                  : NULL;
+  fill_rows(g, hm, sm, 0, El * cap, 77);
   int32_t mc[64] = {0};
   mc[0] = -1;
   mc[1] = cap + 7;
   mc[2] = cap;
   clamp_counts(mc, g->El, 1, cap, El * cap, clamped);
-  const grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL, NULL};
+  const grouped_call m = {MOE_LAYOUT_MASKED, cap, El * cap, mc, hm, -1, NULL, NULL, sm};
+  snprintf(what, sizeof what, "%s masked bad counts", tag);
   gpu_vs_cpu(g, cpu, m, clamped, MOE_GROUPED_COUNTS_NEGATIVE | MOE_GROUPED_COUNTS_OVER_CAPACITY, 0,
-             "masked bad counts");
+             what);
   free(hc);
   free(hm);
+  free(sc);
+  free(sm);
 }
 
 /* The routed forward (finalized) of the fixture's data on runner @p r. */
@@ -1260,7 +1323,7 @@ static void gpu_sm_budget(fx *g) {
 
 /* CUDA graph: capture one masked call, change the device counts, replay: equal to a direct call
  * with the new counts (so nothing read the counts on the host at capture). */
-static void gpu_graph(fx *g) {
+static void gpu_graph(fx *g, const char *tag) {
   int32_t maxc = 0;
   for (int32_t e = 0; e < g->El; ++e) maxc = g->counts[e] > maxc ? g->counts[e] : maxc;
   const int64_t H = g->H, El = g->El, cap = maxc, N = El * cap;
@@ -1272,23 +1335,28 @@ static void gpu_graph(fx *g) {
       CHECK_OK(moe_runner_get_grouped_workspace_size(g->r, &p, cfg, &bytes)))
     return;
   uint16_t *hm = masked_hidden(g, cap);
+  float *sm = layout_scales(g, cap, N);
   int32_t c2[64];
   memcpy(c2, g->counts, sizeof c2);
   c2[0] /= 2;
   c2[El - 1] = 0;
   uint16_t *direct = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
   uint16_t *replay = t_xmalloc(sizeof(uint16_t) * (size_t)(N * H + 1));
-  grouped_call c = {MOE_LAYOUT_MASKED, cap, N, c2, hm, cfg, NULL, NULL, NULL};
+  grouped_call c = {MOE_LAYOUT_MASKED, cap, N, c2, hm, cfg, NULL, NULL, sm};
   CHECK_OK(run_grouped(g, &c, direct));
 
   const int64_t dm[3] = {El, cap, H};
-  ttensor *hid = tt_from_host(MOE_BACKEND_CUDA, DT_BF16, 3, dm, hm);
-  ttensor *out = tt_new(MOE_BACKEND_CUDA, DT_BF16, 3, dm);
-  ttensor *cnt = tt_from_host(MOE_BACKEND_CUDA, DT_I32, 1, (int64_t[]){El}, g->counts);
+  const int cu = MOE_BACKEND_CUDA, per_tensor = g->mode == MOE_SCALING_PER_TENSOR;
+  ttensor *hid = tt_from_host(cu, g->e4m3_in ? DT_E4M3 : DT_BF16, 3, dm, hm);
+  ttensor *hs = sm ? tt_from_host(cu, DT_F32, 2, (int64_t[]){N, H / 128}, sm) : NULL;
+  ttensor *s1 = per_tensor ? tt_from_host(cu, DT_F32, 1, (int64_t[]){1}, &g->s12[0]) : NULL;
+  ttensor *s2 = per_tensor ? tt_from_host(cu, DT_F32, 1, (int64_t[]){1}, &g->s12[1]) : NULL;
+  ttensor *out = tt_new(cu, DT_BF16, 3, dm);
+  ttensor *cnt = tt_from_host(cu, DT_I32, 1, (int64_t[]){El}, g->counts);
   const int64_t fI = (t_gated(g->activation) ? 2 : 1) * g->I;
-  ttensor *b1 = tt_from_host(MOE_BACKEND_CUDA, DT_F32, 2, (int64_t[]){El, fI}, g->in.bias1);
-  ttensor *b2 = tt_from_host(MOE_BACKEND_CUDA, DT_F32, 2, (int64_t[]){El, H}, g->in.bias2);
-  void *ws = tmem_alloc(MOE_BACKEND_CUDA, bytes);
+  ttensor *b1 = tt_from_host(cu, DT_F32, 2, (int64_t[]){El, fI}, g->in.bias1);
+  ttensor *b2 = tt_from_host(cu, DT_F32, 2, (int64_t[]){El, H}, g->in.bias2);
+  void *ws = tmem_alloc(cu, bytes);
   moe_grouped_args a;
   moe_grouped_args_init(&a, MOE_GROUPED_ARGS_VERSION);
   a.layout = MOE_LAYOUT_MASKED;
@@ -1300,6 +1368,9 @@ static void gpu_graph(fx *g) {
   a.gemm1_bias = &b1->t;
   a.gemm2_bias = &b2->t;
   a.output = &out->t;
+  a.hidden_states_scale = hs ? &hs->t : NULL;
+  a.gemm1_input_scale = s1 ? &s1->t : NULL;
+  a.gemm2_input_scale = s2 ? &s2->t : NULL;
   if (g->in.alpha) {
     CHECK(0, "gpu_graph: expects a fixture without SwiGLU parameters");
   }
@@ -1310,26 +1381,163 @@ static void gpu_graph(fx *g) {
   ok = ok && cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
   if (ok) {
     moe_status_t s = moe_runner_run_grouped(g->r, &p, &a, cfg, ws, bytes, (moe_cuda_stream_t)st);
-    CHECK(s == MOE_STATUS_SUCCESS, "graph capture: status %d (%s)", s, moe_get_last_error());
+    CHECK(s == MOE_STATUS_SUCCESS, "%s graph capture: status %d (%s)", tag, s,
+          moe_get_last_error());
     ok = cudaStreamEndCapture(st, &graph) == cudaSuccess && s == MOE_STATUS_SUCCESS;
   }
   ok = ok && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
-  CHECK(ok, "graph capture / instantiate failed: %s", cudaGetErrorString(cudaGetLastError()));
+  CHECK(ok, "%s graph capture / instantiate failed: %s", tag,
+        cudaGetErrorString(cudaGetLastError()));
   if (ok) {
     tmem_upload(MOE_BACKEND_CUDA, cnt->t.data, c2, sizeof(int32_t) * (size_t)El);
     tmem_poison(MOE_BACKEND_CUDA, out->t.data, out->bytes);
     CHECK(cudaGraphLaunch(exec, st) == cudaSuccess && cudaStreamSynchronize(st) == cudaSuccess,
-          "graph replay failed");
+          "%s graph replay failed", tag);
     tmem_download(MOE_BACKEND_CUDA, replay, out->t.data, out->bytes);
     CHECK(memcmp(direct, replay, sizeof(uint16_t) * (size_t)(N * H)) == 0,
-          "graph replay with new device counts differs from a direct call");
+          "%s graph replay with new device counts differs from a direct call", tag);
   }
   if (exec) cudaGraphExecDestroy(exec);
   if (graph) cudaGraphDestroy(graph);
   if (st) cudaStreamDestroy(st);
   tmem_free(MOE_BACKEND_CUDA, ws);
-  tt_free(hid), tt_free(out), tt_free(cnt), tt_free(b1), tt_free(b2);
-  free(hm), free(direct), free(replay);
+  tt_free(hid), tt_free(out), tt_free(cnt), tt_free(b1), tt_free(b2), tt_free(hs), tt_free(s1),
+      tt_free(s2);
+  free(hm), free(sm), free(direct), free(replay);
+}
+
+/* The CTA tile (tile / cluster size) of config @p cfg, or 0. */
+static int32_t cta_tile_of(const moe_runner *r, int32_t cfg) {
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  if (CHECK_OK(moe_runner_describe_config(r, cfg, &info)) || info.cluster_size < 1) return 0;
+  return info.tile / info.cluster_size;
+}
+
+/*
+ * FP8 runners on the GPU: per case, both layouts for every @p every-th valid config (of those
+ * with a CTA tile >= min_cta), each against the GPU's routed rows (bitwise) and the CPU's grouped
+ * rows (FP8_GPU_BOUND), twice bitwise equal (gpu_vs_cpu); per scaling mode and hidden dtype once
+ * clamped counts, once a graph replay; T = 0 and 1.
+ */
+static long gpu_suite_fp8(int every) {
+  static const struct {
+    const char *tag;
+    int mode, e4m3_in, act, skew;
+    int32_t E, o, El;
+    int64_t T;
+    int32_t K;
+    int64_t H, I;
+    int32_t min_cta; /* configs with a CTA tile >= this (64: those with a permuted GEMM1) */
+    int permuted;    /* N >= 256 E_l rows in both layouts: PER_TENSOR's permuted GEMM1 */
+    int extras;      /* 1: bad counts and a graph replay on this fixture */
+  } k[] = {
+      /* an EP slice, local experts [4, 12) of 16, skewed (local expert 1 gets no row):
+       * N < 256 E_l, so PER_TENSOR's GEMM1 gathers its rows; BLOCK always permutes */
+      {"tensor bf16-in", MOE_SCALING_PER_TENSOR, 0, MOE_ACTIVATION_SWIGLU, 1, 16, 4, 8, 150, 4, 256,
+       128, 0, 0, 1},
+      {"tensor e4m3-in", MOE_SCALING_PER_TENSOR, 1, MOE_ACTIVATION_RELU2, 1, 16, 4, 8, 150, 4, 256,
+       128, 0, 0, 1},
+      {"block bf16-in", MOE_SCALING_BLOCK, 0, MOE_ACTIVATION_GEGLU, 1, 16, 4, 8, 150, 4, 256, 128,
+       0, 0, 1},
+      {"block e4m3-in", MOE_SCALING_BLOCK, 1, MOE_ACTIVATION_SWIGLU, 1, 16, 4, 8, 150, 4, 256, 256,
+       0, 0, 1},
+      /* local experts [2, 4) of 4, T = 700, K = 2: N >= 256 E_l rows in both layouts, so the
+       * configs with a permuted-input GEMM1 read the permute's copy (bf16 quantized on the
+       * way, or e4m3 copied) */
+      {"tensor bf16-in permuted", MOE_SCALING_PER_TENSOR, 0, MOE_ACTIVATION_GEGLU, 0, 4, 2, 2, 700,
+       2, 256, 128, 64, 1, 0},
+      {"tensor e4m3-in permuted", MOE_SCALING_PER_TENSOR, 1, MOE_ACTIVATION_IDENTITY, 0, 4, 2, 2,
+       700, 2, 128, 256, 64, 1, 0},
+      {"block e4m3-in many rows", MOE_SCALING_BLOCK, 1, MOE_ACTIVATION_RELU2, 0, 4, 2, 2, 700, 2,
+       128, 128, 0, 0, 0},
+  };
+  long cases = 0;
+  for (size_t ci = 0; ci < sizeof k / sizeof k[0]; ++ci) {
+    fx g, c;
+    memset(&c, 0, sizeof c); /* freed even when g's fixture fails first */
+    const uint64_t seed = 300 + (uint64_t)ci;
+    if (fx_init_prec(&g, MOE_BACKEND_CUDA, k[ci].act, k[ci].skew, k[ci].mode, k[ci].e4m3_in, seed,
+                     k[ci].E, k[ci].o, k[ci].El, k[ci].T, k[ci].K, k[ci].H, k[ci].I) ||
+        fx_init_prec(&c, MOE_BACKEND_CPU, k[ci].act, k[ci].skew, k[ci].mode, k[ci].e4m3_in, seed,
+                     k[ci].E, k[ci].o, k[ci].El, k[ci].T, k[ci].K, k[ci].H, k[ci].I)) {
+      CHECK(0, "GPU FP8 fixture %s failed", k[ci].tag);
+      fx_free(&g);
+      fx_free(&c);
+      continue;
+    }
+    if (k[ci].skew)
+      CHECK(g.counts[1] == 0, "%s: skewed fixture: local expert 1 has %d rows", k[ci].tag,
+            g.counts[1]);
+    int32_t maxc = 0;
+    for (int32_t e = 0; e < g.El; ++e) maxc = g.counts[e] > maxc ? g.counts[e] : maxc;
+    if (k[ci].permuted) /* gpu_layouts: N = nlocal + 5 (contiguous), E_l * max count (masked) */
+      CHECK(g.nlocal + 5 >= 256 * g.El && (int64_t)maxc >= 256,
+            "%s: %lld rows, largest count %d: below 256 per local expert, the permuted GEMM1 "
+            "is not reached",
+            k[ci].tag, (long long)g.nlocal, maxc);
+    moe_problem p;
+    t_problem(&p, g.E, g.nlocal + 5, 1, g.o, g.El, g.H, g.I);
+    int32_t cfgs[64], n = 0;
+    CHECK_OK(moe_runner_get_valid_configs(g.r, &p, cfgs, 64, &n));
+    char tag[96];
+    snprintf(tag, sizeof tag, "FP8 %s act %d T %lld", k[ci].tag, k[ci].act, (long long)k[ci].T);
+    /* the configs of the case, then every every-th of them (at least one) */
+    int32_t use[64], nu = 0;
+    for (int32_t i = 0; i < n && i < 64; ++i)
+      if (valid_for_routed(&g, cfgs[i]) && cta_tile_of(g.r, cfgs[i]) >= k[ci].min_cta)
+        use[nu++] = cfgs[i];
+    int seen_c[5] = {0}, ran = 0;
+    g_worst_err = 0;
+    for (int32_t i = nu ? (int32_t)(ci % (size_t)every) % nu : 0; i < nu; i += every) {
+      int32_t C = 0;
+      CHECK_OK(moe_runner_get_cluster_size(g.r, use[i], &C));
+      if (C >= 1 && C <= 4) seen_c[C] = 1;
+      gpu_layouts(&g, &c, use[i], tag);
+      ++ran;
+      ++cases;
+    }
+    printf("GPU %s: %d configs (cluster sizes%s%s%s), worst rel L2 vs CPU %.3e (bound %.0e)\n", tag,
+           ran, seen_c[1] ? " 1" : "", seen_c[2] ? " 2" : "", seen_c[4] ? " 4" : "", g_worst_err,
+           FP8_GPU_BOUND);
+    CHECK(ran > 0, "%s: no valid config ran", tag);
+    if (every == 1 && !k[ci].min_cta)
+      CHECK(seen_c[1] && seen_c[2] && seen_c[4], "%s: cluster sizes 1, 2 and 4 not all run", tag);
+    if (k[ci].extras) {
+      gpu_bad_counts(&g, &c, tag);
+      if (k[ci].act != MOE_ACTIVATION_SWIGLU) gpu_graph(&g, tag); /* no SwiGLU parameters */
+    }
+    fx_free(&g);
+    fx_free(&c);
+  }
+  /* T = 1 and T = 0 (N = 0 in both layouts), each scaling mode and hidden dtype */
+  for (int m = 0; m < 4; ++m)
+    for (int64_t T = 0; T <= 1; ++T) {
+      const int mode = m < 2 ? MOE_SCALING_PER_TENSOR : MOE_SCALING_BLOCK, e4 = m % 2;
+      const uint64_t seed = 400 + (uint64_t)(2 * m + T);
+      fx g, c;
+      memset(&c, 0, sizeof c);
+      if (fx_init_prec(&g, MOE_BACKEND_CUDA, MOE_ACTIVATION_SWIGLU, 0, mode, e4, seed, 8, 0, 8, T,
+                       1, 128, 128) ||
+          fx_init_prec(&c, MOE_BACKEND_CPU, MOE_ACTIVATION_SWIGLU, 0, mode, e4, seed, 8, 0, 8, T, 1,
+                       128, 128)) {
+        CHECK(0, "GPU FP8 T = %lld fixture (mode %d, e4m3 %d) failed", (long long)T, mode, e4);
+      } else {
+        char tag[64];
+        snprintf(tag, sizeof tag, "FP8 mode %d e4m3 %d T %lld", mode, e4, (long long)T);
+        gpu_layouts(&g, &c, -1, tag);
+        int32_t zeros[64] = {0}, status = -1;
+        uint16_t dummy[1];
+        grouped_call z = {MOE_LAYOUT_MASKED, 0, 0, zeros, NULL, -1, &status, NULL, NULL};
+        CHECK_OK(run_grouped(&g, &z, dummy));
+        CHECK(status == 0, "%s: N = 0: status %d", tag, status);
+        ++cases;
+      }
+      fx_free(&g);
+      fx_free(&c);
+    }
+  return cases;
 }
 
 static void gpu_suite(void) {
@@ -1363,10 +1571,10 @@ static void gpu_suite(void) {
       ++cases;
     }
     if (act == MOE_ACTIVATION_SWIGLU) {
-      gpu_bad_counts(&g, &c);
+      gpu_bad_counts(&g, &c, "BF16");
       gpu_sm_budget(&g);
     }
-    if (act == MOE_ACTIVATION_RELU2) gpu_graph(&g);
+    if (act == MOE_ACTIVATION_RELU2) gpu_graph(&g, "BF16");
     fx_free(&g);
     fx_free(&c);
   }
@@ -1392,7 +1600,9 @@ static void gpu_suite(void) {
     fx_free(&g);
     fx_free(&c);
   }
-  printf("GPU: %ld grouped cases (both layouts each) checked\n", cases);
+  const long fp8_cases = gpu_suite_fp8(every);
+  printf("GPU: %ld grouped cases, %ld of them FP8 (both layouts each) checked\n", cases + fp8_cases,
+         fp8_cases);
 }
 #endif
 

@@ -1038,9 +1038,6 @@ func TestConformanceGPU(t *testing.T) {
 				}
 				_, err := runCaseOn(c, true)
 				e, ok := err.(*Error)
-				if ok && c.grouped() && e.Status == StatusNotSupported {
-					t.Skipf("CUDA backend: grouped run not supported: %v", e)
-				}
 				if ok && cudaSkipsMxfp4(c) && c.s("status", "ok") != "NOT_SUPPORTED" &&
 					e.Status == StatusNotSupported {
 					// an MXFP4 case the CUDA backend does not run: it answers NOT_SUPPORTED
@@ -1057,20 +1054,16 @@ func TestConformanceGPU(t *testing.T) {
 				t.Fatal("cpu:", err)
 			}
 			gpu, err := runCaseOn(c, true)
-			if e, ok := err.(*Error); ok && c.s("fp8", "none") != "none" &&
+			if e, ok := err.(*Error); ok && c.s("fp8", "none") != "none" && !c.grouped() &&
 				e.Status == StatusNotSupported {
-				// FP8 the CUDA backend does not run yet (the message says why): the CPU
-				// digests stand, the GPU skips
+				// a routed FP8 run the CUDA backend does not run (the message says why): the
+				// CPU digests stand, the GPU skips; grouped runs (BF16 and FP8) run on CUDA
 				t.Skipf("CUDA backend: FP8 %s not supported: %v", c.s("fp8", "none"), e)
 			}
 			if e, ok := err.(*Error); ok && cudaSkipsMxfp4(c) && e.Status == StatusNotSupported {
 				// W4A8, a shape outside the CUDA rule or bf16 biases: likewise (any other
 				// MXFP4 W4A16 case runs on CUDA, its NOT_SUPPORTED fails)
 				t.Skipf("CUDA backend: MXFP4 %s not supported: %v", c.s("mxfp4", "none"), e)
-			}
-			if e, ok := err.(*Error); ok && c.grouped() && e.Status == StatusNotSupported {
-				// the grouped run the CUDA backend does not implement yet: likewise
-				t.Skipf("CUDA backend: grouped run not supported: %v", e)
 			}
 			if err != nil {
 				t.Fatal("gpu:", err)

@@ -991,8 +991,7 @@ type GroupedArgs struct {
 	// FP8 scales (moe_grouped_args version 3), as RunArgs': HiddenStatesScale fp32 [N, H/128]
 	// (masked: [E_l*Capacity, H/128]) with e4m3 HiddenStates in BLOCK mode; Gemm1InputScale,
 	// Gemm2InputScale fp32 [1], the static activation scales of PER_TENSOR mode (required
-	// there). nil where the mode or input takes none. FP8 grouped runs: CPU backend only (CUDA:
-	// ErrNotSupported).
+	// there). nil where the mode or input takes none. FP8 grouped runs: CPU and CUDA backends.
 	HiddenStatesScale, Gemm1InputScale, Gemm2InputScale *Tensor
 }
 

@@ -5,8 +5,10 @@
  *
  * With enable_pdl, every kernel is launched with programmatic stream serialisation and waits
  * (griddepcontrol.wait) before it reads anything its predecessor wrote.
- * Order: [permute] -> GEMM1 -> GEMM2 -> [finalize]; grouped: plan -> GEMM1 (gathering) -> GEMM2
- * -> unpermute.
+ * Order: [permute] -> GEMM1 -> GEMM2 -> [finalize]; grouped: plan -> [permute] -> GEMM1 -> GEMM2
+ * -> unpermute. A grouped run's permute (FP8 runners) takes the plan's inverse row map
+ * (expanded_to_permuted with K = 1 over the N input rows, written by the plan kernel) where a
+ * routed run takes expanded_to_permuted, so the same permute kernels serve both.
  *
  * SM budget (moe_runner_options.sm_budget): core passes num_sms = min(device SMs, budget). Below
  * the device's count, GEMM2 runs its persistent kernel wherever the config has one (C = 1), with
@@ -55,9 +57,33 @@ constexpr int64_t kPermuteFromTokensPerExpert = 256;
  */
 constexpr int64_t kPersistentGemm2MaxKBlocks = 32;
 
-/* GEMM1 -> GEMM2 (-> finalize). grouped: GEMM1 always gathers hidden's rows through
- * permuted_to_token (a grouped plan has no expanded_to_permuted for the permute pass), and
- * GEMM2's valid rows are then copied to output[permuted_to_token[r]]. */
+/* The config row of a run, or NULL where the catalogue or index is unknown. */
+const ConfigEntry *config_of(const moe_k_run *a) {
+  const Catalogue *cat = find_catalogue(a->catalogue);
+  if (cat == nullptr || a->config < 0 || a->config >= cat->count) return nullptr;
+  return &cat->rows[a->config];
+}
+
+/*
+ * The GEMM1 kernel of a run: block-scaled FP8 always reads the permuted copy; BF16 grouped runs
+ * always gather (docs/ep.md); the others gather below kPermuteFromTokensPerExpert slots per
+ * local expert (a grouped run: N input rows, K = 1) and read the permuted copy from there on
+ * where the config has a permuted-input GEMM1 (CTA tiles >= kPermuteFromN). A grouped run's
+ * plan kernel writes the permute's map (the inverse row map) only where this kernel permutes.
+ */
+const GemmKernel &gemm1_kernel(const ConfigEntry &cfg, const moe_k_run *a, bool grouped) {
+  const bool fp8_block = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_BLOCK;
+  const bool fp8 = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_TENSOR || fp8_block;
+  const bool gather =
+      !fp8_block && ((grouped && !fp8) ||
+                     a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * a->local_num_experts);
+  return gather ? cfg.gemm1_gather : cfg.gemm1;
+}
+
+/* GEMM1 -> GEMM2 (-> finalize). grouped: GEMM1 gathers hidden's rows through permuted_to_token
+ * or reads the permuted copy the permute made through the plan's inverse row map
+ * (plan->expanded_to_permuted with K = 1, gemm1_kernel), and GEMM2's valid rows are then
+ * copied to output[permuted_to_token[r]]. */
 cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
                       cudaStream_t stream) {
   if (a == nullptr || plan == nullptr) return cudaErrorInvalidValue;
@@ -72,7 +98,6 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
    * GEMM1's output with s2, the weights' per-expert scales after their values). */
   const bool fp8_block = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_BLOCK;
   const bool fp8 = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_TENSOR || fp8_block;
-  if (fp8 && grouped) return cudaErrorInvalidValue; /* BF16 only (core/grouped.c) */
   if (fp8 && !fp8_block &&
       (a->scaling_mode != MOE_K_SCALING_PER_TENSOR || a->input_scale1 == nullptr ||
        a->input_scale2 == nullptr || a->act_scratch == nullptr)) {
@@ -140,10 +165,12 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
       (e = map(&tx2s, a->gemm1_out, I, rows_t, slice)) != cudaSuccess) {
     return e;
   }
-  const bool gather =
-      !fp8_block && (grouped || a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * E);
-  const GemmKernel &g1 = gather ? cfg.gemm1_gather : cfg.gemm1;
+  const GemmKernel &g1 = gemm1_kernel(cfg, a, grouped);
   const bool permuted = g1.permuted_input != 0;
+  /* the permute's map: expanded_to_permuted, or a grouped plan's inverse row map (K = 1) */
+  if (permuted && (plan->expanded_to_permuted == nullptr || (grouped && a->top_k != 1))) {
+    return cudaErrorInvalidValue;
+  }
   /* GEMM1's token rows: hidden as given (bf16, or e4m3 already quantized), or e4m3 quantized
    * from bf16 by the permute (permuted) or by one pass over hidden (gathered) into the
    * workspace's GEMM2 output region, which only GEMM2 (after GEMM1) writes. */
@@ -302,10 +329,16 @@ extern "C" int moe_cuda_run_grouped(const moe_k_run *a, const moe_k_plan *plan,
     return cudaErrorInvalidValue;
   }
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  const moe::sm90::ConfigEntry *cfg = moe::sm90::config_of(a);
+  if (cfg == nullptr) return cudaErrorInvalidValue;
+  /* The inverse row map only where GEMM1 reads a permuted copy (the permute's map). */
+  int32_t *const row_map = moe::sm90::gemm1_kernel(*cfg, a, true).permuted_input != 0
+                               ? plan->expanded_to_permuted
+                               : nullptr;
   /* The plan kernel runs even for N = 0: it writes the status word and an empty plan. */
   cudaError_t e =
       moe::routing::launch_grouped_plan(*g, *plan, a->num_tokens, a->local_num_experts, a->tile,
-                                        a->cluster_size, a->enable_pdl != 0, stream);
+                                        a->cluster_size, row_map, a->enable_pdl != 0, stream);
   if (e == cudaSuccess) e = moe::sm90::run_gemms(a, plan, true, stream);
   if (e == cudaSuccess) e = cudaGetLastError();
   return static_cast<int>(e);

@@ -10,6 +10,10 @@
  *   off_e + c_e); permuted_to_token[off_e + i] = src_e + i (i < c_e), -1 for padding rows;
  *   num_ctas = C * sum cgas, permuted_size = tile * sum cgas; gemm_tile_counter = 0.
  *   src_e = e * capacity (MASKED) or the sum of the clamped counts before e (CONTIGUOUS).
+ * Optionally (row_to_permuted != NULL: GEMM1 reads a permuted copy of the rows, FP8 runs) also
+ * the inverse row map, the plan's expanded_to_permuted with K = 1: for every input row i < N,
+ * row_to_permuted[i] = off_e + (i - src_e) where 0 <= i - src_e < c_e for an expert e, else -1
+ * (rows no clamped count covers: the permute skips them).
  * Counts are clamped, never followed past the buffers: c < 0 -> 0; MASKED: c > capacity ->
  * capacity; CONTIGUOUS: with q_e = max(c_e, 0) and P_e = sum_{e' < e} q_e',
  * c_e = min(P_e + q_e, N) - min(P_e, N) (the count crossing N ends at N, later ones are 0).
@@ -19,7 +23,9 @@
  * One kernel, grid ceil(max_rows / kRowsPerCta) (at most kMaxCtas) x kThreads: every CTA reads
  * the E_l counts and scans them into shared tables (thread t owns a run of consecutive
  * experts; a block scan over threads), then writes its grid-stride share of the row map and
- * the CTA tables, finding each entry's expert by binary search over the segment starts.
+ * the CTA tables (and the inverse row map), finding each entry's expert by binary search over
+ * the segment starts (over the source rows for the inverse map of CONTIGUOUS; by division for
+ * MASKED).
  * CTA 0 writes the scalars and the status word.
  */
 #include "kernels/pdl_launch.cuh"
@@ -41,6 +47,7 @@ struct GroupedPlanParams {
   const int32_t *counts;
   int32_t *status;
   int32_t *p2t;
+  int32_t *row_to_permuted; /* [N] or NULL */
   int32_t *cta_batch;
   int32_t *cta_mn;
   int32_t *num_ctas;
@@ -88,7 +95,8 @@ __device__ __forceinline__ long long block_exclusive_scan(long long x, long long
 }
 
 /* The last expert e in [0, nl) whose segment starts at or before CGA g (seg[0] = 0 <= g):
- * experts without rows share their successor's start and are skipped. */
+ * experts without rows share their successor's start and are skipped. The same search finds
+ * the expert of an input row over the source rows (src[0] = 0, non-decreasing). */
 __device__ __forceinline__ int expert_of(const int *seg, int nl, int g) {
   int lo = 0, hi = nl - 1;
   while (lo < hi) {
@@ -186,6 +194,22 @@ __global__ void __launch_bounds__(kThreads) grouped_plan_kernel(const GroupedPla
     const long long i = r - static_cast<long long>(seg[e]) * tile;
     p.p2t[r] = i < cnt[e] ? static_cast<int32_t>(src[e] + i) : -1;
   }
+  if (p.row_to_permuted != nullptr) {
+    for (long long i = blockIdx.x * static_cast<long long>(kThreads) + tid; i < N; i += stride) {
+      int e;
+      long long j;
+      if (p.masked) {
+        const long long q = i / p.capacity; /* capacity >= 1: N = E_l * capacity > i */
+        e = static_cast<int>(q < nl ? q : nl - 1);
+        j = i - static_cast<long long>(e) * p.capacity;
+      } else {
+        e = expert_of(src, nl, static_cast<int>(i));
+        j = i - src[e];
+      }
+      const long long r = static_cast<long long>(seg[e]) * tile + j;
+      p.row_to_permuted[i] = j >= 0 && j < cnt[e] && r < rows ? static_cast<int32_t>(r) : -1;
+    }
+  }
   const long long ctas = total * p.cluster;
   const long long cta_tile = tile / p.cluster;
   for (long long j = blockIdx.x * static_cast<long long>(kThreads) + tid; j < ctas; j += stride) {
@@ -199,16 +223,18 @@ __global__ void __launch_bounds__(kThreads) grouped_plan_kernel(const GroupedPla
 }  // namespace
 
 cudaError_t launch_grouped_plan(const moe_k_grouped &g, const moe_k_plan &plan, int64_t num_rows,
-                                int32_t local_num, int32_t tile, int32_t cluster, bool pdl,
-                                cudaStream_t stream) {
+                                int32_t local_num, int32_t tile, int32_t cluster,
+                                int32_t *row_to_permuted, bool pdl, cudaStream_t stream) {
   if (g.counts == nullptr || local_num < 1 || local_num > kMaxLocal || tile < 1 || cluster < 1 ||
-      tile % cluster != 0 || num_rows < 0 || plan.max_rows < 0 || plan.max_ctas < 0) {
+      tile % cluster != 0 || num_rows < 0 || num_rows > INT32_MAX || plan.max_rows < 0 ||
+      plan.max_ctas < 0 || (g.masked && (g.capacity < 0 || g.capacity * local_num != num_rows))) {
     return cudaErrorInvalidValue;
   }
   GroupedPlanParams p = {};
   p.counts = g.counts;
   p.status = g.status;
   p.p2t = plan.permuted_to_token;
+  p.row_to_permuted = row_to_permuted;
   p.cta_batch = plan.cta_to_batch;
   p.cta_mn = plan.cta_to_mn_limit;
   p.num_ctas = plan.num_ctas;

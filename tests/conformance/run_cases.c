@@ -11,10 +11,11 @@
  * against moe_runner_run (docs/conformance.md "Grouped cases"; with fp8= on an FP8 runner with
  * the moe_grouped_args v3 scales, "Grouped FP8 cases"). With a CUDA device (CUDA
  * builds) each case also runs on the GPU: the plan digest must match exactly and the output
- * must be within ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite; FP8
- * and grouped cases the CUDA backend answers NOT_SUPPORTED for, and the MXFP4 cases it does not
- * run (cuda_mx_unsupported: W4A8, shapes outside its rule, bf16 biases), print
- * "SKIP GPU <name>: <why>"; a NOT_SUPPORTED MXFP4 W4A16 case inside its rule fails.
+ * must be within ||gpu - cpu|| / ||cpu|| <= 1e-2 of the CPU output, every element finite; routed
+ * FP8 cases the CUDA backend answers NOT_SUPPORTED for, and the MXFP4 cases it does not run
+ * (cuda_mx_unsupported: W4A8, shapes outside its rule, bf16 biases), print
+ * "SKIP GPU <name>: <why>"; grouped cases (BF16 and FP8) and MXFP4 W4A16 cases inside its rule
+ * must run there (NOT_SUPPORTED fails).
  * --regen prints the case file with the digests recomputed by the CPU backend (the backend
  * verified by test_moe / test_routing), leaving every other line as it was.
  */
@@ -1014,8 +1015,8 @@ int main(int argc, char **argv) {
       if (gpu[kind][c.act]) {
         (grouped ? run_grouped_on : run_on)(MOE_BACKEND_CUDA, gpu[kind][c.act], &c, &d, &rg);
         if (rg.status == MOE_STATUS_NOT_SUPPORTED &&
-            (grouped || (c.mx ? cuda_mx_unsupported(&c) : kind != MOE_SCALING_NONE))) {
-          /* FP8, MXFP4 W4A8 (or outside the CUDA rule) or a grouped run the CUDA backend does
+            (c.mx ? cuda_mx_unsupported(&c) : (kind != MOE_SCALING_NONE && !grouped))) {
+          /* a routed FP8 run, or MXFP4 W4A8 (or outside the CUDA rule), the CUDA backend does
            * not run (its message says why): the CPU result stands, the GPU skips */
           printf("SKIP GPU %s: %s\n", c.name, rg.message);
         } else if (rg.status) {

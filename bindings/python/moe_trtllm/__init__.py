@@ -584,8 +584,8 @@ class Runner:
         CONTIGUOUS takes 0 (the default). output: bfloat16 in the shape of hidden_states;
         allocated (zeroed, numpy or torch like hidden_states) when None. Rows past the counts
         are not written. The output rows are unweighted (no routing, no finalize). workspace:
-        grouped_workspace_size() bytes, allocated when None. FP8 runners (CPU backend; CUDA
-        answers NotSupportedError): hidden_states bf16 or e4m3; hidden_states_scale fp32
+        grouped_workspace_size() bytes, allocated when None. FP8 runners (CPU and CUDA
+        backends): hidden_states bf16 or e4m3; hidden_states_scale fp32
         [N, H/128] (BLOCK with e4m3 hidden states; MASKED: [E_l * capacity, H/128]);
         gemm1_input_scale and gemm2_input_scale fp32 [1] (PER_TENSOR, required), as run()."""
         if isinstance(expert_counts, (list, tuple)):

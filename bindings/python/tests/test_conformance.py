@@ -73,8 +73,6 @@ def test_case_gpu(case):
             # and reports MOE_GROUPED_COUNTS_* in count_status (tests/test_grouped.c checks it)
             pytest.skip("CUDA backend: grouped counts are checked on the device (count_status)")
         err = cl.run_error_case(case, moe.BACKEND_CUDA)
-        if "layout" in case and isinstance(err, moe.NotSupportedError):
-            pytest.skip(f"CUDA backend: grouped run not supported: {err}")
         if (_cuda_skips_mxfp4(case) and case["status"] != "NOT_SUPPORTED"
                 and isinstance(err, moe.NotSupportedError)):
             # an MXFP4 case the CUDA backend does not run: it answers NOT_SUPPORTED first
@@ -85,17 +83,15 @@ def test_case_gpu(case):
     try:
         tg, outg, checks = cl.run_any(case, moe.BACKEND_CUDA)
     except moe.NotSupportedError as e:
-        if "layout" in case:
-            # the grouped run the CUDA backend does not implement yet: the CPU digest stands
-            pytest.skip(f"CUDA backend: grouped run not supported: {e}")
         if _cuda_skips_mxfp4(case):
             # W4A8, a shape outside the CUDA rule or bf16 biases: the CPU digests stand
             pytest.skip(f"CUDA backend: MXFP4 {case['mxfp4']} not supported: {e}")
         if case.get("mxfp4", "none") != "none":
             raise  # W4A16 inside the CUDA shape rule runs on CUDA
-        if case.get("fp8", "none") == "none":
-            raise
-        # FP8 the CUDA backend does not run yet (the message says why): the CPU digests stand
+        if case.get("fp8", "none") == "none" or "layout" in case:
+            raise  # BF16 and grouped runs (BF16 and FP8) run on CUDA: NOT_SUPPORTED fails
+        # a routed FP8 run the CUDA backend does not run (the message says why): the CPU
+        # digests stand
         pytest.skip(f"CUDA backend: FP8 {case['fp8']} not supported: {e}")
     assert not checks, f"{case['name']}: GPU: {checks}"
     if tg is not None:

@@ -988,7 +988,7 @@ pub struct GroupedArgs<'t> {
     /// bf16 output in the shape of the hidden states.
     pub output: Option<&'t TensorMut<'t>>,
     /// FP8 BLOCK with e4m3 hidden states: `[N, H/128]` fp32 scales (masked:
-    /// `[E_l * capacity, H/128]`). FP8 grouped runs: CPU backend (CUDA: NotSupported).
+    /// `[E_l * capacity, H/128]`). FP8 grouped runs: CPU and CUDA backends.
     pub hidden_states_scale: Option<&'t Tensor<'t>>,
     /// FP8 PER_TENSOR: `[1]` fp32 static scale of GEMM1's input (required there).
     pub gemm1_input_scale: Option<&'t Tensor<'t>>,

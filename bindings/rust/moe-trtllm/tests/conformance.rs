@@ -118,14 +118,6 @@ fn conformance_gpu() {
                 continue;
             }
             match run_case_on(c, Some(&cuda)) {
-                Err(e) if c.grouped() && e.status() == Some(Status::NotSupported) => {
-                    println!(
-                        "SKIP gpu:{}: CUDA backend: grouped run not supported: {e}",
-                        c.name()
-                    );
-                    skipped += 1;
-                    continue;
-                }
                 // an MXFP4 case the CUDA backend does not run: it answers NOT_SUPPORTED first
                 Err(e)
                     if cuda_skips_mxfp4(c)
@@ -147,11 +139,12 @@ fn conformance_gpu() {
         } else {
             match (run_case(c), run_case_on(c, Some(&cuda))) {
                 (Err(e), _) => Err(format!("cpu failed: {e}")),
-                // FP8, or MXFP4 the CUDA backend does not run (W4A8, a shape outside its rule,
-                // bf16 biases), answers NOT_SUPPORTED (the message says why): the CPU digests
-                // stand, the GPU skips; any other MXFP4 W4A16 case runs on CUDA
+                // a routed FP8 run, or MXFP4 the CUDA backend does not run (W4A8, a shape
+                // outside its rule, bf16 biases), answers NOT_SUPPORTED (the message says why):
+                // the CPU digests stand, the GPU skips; BF16, grouped (BF16 and FP8) and any
+                // other MXFP4 W4A16 case run on CUDA
                 (_, Err(e))
-                    if (c.fp8() != "none" || cuda_skips_mxfp4(c))
+                    if ((c.fp8() != "none" && !c.grouped()) || cuda_skips_mxfp4(c))
                         && e.status() == Some(Status::NotSupported) =>
                 {
                     let what = if c.fp8() != "none" {
@@ -161,15 +154,6 @@ fn conformance_gpu() {
                     };
                     println!(
                         "SKIP gpu:{}: CUDA backend: {what} not supported: {e}",
-                        c.name()
-                    );
-                    skipped += 1;
-                    continue;
-                }
-                // the grouped run the CUDA backend does not implement yet: likewise
-                (_, Err(e)) if c.grouped() && e.status() == Some(Status::NotSupported) => {
-                    println!(
-                        "SKIP gpu:{}: CUDA backend: grouped run not supported: {e}",
                         c.name()
                     );
                     skipped += 1;

@@ -65,7 +65,7 @@ public final class GroupedArgs {
    * hiddenStatesScale fp32 [N, H/128] (MASKED: [E_l * capacity, H/128]) with e4m3 hidden states
    * in BLOCK mode; gemm1InputScale and gemm2InputScale fp32 [1], the static activation scales of
    * PER_TENSOR mode (required there). Null where the mode or input takes none. FP8 grouped runs:
-   * CPU backend only (CUDA: NOT_SUPPORTED).
+   * CPU and CUDA backends.
    */
   public GroupedArgs fp8Scales(Tensor hiddenStatesScale, Tensor gemm1InputScale,
       Tensor gemm2InputScale) {

@@ -75,10 +75,6 @@ class ConformanceTest {
           }
           MoeException e = assertThrows(MoeException.class, () -> Conformance.run(c, true),
               c.name() + ": expected " + c.status());
-          if (c.grouped() && e.status() == Moe.STATUS_NOT_SUPPORTED) {
-            skipGpu(c, "grouped run not supported: " + e.libraryMessage());
-            return;
-          }
           if (cudaSkipsMxfp4(c) && !c.status().equals("NOT_SUPPORTED")
               && e.status() == Moe.STATUS_NOT_SUPPORTED) {
             // an MXFP4 case the CUDA backend does not run: it answers NOT_SUPPORTED first
@@ -95,14 +91,14 @@ class ConformanceTest {
           gpu = Conformance.run(c, true);
         } catch (MoeException e) {
           boolean mx = !c.mxfp4().equals("none");
-          if (e.status() != Moe.STATUS_NOT_SUPPORTED
-              || !(c.grouped() || (mx ? cudaSkipsMxfp4(c) : !c.fp8().equals("none")))) {
-            throw e; // an MXFP4 W4A16 case inside the CUDA shape rule runs on CUDA
+          boolean routedFp8 = !c.fp8().equals("none") && !c.grouped();
+          if (e.status() != Moe.STATUS_NOT_SUPPORTED || !(mx ? cudaSkipsMxfp4(c) : routedFp8)) {
+            throw e; // BF16, grouped (BF16 and FP8) and MXFP4 W4A16 inside its rule run on CUDA
           }
-          // FP8, MXFP4 W4A8 (or outside the CUDA rule) or a grouped run the CUDA backend does
+          // a routed FP8 run, or MXFP4 W4A8 (or outside the CUDA rule), the CUDA backend does
           // not run (the message says why): the CPU digests stand
-          skipGpu(c, (c.grouped() ? "grouped run" : mx ? "MXFP4 " + c.mxfp4() : "FP8 " + c.fp8())
-              + " not supported: " + e.libraryMessage());
+          skipGpu(c, (mx ? "MXFP4 " + c.mxfp4() : "FP8 " + c.fp8()) + " not supported: "
+              + e.libraryMessage());
           return;
         }
         assertTrue(gpu.checks.isEmpty(), c.name() + ": GPU: " + gpu.checks);
