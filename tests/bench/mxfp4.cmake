@@ -2,8 +2,8 @@
 # 1. On the CPU backend gpt-oss-120b-mxfp4 (biases, clamped SwiGLU) and gpt-oss-20b-mxfp4 run
 #    scaled down; their JSON rows carry dtype mxfp4, scaling mx, and a byte model of 4.25 bits a
 #    weight (+ the fp32 biases of gpt-oss-120b-mxfp4); gpt-oss-120b-mxfp4 routes as gpt-oss-120b.
-# 2. --dry-run --backend cuda: both are reported as skipped with the library's reason (the MXFP4
-#    kernels are not implemented yet), and a run of only them exits non-zero.
+# 2. --dry-run --backend cuda: both list a sm90_w4a16_* config (the CUDA W4A16 catalogue), and
+#    the run exits 0.
 # Usage: cmake -DBENCH=<moe-bench> -P mxfp4.cmake
 include(${CMAKE_CURRENT_LIST_DIR}/json_rows.cmake)
 
@@ -53,16 +53,15 @@ foreach(p gpt-oss-120b-mxfp4 gpt-oss-20b-mxfp4)
   endforeach()
 endforeach()
 
-# ---- 2. the CUDA catalogue: reported, not run ----
+# ---- 2. the CUDA catalogue: the W4A16 configs (a dry run: listed, not run) ----
 bench(out err rc --dry-run --backend cuda --preset gpt-oss-120b-mxfp4,gpt-oss-20b-mxfp4 --tokens 1)
 set(text "${out}${err}")
 foreach(p gpt-oss-120b-mxfp4 gpt-oss-20b-mxfp4)
-  if(NOT text MATCHES "(^|\n)${p}: skipped: [^\n]*MXFP4 kernels are not implemented yet")
-    message(FATAL_ERROR "${p}: expected 'skipped' with the library's reason:\n${text}")
+  if(NOT text MATCHES "(^|\n)${p} +1 +2880 +2880 [^\n]* sm90_w4a16_t[0-9]+_c[124]_m[0-9]+_s[0-9]+")
+    message(FATAL_ERROR "${p}: expected a row with a sm90_w4a16_* config:\n${text}")
   endif()
 endforeach()
-if(rc EQUAL 0)
-  message(FATAL_ERROR "a run of only skipped presets exited 0:\n${text}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the CUDA dry run exited ${rc}:\n${text}")
 endif()
-message(STATUS "moe-bench MXFP4: CPU rows with the 4.25-bit byte model; CUDA: skipped with a "
-               "reason")
+message(STATUS "moe-bench MXFP4: CPU rows with the 4.25-bit byte model; CUDA: the W4A16 configs")
