@@ -620,7 +620,7 @@ done:
  * precision against its backend before its arguments (core/fp8.c, moe_check_fp8_backend): a
  * call with the preset's problem and no plan or tensors answers NOT_SUPPORTED, with the
  * library's reason (left in @p why), where the backend cannot run the preset's mode (e.g.
- * MXFP4 weights on CUDA in this build), and an argument error otherwise. */
+ * MXFP4 W4A8 on CUDA in this build), and an argument error otherwise. */
 static int runner_can_run(moe_runner *r, const preset *p, char *why, size_t why_size) {
   const moe_problem prob = preset_problem(p, 1);
   int32_t cfg = 0;

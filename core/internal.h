@@ -44,8 +44,8 @@ moe_status_t moe_fp8_weights_prepare(const moe_runner *r, const moe_problem *p, 
                                      int64_t rows, int64_t cols, const DLTensor *canonical,
                                      const DLTensor *canonical_scales, const DLTensor *prepared,
                                      moe_cuda_stream_t stream);
-/* NOT_SUPPORTED for an FP8 runner on the CUDA backend until the FP8 GEMM kernels land (the
- * one place to remove then; moe_runner_run calls it first). */
+/* NOT_SUPPORTED for a precision the runner's backend has no kernels for (MXFP4 W4A8 on CUDA);
+ * moe_runner_run calls it first. */
 moe_status_t moe_check_fp8_backend(const moe_runner *r);
 /* The output of a scaled weight preparation (weights.c): @p prepared (checked: uint8, at
  * least @p bytes) 16-byte aligned and disjoint from the sources srcs[0] ("canonical") and

@@ -224,7 +224,7 @@ def test_tensors_are_not_copied(device):
 def test_run_grouped_takes_torch_tensors(device):
     """Runner.run_grouped with torch tensors (hidden states, int32 counts, prepared weights; the
     workspace and output allocated by torch on their device) equals the numpy call on the CPU
-    backend. On the CUDA backend a NOT_SUPPORTED answer (not implemented yet) skips."""
+    backend."""
     el, n = 4, 12
     p = moe.Problem(num_experts=E, num_tokens=n, top_k=1, hidden_size=H, intermediate_size=I,
                     local_expert_offset=4, local_num_experts=el)
@@ -244,14 +244,9 @@ def test_run_grouped_takes_torch_tensors(device):
             pw.append(torch.empty(r.weights_prepared_size(p, which), dtype=torch.uint8,
                                   device=device))
             r.prepare_weights(p, which, _t(w, device), pw[-1], stream=stream)
-        try:
-            out = r.run_grouped(p, r.default_config(p), layout=moe.LAYOUT_CONTIGUOUS,
-                                hidden_states=_t(x, device), expert_counts=_t(counts, device),
-                                gemm1_weights=pw[0], gemm2_weights=pw[1], stream=stream)
-        except moe.NotSupportedError as e:
-            if device == "cpu":
-                raise
-            pytest.skip(f"CUDA backend: grouped run not supported: {e}")
+        out = r.run_grouped(p, r.default_config(p), layout=moe.LAYOUT_CONTIGUOUS,
+                            hidden_states=_t(x, device), expert_counts=_t(counts, device),
+                            gemm1_weights=pw[0], gemm2_weights=pw[1], stream=stream)
         _sync(device)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.bfloat16
     assert out.device.type == device and tuple(out.shape) == (n, H)
