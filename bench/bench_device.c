@@ -136,9 +136,15 @@ void bench_free(bench_dev *d, void *p) {
 /* Host <-> device copy (to_device: host src to device dst); plain memcpy on the CPU. */
 static int transfer(bench_dev *d, void *dst, const void *src, size_t bytes, int to_device) {
 #if defined(MOE_BENCH_WITH_CUDA)
+  /* The bench's stream is non-blocking, so cudaMemcpy (legacy default stream) does not order
+   * itself after its work: a download waits for the stream first, and an upload (whose DMA
+   * from pageable memory may still run when cudaMemcpy returns) completes before the stream's
+   * next work. */
   if (d->gpu)
-    return cudaMemcpy(dst, src, bytes,
-                      to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost) != cudaSuccess;
+    return (!to_device && cudaStreamSynchronize(d->stream) != cudaSuccess) ||
+           cudaMemcpy(dst, src, bytes,
+                      to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost) != cudaSuccess ||
+           (to_device && cudaDeviceSynchronize() != cudaSuccess);
 #endif
   memcpy(dst, src, bytes);
   return 0;

@@ -193,6 +193,14 @@ static int same_rows(bench_dev *d, const cell *c, const char *what, const void *
   int bad = !h || bench_download(d, h, out, out_bytes);
   for (int64_t i = 0; i < n && !bad; ++i)
     if (memcmp(h + at[i] * H, ref + ref_row[i] * H, (size_t)H * 2)) {
+      int64_t k = 0, nd = 0;
+      while (h[at[i] * H + k] == ref[ref_row[i] * H + k]) ++k;
+      for (int64_t j = 0; j < H; ++j) nd += h[at[i] * H + j] != ref[ref_row[i] * H + j];
+      fprintf(stderr,
+              "moe-grouped-bench: %s T = %lld: element %lld of %lld differing: 0x%04x, run's "
+              "0x%04x\n",
+              c->p->name, (long long)c->T, (long long)k, (long long)nd, h[at[i] * H + k],
+              ref[ref_row[i] * H + k]);
       fprintf(stderr,
               "moe-grouped-bench: %s T = %lld: %s row %lld differs from run's permuted row %lld "
               "(config %s): not bit-identical\n",
@@ -253,8 +261,11 @@ static int run_cell(bench_dev *d, moe_runner *r, moe_runner **budget_r, const in
   moe_plan plan;
   moe_plan_init(&plan, MOE_PLAN_VERSION);
   if (!logits || !bias || !x || !out || !ws || upload_logits(d, p, T, logits, bias) ||
-      fill_random_keep(d, x, x_bytes, 6, &xb))
+      fill_random_keep(d, x, x_bytes, 6, &xb)) {
+    fprintf(stderr, "moe-grouped-bench: %s T = %lld: buffers: allocation or upload failed\n",
+            p->name, (long long)T);
     goto done;
+  }
   int64_t sh_logits[2] = {T, E}, sh_bias[1] = {E}, sh_x[2] = {T, H}, sh_e[1] = {E};
   int64_t sh_w1[3] = {E, 2 * I, H}, sh_w2[3] = {E, H, I};
   int64_t sh_p1[1] = {(int64_t)w1_bytes}, sh_p2[1] = {(int64_t)w2_bytes};
@@ -341,8 +352,12 @@ static int run_cell(bench_dev *d, moe_runner *r, moe_runner **budget_r, const in
   out_m = bench_alloc(d, m_bytes + 16);
   if (!ws_g || !cnt || !perm || !hid_c || !out_c || !hid_m || !out_m ||
       bench_upload(d, cnt, counts, (size_t)E * 4) || bench_upload(d, hid_c, hc, c_bytes) ||
-      bench_upload(d, hid_m, hm, m_bytes))
+      bench_upload(d, hid_m, hm, m_bytes)) {
+    fprintf(stderr,
+            "moe-grouped-bench: %s T = %lld: grouped buffers: allocation or upload failed\n",
+            p->name, (long long)T);
     goto done;
+  }
   /* Weights: copies rotated so L2 stays cold (GPU), each prepared from random canonical bf16. */
   const size_t canon_bytes = (size_t)(E * 2 * I * H * 2);
   const int copies =
@@ -364,7 +379,13 @@ static int run_cell(bench_dev *d, moe_runner *r, moe_runner **budget_r, const in
               "prepare W2");
     bench_sync(d);
     bench_free(d, canon);
-    if (e) goto done;
+    if (e) {
+      fprintf(stderr,
+              "moe-grouped-bench: %s T = %lld: weight copy %d of %d: allocation or preparation "
+              "failed\n",
+              p->name, (long long)T, k + 1, copies);
+      goto done;
+    }
   }
   {
     int64_t sh_perm[2] = {plan.max_padded_rows, H}, sh_c[2] = {TK, H};

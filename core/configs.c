@@ -224,21 +224,25 @@ static int64_t fp8_block_score(const moe_problem *p, const moe_config_row *row) 
 }
 
 /*
- * MXFP4 W4A16 ranking (lower is better), with a = T*K / E_l: pure decode (a < 1) the 64-row
- * tile-8 config (two CTAs per SM over few experts' rows: the weight stream is the whole cost);
- * else the cluster tile nearest the next power of two >= 2a within [16, 256], C = 1 first,
- * 128-row tiles first. Not yet tuned on a GPU: autotune measures the others.
+ * MXFP4 W4A16 ranking (lower is better), from a = T*K / E_l: a < 4 the 64-row tile-8 config
+ * (two CTAs per SM: the weight stream is the cost), then the cluster tile 64 below a = 32, 128
+ * below a = 128 and 256 from there (the expansion of a weight tile is paid once per token tile,
+ * so the widest tile the rows fill wins); C = 1 first (a cluster's CTAs each expand the whole
+ * multicast tile for fewer tokens), then the nearest tile. H100, gpt-oss-120b-mxfp4
+ * (`moe-bench --config all`, 2026-12-07): T = 1 t8 m64 76 us (t16 m64 79), T = 32 t8 m64 882
+ * (next 1071), T = 512 t64 1770 (t32 1857), T = 4096 t256 3264 (t128 3462); at a = 64 t128 won
+ * (T = 2048 2270 against 2820 us for t256; gpt-oss-20b T = 512 606 against 754); C = 2 / 4 ran
+ * 1.5-4x slower in every cell.
  */
 static int64_t mxfp4_score(const moe_problem *p, const moe_config_row *row) {
   const int64_t el = moe_local_experts(p), slots = p->num_tokens * p->top_k;
-  int64_t target = 16;
-  while (target < 256 && target * el < 2 * slots) target *= 2;
-  if (slots < el) target = 8;
+  const int small = slots < 4 * el;
+  const int32_t target = small ? 8 : slots < 32 * el ? 64 : slots < 128 * el ? 128 : 256;
   const int d = ilog2(row->tile) - ilog2(target);
   const int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
   const int64_t cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;
-  const int64_t mpref = (row->gemm1_block_m == 64) == (slots < el) ? 0 : 1;
-  return dist * 1000 + cpref * 100 + mpref * 10;
+  const int64_t mpref = (row->gemm1_block_m == 64) == small ? 0 : 1;
+  return cpref * 10000 + dist * 100 + mpref;
 }
 
 static int cmp_ranked(const void *a, const void *b) {
