@@ -44,11 +44,11 @@ if [ "${PREBUILT:-0}" != 1 ]; then
   step build cmake --build build-gpu -j 16
 fi
 if [ "$MODE" = full ] || [ "$MODE" = tests ]; then
-# A carried build's install_package and bench_config_list tests run this machine's cmake
-# (its path is not on the device); both are CPU-only checks that scripts/test.sh and CI run, so
-# skip them there.
+# A carried build's install_package, readme_c_example and bench_* tests run this machine's cmake
+# or compiler (their paths are not on the device); all are CPU-side checks that scripts/test.sh
+# and CI run, so skip them there.
 ctest_skip=()
-[ "${PREBUILT:-0}" = 1 ] && ctest_skip=(-E 'install_package|bench_config_list')
+[ "${PREBUILT:-0}" = 1 ] && ctest_skip=(-E 'install_package|readme_c_example|^bench_')
 step ctest ctest --test-dir build-gpu --output-on-failure -j 4 ${ctest_skip[@]+"${ctest_skip[@]}"}
 # The Python binding on the GPU (torch tensors, the torch ops with torch.compile and CUDA graph
 # capture, the conformance cases on CUDA) from a bundle's SWIG wrapper and wheelhouse.
