@@ -740,13 +740,13 @@ MOE_API moe_status_t moe_runner_get_grouped_workspace_size(const moe_runner *run
  * @brief GEMM1 (+activation) and GEMM2 on tokens already grouped by local expert (layouts
  * above). Each output row equals, bit for bit, the unweighted row moe_runner_run computes for
  * the same token and expert on the same backend (FP8 runners: with the same config, hidden input
- * and scales; the quantization points are those of moe_runner_run). The GEMM plan (CTA tables) is built from the
- * counts: on the CPU from the host counts; on CUDA by a device kernel from the device counts, with
- * no host synchronisation (CUDA-graph capturable; the launch grids depend on N, never on the
- * counts). On failure nothing is written. Invalid counts: the CPU backend checks them on the host
- * (INVALID_ARGUMENT). The CUDA backend cannot read them on the host: it clamps them on the device
- * (see MOE_GROUPED_COUNTS_*), never reads or writes past the buffers, computes the rows of the
- * clamped counts and reports the violation in args->count_status when given.
+ * and scales; the quantization points are those of moe_runner_run). The GEMM plan (CTA tables) is
+ * built from the counts: on the CPU from the host counts; on CUDA by a device kernel from the
+ * device counts, with no host synchronisation (CUDA-graph capturable; the launch grids depend on N,
+ * never on the counts). On failure nothing is written. Invalid counts: the CPU backend checks them
+ * on the host (INVALID_ARGUMENT). The CUDA backend cannot read them on the host: it clamps them on
+ * the device (see MOE_GROUPED_COUNTS_*), never reads or writes past the buffers, computes the rows
+ * of the clamped counts and reports the violation in args->count_status when given.
  * @param[in] problem E, o, E_l, H, I of the layer; num_tokens = N of this call (<= the
  *            workspace's). CUDA: E_l <= 2048.
  * @param[in] config a config valid for @p problem.

@@ -72,9 +72,9 @@ typedef struct moe_k_routing {
   int32_t logits_dtype;
   const void *bias; /* [E] or NULL */
   int32_t bias_dtype;
-  const int32_t *topk_ids_in;   /* [T, K] */
-  const void *topk_weights_in;  /* [T, K] */
-  int32_t topk_weights_dtype;   /* MOE_K_F32 or MOE_K_BF16 */
+  const int32_t *topk_ids_in;    /* [T, K] */
+  const void *topk_weights_in;   /* [T, K] */
+  int32_t topk_weights_dtype;    /* MOE_K_F32 or MOE_K_BF16 */
   const int32_t *topk_packed_in; /* [T, K] */
   int32_t num_tokens;
   int32_t num_experts;
@@ -92,17 +92,17 @@ typedef struct moe_k_routing {
 
 /* Everything the GEMM stages need. */
 typedef struct moe_k_run {
-  const uint16_t *hidden; /* [T, H] bf16 */
-  const uint16_t *w1;     /* prepared W1 */
-  const uint16_t *w2;     /* prepared W2 */
-  const float *bias1;     /* [E_l, f*I] canonical order, or NULL */
-  const float *bias2;     /* [E_l, H] or NULL */
-  const float *alpha;     /* [E_l] or NULL */
-  const float *beta;      /* [E_l] or NULL */
+  const uint16_t *hidden;   /* [T, H] bf16 */
+  const uint16_t *w1;       /* prepared W1 */
+  const uint16_t *w2;       /* prepared W2 */
+  const float *bias1;       /* [E_l, f*I] canonical order, or NULL */
+  const float *bias2;       /* [E_l, H] or NULL */
+  const float *alpha;       /* [E_l] or NULL */
+  const float *beta;        /* [E_l] or NULL */
   const float *clamp_limit; /* [E_l] or NULL */
-  uint16_t *gemm1_out;    /* [max_rows, I] bf16 (workspace) */
-  uint16_t *gemm2_out;    /* [max_rows, H] bf16 (workspace or caller's permuted_output) */
-  uint16_t *output;       /* [T, H] bf16 or NULL when !do_finalize */
+  uint16_t *gemm1_out;      /* [max_rows, I] bf16 (workspace) */
+  uint16_t *gemm2_out;      /* [max_rows, H] bf16 (workspace or caller's permuted_output) */
+  uint16_t *output;         /* [T, H] bf16 or NULL when !do_finalize */
   int64_t num_tokens;
   int64_t hidden_size;
   int64_t intermediate_size;
@@ -144,8 +144,8 @@ typedef struct moe_k_run {
  * with its own rows and its own best-first heuristic (core/configs.c). A key names one.
  */
 #define MOE_K_CATALOGUE_SM90_BF16 0
-#define MOE_K_CATALOGUE_SM90_FP8_TENSOR 1 /* e4m3 x e4m3, per-tensor scales */
-#define MOE_K_CATALOGUE_SM90_FP8_BLOCK 2  /* e4m3 x e4m3, 128 x 128 / 1 x 128 block scales */
+#define MOE_K_CATALOGUE_SM90_FP8_TENSOR 1  /* e4m3 x e4m3, per-tensor scales */
+#define MOE_K_CATALOGUE_SM90_FP8_BLOCK 2   /* e4m3 x e4m3, 128 x 128 / 1 x 128 block scales */
 #define MOE_K_CATALOGUE_SM90_MXFP4_W4A16 3 /* MXFP4 weights x bf16 token rows */
 
 /*
@@ -155,29 +155,29 @@ typedef struct moe_k_run {
  * Index = position in this list (stable within a library version). core/ builds the
  * backend-independent descriptions from it; kernels/gemm/ instantiates one kernel pair each.
  */
-#define MOE_SM90_BF16_CONFIGS(X)                                                               \
-  X(8, 1, 128, 128, 64, 13)                                                                    \
-  X(16, 1, 128, 128, 64, 12)                                                                   \
-  X(32, 1, 128, 128, 64, 11)                                                                   \
-  X(64, 1, 128, 128, 64, 9)                                                                    \
-  X(128, 1, 128, 128, 64, 7)                                                                   \
-  X(256, 1, 128, 128, 64, 4)                                                                   \
-  X(16, 2, 128, 128, 64, 13)                                                                   \
-  X(32, 2, 128, 128, 64, 12)                                                                   \
-  X(64, 2, 128, 128, 64, 11)                                                                   \
-  X(128, 2, 128, 128, 64, 9)                                                                   \
-  X(256, 2, 128, 128, 64, 7)                                                                   \
-  X(32, 4, 128, 128, 64, 13)                                                                   \
-  X(64, 4, 128, 128, 64, 12)                                                                   \
-  X(128, 4, 128, 128, 64, 11)                                                                  \
-  X(256, 4, 128, 128, 64, 9)                                                                   \
-  X(16, 1, 64, 64, 64, 8)                                                                      \
-  X(64, 1, 128, 128, 64, 4)                                                                    \
-  X(128, 1, 256, 256, 64, 4)                                                                   \
-  X(256, 2, 256, 256, 64, 4)                                                                   \
-  X(192, 1, 256, 256, 64, 4)                                                                   \
-  X(144, 1, 256, 256, 64, 4)                                                                   \
-  X(160, 1, 256, 256, 64, 4)                                                                   \
+#define MOE_SM90_BF16_CONFIGS(X) \
+  X(8, 1, 128, 128, 64, 13)      \
+  X(16, 1, 128, 128, 64, 12)     \
+  X(32, 1, 128, 128, 64, 11)     \
+  X(64, 1, 128, 128, 64, 9)      \
+  X(128, 1, 128, 128, 64, 7)     \
+  X(256, 1, 128, 128, 64, 4)     \
+  X(16, 2, 128, 128, 64, 13)     \
+  X(32, 2, 128, 128, 64, 12)     \
+  X(64, 2, 128, 128, 64, 11)     \
+  X(128, 2, 128, 128, 64, 9)     \
+  X(256, 2, 128, 128, 64, 7)     \
+  X(32, 4, 128, 128, 64, 13)     \
+  X(64, 4, 128, 128, 64, 12)     \
+  X(128, 4, 128, 128, 64, 11)    \
+  X(256, 4, 128, 128, 64, 9)     \
+  X(16, 1, 64, 64, 64, 8)        \
+  X(64, 1, 128, 128, 64, 4)      \
+  X(128, 1, 256, 256, 64, 4)     \
+  X(256, 2, 256, 256, 64, 4)     \
+  X(192, 1, 256, 256, 64, 4)     \
+  X(144, 1, 256, 256, 64, 4)     \
+  X(160, 1, 256, 256, 64, 4)     \
   X(176, 1, 256, 256, 64, 4)
 
 /*
@@ -195,18 +195,18 @@ typedef struct moe_k_run {
  * epilogue quantizes; a warpgroup's 128 rows with two accumulator sets fit the registers up to
  * a CTA tile of 64 tokens), stages as many as shared memory holds (one CTA per SM), C = 1, 2, 4.
  */
-#define MOE_SM90_FP8_BLOCK_CONFIGS(X)                                                          \
-  X(8, 1, 256, 256, 128, 6)                                                                    \
-  X(16, 1, 256, 256, 128, 6)                                                                   \
-  X(32, 1, 256, 256, 128, 6)                                                                   \
-  X(64, 1, 256, 256, 128, 5)                                                                   \
-  X(16, 2, 256, 256, 128, 6)                                                                   \
-  X(32, 2, 256, 256, 128, 6)                                                                   \
-  X(64, 2, 256, 256, 128, 6)                                                                   \
-  X(128, 2, 256, 256, 128, 5)                                                                  \
-  X(32, 4, 256, 256, 128, 6)                                                                   \
-  X(64, 4, 256, 256, 128, 6)                                                                   \
-  X(128, 4, 256, 256, 128, 6)                                                                  \
+#define MOE_SM90_FP8_BLOCK_CONFIGS(X) \
+  X(8, 1, 256, 256, 128, 6)           \
+  X(16, 1, 256, 256, 128, 6)          \
+  X(32, 1, 256, 256, 128, 6)          \
+  X(64, 1, 256, 256, 128, 5)          \
+  X(16, 2, 256, 256, 128, 6)          \
+  X(32, 2, 256, 256, 128, 6)          \
+  X(64, 2, 256, 256, 128, 6)          \
+  X(128, 2, 256, 256, 128, 5)         \
+  X(32, 4, 256, 256, 128, 6)          \
+  X(64, 4, 256, 256, 128, 6)          \
+  X(128, 4, 256, 256, 128, 6)         \
   X(256, 4, 256, 256, 128, 5)
 /*
  * The sm_90a MXFP4 x BF16 (W4A16) catalogue (kernels/gemm/sm90_w4a16_mxfp4_grouped.cuh): the
@@ -216,22 +216,22 @@ typedef struct moe_k_run {
  * m64 atom each: the expansion of one overlaps the other's wgmma) elsewhere; C = 1, 2, 4.
  * Every config keeps its tile's scales for K <= MOE_SM90_MX_MAX_K in shared memory.
  */
-#define MOE_SM90_MXFP4_W4A16_CONFIGS(X)                                                        \
-  X(8, 1, 64, 64, 64, 16)                                                                      \
-  X(16, 1, 64, 64, 64, 16)                                                                     \
-  X(8, 1, 128, 128, 64, 16)                                                                    \
-  X(16, 1, 128, 128, 64, 14)                                                                   \
-  X(32, 1, 128, 128, 64, 12)                                                                   \
-  X(64, 1, 128, 128, 64, 10)                                                                   \
-  X(128, 1, 128, 128, 64, 8)                                                                   \
-  X(256, 1, 128, 128, 64, 5)                                                                   \
-  X(64, 2, 128, 128, 64, 12)                                                                   \
-  X(128, 2, 128, 128, 64, 10)                                                                  \
-  X(256, 2, 128, 128, 64, 8)                                                                   \
-  X(128, 4, 128, 128, 64, 12)                                                                  \
+#define MOE_SM90_MXFP4_W4A16_CONFIGS(X) \
+  X(8, 1, 64, 64, 64, 16)               \
+  X(16, 1, 64, 64, 64, 16)              \
+  X(8, 1, 128, 128, 64, 16)             \
+  X(16, 1, 128, 128, 64, 14)            \
+  X(32, 1, 128, 128, 64, 12)            \
+  X(64, 1, 128, 128, 64, 10)            \
+  X(128, 1, 128, 128, 64, 8)            \
+  X(256, 1, 128, 128, 64, 5)            \
+  X(64, 2, 128, 128, 64, 12)            \
+  X(128, 2, 128, 128, 64, 10)           \
+  X(256, 2, 128, 128, 64, 8)            \
+  X(128, 4, 128, 128, 64, 12)           \
   X(256, 4, 128, 128, 64, 10)
-#define MOE_SM90_MX_K_ALIGN 64  /* H % 64 == 0 and I % 64 == 0 (whole 64-K stages) */
-#define MOE_SM90_MX_MAX_K 8192  /* H, I <= 8192: a tile's scales fit shared memory */
+#define MOE_SM90_MX_K_ALIGN 64 /* H % 64 == 0 and I % 64 == 0 (whole 64-K stages) */
+#define MOE_SM90_MX_MAX_K 8192 /* H, I <= 8192: a tile's scales fit shared memory */
 
 /* Shape constraints every sm_90a BF16 config needs (TMA strides, wgmma tiles). */
 #define MOE_SM90_H_ALIGN 64 /* H % 64 == 0 */

@@ -8,8 +8,8 @@
 namespace moe {
 namespace sm90 {
 
-#define MOE_CONFIG_CHECK_MXFP4(TILE, CL, BM1, BM2, BK, ST)                                   \
-  static_assert((BK) == kBlockK<Bf16>, "W4A16 stages hold 64 K (the bf16 token row)");       \
+#define MOE_CONFIG_CHECK_MXFP4(TILE, CL, BM1, BM2, BK, ST)                                  \
+  static_assert((BK) == kBlockK<Bf16>, "W4A16 stages hold 64 K (the bf16 token row)");      \
   static_assert((BM1) == (BM2) && ((BM1) == 64 || (BM1) == 128), "MXFP4 tiles: 64 or 128"); \
   static_assert((TILE) % (8 * (CL)) == 0, "tile must be a multiple of 8 * cluster");
 MOE_SM90_MXFP4_W4A16_CONFIGS(MOE_CONFIG_CHECK_MXFP4)

@@ -156,8 +156,7 @@ __global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThr
       ptx::tma_load_3d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * kARow, w_row_in_expert,
                        expert);
     } else if constexpr (C > 1) {
-      ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * kBK, w_row,
-                                 kMask);
+      ptx::tma_load_2d_multicast(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * kBK, w_row, kMask);
     } else {
       ptx::tma_load_2d(a_dst + s * T::kABytes, &tmap_w, &full[s], kb * kBK, w_row);
     }
@@ -165,7 +164,8 @@ __global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThr
   /* MXFP4 scales: no kernel of the forward writes weights, so like the early weight loads they
    * may go out before the grid-dependency wait. */
   if constexpr (Fmt::kMxWeights) {
-    if (threadIdx.x == T::kConsumerThreads) load_mx_scales<BLOCK_M>(p, expert, m0, mx_scales, mx_bar);
+    if (threadIdx.x == T::kConsumerThreads)
+      load_mx_scales<BLOCK_M>(p, expert, m0, mx_scales, mx_bar);
   }
   const int early_stages = kEarlyWeights ? min(STAGES, k_blocks) : 0;
   if constexpr (kEarlyWeights) {
@@ -236,9 +236,8 @@ __global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThr
       auto mx_loop = [&](auto live) {
         constexpr int NV = decltype(live)::value;
         mx_main_loop<NV, kAtoms, N, STAGES, C, T::kABytes, T::kBBytes>(
-            d, full, empty, smem_a + wg_row0 * kARow, b_base,
-            mx_scales + wg_row0 * (2 * k_blocks), min(p.w_rows - m0, BLOCK_M) - wg_row0,
-            k_blocks, warp % 4, lane);
+            d, full, empty, smem_a + wg_row0 * kARow, b_base, mx_scales + wg_row0 * (2 * k_blocks),
+            min(p.w_rows - m0, BLOCK_M) - wg_row0, k_blocks, warp % 4, lane);
       };
       with_live_columns<N>(mma_cols, mx_loop);
     } else if constexpr (Fmt::kBlockScaled) {

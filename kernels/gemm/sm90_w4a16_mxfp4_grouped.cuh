@@ -107,9 +107,9 @@ __device__ __forceinline__ void load_mx_scales(const GroupedGemmParams &p, int e
  */
 template <int NV, int kAtoms, int N, int STAGES, int C, int kABytes, int kBBytes>
 __device__ __forceinline__ void mx_main_loop(float (&d)[kAtoms][N / 2], uint64_t *full,
-                                             uint64_t *empty, const uint8_t *a_wg,
-                                             uint32_t b_base, const uint8_t *scales_wg,
-                                             int valid_rows, int k_blocks, int warp, int lane) {
+                                             uint64_t *empty, const uint8_t *a_wg, uint32_t b_base,
+                                             const uint8_t *scales_wg, int valid_rows, int k_blocks,
+                                             int warp, int lane) {
   using Mma = ptx::WgmmaBf16Rs<NV>;
   constexpr int R = Mma::kRegs;
   const int scale_ld = 2 * k_blocks;

@@ -188,19 +188,19 @@ template <int N>
 struct WgmmaBf16Rs {
   static_assert(N < 0, "kernels/ptx/wgmma.cuh: no register-A bf16 m64nNk16 wrapper for this N");
 };
-#define MOE_WGMMA_RS(N, R, A0, A1, A2, A3, B, SCALE)                                              \
-  template <>                                                                                     \
-  struct WgmmaBf16Rs<N> {                                                                         \
-    static constexpr int kRegs = R;                                                               \
+#define MOE_WGMMA_RS(N, R, A0, A1, A2, A3, B, SCALE)                                               \
+  template <>                                                                                      \
+  struct WgmmaBf16Rs<N> {                                                                          \
+    static constexpr int kRegs = R;                                                                \
     __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t db, float (&d)[R], \
-                                               int scale_d) {                                     \
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #SCALE                                    \
-                   ", 0;\n"                                                                       \
+                                               int scale_d) {                                      \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #SCALE                                     \
+                   ", 0;\n"                                                                        \
                    "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.bf16.bf16 {" MOE_WGMMA_S_##R    \
-                   "}, {%" #A0 ", %" #A1 ", %" #A2 ", %" #A3 "}, %" #B ", p, 1, 1, 0;\n}\n"      \
-                   : MOE_WGMMA_D_##R                                                              \
-                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));          \
-    }                                                                                             \
+                   "}, {%" #A0 ", %" #A1 ", %" #A2 ", %" #A3 "}, %" #B ", p, 1, 1, 0;\n}\n"        \
+                   : MOE_WGMMA_D_##R                                                               \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));           \
+    }                                                                                              \
   };
 MOE_WGMMA_RS(8, 4, 4, 5, 6, 7, 8, 9)
 MOE_WGMMA_RS(16, 8, 8, 9, 10, 11, 12, 13)

@@ -88,12 +88,12 @@ constexpr int kMxMaxK = MOE_SM90_MX_MAX_K;
 /* Shared memory past the stage ring a format needs: MXFP4's tile scales (BLOCK_M rows of
  * kMxMaxK / 32 bytes) behind their barrier and alignment. */
 template <class Fmt, int BLOCK_M>
-constexpr int kFormatSmemBytes = Fmt::kMxWeights ? BLOCK_M * (kMxMaxK / 32) + 256 : 0;
+constexpr int kFormatSmemBytes = Fmt::kMxWeights ? BLOCK_M *(kMxMaxK / 32) + 256 : 0;
 
 /* The CTA shape of a format's kernel (traits.cuh with the format's weight rows and smem). */
 template <class Fmt, int BLOCK_M, int N, int C, int STAGES>
-using FormatTraits = GroupedGemmTraits<BLOCK_M, N, C, STAGES, kWeightRowBytes<Fmt>,
-                                       kFormatSmemBytes<Fmt, BLOCK_M>>;
+using FormatTraits =
+    GroupedGemmTraits<BLOCK_M, N, C, STAGES, kWeightRowBytes<Fmt>, kFormatSmemBytes<Fmt, BLOCK_M>>;
 
 /* The dequantization scale of `expert`'s tile (formats with kTensorScaled), else 1. */
 template <class Fmt>

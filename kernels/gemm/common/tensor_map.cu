@@ -62,10 +62,10 @@ cudaError_t encode_mx_weight_map(CUtensorMap *map, const void *ptr, int64_t rows
                                  int32_t box_rows) {
   const int64_t pitch = k / 2;
   /* TMA: 16-byte aligned base and strides, dimensions below 2^32, strides below 2^40 bytes. */
-  if (ptr == nullptr || k <= 0 || k % 32 != 0 || rows <= 0 || experts <= 0 ||
-      rows > 0xFFFFFFFFLL || experts > 0xFFFFFFFFLL || (reinterpret_cast<uintptr_t>(ptr) & 15u) ||
-      pitch % 16 != 0 || expert_bytes % 16 != 0 || expert_bytes >= (int64_t{1} << 40) ||
-      row_bytes <= 0 || row_bytes % 16 != 0 || box_rows <= 0 || box_rows > 256) {
+  if (ptr == nullptr || k <= 0 || k % 32 != 0 || rows <= 0 || experts <= 0 || rows > 0xFFFFFFFFLL ||
+      experts > 0xFFFFFFFFLL || (reinterpret_cast<uintptr_t>(ptr) & 15u) || pitch % 16 != 0 ||
+      expert_bytes % 16 != 0 || expert_bytes >= (int64_t{1} << 40) || row_bytes <= 0 ||
+      row_bytes % 16 != 0 || box_rows <= 0 || box_rows > 256) {
     return cudaErrorInvalidValue;
   }
   PFN_cuTensorMapEncodeTiled_v12000 enc = nullptr;
