@@ -14,32 +14,22 @@
 #include "kernels/fp8_math.h"
 #include "kernels/mxfp4_math.h"
 
-static const moe_config_row k_sm90_bf16[] = {
+/* One row of an X-macro list of kernels/kernels.h as its description. */
 #define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
-    MOE_SM90_BF16_CONFIGS(MOE_ROW)
-#undef MOE_ROW
-};
+
+static const moe_config_row k_sm90_bf16[] = {MOE_SM90_BF16_CONFIGS(MOE_ROW)};
 
 /* The FP8 per-tensor rows: BF16's tiles with 128-element K stages (kernels/kernels.h). */
-static const moe_config_row k_sm90_fp8_tensor[] = {
-#define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, MOE_SM90_FP8_BLOCK_K, st},
-    MOE_SM90_FP8_TENSOR_CONFIGS(MOE_ROW)
-#undef MOE_ROW
-};
+#define MOE_ROW_FP8(tile, c, m1, m2, bk, st) {tile, c, m1, m2, MOE_SM90_FP8_BLOCK_K, st},
+static const moe_config_row k_sm90_fp8_tensor[] = {MOE_SM90_FP8_TENSOR_CONFIGS(MOE_ROW_FP8)};
+#undef MOE_ROW_FP8
 
 /* The block-scaled FP8 rows (kernels/kernels.h, kernels/gemm/sm90_fp8_block_grouped.cuh). */
-static const moe_config_row k_sm90_fp8_block[] = {
-#define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
-    MOE_SM90_FP8_BLOCK_CONFIGS(MOE_ROW)
-#undef MOE_ROW
-};
+static const moe_config_row k_sm90_fp8_block[] = {MOE_SM90_FP8_BLOCK_CONFIGS(MOE_ROW)};
 
 /* The MXFP4 x BF16 (W4A16) rows (kernels/kernels.h, kernels/gemm/sm90_w4a16_mxfp4_grouped.cuh). */
-static const moe_config_row k_sm90_mxfp4_w4a16[] = {
-#define MOE_ROW(tile, c, m1, m2, bk, st) {tile, c, m1, m2, bk, st},
-    MOE_SM90_MXFP4_W4A16_CONFIGS(MOE_ROW)
+static const moe_config_row k_sm90_mxfp4_w4a16[] = {MOE_SM90_MXFP4_W4A16_CONFIGS(MOE_ROW)};
 #undef MOE_ROW
-};
 
 static int64_t bf16_score(const moe_problem *p, const moe_config_row *row);
 static int64_t fp8_block_score(const moe_problem *p, const moe_config_row *row);

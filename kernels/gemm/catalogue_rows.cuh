@@ -47,42 +47,25 @@ GemmKernel gemm2_persistent_c1() {
 }
 template <class Fmt, int BM, int TILE, int CL, int ST>
 GemmKernel gemm2_persistent_kernel() {
-  if constexpr (CL == 1) {
+  if constexpr (CL == 1 && kHasPersistentGemm2<Fmt>) {
     return gemm2_persistent_c1<Fmt, BM, TILE, ST>();
   } else {
     return GemmKernel{nullptr, BM, 0, 0, 0, 0};
   }
 }
 
-/* One row of a catalogue whose kernels run format FMT (common/formats.cuh). */
-#define MOE_CONFIG_ENTRY_FMT(FMT, TILE, CL, BM1, BM2, ST)                                     \
-  ConfigEntry{TILE,                                                                           \
-              CL,                                                                             \
-              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN), \
-              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, true),                            \
-              MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false),                          \
+/* One row of a catalogue whose kernels run format FMT (common/formats.cuh): GEMM1 reading the
+ * permuted copy and GEMM1 gathering its rows (the same permuted-copy kernel where the format
+ * never gathers, and below kPermuteFromN the gathering one in both places), GEMM2, and GEMM2's
+ * persistent form where the format and the row have one. */
+#define MOE_CONFIG_ENTRY_FMT(FMT, TILE, CL, BM1, BM2, ST)                                 \
+  ConfigEntry{TILE,                                                                       \
+              CL,                                                                         \
+              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true,                               \
+                              kGathersTokenRows<FMT> && ((TILE) / (CL)) < kPermuteFromN), \
+              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, kGathersTokenRows<FMT>),      \
+              MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false),                      \
               gemm2_persistent_kernel<FMT, BM2, TILE, CL, ST>()},
-
-/* One row of a block-scaled FP8 catalogue: GEMM1 always reads the permuted copy (the permute
- * writes the token scales transposed, sm90_fp8_block_grouped.cuh), so its "gathering" entry is
- * the same kernel; no persistent GEMM2. */
-#define MOE_CONFIG_ENTRY_BLOCK(FMT, TILE, CL, BM1, BM2, ST)          \
-  ConfigEntry{TILE,                                                  \
-              CL,                                                    \
-              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, false),  \
-              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, false),  \
-              MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false), \
-              GemmKernel{nullptr, BM2, 0, 0, 0, 0}},
-
-/* One row of an MXFP4 catalogue: BF16's token paths (gathering and permuted GEMM1); no
- * persistent GEMM2 (its tile loop would reload a tile's scales per tile: not written yet). */
-#define MOE_CONFIG_ENTRY_MX(FMT, TILE, CL, BM1, BM2, ST)                                      \
-  ConfigEntry{TILE,                                                                           \
-              CL,                                                                             \
-              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, ((TILE) / (CL)) < kPermuteFromN), \
-              MOE_GEMM_KERNEL(FMT, BM1, TILE, CL, ST, true, true),                            \
-              MOE_GEMM_KERNEL(FMT, BM2, TILE, CL, ST, false, false),                          \
-              GemmKernel{nullptr, BM2, 0, 0, 0, 0}},
 
 /* Defines `const Catalogue NAME` from the X-macro LIST with kernels of format FMT, whose
  * operands are DTYPE (one catalogue per .cu file). */

@@ -76,6 +76,17 @@ struct Mxfp4W4A16Format {
   }
 };
 
+/* GEMM1 may gather its token rows itself (cp.async); block-scaled FP8 reads only the permuted
+ * copy, whose token scales the permute writes transposed. */
+template <class Fmt>
+constexpr bool kGathersTokenRows = !Fmt::kBlockScaled;
+
+/* GEMM2 has a persistent form (sm90_grouped_gemm2_persistent.cuh): the one-accumulator
+ * mainloop with the weights in shared memory (not block-scaled FP8's promotion, not MXFP4's
+ * per-tile scales). */
+template <class Fmt>
+constexpr bool kHasPersistentGemm2 = !Fmt::kBlockScaled && !Fmt::kMxWeights;
+
 /* Bytes of one weight row per stage: 128 (one swizzle row), or 32 for packed MXFP4 (64 e2m1). */
 template <class Fmt>
 constexpr int kWeightRowBytes = Fmt::kMxWeights ? kStageRowBytes / 4 : kStageRowBytes;
