@@ -3,6 +3,7 @@
  */
 #include "common.h"
 
+#include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,6 +88,75 @@ int bf16_ulp_diff(uint16_t a, uint16_t b) {
 
 int bf16_isfinite(uint16_t h) {
   return (h & 0x7F80u) != 0x7F80u;
+}
+
+/* ---- MOE_TEST_GPU_CONFIGS --------------------------------------------------------------- */
+int t_config_name(const moe_runner *r, int32_t cfg, char *name, size_t n) {
+  moe_config_info info;
+  memset(&info, 0, sizeof info);
+  info.version = MOE_CONFIG_INFO_VERSION;
+  if (moe_runner_describe_config(r, cfg, &info) != MOE_STATUS_SUCCESS) return 0;
+  snprintf(name, n, "%s", info.name);
+  return 1;
+}
+
+/* The config of @p r that entry @p pat selects (see common.h), or -1. */
+static int32_t entry_config(const moe_runner *r, const char *pat) {
+  int32_t count = 0;
+  if (moe_runner_get_num_configs(r, &count) != MOE_STATUS_SUCCESS) return -1;
+  char name[sizeof(((moe_config_info *)0)->name)];
+  for (int32_t i = 0; i < count; ++i)
+    if (t_config_name(r, i, name, sizeof name) && fnmatch(pat, name, 0) == 0) return i;
+  return -1;
+}
+
+/* Calls f(entry) for each non-empty entry of MOE_TEST_GPU_CONFIGS; 0 when it is unset or empty. */
+static int each_entry(void (*f)(const char *entry, void *ctx), void *ctx) {
+  const char *e = getenv("MOE_TEST_GPU_CONFIGS");
+  if (!e || !*e) return 0;
+  for (const char *q = e; *q;) {
+    const char *end = strchr(q, ',');
+    const size_t len = end ? (size_t)(end - q) : strlen(q);
+    char pat[128];
+    snprintf(pat, sizeof pat, "%.*s", (int)(len < sizeof pat ? len : sizeof pat - 1), q);
+    if (*pat) f(pat, ctx);
+    q = end ? end + 1 : q + len;
+  }
+  return 1;
+}
+
+typedef struct {
+  const moe_runner *r;
+  int32_t cfg;
+  int selected;
+} select_ctx;
+
+static void select_entry(const char *pat, void *ctx) {
+  select_ctx *c = (select_ctx *)ctx;
+  c->selected |= entry_config(c->r, pat) == c->cfg;
+}
+
+int t_gpu_config_selected(const moe_runner *r, int32_t cfg) {
+  select_ctx c = {r, cfg, 0};
+  return !each_entry(select_entry, &c) || c.selected;
+}
+
+typedef struct {
+  moe_runner *const *runners;
+  int n;
+} names_ctx;
+
+static void check_entry(const char *pat, void *ctx) {
+  const names_ctx *c = (const names_ctx *)ctx;
+  int found = 0;
+  for (int i = 0; i < c->n && !found; ++i)
+    found = c->runners[i] && entry_config(c->runners[i], pat) >= 0;
+  CHECK(found, "MOE_TEST_GPU_CONFIGS: \"%s\" names no config of this build", pat);
+}
+
+void t_check_gpu_config_names(moe_runner *const *runners, int n) {
+  names_ctx c = {runners, n};
+  each_entry(check_entry, &c);
 }
 
 /* ---- memory ------------------------------------------------------------------------------- */

@@ -48,6 +48,21 @@ int bf16_isfinite(uint16_t h);
 /* ---- memory and tensors on a backend ------------------------------------------------------ */
 /* True when this test binary was built with CUDA and a device is usable. */
 int t_have_cuda(void);
+
+/*
+ * MOE_TEST_GPU_CONFIGS="entry,..." restricts the GPU suites to some configs (scripts/gpu-check.sh
+ * keeps its sanitizer steps short with it). An entry is a config name as
+ * moe_runner_describe_config gives it, or an fnmatch pattern (sm90_w4a16_*_c2_*), which selects
+ * the first config of the runner's catalogue, in index order, whose name matches. Unset or
+ * empty: every config.
+ * t_gpu_config_selected: whether config @p cfg of @p r is selected.
+ * t_check_gpu_config_names: every entry selects a config of one of the @p n runners (a stale
+ * name would otherwise run nothing); a failed CHECK names the entry.
+ */
+int t_gpu_config_selected(const moe_runner *r, int32_t cfg);
+/* The name moe_runner_describe_config gives config @p cfg of @p r into @p name; 0 on failure. */
+int t_config_name(const moe_runner *r, int32_t cfg, char *name, size_t n);
+void t_check_gpu_config_names(moe_runner *const *runners, int n);
 void *tmem_alloc(int backend, size_t bytes); /* 256-byte aligned; never NULL for bytes 0 */
 void tmem_free(int backend, void *p);
 void tmem_upload(int backend, void *dst, const void *src, size_t bytes);

@@ -849,22 +849,12 @@ static moe_status_t forward_gpu_case(const fcase *kc, int32_t cfg, uint64_t seed
   return s;
 }
 
-/* MOE_TEST_GPU_CONFIGS="name,..." restricts the GPU cases to those configs (as named by
- * moe_runner_describe_config; scripts/gpu-check.sh keeps its racecheck steps short with it). */
+/* Whether the GPU cases run config @p cfg of @p kc's catalogue (MOE_TEST_GPU_CONFIGS: common.h). */
 static int config_named(const fcase *kc, int32_t cfg) {
-  const char *e = getenv("MOE_TEST_GPU_CONFIGS");
-  if (!e || !*e) return 1;
   moe_runner *r = t_fp8_runner(MOE_BACKEND_CUDA, kc->mode, kc->act, 0);
-  if (!r) return 0;
-  moe_config_info info;
-  memset(&info, 0, sizeof info);
-  info.version = MOE_CONFIG_INFO_VERSION;
-  const int ok = moe_runner_describe_config(r, cfg, &info) == MOE_STATUS_SUCCESS;
+  const int selected = r && t_gpu_config_selected(r, cfg);
   moe_runner_destroy(r);
-  const size_t n = strlen(info.name);
-  for (const char *q = e; ok && (q = strstr(q, info.name)) != NULL; q += n)
-    if ((q == e || q[-1] == ',') && (q[n] == ',' || q[n] == '\0')) return 1;
-  return 0;
+  return selected;
 }
 
 static void test_forward_gpu(void) {
@@ -872,6 +862,12 @@ static void test_forward_gpu(void) {
     printf("forward on the GPU: skipped (no CUDA device, or a CPU-only build)\n");
     return;
   }
+  moe_runner *catalogues[2] = {
+      t_fp8_runner(MOE_BACKEND_CUDA, MOE_SCALING_PER_TENSOR, MOE_ACTIVATION_SWIGLU, 0),
+      t_fp8_runner(MOE_BACKEND_CUDA, MOE_SCALING_BLOCK, MOE_ACTIVATION_SWIGLU, 0)};
+  t_check_gpu_config_names(catalogues, 2);
+  moe_runner_destroy(catalogues[0]);
+  moe_runner_destroy(catalogues[1]);
   for (int i = 0; i < NUM_CASES; ++i) {
     const fcase *kc = &k_cases[i];
     const uint64_t seed = 1000 + (uint64_t)i;

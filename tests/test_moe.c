@@ -577,45 +577,6 @@ static void gpu_case(moe_runner *gr, const mcase *c, int32_t cfg) {
   free_data(&d);
 }
 
-/* MOE_TEST_GPU_CONFIGS="name,name,..." restricts the GPU suite to those configs, named as
- * moe_runner_describe_config names them (scripts/gpu-check.sh uses it to keep racecheck runs
- * short). A name that is no config of the runner fails the test, so a renamed config cannot
- * silently drop out of those runs. */
-static int config_selected(const moe_runner *r, int32_t cfg) {
-  const char *e = getenv("MOE_TEST_GPU_CONFIGS");
-  if (!e || !*e) return 1;
-  moe_config_info info;
-  memset(&info, 0, sizeof info);
-  info.version = MOE_CONFIG_INFO_VERSION;
-  if (CHECK_OK(moe_runner_describe_config(r, cfg, &info))) return 0;
-  const size_t n = strlen(info.name);
-  for (const char *q = e; (q = strstr(q, info.name)) != NULL; q += n)
-    if ((q == e || q[-1] == ',') && (q[n] == ',' || q[n] == '\0')) return 1;
-  return 0;
-}
-
-/* Every name in MOE_TEST_GPU_CONFIGS is a config of the runner. */
-static void check_config_names(const moe_runner *r) {
-  const char *e = getenv("MOE_TEST_GPU_CONFIGS");
-  if (!e || !*e) return;
-  int32_t count = 0;
-  CHECK_OK(moe_runner_get_num_configs(r, &count));
-  for (const char *q = e; *q;) {
-    const char *end = strchr(q, ',');
-    const size_t len = end ? (size_t)(end - q) : strlen(q);
-    int found = 0;
-    for (int32_t i = 0; i < count && !found; ++i) {
-      moe_config_info info;
-      memset(&info, 0, sizeof info);
-      info.version = MOE_CONFIG_INFO_VERSION;
-      if (moe_runner_describe_config(r, i, &info) == MOE_STATUS_SUCCESS)
-        found = strlen(info.name) == len && strncmp(info.name, q, len) == 0;
-    }
-    CHECK(found, "MOE_TEST_GPU_CONFIGS: '%.*s' names no config of this build", (int)len, q);
-    q = end ? end + 1 : q + len;
-  }
-}
-
 /* gpu_case with every expert local (o = 0, E_l = 16) and the given T, K, H, I; K, H and I return
  * to the suite's 4, 256 and 128 afterwards. */
 static void gpu_case_shape(moe_runner *gr, mcase *c, int32_t cfg, int64_t T, int32_t K, int64_t H,
@@ -640,7 +601,7 @@ static void gpu_suite(void) {
     int act = k_acts[ai];
     gr[act] = t_runner(MOE_BACKEND_CUDA, act);
     if (!gr[act]) continue;
-    if (ai == 0) check_config_names(gr[act]);
+    if (ai == 0) t_check_gpu_config_names(&gr[act], 1);
     mcase c;
     memset(&c, 0, sizeof c);
     c.act = act;
@@ -658,7 +619,7 @@ static void gpu_suite(void) {
     int32_t cfgs[64], nc = 0;
     CHECK_OK(moe_runner_get_valid_configs(gr[act], &p, cfgs, 64, &nc));
     for (int32_t i = 0; i < nc && i < 64; ++i) {
-      if (!config_selected(gr[act], cfgs[i])) continue;
+      if (!t_gpu_config_selected(gr[act], cfgs[i])) continue;
       moe_config_info info;
       memset(&info, 0, sizeof info);
       info.version = MOE_CONFIG_INFO_VERSION;

@@ -19,7 +19,8 @@
  *   6. misuse: clear errors naming the argument, nothing written; the CUDA backend's answers
  *      (the sm90_w4a16_* catalogue and its shape rule, W4A8 and bf16 biases NOT_SUPPORTED).
  */
-#include <fnmatch.h>
+#define _POSIX_C_SOURCE 200809L /* setenv, strdup: test_gpu_config_selection */
+
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -969,61 +970,23 @@ static moe_status_t forward_gpu_case(const mcase *kc, int32_t cfg, uint64_t seed
   return s;
 }
 
-/*
- * MOE_TEST_GPU_CONFIGS="name,..." restricts the GPU forward to those configs (as
- * moe_runner_describe_config names them; scripts/gpu-check.sh keeps its sanitizer steps short
- * with it). An entry may be a pattern (fnmatch: sm90_w4a16_*_c2_*): it picks the first config of
- * the catalogue, in index order, whose name matches. An entry that matches no config of the
- * CUDA W4A16 catalogue fails the test (a stale name would otherwise run nothing).
- */
 #define MAX_CFG 128
-static int g_cfg_pick[MAX_CFG]; /* by catalogue index: 1 = run it */
-
-static int config_name_of(const moe_runner *r, int32_t cfg, char *name, size_t n) {
-  moe_config_info info;
-  memset(&info, 0, sizeof info);
-  info.version = MOE_CONFIG_INFO_VERSION;
-  if (moe_runner_describe_config(r, cfg, &info) != MOE_STATUS_SUCCESS) return 0;
-  snprintf(name, n, "%s", info.name);
-  return 1;
-}
-
-/* Fills g_cfg_pick from MOE_TEST_GPU_CONFIGS (all configs when unset). Returns the count. */
-static int pick_configs(void) {
-  moe_runner *r = mx_runner(MOE_BACKEND_CUDA, MOE_DTYPE_BF16, MOE_ACTIVATION_SWIGLU, 0);
-  int32_t total = 0, picked = 0;
-  if (!r || CHECK_OK(moe_runner_get_num_configs(r, &total))) {
-    moe_runner_destroy(r);
-    return 0;
-  }
-  CHECK(total > 0 && total <= MAX_CFG, "CUDA W4A16 catalogue of %d configs", total);
-  if (total > MAX_CFG) total = MAX_CFG;
-  const char *env = getenv("MOE_TEST_GPU_CONFIGS");
-  for (int32_t i = 0; i < total; ++i) g_cfg_pick[i] = !env || !*env;
-  for (const char *q = env; q && *q;) {
-    const char *end = strchr(q, ',');
-    const size_t len = end ? (size_t)(end - q) : strlen(q);
-    char pat[96], name[96];
-    snprintf(pat, sizeof pat, "%.*s", (int)(len < sizeof pat ? len : sizeof pat - 1), q);
-    int found = 0;
-    for (int32_t i = 0; i < total && !found && *pat; ++i)
-      if (config_name_of(r, i, name, sizeof name) && fnmatch(pat, name, 0) == 0)
-        found = g_cfg_pick[i] = 1;
-    CHECK(found || !*pat,
-          "MOE_TEST_GPU_CONFIGS: \"%s\" names no config of the CUDA W4A16 catalogue", pat);
-    q = end ? end + 1 : q + len;
-  }
-  for (int32_t i = 0; i < total; ++i) picked += g_cfg_pick[i];
-  moe_runner_destroy(r);
-  return picked;
-}
 
 static void test_forward_gpu(void) {
   if (!t_have_cuda()) {
     printf("forward on the GPU: skipped (no CUDA device, or a CPU-only build)\n");
     return;
   }
-  const int picked = pick_configs();
+  /* MOE_TEST_GPU_CONFIGS (common.h) picks configs of the CUDA W4A16 catalogue */
+  moe_runner *cat = mx_runner(MOE_BACKEND_CUDA, MOE_DTYPE_BF16, MOE_ACTIVATION_SWIGLU, 0);
+  int32_t total = 0, picked = 0;
+  if (!cat || CHECK_OK(moe_runner_get_num_configs(cat, &total))) {
+    moe_runner_destroy(cat);
+    return;
+  }
+  CHECK(total > 0 && total <= MAX_CFG, "CUDA W4A16 catalogue of %d configs", total);
+  t_check_gpu_config_names(&cat, 1);
+  for (int32_t i = 0; i < total; ++i) picked += t_gpu_config_selected(cat, i);
   /* MOE_TEST_GPU_MAX_K=N skips the cases with H or I above N (scripts/gpu-check.sh's racecheck
    * step: gpt-oss's 2880 runs the same kernel code as the others, many more times) */
   const char *mk = getenv("MOE_TEST_GPU_MAX_K");
@@ -1046,7 +1009,7 @@ static void test_forward_gpu(void) {
     int ran = 0;
     g_worst_cpu = g_worst_ref = 0;
     for (int32_t j = 0; j < n && j < MAX_CFG; ++j) {
-      if (cfgs[j] < 0 || cfgs[j] >= MAX_CFG || !g_cfg_pick[cfgs[j]]) continue;
+      if (!t_gpu_config_selected(cat, cfgs[j])) continue;
       forward_gpu_case(kc, cfgs[j], seed);
       ++ran;
     }
@@ -1056,6 +1019,7 @@ static void test_forward_gpu(void) {
         kc->name, (long long)kc->T, (long long)kc->H, (long long)kc->I, ran, n, picked, g_worst_cpu,
         g_worst_ref, MX_GPU_BOUND);
   }
+  moe_runner_destroy(cat);
 }
 
 /* ---- 5. determinism ------------------------------------------------------------------------- */
@@ -1233,6 +1197,47 @@ static void expect_no_cuda_config(moe_runner *r, const moe_problem *p, const cha
  * W4A8 run is NOT_SUPPORTED and a W4A16 run with bf16 biases is refused as in BF16 runs, both
  * leaving the output unwritten (test_forward_gpu runs the W4A16 forwards).
  */
+/* MOE_TEST_GPU_CONFIGS (tests/common.c) on the CUDA W4A16 catalogue, without a device: a name
+ * selects its config, a pattern the first match in index order, nothing else is selected, and
+ * the unset variable selects all. */
+static void test_gpu_config_selection(void) {
+  moe_runner *r = mx_runner(MOE_BACKEND_CUDA, MOE_DTYPE_BF16, MOE_ACTIVATION_SWIGLU, 0);
+  if (!r) return;
+  int32_t total = 0;
+  CHECK_OK(moe_runner_get_num_configs(r, &total));
+  char first_c2[64] = "", last[64] = "";
+  for (int32_t i = 0; i < total; ++i) {
+    char name[64];
+    CHECK(t_config_name(r, i, name, sizeof name), "config %d has no name", i);
+    if (!*first_c2 && strstr(name, "_c2_")) snprintf(first_c2, sizeof first_c2, "%s", name);
+    snprintf(last, sizeof last, "%s", name);
+  }
+  char env[160];
+  snprintf(env, sizeof env, "%s,sm90_w4a16_*_c2_*", last);
+  const char *saved = getenv("MOE_TEST_GPU_CONFIGS");
+  char *keep = saved ? strdup(saved) : NULL;
+  setenv("MOE_TEST_GPU_CONFIGS", env, 1);
+  int picked = 0;
+  for (int32_t i = 0; i < total; ++i) {
+    char name[64];
+    const int sel = t_gpu_config_selected(r, i);
+    picked += sel;
+    if (sel && t_config_name(r, i, name, sizeof name))
+      CHECK(!strcmp(name, last) || !strcmp(name, first_c2), "\"%s\" selected config %s", env, name);
+  }
+  CHECK(picked == 2 && *first_c2, "\"%s\" selected %d configs, expected 2", env, picked);
+  const long fails = tc_failures;
+  t_check_gpu_config_names(&r, 1); /* every entry names a config: no failure */
+  CHECK(tc_failures == fails, "\"%s\": a valid entry reported as stale", env);
+  unsetenv("MOE_TEST_GPU_CONFIGS");
+  for (int32_t i = 0; i < total; ++i)
+    CHECK(t_gpu_config_selected(r, i), "unset MOE_TEST_GPU_CONFIGS: config %d not selected", i);
+  if (keep) setenv("MOE_TEST_GPU_CONFIGS", keep, 1);
+  free(keep);
+  moe_runner_destroy(r);
+  printf("MOE_TEST_GPU_CONFIGS: names and patterns select the configs they name\n");
+}
+
 static void test_cuda_backend(void) {
   for (int a8 = 0; a8 < 2; ++a8) {
     moe_runner *r = mx_runner(MOE_BACKEND_CUDA, a8 ? MOE_DTYPE_FP8_E4M3 : MOE_DTYPE_BF16,
@@ -1261,10 +1266,10 @@ static void test_cuda_backend(void) {
       CHECK_OK(moe_runner_get_num_configs(r, &total));
       int bad = 0;
       for (int32_t i = 0; i < total; ++i)
-        bad += !config_name_of(r, i, name, sizeof name) || strncmp(name, "sm90_w4a16_t", 12) != 0;
+        bad += !t_config_name(r, i, name, sizeof name) || strncmp(name, "sm90_w4a16_t", 12) != 0;
       CHECK(total > 0 && bad == 0, "CUDA W4A16 catalogue: %d of %d configs not named sm90_w4a16_*",
             bad, total);
-      if (config_name_of(r, cfg, name, sizeof name))
+      if (t_config_name(r, cfg, name, sizeof name))
         printf(
             "CUDA W4A16 (sm_version 90): %d configs, %d valid for gpt-oss-120b T=16, default %s\n",
             total, n, name);
@@ -1362,6 +1367,7 @@ int main(void) {
   test_forward_gpu();
   test_determinism();
   test_misuse();
+  test_gpu_config_selection();
   test_cuda_backend();
   return tc_summary("test_mxfp4");
 }
