@@ -62,21 +62,6 @@ struct moe_ep {
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 
-static int64_t align_up(int64_t x) {
-  return (x + MOE_WORKSPACE_ALIGN - 1) / MOE_WORKSPACE_ALIGN * MOE_WORKSPACE_ALIGN;
-}
-
-/* Append a region of @p bytes; -1 on overflow of the running total. */
-static int64_t region(int64_t *at, int64_t bytes) {
-  const int64_t off = *at;
-  if (bytes < 0 || off > INT64_MAX - bytes - MOE_WORKSPACE_ALIGN) {
-    *at = -1;
-    return 0;
-  }
-  *at = align_up(off + bytes);
-  return off;
-}
-
 static double now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -213,18 +198,18 @@ static moe_status_t check_options(moe_ep *ep, const moe_ep_options *o) {
                     (long long)rows, (long long)H);
   ep_layout *l = &ep->l;
   int64_t at = 0;
-  l->off_send_map = region(&at, 4 * S);
-  l->off_pos = region(&at, 4 * S);
-  l->off_wts = region(&at, 2 * S);
-  l->off_expert_map = region(&at, 4 * N);
-  l->off_back_map = region(&at, 4 * N);
-  l->off_counts = region(&at, 4 * (int64_t)ep->El);
+  l->off_send_map = moe_ws_region(&at, 4 * S);
+  l->off_pos = moe_ws_region(&at, 4 * S);
+  l->off_wts = moe_ws_region(&at, 2 * S);
+  l->off_expert_map = moe_ws_region(&at, 4 * N);
+  l->off_back_map = moe_ws_region(&at, 4 * N);
+  l->off_counts = moe_ws_region(&at, 4 * (int64_t)ep->El);
   l->tables_bytes = at;
-  l->off_send_rows = region(&at, 2 * S * H);
-  l->off_recv_rows = region(&at, 2 * N * H);
-  l->off_in_rows = region(&at, 2 * N * H);
-  l->off_out_rows = region(&at, 2 * N * H);
-  l->off_grouped = region(&at, (int64_t)ep->grouped_bytes);
+  l->off_send_rows = moe_ws_region(&at, 2 * S * H);
+  l->off_recv_rows = moe_ws_region(&at, 2 * N * H);
+  l->off_in_rows = moe_ws_region(&at, 2 * N * H);
+  l->off_out_rows = moe_ws_region(&at, 2 * N * H);
+  l->off_grouped = moe_ws_region(&at, (int64_t)ep->grouped_bytes);
   l->total_bytes = at;
   if (at < 0 || (uint64_t)at > (uint64_t)SIZE_MAX)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,

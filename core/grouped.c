@@ -40,16 +40,6 @@ typedef struct grouped_layout {
       off_row_to_permuted, off_gemm1_out, off_gemm2_out, total_bytes;
 } grouped_layout;
 
-static int64_t align_up(int64_t x) {
-  return (x + MOE_WORKSPACE_ALIGN - 1) / MOE_WORKSPACE_ALIGN * MOE_WORKSPACE_ALIGN;
-}
-
-static int64_t region(int64_t *at, int64_t bytes) {
-  int64_t off = *at;
-  *at = align_up(off + bytes);
-  return off;
-}
-
 static moe_status_t grouped_layout_of(const moe_problem *p, const moe_config_row *row,
                                       grouped_layout *l) {
   const int64_t N = p->num_tokens, El = moe_local_experts(p), H = p->hidden_size,
@@ -69,13 +59,13 @@ static moe_status_t grouped_layout_of(const moe_problem *p, const moe_config_row
                     "addressable range; reduce num_tokens",
                     (long long)l->max_rows, (long long)wide);
   int64_t at = 0;
-  l->off_permuted_to_token = region(&at, 4 * l->max_rows);
-  l->off_cta_to_batch = region(&at, 4 * l->max_ctas);
-  l->off_cta_to_mn_limit = region(&at, 4 * l->max_ctas);
-  l->off_scalars = region(&at, 4 * 3);
-  l->off_row_to_permuted = region(&at, 4 * N); /* N <= max_rows <= INT32_MAX (above) */
-  l->off_gemm1_out = region(&at, 2 * l->max_rows * I);
-  l->off_gemm2_out = region(&at, 2 * l->max_rows * H);
+  l->off_permuted_to_token = moe_ws_region(&at, 4 * l->max_rows);
+  l->off_cta_to_batch = moe_ws_region(&at, 4 * l->max_ctas);
+  l->off_cta_to_mn_limit = moe_ws_region(&at, 4 * l->max_ctas);
+  l->off_scalars = moe_ws_region(&at, 4 * 3);
+  l->off_row_to_permuted = moe_ws_region(&at, 4 * N); /* N <= max_rows <= INT32_MAX (above) */
+  l->off_gemm1_out = moe_ws_region(&at, 2 * l->max_rows * I);
+  l->off_gemm2_out = moe_ws_region(&at, 2 * l->max_rows * H);
   l->total_bytes = at;
   if ((uint64_t)at > (uint64_t)SIZE_MAX)
     return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: workspace of %lld bytes exceeds size_t",

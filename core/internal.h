@@ -98,6 +98,10 @@ typedef struct moe_config_row {
   int32_t tile, cluster, gemm1_block_m, gemm2_block_m, block_k, stages;
 } moe_config_row;
 /* The rows of one (architecture, dtypes) catalogue and its best-first score (lower first). */
+/* Appends a workspace region of @p bytes at the running offset *at (each region starts
+ * MOE_WORKSPACE_ALIGN-aligned) and returns its offset; on int64 overflow, a negative size or a
+ * failed earlier call, *at becomes (stays) -1 and 0 is returned (layout.c). */
+int64_t moe_ws_region(int64_t *at, int64_t bytes);
 #define MOE_MAX_CATALOGUE_ROWS 64
 typedef struct moe_catalogue {
   int32_t key;            /* MOE_K_CATALOGUE_* (kernels/kernels.h) */

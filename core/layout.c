@@ -59,14 +59,13 @@ int64_t moe_max_cgas(int64_t num_tokens, int64_t top_k, int64_t num_experts, int
   return filled + (n - filled) / tile;
 }
 
-static int64_t align_up(int64_t x) {
-  return (x + MOE_WORKSPACE_ALIGN - 1) / MOE_WORKSPACE_ALIGN * MOE_WORKSPACE_ALIGN;
-}
-
-/* Append a region of @p bytes at the running offset @p *at; returns its offset. */
-static int64_t region(int64_t *at, int64_t bytes) {
-  int64_t off = *at;
-  *at = align_up(off + bytes);
+int64_t moe_ws_region(int64_t *at, int64_t bytes) {
+  const int64_t off = *at;
+  if (off < 0 || bytes < 0 || off > INT64_MAX - bytes - MOE_WORKSPACE_ALIGN) {
+    *at = -1;
+    return 0;
+  }
+  *at = (off + bytes + MOE_WORKSPACE_ALIGN - 1) / MOE_WORKSPACE_ALIGN * MOE_WORKSPACE_ALIGN;
   return off;
 }
 
@@ -101,18 +100,18 @@ static int layout_try(const moe_runner *r, const moe_problem *p, int32_t tile, i
   }
   l->scratch_bytes = r->backend == MOE_BACKEND_CUDA ? moe_gpu_scratch_bytes(T, (int32_t)E) : 0;
   int64_t at = 0;
-  l->off_topk_ids = region(&at, 4 * tk);
-  l->off_expert_weights = region(&at, 2 * tk);
-  l->off_expanded_to_permuted = region(&at, 4 * tk);
-  l->off_permuted_to_token = region(&at, 4 * l->max_rows);
-  l->off_permuted_to_expanded = region(&at, 4 * l->max_rows);
-  l->off_cta_to_batch = region(&at, 4 * l->max_ctas);
-  l->off_cta_to_mn_limit = region(&at, 4 * l->max_ctas);
-  l->off_scalars = region(&at, 4 * 3); /* num_ctas, permuted_size, GEMM2 tile counter */
-  l->off_expert_counts = region(&at, 4 * E);
-  l->off_scratch = region(&at, l->scratch_bytes);
-  l->off_gemm1_out = region(&at, 2 * l->max_rows * I);
-  l->off_gemm2_out = region(&at, 2 * l->max_rows * H);
+  l->off_topk_ids = moe_ws_region(&at, 4 * tk);
+  l->off_expert_weights = moe_ws_region(&at, 2 * tk);
+  l->off_expanded_to_permuted = moe_ws_region(&at, 4 * tk);
+  l->off_permuted_to_token = moe_ws_region(&at, 4 * l->max_rows);
+  l->off_permuted_to_expanded = moe_ws_region(&at, 4 * l->max_rows);
+  l->off_cta_to_batch = moe_ws_region(&at, 4 * l->max_ctas);
+  l->off_cta_to_mn_limit = moe_ws_region(&at, 4 * l->max_ctas);
+  l->off_scalars = moe_ws_region(&at, 4 * 3); /* num_ctas, permuted_size, GEMM2 tile counter */
+  l->off_expert_counts = moe_ws_region(&at, 4 * E);
+  l->off_scratch = moe_ws_region(&at, l->scratch_bytes);
+  l->off_gemm1_out = moe_ws_region(&at, 2 * l->max_rows * I);
+  l->off_gemm2_out = moe_ws_region(&at, 2 * l->max_rows * H);
   l->total_bytes = at;
   if ((uint64_t)at > (uint64_t)SIZE_MAX) {
     snprintf(why, why_len, "workspace of %lld bytes exceeds size_t", (long long)at);
