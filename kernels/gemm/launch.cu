@@ -65,18 +65,19 @@ const ConfigEntry *config_of(const moe_k_run *a) {
 }
 
 /*
- * The GEMM1 kernel of a run: block-scaled FP8 always reads the permuted copy; BF16 grouped runs
- * always gather (docs/ep.md); the others gather below kPermuteFromTokensPerExpert slots per
- * local expert (a grouped run: N input rows, K = 1) and read the permuted copy from there on
- * where the config has a permuted-input GEMM1 (CTA tiles >= kPermuteFromN). A grouped run's
- * plan kernel writes the permute's map (the inverse row map) only where this kernel permutes.
+ * The GEMM1 kernel of a run: block-scaled FP8 always reads the permuted copy; the others gather
+ * below kPermuteFromTokensPerExpert slots per local expert (a grouped run: N input rows, K = 1)
+ * and read the permuted copy from there on where the config has a permuted-input GEMM1 (CTA
+ * tiles >= kPermuteFromN), routed and grouped runs alike: H100, moe-grouped-bench, with grouped
+ * BF16 runs always gathering, the contiguous layout ran 21-31% slower than the plain run on the
+ * same rows at a >= 256 (mixtral-8x7b T = 2048 2425 against 2001 us, gpt-oss-120b T = 16384
+ * 5972 against 4628) and within 1-4% below. A grouped run's plan kernel writes the permute's
+ * map (the inverse row map) only where this kernel permutes.
  */
-const GemmKernel &gemm1_kernel(const ConfigEntry &cfg, const moe_k_run *a, bool grouped) {
+const GemmKernel &gemm1_kernel(const ConfigEntry &cfg, const moe_k_run *a) {
   const bool fp8_block = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_BLOCK;
-  const bool fp8 = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_TENSOR || fp8_block;
   const bool gather =
-      !fp8_block && ((grouped && !fp8) ||
-                     a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * a->local_num_experts);
+      !fp8_block && a->num_tokens * a->top_k < kPermuteFromTokensPerExpert * a->local_num_experts;
   return gather ? cfg.gemm1_gather : cfg.gemm1;
 }
 
@@ -165,7 +166,7 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
       (e = map(&tx2s, a->gemm1_out, I, rows_t, slice)) != cudaSuccess) {
     return e;
   }
-  const GemmKernel &g1 = gemm1_kernel(cfg, a, grouped);
+  const GemmKernel &g1 = gemm1_kernel(cfg, a);
   const bool permuted = g1.permuted_input != 0;
   /* the permute's map: expanded_to_permuted, or a grouped plan's inverse row map (K = 1) */
   if (permuted && (plan->expanded_to_permuted == nullptr || (grouped && a->top_k != 1))) {
@@ -332,9 +333,8 @@ extern "C" int moe_cuda_run_grouped(const moe_k_run *a, const moe_k_plan *plan,
   const moe::sm90::ConfigEntry *cfg = moe::sm90::config_of(a);
   if (cfg == nullptr) return cudaErrorInvalidValue;
   /* The inverse row map only where GEMM1 reads a permuted copy (the permute's map). */
-  int32_t *const row_map = moe::sm90::gemm1_kernel(*cfg, a, true).permuted_input != 0
-                               ? plan->expanded_to_permuted
-                               : nullptr;
+  int32_t *const row_map =
+      moe::sm90::gemm1_kernel(*cfg, a).permuted_input != 0 ? plan->expanded_to_permuted : nullptr;
   /* The plan kernel runs even for N = 0: it writes the status word and an empty plan. */
   cudaError_t e =
       moe::routing::launch_grouped_plan(*g, *plan, a->num_tokens, a->local_num_experts, a->tile,
