@@ -67,12 +67,11 @@ const ConfigEntry *config_of(const moe_k_run *a) {
 /*
  * The GEMM1 kernel of a run: block-scaled FP8 always reads the permuted copy; the others gather
  * below kPermuteFromTokensPerExpert slots per local expert (a grouped run: N input rows, K = 1)
- * and read the permuted copy from there on where the config has a permuted-input GEMM1 (CTA
- * tiles >= kPermuteFromN), routed and grouped runs alike: H100, moe-grouped-bench, with grouped
- * BF16 runs always gathering, the contiguous layout ran 21-31% slower than the plain run on the
- * same rows at a >= 256 (mixtral-8x7b T = 2048 2425 against 2001 us, gpt-oss-120b T = 16384
- * 5972 against 4628) and within 1-4% below. A grouped run's plan kernel writes the permute's
- * map (the inverse row map) only where this kernel permutes.
+ * and from there on read the permuted copy where the config has a permuted-input GEMM1 (CTA
+ * tiles >= kPermuteFromN): once every expert has that many rows, one copy costs less than the
+ * gather's per-stage row indirection. Routed and grouped runs choose alike, so a grouped layout
+ * runs the kernels of the plain run on the same rows. A grouped run's plan kernel writes the
+ * permute's map (the inverse row map) only where this kernel permutes.
  */
 const GemmKernel &gemm1_kernel(const ConfigEntry &cfg, const moe_k_run *a) {
   const bool fp8_block = a->catalogue == MOE_K_CATALOGUE_SM90_FP8_BLOCK;
