@@ -10,6 +10,15 @@
  * the far end of the permuted buffers) are checked against a float64 reference with the library's
  * rounding and quantization points, and every output element must be written and finite.
  *
+ * Bound: relative L2 <= 1e-2 per sampled token. An FP8 token above it passes only within the
+ * error of the same token computed with a host model of the H100's e4m3 tensor-core
+ * accumulation (tc_row_dot), so a GPU error up to what the hardware's accumulation itself costs
+ * is accepted, and anything past that fails: the accumulator keeps 13 fraction bits and
+ * truncates (Khattak and Mikaitis, "Accurate Models of NVIDIA Tensor Cores", arXiv 2512.07004),
+ * which over the whole K of the per-tensor path (one accumulator, as the serving engines'
+ * fast-accumulation FP8 GEMMs) costs 1-2e-2 at K = 4096-14336, against <= 2.2e-3 for the same
+ * codes accumulated in fp32 (docs/performance.md, "Accuracy of the e4m3 accumulation").
+ *
  * Weights: each preset's E experts are built on the device from a pool of 4 random experts,
  * expert e being pool expert e % 4 with its rows rotated by an e-dependent amount, so every
  * expert differs (a wrong expert index changes the result) without generating tens of GB on the
@@ -27,7 +36,8 @@
  *
  * MOE_TEST_LARGE_T=T[,T..] overrides the token counts (each applied to every preset);
  * MOE_TEST_LARGE_PRESETS=name[,name..] picks presets; MOE_TEST_LARGE_DTYPES=bf16,fp8,mxfp4
- * (the default: all three) picks the dtypes.
+ * (the default: all three) picks the dtypes; MOE_TEST_LARGE_VERBOSE=1 prints every sampled FP8
+ * token's error beside the accumulation model's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -213,6 +223,48 @@ static double fp8_row_dot(const fp8_pool *f, const uint8_t *q, const float *s, i
   return sum;
 }
 
+/*
+ * fp8_row_dot as the kernels' tensor cores compute it, modelled: each wgmma k-step adds 32 exact
+ * e4m3 products to the accumulator after aligning all of them and the accumulator to the
+ * largest exponent among them, truncating at 13 fraction bits (the H100's e8m13 accumulator),
+ * and the result stays an fp32 register. Per-tensor: one accumulator over the whole K, times the
+ * scale at the end; block: a fresh accumulator per 128 of K promoted into fp32 times its scale
+ * (sm90_fp8_block_grouped.cuh). The model aligns the dequantized values, not the codes: for a
+ * sampled token that changes which bits are cut, not how many.
+ */
+#define TC_FRACTION_BITS 13
+#define TC_K_STEP 32
+static float tc_k_step(float acc, const double *prod) {
+  double m = fabs((double)acc);
+  for (int i = 0; i < TC_K_STEP; ++i) m = fabs(prod[i]) > m ? fabs(prod[i]) : m;
+  if (m == 0) return acc;
+  int ex;
+  frexp(m, &ex);
+  const double q = ldexp(1.0, ex - 1 - TC_FRACTION_BITS);
+  double sum = trunc((double)acc / q) * q;
+  for (int i = 0; i < TC_K_STEP; ++i) sum += trunc(prod[i] / q) * q;
+  return (float)sum;
+}
+static double tc_row_dot(const fp8_pool *f, const uint8_t *q, const float *s, int64_t p,
+                         int64_t rows, int64_t cols, int64_t row, const double *x) {
+  const uint8_t *w = q + (p * rows + row) * cols;
+  const int block = f->mode == MOE_SCALING_BLOCK;
+  float total = 0.0f, acc = 0.0f;
+  double prod[TC_K_STEP];
+  for (int64_t c0 = 0; c0 < cols; c0 += TC_K_STEP) {
+    for (int i = 0; i < TC_K_STEP; ++i) prod[i] = x[c0 + i] * f->value[w[c0 + i]];
+    acc = tc_k_step(acc, prod);
+    if (block && (c0 + TC_K_STEP) % BLK == 0) {
+      total = fmaf(acc, pool_scale(f, s, p, rows, cols, row, c0), total);
+      acc = 0.0f;
+    }
+  }
+  return block ? (double)total : (double)acc * pool_scale(f, s, p, rows, cols, row, 0);
+}
+
+typedef double (*fp8_dot_fn)(const fp8_pool *, const uint8_t *, const float *, int64_t, int64_t,
+                             int64_t, int64_t, const double *);
+
 static double silu_glu(double up, double gate) {
   return gate / (1.0 + exp(-gate)) * up;
 }
@@ -224,7 +276,7 @@ static double silu_glu(double up, double gate) {
  * PER_TENSOR: the static input scales), the weights those of the pool quantized by the rule,
  * read through the rotation.
  */
-static void reference_token(const inputs *in, const fp8_pool *f, const int32_t *ids,
+static void reference_token(const inputs *in, const fp8_pool *f, fp8_dot_fn dot, const int32_t *ids,
                             const uint16_t *w, int64_t t, double *x, double *h1, double *a,
                             float *acc, double *out) {
   const preset *ps = in->ps;
@@ -245,7 +297,7 @@ static void reference_token(const inputs *in, const fp8_pool *f, const int32_t *
     for (int64_t r = 0; r < 2 * I; ++r) {
       const int64_t pr = (r + r1) % (2 * I);
       if (f) {
-        h1[r] = fp8_row_dot(f, f->q1, f->s1, pe, 2 * I, H, pr, x);
+        h1[r] = dot(f, f->q1, f->s1, pe, 2 * I, H, pr, x);
         continue;
       }
       const uint16_t *row = in->pool1 + (pe * 2 * I + pr) * H;
@@ -268,7 +320,7 @@ static void reference_token(const inputs *in, const fp8_pool *f, const int32_t *
       const int64_t pr = (h + r2) % H;
       double s = 0;
       if (f) {
-        s = fp8_row_dot(f, f->q2, f->s2, pe, H, I, pr, a);
+        s = dot(f, f->q2, f->s2, pe, H, I, pr, a);
       } else {
         const uint16_t *row = in->pool2 + (pe * H + pr) * I;
         for (int64_t i = 0; i < I; ++i) s += a[i] * bf16_to_f32(row[i]);
@@ -682,8 +734,12 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
       double *a = t_xmalloc((size_t)I * sizeof(double));
       float *acc = t_xmalloc((size_t)H * sizeof(float));
       double *ref = t_xmalloc((size_t)H * sizeof(double));
+      double *model = t_xmalloc((size_t)H * sizeof(double));
+      uint16_t *model_bf16 = t_xmalloc((size_t)H * sizeof(uint16_t));
       t_rng rng = {in->seed ^ 0x9E3779B97F4A7C15ull};
       double worst = 0;
+      const char *vb = getenv("MOE_TEST_LARGE_VERBOSE");
+      const int verbose = vb != NULL && *vb != '\0' && *vb != '0';
       for (int i = 0; i < 2 * SAMPLE_EDGE + SAMPLE_RANDOM; ++i) {
         const int64_t t = i < SAMPLE_EDGE       ? i
                           : i < 2 * SAMPLE_EDGE ? T - 2 * SAMPLE_EDGE + i
@@ -691,11 +747,24 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
         if (mx)
           reference_token_mx(in, hp.topk_ids, hp.weights, t, x, h1, a, acc, ref);
         else
-          reference_token(in, fp8 ? &fp : NULL, hp.topk_ids, hp.weights, t, x, h1, a, acc, ref);
+          reference_token(in, fp8 ? &fp : NULL, fp8_row_dot, hp.topk_ids, hp.weights, t, x, h1, a,
+                          acc, ref);
         const double err = t_rel_err_ref(out + t * H, ref, H);
         if (err > worst) worst = err;
-        CHECK(err <= BOUND_GPU, "%s %s T=%lld token %lld: relative L2 %.3g > %.0e", ps->name, dt,
-              (long long)T, (long long)t, err, BOUND_GPU);
+        double bound = BOUND_GPU;
+        if (fp8 && (err > BOUND_GPU || verbose)) { /* within the accumulation's own cost? */
+          reference_token(in, &fp, tc_row_dot, hp.topk_ids, hp.weights, t, x, h1, a, acc, model);
+          for (int64_t h = 0; h < H; ++h) model_bf16[h] = f32_to_bf16((float)model[h]);
+          bound = t_rel_err_ref(model_bf16, ref, H);
+          printf(
+              "%-16s %-10s T=%-7lld token %lld: relative L2 %.3g, the accumulation model's %.3g\n",
+              ps->name, dt, (long long)T, (long long)t, err, bound);
+          if (bound < BOUND_GPU) bound = BOUND_GPU;
+        }
+        CHECK(err <= bound,
+              "%s %s T=%lld token %lld: relative L2 %.3g > %.3g (1e-2, or above it the error of "
+              "the tensor-core accumulation model)",
+              ps->name, dt, (long long)T, (long long)t, err, bound);
       }
       printf(
           "%-16s %-10s T=%-7lld config %d, %d permuted rows: worst sampled-token relative L2 "
@@ -706,6 +775,8 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
       free(a);
       free(acc);
       free(ref);
+      free(model);
+      free(model_bf16);
       t_free_plan(&hp);
     }
     t_ws_free(&ws);
