@@ -54,9 +54,10 @@
 #include <cuda_runtime.h>
 
 #define POOL 4
-#define SAMPLE_EDGE 4   /* first and last tokens checked */
-#define SAMPLE_RANDOM 4 /* plus these many random ones */
-#define BOUND_GPU 1e-2  /* GPU vs float64 reference, per sampled token (BF16 and FP8) */
+#define SAMPLE_EDGE 4       /* first and last tokens checked */
+#define SAMPLE_RANDOM 4     /* plus these many random ones */
+#define BOUND_GPU 1e-2      /* GPU vs float64 reference, per sampled token (BF16 and FP8) */
+#define BOUND_TC_MODEL 4e-2 /* sanity cap of the FP8 accumulation model's own error */
 #define BLK REF_FP8_BLOCK
 
 typedef struct preset {
@@ -759,7 +760,12 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
           printf(
               "%-16s %-10s T=%-7lld token %lld: relative L2 %.3g, the accumulation model's %.3g\n",
               ps->name, dt, (long long)T, (long long)t, err, bound);
-          if (bound < BOUND_GPU) bound = BOUND_GPU;
+          /* fp32 accumulation of the same codes stays within 2.2e-3 and the model within 2.6e-2
+           * on these presets: a larger model error is the model's fault, never a pass */
+          CHECK(bound <= BOUND_TC_MODEL,
+                "%s %s T=%lld token %lld: accumulation model error %.3g > %.0e", ps->name, dt,
+                (long long)T, (long long)t, bound, BOUND_TC_MODEL);
+          if (bound < BOUND_GPU || bound > BOUND_TC_MODEL) bound = BOUND_GPU;
         }
         CHECK(err <= bound,
               "%s %s T=%lld token %lld: relative L2 %.3g > %.3g (1e-2, or above it the error of "
