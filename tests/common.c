@@ -136,9 +136,20 @@ static void select_entry(const char *pat, void *ctx) {
   c->selected |= entry_config(c->r, pat) == c->cfg;
 }
 
+/* MOE_TEST_GPU_SHARD=i/n: configs whose index is i modulo n (common.h); unset: all. */
+static int shard_selected(int32_t cfg) {
+  const char *e = getenv("MOE_TEST_GPU_SHARD");
+  if (!e || !*e) return 1;
+  int i = -1, n = 0, used = 0;
+  const int ok =
+      sscanf(e, "%d/%d%n", &i, &n, &used) == 2 && e[used] == '\0' && n > 0 && i >= 0 && i < n;
+  CHECK(ok, "MOE_TEST_GPU_SHARD: \"%s\" is not i/n with 0 <= i < n", e);
+  return ok && cfg % n == i;
+}
+
 int t_gpu_config_selected(const moe_runner *r, int32_t cfg) {
   select_ctx c = {r, cfg, 0};
-  return !each_entry(select_entry, &c) || c.selected;
+  return (!each_entry(select_entry, &c) || c.selected) && shard_selected(cfg);
 }
 
 typedef struct {

@@ -55,6 +55,9 @@ int t_have_cuda(void);
  * moe_runner_describe_config gives it, or an fnmatch pattern (sm90_w4a16_*_c2_*), which selects
  * the first config of the runner's catalogue, in index order, whose name matches. Unset or
  * empty: every config.
+ * MOE_TEST_GPU_SHARD="i/n" (0 <= i < n) keeps, of those, the configs whose catalogue index is
+ * i modulo n, so n processes split a suite whose CPU reference work per config dominates
+ * (scripts/gpu-check.sh runs test_fp8 so); a malformed value fails a CHECK.
  * t_gpu_config_selected: whether config @p cfg of @p r is selected.
  * t_check_gpu_config_names: every entry selects a config of one of the @p n runners (a stale
  * name would otherwise run nothing); a failed CHECK names the entry.

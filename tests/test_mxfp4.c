@@ -1230,12 +1230,43 @@ static void test_gpu_config_selection(void) {
   t_check_gpu_config_names(&r, 1); /* every entry names a config: no failure */
   CHECK(tc_failures == fails, "\"%s\": a valid entry reported as stale", env);
   unsetenv("MOE_TEST_GPU_CONFIGS");
+  const char *saved_shard = getenv("MOE_TEST_GPU_SHARD");
+  char *keep_shard = saved_shard ? strdup(saved_shard) : NULL;
+  unsetenv("MOE_TEST_GPU_SHARD");
   for (int32_t i = 0; i < total; ++i)
     CHECK(t_gpu_config_selected(r, i), "unset MOE_TEST_GPU_CONFIGS: config %d not selected", i);
+  /* three shards select every config exactly once, shard i the indices i modulo 3 */
+  for (int32_t i = 0; i < total; ++i) {
+    int in = 0;
+    for (int k = 0; k < 3; ++k) {
+      char shard[16];
+      snprintf(shard, sizeof shard, "%d/3", k);
+      setenv("MOE_TEST_GPU_SHARD", shard, 1);
+      const int sel = t_gpu_config_selected(r, i);
+      CHECK(sel == (i % 3 == k), "MOE_TEST_GPU_SHARD=%s: config %d selected %d", shard, i, sel);
+      in += sel;
+    }
+    CHECK(in == 1, "config %d is in %d of 3 shards", i, in);
+  }
+  const long before = tc_failures;
+  printf("expected next: one FAIL line rejecting MOE_TEST_GPU_SHARD=3/3 (not counted)\n");
+  setenv("MOE_TEST_GPU_SHARD", "3/3", 1); /* malformed: a CHECK fails, taken back here */
+  const int sel_bad = t_gpu_config_selected(r, 0);
+  const long bad_checks = tc_failures - before;
+  tc_failures = before;
+  CHECK(!sel_bad && bad_checks == 1, "MOE_TEST_GPU_SHARD=3/3: selected %d, %ld failed checks",
+        sel_bad, bad_checks);
+  if (keep_shard)
+    setenv("MOE_TEST_GPU_SHARD", keep_shard, 1);
+  else
+    unsetenv("MOE_TEST_GPU_SHARD");
+  free(keep_shard);
   if (keep) setenv("MOE_TEST_GPU_CONFIGS", keep, 1);
   free(keep);
   moe_runner_destroy(r);
-  printf("MOE_TEST_GPU_CONFIGS: names and patterns select the configs they name\n");
+  printf(
+      "MOE_TEST_GPU_CONFIGS: names and patterns select the configs they name; "
+      "MOE_TEST_GPU_SHARD splits them\n");
 }
 
 static void test_cuda_backend(void) {
