@@ -704,6 +704,38 @@ double t_rel_err_ref(const uint16_t *a, const double *ref, int64_t n) {
   return sqrt(num / den);
 }
 
+static int row_defined(const t_out_rows *d, int64_t r) {
+  return !d->p2t || (r < d->permuted_size && d->p2t[r] >= 0);
+}
+
+uint64_t t_output_digest(const uint16_t *out, const t_out_rows *d) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const uint8_t *o = (const uint8_t *)out;
+  const int64_t rb = d->H * 2;
+  for (int64_t r = 0; r < d->rows; ++r) {
+    if (!row_defined(d, r)) continue;
+    for (int64_t i = 0; i < rb; ++i) h = (h ^ o[r * rb + i]) * 0x100000001b3ull;
+  }
+  return h;
+}
+
+double t_rel_err_defined(const uint16_t *a, const uint16_t *b, const t_out_rows *d,
+                         long *nonfinite) {
+  const int64_t H = d->H;
+  double num = 0, den = 0;
+  *nonfinite = 0;
+  for (int64_t r = 0; r < d->rows; ++r) {
+    if (!row_defined(d, r)) continue;
+    for (int64_t h = 0; h < H; ++h) {
+      const double x = bf16_to_f32(a[r * H + h]), y = bf16_to_f32(b[r * H + h]);
+      *nonfinite += !bf16_isfinite(a[r * H + h]);
+      num += (x - y) * (x - y);
+      den += y * y;
+    }
+  }
+  return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+}
+
 int64_t t_count_nonfinite(const uint16_t *a, int64_t n) {
   int64_t c = 0;
   for (int64_t i = 0; i < n; ++i) c += !bf16_isfinite(a[i]);

@@ -211,6 +211,19 @@ double t_rel_err_bf16(const uint16_t *a, const uint16_t *b, int64_t n);
 double t_rel_err_ref(const uint16_t *a, const double *ref, int64_t n);
 int64_t t_count_nonfinite(const uint16_t *a, int64_t n);
 
+/* The rows of a [rows, H] bf16 forward output that a run defines: all of them (p2t NULL: a
+ * finalized output, rows = T), or the permuted rows r < permuted_size with p2t[r] >= 0. */
+typedef struct t_out_rows {
+  int64_t rows, H;
+  const int32_t *p2t;
+  int32_t permuted_size;
+} t_out_rows;
+/* FNV-1a of the defined rows' bytes (printed per case so a change of bits shows). */
+uint64_t t_output_digest(const uint16_t *out, const t_out_rows *d);
+/* ||a - b|| / ||b|| over the defined rows; *nonfinite counts the non-finite values of a. */
+double t_rel_err_defined(const uint16_t *a, const uint16_t *b, const t_out_rows *d,
+                         long *nonfinite);
+
 /* Small deterministic PRNG for test-case choices (not the conformance generator). */
 typedef struct t_rng {
   uint64_t s;

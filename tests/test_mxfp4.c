@@ -856,15 +856,15 @@ static const mcase k_gpu_cases[] = {
 };
 #define NUM_GPU_CASES ((int)(sizeof k_gpu_cases / sizeof k_gpu_cases[0]))
 
+/* The output rows the plan defines (all T rows, or the permuted rows of slots). */
+static t_out_rows out_rows(const msetup *f) {
+  return (t_out_rows){f->c.finalize ? f->c.T : f->plan.max_padded_rows, f->c.H,
+                      f->c.finalize ? NULL : f->hp.p2t, f->hp.permuted_size};
+}
+
 static uint64_t output_digest(const msetup *f) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  const uint8_t *o = (const uint8_t *)f->out;
-  const int64_t rows = f->c.finalize ? f->c.T : f->plan.max_padded_rows, rb = f->c.H * 2;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (!f->c.finalize && (r >= f->hp.permuted_size || f->hp.p2t[r] < 0)) continue;
-    for (int64_t i = 0; i < rb; ++i) h = (h ^ o[r * rb + i]) * 0x100000001b3ull;
-  }
-  return h;
+  const t_out_rows d = out_rows(f);
+  return t_output_digest(f->out, &d);
 }
 
 /* Case i of the CPU cases, then of the GPU cases; its seed (the GPU forward uses the same). */
@@ -904,19 +904,8 @@ static void test_forward(void) {
 
 /* Relative L2 of a against b over the output rows the plan defines; counts non-finite a. */
 static double rel_defined(const msetup *f, const uint16_t *a, const uint16_t *b, long *nonfinite) {
-  const int64_t rows = f->c.finalize ? f->c.T : f->plan.max_padded_rows, H = f->c.H;
-  double num = 0, den = 0;
-  *nonfinite = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (!f->c.finalize && (r >= f->hp.permuted_size || f->hp.p2t[r] < 0)) continue;
-    for (int64_t h = 0; h < H; ++h) {
-      const double x = bf16_to_f32(a[r * H + h]), y = bf16_to_f32(b[r * H + h]);
-      *nonfinite += !bf16_isfinite(a[r * H + h]);
-      num += (x - y) * (x - y);
-      den += y * y;
-    }
-  }
-  return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+  const t_out_rows d = out_rows(f);
+  return t_rel_err_defined(a, b, &d, nonfinite);
 }
 
 /*
