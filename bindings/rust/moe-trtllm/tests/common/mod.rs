@@ -654,6 +654,43 @@ pub fn prepare_bf16_weights(
     ))
 }
 
+/// The case's e4m3 W1 `[E_l, f*I, H]` and W2 `[E_l, H, I]` (streams 4, 5) with their fp32
+/// scales (streams 12, 13: `[E_l]`, or `[E_l, R/128, C/128]` with `block`) prepared on `r`.
+pub fn prepare_e4m3_weights(
+    r: &Runner,
+    p: &Problem,
+    pl: &Placer,
+    seed: u64,
+    f: i64,
+    block: bool,
+) -> Result<(Tensor<'static>, Tensor<'static>)> {
+    let el = if p.local_num_experts == 0 {
+        p.num_experts as i64
+    } else {
+        p.local_num_experts as i64
+    };
+    let (h, i) = (p.hidden_size, p.intermediate_size);
+    let prep = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
+        let n = r.weights_prepared_size(p, which)?;
+        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
+        let q = gen_e4m3(seed, stream_q, (el * rr * cc) as usize);
+        let src = pl.tensor(pl.put(&q), DType::FP8E4M3, &[el, rr, cc]);
+        let sshape: Vec<i64> = if block {
+            vec![el, rr / 128, cc / 128]
+        } else {
+            vec![el]
+        };
+        let sc = gen_fp8_scale(seed, stream_s, 6, sshape.iter().product::<i64>() as usize);
+        let st = pl.tensor(pl.put(&sc), DType::F32, &sshape);
+        unsafe { r.prepare_weights_scaled_on(p, which, &src, Some(&st), &dst, ptr::null_mut())? };
+        Ok::<_, Error>(dst.into_input())
+    };
+    Ok((
+        prep(Weights::Gemm1, 4, 12, f * i, h)?,
+        prep(Weights::Gemm2, 5, 13, h, i)?,
+    ))
+}
+
 /// Runs a case through the safe API's raw-pointer entry points: on the CPU backend (`cuda`
 /// None) or on the CUDA backend with device tensors.
 pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
@@ -719,22 +756,6 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     let ws_bytes = r.workspace_size(&p, cfg)?;
     let ws = pl.zeros(ws_bytes);
 
-    // e4m3 weights [E_l, R, C] with their scales ([E_l] or [E_l, R/128, C/128])
-    let prep_e4m3 = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
-        let n = r.weights_prepared_size(&p, which)?;
-        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
-        let q = gen_e4m3(seed, stream_q, (el * rr * cc) as usize);
-        let src = pl.tensor(pl.put(&q), DType::FP8E4M3, &[el, rr, cc]);
-        let sshape: Vec<i64> = if block {
-            vec![el, rr / 128, cc / 128]
-        } else {
-            vec![el]
-        };
-        let sc = gen_fp8_scale(seed, stream_s, 6, sshape.iter().product::<i64>() as usize);
-        let st = pl.tensor(pl.put(&sc), DType::F32, &sshape);
-        unsafe { r.prepare_weights_scaled_on(&p, which, &src, Some(&st), &dst, stream)? };
-        Ok::<_, Error>(dst.into_input())
-    };
     // MXFP4: packed e2m1 pairs [E_l, R, C/2] with ue8m0 scales [E_l, R, C/32] (none, or
     // [E_l, R*C/32], in the mx_scales error cases); W1 interleaved with w1_order=interleaved
     let mx_scales = c.s("mx_scales", "given");
@@ -764,10 +785,7 @@ pub fn run_case_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
             prep_mx(Weights::Gemm2, 5, 13, h, i)?,
         )
     } else if w_e4m3 {
-        (
-            prep_e4m3(Weights::Gemm1, 4, 12, f * i, h)?,
-            prep_e4m3(Weights::Gemm2, 5, 13, h, i)?,
-        )
+        prepare_e4m3_weights(&r, &p, &pl, seed, f, block)?
     } else {
         prepare_bf16_weights(&r, &p, &pl, seed, f)?
     };
@@ -954,27 +972,8 @@ pub fn run_grouped_on(c: &Case, cuda: Option<&Cuda>) -> Result<Outcome> {
     })?;
     let (tile, cluster) = (c.n("tile", 0) as i32, c.n("cluster", 0) as i32);
     let cfg = choose_config(&r, &p, tile, cluster)?;
-    // e4m3 weights [E_l, R, C] with their scales ([E_l] or [E_l, R/128, C/128])
-    let prep_e4m3 = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
-        let n = r.weights_prepared_size(&p, which)?;
-        let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
-        let q = gen_e4m3(seed, stream_q, (el * rr * cc) as usize);
-        let src = pl.tensor(pl.put(&q), DType::FP8E4M3, &[el, rr, cc]);
-        let sshape: Vec<i64> = if block {
-            vec![el, rr / 128, cc / 128]
-        } else {
-            vec![el]
-        };
-        let sc = gen_fp8_scale(seed, stream_s, 6, sshape.iter().product::<i64>() as usize);
-        let st = pl.tensor(pl.put(&sc), DType::F32, &sshape);
-        unsafe { r.prepare_weights_scaled_on(&p, which, &src, Some(&st), &dst, stream)? };
-        Ok::<_, Error>(dst.into_input())
-    };
     let (w1, w2) = if w_e4m3 {
-        (
-            prep_e4m3(Weights::Gemm1, 4, 12, f * i, h)?,
-            prep_e4m3(Weights::Gemm2, 5, 13, h, i)?,
-        )
+        prepare_e4m3_weights(&r, &p, &pl, seed, f, block)?
     } else {
         prepare_bf16_weights(&r, &p, &pl, seed, f)?
     };
