@@ -421,6 +421,30 @@ class Device:
         return moe.bf16(t) if self.backend == moe.BACKEND_CPU else t
 
 
+def _fp8_kind(c):
+    """The runner options of the case's FP8 scaling mode (none: a BF16 runner)."""
+    fp8 = {"none": None, "tensor": moe.SCALING_PER_TENSOR,
+           "block": moe.SCALING_BLOCK}[c.get("fp8", "none")]
+    return {} if fp8 is None else dict(dtype=moe.DTYPE_FP8_E4M3, scaling_mode=fp8)
+
+
+def _prepared_weights(r, p, c, x, dev, stream):
+    """W1 and W2 prepared on r: MXFP4, e4m3 with their scales, or bf16, as the case gives them."""
+    w1 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM1),), "u8")
+    w2 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM2),), "u8")
+    if x.mx is not None:
+        _prepare_mxfp4(r, p, c, x, dev, (w1, w2), stream)
+    elif x.w1q is not None:  # e4m3 weights with their scales
+        r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM1, dev.put(x.w1q), dev.put(x.w1s), w1,
+                                 stream=stream)
+        r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM2, dev.put(x.w2q), dev.put(x.w2s), w2,
+                                 stream=stream)
+    else:
+        r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
+        r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
+    return w1, w2
+
+
 def run_case(c, backend=moe.BACKEND_CPU):
     """Runs a case; returns (plan tables, digested output rows as uint16 numpy).
 
@@ -429,9 +453,7 @@ def run_case(c, backend=moe.BACKEND_CPU):
     stream = dev.stream if backend == moe.BACKEND_CUDA else None
     x = Inputs(c)
     p = problem_of(c)
-    fp8 = {"none": None, "tensor": moe.SCALING_PER_TENSOR,
-           "block": moe.SCALING_BLOCK}[c.get("fp8", "none")]
-    kind = {} if fp8 is None else dict(dtype=moe.DTYPE_FP8_E4M3, scaling_mode=fp8)
+    kind = _fp8_kind(c)
     mx = c.get("mxfp4", "none")
     if mx != "none":  # separate activation and weight dtypes
         kind = dict(activation_dtype=moe.DTYPE_BF16 if mx == "w4a16" else moe.DTYPE_FP8_E4M3,
@@ -439,18 +461,7 @@ def run_case(c, backend=moe.BACKEND_CPU):
     with moe.Runner(backend=backend, activation=c["act"], num_threads=0, **kind) as r:
         cfg = choose_config(r, p, c)
         ws = dev.zeros((r.workspace_size(p, cfg),), "u8")
-        w1 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM1),), "u8")
-        w2 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM2),), "u8")
-        if x.mx is not None:
-            _prepare_mxfp4(r, p, c, x, dev, (w1, w2), stream)
-        elif x.w1q is not None:  # e4m3 weights with their scales
-            r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM1, dev.put(x.w1q), dev.put(x.w1s), w1,
-                                     stream=stream)
-            r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM2, dev.put(x.w2q), dev.put(x.w2s), w2,
-                                     stream=stream)
-        else:
-            r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
-            r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
+        w1, w2 = _prepared_weights(r, p, c, x, dev, stream)
         plan = r.prepare_routing(
             p, cfg, ws, method=c["method"], logits=dev.put(x.logits), bias=dev.put(x.bias),
             topk_ids=dev.put(x.ids), topk_weights=dev.put(x.weights),
@@ -544,25 +555,14 @@ def run_grouped_case(c, backend=moe.BACKEND_CPU):
     p = problem_of(c)
     T, H, el = c["T"], c["H"], c["local"]
     shape = (el, c["capacity"], H) if c["layout"] == moe.LAYOUT_MASKED else (T, H)
-    fp8 = {"none": None, "tensor": moe.SCALING_PER_TENSOR,
-           "block": moe.SCALING_BLOCK}[c["fp8"]]
-    kind = {} if fp8 is None else dict(dtype=moe.DTYPE_FP8_E4M3, scaling_mode=fp8)
+    kind = _fp8_kind(c)
     # FP8 (docs/conformance.md "Grouped FP8 cases"): bf16 or e4m3 [T, H] hidden states (BLOCK
     # e4m3: [T, H/128] scales, row e * capacity + i for MASKED), s1 / s2 in PER_TENSOR
     hidden, as_hidden = ((x.hidden_q, lambda a: a) if x.hidden_q is not None
                          else (x.hidden, moe.bf16))
     with moe.Runner(backend=backend, activation=c["act"], **kind) as r:
         cfg = choose_config(r, p, c)
-        w1 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM1),), "u8")
-        w2 = dev.zeros((r.weights_prepared_size(p, moe.WEIGHTS_GEMM2),), "u8")
-        if x.w1q is not None:  # e4m3 weights with their scales
-            r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM1, dev.put(x.w1q), dev.put(x.w1s), w1,
-                                     stream=stream)
-            r.prepare_weights_scaled(p, moe.WEIGHTS_GEMM2, dev.put(x.w2q), dev.put(x.w2s), w2,
-                                     stream=stream)
-        else:
-            r.prepare_weights(p, moe.WEIGHTS_GEMM1, dev.put(moe.bf16(x.w1)), w1, stream=stream)
-            r.prepare_weights(p, moe.WEIGHTS_GEMM2, dev.put(moe.bf16(x.w2)), w2, stream=stream)
+        w1, w2 = _prepared_weights(r, p, c, x, dev, stream)
         experts = dict(gemm1_weights=w1, gemm2_weights=w2, gemm1_bias=dev.put(x.b1),
                        gemm2_bias=dev.put(x.b2), gemm1_alpha=dev.put(x.alpha),
                        gemm1_beta=dev.put(x.beta), gemm1_clamp_limit=dev.put(x.clamp),
