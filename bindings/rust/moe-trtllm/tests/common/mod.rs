@@ -625,6 +625,15 @@ impl<'c> Placer<'c> {
     }
 }
 
+/// The problem's local experts: all of them when `local_num_experts` is 0.
+fn local_experts(p: &Problem) -> i64 {
+    if p.local_num_experts == 0 {
+        p.num_experts as i64
+    } else {
+        p.local_num_experts as i64
+    }
+}
+
 /// The case's bf16 canonical W1 `[E_l, f*I, H]` and W2 `[E_l, H, I]` (streams 4, 5) prepared on
 /// `r` where the backend reads them.
 pub fn prepare_bf16_weights(
@@ -634,12 +643,7 @@ pub fn prepare_bf16_weights(
     seed: u64,
     f: i64,
 ) -> Result<(Tensor<'static>, Tensor<'static>)> {
-    let el = if p.local_num_experts == 0 {
-        p.num_experts as i64
-    } else {
-        p.local_num_experts as i64
-    };
-    let (h, i) = (p.hidden_size, p.intermediate_size);
+    let (el, h, i) = (local_experts(p), p.hidden_size, p.intermediate_size);
     let prep = |which: Weights, stream: u64, shape: [i64; 3]| -> Result<Tensor<'static>> {
         let n = r.weights_prepared_size(p, which)?;
         let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);
@@ -664,12 +668,7 @@ pub fn prepare_e4m3_weights(
     f: i64,
     block: bool,
 ) -> Result<(Tensor<'static>, Tensor<'static>)> {
-    let el = if p.local_num_experts == 0 {
-        p.num_experts as i64
-    } else {
-        p.local_num_experts as i64
-    };
-    let (h, i) = (p.hidden_size, p.intermediate_size);
+    let (el, h, i) = (local_experts(p), p.hidden_size, p.intermediate_size);
     let prep = |which: Weights, stream_q: u64, stream_s: u64, rr: i64, cc: i64| {
         let n = r.weights_prepared_size(p, which)?;
         let dst = pl.tensor_mut(pl.zeros(n), DType::U8, &[n as i64]);

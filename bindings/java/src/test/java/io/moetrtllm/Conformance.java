@@ -536,13 +536,7 @@ final class Conformance {
       } else if (!wE4m3) {
         x.prepareBf16(r, p, w1, w2);
       } else { // e4m3 weights with their scales
-        long r1 = f * I;
-        r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM1, pl.place(genE4m3(seed, 4, el, r1, H)),
-            pl.place(block ? genFp8Scale(seed, 12, 6, el, r1 / 128, H / 128)
-                           : genFp8Scale(seed, 12, 6, el)), w1, 0);
-        r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM2, pl.place(genE4m3(seed, 5, el, H, I)),
-            pl.place(block ? genFp8Scale(seed, 13, 6, el, H / 128, I / 128)
-                           : genFp8Scale(seed, 13, 6, el)), w2, 0);
+        x.prepareE4m3(r, p, w1, w2, block);
       }
       Plan plan = r.prepareRouting(p, cfg, ws, ra, 0);
       if (plan.config() != cfg || plan.tile() != c.i("tile")
@@ -665,6 +659,22 @@ final class Conformance {
           pl.place(genBf16(seed, 4, 8, el, gatedFactor(c) * I, H)), w1, 0);
       r.prepareWeights(p, Moe.WEIGHTS_GEMM2, pl.place(genBf16(seed, 5, 8, el, H, I)), w2, 0);
     }
+
+    /**
+     * Prepares the case's e4m3 W1, W2 (streams 4, 5) with their fp32 scales (streams 12, 13:
+     * one per expert, or with block one per 128 x 128 block) into w1, w2.
+     */
+    void prepareE4m3(Runner r, Problem p, Tensor w1, Tensor w2, boolean block) {
+      int el = c.i("local") == 0 ? c.i("E") : c.i("local"), H = c.i("H"), I = c.i("I");
+      long seed = Long.parseLong(c.f.get("seed"));
+      long r1 = gatedFactor(c) * I;
+      r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM1, pl.place(genE4m3(seed, 4, el, r1, H)),
+          pl.place(block ? genFp8Scale(seed, 12, 6, el, r1 / 128, H / 128)
+                         : genFp8Scale(seed, 12, 6, el)), w1, 0);
+      r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM2, pl.place(genE4m3(seed, 5, el, H, I)),
+          pl.place(block ? genFp8Scale(seed, 13, 6, el, H / 128, I / 128)
+                         : genFp8Scale(seed, 13, 6, el)), w2, 0);
+    }
   }
 
   /**
@@ -742,13 +752,7 @@ final class Conformance {
       if (!wE4m3) {
         x.prepareBf16(r, p, w1, w2);
       } else { // e4m3 weights with their scales
-        long r1 = gatedFactor(c) * I;
-        r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM1, pl.place(genE4m3(seed, 4, el, r1, H)),
-            pl.place(block ? genFp8Scale(seed, 12, 6, el, r1 / 128, H / 128)
-                           : genFp8Scale(seed, 12, 6, el)), w1, 0);
-        r.prepareWeightsScaled(p, Moe.WEIGHTS_GEMM2, pl.place(genE4m3(seed, 5, el, H, I)),
-            pl.place(block ? genFp8Scale(seed, 13, 6, el, H / 128, I / 128)
-                           : genFp8Scale(seed, 13, 6, el)), w2, 0);
+        x.prepareE4m3(r, p, w1, w2, block);
       }
       Tensor out = pl.sentinel(shape);
       Tensor hid = Tensor.host(hidden.buffer(), hdt, shape);
