@@ -59,16 +59,6 @@ cudaError_t launch_permute_block(void *dst, float *dst_scales, int64_t scale_ld,
                                  int64_t num_tokens, int32_t top_k, int64_t H, int32_t num_sms,
                                  bool pdl, cudaStream_t stream);
 
-/*
- * The inverse copy, for a grouped run's output: dst[permuted_to_token[r], :] = src[r, :] for
- * every r < *permuted_size whose entry is >= 0 (rows of row_bytes bytes, % 16 == 0, 16-byte
- * aligned); other dst rows are not written. The grid is sized by max_rows (the workspace's
- * capacity, never the device counts) and num_sms. Waits on the predecessor (PDL) first.
- */
-cudaError_t launch_unpermute(void *dst, const void *src, const int32_t *permuted_to_token,
-                             const int32_t *permuted_size, int64_t max_rows, int64_t row_bytes,
-                             int32_t num_sms, bool pdl, cudaStream_t stream);
-
 }  // namespace sm90
 }  // namespace moe
 

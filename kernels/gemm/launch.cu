@@ -5,10 +5,11 @@
  *
  * With enable_pdl, every kernel is launched with programmatic stream serialisation and waits
  * (griddepcontrol.wait) before it reads anything its predecessor wrote.
- * Order: [permute] -> GEMM1 -> GEMM2 -> [finalize]; grouped: plan -> [permute] -> GEMM1 -> GEMM2
- * -> unpermute. A grouped run's permute (FP8 runners) takes the plan's inverse row map
- * (expanded_to_permuted with K = 1 over the N input rows, written by the plan kernel) where a
- * routed run takes expanded_to_permuted, so the same permute kernels serve both.
+ * Order: [permute] -> GEMM1 -> GEMM2 -> [finalize]; grouped: plan -> [permute] -> GEMM1 -> GEMM2,
+ * whose epilogue stores each row at its position in the caller's output. A grouped run's permute
+ * (FP8 runners) takes the plan's inverse row map (expanded_to_permuted with K = 1 over the N input
+ * rows, written by the plan kernel) where a routed run takes expanded_to_permuted, so the same
+ * permute kernels serve both.
  *
  * SM budget (moe_runner_options.sm_budget): core passes num_sms = min(device SMs, budget). Below
  * the device's count, GEMM2 runs its persistent kernel wherever the config has one (C = 1), with
@@ -257,7 +258,11 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
   }
 
   GroupedGemmParams p2 = p1;
-  p2.out = a->gemm2_out;
+  /* A grouped run's GEMM2 stores each row at its position in the caller's output (the plan's
+   * permuted_to_token: contiguous s_e + i, masked e * capacity + i); padding rows are not live
+   * in any tile, so rows past the counts stay untouched. */
+  p2.out = grouped ? a->output : a->gemm2_out;
+  p2.out_rows = grouped ? plan->permuted_to_token : nullptr;
   p2.bias = a->bias2;
   p2.alpha = p2.beta = p2.clamp_limit = nullptr;
   p2.permuted_to_token = nullptr;
@@ -304,10 +309,7 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
       cudaSuccess) {
     return e;
   }
-  if (grouped) {
-    e = launch_unpermute(a->output, a->gemm2_out, plan->permuted_to_token, plan->permuted_size,
-                         rows_t, H * static_cast<int64_t>(sizeof(uint16_t)), num_sms, pdl, stream);
-  } else if (a->do_finalize && a->output != nullptr) {
+  if (!grouped && a->do_finalize && a->output != nullptr) {
     e = moe::launch_finalize(a->output, a->gemm2_out, plan->expert_weights,
                              plan->expanded_to_permuted, a->num_tokens, a->top_k, H, pdl, stream);
   }

@@ -2,8 +2,7 @@
  * permute.cu - copies hidden rows into permuted (expert-grouped) order for the GEMM1 configs
  * that read their token rows by TMA (CTA tile >= 64 tokens): dst[e2p[t*K + k]] = hidden[t] for
  * every local slot. Padding rows are not written: they only feed accumulator columns that the
- * GEMMs never store (rows at or past the CTA's mn_limit). And the inverse, for a grouped run's
- * output (launch_unpermute): GEMM2's permuted rows back to the caller's row positions.
+ * GEMMs never store (rows at or past the CTA's mn_limit).
  *
  * Token order, one warp per token: each hidden row is read once and written K times. The
  * permuted-order form (dst[r] = hidden[p2t[r]]) read every token row K times, far apart in time,
@@ -164,41 +163,7 @@ __global__ void __launch_bounds__(32 * kWarps)
   }
 }
 
-/* The inverse copy (launch_unpermute): one warp per permuted row r < min(*permuted_size,
- * max_rows), dst[p2t[r]] = src[r] unless p2t[r] < 0. */
-__global__ void __launch_bounds__(32 * kWarps)
-    unpermute_rows_kernel(uint4 *__restrict__ dst, const uint4 *__restrict__ src,
-                          const int32_t *__restrict__ p2t, const int32_t *__restrict__ size,
-                          int64_t max_rows, int64_t vec_per_row) {
-  ptx::grid_dependency_wait();
-  ptx::launch_dependents();
-  const int lane = threadIdx.x % 32;
-  const int64_t rows = min(static_cast<int64_t>(*size), max_rows);
-  for (int64_t r = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32; r < rows;
-       r += (int64_t)gridDim.x * kWarps) {
-    const int32_t t = p2t[r];
-    if (t < 0) continue;
-    const uint4 *from = src + r * vec_per_row;
-    uint4 *to = dst + (int64_t)t * vec_per_row;
-    for (int64_t v = lane; v < vec_per_row; v += 32) to[v] = from[v];
-  }
-}
-
 }  // namespace
-
-cudaError_t launch_unpermute(void *dst, const void *src, const int32_t *permuted_to_token,
-                             const int32_t *permuted_size, int64_t max_rows, int64_t row_bytes,
-                             int32_t num_sms, bool pdl, cudaStream_t stream) {
-  if (max_rows <= 0 || row_bytes <= 0) return cudaSuccess;
-  if (row_bytes % 16 != 0 || num_sms <= 0) return cudaErrorInvalidValue;
-  int64_t blocks = (max_rows + kWarps - 1) / kWarps;
-  if (blocks > static_cast<int64_t>(num_sms) * kCtasPerSm) {
-    blocks = static_cast<int64_t>(num_sms) * kCtasPerSm;
-  }
-  return launch_pdl(unpermute_rows_kernel, blocks, 32 * kWarps, stream, pdl,
-                    static_cast<uint4 *>(dst), static_cast<const uint4 *>(src), permuted_to_token,
-                    permuted_size, max_rows, row_bytes / 16);
-}
 
 cudaError_t launch_permute_block(void *dst, float *dst_scales, int64_t scale_ld, const void *hidden,
                                  const float *hidden_scales, const int32_t *expanded_to_permuted,

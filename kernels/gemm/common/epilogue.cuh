@@ -225,10 +225,11 @@ __device__ __forceinline__ void store_rows(const Elem *stage, const GroupedGemmP
   for (int idx = tid; idx < total; idx += nthreads) {
     const int tok = idx / chunks;
     const int c = idx - tok * chunks;
+    const int32_t row = p.out_rows == nullptr ? row0 + tok : __ldg(p.out_rows + row0 + tok);
+    if (row < 0) continue;
     const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * kPerChunk);
-    *reinterpret_cast<uint4 *>(static_cast<Elem *>(p.out) +
-                               static_cast<int64_t>(row0 + tok) * p.out_ld + col0 + c * kPerChunk) =
-        v;
+    *reinterpret_cast<uint4 *>(static_cast<Elem *>(p.out) + static_cast<int64_t>(row) * p.out_ld +
+                               col0 + c * kPerChunk) = v;
   }
 }
 

@@ -15,7 +15,11 @@ namespace moe {
 namespace sm90 {
 
 struct GroupedGemmParams {
-  void *out;                        /* [rows, out_ld] of the kernel's output type */
+  void *out; /* [rows, out_ld] of the kernel's output type */
+  /* NULL: tile row r is stored at out row r. Else the out row of tile row r is out_rows[r]
+   * (< 0: not stored): a grouped run's GEMM2 stores each row at the caller's position, so no
+   * copy pass follows it. */
+  const int32_t *out_rows;
   const float *bias;                /* [E_l, bias_stride] canonical order, or NULL */
   const float *alpha;               /* [E_l] SwiGLU, or NULL */
   const float *beta;                /* [E_l] SwiGLU, or NULL */
