@@ -51,6 +51,7 @@ def main():
                         r["side"] = side
                         r["round"] = rnd
                         log.write(json.dumps(r) + "\n")
+                        log.flush()  # a run cut off by a time limit keeps its cells
     print(f"A/B on {device}, {args.rounds} rounds, fastest of each side")
     print(f"{'preset':16} {'T':>7} {'A us':>10} {'B us':>10} {'B/A':>7}")
     worst = (0.0, None)

@@ -105,7 +105,7 @@ MOE_TEST_GPU_CONFIGS=sm90_fp8pt_t16_c1_m128_s12,sm90_fp8pt_t64_c4_m128_s12,sm90_
 # the MXFP4 W4A16 kernels on test_mxfp4's ten GPU cases (gpt-oss's 2880 included): a decode, a
 # prefill and a C = 4 config, so the step stays within STEP_TIMEOUT (test_mxfp4 fails on a name
 # that is not in the catalogue)
-MOE_TEST_GPU_CONFIGS=sm90_w4a16_t8_c1_m64_s16,sm90_w4a16_t128_c1_m128_s8,sm90_w4a16_t256_c4_m128_s5 \
+MOE_TEST_GPU_CONFIGS=sm90_w4a16_t8_c1_m64_s16,sm90_w4a16_t128_c1_m128_s8,sm90_w4a16_t256_c4_m128_s10 \
   pstep memcheck_mxfp4 "${san[@]}" memcheck build-gpu/tests/test_mxfp4
 [ -x build-gpu/tests/test_gpu_errors ] && pstep memcheck_gpu_errors "${san[@]}" memcheck build-gpu/tests/test_gpu_errors
 MOE_TEST_GPU_CASES=7 pstep memcheck_routing "${san[@]}" memcheck build-gpu/tests/test_routing
@@ -142,7 +142,7 @@ MOE_TEST_GPU_CONFIGS=sm90_fp8blk_t8_c1_m256_s6,sm90_fp8blk_t64_c2_m256_s6,sm90_f
 # (the pattern picks the catalogue's first C = 2 config), the GPU cases with H, I <= 1024 (the
 # 2880 case runs the same code many more times)
 MOE_TEST_GPU_MAX_K=1024 \
-MOE_TEST_GPU_CONFIGS='sm90_w4a16_t8_c1_m64_s16,sm90_w4a16_*_c2_*,sm90_w4a16_t256_c4_m128_s5' \
+MOE_TEST_GPU_CONFIGS='sm90_w4a16_t8_c1_m64_s16,sm90_w4a16_*_c2_*,sm90_w4a16_t256_c4_m128_s10' \
   pstep racecheck_mxfp4 "${san[@]}" racecheck build-gpu/tests/test_mxfp4
 pwait
 fi

@@ -10,14 +10,25 @@
  * the far end of the permuted buffers) are checked against a float64 reference with the library's
  * rounding and quantization points, and every output element must be written and finite.
  *
- * Bound: relative L2 <= 1e-2 per sampled token. An FP8 token above it passes only within the
- * error of the same token computed with a host model of the H100's e4m3 tensor-core
- * accumulation (tc_row_dot), so a GPU error up to what the hardware's accumulation itself costs
- * is accepted, and anything past that fails: the accumulator keeps 13 fraction bits and
- * truncates (Khattak and Mikaitis, "Accurate Models of NVIDIA Tensor Cores", arXiv 2512.07004),
- * which over the whole K of the per-tensor path (one accumulator, as the serving engines'
- * fast-accumulation FP8 GEMMs) costs 1-2e-2 at K = 4096-14336, against <= 2.2e-3 for the same
- * codes accumulated in fp32 (docs/performance.md, "Accuracy of the e4m3 accumulation").
+ * Bound: relative L2 <= 1e-2 per sampled token, except two FP8 cases where the hardware's own
+ * accumulation costs more, both traced with a host model of the H100's e4m3 tensor-core
+ * accumulation (tc_row_dot: the accumulator keeps 13 fraction bits and truncates; Khattak and
+ * Mikaitis, "Accurate Models of NVIDIA Tensor Cores", arXiv 2512.07004):
+ *  - PER_TENSOR accumulates the whole K in one accumulator (as the serving engines'
+ *    fast-accumulation FP8 GEMMs do), which costs 1-2e-2 at K = 4096-14336, a bias the model
+ *    reproduces token by token: a token above 1e-2 passes only within the model's error on that
+ *    same token (docs/performance.md, "Accuracy of the e4m3 accumulation").
+ *  - BLOCK promotes every 128 of K, so its accumulation error is small, but GEMM1's output is
+ *    requantized to e4m3 per 128 features, and where the accumulation moves a value or its
+ *    group's amax across an e4m3 rounding boundary the code moves by a whole e4m3 step (6-12%).
+ *    A token's error is then a handful of such flips: heavy-tailed and not reproducible by any
+ *    model short of the hardware's exact bits (on 200 qwen3-30b tokens the model gives a median
+ *    of 4.8e-3, 13 tokens above 1e-2, at most 2.0e-2 and an RMS of 6.1e-3; fp32 accumulation of
+ *    the same codes, <= 2.2e-3). So the block bound is the issue's per-case one: the RMS of the
+ *    sampled tokens' errors <= 1e-2, and each token <= 4e-2 (twice the model's largest; a token
+ *    given a wrong row or expert is off by O(1)).
+ * Every FP8 token still compares against the float64 reference of fp32-exact codes, not against
+ * the model.
  *
  * Weights: each preset's E experts are built on the device from a pool of 4 random experts,
  * expert e being pool expert e % 4 with its rows rotated by an e-dependent amount, so every
@@ -37,7 +48,9 @@
  * MOE_TEST_LARGE_T=T[,T..] overrides the token counts (each applied to every preset);
  * MOE_TEST_LARGE_PRESETS=name[,name..] picks presets; MOE_TEST_LARGE_DTYPES=bf16,fp8,mxfp4
  * (the default: all three) picks the dtypes; MOE_TEST_LARGE_VERBOSE=1 prints every sampled FP8
- * token's error beside the accumulation model's.
+ * token's error beside the accumulation model's (and, above 1e-2, per 128 output columns);
+ * MOE_TEST_LARGE_SAMPLES=n samples n random tokens instead of 4, MOE_TEST_LARGE_TOKENS=t[,t..]
+ * checks these tokens too (those below T).
  */
 #include <math.h>
 #include <stdio.h>
@@ -58,6 +71,8 @@
 #define SAMPLE_RANDOM 4     /* plus these many random ones */
 #define BOUND_GPU 1e-2      /* GPU vs float64 reference, per sampled token (BF16 and FP8) */
 #define BOUND_TC_MODEL 4e-2 /* sanity cap of the FP8 accumulation model's own error */
+/* A block-scaled FP8 token (the run's sampled tokens within an RMS of BOUND_GPU): see above */
+#define BOUND_FP8_BLOCK_TOKEN 4e-2
 #define BLK REF_FP8_BLOCK
 
 typedef struct preset {
@@ -609,6 +624,49 @@ static void reference_token_mx(const inputs *in, const int32_t *ids, const uint1
 
 /* One dtype's forward of @p in on the GPU: @p mode MOE_SCALING_NONE (BF16), an FP8 mode, or
  * MOE_SCALING_MX (MXFP4 W4A16, the gpt-oss extras of in->mx). */
+/*
+ * The sampled tokens of one run: the first and the last SAMPLE_EDGE, MOE_TEST_LARGE_SAMPLES
+ * random ones (default SAMPLE_RANDOM), and those MOE_TEST_LARGE_TOKENS=t[,t..] names that are
+ * below T. The generators are prefix-stable (token t's inputs and routing do not depend on T),
+ * so a named token can be checked again at another T, where its rows sit elsewhere.
+ */
+#define SAMPLE_MAX 512
+typedef struct {
+  int n;
+  int64_t t[SAMPLE_MAX];
+} sample_set;
+static void sample_tokens(int64_t T, t_rng *rng, sample_set *ss) {
+  const char *sr = getenv("MOE_TEST_LARGE_SAMPLES");
+  int64_t random = sr && *sr ? strtoll(sr, NULL, 10) : SAMPLE_RANDOM;
+  if (random < 0) random = 0;
+  ss->n = 0;
+  for (int64_t i = 0; i < 2 * SAMPLE_EDGE && i < T; ++i)
+    ss->t[ss->n++] = i < SAMPLE_EDGE ? i : T - 2 * SAMPLE_EDGE + i;
+  for (int64_t i = 0; i < random && ss->n < SAMPLE_MAX; ++i)
+    ss->t[ss->n++] = t_rng_range(rng, 0, T - 1);
+  const char *tl = getenv("MOE_TEST_LARGE_TOKENS");
+  for (const char *c = tl; c && *c && ss->n < SAMPLE_MAX;) {
+    char *end = NULL;
+    const long long t = strtoll(c, &end, 10);
+    if (end == c) break;
+    if (t >= 0 && t < T) ss->t[ss->n++] = t;
+    c = *end == ',' ? end + 1 : end;
+  }
+}
+
+/* MOE_TEST_LARGE_VERBOSE: a failing FP8 token's relative L2 per 128 output columns, the GPU's
+ * beside the accumulation model's (a wrong scale or weight block shows as one column block). */
+static void print_block_errors(const uint16_t *gpu, const uint16_t *model, const double *ref,
+                               int64_t H) {
+  printf("  per 128 columns, GPU / model:");
+  for (int64_t h0 = 0; h0 < H; h0 += BLK) {
+    const int64_t n = H - h0 < BLK ? H - h0 : BLK;
+    printf(" %.2g/%.2g", t_rel_err_ref(gpu + h0, ref + h0, n),
+           t_rel_err_ref(model + h0, ref + h0, n));
+  }
+  printf("\n");
+}
+
 static void run_dtype(const inputs *in, int mode, int must_cross) {
   const preset *ps = in->ps;
   const int64_t H = ps->H, I = ps->I, E = ps->E, K = ps->K, T = in->T;
@@ -738,13 +796,14 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
       double *model = t_xmalloc((size_t)H * sizeof(double));
       uint16_t *model_bf16 = t_xmalloc((size_t)H * sizeof(uint16_t));
       t_rng rng = {in->seed ^ 0x9E3779B97F4A7C15ull};
-      double worst = 0;
+      double worst = 0, sum_sq = 0;
       const char *vb = getenv("MOE_TEST_LARGE_VERBOSE");
       const int verbose = vb != NULL && *vb != '\0' && *vb != '0';
-      for (int i = 0; i < 2 * SAMPLE_EDGE + SAMPLE_RANDOM; ++i) {
-        const int64_t t = i < SAMPLE_EDGE       ? i
-                          : i < 2 * SAMPLE_EDGE ? T - 2 * SAMPLE_EDGE + i
-                                                : t_rng_range(&rng, 0, T - 1);
+      const int block = mode == MOE_SCALING_BLOCK;
+      sample_set ss;
+      sample_tokens(T, &rng, &ss);
+      for (int i = 0; i < ss.n; ++i) {
+        const int64_t t = ss.t[i];
         if (mx)
           reference_token_mx(in, hp.topk_ids, hp.weights, t, x, h1, a, acc, ref);
         else
@@ -752,30 +811,40 @@ static void run_dtype(const inputs *in, int mode, int must_cross) {
                           acc, ref);
         const double err = t_rel_err_ref(out + t * H, ref, H);
         if (err > worst) worst = err;
+        sum_sq += err * err;
         double bound = BOUND_GPU;
-        if (fp8 && (err > BOUND_GPU || verbose)) { /* within the accumulation's own cost? */
+        if (fp8 && block && err > BOUND_GPU) bound = BOUND_FP8_BLOCK_TOKEN;
+        if (fp8 && ((!block && err > BOUND_GPU) || verbose)) {
+          /* per-tensor: within the whole-K accumulation's own cost on this token? */
           reference_token(in, &fp, tc_row_dot, hp.topk_ids, hp.weights, t, x, h1, a, acc, model);
           for (int64_t h = 0; h < H; ++h) model_bf16[h] = f32_to_bf16((float)model[h]);
-          bound = t_rel_err_ref(model_bf16, ref, H);
+          const double me = t_rel_err_ref(model_bf16, ref, H);
           printf(
               "%-16s %-10s T=%-7lld token %lld: relative L2 %.3g, the accumulation model's %.3g\n",
-              ps->name, dt, (long long)T, (long long)t, err, bound);
+              ps->name, dt, (long long)T, (long long)t, err, me);
+          if (verbose && err > BOUND_GPU) print_block_errors(out + t * H, model_bf16, ref, H);
           /* fp32 accumulation of the same codes stays within 2.2e-3 and the model within 2.6e-2
            * on these presets: a larger model error is the model's fault, never a pass */
-          CHECK(bound <= BOUND_TC_MODEL,
+          CHECK(me <= BOUND_TC_MODEL,
                 "%s %s T=%lld token %lld: accumulation model error %.3g > %.0e", ps->name, dt,
-                (long long)T, (long long)t, bound, BOUND_TC_MODEL);
-          if (bound < BOUND_GPU || bound > BOUND_TC_MODEL) bound = BOUND_GPU;
+                (long long)T, (long long)t, me, BOUND_TC_MODEL);
+          if (!block && me > BOUND_GPU && me <= BOUND_TC_MODEL) bound = me;
         }
-        CHECK(err <= bound,
-              "%s %s T=%lld token %lld: relative L2 %.3g > %.3g (1e-2, or above it the error of "
-              "the tensor-core accumulation model)",
-              ps->name, dt, (long long)T, (long long)t, err, bound);
+        CHECK(err <= bound, "%s %s T=%lld token %lld: relative L2 %.3g > %.3g (%s)", ps->name, dt,
+              (long long)T, (long long)t, err, bound,
+              !fp8    ? "1e-2"
+              : block ? "1e-2, or 4e-2 for a block-scaled token within a case RMS of 1e-2"
+                      : "1e-2, or above it the error of the tensor-core accumulation model");
       }
+      const double rms = ss.n > 0 ? sqrt(sum_sq / ss.n) : 0.0;
+      if (fp8 && block)
+        CHECK(rms <= BOUND_GPU,
+              "%s %s T=%lld: RMS of the %d sampled tokens' relative L2 %.3g > %.0e", ps->name, dt,
+              (long long)T, ss.n, rms, BOUND_GPU);
       printf(
-          "%-16s %-10s T=%-7lld config %d, %d permuted rows: worst sampled-token relative L2 "
-          "%.2e\n",
-          ps->name, dt, (long long)T, cfg, hp.permuted_size, worst);
+          "%-16s %-10s T=%-7lld config %d, %d permuted rows: sampled-token relative L2 worst "
+          "%.2e, RMS %.2e (%d tokens)\n",
+          ps->name, dt, (long long)T, cfg, hp.permuted_size, worst, rms, ss.n);
       free(x);
       free(h1);
       free(a);
