@@ -6,13 +6,13 @@
 #             parallel processes (MOE_TEST_GPU_SHARD: its CPU oracle per config dominates), the
 #             Python binding on the GPU (a bundle's SWIG wrapper), test_large_t (every preset at
 #             T = 65536 and beyond);
-#   sanitize: compute-sanitizer memcheck on the GPU tests and racecheck on the routing and GEMM
-#             kernels, each tool's steps run side by side;
+#   sanitize: compute-sanitizer memcheck on the GPU tests (its steps side by side) and racecheck
+#             on the routing and GEMM kernels (one step at a time; RACECHECK_STEPS picks some);
 #   bench:    the benchmarks and the PyTorch comparison;
 #   ab:       a same-run A/B of the whole moe-bench table against BASE_SRC (a source tree of the
 #             baseline, built into build-base, or a bundle's build-base) with bench/ab.py;
 #   ep:       moe_ep over NCCL with a one-rank communicator (a bundle's build-nccl);
-#   full:     tests, sanitize and bench in one run (about three calls' worth of device time).
+#   full:     tests, sanitize and bench in one run (four calls' worth of device time or more).
 # Usage: scripts/gpu-check.sh [tests|sanitize|bench|ab|ep|full]
 # SANITIZERS=all|memcheck|racecheck picks the sanitize steps (default all).
 # Writes logs to $OUT (or ./gpu-out) for fetching, and prints a short table last.
@@ -115,9 +115,16 @@ MOE_TEST_GPU_CASES=3 pstep memcheck_grouped "${san[@]}" memcheck build-gpu/tests
 pwait
 fi
 if [ "$SANITIZERS" = all ] || [ "$SANITIZERS" = racecheck ]; then
-pstep racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
-MOE_TEST_GPU_CASES=23 pstep racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
-MOE_TEST_GPU_CASES=7 pstep racecheck_grouped "${san[@]}" racecheck build-gpu/tests/test_grouped
+# One racecheck step at a time: racecheck serialises the GPU, so side by side every step ran
+# past STEP_TIMEOUT (nine at once, 300 s each, on an H100). All of them take more than one call:
+# RACECHECK_STEPS (an extended regex of step names, default all) picks a share per call.
+rstep() {
+  [[ "$1" =~ ${RACECHECK_STEPS:-.} ]] || return 0
+  step "$@"
+}
+rstep racecheck_conformance "${san[@]}" racecheck build-gpu/tests/run_cases
+MOE_TEST_GPU_CASES=23 rstep racecheck_routing "${san[@]}" racecheck build-gpu/tests/test_routing
+MOE_TEST_GPU_CASES=7 rstep racecheck_grouped "${san[@]}" racecheck build-gpu/tests/test_grouped
 # racecheck on the GEMMs of C = 1, 2, 4, all three weight-tile heights (64/128/256 rows), the
 # 192-token tile and the 144- and 176-token tiles (N not a multiple of 32), and the persistent
 # GEMM2 (the C = 1 configs with one CTA per SM run it in test_moe's cases with I <= 2048),
@@ -125,26 +132,25 @@ MOE_TEST_GPU_CASES=7 pstep racecheck_grouped "${san[@]}" racecheck build-gpu/tes
 # seven over 240 s on an H100; the t192/t144/t176 step about 144 s on an H100, alone). Configs are
 # named as moe_runner_describe_config names them; test_moe fails on a name it does not know.
 MOE_TEST_GPU_CONFIGS=sm90_bf16_t8_c1_m128_s13,sm90_bf16_t16_c2_m128_s13,sm90_bf16_t32_c4_m128_s13 \
-  pstep racecheck_moe_c124 "${san[@]}" racecheck build-gpu/tests/test_moe
+  rstep racecheck_moe_c124 "${san[@]}" racecheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CONFIGS=sm90_bf16_t16_c1_m64_s8,sm90_bf16_t128_c1_m256_s4,sm90_bf16_t256_c2_m256_s4 \
-  pstep racecheck_moe_m64_256 "${san[@]}" racecheck build-gpu/tests/test_moe
+  rstep racecheck_moe_m64_256 "${san[@]}" racecheck build-gpu/tests/test_moe
 MOE_TEST_GPU_CONFIGS=sm90_bf16_t192_c1_m256_s4,sm90_bf16_t144_c1_m256_s4,sm90_bf16_t176_c1_m256_s4 \
-  pstep racecheck_moe_tiles "${san[@]}" racecheck build-gpu/tests/test_moe
+  rstep racecheck_moe_tiles "${san[@]}" racecheck build-gpu/tests/test_moe
 # the FP8 per-tensor kernels: C = 1 / 2 / 4, the gathering and the permuted GEMM1, the
 # persistent GEMM2 (t64 c1 s4 and t192: one CTA per SM)
 MOE_TEST_GPU_CONFIGS=sm90_fp8pt_t16_c1_m128_s12,sm90_fp8pt_t64_c2_m128_s11,sm90_fp8pt_t64_c4_m128_s12,sm90_fp8pt_t192_c1_m256_s4 \
-  pstep racecheck_fp8 "${san[@]}" racecheck build-gpu/tests/test_fp8
+  rstep racecheck_fp8 "${san[@]}" racecheck build-gpu/tests/test_fp8
 # the block-scaled FP8 kernels (promotion per k-block, the quantizing GEMM1 epilogue): C = 1, 2,
 # 4 and the 8- and 64-token CTA tiles
 MOE_TEST_GPU_CONFIGS=sm90_fp8blk_t8_c1_m256_s6,sm90_fp8blk_t64_c2_m256_s6,sm90_fp8blk_t256_c4_m256_s5 \
-  pstep racecheck_fp8_block "${san[@]}" racecheck build-gpu/tests/test_fp8
+  rstep racecheck_fp8_block "${san[@]}" racecheck build-gpu/tests/test_fp8
 # the MXFP4 W4A16 kernels: C = 1, 2 and 4
 # (the pattern picks the catalogue's first C = 2 config), the GPU cases with H, I <= 1024 (the
 # 2880 case runs the same code many more times)
 MOE_TEST_GPU_MAX_K=1024 \
 MOE_TEST_GPU_CONFIGS='sm90_w4a16_t8_c1_m64_s16,sm90_w4a16_*_c2_*,sm90_w4a16_t256_c4_m128_s10' \
-  pstep racecheck_mxfp4 "${san[@]}" racecheck build-gpu/tests/test_mxfp4
-pwait
+  rstep racecheck_mxfp4 "${san[@]}" racecheck build-gpu/tests/test_mxfp4
 fi
 fi
 # moe_ep over NCCL with a one-rank communicator (the full dispatch -> experts -> combine path,
