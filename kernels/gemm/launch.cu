@@ -83,8 +83,8 @@ const GemmKernel &gemm1_kernel(const ConfigEntry &cfg, const moe_k_run *a) {
 
 /* GEMM1 -> GEMM2 (-> finalize). grouped: GEMM1 gathers hidden's rows through permuted_to_token
  * or reads the permuted copy the permute made through the plan's inverse row map
- * (plan->expanded_to_permuted with K = 1, gemm1_kernel), and GEMM2's valid rows are then
- * copied to output[permuted_to_token[r]]. */
+ * (plan->expanded_to_permuted with K = 1, gemm1_kernel), and GEMM2 stores its valid rows at
+ * output[permuted_to_token[r]]. */
 cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
                       cudaStream_t stream) {
   if (a == nullptr || plan == nullptr) return cudaErrorInvalidValue;
