@@ -67,8 +67,9 @@ static moe_status_t grouped_layout_of(const moe_problem *p, const moe_config_row
   l->off_gemm1_out = moe_ws_region(&at, 2 * l->max_rows * I);
   l->off_gemm2_out = moe_ws_region(&at, 2 * l->max_rows * H);
   l->total_bytes = at;
-  if ((uint64_t)at > (uint64_t)SIZE_MAX)
-    return moe_fail(MOE_STATUS_NOT_SUPPORTED, "problem: workspace of %lld bytes exceeds size_t",
+  if (at < 0 || (uint64_t)at > (uint64_t)SIZE_MAX) /* at < 0: moe_ws_region overflowed */
+    return moe_fail(MOE_STATUS_NOT_SUPPORTED,
+                    "problem: workspace exceeds size_t (%lld bytes; -1: past int64)",
                     (long long)at);
   return MOE_STATUS_SUCCESS;
 }

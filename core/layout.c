@@ -113,8 +113,8 @@ static int layout_try(const moe_runner *r, const moe_problem *p, int32_t tile, i
   l->off_gemm1_out = moe_ws_region(&at, 2 * l->max_rows * I);
   l->off_gemm2_out = moe_ws_region(&at, 2 * l->max_rows * H);
   l->total_bytes = at;
-  if ((uint64_t)at > (uint64_t)SIZE_MAX) {
-    snprintf(why, why_len, "workspace of %lld bytes exceeds size_t", (long long)at);
+  if (at < 0 || (uint64_t)at > (uint64_t)SIZE_MAX) { /* at < 0: moe_ws_region overflowed */
+    snprintf(why, why_len, "workspace exceeds size_t (%lld bytes; -1: past int64)", (long long)at);
     return 0;
   }
   return 1;

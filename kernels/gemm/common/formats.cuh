@@ -99,7 +99,7 @@ constexpr int kMxMaxK = MOE_SM90_MX_MAX_K;
 /* Shared memory past the stage ring a format needs: MXFP4's tile scales (BLOCK_M rows of
  * kMxMaxK / 32 bytes) behind their barrier and alignment. */
 template <class Fmt, int BLOCK_M>
-constexpr int kFormatSmemBytes = Fmt::kMxWeights ? BLOCK_M *(kMxMaxK / 32) + 256 : 0;
+constexpr int kFormatSmemBytes = Fmt::kMxWeights ? kMxMaxK / 32 * BLOCK_M + 256 : 0;
 
 /* The CTA shape of a format's kernel (traits.cuh with the format's weight rows and smem). */
 template <class Fmt, int BLOCK_M, int N, int C, int STAGES>
