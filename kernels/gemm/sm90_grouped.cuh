@@ -118,7 +118,8 @@ __global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThr
    * weight stream with GEMM1's tail on the SMs GEMM1 leaves free. */
   /* A grouped BF16 run's permuted-input GEMM1 that reads the caller's rows directly (p.x_rows)
    * follows the grouped plan kernel itself, which gives no such guarantee: it waits first. */
-  const bool early_weights = !GATHER && p.x_rows == nullptr;
+  constexpr bool kMayReadInPlace = GEMM1 && !GATHER && !Fmt::kBlockScaled && !Fmt::kMxWeights;
+  const bool early_weights = !GATHER && (!kMayReadInPlace || p.x_rows == nullptr);
   if (!early_weights) ptx::grid_dependency_wait();
   int tc, mt;
   tile_coords(static_cast<int>(blockIdx.x / C), p.group_m, p.m_tiles, p.token_clusters, &tc, &mt);
@@ -200,7 +201,8 @@ __global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThr
     } else if (ptid == 0) {
       /* The tile's rows are consecutive in the permuted copy, and in a grouped run's own
        * hidden states too (each expert's rows in order): the input row of the first row. */
-      const int x_row0 = p.x_rows != nullptr && live_rows > 0 ? __ldg(p.x_rows + row0) : row0;
+      const int x_row0 =
+          kMayReadInPlace && p.x_rows != nullptr && live_rows > 0 ? __ldg(p.x_rows + row0) : row0;
       produce_contiguous_rows<N, kBK, STAGES, T::kBBytes>(smem_b, full, empty, &tmap_x, &tmap_xs,
                                                           x_row0, mma_cols, k_blocks, early_stages,
                                                           stage_tx, load_weights);
