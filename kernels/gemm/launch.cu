@@ -81,10 +81,21 @@ const GemmKernel &gemm1_kernel(const ConfigEntry &cfg, const moe_k_run *a) {
   return gather ? cfg.gemm1_gather : cfg.gemm1;
 }
 
-/* GEMM1 -> GEMM2 (-> finalize). grouped: GEMM1 gathers hidden's rows through permuted_to_token
- * or reads the permuted copy the permute made through the plan's inverse row map
- * (plan->expanded_to_permuted with K = 1, gemm1_kernel), and GEMM2 stores its valid rows at
- * output[permuted_to_token[r]]. */
+/*
+ * Whether a grouped run's GEMM1 reads its token rows by TMA straight from the caller's hidden
+ * states: BF16 runs whose GEMM1 reads a permuted layout. Both grouped layouts already hold each
+ * expert's rows consecutively and in the plan's order, so the tile at padded row r0 reads from
+ * input row permuted_to_token[r0] on, and the permute copy (a read and a write of N·H) is not
+ * needed. FP8 runs keep the copy: it quantizes (and BLOCK transposes the 1x128 scales).
+ */
+bool grouped_reads_hidden(const moe_k_run *a, bool grouped, const GemmKernel &g1) {
+  return grouped && g1.permuted_input != 0 && a->catalogue == MOE_K_CATALOGUE_SM90_BF16;
+}
+
+/* GEMM1 -> GEMM2 (-> finalize). grouped: GEMM1 gathers hidden's rows through permuted_to_token,
+ * or reads them in place (BF16, grouped_reads_hidden), or reads the permuted copy the permute
+ * made through the plan's inverse row map (FP8; plan->expanded_to_permuted with K = 1,
+ * gemm1_kernel), and GEMM2 stores its valid rows at output[permuted_to_token[r]]. */
 cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
                       cudaStream_t stream) {
   if (a == nullptr || plan == nullptr) return cudaErrorInvalidValue;
@@ -168,8 +179,11 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
   }
   const GemmKernel &g1 = gemm1_kernel(cfg, a);
   const bool permuted = g1.permuted_input != 0;
+  /* A grouped BF16 run's permuted-input GEMM1 reads the caller's rows in place (no copy). */
+  const bool direct = grouped_reads_hidden(a, grouped, g1);
   /* the permute's map: expanded_to_permuted, or a grouped plan's inverse row map (K = 1) */
-  if (permuted && (plan->expanded_to_permuted == nullptr || (grouped && a->top_k != 1))) {
+  if (permuted && !direct &&
+      (plan->expanded_to_permuted == nullptr || (grouped && a->top_k != 1))) {
     return cudaErrorInvalidValue;
   }
   /* GEMM1's token rows: hidden as given (bf16, or e4m3 already quantized), or e4m3 quantized
@@ -185,7 +199,14 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
     if (q != 0) return static_cast<cudaError_t>(q);
     gather_rows = a->act_scratch;
   }
-  if (permuted) {
+  if (direct) {
+    /* hidden [N, H] itself: a tile's rows past the expert's count read the next rows or, past
+     * N, TMA's zero fill; those columns are never stored */
+    if ((e = map(&tx1, a->hidden, H, a->num_tokens, cfg.tile / C)) != cudaSuccess ||
+        (e = map(&tx1s, a->hidden, H, a->num_tokens, slice)) != cudaSuccess) {
+      return e;
+    }
+  } else if (permuted) {
     if ((e = map(&tx1, permuted_rows, H, rows_t, cfg.tile / C)) != cudaSuccess ||
         (e = map(&tx1s, permuted_rows, H, rows_t, slice)) != cudaSuccess) {
       return e;
@@ -215,6 +236,7 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
   p1.beta = a->beta;
   p1.clamp_limit = a->clamp_limit;
   p1.permuted_to_token = plan->permuted_to_token;
+  p1.x_rows = direct ? plan->permuted_to_token : nullptr;
   p1.gather_src = static_cast<const uint8_t *>(gather_rows);
   p1.gather_row_bytes = H * es;
   p1.cta_to_batch = plan->cta_to_batch;
@@ -266,6 +288,7 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
   p2.bias = a->bias2;
   p2.alpha = p2.beta = p2.clamp_limit = nullptr;
   p2.permuted_to_token = nullptr;
+  p2.x_rows = nullptr;
   p2.gather_src = nullptr;
   p2.gather_row_bytes = 0;
   p2.w_rows = static_cast<int32_t>(H);
@@ -295,7 +318,7 @@ cudaError_t run_gemms(const moe_k_run *a, const moe_k_plan *plan, bool grouped,
     e = launch_permute_block(permuted_rows, x1_scales, plan->max_rows, a->hidden,
                              a->hidden_fp8 ? a->hidden_scale : nullptr, plan->expanded_to_permuted,
                              a->num_tokens, a->top_k, H, num_sms, pdl, stream);
-  } else if (permuted) {
+  } else if (permuted && !direct) {
     e = launch_permute(permuted_rows, a->hidden, plan->expanded_to_permuted, a->num_tokens,
                        a->top_k, H * es, quantize ? a->input_scale1 : nullptr, num_sms, pdl,
                        stream);
@@ -334,8 +357,10 @@ extern "C" int moe_cuda_run_grouped(const moe_k_run *a, const moe_k_plan *plan,
   const moe::sm90::ConfigEntry *cfg = moe::sm90::config_of(a);
   if (cfg == nullptr) return cudaErrorInvalidValue;
   /* The inverse row map only where GEMM1 reads a permuted copy (the permute's map). */
-  int32_t *const row_map =
-      moe::sm90::gemm1_kernel(*cfg, a).permuted_input != 0 ? plan->expanded_to_permuted : nullptr;
+  const moe::sm90::GemmKernel &g1 = moe::sm90::gemm1_kernel(*cfg, a);
+  int32_t *const row_map = g1.permuted_input != 0 && !moe::sm90::grouped_reads_hidden(a, true, g1)
+                               ? plan->expanded_to_permuted
+                               : nullptr;
   /* The plan kernel runs even for N = 0: it writes the status word and an empty plan. */
   cudaError_t e =
       moe::routing::launch_grouped_plan(*g, *plan, a->num_tokens, a->local_num_experts, a->tile,

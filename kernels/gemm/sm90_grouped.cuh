@@ -116,8 +116,11 @@ __global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThr
    * complete when they start: they issue their first STAGES weight loads before the wait, and
    * only the token operand (their predecessor's output) waits. In decode this overlaps GEMM2's
    * weight stream with GEMM1's tail on the SMs GEMM1 leaves free. */
-  constexpr bool kEarlyWeights = !GATHER;
-  if constexpr (!kEarlyWeights) ptx::grid_dependency_wait();
+  /* A grouped BF16 run's permuted-input GEMM1 that reads the caller's rows directly (p.x_rows)
+   * follows the grouped plan kernel itself, which gives no such guarantee: it waits first. */
+  constexpr bool kMayReadInPlace = GEMM1 && !GATHER && !Fmt::kBlockScaled && !Fmt::kMxWeights;
+  const bool early_weights = !GATHER && (!kMayReadInPlace || p.x_rows == nullptr);
+  if (!early_weights) ptx::grid_dependency_wait();
   int tc, mt;
   tile_coords(static_cast<int>(blockIdx.x / C), p.group_m, p.m_tiles, p.token_clusters, &tc, &mt);
   const int cta = tc * C + static_cast<int>(blockIdx.x % C);
@@ -167,8 +170,8 @@ __global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThr
     if (threadIdx.x == T::kConsumerThreads)
       load_mx_scales<BLOCK_M>(p, expert, m0, mx_scales, mx_bar);
   }
-  const int early_stages = kEarlyWeights ? min(STAGES, k_blocks) : 0;
-  if constexpr (kEarlyWeights) {
+  const int early_stages = early_weights ? min(STAGES, k_blocks) : 0;
+  if (early_weights) {
     if (threadIdx.x == T::kConsumerThreads) {
       /* First lap: every empty[s] is free, so the producer's empty waits would pass at once. */
       for (int kb = 0; kb < early_stages; ++kb) {
@@ -196,8 +199,12 @@ __global__ void __launch_bounds__(FormatTraits<Fmt, BLOCK_M, N, C, STAGES>::kThr
           p, smem_b, full, empty, reinterpret_cast<int32_t *>(empty + STAGES), row0, mn_limit,
           k_blocks, ptid, load_weights);
     } else if (ptid == 0) {
+      /* The tile's rows are consecutive in the permuted copy, and in a grouped run's own
+       * hidden states too (each expert's rows in order): the input row of the first row. */
+      const int x_row0 =
+          kMayReadInPlace && p.x_rows != nullptr && live_rows > 0 ? __ldg(p.x_rows + row0) : row0;
       produce_contiguous_rows<N, kBK, STAGES, T::kBBytes>(smem_b, full, empty, &tmap_x, &tmap_xs,
-                                                          row0, mma_cols, k_blocks, early_stages,
+                                                          x_row0, mma_cols, k_blocks, early_stages,
                                                           stage_tx, load_weights);
     }
   } else {

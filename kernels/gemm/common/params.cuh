@@ -25,8 +25,12 @@ struct GroupedGemmParams {
   const float *beta;                /* [E_l] SwiGLU, or NULL */
   const float *clamp_limit;         /* [E_l] SwiGLU, or NULL */
   const int32_t *permuted_to_token; /* GEMM1 gather map */
-  const uint8_t *gather_src;        /* GEMM1: hidden [T, H] */
-  int64_t gather_row_bytes;         /* GEMM1: bytes per hidden row */
+  /* NULL: a permuted-input GEMM1 reads tile row r at row r of its token map. Else (a grouped
+   * BF16 run reading the caller's hidden states, no permuted copy) at row x_rows[row0] + (r -
+   * row0) for the tile's first row row0: an expert's rows are consecutive there. */
+  const int32_t *x_rows;
+  const uint8_t *gather_src; /* GEMM1: hidden [T, H] */
+  int64_t gather_row_bytes;  /* GEMM1: bytes per hidden row */
   const int32_t *cta_to_batch;
   const int32_t *cta_to_mn_limit;
   const int32_t *num_ctas;
