@@ -257,6 +257,14 @@ MOE_API moe_status_t moe_runner_run_grouped(moe_runner *r, const moe_problem *p,
   k.tile = row->tile;
   k.cluster_size = row->cluster;
   k.launch_ctas = l.max_ctas;
+  if (a->layout == MOE_LAYOUT_MASKED) {
+    /* Each expert holds at most `capacity` rows (the CUDA plan kernel clamps larger counts), so
+     * at most ceil(capacity / tile) clusters: a tighter launch than max_cgas(E_l * capacity)
+     * (nearly half of it where capacity is one tile), and every CTA past the device's count
+     * costs a launch, its barrier setup and a memory latency before it exits. */
+    const int64_t masked_ctas = El * ((a->capacity + row->tile - 1) / row->tile) * row->cluster;
+    if (masked_ctas < k.launch_ctas) k.launch_ctas = masked_ctas;
+  }
   k.do_finalize = 0;
   k.num_sms = r->num_sms;
   const moe_k_grouped g = {counts, a->layout == MOE_LAYOUT_MASKED, a->capacity, status};
