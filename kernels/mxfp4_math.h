@@ -52,9 +52,63 @@ MOE_HD int64_t moe_mx_align(int64_t bytes) {
 }
 
 /*
+ * The bit order of a prepared 32-value block (16 bytes, one ue8m0 scale), chosen so that a GPU
+ * thread turns its codes into bf16 pairs with a shift and a mask. The block is four
+ * little-endian 32-bit words; word q holds the eight codes that thread q of a quad takes as the
+ * A fragment of two k16 MMA steps (mma.m16n8k16's A layout): the canonical bytes q, q + 4,
+ * q + 8, q + 12 of the block (codes 2q + {0, 1, 8, 9, 16, 17, 24, 25}), called parts 0..3.
+ * Part t's even code (low nibble) lies in the word's bits 0..15, its odd code in bits 16..31,
+ * at the same places in each half: magnitude bits (e2m1 bits 0..2) at base_t .. base_t + 2,
+ * sign (bit 3) at sign_t, with base = 6, 3, 0, 9 and sign = 15, 12, 13, 14. So part 0 is
+ * already a bf16 pair's sign and low exponent / high mantissa bits (mask 0x81C081C0), part 1
+ * is that shifted left by 3, and parts 2 and 3 need one shift for the magnitude and one for the
+ * sign (their positions 15, 12 would collide). The e2m1 code then reads as a bf16 subnormal or
+ * tiny normal equal to its value times 2^-126, which one multiplication by 2^(126 + s - 127)
+ * scales exactly.
+ */
+MOE_HD int moe_mx_part_base(int t) {
+  return (int)((0x9036u >> (4 * t)) & 15u);
+}
+MOE_HD int moe_mx_part_sign(int t) {
+  return 12 + (int)((0x2103u >> (4 * t)) & 15u);
+}
+
+/* The prepared word q of a block from its canonical bytes q + 4t (b[t], two codes each). */
+MOE_HD uint32_t moe_mx_pack_word(const uint8_t *b) {
+  uint32_t w = 0;
+  for (int t = 0; t < 4; ++t) {
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t c = (uint32_t)(b[t] >> (4 * h)) & 15u;
+      w |= (c & 7u) << (moe_mx_part_base(t) + 16 * h);
+      w |= (c >> 3) << (moe_mx_part_sign(t) + 16 * h);
+    }
+  }
+  return w;
+}
+
+/* Prepared block (16 bytes) <- canonical block (16 bytes, two codes a byte, low nibble first). */
+MOE_HD void moe_mx_pack_block(const uint8_t *src, uint8_t *dst) {
+  for (int q = 0; q < 4; ++q) {
+    const uint8_t b[4] = {src[q], src[q + 4], src[q + 8], src[q + 12]};
+    const uint32_t w = moe_mx_pack_word(b);
+    for (int i = 0; i < 4; ++i) dst[4 * q + i] = (uint8_t)(w >> (8 * i));
+  }
+}
+
+/* The e2m1 code of value k (0..31) of a prepared block. */
+MOE_HD uint32_t moe_mx_block_code(const uint8_t *blk, int k) {
+  const int i = k / 2, h = k & 1, q = i % 4, t = i / 4;
+  const uint32_t w = (uint32_t)blk[4 * q] | (uint32_t)blk[4 * q + 1] << 8 |
+                     (uint32_t)blk[4 * q + 2] << 16 | (uint32_t)blk[4 * q + 3] << 24;
+  return ((w >> (moe_mx_part_base(t) + 16 * h)) & 7u) |
+         (((w >> (moe_mx_part_sign(t) + 16 * h)) & 1u) << 3);
+}
+
+/*
  * Prepared MXFP4 weights of [E_l, rows, cols] (cols = K, a multiple of 32): per expert e, at
  * e * moe_mx_expert_bytes(rows, cols),
- *   values: [rows, cols/2] bytes (row p at p * cols/2), zero-padded to 128 bytes;
+ *   values: [rows, cols/2] bytes (row p at p * cols/2, its 32-value blocks of 16 bytes in K
+ *           order, each in the bit order of moe_mx_pack_block), zero-padded to 128 bytes;
  *   scales: at moe_mx_scales_offset(rows, cols), [rows, cols/32] ue8m0 bytes, zero-padded to
  *           128 bytes.
  * Rows are in the BF16 prepared order (gated W1: 8-row blocks of up and gate interleaved).

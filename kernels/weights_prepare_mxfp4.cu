@@ -1,11 +1,12 @@
 /*
  * weights_prepare_mxfp4.cu - checkpoint MXFP4 -> prepared weights on the GPU (docs/formats.md,
- * "MXFP4", prepared layout version 3; kernels/mxfp4_math.h). Produces the bytes of the CPU
+ * "MXFP4", prepared layout version 4; kernels/mxfp4_math.h). Produces the bytes of the CPU
  * backend's core/cpu/mxfp4_weights.c: per expert the packed e2m1 values [R, C/2] in the BF16
  * prepared row order, zero-padded to 128 bytes, then the ue8m0 scales [R, C/32] in the same row
- * order, zero-padded to 128 bytes. A relayout: every prepared byte is written by one thread
- * from its source byte (or 0 in a pad), so the pads need no separate pass and the result does
- * not depend on the launch. The scales are copied as they are: a 0xFF (NaN) scale, which the
+ * order, zero-padded to 128 bytes; the values' bits reordered within each 32-value block
+ * (moe_mx_pack_block). A relayout: every prepared byte is written by one thread from the source
+ * bytes its bits come from (or 0 in a pad), so the pads need no separate pass and the result
+ * does not depend on the launch. The scales are copied as they are: a 0xFF (NaN) scale, which the
  * CPU backend refuses, cannot be seen here without a synchronisation and decodes as NaN.
  */
 #include <cuda_runtime.h>
@@ -42,8 +43,14 @@ __global__ void __launch_bounds__(kThreads)
     uint8_t v = 0;
     if (o < soff) {
       const int64_t p = o / vb;
-      if (p < rows)
-        v = values[(e * rows + source_row(gated_w1, interleaved, rows, p)) * vb + o % vb];
+      if (p < rows) {
+        /* byte i of word q of a 32-value block: from canonical bytes q + 4t of the block */
+        const int64_t c = o % vb, blk = c - c % 16;
+        const int q = static_cast<int>(c % 16) / 4, i = static_cast<int>(c % 4);
+        const uint8_t *src = values + (e * rows + source_row(gated_w1, interleaved, rows, p)) * vb;
+        const uint8_t b[4] = {src[blk + q], src[blk + q + 4], src[blk + q + 8], src[blk + q + 12]};
+        v = static_cast<uint8_t>(moe_mx_pack_word(b) >> (8 * i));
+      }
     } else {
       const int64_t q = o - soff, p = q / sb;
       if (p < rows)

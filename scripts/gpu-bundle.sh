@@ -14,7 +14,7 @@
 # Carry .gpubuild, then on the GPU machine: `bash scripts/gpu-check.sh [mode]` finds it and
 # uses it (PREBUILT). CTest files hold absolute paths: build the bundle in a checkout at the
 # same path as the GPU machine's copy of the repository.
-# Usage: [BASE_SRC=DIR] bash scripts/gpu-bundle.sh
+# Usage: [BASE_SRC=DIR | BASE_DIR=DIR] bash scripts/gpu-bundle.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/cuda/bin:$PATH"
@@ -36,6 +36,14 @@ if [ -n "${BASE_SRC:-}" ]; then
   mkdir -p "$out/build-base/bench"
   cp -a build-base/libmoe_trtllm.so* "$out/build-base/"
   cp -a build-base/bench/moe-bench "$out/build-base/bench/"
+fi
+# BASE_DIR=DIR instead: a baseline already built (its libmoe_trtllm.so* and bench/moe-bench, e.g.
+# an earlier build-gpu/ saved before a change), copied as build-base/. A moe-bench linked in
+# build-gpu/ finds its library by RUNPATH there, so DIR's bench/moe-bench should be a wrapper
+# that sets LD_LIBRARY_PATH to DIR (which the loader searches before RUNPATH).
+if [ -n "${BASE_DIR:-}" ]; then
+  mkdir -p "$out/build-base"
+  cp -a "$BASE_DIR"/. "$out/build-base/"
 fi
 # MOE_BUNDLE_NCCL=1: build-nccl/, the library with moe_ep's NCCL transport (linked against the
 # CUDA toolkit's libnccl.so.2, or MOE_NCCL_ROOT's) and test_ep_nccl / moe-ep-bench, for

@@ -39,7 +39,7 @@
  * checked against it. MXFP4: the pool is random packed e2m1 bytes with ue8m0 scales
  * (conformance generator streams 4, 5, 12, 13), each row's scales moving with its values under
  * the rotation, prepared by moe_weights_prepare_scaled one expert at a time into its section of
- * the prepared tensor (docs/formats.md, version 3: expert e at e times the per-expert size); the
+ * the prepared tensor (docs/formats.md, version 4: expert e at e times the per-expert size); the
  * last expert's prepared bytes are checked against the pool's through the rotation. Routing:
  * pre-routed random ids and weights (conformance generator streams 6 and 7); one set of inputs
  * per preset and T serves every dtype, FP8 with magnitudes that vary per scale group
@@ -62,6 +62,7 @@
 #include "fp8_ref.h"
 #include "kernels/fp8_math.h"
 #include "kernels/mxfp4_math.h"
+#include "mx_layout.h"
 
 #ifdef MOE_TEST_WITH_CUDA
 #include <cuda_runtime.h>
@@ -544,7 +545,7 @@ static void prepare_mx_weights(moe_runner *r, const preset *ps, int which, const
 }
 
 /* The last expert's prepared section (the far end of the tensor) against the pool through the
- * rotation and the prepared row order (docs/formats.md, version 3), pads zero. */
+ * rotation, the prepared row order and bit order (docs/formats.md, version 4), pads zero. */
 static void check_mx_prepared(const preset *ps, const mx_pool *m, int which,
                               const ttensor *prepared) {
   const int64_t I = ps->I, rows = which == MOE_WEIGHTS_GEMM1 ? 2 * I : ps->H;
@@ -562,7 +563,7 @@ static void check_mx_prepared(const preset *ps, const mx_pool *m, int which,
     /* gated W1: 8-row blocks of up and gate */
     const int64_t c = which == MOE_WEIGHTS_GEMM1 ? ((p / 8) % 2 ? I : 0) + 8 * (p / 16) + p % 8 : p;
     const int64_t src = (e % POOL) * rows + (c + rot) % rows;
-    bad += memcmp(got + p * vb, q + src * vb, (size_t)vb) != 0;
+    bad += mx_row_mismatches(got + p * vb, q + src * vb, cols) != 0;
     bad += memcmp(got + soff + p * sb, s + src * sb, (size_t)sb) != 0;
   }
   for (int64_t i = rows * vb; i < soff; ++i) bad += got[i] != 0;

@@ -31,6 +31,7 @@
 #include "core/cpu/activation.h"
 #include "fp8_ref.h"
 #include "kernels/mxfp4_math.h"
+#include "mx_layout.h"
 
 #define DT_E4M3 ((DLDataType){kDLFloat8_e4m3fn, 8, 1})
 #define DT_E8M0 ((DLDataType){kDLFloat8_e8m0fnu, 8, 1})
@@ -98,6 +99,52 @@ static void test_decode(void) {
   CHECK(moe_ue8m0_to_f32(0) == ldexpf(1.0f, -127) && moe_ue8m0_to_f32(254) == ldexpf(1.0f, 127),
         "ue8m0 extremes 2^-127, 2^127");
   printf("decode: %d (code, scale) pairs exact\n", n);
+}
+
+/*
+ * The prepared bit order (docs/formats.md, "Bit order of a block") as the CUDA kernel reads it:
+ * for every code in every place of a block, the kernel's extraction of its part (a mask, a
+ * shift; parts 2 and 3 magnitude and sign apart) must give the bf16 bits of its e2m1 value
+ * times 2^-126; and moe_mx_block_code must read back every code of random blocks.
+ */
+static void test_bit_order(void) {
+  static const uint32_t shift_mag[4] = {0, 3, 6, 0}, shift_sign[4] = {0, 3, 2, 1};
+  int n = 0;
+  for (int t = 0; t < 4; ++t)
+    for (int q = 0; q < 4; ++q)
+      for (int h = 0; h < 2; ++h)
+        for (uint32_t c = 0; c < 16; ++c, ++n) {
+          uint8_t canon[16] = {0}, prep[16];
+          canon[q + 4 * t] = (uint8_t)(c << (4 * h));
+          moe_mx_pack_block(canon, prep);
+          const uint32_t w = (uint32_t)prep[4 * q] | (uint32_t)prep[4 * q + 1] << 8 |
+                             (uint32_t)prep[4 * q + 2] << 16 | (uint32_t)prep[4 * q + 3] << 24;
+          const uint32_t mag = (t == 3 ? w >> 3 : w << shift_mag[t]) & 0x01C001C0u;
+          const uint32_t sign = (w << shift_sign[t]) & 0x80008000u;
+          const uint32_t bits = ((mag | sign) >> (16 * h)) & 0xFFFFu;
+          const double got = ldexp(bf16_to_f32((uint16_t)bits), 126);
+          CHECK(got == k_e2m1[c & 7u] * (c & 8u ? -1 : 1) && (bits >> 15) == (c >> 3) &&
+                    ((mag | sign) >> (16 * (1 - h)) & 0xFFFFu) == 0,
+                "bit order: code %u, part %d, word %d, half %d: bf16 0x%04x reads %g", c, t, q, h,
+                bits, got);
+          int others = 0; /* the rest of the block is code 0 */
+          for (int k = 0; k < 32; ++k)
+            others += k != 2 * (q + 4 * t) + h && moe_mx_block_code(prep, k) != 0;
+          CHECK(moe_mx_block_code(prep, 2 * (q + 4 * t) + h) == c && others == 0,
+                "bit order: code %u, part %d, word %d, half %d does not read back alone", c, t, q,
+                h);
+        }
+  t_rng rng = {77};
+  long bad = 0;
+  for (int i = 0; i < 1000; ++i) {
+    uint8_t canon[16], prep[16];
+    for (int b = 0; b < 16; ++b) canon[b] = (uint8_t)t_rng_next(&rng);
+    moe_mx_pack_block(canon, prep);
+    for (int k = 0; k < 32; ++k)
+      bad += moe_mx_block_code(prep, k) != ((uint32_t)(canon[k / 2] >> (4 * (k % 2))) & 15u);
+  }
+  CHECK(bad == 0, "bit order: %ld codes of 1000 random blocks read back wrong", bad);
+  printf("bit order: %d (code, place) pairs are bf16 x 2^-126, 1000 random blocks read back\n", n);
 }
 
 /* ---- 2. the gpt-oss SwiGLU ------------------------------------------------------------------ */
@@ -263,7 +310,9 @@ typedef struct mxw {
   uint8_t *s; /* [El, R, C/32] */
 } mxw;
 
-static void mxw_gen(t_rng *rng, int64_t El, int64_t R, int64_t C, mxw *w) {
+/* wide: every fourth row's scales 2^8 larger (128..131 at gpt-oss's K), past the bf16 range
+ * of the kernel's one-multiply factor 2^(s - 1), beside rows that are not */
+static void mxw_gen(t_rng *rng, int64_t El, int64_t R, int64_t C, int wide, mxw *w) {
   w->El = El;
   w->R = R;
   w->C = C;
@@ -272,7 +321,10 @@ static void mxw_gen(t_rng *rng, int64_t El, int64_t R, int64_t C, mxw *w) {
   /* sums of C products of magnitude ~2 * 2^(s-127): keep them O(1..10) */
   const int base = 127 - (int)lround(0.5 * log2((double)C)) - 1;
   for (int64_t i = 0; i < El * R * C / 2; ++i) w->q[i] = (uint8_t)t_rng_next(rng);
-  for (int64_t i = 0; i < El * R * C / 32; ++i) w->s[i] = (uint8_t)(base + t_rng_range(rng, -2, 1));
+  for (int64_t i = 0; i < El * R * C / 32; ++i) {
+    const int big = wide && (i / (C / 32)) % 4 == 1;
+    w->s[i] = (uint8_t)(base + (big ? 8 : 0) + t_rng_range(rng, -2, 1));
+  }
 }
 
 static void mxw_free(mxw *w) {
@@ -365,7 +417,7 @@ static long check_layout(const uint8_t *prep, size_t bytes, const mxw *w, int ga
     const uint8_t *x = prep + e * stride;
     for (int64_t p = 0; p < R; ++p) {
       const int64_t c = canonical_row(gated_w1, R / 2, p);
-      bad += memcmp(x + p * vb, w->q + (e * R + c) * vb, (size_t)vb) != 0;
+      bad += mx_row_mismatches(x + p * vb, w->q + (e * R + c) * vb, C) != 0;
       bad += memcmp(x + soff + p * sb, w->s + (e * R + c) * sb, (size_t)sb) != 0;
     }
     for (int64_t i = R * vb; i < soff; ++i) bad += x[i] != 0;
@@ -406,8 +458,8 @@ static void test_layout(void) {
     t_problem(&p, 5, 4, 2, 1, (int32_t)El, H, I);
     t_rng rng = {31 + (uint64_t)ai};
     mxw w1, w2;
-    mxw_gen(&rng, El, gated ? 2 * I : I, H, &w1);
-    mxw_gen(&rng, El, H, I, &w2);
+    mxw_gen(&rng, El, gated ? 2 * I : I, H, 0, &w1);
+    mxw_gen(&rng, El, H, I, 0, &w2);
     ttensor *p1 = prepare_mx(r, &p, MOE_WEIGHTS_GEMM1, &w1, 0);
     ttensor *p2 = prepare_mx(r, &p, MOE_WEIGHTS_GEMM2, &w2, 0);
     if (p1 && p2) {
@@ -460,6 +512,7 @@ typedef struct mcase {
   int64_t T, H, I;
   int32_t tile, cluster;
   int finalize;
+  int wide; /* scales past 128 on every fourth weight row (mxw_gen) */
 } mcase;
 
 typedef struct msetup {
@@ -567,8 +620,8 @@ static int setup_case(const mcase *c, int backend, int32_t threads, uint64_t see
   t_rng rng = {seed};
   f->x = (uint16_t *)t_xmalloc((size_t)(T * H) * 2 + 2);
   for (int64_t i = 0; i < T * H; ++i) f->x[i] = f32_to_bf16(rnd_sym(&rng, 1.0f));
-  mxw_gen(&rng, El, R1, H, &f->w1);
-  mxw_gen(&rng, El, H, I, &f->w2);
+  mxw_gen(&rng, El, R1, H, c->wide, &f->w1);
+  mxw_gen(&rng, El, H, I, c->wide, &f->w2);
   f->alpha = GPT_OSS_ALPHA;
   f->beta = 1.0f;
   f->limit = GPT_OSS_LIMIT;
@@ -832,7 +885,8 @@ static const mcase k_cases[] = {
  * The GPU cases (W4A16, fp32 or no biases): the CUDA shape rule (H % 64 == 0, I % 64 == 0,
  * both <= 8192) with K = H or I not a multiple of 128 (192, 320, 2880); every activation, the
  * gpt-oss clamp with both orders of W1, EP slices with a local offset, T = 0 and 1, permuted
- * outputs, and enough rows per expert (T = 600) for several CTA tiles of every tile size. The
+ * outputs, enough rows per expert (T = 600) for several CTA tiles of every tile size, and
+ * ue8m0 scales past 128 (the kernel's two-multiply expansion) in rows beside others. The
  * CPU backend runs them too (test_forward), so CPU-only CI checks their reference side. The
  * tile and cluster are the CPU forward's (pairs of both the BF16 and the W4A16 catalogue: 8 / 1,
  * 128 / 1, 256 / 4); the GPU runs every valid config.
@@ -853,6 +907,7 @@ static const mcase k_gpu_cases[] = {
     {"gpu relu2 T=1 EP", 0, 0, R2, 0, 0, 0, 8, 4, 4, 4, 1, 64, 128, 8, 1, 1},
     {"gpu gpt-oss T=0", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 0, 128, 128, 8, 1, 1},
     {"gpu gpt-oss T=600", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 600, 256, 192, 256, 4, 1},
+    {"gpu wide scales", 0, 0, ID, 1, 0, 0, 8, 8, 0, 2, 40, 960, 320, 8, 1, 1, 1},
 };
 #define NUM_GPU_CASES ((int)(sizeof k_gpu_cases / sizeof k_gpu_cases[0]))
 
@@ -1380,6 +1435,7 @@ static void test_cuda_backend(void) {
 int main(void) {
   mx_value_init();
   test_decode();
+  test_bit_order();
   test_swiglu_formula();
   test_swiglu_end_to_end();
   test_layout();

@@ -1,12 +1,14 @@
 /*
  * mxfp4_weights.c - checkpoint MXFP4 -> prepared weights for the CPU backend (docs/formats.md,
- * "MXFP4"; layout in kernels/mxfp4_math.h). A relayout: bytes are copied, never decoded.
+ * "MXFP4"; layout in kernels/mxfp4_math.h). A relayout: scale bytes are copied, value bits
+ * reordered within their 32-value block (moe_mx_pack_block), nothing decoded.
  *
  * Source: packed e2m1 blocks [E_l, R, C/2] and ue8m0 scales [E_l, R, C/32]. Canonical row c of
  * the library's order (gated W1: up rows [0, I), then gate rows [I, 2I)) is source row c, or,
  * for gpt-oss's interleaved W1 (MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED), source row 2f + 1 for
  * up feature f and 2f for gate feature f. Prepared row: the BF16 prepared order
- * (moe_cpu_w1_row for gated W1, else c). Per expert: values [R, C/2], zero pad to 128 bytes,
+ * (moe_cpu_w1_row for gated W1, else c). Per expert: values [R, C/2] (packed blocks), zero pad
+ * to 128 bytes,
  * scales [R, C/32], zero pad to 128 bytes.
  */
 #include <string.h>
@@ -31,7 +33,8 @@ void moe_cpu_weights_prepare_mx(int32_t gated_w1, int32_t gate_up_interleaved,
         p = moe_cpu_w1_row(inter, f, half);
         if (gate_up_interleaved) src = 2 * f + (half == 0);
       }
-      memcpy(dst + p * vb, values + (e * rows + src) * vb, (size_t)vb);
+      const uint8_t *v = values + (e * rows + src) * vb;
+      for (int64_t b = 0; b < vb; b += MOE_MX_BLOCK / 2) moe_mx_pack_block(v + b, dst + p * vb + b);
       memcpy(dst + soff + p * sb, scales + (e * rows + src) * sb, (size_t)sb);
     }
   }

@@ -56,7 +56,7 @@
 
 /* One operand row of a dot product: its elements and the scales that decode them. */
 typedef struct qrow {
-  const void *v;      /* e4m3 codes, bf16 values or packed e2m1 pairs (element k at k / 2) */
+  const void *v;      /* e4m3 codes, bf16 values or prepared e2m1 blocks (16 bytes per 32) */
   const float *fs;    /* e4m3: the scale of element k is fs[(k / 128) * fs_blk] */
   int64_t fs_blk;     /* 1 per 128-block scales, 0 one scale */
   const uint8_t *mxs; /* e2m1: the ue8m0 scale of element k is mxs[k / 32] */
@@ -106,12 +106,9 @@ static void decode_block(const quant_job *g, int kind, const qrow *r, int64_t b,
     const uint16_t *h = (const uint16_t *)r->v + k0;
     for (int k = 0; k < SB; ++k) out[k] = moe_bf16_to_f32(h[k]);
   } else {
-    const uint8_t *c = (const uint8_t *)r->v + k0 / 2;
+    const uint8_t *blk = (const uint8_t *)r->v + k0 / 2; /* a prepared block (16 bytes) */
     const float s = moe_ue8m0_to_f32(r->mxs[b]);
-    for (int k = 0; k < SB / 2; ++k) {
-      out[2 * k] = MOE_FMUL(g->lut4[c[k] & 15u], s);
-      out[2 * k + 1] = MOE_FMUL(g->lut4[c[k] >> 4], s);
-    }
+    for (int k = 0; k < SB; ++k) out[k] = MOE_FMUL(g->lut4[moe_mx_block_code(blk, k)], s);
   }
 }
 

@@ -5,20 +5,21 @@
  * epilogue are the family's.
  *
  * Hopper has no FP4 tensor-core input, so the weights are the wgmma A operand from registers
- * (swap-AB puts them there): per stage of 64 K, TMA brings each weight row's 32 packed bytes
+ * (swap-AB puts them there): per stage of 64 K, TMA brings each weight row's 32 prepared bytes
  * (a quarter of BF16's bytes: decode streams 4.25 bits a weight), and every consumer thread
  * expands its fragment (mma.m16n8k16's A layout: rows g and g + 8 of its warp's 16, k pairs
- * 2q and 2q + 8 of each k16 step, g = lane / 4, q = lane % 4) to bf16 times the block's scale:
- *   - e2m1 -> bf16 by table: a byte permute (PRMT) looks up each magnitude's high and low byte
- *     (0, 0.5, 1, 1.5, 2, 3, 4, 6 are all bf16 values), the sign bit moves to bit 15;
- *   - times 2^(s - 127), one bf16x2 multiply: exact, as docs/formats.md shows for fp32 (every
- *     product has at most 2 significant bits; the subnormal products of small scales are bf16
- *     subnormals, which the multiply keeps), so the wgmma sums exactly the CPU reference's
- *     dequantized weights (only the summation order differs).
- * The expansion of stage kb + 1 runs while stage kb's wgmma group is in flight (two register
- * sets for A): the tensor pipe waits only for the group's issue.
+ * 2q and 2q + 8 of each k16 step, g = lane / 4, q = lane % 4) to bf16 times the block's scale.
+ * The prepared bit order (kernels/mxfp4_math.h, moe_mx_pack_block) puts a thread's eight codes
+ * of a 32-value block in one word, where each code already sits at the bits of a bf16 (sign bit
+ * 15, the exponent's low bits 8..7, the mantissa's top bit 6) up to a shift: a pair costs a mask,
+ * at most two shifts, and one bf16x2 multiply by 2^(s - 1) (the code read as bf16 is its value
+ * times 2^-126). The multiply is exact, as docs/formats.md shows for fp32 (every product has at
+ * most 2 significant bits; the subnormal products of small scales are bf16 subnormals, which the
+ * multiply keeps), so the wgmma sums exactly the CPU reference's dequantized weights (only the
+ * summation order differs). The expansion of stage kb + 1 runs while stage kb's wgmma group is in
+ * flight (two register sets for A): the tensor pipe waits only for the group's issue.
  *
- * Scales: a tile's rows x K/32 ue8m0 bytes, contiguous in the prepared layout (v3), arrive once
+ * Scales: a tile's rows x K/32 ue8m0 bytes, contiguous in the prepared layout, arrive once
  * per tile by one bulk copy into shared memory (the row pitch K/32 is no legal TMA stride);
  * rows past the expert's weight rows read scale 0 (their values are TMA's zero fill anyway).
  */
@@ -46,10 +47,10 @@ constexpr int kMxRowBytes = kWeightRowBytes<Mxfp4W4A16Format>;
 static_assert(kMxRowBytes * 2 == kMxStageK, "a packed weight row per stage: two e2m1 per byte");
 static_assert(kMxStageK % 32 == 0, "a stage must hold whole 32-value scale blocks");
 
-/* The bf16 bits of 2^(s - 127) twice (bf16x2); ue8m0 0 is the subnormal 2^-127 and 0xFF NaN. */
-__device__ __forceinline__ uint32_t mx_scale_bf16x2(uint32_t s) {
-  const uint32_t b = (s << 7) | ((s == 0u || s == 0xFFu) ? 0x40u : 0u);
-  return b | (b << 16);
+/* bf16x2 of 2^(s - 1) twice, for ue8m0 s <= 128: the factor 2^126 * 2^(s - 127) that turns a
+ * prepared code read as bf16 (its value times 2^-126) into the weight. */
+__device__ __forceinline__ uint32_t mx_factor_bf16x2(uint32_t s) {
+  return s * 0x00800080u + 126u * 0x00800080u;
 }
 
 __device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
@@ -59,25 +60,24 @@ __device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
 }
 
 /*
- * The four e2m1 codes in bits 0..15 of x (code i in bits 4i..4i+3) times the bf16x2 scale:
- * lo = {code 0, code 1}, hi = {code 2, code 3} as bf16x2 (the lower k in the low half).
+ * The eight codes of a prepared word (kernels/mxfp4_math.h, moe_mx_pack_block: part t's two
+ * codes as a bf16x2 in out[t]) times the scale: f1, and for kTwo a second factor f2 (scales past
+ * 128, whose 2^(s - 1) is no bf16). Parts 0 and 1 are a bf16 pair's bits after a mask (part 1
+ * after a shift); parts 2 and 3 are multiplied as magnitudes, then their sign bits XORed in
+ * (exact: the product of a magnitude and a positive factor only changes sign).
  */
-__device__ __forceinline__ void e2m1x4_to_bf16x2(uint32_t x, uint32_t scale2, uint32_t &lo,
-                                                 uint32_t &hi) {
-  /* bf16 of the magnitudes 0..7 (0, 0.5, 1, 1.5, 2, 3, 4, 6): high bytes, then low bytes,
-   * indexed by a PRMT selector nibble (magnitude i = byte i of the pair of words) */
-  constexpr uint32_t kHi03 = 0x3F3F3F00u, kHi47 = 0x40404040u;
-  constexpr uint32_t kLo03 = 0xC0800000u, kLo47 = 0xC0804000u;
-  const uint32_t sel = x & 0x7777u;
-  const uint32_t h = __byte_perm(kHi03, kHi47, sel);
-  const uint32_t l = __byte_perm(kLo03, kLo47, sel);
-  uint32_t a = __byte_perm(l, h, 0x5140u); /* bytes l0 h0 l1 h1: codes 0, 1 */
-  uint32_t b = __byte_perm(l, h, 0x7362u); /* codes 2, 3 */
-  /* sign bits 3, 7 -> 15, 31 and 11, 15 -> 15, 31 (the products' other bits are masked off) */
-  a |= ((x & 0x88u) * 0x01001000u) & 0x80008000u;
-  b |= ((x & 0x8800u) * 0x00010010u) & 0x80008000u;
-  lo = bf16x2_mul(a, scale2);
-  hi = bf16x2_mul(b, scale2);
+template <bool kTwo>
+__device__ __forceinline__ void mx_expand_word(uint32_t w, uint32_t f1, uint32_t f2, uint32_t &o0,
+                                               uint32_t &o1, uint32_t &o2, uint32_t &o3) {
+  constexpr uint32_t kMagSign = 0x81C081C0u, kMag = 0x01C001C0u, kSign = 0x80008000u;
+  auto scale = [&](uint32_t t) {
+    const uint32_t r = bf16x2_mul(t, f1);
+    return kTwo ? bf16x2_mul(r, f2) : r;
+  };
+  o0 = scale(w & kMagSign);
+  o1 = scale((w << 3) & kMagSign);
+  o2 = scale((w << 6) & kMag) ^ ((w << 2) & kSign);
+  o3 = scale((w >> 3) & kMag) ^ ((w << 1) & kSign);
 }
 
 /*
@@ -113,30 +113,44 @@ __device__ __forceinline__ void mx_main_loop(float (&d)[kAtoms][N / 2], uint64_t
   using Mma = ptx::WgmmaBf16Rs<NV>;
   constexpr int R = Mma::kRegs;
   const int scale_ld = 2 * k_blocks;
-  const uint32_t q = static_cast<uint32_t>(lane & 3);
-  const uint32_t pick = q | ((4u + q) << 4); /* byte q of two words */
-  const int row = 16 * warp + lane / 4;      /* + 64 a + 8 h */
+  const int q = lane & 3;
+  const int row = 16 * warp + lane / 4; /* + 64 a + 8 h */
 
-  /* Expands stage s (k-block kb) into dst[atom][k16 step][fragment register]. */
+  /* Expands stage s (k-block kb) into dst[atom][k16 step][fragment register]: per row, word q of
+   * each 32-value block is this thread's fragment of two k16 steps (part t = step 2b + t / 2,
+   * register 2 (t % 2) + h). */
   auto expand = [&](uint32_t(&dst)[kAtoms][4][4], int s, int kb) {
 #pragma unroll
     for (int a = 0; a < kAtoms; ++a) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int r = row + 64 * a + 8 * h;
-        const uint4 *src = reinterpret_cast<const uint4 *>(a_wg + s * kABytes + r * kMxRowBytes);
-        const uint4 w0 = src[0], w1 = src[1];
-        const uint32_t w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+        const uint8_t *src = a_wg + s * kABytes + r * kMxRowBytes + 4 * q;
+        const uint32_t w[2] = {*reinterpret_cast<const uint32_t *>(src),
+                               *reinterpret_cast<const uint32_t *>(src + 16)};
+        /* rows past the expert's read scale 0: their codes are TMA's zero fill */
         const uint32_t sc =
             r < valid_rows ? *reinterpret_cast<const uint16_t *>(scales_wg + r * scale_ld + 2 * kb)
                            : 0u;
-        const uint32_t s2[2] = {r < valid_rows ? mx_scale_bf16x2(sc & 0xFFu) : 0u,
-                                r < valid_rows ? mx_scale_bf16x2(sc >> 8) : 0u};
+        const uint32_t sb[2] = {sc & 0xFFu, sc >> 8};
+        if (sb[0] <= 128u && sb[1] <= 128u) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          /* k16 step j: byte q of word 2j (k 16j + 2q, +1) and of word 2j + 1 (k + 8) */
-          const uint32_t x = __byte_perm(w[2 * j], w[2 * j + 1], pick);
-          e2m1x4_to_bf16x2(x, s2[j / 2], dst[a][j][h], dst[a][j][2 + h]);
+          for (int b = 0; b < 2; ++b)
+            mx_expand_word<false>(w[b], mx_factor_bf16x2(sb[b]), 0u, dst[a][2 * b][h],
+                                  dst[a][2 * b][2 + h], dst[a][2 * b + 1][h],
+                                  dst[a][2 * b + 1][2 + h]);
+        } else {
+          /* 2^(s - 1) past bf16: 2^127, then 2^(s - 128) (0xFF: NaN, as the CPU decodes it) */
+#pragma unroll
+          for (int b = 0; b < 2; ++b) {
+            const uint32_t lo = min(sb[b], 128u);
+            const uint32_t f2 = sb[b] <= 128u    ? 0x3F803F80u
+                                : sb[b] == 0xFFu ? 0x7FC07FC0u
+                                                 : (sb[b] - 1u) * 0x00800080u;
+            mx_expand_word<true>(w[b], mx_factor_bf16x2(lo), f2, dst[a][2 * b][h],
+                                 dst[a][2 * b][2 + h], dst[a][2 * b + 1][h],
+                                 dst[a][2 * b + 1][2 + h]);
+          }
         }
       }
     }

@@ -58,7 +58,7 @@ struct GroupedGemmParams {
   float *out_scale;
   int64_t scale_ld;       /* block: row pitch of the transposed token-scale arrays */
   int32_t w_scale_blocks; /* block: 128-row scale blocks per expert (canonical rows / 128) */
-  /* MXFP4 weights (kernels/mxfp4_math.h, prepared layout v3): expert e's section at w_mx +
+  /* MXFP4 weights (kernels/mxfp4_math.h, prepared layout v4): expert e's section at w_mx +
    * e * w_expert_bytes, its ue8m0 scales [w_rows, K/32] at + w_scales_offset (the packed
    * values come by the weight tensor map). */
   const uint8_t *w_mx;

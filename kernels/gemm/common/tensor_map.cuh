@@ -26,7 +26,7 @@ cudaError_t encode_stage_map(CUtensorMap *map, CUtensorMapDataType type, int ele
                              const void *ptr, int64_t inner, int64_t outer, int32_t box_rows);
 
 /*
- * 3-D map over prepared MXFP4 values (kernels/mxfp4_math.h, layout v3): {K/2 bytes, rows,
+ * 3-D map over prepared MXFP4 values (kernels/mxfp4_math.h, layout v4): {K/2 bytes, rows,
  * experts}, expert e's section at e * expert_bytes; box {row_bytes bytes, box_rows, 1}, no
  * swizzle (the consumers read whole packed rows). Rows past `rows` read as zeros.
  */
