@@ -866,18 +866,19 @@ static int compare_with_bf16_runner(const msetup *f) {
 
 #define SW MOE_ACTIVATION_SWIGLU
 static const mcase k_cases[] = {
-    /* name                       w4a8 hfp8 act bias gpt il  E  El off K  T   H     I  tile C fin */
-    {"w4a16 gpt-oss 2880", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 3, 2880, 2880, 8, 1, 1},
-    {"w4a8 gpt-oss 2880 EP", 1, 0, SW, 2, 1, 1, 6, 2, 2, 3, 4, 2880, 2880, 8, 1, 1},
-    {"w4a16 bf16-bias T=1", 0, 0, SW, 2, 1, 0, 8, 8, 0, 4, 1, 96, 160, 8, 1, 1},
-    {"w4a16 EP permuted K%128", 0, 0, SW, 1, 1, 1, 16, 5, 3, 4, 33, 224, 96, 64, 2, 0},
-    {"w4a8 e4m3-in K%128", 1, 1, SW, 1, 1, 0, 8, 8, 0, 2, 29, 160, 224, 16, 1, 1},
-    {"w4a8 T=1 EP", 1, 0, SW, 0, 1, 1, 8, 4, 4, 3, 1, 96, 64, 8, 1, 1},
-    {"w4a16 swiglu plain", 0, 0, SW, 0, 0, 0, 4, 4, 0, 2, 20, 64, 96, 8, 1, 1},
-    {"w4a16 relu2 permuted", 0, 0, MOE_ACTIVATION_RELU2, 1, 0, 0, 6, 3, 3, 2, 17, 96, 64, 16, 1, 0},
-    {"w4a8 relu2", 1, 0, MOE_ACTIVATION_RELU2, 2, 0, 0, 4, 4, 0, 2, 12, 64, 96, 8, 1, 1},
-    {"w4a16 T=0", 0, 0, SW, 1, 1, 0, 4, 4, 0, 2, 0, 96, 64, 8, 1, 1},
-    {"w4a8 T=0 EP", 1, 0, SW, 0, 1, 0, 8, 4, 4, 2, 0, 64, 96, 8, 1, 1},
+    /* name                  w4a8 hfp8 act bias gpt il  E  El off K  T   H     I  tile C fin wide */
+    {"w4a16 gpt-oss 2880", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 3, 2880, 2880, 8, 1, 1, 0},
+    {"w4a8 gpt-oss 2880 EP", 1, 0, SW, 2, 1, 1, 6, 2, 2, 3, 4, 2880, 2880, 8, 1, 1, 0},
+    {"w4a16 bf16-bias T=1", 0, 0, SW, 2, 1, 0, 8, 8, 0, 4, 1, 96, 160, 8, 1, 1, 0},
+    {"w4a16 EP permuted K%128", 0, 0, SW, 1, 1, 1, 16, 5, 3, 4, 33, 224, 96, 64, 2, 0, 0},
+    {"w4a8 e4m3-in K%128", 1, 1, SW, 1, 1, 0, 8, 8, 0, 2, 29, 160, 224, 16, 1, 1, 0},
+    {"w4a8 T=1 EP", 1, 0, SW, 0, 1, 1, 8, 4, 4, 3, 1, 96, 64, 8, 1, 1, 0},
+    {"w4a16 swiglu plain", 0, 0, SW, 0, 0, 0, 4, 4, 0, 2, 20, 64, 96, 8, 1, 1, 0},
+    {"w4a16 relu2 permuted", 0, 0, MOE_ACTIVATION_RELU2, 1, 0, 0, 6, 3, 3, 2, 17, 96, 64, 16, 1, 0,
+     0},
+    {"w4a8 relu2", 1, 0, MOE_ACTIVATION_RELU2, 2, 0, 0, 4, 4, 0, 2, 12, 64, 96, 8, 1, 1, 0},
+    {"w4a16 T=0", 0, 0, SW, 1, 1, 0, 4, 4, 0, 2, 0, 96, 64, 8, 1, 1, 0},
+    {"w4a8 T=0 EP", 1, 0, SW, 0, 1, 0, 8, 4, 4, 2, 0, 64, 96, 8, 1, 1, 0},
 };
 #define NUM_CASES ((int)(sizeof k_cases / sizeof k_cases[0]))
 
@@ -895,18 +896,17 @@ static const mcase k_cases[] = {
 #define R2 MOE_ACTIVATION_RELU2
 #define ID MOE_ACTIVATION_IDENTITY
 static const mcase k_gpu_cases[] = {
-    /* name                       w4a8 hfp8 act bias gpt il  E  El off K  T    H     I  tile C fin
-     */
-    {"gpu gpt-oss 2880 EP", 0, 0, SW, 1, 1, 1, 8, 4, 4, 4, 3, 2880, 2880, 8, 1, 1},
-    {"gpu gpt-oss H192 I320", 0, 0, SW, 1, 1, 1, 16, 16, 0, 4, 33, 192, 320, 8, 1, 1},
-    {"gpu gpt-oss EP permuted", 0, 0, SW, 1, 1, 0, 16, 5, 3, 4, 41, 320, 192, 128, 1, 0},
-    {"gpu swiglu plain T=1", 0, 0, SW, 0, 0, 0, 8, 8, 0, 2, 1, 128, 192, 8, 1, 1},
-    {"gpu geglu fp32-bias", 0, 0, GE, 1, 0, 0, 6, 6, 0, 2, 24, 192, 128, 8, 1, 1},
-    {"gpu relu2 EP permuted", 0, 0, R2, 1, 0, 0, 6, 3, 3, 2, 20, 256, 192, 128, 1, 0},
-    {"gpu identity EP", 0, 0, ID, 1, 0, 0, 8, 4, 2, 2, 16, 128, 320, 8, 1, 1},
-    {"gpu relu2 T=1 EP", 0, 0, R2, 0, 0, 0, 8, 4, 4, 4, 1, 64, 128, 8, 1, 1},
-    {"gpu gpt-oss T=0", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 0, 128, 128, 8, 1, 1},
-    {"gpu gpt-oss T=600", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 600, 256, 192, 256, 4, 1},
+    /* name              w4a8 hfp8 act bias gpt il  E  El off K  T    H     I  tile C fin wide */
+    {"gpu gpt-oss 2880 EP", 0, 0, SW, 1, 1, 1, 8, 4, 4, 4, 3, 2880, 2880, 8, 1, 1, 0},
+    {"gpu gpt-oss H192 I320", 0, 0, SW, 1, 1, 1, 16, 16, 0, 4, 33, 192, 320, 8, 1, 1, 0},
+    {"gpu gpt-oss EP permuted", 0, 0, SW, 1, 1, 0, 16, 5, 3, 4, 41, 320, 192, 128, 1, 0, 0},
+    {"gpu swiglu plain T=1", 0, 0, SW, 0, 0, 0, 8, 8, 0, 2, 1, 128, 192, 8, 1, 1, 0},
+    {"gpu geglu fp32-bias", 0, 0, GE, 1, 0, 0, 6, 6, 0, 2, 24, 192, 128, 8, 1, 1, 0},
+    {"gpu relu2 EP permuted", 0, 0, R2, 1, 0, 0, 6, 3, 3, 2, 20, 256, 192, 128, 1, 0, 0},
+    {"gpu identity EP", 0, 0, ID, 1, 0, 0, 8, 4, 2, 2, 16, 128, 320, 8, 1, 1, 0},
+    {"gpu relu2 T=1 EP", 0, 0, R2, 0, 0, 0, 8, 4, 4, 4, 1, 64, 128, 8, 1, 1, 0},
+    {"gpu gpt-oss T=0", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 0, 128, 128, 8, 1, 1, 0},
+    {"gpu gpt-oss T=600", 0, 0, SW, 1, 1, 1, 4, 4, 0, 2, 600, 256, 192, 256, 4, 1, 0},
     {"gpu wide scales", 0, 0, ID, 1, 0, 0, 8, 8, 0, 2, 40, 960, 320, 8, 1, 1, 1},
 };
 #define NUM_GPU_CASES ((int)(sizeof k_gpu_cases / sizeof k_gpu_cases[0]))
@@ -1151,9 +1151,17 @@ static void test_misuse(void) {
     over.data = q->t.data;
     EXPECT_ERR(moe_weights_prepare_scaled(r, &p, W2, &q->t, &s->t, &over, NULL), IA,
                "prepared: expected memory disjoint from canonical");
-    over.data = s->t.data;
-    EXPECT_ERR(moe_weights_prepare_scaled(r, &p, W2, &q->t, &s->t, &over, NULL), IA,
+    /* over the scales only: a prepared tensor at s's address could also reach q, wherever
+     * the allocator put it (it did under compute-sanitizer), so the scales get a buffer of
+     * their own long enough for both */
+    uint8_t *buf = (uint8_t *)t_xmalloc(prep->bytes + s->bytes);
+    memcpy(buf, s->t.data, s->bytes);
+    DLTensor s2 = s->t;
+    s2.data = buf;
+    over.data = buf;
+    EXPECT_ERR(moe_weights_prepare_scaled(r, &p, W2, &q->t, &s2, &over, NULL), IA,
                "disjoint from canonical_scales");
+    free(buf);
   }
 #undef PREP_BAD
   /* options */
