@@ -214,20 +214,22 @@ static int64_t fp8_block_score(const moe_problem *p, const moe_config_row *row) 
 }
 
 /*
- * MXFP4 W4A16 ranking (lower is better), from a = T*K / E_l: a < 4 the 64-row tile-8 config
- * (two CTAs per SM: the weight stream is the cost), then the cluster tile 64 below a = 32, 128
+ * MXFP4 W4A16 ranking (lower is better), from a = T*K / E_l: a <= 4 the 64-row tile-8 config
+ * (two CTAs per SM: the weight stream is the cost), then the cluster tile 32 below a = 32, 128
  * below a = 128 and 256 from there (the expansion of a weight tile is paid once per token tile,
  * so the widest tile the rows fill wins); C = 1 first (a cluster's CTAs each expand the whole
- * multicast tile for fewer tokens), then the nearest tile. H100, gpt-oss-120b-mxfp4
- * (`moe-bench --config all`, 2026-12-07): T = 1 t8 m64 76 us (t16 m64 79), T = 32 t8 m64 882
- * (next 1071), T = 512 t64 1770 (t32 1857), T = 4096 t256 3264 (t128 3462); at a = 64 t128 won
- * (T = 2048 2270 against 2820 us for t256; gpt-oss-20b T = 512 606 against 754); C = 2 / 4 ran
- * 1.5-4x slower in every cell.
+ * multicast tile for fewer tokens), then the nearest tile. H100, the one-shift expansion
+ * (`moe-bench --config all`, 2026-12-07): gpt-oss-120b-mxfp4 T = 1 t8 m64 55.1 us (next t16
+ * 67.0), T = 8 264.8 (341.7), T = 32 655.4 (831.1), T = 128 (a = 4) t8 m64 1062.1 against t64
+ * 1486.3, T = 512 (a = 16) t32 1485.7 against t64 1542.9, T = 2048 (a = 64) t128 2105.7 against
+ * t64 2352.2; gpt-oss-20b-mxfp4 T = 32 (a = 4) t8 m64 276.3 against t16 338.6, T = 512 (a = 64)
+ * t128 547.3 against t64 634.3; earlier, T = 4096 t256 won over t128; C = 2 / 4 ran 1.5-4x
+ * slower in every cell.
  */
 static int64_t mxfp4_score(const moe_problem *p, const moe_config_row *row) {
   const int64_t el = moe_local_experts(p), slots = p->num_tokens * p->top_k;
-  const int small = slots < 4 * el;
-  const int32_t target = small ? 8 : slots < 32 * el ? 64 : slots < 128 * el ? 128 : 256;
+  const int small = slots <= 4 * el;
+  const int32_t target = small ? 8 : slots < 32 * el ? 32 : slots < 128 * el ? 128 : 256;
   const int d = ilog2(row->tile) - ilog2(target);
   const int64_t dist = d >= 0 ? 2 * d : -2 * d + 1;
   const int64_t cpref = row->cluster == 1 ? 0 : row->cluster == 2 ? 1 : 2;

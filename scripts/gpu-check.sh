@@ -102,7 +102,7 @@ pstep memcheck_moe "${san[@]}" memcheck build-gpu/tests/test_moe
 # the FP8 kernels: per-tensor C = 1 / 4, the persistent GEMM2 (t192), block C = 1 / 2
 MOE_TEST_GPU_CONFIGS=sm90_fp8pt_t16_c1_m128_s12,sm90_fp8pt_t64_c4_m128_s12,sm90_fp8pt_t192_c1_m256_s4,sm90_fp8blk_t8_c1_m256_s6,sm90_fp8blk_t64_c2_m256_s6 \
   pstep memcheck_fp8 "${san[@]}" memcheck build-gpu/tests/test_fp8
-# the MXFP4 W4A16 kernels on test_mxfp4's ten GPU cases (gpt-oss's 2880 included): a decode, a
+# the MXFP4 W4A16 kernels on test_mxfp4's eleven GPU cases (gpt-oss's 2880 included): a decode, a
 # prefill and a C = 4 config, so the step stays within STEP_TIMEOUT (test_mxfp4 fails on a name
 # that is not in the catalogue)
 MOE_TEST_GPU_CONFIGS=sm90_w4a16_t8_c1_m64_s16,sm90_w4a16_t128_c1_m128_s8,sm90_w4a16_t256_c4_m128_s10 \
