@@ -8,8 +8,7 @@
  * for gpt-oss's interleaved W1 (MOE_WEIGHTS_GEMM1_GATE_UP_INTERLEAVED), source row 2f + 1 for
  * up feature f and 2f for gate feature f. Prepared row: the BF16 prepared order
  * (moe_cpu_w1_row for gated W1, else c). Per expert: values [R, C/2] (packed blocks), zero pad
- * to 128 bytes,
- * scales [R, C/32], zero pad to 128 bytes.
+ * to 128 bytes, scales [R, C/32], zero pad to 128 bytes.
  */
 #include <string.h>
 
