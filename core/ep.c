@@ -211,7 +211,7 @@ static moe_status_t check_options(moe_ep *ep, const moe_ep_options *o) {
   l->off_out_rows = moe_ws_region(&at, 2 * N * H);
   l->off_grouped = moe_ws_region(&at, (int64_t)ep->grouped_bytes);
   l->total_bytes = at;
-  if (at < 0 || (uint64_t)at > (uint64_t)SIZE_MAX)
+  if (!moe_ws_fits(at))
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
                     "options: the moe_ep workspace for %lld sent and %lld received rows of %lld "
                     "values exceeds size_t",

@@ -67,7 +67,7 @@ static moe_status_t grouped_layout_of(const moe_problem *p, const moe_config_row
   l->off_gemm1_out = moe_ws_region(&at, 2 * l->max_rows * I);
   l->off_gemm2_out = moe_ws_region(&at, 2 * l->max_rows * H);
   l->total_bytes = at;
-  if (at < 0 || (uint64_t)at > (uint64_t)SIZE_MAX) /* at < 0: moe_ws_region overflowed */
+  if (!moe_ws_fits(at))
     return moe_fail(MOE_STATUS_NOT_SUPPORTED,
                     "problem: workspace exceeds size_t (%lld bytes; -1: past int64)",
                     (long long)at);

@@ -102,6 +102,8 @@ typedef struct moe_config_row {
  * MOE_WORKSPACE_ALIGN-aligned) and returns its offset; on int64 overflow, a negative size or a
  * failed earlier call, *at becomes (stays) -1 and 0 is returned (layout.c). */
 int64_t moe_ws_region(int64_t *at, int64_t bytes);
+/* Whether a total built by moe_ws_region can be allocated: no overflow (-1), within size_t. */
+int moe_ws_fits(int64_t total);
 #define MOE_MAX_CATALOGUE_ROWS 64
 typedef struct moe_catalogue {
   int32_t key;            /* MOE_K_CATALOGUE_* (kernels/kernels.h) */

@@ -69,6 +69,10 @@ int64_t moe_ws_region(int64_t *at, int64_t bytes) {
   return off;
 }
 
+int moe_ws_fits(int64_t total) {
+  return total >= 0 && (uint64_t)total <= (uint64_t)SIZE_MAX;
+}
+
 /* The layout, or 0 with the reason in @p why (no error recorded: config validity asks this
  * for every config of the catalogue). The problem is valid (moe_check_problem). */
 static int layout_try(const moe_runner *r, const moe_problem *p, int32_t tile, int32_t cluster,
@@ -113,7 +117,7 @@ static int layout_try(const moe_runner *r, const moe_problem *p, int32_t tile, i
   l->off_gemm1_out = moe_ws_region(&at, 2 * l->max_rows * I);
   l->off_gemm2_out = moe_ws_region(&at, 2 * l->max_rows * H);
   l->total_bytes = at;
-  if (at < 0 || (uint64_t)at > (uint64_t)SIZE_MAX) { /* at < 0: moe_ws_region overflowed */
+  if (!moe_ws_fits(at)) {
     snprintf(why, why_len, "workspace exceeds size_t (%lld bytes; -1: past int64)", (long long)at);
     return 0;
   }

@@ -95,13 +95,31 @@ MOE_HD void moe_mx_pack_block(const uint8_t *src, uint8_t *dst) {
   }
 }
 
-/* The e2m1 code of value k (0..31) of a prepared block. */
-MOE_HD uint32_t moe_mx_block_code(const uint8_t *blk, int k) {
-  const int i = k / 2, h = k & 1, q = i % 4, t = i / 4;
-  const uint32_t w = (uint32_t)blk[4 * q] | (uint32_t)blk[4 * q + 1] << 8 |
-                     (uint32_t)blk[4 * q + 2] << 16 | (uint32_t)blk[4 * q + 3] << 24;
+/* Word q (0..3) of a prepared block, little-endian. */
+MOE_HD uint32_t moe_mx_block_word(const uint8_t *blk, int q) {
+  return (uint32_t)blk[4 * q] | (uint32_t)blk[4 * q + 1] << 8 | (uint32_t)blk[4 * q + 2] << 16 |
+         (uint32_t)blk[4 * q + 3] << 24;
+}
+
+/* The code of part t (0..3), half h (0: even value, 1: odd) of a prepared word. */
+MOE_HD uint32_t moe_mx_word_code(uint32_t w, int t, int h) {
   return ((w >> (moe_mx_part_base(t) + 16 * h)) & 7u) |
          (((w >> (moe_mx_part_sign(t) + 16 * h)) & 1u) << 3);
+}
+
+/* The e2m1 code of value k (0..31) of a prepared block. */
+MOE_HD uint32_t moe_mx_block_code(const uint8_t *blk, int k) {
+  const int i = k / 2;
+  return moe_mx_word_code(moe_mx_block_word(blk, i % 4), i / 4, k & 1);
+}
+
+/* All 32 codes of a prepared block, in K order (codes[k] = moe_mx_block_code(blk, k)). */
+MOE_HD void moe_mx_unpack_block(const uint8_t *blk, uint8_t *codes) {
+  for (int q = 0; q < 4; ++q) {
+    const uint32_t w = moe_mx_block_word(blk, q);
+    for (int t = 0; t < 4; ++t)
+      for (int h = 0; h < 2; ++h) codes[2 * (q + 4 * t) + h] = (uint8_t)moe_mx_word_code(w, t, h);
+  }
 }
 
 /*

@@ -1,7 +1,7 @@
 /*
  * mx_layout.h - the tests' reading of a prepared MXFP4 value row (docs/formats.md, "Prepared
  * weight layout (version 4: MXFP4)") against its checkpoint row: every code through
- * moe_mx_block_code, so a relayout that moves or drops a code is seen wherever it lands.
+ * moe_mx_unpack_block, so a relayout that moves or drops a code is seen wherever it lands.
  */
 #ifndef MOE_TEST_MX_LAYOUT_H_
 #define MOE_TEST_MX_LAYOUT_H_
@@ -13,9 +13,11 @@
 /* Codes of prepared row @p prep that differ from checkpoint row @p canon (cols values). */
 static inline int64_t mx_row_mismatches(const uint8_t *prep, const uint8_t *canon, int64_t cols) {
   int64_t bad = 0;
+  uint8_t codes[MOE_MX_BLOCK];
   for (int64_t k = 0; k < cols; ++k) {
+    if (k % MOE_MX_BLOCK == 0) moe_mx_unpack_block(prep + k / 2, codes);
     const uint32_t want = (uint32_t)(canon[k / 2] >> (4 * (k % 2))) & 15u;
-    bad += moe_mx_block_code(prep + (k / MOE_MX_BLOCK) * 16, (int)(k % MOE_MX_BLOCK)) != want;
+    bad += codes[k % MOE_MX_BLOCK] != want;
   }
   return bad;
 }

@@ -105,7 +105,8 @@ static void test_decode(void) {
  * The prepared bit order (docs/formats.md, "Bit order of a block") as the CUDA kernel reads it:
  * for every code in every place of a block, the kernel's extraction of its part (a mask, a
  * shift; parts 2 and 3 magnitude and sign apart) must give the bf16 bits of its e2m1 value
- * times 2^-126; and moe_mx_block_code must read back every code of random blocks.
+ * times 2^-126; and moe_mx_block_code and moe_mx_unpack_block must read back every code of
+ * random blocks.
  */
 static void test_bit_order(void) {
   static const uint32_t shift_mag[4] = {0, 3, 6, 0}, shift_sign[4] = {0, 3, 2, 1};
@@ -117,8 +118,7 @@ static void test_bit_order(void) {
           uint8_t canon[16] = {0}, prep[16];
           canon[q + 4 * t] = (uint8_t)(c << (4 * h));
           moe_mx_pack_block(canon, prep);
-          const uint32_t w = (uint32_t)prep[4 * q] | (uint32_t)prep[4 * q + 1] << 8 |
-                             (uint32_t)prep[4 * q + 2] << 16 | (uint32_t)prep[4 * q + 3] << 24;
+          const uint32_t w = moe_mx_block_word(prep, q);
           const uint32_t mag = (t == 3 ? w >> 3 : w << shift_mag[t]) & 0x01C001C0u;
           const uint32_t sign = (w << shift_sign[t]) & 0x80008000u;
           const uint32_t bits = ((mag | sign) >> (16 * h)) & 0xFFFFu;
@@ -140,8 +140,13 @@ static void test_bit_order(void) {
     uint8_t canon[16], prep[16];
     for (int b = 0; b < 16; ++b) canon[b] = (uint8_t)t_rng_next(&rng);
     moe_mx_pack_block(canon, prep);
-    for (int k = 0; k < 32; ++k)
-      bad += moe_mx_block_code(prep, k) != ((uint32_t)(canon[k / 2] >> (4 * (k % 2))) & 15u);
+    uint8_t codes[32];
+    moe_mx_unpack_block(prep, codes);
+    for (int k = 0; k < 32; ++k) {
+      const uint32_t want = (uint32_t)(canon[k / 2] >> (4 * (k % 2))) & 15u;
+      bad += moe_mx_block_code(prep, k) != want;
+      bad += codes[k] != want;
+    }
   }
   CHECK(bad == 0, "bit order: %ld codes of 1000 random blocks read back wrong", bad);
   printf("bit order: %d (code, place) pairs are bf16 x 2^-126, 1000 random blocks read back\n", n);

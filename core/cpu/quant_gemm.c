@@ -106,9 +106,10 @@ static void decode_block(const quant_job *g, int kind, const qrow *r, int64_t b,
     const uint16_t *h = (const uint16_t *)r->v + k0;
     for (int k = 0; k < SB; ++k) out[k] = moe_bf16_to_f32(h[k]);
   } else {
-    const uint8_t *blk = (const uint8_t *)r->v + k0 / 2; /* a prepared block (16 bytes) */
+    uint8_t c[SB]; /* the codes of a prepared block (16 bytes) */
+    moe_mx_unpack_block((const uint8_t *)r->v + k0 / 2, c);
     const float s = moe_ue8m0_to_f32(r->mxs[b]);
-    for (int k = 0; k < SB; ++k) out[k] = MOE_FMUL(g->lut4[moe_mx_block_code(blk, k)], s);
+    for (int k = 0; k < SB; ++k) out[k] = MOE_FMUL(g->lut4[c[k]], s);
   }
 }
 
