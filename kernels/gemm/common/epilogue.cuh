@@ -222,11 +222,13 @@ __device__ __forceinline__ void store_rows(const Elem *stage, const GroupedGemmP
   constexpr int kPerChunk = 16 / static_cast<int>(sizeof(Elem));
   if (kChunks > 0) chunks = kChunks;
   const int total = live * chunks;
+  /* a tile's live rows are consecutive in the output (params.cuh, out_rows): one map load per
+   * tile, not a dependent global load per stored chunk */
+  const int32_t out_row0 = p.out_rows == nullptr || live == 0 ? row0 : __ldg(p.out_rows + row0);
   for (int idx = tid; idx < total; idx += nthreads) {
     const int tok = idx / chunks;
     const int c = idx - tok * chunks;
-    const int32_t row = p.out_rows == nullptr ? row0 + tok : __ldg(p.out_rows + row0 + tok);
-    if (row < 0) continue;
+    const int32_t row = out_row0 + tok;
     const uint4 v = *reinterpret_cast<const uint4 *>(stage + tok * kPitch + c * kPerChunk);
     *reinterpret_cast<uint4 *>(static_cast<Elem *>(p.out) + static_cast<int64_t>(row) * p.out_ld +
                                col0 + c * kPerChunk) = v;

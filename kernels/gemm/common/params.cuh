@@ -16,9 +16,11 @@ namespace sm90 {
 
 struct GroupedGemmParams {
   void *out; /* [rows, out_ld] of the kernel's output type */
-  /* NULL: tile row r is stored at out row r. Else the out row of tile row r is out_rows[r]
-   * (< 0: not stored): a grouped run's GEMM2 stores each row at the caller's position, so no
-   * copy pass follows it. */
+  /* NULL: tile row r is stored at out row r. Else a grouped run's GEMM2 stores each row at the
+   * caller's position, so no copy pass follows it: the live rows of a tile starting at row0 are
+   * one expert's consecutive rows, which both grouped layouts keep consecutive in the output
+   * (contiguous s_e + i, masked e * capacity + i), so tile row r goes to out_rows[row0] + r -
+   * row0 (the plan's permuted_to_token; its -1 entries are padding, never live). */
   const int32_t *out_rows;
   const float *bias;                /* [E_l, bias_stride] canonical order, or NULL */
   const float *alpha;               /* [E_l] SwiGLU, or NULL */
