@@ -25,7 +25,8 @@ constexpr int kPermuteFromN = 64;
   GemmKernel {                                                                                  \
     reinterpret_cast<const void *>(&sm90_grouped_gemm<FMT, BM, (TILE) / (CL), CL, ST, G1, GA>), \
         BM, FormatTraits<FMT, BM, (TILE) / (CL), CL, ST>::kThreads,                             \
-        FormatTraits<FMT, BM, (TILE) / (CL), CL, ST>::kSmemBytes, (G1) && !(GA), 0              \
+        FormatTraits<FMT, BM, (TILE) / (CL), CL, ST>::kSmemBytes, (G1) && !(GA), 0,             \
+        FMT::kMxWeights ? (BM) : 0                                                              \
   }
 
 /* GEMM2's persistent form (sm90_grouped_gemm2_persistent.cuh) for the configs with C = 1 and
@@ -40,9 +41,10 @@ GemmKernel gemm2_persistent_c1() {
         GroupedGemmTraits<BM, N, 1, ST>::kThreads,
         PersistentTraits<BM, N, ST>::kSmemBytes,
         0,
-        1};
+        1,
+        0};
   } else {
-    return GemmKernel{nullptr, BM, 0, 0, 0, 0};
+    return GemmKernel{nullptr, BM, 0, 0, 0, 0, 0};
   }
 }
 template <class Fmt, int BM, int TILE, int CL, int ST>
@@ -50,7 +52,7 @@ GemmKernel gemm2_persistent_kernel() {
   if constexpr (CL == 1 && kHasPersistentGemm2<Fmt>) {
     return gemm2_persistent_c1<Fmt, BM, TILE, ST>();
   } else {
-    return GemmKernel{nullptr, BM, 0, 0, 0, 0};
+    return GemmKernel{nullptr, BM, 0, 0, 0, 0, 0};
   }
 }
 

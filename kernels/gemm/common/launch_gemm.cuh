@@ -21,6 +21,9 @@ struct GemmKernel {
   int32_t smem_bytes;
   int32_t permuted_input; /* GEMM1 reads a permuted copy of hidden (permute kernel first) */
   int32_t persistent;     /* grid = min(tiles, resident CTAs), each CTA walks tiles */
+  /* bytes of smem_bytes per 32 of K past a run's K: the MXFP4 tile's scales, sized for
+   * MOE_SM90_MX_MAX_K at compile time (launch_gemm launches with the run's share only) */
+  int32_t smem_per_k32;
 };
 
 /* Streaming multiprocessors of the current device when `num_sms` (the runner's) is not set. */
